@@ -1,0 +1,115 @@
+//! The host context as a plugin author sees it: config, dependencies, logging.
+
+use std::sync::Arc;
+
+use abi_stable::std_types::{RSlice, RStr};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::{
+    ffi::{ComponentRef, HostBox},
+    PluginError,
+};
+
+/// What the host offers one component: its name, its config section and handles to its
+/// declared dependencies. Cheap to clone; keep it in the component if you need it later.
+///
+/// Logging needs no handle: use the `tracing` macros and the records reach the host's log,
+/// tagged with the plugin and component.
+#[derive(Clone)]
+pub struct Context {
+    host: HostBox,
+}
+
+impl Context {
+    /// Wraps the host object passed across the boundary.
+    pub fn new(host: HostBox) -> Self {
+        Self { host }
+    }
+
+    /// The name of the component being created.
+    pub fn component(&self) -> String {
+        self.host.component_name().into()
+    }
+
+    /// This component's configuration section (`[components.NAME.config]` in the host's
+    /// TOML file), deserialised. A component without a section gets `T` from `{}`.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginError::Failed`] naming the component when the section does not fit `T`.
+    pub fn config<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
+        let json = self.host.config_json();
+        serde_json::from_str(json.as_str()).map_err(|err| {
+            PluginError::failed(format!(
+                "config of component `{}` is invalid: {err}",
+                self.component()
+            ))
+        })
+    }
+
+    /// A handle to `name`, which must be one of this component's declared dependencies.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginError::Dependency`] when `name` was not declared or is not available.
+    pub fn dependency(&self, name: &str) -> Result<Dependency, PluginError> {
+        self.host
+            .dependency(RStr::from_str(name))
+            .into_option()
+            .map(|handle| Dependency {
+                name: name.to_owned(),
+                handle: Arc::new(handle),
+            })
+            .ok_or_else(|| {
+                PluginError::dependency(
+                    name,
+                    "not available: declare it in the component's dependencies",
+                )
+            })
+    }
+}
+
+/// A handle to another component this one depends on.
+#[derive(Clone)]
+pub struct Dependency {
+    name: String,
+    handle: Arc<ComponentRef>,
+}
+
+impl Dependency {
+    /// The dependency's component name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Calls `method` with raw input bytes.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the dependency returns, as [`PluginError::Dependency`].
+    pub fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, PluginError> {
+        self.handle
+            .call(RStr::from_str(method), RSlice::from_slice(input))
+            .into_result()
+            .map(Vec::from)
+            .map_err(|err| PluginError::dependency(&self.name, format!("{method}: {err}")))
+    }
+
+    /// Calls `method` with a JSON request and parses the JSON reply.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginError::Dependency`] when the call fails or either side is not valid JSON.
+    pub fn call_json<Req, Resp>(&self, method: &str, request: &Req) -> Result<Resp, PluginError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let input = serde_json::to_vec(request)
+            .map_err(|err| PluginError::dependency(&self.name, err))?;
+        let output = self.call(method, &input)?;
+        serde_json::from_slice(&output).map_err(|err| {
+            PluginError::dependency(&self.name, format!("{method}: reply is not valid: {err}"))
+        })
+    }
+}

@@ -1,0 +1,102 @@
+//! The FFI-safe objects that cross the boundary: the root module, components, the host.
+//!
+//! Plugin authors never touch these directly: they implement [`crate::Plugin`] and
+//! [`crate::Component`], and [`crate::export_plugin!`] wires them to this module. The host
+//! uses these types to drive a loaded library.
+
+// The `StableAbi` and `sabi_trait` expansions contain the crate's only unsafe code.
+#![allow(unsafe_code)]
+// abi_stable 0.11's `sabi_trait` emits impls inside a const block (rodrimati1992/abi_stable_crates#105).
+#![allow(non_local_definitions)]
+
+use abi_stable::{
+    declare_root_module_statics,
+    library::RootModule,
+    package_version_strings, sabi_trait,
+    sabi_types::VersionStrings,
+    std_types::{RArc, RBox, ROption, RResult, RSlice, RStr, RString, RVec},
+    StableAbi,
+};
+
+use crate::{Manifest, PluginError};
+
+/// Severity of a log record forwarded from a plugin to the host.
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, StableAbi)]
+pub enum LogLevel {
+    /// Very verbose diagnostics.
+    Trace,
+    /// Diagnostics.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something unexpected that the plugin handled.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// A component instance as the host sees it.
+#[sabi_trait]
+pub trait ComponentObj: Send + Sync {
+    /// Runs `method` with `input` (usually JSON) and returns the output bytes.
+    #[sabi(last_prefix_field)]
+    fn call(&self, method: RStr<'_>, input: RSlice<'_, u8>) -> RResult<RVec<u8>, PluginError>;
+}
+
+/// An owned component instance, as returned by a plugin's `create`.
+pub type ComponentBox = ComponentObj_TO<'static, RBox<()>>;
+
+/// A shared handle to a component, as handed to a plugin for its dependencies.
+pub type ComponentRef = ComponentObj_TO<'static, RArc<()>>;
+
+/// What the host offers a component. Implemented by the host, one per component instance.
+#[sabi_trait]
+pub trait HostApi: Send + Sync + Clone {
+    /// The name of the component this context belongs to.
+    fn component_name(&self) -> RString;
+
+    /// Whether records at `level` would be kept by the host's log filter.
+    fn log_enabled(&self, level: LogLevel) -> bool;
+
+    /// Emits one record into the host's log. `component` is empty when the record did not
+    /// come from inside a component's code.
+    fn log(&self, level: LogLevel, component: RStr<'_>, target: RStr<'_>, message: RStr<'_>);
+
+    /// This component's configuration section as JSON (`{}` when there is none).
+    fn config_json(&self) -> RString;
+
+    /// A handle to one of the component's declared dependencies, already initialised.
+    #[sabi(last_prefix_field)]
+    fn dependency(&self, name: RStr<'_>) -> ROption<ComponentRef>;
+}
+
+/// The host context object passed to `create`.
+pub type HostBox = HostApi_TO<'static, RArc<()>>;
+
+/// The root module every plugin library exports.
+///
+/// It is an abi_stable prefix type: a later minor version of plugin-api may append fields
+/// after the last one, and libraries built against this version keep loading.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginRootRef)))]
+#[sabi(missing_field(panic))]
+pub struct PluginRoot {
+    /// Returns the plugin's manifest. Never panics across the boundary.
+    pub manifest: extern "C" fn() -> RResult<Manifest, PluginError>,
+
+    /// Creates the component `name` with the given host context.
+    #[sabi(last_prefix_field)]
+    pub create: extern "C" fn(name: RStr<'_>, host: HostBox) -> RResult<ComponentBox, PluginError>,
+}
+
+impl RootModule for PluginRootRef {
+    declare_root_module_statics! {PluginRootRef}
+    const BASE_NAME: &'static str = "plugin";
+    const NAME: &'static str = "plugin-host plugin";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+/// The plugin-api version this crate was built as; plugins record it in their library.
+pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");

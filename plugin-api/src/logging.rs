@@ -1,0 +1,119 @@
+//! Forwards a plugin's `tracing` events into the host's log.
+//!
+//! A plugin is a separate binary with its own copy of `tracing` and its own global
+//! dispatcher, so events a plugin emits would otherwise go nowhere. The export adapters
+//! install [`HostLayer`] as the plugin's global subscriber on first contact with the host.
+//! The host's own filter decides, per event, what is kept.
+
+use std::{cell::RefCell, fmt::Write as _, sync::OnceLock};
+
+use abi_stable::std_types::RStr;
+use tracing::{
+    field::{Field, Visit},
+    subscriber::Interest,
+    Event, Level, Metadata, Subscriber,
+};
+use tracing_subscriber::{layer::Context as LayerContext, prelude::*, Layer};
+
+use crate::ffi::{HostBox, LogLevel};
+
+static HOST: OnceLock<HostBox> = OnceLock::new();
+
+thread_local! {
+    static CURRENT_COMPONENT: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Installs the forwarding subscriber once per plugin library.
+pub(crate) fn install(host: &HostBox) {
+    HOST.get_or_init(|| {
+        let subscriber = tracing_subscriber::registry().with(HostLayer);
+        // Fails only if the plugin author installed their own subscriber; theirs wins.
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        host.clone()
+    });
+}
+
+/// While alive, records from this thread are attributed to `component`.
+pub(crate) struct ComponentScope {
+    previous: String,
+}
+
+impl ComponentScope {
+    pub(crate) fn enter(component: &str) -> Self {
+        let previous = CURRENT_COMPONENT.with(|current| {
+            std::mem::replace(&mut *current.borrow_mut(), component.to_owned())
+        });
+        Self { previous }
+    }
+}
+
+impl Drop for ComponentScope {
+    fn drop(&mut self) {
+        CURRENT_COMPONENT.with(|current| {
+            *current.borrow_mut() = std::mem::take(&mut self.previous);
+        });
+    }
+}
+
+fn to_log_level(level: &Level) -> LogLevel {
+    match *level {
+        Level::TRACE => LogLevel::Trace,
+        Level::DEBUG => LogLevel::Debug,
+        Level::INFO => LogLevel::Info,
+        Level::WARN => LogLevel::Warn,
+        Level::ERROR => LogLevel::Error,
+    }
+}
+
+/// The `tracing` layer that sends every enabled event to the host.
+pub struct HostLayer;
+
+impl<S: Subscriber> Layer<S> for HostLayer {
+    fn register_callsite(&self, _metadata: &'static Metadata<'static>) -> Interest {
+        // The host's filter can change at run time; ask it on every event.
+        Interest::sometimes()
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>, _ctx: LayerContext<'_, S>) -> bool {
+        HOST.get()
+            .is_some_and(|host| host.log_enabled(to_log_level(metadata.level())))
+    }
+
+    fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
+        let Some(host) = HOST.get() else { return };
+        let mut visitor = MessageVisitor::default();
+        event.record(&mut visitor);
+        let metadata = event.metadata();
+        CURRENT_COMPONENT.with(|component| {
+            host.log(
+                to_log_level(metadata.level()),
+                RStr::from_str(&component.borrow()),
+                RStr::from_str(metadata.target()),
+                RStr::from_str(&visitor.text),
+            );
+        });
+    }
+}
+
+#[derive(Default)]
+struct MessageVisitor {
+    text: String,
+}
+
+impl Visit for MessageVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.text.insert_str(0, value);
+        } else {
+            let _ = write!(self.text, " {}={value:?}", field.name());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.text.insert_str(0, &format!("{value:?}"));
+        } else {
+            let _ = write!(self.text, " {}={value:?}", field.name());
+        }
+    }
+}
