@@ -1,1 +1,53 @@
-//! plugin-host
+//! plugin-host: finds native plugins in a directory, knows what each provides without
+//! loading it, loads a library only when one of its components is first needed, and runs
+//! every component under one [`Coordinator`].
+//!
+//! # Embedding
+//!
+//! ```no_run
+//! use plugin_host::{Coordinator, Discovery};
+//!
+//! # async fn demo() -> anyhow::Result<()> {
+//! // Your binary is the scanner too: let it answer scan requests first thing in main.
+//! plugin_host::run_scanner_if_requested();
+//!
+//! let catalog = Discovery::new("plugins").discover().await?;
+//! let coordinator = Coordinator::builder().build();
+//! for problem in coordinator.register_catalog(&catalog) {
+//!     eprintln!("{problem}");
+//! }
+//! let quotes = coordinator.get("market-data").await?;
+//! let quote: serde_json::Value = quotes.call_json("quote", &serde_json::json!({"symbol": "AAPL"}))?;
+//! println!("{quote}");
+//! coordinator.shutdown(std::time::Duration::from_secs(10)).await;
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs, unreachable_pub)]
+#![deny(unsafe_code)]
+
+pub mod config;
+mod context;
+mod coordinator;
+pub mod discovery;
+mod loader;
+mod manifest;
+mod util;
+
+pub use self::{
+    config::{Config, ConfigError},
+    context::PLUGIN_LOG_TARGET,
+    coordinator::{
+        CallError, ComponentHandle, ComponentSpec, ComponentState, ComponentStatus, Coordinator,
+        CoordinatorBuilder, Dependencies, EvictError, GetError, InitError, Instance,
+        NativeComponent, Provider, RegisterError, ShutdownReport,
+    },
+    discovery::{
+        run_scanner_if_requested, Catalog, DiscoveredPlugin, Discovery, DiscoveryError, ScanMode,
+    },
+    loader::{open_library, LoadError, LoadedLibrary, Loader},
+    manifest::{ComponentInfo, PluginInfo},
+    util::format_bytes,
+};
+pub use plugin_api;

@@ -82,5 +82,6 @@ impl<'a> Request<'a> {
 ///
 /// [`PluginError::Failed`] when the value cannot be serialised.
 pub fn json_reply<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, PluginError> {
-    serde_json::to_vec(value).map_err(|err| PluginError::failed(format!("serialising reply: {err}")))
+    serde_json::to_vec(value)
+        .map_err(|err| PluginError::failed(format!("serialising reply: {err}")))
 }

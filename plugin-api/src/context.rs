@@ -105,8 +105,8 @@ impl Dependency {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
-        let input = serde_json::to_vec(request)
-            .map_err(|err| PluginError::dependency(&self.name, err))?;
+        let input =
+            serde_json::to_vec(request).map_err(|err| PluginError::dependency(&self.name, err))?;
         let output = self.call(method, &input)?;
         serde_json::from_slice(&output).map_err(|err| {
             PluginError::dependency(&self.name, format!("{method}: reply is not valid: {err}"))

@@ -15,7 +15,9 @@ use abi_stable::{
 
 use crate::{
     error::panic_message,
-    ffi::{ComponentBox, ComponentObj, ComponentObj_TO, HostBox, LogLevel, PluginRoot, PluginRootRef},
+    ffi::{
+        ComponentBox, ComponentObj, ComponentObj_TO, HostBox, LogLevel, PluginRoot, PluginRootRef,
+    },
     logging::{self, ComponentScope},
     Component, Context, Manifest, Plugin, PluginError, Request,
 };
@@ -33,7 +35,10 @@ fn plugin_name<P: Plugin>() -> &'static str {
 
 fn panicked(component: &str, method: &str, payload: &(dyn std::any::Any + Send)) -> PluginError {
     PluginError::Panicked {
-        plugin: PLUGIN_NAME.get().map_or("<unnamed plugin>", String::as_str).into(),
+        plugin: PLUGIN_NAME
+            .get()
+            .map_or("<unnamed plugin>", String::as_str)
+            .into(),
         component: component.into(),
         method: method.into(),
         message: panic_message(payload).into(),
@@ -67,7 +72,9 @@ extern "C" fn create_adapter<P: Plugin>(
     logging::install(&host);
     let name = name.as_str();
     let _scope = ComponentScope::enter(name);
-    let created = catch_unwind(AssertUnwindSafe(|| P::create(name, Context::new(host.clone()))));
+    let created = catch_unwind(AssertUnwindSafe(|| {
+        P::create(name, Context::new(host.clone()))
+    }));
     match created {
         Ok(Ok(inner)) => {
             let guarded = Guarded {

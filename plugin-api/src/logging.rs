@@ -40,9 +40,8 @@ pub(crate) struct ComponentScope {
 
 impl ComponentScope {
     pub(crate) fn enter(component: &str) -> Self {
-        let previous = CURRENT_COMPONENT.with(|current| {
-            std::mem::replace(&mut *current.borrow_mut(), component.to_owned())
-        });
+        let previous = CURRENT_COMPONENT
+            .with(|current| std::mem::replace(&mut *current.borrow_mut(), component.to_owned()));
         Self { previous }
     }
 }

@@ -53,7 +53,11 @@ impl Plugin for HistoricalDataPlugin {
         for symbol in &symbols {
             history.bars(symbol, PRELOAD_BARS)?;
         }
-        tracing::info!(symbols = symbols.len(), bars = PRELOAD_BARS, "bar cache built");
+        tracing::info!(
+            symbols = symbols.len(),
+            bars = PRELOAD_BARS,
+            "bar cache built"
+        );
         Ok(Box::new(history))
     }
 }
@@ -109,7 +113,9 @@ impl HistoricalData {
                 "ticks",
                 &serde_json::json!({ "symbol": symbol, "from": from, "count": TICKS_PER_BAR }),
             )?;
-            bars.push(aggregate(&ticks).ok_or_else(|| PluginError::failed("feed returned no ticks"))?);
+            bars.push(
+                aggregate(&ticks).ok_or_else(|| PluginError::failed("feed returned no ticks"))?,
+            );
         }
         Ok(bars[..count].to_vec())
     }

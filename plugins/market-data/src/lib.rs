@@ -194,7 +194,10 @@ mod tests {
     fn quotes_are_deterministic_and_bid_is_below_ask() {
         let first = quote("AAPL", 42);
         assert_eq!(first, quote("AAPL", 42));
-        assert!(first.bid < first.last && first.last < first.ask, "{first:?}");
+        assert!(
+            first.bid < first.last && first.last < first.ask,
+            "{first:?}"
+        );
         assert_eq!(first.ts, EPOCH_MS + 42_000);
     }
 
@@ -210,7 +213,10 @@ mod tests {
     #[test]
     fn ticks_returns_the_requested_count() {
         let reply = MarketData
-            .call(Request::new("ticks", br#"{"symbol":"MSFT","from":10,"count":3}"#))
+            .call(Request::new(
+                "ticks",
+                br#"{"symbol":"MSFT","from":10,"count":3}"#,
+            ))
             .unwrap();
         let ticks: Vec<Tick> = serde_json::from_slice(&reply).unwrap();
         assert_eq!(ticks.len(), 3);

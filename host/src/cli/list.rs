@@ -1,0 +1,86 @@
+//! `plugin-host list`: every plugin file, its status and components; loads no library.
+
+use std::process::ExitCode;
+
+use plugin_host::Catalog;
+
+use super::{discovery, CliResult, GlobalArgs};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn run(global: &GlobalArgs, args: ListArgs) -> CliResult {
+    let config = global.config()?;
+    let catalog = discovery(&config).discover().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&catalog)?);
+    } else {
+        print_table(&catalog);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(catalog: &Catalog) {
+    println!(
+        "plugins in {} ({} scanned, {} from cache)",
+        catalog.dir.display(),
+        catalog.scanned,
+        catalog.plugins.len() - catalog.scanned
+    );
+    if catalog.plugins.is_empty() {
+        println!("  no plugin files (*.{})", std::env::consts::DLL_EXTENSION);
+        return;
+    }
+    let file_name = |p: &std::path::Path| {
+        p.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    };
+    let width = catalog
+        .plugins
+        .iter()
+        .map(|p| file_name(&p.path).len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "  {:<width$}  {:<18} {:<8} {:<6} COMPONENTS",
+        "FILE", "PLUGIN", "VERSION", "STATUS"
+    );
+    for plugin in &catalog.plugins {
+        let file = file_name(&plugin.path);
+        match &plugin.outcome {
+            Ok(info) => {
+                let components: Vec<String> = info
+                    .components
+                    .iter()
+                    .map(|c| {
+                        if c.dependencies.is_empty() {
+                            c.name.clone()
+                        } else {
+                            format!("{} (needs {})", c.name, c.dependencies.join(", "))
+                        }
+                    })
+                    .collect();
+                println!(
+                    "  {file:<width$}  {:<18} {:<8} {:<6} {}",
+                    info.name,
+                    info.version,
+                    "ok",
+                    components.join("; ")
+                );
+            }
+            Err(_) => println!("  {file:<width$}  {:<18} {:<8} {:<6} -", "-", "-", "error"),
+        }
+    }
+    let failures: Vec<_> = catalog.failures().collect();
+    if !failures.is_empty() {
+        println!();
+        for failure in failures {
+            println!("error: {failure}");
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Command-line interface: argument definitions and dispatch.
+
+mod call;
+mod check;
+mod inspect;
+mod list;
+mod logging;
+mod run;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use plugin_host::{Config, Coordinator, CoordinatorBuilder, Discovery};
+
+/// Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
+pub(crate) const EXIT_FAILURE: u8 = 1;
+pub(crate) const EXIT_USAGE: u8 = 2;
+
+/// Hosts native plugins: finds them in a directory, loads each library only when one of
+/// its components is first needed, and runs every component under one coordinator.
+#[derive(Debug, Parser)]
+#[command(name = "plugin-host", version, about, long_about = None)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct GlobalArgs {
+    /// Configuration file (TOML); see examples/host.toml for every key.
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Directory of plugin libraries [default: the config's host.plugins_dir, else ./plugins].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) plugins_dir: Option<PathBuf>,
+    /// Registry cache directory [default: host.cache_dir, else $XDG_CACHE_HOME/plugin-host].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// Log format on stderr; RUST_LOG sets the filter.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    pub(crate) log_format: logging::LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// List every plugin file with its status and components, without loading any.
+    List(list::ListArgs),
+    /// Show one plugin file's manifest and whether this host can use it.
+    Inspect(inspect::InspectArgs),
+    /// Initialise a component (dependencies first), call a method, print the JSON result.
+    Call(call::CallArgs),
+    /// Validate the config, the plugins and the dependency graph; print every problem.
+    Check(check::CheckArgs),
+    /// Discover plugins and run until SIGINT or SIGTERM, then stop components in reverse order.
+    Run(run::RunArgs),
+}
+
+/// An error with the exit code it maps to.
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    pub(crate) error: anyhow::Error,
+}
+
+impl Failure {
+    pub(crate) fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: EXIT_USAGE,
+            error: error.into(),
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Self {
+            code: EXIT_FAILURE,
+            error: error.into(),
+        }
+    }
+}
+
+pub(crate) type CliResult = Result<ExitCode, Failure>;
+
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Run(_) => "info",
+        _ => "warn",
+    };
+    logging::init(cli.global.log_format, default_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let result = runtime.block_on(dispatch(cli));
+    // Plugin code that hangs must not hold the process open after the command is done.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> CliResult {
+    let global = cli.global;
+    match cli.command {
+        Command::List(args) => list::run(&global, args).await,
+        Command::Inspect(args) => inspect::run(&global, args).await,
+        Command::Call(args) => call::run(&global, args).await,
+        Command::Check(args) => check::run(&global, args).await,
+        Command::Run(args) => run::run(&global, args).await,
+    }
+}
+
+impl GlobalArgs {
+    /// Loads the config (file, environment) and applies the command-line flags on top.
+    pub(crate) fn config(&self) -> Result<Config, Failure> {
+        let mut config = Config::load(self.config.as_deref()).map_err(Failure::usage)?;
+        if let Some(dir) = &self.plugins_dir {
+            config.host.plugins_dir = dir.clone();
+        }
+        if let Some(dir) = &self.cache_dir {
+            config.host.cache_dir = dir.clone();
+        }
+        Ok(config)
+    }
+}
+
+/// Discovery as the config says, scanning in subprocesses of this binary.
+pub(crate) fn discovery(config: &Config) -> Discovery {
+    Discovery::new(&config.host.plugins_dir)
+        .with_cache_dir(config.cache_dir())
+        .with_concurrency(config.host.scan_concurrency)
+}
+
+/// Discovers plugins and registers every usable component; problems are logged.
+pub(crate) async fn coordinator(config: &Config) -> Result<Coordinator, Failure> {
+    let catalog = discovery(config).discover().await?;
+    let coordinator = CoordinatorBuilder::from_config(config).build();
+    for problem in coordinator.register_catalog(&catalog) {
+        tracing::warn!("{problem}");
+    }
+    Ok(coordinator)
+}

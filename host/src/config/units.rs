@@ -1,0 +1,114 @@
+//! Human units in the config file: durations (`"30s"`, `"1m 30s"`, `"250ms"`) and sizes
+//! (`"100MiB"`, `"2GiB"`, `"512kB"`, or a plain number of bytes).
+
+use std::time::Duration;
+
+use serde::{de, Deserialize, Deserializer};
+
+/// Parses a size such as `"100MiB"` or `"2 GB"` into bytes.
+///
+/// # Errors
+///
+/// A message naming the text and the accepted units.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size; write it like \"512MiB\" or \"2GiB\""))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{text}`; use B, KiB, MiB, GiB, TiB (or kB, MB, GB, TB)"
+            ))
+        }
+    };
+    let bytes = number * multiplier as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(format!("size `{text}` is out of range"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// Parses a duration such as `"30s"` or `"1m 30s"`.
+///
+/// # Errors
+///
+/// A message naming the text and how to write a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|err| {
+        format!(
+            "`{text}` is not a duration ({err}); write it like \"30s\", \"250ms\" or \"1m 30s\""
+        )
+    })
+}
+
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(de::Error::custom)
+}
+
+pub(crate) fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+pub(crate) fn duration_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, Duration>, D::Error> {
+    let raw = std::collections::BTreeMap::<String, String>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(key, text)| {
+            parse_duration(&text)
+                .map(|value| (key.clone(), value))
+                .map_err(|err| de::Error::custom(format!("`{key}`: {err}")))
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum SizeRepr {
+    Number(u64),
+    Text(String),
+}
+
+pub(crate) fn opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match SizeRepr::deserialize(d)? {
+        SizeRepr::Number(bytes) => Ok(Some(bytes)),
+        SizeRepr::Text(text) => parse_size(&text).map(Some).map_err(de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_in_binary_and_decimal_units() {
+        assert_eq!(parse_size("100MiB"), Ok(100 << 20));
+        assert_eq!(parse_size("2 GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1.5kB"), Ok(1500));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12 parsecs").unwrap_err().contains("parsecs"));
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn durations_in_human_form() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,109 @@
+//! The host side of the plugin context: what a plugin component can ask of the host.
+
+use std::collections::HashMap;
+
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{RArc, ROption, RResult, RSlice, RStr, RString, RVec},
+};
+use plugin_api::{
+    ffi::{ComponentObj, ComponentObj_TO, ComponentRef, HostApi, HostApi_TO, HostBox, LogLevel},
+    PluginError,
+};
+
+use crate::coordinator::{CallError, ComponentHandle, Dependencies};
+
+/// The target of every record a plugin logs: `RUST_LOG=plugin=debug` filters them.
+pub const PLUGIN_LOG_TARGET: &str = "plugin";
+
+/// One component's view of the host.
+#[derive(Clone)]
+pub(crate) struct PluginHostContext {
+    plugin: String,
+    component: String,
+    config_json: String,
+    dependencies: HashMap<String, ComponentHandle>,
+}
+
+impl PluginHostContext {
+    pub(crate) fn new_box(
+        plugin: &str,
+        component: &str,
+        config: &serde_json::Value,
+        dependencies: Dependencies,
+    ) -> HostBox {
+        let context = Self {
+            plugin: plugin.to_owned(),
+            component: component.to_owned(),
+            config_json: config.to_string(),
+            dependencies: dependencies.into_map(),
+        };
+        HostApi_TO::from_ptr(RArc::new(context), TD_Opaque)
+    }
+}
+
+macro_rules! at_level {
+    ($level:expr, $mac:ident!($($args:tt)*)) => {
+        match $level {
+            LogLevel::Trace => tracing::$mac!(target: "plugin", tracing::Level::TRACE, $($args)*),
+            LogLevel::Debug => tracing::$mac!(target: "plugin", tracing::Level::DEBUG, $($args)*),
+            LogLevel::Info => tracing::$mac!(target: "plugin", tracing::Level::INFO, $($args)*),
+            LogLevel::Warn => tracing::$mac!(target: "plugin", tracing::Level::WARN, $($args)*),
+            LogLevel::Error => tracing::$mac!(target: "plugin", tracing::Level::ERROR, $($args)*),
+        }
+    };
+}
+
+impl HostApi for PluginHostContext {
+    fn component_name(&self) -> RString {
+        self.component.as_str().into()
+    }
+
+    fn log_enabled(&self, level: LogLevel) -> bool {
+        at_level!(level, enabled!())
+    }
+
+    fn log(&self, level: LogLevel, component: RStr<'_>, target: RStr<'_>, message: RStr<'_>) {
+        let component = if component.is_empty() {
+            self.component.as_str()
+        } else {
+            component.as_str()
+        };
+        at_level!(
+            level,
+            event!(
+                plugin = %self.plugin,
+                component = %component,
+                module = %target,
+                "{}",
+                message
+            )
+        );
+    }
+
+    fn config_json(&self) -> RString {
+        self.config_json.as_str().into()
+    }
+
+    fn dependency(&self, name: RStr<'_>) -> ROption<ComponentRef> {
+        self.dependencies
+            .get(name.as_str())
+            .map(|handle| {
+                ComponentObj_TO::from_ptr(RArc::new(DependencyAdapter(handle.clone())), TD_Opaque)
+            })
+            .into()
+    }
+}
+
+/// Exposes a host-side handle to a plugin as an FFI component object.
+struct DependencyAdapter(ComponentHandle);
+
+impl ComponentObj for DependencyAdapter {
+    fn call(&self, method: RStr<'_>, input: RSlice<'_, u8>) -> RResult<RVec<u8>, PluginError> {
+        match self.0.call(method.as_str(), input.as_slice()) {
+            Ok(bytes) => RResult::ROk(bytes.into()),
+            Err(CallError::Failed { source, .. }) => RResult::RErr(source),
+            Err(other) => RResult::RErr(PluginError::dependency(self.0.name(), other)),
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Errors of getting, initialising and calling components.
+
+use std::{sync::Arc, time::Duration};
+
+use plugin_api::PluginError;
+
+use crate::loader::LoadError;
+
+/// Why a component could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    /// Another provider already has the name.
+    #[error("component `{name}` is provided by both {existing} and {new}; remove one of them or disable one in the config")]
+    Duplicate {
+        /// The component name.
+        name: String,
+        /// Who provided it first.
+        existing: String,
+        /// Who tried to provide it again.
+        new: String,
+    },
+    /// Registering it would close a dependency cycle.
+    #[error("dependency cycle: {}; break the cycle in the components' declared dependencies", .path.join(" -> "))]
+    Cycle {
+        /// The cycle, first component repeated at the end.
+        path: Vec<String>,
+    },
+    /// The name is not usable.
+    #[error(
+        "component name `{name}` is not valid: use 1-64 characters of a-z, 0-9, `-`, `_` or `.`"
+    )]
+    InvalidName {
+        /// The name.
+        name: String,
+    },
+}
+
+/// Why a component could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// Its library could not be loaded.
+    #[error("component `{component}`: cannot load its plugin library")]
+    Load {
+        /// The component.
+        component: String,
+        /// Why.
+        #[source]
+        source: LoadError,
+    },
+    /// The provider's create failed, panicked or the plugin reported an error.
+    #[error("component `{component}` (plugin `{plugin}`) failed to initialise")]
+    Create {
+        /// The component.
+        component: String,
+        /// The plugin, or `native` for a native component.
+        plugin: String,
+        /// The plugin's error.
+        #[source]
+        source: PluginError,
+    },
+    /// A dependency could not be made ready.
+    #[error("component `{component}` cannot start because its dependency `{dependency}` failed")]
+    Dependency {
+        /// The component.
+        component: String,
+        /// The dependency that failed.
+        dependency: String,
+        /// Why the dependency failed.
+        #[source]
+        source: GetError,
+    },
+    /// Initialisation took longer than its timeout; its thread was abandoned.
+    #[error("component `{component}` did not finish initialising within {}; it is marked timed out and a late result will be dropped", humantime::format_duration(*.limit))]
+    TimedOut {
+        /// The component.
+        component: String,
+        /// The limit that expired.
+        limit: Duration,
+    },
+    /// The initialising thread could not be started or died.
+    #[error("component `{component}`: initialisation thread failed: {reason}")]
+    Thread {
+        /// The component.
+        component: String,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// Why [`crate::Coordinator::get`] failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GetError {
+    /// No plugin or native provider has that name.
+    #[error("no component named `{name}`; `plugin-host list` shows the components available")]
+    UnknownComponent {
+        /// The name asked for.
+        name: String,
+    },
+    /// A dependency is declared but nothing provides it.
+    #[error("component `{component}` depends on `{dependency}`, which no plugin or native component provides")]
+    MissingDependency {
+        /// The component.
+        component: String,
+        /// The missing dependency.
+        dependency: String,
+    },
+    /// Initialisation failed (the same error for every waiter).
+    #[error(transparent)]
+    Init(Arc<InitError>),
+    /// The component failed recently and is not retried until the backoff passes.
+    #[error("component `{component}` failed {} ago and is retried after {}", humantime::format_duration(*.since), humantime::format_duration(*.backoff))]
+    Backoff {
+        /// The component.
+        component: String,
+        /// Time since the failure.
+        since: Duration,
+        /// The retry backoff.
+        backoff: Duration,
+        /// The failure.
+        #[source]
+        source: Arc<InitError>,
+    },
+    /// The coordinator is shutting down.
+    #[error("component `{name}` is not available: the host is shutting down")]
+    ShuttingDown {
+        /// The component.
+        name: String,
+    },
+}
+
+impl GetError {
+    /// Whether the root cause is an expired init timeout.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Self::Init(err) | Self::Backoff { source: err, .. } => match &**err {
+                InitError::TimedOut { .. } => true,
+                InitError::Dependency { source, .. } => source.is_timeout(),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The component could not be made ready.
+    #[error(transparent)]
+    Get(#[from] GetError),
+    /// The component answered with an error (or panicked; the panic was caught).
+    #[error("component `{component}` method `{method}` failed")]
+    Failed {
+        /// The component.
+        component: String,
+        /// The method.
+        method: String,
+        /// The component's error.
+        #[source]
+        source: PluginError,
+    },
+    /// The call did not return within its timeout.
+    #[error("component `{component}` method `{method}` did not return within {}", humantime::format_duration(*.limit))]
+    TimedOut {
+        /// The component.
+        component: String,
+        /// The method.
+        method: String,
+        /// The limit.
+        limit: Duration,
+    },
+    /// The input or output was not valid JSON for the types asked for.
+    #[error("component `{component}` method `{method}`: {message}")]
+    Json {
+        /// The component.
+        component: String,
+        /// The method.
+        method: String,
+        /// What did not (de)serialise.
+        message: String,
+    },
+}
+
+/// Why [`crate::Coordinator::evict`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvictError {
+    /// No component has that name.
+    #[error("no component named `{name}`")]
+    UnknownComponent {
+        /// The name asked for.
+        name: String,
+    },
+    /// Only ready components can be evicted.
+    #[error("component `{name}` is {state}, not ready; there is nothing to evict")]
+    NotReady {
+        /// The component.
+        name: String,
+        /// Its state.
+        state: super::ComponentState,
+    },
+    /// Ready components depend on it.
+    #[error("component `{name}` is needed by ready component(s) {}; evict those first or ask for a cascade", .dependents.join(", "))]
+    HasReadyDependents {
+        /// The component.
+        name: String,
+        /// The ready components that depend on it.
+        dependents: Vec<String>,
+    },
+}

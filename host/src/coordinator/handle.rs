@@ -1,0 +1,76 @@
+//! Handles to ready components: what callers hold and call.
+
+use std::sync::{atomic::Ordering, Arc};
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::{provider::Instance, slot::SlotInfo, CallError};
+
+/// A ready component instance and where it came from.
+pub(crate) struct Ready {
+    pub(crate) instance: Box<dyn Instance>,
+    pub(crate) info: Arc<SlotInfo>,
+}
+
+/// A handle to a ready component. Holding it keeps the instance alive, even if the
+/// component is evicted or the host shuts down meanwhile. Cheap to clone.
+#[derive(Clone)]
+pub struct ComponentHandle {
+    pub(crate) ready: Arc<Ready>,
+}
+
+impl std::fmt::Debug for ComponentHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentHandle")
+            .field("name", &self.name())
+            .finish()
+    }
+}
+
+impl ComponentHandle {
+    /// The component's name.
+    pub fn name(&self) -> &str {
+        &self.ready.info.spec.name
+    }
+
+    /// Calls `method` with raw input, on this thread, with no timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Failed`] with the component's error.
+    pub fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
+        let slot = &self.ready.info;
+        slot.touch();
+        slot.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let result = self.ready.instance.call(method, input);
+        if result.is_err() {
+            slot.stats.call_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        result.map_err(|source| CallError::Failed {
+            component: self.name().to_owned(),
+            method: method.to_owned(),
+            source,
+        })
+    }
+
+    /// Calls `method` with a JSON request and parses the JSON reply.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Json`] when either side does not (de)serialise, else as [`Self::call`].
+    pub fn call_json<Req, Resp>(&self, method: &str, request: &Req) -> Result<Resp, CallError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let json_error = |message: String| CallError::Json {
+            component: self.name().to_owned(),
+            method: method.to_owned(),
+            message,
+        };
+        let input = serde_json::to_vec(request).map_err(|e| json_error(format!("request: {e}")))?;
+        let output = self.call(method, &input)?;
+        serde_json::from_slice(&output)
+            .map_err(|e| json_error(format!("reply is not the expected JSON: {e}")))
+    }
+}

@@ -1,0 +1,800 @@
+//! The coordinator: every component, initialised lazily in dependency order, exactly once.
+//!
+//! `get` on a ready component is one lock-free map load and one atomic reference count
+//! increment. A cold component is initialised by one task however many callers wait:
+//! dependencies first (independent ones concurrently), then the provider's `create` on its
+//! own thread under the init timeout. Shutdown stops components in reverse dependency order.
+
+mod error;
+mod graph;
+mod handle;
+mod provider;
+mod slot;
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, Instant},
+};
+
+use arc_swap::ArcSwap;
+use futures::{future::BoxFuture, FutureExt};
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+pub use self::{
+    error::{CallError, EvictError, GetError, InitError, RegisterError},
+    handle::ComponentHandle,
+    provider::{ComponentSpec, Dependencies, Instance, NativeComponent, Provider},
+    slot::ComponentState,
+};
+use self::{
+    handle::Ready,
+    provider::PluginProvider,
+    slot::{InitResult, Slot, SlotState},
+};
+use crate::{config::Config, discovery::Catalog, loader::Loader, manifest::valid_name};
+
+/// Builds a [`Coordinator`].
+#[derive(Debug, Clone)]
+pub struct CoordinatorBuilder {
+    init_concurrency: usize,
+    default_timeout: Duration,
+    failure_backoff: Duration,
+    component_configs: HashMap<String, serde_json::Value>,
+    config: Config,
+}
+
+impl Default for CoordinatorBuilder {
+    fn default() -> Self {
+        Self {
+            init_concurrency: 4,
+            default_timeout: Duration::from_secs(30),
+            failure_backoff: Duration::from_secs(5),
+            component_configs: HashMap::new(),
+            config: Config::default(),
+        }
+    }
+}
+
+impl CoordinatorBuilder {
+    /// Takes concurrency, timeouts and per-component overrides from a [`Config`]:
+    /// disabled components are not registered, priority, memory estimate and timeout
+    /// overrides replace the manifest's, and `[components.NAME.config]` is handed to the
+    /// component.
+    pub fn from_config(config: &Config) -> Self {
+        let component_configs = config
+            .components
+            .iter()
+            .filter_map(|(name, c)| {
+                serde_json::to_value(&c.config)
+                    .ok()
+                    .map(|v| (name.clone(), v))
+            })
+            .collect();
+        Self {
+            init_concurrency: config.host.init_concurrency.max(1),
+            default_timeout: config.timeouts.default,
+            component_configs,
+            config: config.clone(),
+            ..Self::default()
+        }
+    }
+
+    /// How many `create`s may run at once. Defaults to 4.
+    pub fn with_init_concurrency(mut self, n: usize) -> Self {
+        self.init_concurrency = n.max(1);
+        self
+    }
+
+    /// Init and call timeout when nothing more specific is set. Defaults to 30 s.
+    pub fn with_default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = timeout;
+        self
+    }
+
+    /// How long a failed component is left alone before a `get` retries it. Defaults to 5 s.
+    pub fn with_failure_backoff(mut self, backoff: Duration) -> Self {
+        self.failure_backoff = backoff;
+        self
+    }
+
+    /// A component's config section, handed to it at creation. Defaults to `{}`.
+    pub fn with_component_config(
+        mut self,
+        component: impl Into<String>,
+        config: serde_json::Value,
+    ) -> Self {
+        self.component_configs.insert(component.into(), config);
+        self
+    }
+
+    /// The coordinator, with no components yet.
+    pub fn build(self) -> Coordinator {
+        Coordinator {
+            inner: Arc::new(Inner {
+                slots: ArcSwap::from_pointee(HashMap::new()),
+                registry_lock: Mutex::new(()),
+                init_permits: Arc::new(Semaphore::new(self.init_concurrency)),
+                default_timeout: self.default_timeout,
+                failure_backoff: self.failure_backoff,
+                component_configs: self.component_configs,
+                config: self.config,
+                loader: Arc::new(Loader::new()),
+                init_order: Mutex::new(Vec::new()),
+                shutting_down: std::sync::atomic::AtomicBool::new(false),
+            }),
+        }
+    }
+}
+
+struct Inner {
+    /// Copy-on-write: readers never lock, registration swaps in a new map.
+    slots: ArcSwap<HashMap<String, Arc<Slot>>>,
+    registry_lock: Mutex<()>,
+    init_permits: Arc<Semaphore>,
+    default_timeout: Duration,
+    failure_backoff: Duration,
+    component_configs: HashMap<String, serde_json::Value>,
+    config: Config,
+    loader: Arc<Loader>,
+    init_order: Mutex<Vec<String>>,
+    shutting_down: std::sync::atomic::AtomicBool,
+}
+
+/// Runs every component: registry, lazy dependency-ordered initialisation, shutdown.
+/// Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Coordinator {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("components", &self.inner.slots.load().len())
+            .finish()
+    }
+}
+
+/// A snapshot of one component for people and the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentStatus {
+    /// Component name.
+    pub name: String,
+    /// Current state.
+    pub state: ComponentState,
+    /// Providing plugin, or `None` for native components.
+    pub plugin: Option<String>,
+    /// Declared dependencies.
+    pub dependencies: Vec<String>,
+    /// Registered components that depend on it.
+    pub dependents: Vec<String>,
+    /// 0 (most important) to 100.
+    pub priority: u8,
+    /// Declared memory use in bytes.
+    pub memory_estimate: u64,
+    /// How long the last successful init took, in milliseconds.
+    pub init_ms: Option<f64>,
+    /// Milliseconds since last use, if used.
+    pub idle_ms: Option<u64>,
+    /// Calls made.
+    pub calls: u64,
+    /// Calls that returned an error.
+    pub call_errors: u64,
+    /// Successful initialisations.
+    pub inits: u64,
+    /// Failed initialisations.
+    pub init_failures: u64,
+    /// The last initialisation error, with its causes.
+    pub last_error: Option<String>,
+}
+
+/// What shutdown did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ShutdownReport {
+    /// Components stopped, in the order their stop finished.
+    pub stopped: Vec<String>,
+    /// Components whose stop did not finish within the stop timeout.
+    pub timed_out: Vec<String>,
+}
+
+impl Coordinator {
+    /// A builder with the documented defaults.
+    pub fn builder() -> CoordinatorBuilder {
+        CoordinatorBuilder::default()
+    }
+
+    /// Registers a component.
+    ///
+    /// # Errors
+    ///
+    /// [`RegisterError`] for a taken or invalid name, or a dependency cycle (with its path).
+    pub fn register(
+        &self,
+        spec: ComponentSpec,
+        provider: Arc<dyn Provider>,
+    ) -> Result<(), RegisterError> {
+        if !valid_name(&spec.name) {
+            return Err(RegisterError::InvalidName { name: spec.name });
+        }
+        let _guard = self.inner.registry_lock.lock();
+        let current = self.inner.slots.load_full();
+        if let Some(existing) = current.get(&spec.name) {
+            return Err(RegisterError::Duplicate {
+                name: spec.name.clone(),
+                existing: existing.spec().provider_label(),
+                new: spec.provider_label(),
+            });
+        }
+        let mut deps: HashMap<&str, &[String]> = current
+            .values()
+            .map(|slot| (slot.name(), slot.spec().dependencies.as_slice()))
+            .collect();
+        deps.insert(&spec.name, &spec.dependencies);
+        if let Some(path) = graph::find_cycle(&deps) {
+            return Err(RegisterError::Cycle { path });
+        }
+        let config = self
+            .inner
+            .component_configs
+            .get(&spec.name)
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}));
+        let mut next = HashMap::clone(&current);
+        next.insert(
+            spec.name.clone(),
+            Arc::new(Slot::new(spec, provider, config)),
+        );
+        self.inner.slots.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Registers a native Rust component.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::register`].
+    pub fn register_native(
+        &self,
+        spec: ComponentSpec,
+        component: NativeComponent,
+    ) -> Result<(), RegisterError> {
+        self.register(
+            ComponentSpec {
+                plugin: None,
+                ..spec
+            },
+            Arc::new(component),
+        )
+    }
+
+    /// Registers every component of every usable plugin in `catalog`. Returns the problems
+    /// (duplicates, cycles); everything else is registered.
+    pub fn register_catalog(&self, catalog: &Catalog) -> Vec<RegisterError> {
+        let mut problems = Vec::new();
+        for (plugin, info) in catalog.usable() {
+            for component in &info.components {
+                let overrides = self.inner.config.components.get(&component.name);
+                if overrides.is_some_and(|o| !o.enabled) {
+                    tracing::info!(component = %component.name, "component disabled in the config");
+                    continue;
+                }
+                let spec = ComponentSpec {
+                    name: component.name.clone(),
+                    plugin: Some(info.name.clone()),
+                    dependencies: component.dependencies.clone(),
+                    memory_estimate: overrides
+                        .and_then(|o| o.memory_estimate)
+                        .unwrap_or(component.memory_estimate),
+                    priority: overrides
+                        .and_then(|o| o.priority)
+                        .unwrap_or(component.priority),
+                    init_timeout: overrides.and_then(|o| o.timeout).or(component.init_timeout),
+                };
+                let provider = PluginProvider {
+                    plugin: plugin.clone(),
+                    loader: Arc::clone(&self.inner.loader),
+                };
+                if let Err(err) = self.register(spec, Arc::new(provider)) {
+                    problems.push(err);
+                }
+            }
+        }
+        problems
+    }
+
+    /// Problems in the registered graph: dependencies nothing provides.
+    pub fn validate(&self) -> Vec<GetError> {
+        let slots = self.inner.slots.load();
+        let mut problems: Vec<GetError> = slots
+            .values()
+            .flat_map(|slot| {
+                slot.spec()
+                    .dependencies
+                    .iter()
+                    .filter(|dep| !slots.contains_key(dep.as_str()))
+                    .map(|dep| GetError::MissingDependency {
+                        component: slot.name().to_owned(),
+                        dependency: dep.clone(),
+                    })
+            })
+            .collect();
+        problems.sort_by_key(|p| p.to_string());
+        problems
+    }
+
+    /// The component `name`, initialising it and its dependencies first if needed.
+    ///
+    /// # Errors
+    ///
+    /// [`GetError`] when it is unknown or it or a dependency cannot be initialised.
+    pub async fn get(&self, name: &str) -> Result<ComponentHandle, GetError> {
+        let slot = {
+            let slots = self.inner.slots.load();
+            match slots.get(name) {
+                Some(slot) => {
+                    if let Some(ready) = slot.ready.load_full() {
+                        ready.info.touch();
+                        return Ok(ComponentHandle { ready });
+                    }
+                    Arc::clone(slot)
+                }
+                None => {
+                    return Err(GetError::UnknownComponent {
+                        name: name.to_owned(),
+                    })
+                }
+            }
+        };
+        initialize(Arc::clone(&self.inner), slot).await
+    }
+
+    /// Gets `component` and calls `method` on a blocking thread, under its call timeout
+    /// (see [`Config::call_timeout`]).
+    ///
+    /// # Errors
+    ///
+    /// [`CallError`] for init failures, the component's error, or an expired timeout.
+    pub async fn call(
+        &self,
+        component: &str,
+        method: &str,
+        input: Vec<u8>,
+    ) -> Result<Vec<u8>, CallError> {
+        let handle = self.get(component).await?;
+        let limit = self.call_timeout(component, method);
+        let method_owned = method.to_owned();
+        let task = tokio::task::spawn_blocking(move || handle.call(&method_owned, &input));
+        match tokio::time::timeout(limit, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join_error)) => Err(CallError::Failed {
+                component: component.to_owned(),
+                method: method.to_owned(),
+                source: plugin_api::PluginError::failed(format!(
+                    "call thread failed: {join_error}"
+                )),
+            }),
+            Err(_) => Err(CallError::TimedOut {
+                component: component.to_owned(),
+                method: method.to_owned(),
+                limit,
+            }),
+        }
+    }
+
+    /// The timeout for calls to `component.method`, most specific setting first.
+    pub fn call_timeout(&self, component: &str, method: &str) -> Duration {
+        let config = &self.inner.config;
+        let overrides = config.components.get(component);
+        overrides
+            .and_then(|c| c.operations.get(method).copied())
+            .or_else(|| config.timeouts.operations.get(method).copied())
+            .or_else(|| overrides.and_then(|c| c.timeout))
+            .unwrap_or(self.inner.default_timeout)
+    }
+
+    /// Every component's state and counters, sorted by name.
+    pub fn components(&self) -> Vec<ComponentStatus> {
+        let slots = self.inner.slots.load();
+        let mut dependents: HashMap<&str, Vec<String>> = HashMap::new();
+        for slot in slots.values() {
+            for dep in &slot.spec().dependencies {
+                dependents
+                    .entry(dep.as_str())
+                    .or_default()
+                    .push(slot.name().to_owned());
+            }
+        }
+        let mut list: Vec<ComponentStatus> = slots
+            .values()
+            .map(|slot| {
+                let spec = slot.spec();
+                let stats = &slot.info.stats;
+                let (state, last_error) = {
+                    let state = slot.state.lock();
+                    let error = match &*state {
+                        SlotState::Failed { error, .. } | SlotState::TimedOut { error, .. } => {
+                            Some(ErrorChainDisplay(&**error).to_string())
+                        }
+                        _ => None,
+                    };
+                    (state.public(), error)
+                };
+                let init_micros = stats.init_micros.load(Ordering::Relaxed);
+                let mut deps_of = dependents
+                    .get(spec.name.as_str())
+                    .cloned()
+                    .unwrap_or_default();
+                deps_of.sort();
+                ComponentStatus {
+                    name: spec.name.clone(),
+                    state,
+                    plugin: spec.plugin.clone(),
+                    dependencies: spec.dependencies.clone(),
+                    dependents: deps_of,
+                    priority: spec.priority,
+                    memory_estimate: spec.memory_estimate,
+                    init_ms: (init_micros > 0).then(|| init_micros as f64 / 1000.0),
+                    idle_ms: stats.idle_for().map(|d| d.as_millis() as u64),
+                    calls: stats.calls.load(Ordering::Relaxed),
+                    call_errors: stats.call_errors.load(Ordering::Relaxed),
+                    inits: stats.inits.load(Ordering::Relaxed),
+                    init_failures: stats.init_failures.load(Ordering::Relaxed),
+                    last_error,
+                }
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    /// Drops the ready instance of `name` (handles callers hold keep theirs alive until
+    /// they let go); the next `get` creates a new one. With `cascade`, ready dependents are
+    /// evicted first. Returns the components evicted, dependents first.
+    ///
+    /// # Errors
+    ///
+    /// [`EvictError`] when the component is unknown, not ready, or needed by ready
+    /// dependents and `cascade` is false.
+    pub fn evict(&self, name: &str, cascade: bool) -> Result<Vec<String>, EvictError> {
+        let slots = self.inner.slots.load_full();
+        let slot = slots
+            .get(name)
+            .ok_or_else(|| EvictError::UnknownComponent {
+                name: name.to_owned(),
+            })?;
+        let mut state = slot.state.lock();
+        if !matches!(*state, SlotState::Ready) {
+            return Err(EvictError::NotReady {
+                name: name.to_owned(),
+                state: state.public(),
+            });
+        }
+        let mut dependents: Vec<String> = slots
+            .values()
+            .filter(|other| {
+                other.ready.load().is_some() && other.spec().dependencies.iter().any(|d| d == name)
+            })
+            .map(|other| other.name().to_owned())
+            .collect();
+        dependents.sort();
+        let mut evicted = Vec::new();
+        if !dependents.is_empty() {
+            if !cascade {
+                return Err(EvictError::HasReadyDependents {
+                    name: name.to_owned(),
+                    dependents,
+                });
+            }
+            // Dependents lock their own slots; release ours meanwhile.
+            drop(state);
+            for dependent in &dependents {
+                match self.evict(dependent, true) {
+                    Ok(more) => evicted.extend(more),
+                    Err(EvictError::NotReady { .. }) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            state = slot.state.lock();
+            if !matches!(*state, SlotState::Ready) {
+                return Ok(evicted);
+            }
+        }
+        slot.ready.store(None);
+        *state = SlotState::Evicted;
+        tracing::info!(component = %name, "component evicted");
+        evicted.push(name.to_owned());
+        Ok(evicted)
+    }
+
+    /// The paths of plugin libraries mapped into this process so far.
+    pub fn loaded_libraries(&self) -> Vec<std::path::PathBuf> {
+        self.inner.loader.loaded()
+    }
+
+    /// Components in the order their initialisation finished.
+    pub fn init_order(&self) -> Vec<String> {
+        self.inner.init_order.lock().clone()
+    }
+
+    /// Stops every ready component: dependents before their dependencies, independent
+    /// ones concurrently, each drop under `stop_timeout`. No component starts afterwards.
+    pub async fn shutdown(&self, stop_timeout: Duration) -> ShutdownReport {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        let slots = self.inner.slots.load_full();
+        let mut remaining: HashSet<String> = slots
+            .values()
+            .filter(|slot| slot.ready.load().is_some())
+            .map(|slot| slot.name().to_owned())
+            .collect();
+        let mut report = ShutdownReport::default();
+        while !remaining.is_empty() {
+            // A component may stop once nothing still running depends on it.
+            let wave: Vec<Arc<Slot>> = remaining
+                .iter()
+                .filter(|name| {
+                    !remaining.iter().any(|other| {
+                        slots[other.as_str()]
+                            .spec()
+                            .dependencies
+                            .iter()
+                            .any(|d| d == *name)
+                    })
+                })
+                .map(|name| Arc::clone(&slots[name.as_str()]))
+                .collect();
+            let wave = if wave.is_empty() {
+                // Unreachable while the graph is acyclic; stop everything rather than hang.
+                remaining
+                    .iter()
+                    .map(|n| Arc::clone(&slots[n.as_str()]))
+                    .collect()
+            } else {
+                wave
+            };
+            let stops = wave
+                .iter()
+                .map(|slot| stop_slot(Arc::clone(slot), stop_timeout));
+            for (name, finished) in futures::future::join_all(stops).await {
+                remaining.remove(&name);
+                if finished {
+                    report.stopped.push(name);
+                } else {
+                    report.timed_out.push(name);
+                }
+            }
+        }
+        report
+    }
+}
+
+/// Drops a slot's instance on its own thread; `(name, finished within timeout)`.
+async fn stop_slot(slot: Arc<Slot>, stop_timeout: Duration) -> (String, bool) {
+    let name = slot.name().to_owned();
+    *slot.state.lock() = SlotState::Stopped;
+    let Some(ready) = slot.ready.swap(None) else {
+        return (name, true);
+    };
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(format!("stop:{name}"))
+        .spawn(move || {
+            // Drops the instance now unless a caller still holds a handle; then it goes
+            // when the last handle does.
+            drop(ready);
+            let _ = done_tx.send(());
+        });
+    let finished = match spawned {
+        Ok(_) => tokio::time::timeout(stop_timeout, done_rx).await.is_ok(),
+        Err(err) => {
+            tracing::error!(component = %name, error = %err, "cannot start the stop thread");
+            false
+        }
+    };
+    if finished {
+        tracing::info!(component = %name, "component stopped");
+    } else {
+        tracing::warn!(component = %name, limit = ?stop_timeout, "component did not stop in time; abandoned");
+    }
+    (name, finished)
+}
+
+/// Initialises `slot` or joins the initialisation already running.
+fn initialize(
+    inner: Arc<Inner>,
+    slot: Arc<Slot>,
+) -> BoxFuture<'static, Result<ComponentHandle, GetError>> {
+    async move {
+        let shared = {
+            let mut state = slot.state.lock();
+            if let Some(ready) = slot.ready.load_full() {
+                ready.info.touch();
+                return Ok(ComponentHandle { ready });
+            }
+            match &*state {
+                SlotState::Initializing(shared) => shared.clone(),
+                SlotState::Stopped => {
+                    return Err(GetError::ShuttingDown {
+                        name: slot.name().to_owned(),
+                    })
+                }
+                SlotState::Failed { error, at } | SlotState::TimedOut { error, at }
+                    if at.elapsed() < inner.failure_backoff =>
+                {
+                    return Err(GetError::Backoff {
+                        component: slot.name().to_owned(),
+                        since: at.elapsed(),
+                        backoff: inner.failure_backoff,
+                        source: Arc::clone(error),
+                    });
+                }
+                _ => {
+                    if inner.shutting_down.load(Ordering::SeqCst) {
+                        return Err(GetError::ShuttingDown {
+                            name: slot.name().to_owned(),
+                        });
+                    }
+                    // The init runs as its own task: it finishes even if every caller
+                    // gives up, and its result is stored exactly once.
+                    let task = tokio::spawn(run_init(Arc::clone(&inner), Arc::clone(&slot)));
+                    let component = slot.name().to_owned();
+                    let shared = async move {
+                        task.await.unwrap_or_else(|err| {
+                            Err(Arc::new(InitError::Thread {
+                                component,
+                                reason: err.to_string(),
+                            }))
+                        })
+                    }
+                    .boxed()
+                    .shared();
+                    *state = SlotState::Initializing(shared.clone());
+                    shared
+                }
+            }
+        };
+        shared
+            .await
+            .map(|ready| ComponentHandle { ready })
+            .map_err(GetError::Init)
+    }
+    .boxed()
+}
+
+async fn run_init(inner: Arc<Inner>, slot: Arc<Slot>) -> InitResult {
+    let started = Instant::now();
+    let result = create_with_dependencies(&inner, &slot).await;
+    let stats = &slot.info.stats;
+    let mut state = slot.state.lock();
+    match result {
+        Ok(instance) => {
+            let ready = Arc::new(Ready {
+                instance,
+                info: Arc::clone(&slot.info),
+            });
+            let elapsed = started.elapsed();
+            stats.inits.fetch_add(1, Ordering::Relaxed);
+            stats.init_micros.store(
+                u64::try_from(elapsed.as_micros())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+                Ordering::Relaxed,
+            );
+            ready.info.touch();
+            slot.ready.store(Some(Arc::clone(&ready)));
+            *state = SlotState::Ready;
+            inner.init_order.lock().push(slot.name().to_owned());
+            tracing::info!(component = %slot.name(), elapsed = ?elapsed, "component initialised");
+            Ok(ready)
+        }
+        Err(error) => {
+            let error = Arc::new(error);
+            stats.init_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(component = %slot.name(), error = %ErrorChainDisplay(&*error), "component failed to initialise");
+            *state = match &*error {
+                InitError::TimedOut { .. } => SlotState::TimedOut {
+                    error: Arc::clone(&error),
+                    at: Instant::now(),
+                },
+                _ => SlotState::Failed {
+                    error: Arc::clone(&error),
+                    at: Instant::now(),
+                },
+            };
+            Err(error)
+        }
+    }
+}
+
+async fn create_with_dependencies(
+    inner: &Arc<Inner>,
+    slot: &Arc<Slot>,
+) -> Result<Box<dyn Instance>, InitError> {
+    let spec = slot.spec();
+    let coordinator = Coordinator {
+        inner: Arc::clone(inner),
+    };
+    let gets = spec.dependencies.iter().map(|dep| {
+        let coordinator = coordinator.clone();
+        async move {
+            let result = coordinator.get(dep).await.map_err(|err| match err {
+                GetError::UnknownComponent { name } => GetError::MissingDependency {
+                    component: spec.name.clone(),
+                    dependency: name,
+                },
+                other => other,
+            });
+            (dep.clone(), result)
+        }
+    });
+    let mut handles = HashMap::new();
+    for (dependency, result) in futures::future::join_all(gets).await {
+        match result {
+            Ok(handle) => {
+                handles.insert(dependency, handle);
+            }
+            Err(source) => {
+                return Err(InitError::Dependency {
+                    component: spec.name.clone(),
+                    dependency,
+                    source,
+                })
+            }
+        }
+    }
+
+    let _permit = Arc::clone(&inner.init_permits)
+        .acquire_owned()
+        .await
+        .map_err(|_| InitError::Thread {
+            component: spec.name.clone(),
+            reason: "the coordinator is closed".into(),
+        })?;
+    let limit = spec.init_timeout.unwrap_or(inner.default_timeout);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let provider = Arc::clone(&slot.provider);
+    let thread_spec = spec.clone();
+    let config = slot.config.clone();
+    let dependencies = Dependencies::new(handles);
+    std::thread::Builder::new()
+        .name(format!("init:{}", spec.name))
+        .spawn(move || {
+            let result = provider.create(&thread_spec, &config, dependencies);
+            if let Err(late) = tx.send(result) {
+                // The caller gave up (timeout): drop the late instance here, cleanly.
+                tracing::warn!(component = %thread_spec.name, succeeded = late.is_ok(), "late initialisation result dropped");
+            }
+        })
+        .map_err(|err| InitError::Thread {
+            component: spec.name.clone(),
+            reason: err.to_string(),
+        })?;
+    match tokio::time::timeout(limit, rx).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(InitError::Thread {
+            component: spec.name.clone(),
+            reason: "the init thread ended without a result".into(),
+        }),
+        Err(_) => Err(InitError::TimedOut {
+            component: spec.name.clone(),
+            limit,
+        }),
+    }
+}
+
+/// Shows an error with its whole cause chain on one line.
+pub(crate) struct ErrorChainDisplay<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChainDisplay<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(err) = source {
+            write!(f, ": {err}")?;
+            source = err.source();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,254 @@
+//! Providers: what creates a component. Plugin components and native Rust components look
+//! the same to the coordinator.
+
+use std::{
+    collections::HashMap,
+    panic::{catch_unwind, AssertUnwindSafe},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use plugin_api::{ffi::ComponentBox, Component, PluginError, Request};
+
+use super::{handle::ComponentHandle, InitError};
+use crate::{context::PluginHostContext, discovery::DiscoveredPlugin, loader::Loader};
+
+/// What the coordinator knows about a component before creating it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentSpec {
+    /// Unique component name.
+    pub name: String,
+    /// The plugin that provides it, or `None` for a native component.
+    pub plugin: Option<String>,
+    /// Components it needs, initialised first.
+    pub dependencies: Vec<String>,
+    /// Expected memory use in bytes.
+    pub memory_estimate: u64,
+    /// 0 (most important) to 100.
+    pub priority: u8,
+    /// Init timeout; `None` uses the coordinator's default.
+    pub init_timeout: Option<Duration>,
+}
+
+impl ComponentSpec {
+    /// A spec with no dependencies, no estimate, default priority and timeout.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            plugin: None,
+            dependencies: Vec::new(),
+            memory_estimate: 0,
+            priority: plugin_api::DEFAULT_PRIORITY,
+            init_timeout: None,
+        }
+    }
+
+    /// Adds a dependency.
+    pub fn with_dependency(mut self, name: impl Into<String>) -> Self {
+        self.dependencies.push(name.into());
+        self
+    }
+
+    /// Sets the memory estimate in bytes. Defaults to 0.
+    pub fn with_memory_estimate(mut self, bytes: u64) -> Self {
+        self.memory_estimate = bytes;
+        self
+    }
+
+    /// Sets the priority (0-100). Defaults to 50.
+    pub fn with_priority(mut self, priority: u8) -> Self {
+        self.priority = priority.min(100);
+        self
+    }
+
+    /// Sets the init timeout. Defaults to the coordinator's default timeout.
+    pub fn with_init_timeout(mut self, timeout: Duration) -> Self {
+        self.init_timeout = Some(timeout);
+        self
+    }
+
+    /// Who provides it, for messages: `plugin \`x\`` or `native`.
+    pub fn provider_label(&self) -> String {
+        match &self.plugin {
+            Some(plugin) => format!("plugin `{plugin}`"),
+            None => "a native component".to_owned(),
+        }
+    }
+}
+
+/// The ready dependencies handed to a provider's `create`.
+#[derive(Clone, Default)]
+pub struct Dependencies {
+    handles: HashMap<String, ComponentHandle>,
+}
+
+impl Dependencies {
+    pub(crate) fn new(handles: HashMap<String, ComponentHandle>) -> Self {
+        Self { handles }
+    }
+
+    pub(crate) fn into_map(self) -> HashMap<String, ComponentHandle> {
+        self.handles
+    }
+
+    /// The handle of dependency `name`, if it was declared.
+    pub fn get(&self, name: &str) -> Option<&ComponentHandle> {
+        self.handles.get(name)
+    }
+}
+
+/// A running component instance.
+pub trait Instance: Send + Sync + 'static {
+    /// Answers one call. Must not panic (plugin adapters and [`NativeComponent`] catch
+    /// panics before they reach here).
+    ///
+    /// # Errors
+    ///
+    /// The component's error.
+    fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, PluginError>;
+}
+
+/// Creates instances of one component. Blocking; the coordinator runs it on its own thread
+/// under the component's init timeout.
+pub trait Provider: Send + Sync + 'static {
+    /// Creates an instance with the component's config section (JSON) and its ready
+    /// dependencies.
+    ///
+    /// # Errors
+    ///
+    /// [`InitError`] describing why the instance could not be created.
+    fn create(
+        &self,
+        spec: &ComponentSpec,
+        config: &serde_json::Value,
+        dependencies: Dependencies,
+    ) -> Result<Box<dyn Instance>, InitError>;
+}
+
+/// A component written in the embedding program, created by a closure.
+pub struct NativeComponent {
+    create: Box<dyn Fn(&Dependencies) -> Result<Box<dyn Component>, PluginError> + Send + Sync>,
+}
+
+impl NativeComponent {
+    /// A native component created by `create`. Panics in `create` or in the component's
+    /// `call` are caught and reported like a plugin's.
+    pub fn new<F, C>(create: F) -> Self
+    where
+        F: Fn(&Dependencies) -> Result<C, PluginError> + Send + Sync + 'static,
+        C: Component,
+    {
+        Self {
+            create: Box::new(move |deps| create(deps).map(|c| Box::new(c) as Box<dyn Component>)),
+        }
+    }
+}
+
+fn native_panic(
+    component: &str,
+    method: &str,
+    payload: &(dyn std::any::Any + Send),
+) -> PluginError {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-string payload".to_owned());
+    PluginError::Panicked {
+        plugin: "native".into(),
+        component: component.into(),
+        method: method.into(),
+        message: message.into(),
+    }
+}
+
+impl Provider for NativeComponent {
+    fn create(
+        &self,
+        spec: &ComponentSpec,
+        _config: &serde_json::Value,
+        dependencies: Dependencies,
+    ) -> Result<Box<dyn Instance>, InitError> {
+        let created = catch_unwind(AssertUnwindSafe(|| (self.create)(&dependencies)))
+            .unwrap_or_else(|payload| Err(native_panic(&spec.name, "create", &*payload)));
+        match created {
+            Ok(component) => Ok(Box::new(NativeInstance {
+                name: spec.name.clone(),
+                component,
+            })),
+            Err(source) => Err(InitError::Create {
+                component: spec.name.clone(),
+                plugin: "native".into(),
+                source,
+            }),
+        }
+    }
+}
+
+struct NativeInstance {
+    name: String,
+    component: Box<dyn Component>,
+}
+
+impl Instance for NativeInstance {
+    fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, PluginError> {
+        catch_unwind(AssertUnwindSafe(|| {
+            self.component.call(Request::new(method, input))
+        }))
+        .unwrap_or_else(|payload| Err(native_panic(&self.name, method, &*payload)))
+    }
+}
+
+/// A component provided by a plugin library, loaded on first use.
+pub(crate) struct PluginProvider {
+    pub(crate) plugin: DiscoveredPlugin,
+    pub(crate) loader: Arc<Loader>,
+}
+
+impl Provider for PluginProvider {
+    fn create(
+        &self,
+        spec: &ComponentSpec,
+        config: &serde_json::Value,
+        dependencies: Dependencies,
+    ) -> Result<Box<dyn Instance>, InitError> {
+        let path: PathBuf = self.plugin.path.clone();
+        let load_error = |source| InitError::Load {
+            component: spec.name.clone(),
+            source,
+        };
+        // Only code the scanner has vetted is mapped into the host.
+        if !self.plugin.is_unchanged() {
+            return Err(load_error(crate::loader::LoadError::Scanner {
+                path,
+                reason:
+                    "the file changed after it was scanned; restart the host so it is scanned again"
+                        .into(),
+            }));
+        }
+        let library = self.loader.load(&path).map_err(load_error)?;
+        let plugin = library.info().name.clone();
+        let host = PluginHostContext::new_box(&plugin, &spec.name, config, dependencies);
+        let component = library
+            .create(&spec.name, host)
+            .map_err(|source| InitError::Create {
+                component: spec.name.clone(),
+                plugin,
+                source,
+            })?;
+        Ok(Box::new(PluginInstance(component)))
+    }
+}
+
+struct PluginInstance(ComponentBox);
+
+impl Instance for PluginInstance {
+    fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, PluginError> {
+        use abi_stable::std_types::{RSlice, RStr};
+        self.0
+            .call(RStr::from_str(method), RSlice::from_slice(input))
+            .into_result()
+            .map(Vec::from)
+    }
+}

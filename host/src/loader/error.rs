@@ -1,0 +1,195 @@
+//! Every way a plugin file can fail to load, each with what to do about it.
+
+use std::{path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+/// Why a plugin file cannot be used. Each message names the file and the next step.
+///
+/// It is serialisable because the scanner process reports it to the host and the registry
+/// cache keeps it, so a broken file is not rescanned until it changes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the file: {reason}")]
+    Io {
+        /// The plugin file.
+        path: PathBuf,
+        /// The operating system's error.
+        reason: String,
+    },
+    /// The file is empty.
+    #[error("{path}: the file is empty; rebuild the plugin or remove the file")]
+    Empty {
+        /// The plugin file.
+        path: PathBuf,
+    },
+    /// The file is not a shared library at all.
+    #[error("{path}: not a shared library ({detail}); only plugin libraries belong in the plugins directory")]
+    NotALibrary {
+        /// The plugin file.
+        path: PathBuf,
+        /// What the file looks like instead.
+        detail: String,
+    },
+    /// A shared library for another machine or OS.
+    #[error("{path}: built for {found}, but this host runs on {expected}; rebuild the plugin for this platform")]
+    WrongPlatform {
+        /// The plugin file.
+        path: PathBuf,
+        /// What the library was built for.
+        found: String,
+        /// What this host needs.
+        expected: String,
+    },
+    /// Anyone may write to the file, so anyone could make the host run their code.
+    #[error("{path}: the file is writable by every user (mode {mode:o}), so the host will not run it; `chmod o-w` it")]
+    WorldWritable {
+        /// The plugin file.
+        path: PathBuf,
+        /// The file's permission bits.
+        mode: u32,
+    },
+    /// The dynamic loader refused the file.
+    #[error("{path}: the dynamic loader cannot open it: {reason}; the file may be truncated or need libraries that are missing")]
+    Open {
+        /// The plugin file.
+        path: PathBuf,
+        /// The loader's message.
+        reason: String,
+    },
+    /// A shared library, but not a plugin.
+    #[error("{path}: not a plugin-host plugin: it exports no plugin root module; build it with `plugin_api::export_plugin!`")]
+    NoRootModule {
+        /// The plugin file.
+        path: PathBuf,
+    },
+    /// Built with an abi_stable whose ABI this host cannot read.
+    #[error("{path}: built with an incompatible abi_stable ({detail}); rebuild it against plugin-api {host_api}")]
+    AbiHeader {
+        /// The plugin file.
+        path: PathBuf,
+        /// What the header said.
+        detail: String,
+        /// The host's plugin-api version.
+        host_api: String,
+    },
+    /// Built against a plugin-api version this host does not accept.
+    #[error("{path}: built against plugin-api {plugin_api}, but this host uses plugin-api {host_api}; rebuild the plugin against plugin-api {host_api}")]
+    IncompatibleVersion {
+        /// The plugin file.
+        path: PathBuf,
+        /// The plugin's plugin-api version.
+        plugin_api: String,
+        /// The host's plugin-api version.
+        host_api: String,
+    },
+    /// Same version number, different type layouts.
+    #[error("{path}: its plugin-api {plugin_api} types do not match this host's plugin-api {host_api}: {first_mismatch}; rebuild the plugin against the host's plugin-api (RUST_LOG=debug shows the full report)")]
+    AbiMismatch {
+        /// The plugin file.
+        path: PathBuf,
+        /// The plugin's plugin-api version.
+        plugin_api: String,
+        /// The host's plugin-api version.
+        host_api: String,
+        /// The first mismatching item abi_stable reported.
+        first_mismatch: String,
+    },
+    /// The library's own initialisation failed or panicked.
+    #[error("{path}: the library failed while initialising its root module: {reason}")]
+    RootModule {
+        /// The plugin file.
+        path: PathBuf,
+        /// What it reported.
+        reason: String,
+    },
+    /// The manifest could not be read or is invalid.
+    #[error("{path}: invalid manifest: {reason}; fix the plugin's `Plugin::manifest`")]
+    Manifest {
+        /// The plugin file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The scanner process died while reading the file.
+    #[error("{path}: the scanner process crashed while reading it ({status}); the library crashes when loaded, so fix or remove it{}", stderr_suffix(.stderr))]
+    ScannerCrashed {
+        /// The plugin file.
+        path: PathBuf,
+        /// How the scanner ended (signal or exit code).
+        status: String,
+        /// The last lines the scanner wrote to stderr.
+        stderr: String,
+    },
+    /// The scanner took too long.
+    #[error("{path}: the scanner gave up after {}: the library hangs while loading; fix or remove it", humantime::format_duration(*.after))]
+    ScannerTimedOut {
+        /// The plugin file.
+        path: PathBuf,
+        /// How long it waited.
+        #[serde(with = "crate::util::millis")]
+        after: Duration,
+    },
+    /// The scanner could not be run or answered nonsense.
+    #[error("{path}: could not scan it: {reason}")]
+    Scanner {
+        /// The plugin file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    if stderr.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; scanner stderr: {}", stderr.trim())
+    }
+}
+
+impl LoadError {
+    /// The plugin file this error is about.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            Self::Io { path, .. }
+            | Self::Empty { path }
+            | Self::NotALibrary { path, .. }
+            | Self::WrongPlatform { path, .. }
+            | Self::WorldWritable { path, .. }
+            | Self::Open { path, .. }
+            | Self::NoRootModule { path }
+            | Self::AbiHeader { path, .. }
+            | Self::IncompatibleVersion { path, .. }
+            | Self::AbiMismatch { path, .. }
+            | Self::RootModule { path, .. }
+            | Self::Manifest { path, .. }
+            | Self::ScannerCrashed { path, .. }
+            | Self::ScannerTimedOut { path, .. }
+            | Self::Scanner { path, .. } => path,
+        }
+    }
+
+    /// A short machine-readable name for the kind of failure (`no_root_module`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Io { .. } => "io",
+            Self::Empty { .. } => "empty",
+            Self::NotALibrary { .. } => "not_a_library",
+            Self::WrongPlatform { .. } => "wrong_platform",
+            Self::WorldWritable { .. } => "world_writable",
+            Self::Open { .. } => "open",
+            Self::NoRootModule { .. } => "no_root_module",
+            Self::AbiHeader { .. } => "abi_header",
+            Self::IncompatibleVersion { .. } => "incompatible_version",
+            Self::AbiMismatch { .. } => "abi_mismatch",
+            Self::RootModule { .. } => "root_module",
+            Self::Manifest { .. } => "manifest",
+            Self::ScannerCrashed { .. } => "scanner_crashed",
+            Self::ScannerTimedOut { .. } => "scanner_timed_out",
+            Self::Scanner { .. } => "scanner",
+        }
+    }
+}

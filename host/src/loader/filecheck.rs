@@ -1,0 +1,224 @@
+//! Cheap checks on a plugin file's bytes before anything maps it.
+//!
+//! The dynamic loader's own messages for a text file or a library of another
+//! architecture are cryptic, and some malformed files can crash it. Looking at the header
+//! first gives every common mistake a plain message.
+
+use std::{fs, io::Read, path::Path};
+
+use super::LoadError;
+
+/// Checks that `path` looks like a shared library for this platform that only trusted
+/// users can modify.
+pub(crate) fn check(path: &Path) -> Result<(), LoadError> {
+    let io = |err: std::io::Error| LoadError::Io {
+        path: path.to_owned(),
+        reason: err.to_string(),
+    };
+    let metadata = fs::metadata(path).map_err(io)?;
+    if !metadata.is_file() {
+        return Err(LoadError::NotALibrary {
+            path: path.to_owned(),
+            detail: "not a regular file".into(),
+        });
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o7777;
+        if mode & 0o002 != 0 {
+            return Err(LoadError::WorldWritable {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+    }
+    if metadata.len() == 0 {
+        return Err(LoadError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    let mut header = [0u8; 64];
+    let mut file = fs::File::open(path).map_err(io)?;
+    let mut filled = 0;
+    while filled < header.len() {
+        match file.read(&mut header[filled..]).map_err(io)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    check_header(path, &header[..filled])
+}
+
+fn check_header(path: &Path, header: &[u8]) -> Result<(), LoadError> {
+    let not_a_library = |detail: String| LoadError::NotALibrary {
+        path: path.to_owned(),
+        detail,
+    };
+    if header.starts_with(b"\x7fELF") {
+        return check_elf(path, header);
+    }
+    let kind = if header.starts_with(b"MZ") {
+        "a Windows PE file"
+    } else if matches!(
+        header.get(..4),
+        Some(
+            [0xfe, 0xed, 0xfa, 0xce | 0xcf]
+                | [0xce | 0xcf, 0xfa, 0xed, 0xfe]
+                | [0xca, 0xfe, 0xba, 0xbe]
+        )
+    ) {
+        "a Mach-O file"
+    } else if header
+        .iter()
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+    {
+        return Err(not_a_library("it is a text file".into()));
+    } else {
+        return Err(not_a_library("unknown file format".into()));
+    };
+    if cfg!(target_os = "linux") {
+        Err(LoadError::WrongPlatform {
+            path: path.to_owned(),
+            found: kind.into(),
+            expected: expected_platform(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn check_elf(path: &Path, header: &[u8]) -> Result<(), LoadError> {
+    if !cfg!(target_os = "linux") {
+        return Err(LoadError::WrongPlatform {
+            path: path.to_owned(),
+            found: "an ELF file".into(),
+            expected: expected_platform(),
+        });
+    }
+    if header.len() < 20 {
+        return Err(LoadError::Open {
+            path: path.to_owned(),
+            reason: "the ELF header is cut short".into(),
+        });
+    }
+    let class_bits = match header[4] {
+        1 => 32,
+        2 => 64,
+        _ => 0,
+    };
+    let little_endian = header[5] == 1;
+    let read_u16 = |at: usize| {
+        let bytes = [header[at], header[at + 1]];
+        if little_endian {
+            u16::from_le_bytes(bytes)
+        } else {
+            u16::from_be_bytes(bytes)
+        }
+    };
+    let (elf_type, machine) = (read_u16(16), read_u16(18));
+    let expected_machine = elf_machine(std::env::consts::ARCH);
+    let same_machine = expected_machine.is_none_or(|m| m == machine);
+    if class_bits != usize::BITS as usize
+        || !same_machine
+        || little_endian != cfg!(target_endian = "little")
+    {
+        return Err(LoadError::WrongPlatform {
+            path: path.to_owned(),
+            found: format!("{class_bits}-bit ELF, machine {}", machine_name(machine)),
+            expected: expected_platform(),
+        });
+    }
+    if elf_type != 3 {
+        return Err(LoadError::NotALibrary {
+            path: path.to_owned(),
+            detail: "an ELF executable or object file, not a shared library".into(),
+        });
+    }
+    Ok(())
+}
+
+fn expected_platform() -> String {
+    format!(
+        "{}-bit {} {}",
+        usize::BITS,
+        std::env::consts::ARCH,
+        std::env::consts::OS
+    )
+}
+
+fn elf_machine(arch: &str) -> Option<u16> {
+    Some(match arch {
+        "x86" => 3,
+        "arm" => 40,
+        "x86_64" => 62,
+        "aarch64" => 183,
+        "riscv64" => 243,
+        "powerpc64" => 21,
+        "s390x" => 22,
+        _ => return None,
+    })
+}
+
+fn machine_name(machine: u16) -> String {
+    [
+        "x86",
+        "arm",
+        "x86_64",
+        "aarch64",
+        "riscv64",
+        "powerpc64",
+        "s390x",
+    ]
+    .into_iter()
+    .find(|arch| elf_machine(arch) == Some(machine))
+    .map_or_else(|| format!("#{machine}"), str::to_owned)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn elf(class: u8, machine: u16, elf_type: u16) -> Vec<u8> {
+        let mut header = vec![0u8; 64];
+        header[..4].copy_from_slice(b"\x7fELF");
+        header[4] = class;
+        header[5] = 1;
+        header[16..18].copy_from_slice(&elf_type.to_le_bytes());
+        header[18..20].copy_from_slice(&machine.to_le_bytes());
+        header
+    }
+
+    #[test]
+    fn a_library_for_another_architecture_names_both_platforms() {
+        let other = if cfg!(target_arch = "aarch64") {
+            62
+        } else {
+            183
+        };
+        let err = check_header(Path::new("x.so"), &elf(2, other, 3)).unwrap_err();
+        assert!(matches!(err, LoadError::WrongPlatform { .. }), "{err}");
+        assert!(err.to_string().contains(std::env::consts::ARCH), "{err}");
+    }
+
+    #[test]
+    fn an_executable_is_not_a_library() {
+        let machine = elf_machine(std::env::consts::ARCH).unwrap();
+        let err = check_header(Path::new("x.so"), &elf(2, machine, 2)).unwrap_err();
+        assert!(matches!(err, LoadError::NotALibrary { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_shared_library_for_this_machine_passes() {
+        let machine = elf_machine(std::env::consts::ARCH).unwrap();
+        check_header(Path::new("x.so"), &elf(2, machine, 3)).unwrap();
+    }
+
+    #[test]
+    fn text_and_windows_files_are_told_apart() {
+        let text = check_header(Path::new("x.so"), b"hello, I am not a library\n").unwrap_err();
+        assert!(text.to_string().contains("text file"), "{text}");
+        let pe = check_header(Path::new("x.so"), b"MZ\x90\x00\x03").unwrap_err();
+        assert!(matches!(pe, LoadError::WrongPlatform { .. }), "{pe}");
+    }
+}

@@ -1,0 +1,219 @@
+//! Opens plugin libraries: once per file, only when a component of theirs is needed.
+//!
+//! Opening goes through abi_stable's `lib_header_from_path` and `init_root_module`, which
+//! check the plugin-api version and every type's layout before any plugin function is
+//! called. `RootModule::load_from_file` is not used: it caches per root-module *type*, so it
+//! would hand every plugin the first library's module. Libraries are never unloaded
+//! (abi_stable leaks them on purpose); dropping a component frees its instance, not code.
+
+mod error;
+mod filecheck;
+
+use std::{collections::HashMap, path::Path, path::PathBuf, sync::Arc};
+
+use abi_stable::{
+    library::{lib_header_from_path, LibraryError},
+    std_types::RStr,
+};
+use parking_lot::Mutex;
+use plugin_api::ffi::{ComponentBox, HostBox, PluginRootRef};
+
+pub use self::error::LoadError;
+use crate::manifest::PluginInfo;
+
+/// A plugin library mapped into this process.
+pub struct LoadedLibrary {
+    path: PathBuf,
+    root: PluginRootRef,
+    info: PluginInfo,
+}
+
+impl std::fmt::Debug for LoadedLibrary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedLibrary")
+            .field("path", &self.path)
+            .field("plugin", &self.info.name)
+            .finish()
+    }
+}
+
+impl LoadedLibrary {
+    /// The file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its manifest, as read from the loaded library.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    /// Calls the plugin's `create` for `component`. Never panics: the plugin's adapters
+    /// catch panics and return them as errors.
+    pub(crate) fn create(
+        &self,
+        component: &str,
+        host: HostBox,
+    ) -> Result<ComponentBox, plugin_api::PluginError> {
+        (self.root.create())(RStr::from_str(component), host).into_result()
+    }
+}
+
+/// Opens `path` in this process and reads its manifest, checking everything abi_stable can
+/// check first. Used by the scanner process and by the [`Loader`].
+///
+/// # Errors
+///
+/// A [`LoadError`] naming the file and the reason it cannot be used.
+pub fn open_library(path: &Path) -> Result<LoadedLibrary, LoadError> {
+    filecheck::check(path)?;
+    let host_api = plugin_api::API_VERSION.to_owned();
+    let header = lib_header_from_path(path).map_err(|err| classify(path, err, None))?;
+    let plugin_api_version = header.version_strings().version.as_str().to_owned();
+    let root = header
+        .init_root_module::<PluginRootRef>()
+        .map_err(|err| classify(path, err, Some(&plugin_api_version)))?;
+    let manifest = (root.manifest())()
+        .into_result()
+        .map_err(|err| LoadError::Manifest {
+            path: path.to_owned(),
+            reason: err.to_string(),
+        })?;
+    let info = PluginInfo::from_ffi(manifest, plugin_api_version).map_err(|reason| {
+        LoadError::Manifest {
+            path: path.to_owned(),
+            reason,
+        }
+    })?;
+    tracing::debug!(path = %path.display(), plugin = %info.name, host_api, "plugin library opened");
+    Ok(LoadedLibrary {
+        path: path.to_owned(),
+        root,
+        info,
+    })
+}
+
+fn classify(path: &Path, err: LibraryError, plugin_api: Option<&str>) -> LoadError {
+    let path = path.to_owned();
+    let host_api = plugin_api::API_VERSION.to_owned();
+    match err {
+        LibraryError::OpenError { err, .. } => LoadError::Open {
+            path,
+            reason: err.to_string(),
+        },
+        LibraryError::GetSymbolError { .. } => LoadError::NoRootModule { path },
+        LibraryError::InvalidAbiHeader(header) => LoadError::AbiHeader {
+            path,
+            detail: format!("abi_stable ABI {}.{}", header.abi_major, header.abi_minor),
+            host_api,
+        },
+        LibraryError::InvalidCAbi { expected, found } => LoadError::AbiHeader {
+            path,
+            detail: format!("C ABI differs: expected {expected}, found {found}"),
+            host_api,
+        },
+        LibraryError::ParseVersionError(err) => LoadError::AbiHeader {
+            path,
+            detail: format!("unreadable version: {err}"),
+            host_api,
+        },
+        LibraryError::IncompatibleVersionNumber { actual_version, .. } => {
+            LoadError::IncompatibleVersion {
+                path,
+                plugin_api: actual_version.to_string(),
+                host_api,
+            }
+        }
+        LibraryError::AbiInstability(report) => {
+            let report = report.to_string();
+            tracing::debug!(path = %path.display(), %report, "full abi_stable layout report");
+            LoadError::AbiMismatch {
+                path,
+                plugin_api: plugin_api.unwrap_or("unknown").to_owned(),
+                host_api,
+                first_mismatch: first_mismatch(&report),
+            }
+        }
+        LibraryError::RootModule { err, .. } => LoadError::RootModule {
+            path,
+            reason: err.to_string().trim().to_owned(),
+        },
+        LibraryError::Many(errors) => match errors.into_iter().next() {
+            Some(first) => classify(&path, first, plugin_api),
+            None => LoadError::Open {
+                path,
+                reason: "abi_stable reported an empty error list".into(),
+            },
+        },
+    }
+}
+
+/// Picks the first concrete mismatch out of abi_stable's (very long) layout report.
+fn first_mismatch(report: &str) -> String {
+    let lines: Vec<&str> = report
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let found = lines.iter().position(|line| {
+        let lower = line.to_ascii_lowercase();
+        lower.starts_with("error") || lower.contains("mismatch") || lower.starts_with("expected")
+    });
+    let start = found.unwrap_or(0);
+    let summary = lines
+        .iter()
+        .skip(start)
+        .take(3)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut summary: String = summary.chars().take(300).collect();
+    if summary.is_empty() {
+        summary = "abi_stable reported a layout mismatch".into();
+    }
+    summary
+}
+
+/// Opens each library at most once and hands out the same [`LoadedLibrary`] afterwards.
+#[derive(Default)]
+pub struct Loader {
+    libraries: Mutex<HashMap<PathBuf, Arc<LoadedLibrary>>>,
+}
+
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader")
+            .field("loaded", &self.libraries.lock().keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Loader {
+    /// A loader with nothing loaded.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Returns the library at `path`, opening it on first use. Blocking: call it from a
+    /// blocking thread. Failures are not cached, so a fixed file can be loaded later.
+    ///
+    /// # Errors
+    ///
+    /// The [`LoadError`] of [`open_library`].
+    pub fn load(&self, path: &Path) -> Result<Arc<LoadedLibrary>, LoadError> {
+        // One global lock: loads are rare, and the dynamic loader serialises them anyway.
+        let mut libraries = self.libraries.lock();
+        if let Some(library) = libraries.get(path) {
+            return Ok(Arc::clone(library));
+        }
+        let library = Arc::new(open_library(path)?);
+        tracing::info!(path = %path.display(), plugin = %library.info.name, "plugin library loaded");
+        libraries.insert(path.to_owned(), Arc::clone(&library));
+        Ok(library)
+    }
+
+    /// The paths of the libraries loaded so far.
+    pub fn loaded(&self) -> Vec<PathBuf> {
+        self.libraries.lock().keys().cloned().collect()
+    }
+}
