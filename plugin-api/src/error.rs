@@ -2,7 +2,10 @@
 
 use std::fmt;
 
-use abi_stable::{std_types::RString, StableAbi};
+use abi_stable::{
+    std_types::{RBox, RString},
+    StableAbi,
+};
 
 /// An error returned by a plugin to the host, or by the host to a plugin.
 ///
@@ -33,16 +36,21 @@ pub enum PluginError {
         message: RString,
     },
     /// Plugin code panicked; the panic was caught at the boundary.
-    Panicked {
-        /// The plugin whose code panicked.
-        plugin: RString,
-        /// The component, or empty when the panic was outside any component.
-        component: RString,
-        /// The entry point or method that was running (`create`, `drop`, a method name).
-        method: RString,
-        /// The panic message.
-        message: RString,
-    },
+    Panicked(RBox<PanicReport>),
+}
+
+/// Where a caught panic happened and what it said.
+#[repr(C)]
+#[derive(Debug, Clone, PartialEq, Eq, StableAbi)]
+pub struct PanicReport {
+    /// The plugin whose code panicked.
+    pub plugin: RString,
+    /// The component, or empty when the panic was outside any component.
+    pub component: RString,
+    /// The entry point or method that was running (`create`, `manifest`, a method name).
+    pub method: RString,
+    /// The panic message.
+    pub message: RString,
 }
 
 impl PluginError {
@@ -62,6 +70,16 @@ impl PluginError {
     /// The component has no method called `method`.
     pub fn unknown_method(method: &str) -> Self {
         Self::UnknownMethod(method.into())
+    }
+
+    /// A caught panic.
+    pub fn panicked(plugin: &str, component: &str, method: &str, message: &str) -> Self {
+        Self::Panicked(RBox::new(PanicReport {
+            plugin: plugin.into(),
+            component: component.into(),
+            method: method.into(),
+            message: message.into(),
+        }))
     }
 
     /// A dependency failed or is unavailable.
@@ -85,17 +103,12 @@ impl fmt::Display for PluginError {
                 write!(f, "this plugin provides no component `{name}`")
             }
             Self::Dependency { name, message } => write!(f, "dependency `{name}`: {message}"),
-            Self::Panicked {
-                plugin,
-                component,
-                method,
-                message,
-            } => {
-                write!(f, "plugin `{plugin}` panicked")?;
-                if !component.is_empty() {
-                    write!(f, " in component `{component}`")?;
+            Self::Panicked(report) => {
+                write!(f, "plugin `{}` panicked", report.plugin)?;
+                if !report.component.is_empty() {
+                    write!(f, " in component `{}`", report.component)?;
                 }
-                write!(f, " during `{method}`: {message}")
+                write!(f, " during `{}`: {}", report.method, report.message)
             }
         }
     }

@@ -34,15 +34,8 @@ fn plugin_name<P: Plugin>() -> &'static str {
 }
 
 fn panicked(component: &str, method: &str, payload: &(dyn std::any::Any + Send)) -> PluginError {
-    PluginError::Panicked {
-        plugin: PLUGIN_NAME
-            .get()
-            .map_or("<unnamed plugin>", String::as_str)
-            .into(),
-        component: component.into(),
-        method: method.into(),
-        message: panic_message(payload).into(),
-    }
+    let plugin = PLUGIN_NAME.get().map_or("<unnamed plugin>", String::as_str);
+    PluginError::panicked(plugin, component, method, &panic_message(payload))
 }
 
 /// Builds the root module for plugin type `P`. Called by [`crate::export_plugin!`].

@@ -94,7 +94,7 @@ mod manifest;
 pub use self::{
     component::{json_reply, Component, Plugin, Request},
     context::{Context, Dependency},
-    error::PluginError,
+    error::{PanicReport, PluginError},
     ffi::{LogLevel, API_VERSION},
     logging::HostLayer,
     manifest::{ComponentDecl, Manifest, DEFAULT_PRIORITY},

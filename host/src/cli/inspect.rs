@@ -20,7 +20,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: InspectArgs) -> CliResult {
     // Scanned in a subprocess like any other, without touching the registry cache.
     let outcome = Discovery::new(".")
         .with_cache_dir(None)
-        .with_concurrency(config.host.scan_concurrency)
+        .with_scan_timeout(config.host.scan_timeout)
         .scan_file(&args.file)
         .await;
     if args.json {

@@ -142,11 +142,15 @@ pub(crate) fn discovery(config: &Config) -> Discovery {
     Discovery::new(&config.host.plugins_dir)
         .with_cache_dir(config.cache_dir())
         .with_concurrency(config.host.scan_concurrency)
+        .with_scan_timeout(config.host.scan_timeout)
 }
 
 /// Discovers plugins and registers every usable component; problems are logged.
 pub(crate) async fn coordinator(config: &Config) -> Result<Coordinator, Failure> {
     let catalog = discovery(config).discover().await?;
+    for failure in catalog.failures() {
+        tracing::warn!("{failure}");
+    }
     let coordinator = CoordinatorBuilder::from_config(config).build();
     for problem in coordinator.register_catalog(&catalog) {
         tracing::warn!("{problem}");

@@ -50,6 +50,9 @@ pub struct HostConfig {
     pub scan_concurrency: usize,
     /// Component initialisations run at once. Defaults to 4.
     pub init_concurrency: usize,
+    /// How long one scanner may take before its file is marked failed. Defaults to 10 s.
+    #[serde(deserialize_with = "units::duration")]
+    pub scan_timeout: Duration,
 }
 
 impl Default for HostConfig {
@@ -59,6 +62,7 @@ impl Default for HostConfig {
             cache_dir: PathBuf::new(),
             scan_concurrency: 2,
             init_concurrency: 4,
+            scan_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -45,7 +45,7 @@ pub enum InitError {
         component: String,
         /// Why.
         #[source]
-        source: LoadError,
+        source: Box<LoadError>,
     },
     /// The provider's create failed, panicked or the plugin reported an error.
     #[error("component `{component}` (plugin `{plugin}`) failed to initialise")]

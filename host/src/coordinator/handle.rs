@@ -33,6 +33,11 @@ impl ComponentHandle {
         &self.ready.info.spec.name
     }
 
+    /// Whether both handles point at the same instance.
+    pub fn same_instance(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.ready, &other.ready)
+    }
+
     /// Calls `method` with raw input, on this thread, with no timeout.
     ///
     /// # Errors

@@ -126,9 +126,11 @@ pub trait Provider: Send + Sync + 'static {
     ) -> Result<Box<dyn Instance>, InitError>;
 }
 
+type CreateFn = dyn Fn(&Dependencies) -> Result<Box<dyn Component>, PluginError> + Send + Sync;
+
 /// A component written in the embedding program, created by a closure.
 pub struct NativeComponent {
-    create: Box<dyn Fn(&Dependencies) -> Result<Box<dyn Component>, PluginError> + Send + Sync>,
+    create: Box<CreateFn>,
 }
 
 impl NativeComponent {
@@ -155,12 +157,7 @@ fn native_panic(
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "panic with a non-string payload".to_owned());
-    PluginError::Panicked {
-        plugin: "native".into(),
-        component: component.into(),
-        method: method.into(),
-        message: message.into(),
-    }
+    PluginError::panicked("native", component, method, &message)
 }
 
 impl Provider for NativeComponent {
@@ -216,7 +213,7 @@ impl Provider for PluginProvider {
         let path: PathBuf = self.plugin.path.clone();
         let load_error = |source| InitError::Load {
             component: spec.name.clone(),
-            source,
+            source: Box::new(source),
         };
         // Only code the scanner has vetted is mapped into the host.
         if !self.plugin.is_unchanged() {

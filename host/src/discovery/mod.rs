@@ -220,8 +220,12 @@ impl Discovery {
             .collect()
             .await;
         for (path, stamp, outcome) in results {
-            if let Err(err) = &outcome {
-                tracing::warn!(error = %err, "plugin file cannot be used");
+            match &outcome {
+                Err(LoadError::AbiMismatch { path, report, .. }) => {
+                    tracing::debug!(path = %path.display(), %report, "abi_stable's full layout report");
+                }
+                Err(err) => tracing::debug!(error = %err, "plugin file cannot be used"),
+                Ok(_) => {}
             }
             cache.insert(
                 path.clone(),

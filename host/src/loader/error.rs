@@ -43,6 +43,16 @@ pub enum LoadError {
         /// What this host needs.
         expected: String,
     },
+    /// The file is shorter than its own headers say.
+    #[error("{path}: the file is truncated: its headers describe {expected} bytes but it has {actual}; copy or build it again")]
+    Truncated {
+        /// The plugin file.
+        path: PathBuf,
+        /// Bytes the headers need.
+        expected: u64,
+        /// Bytes the file has.
+        actual: u64,
+    },
     /// Anyone may write to the file, so anyone could make the host run their code.
     #[error("{path}: the file is writable by every user (mode {mode:o}), so the host will not run it; `chmod o-w` it")]
     WorldWritable {
@@ -96,6 +106,9 @@ pub enum LoadError {
         host_api: String,
         /// The first mismatching item abi_stable reported.
         first_mismatch: String,
+        /// abi_stable's full report, for debug logs.
+        #[serde(default)]
+        report: String,
     },
     /// The library's own initialisation failed or panicked.
     #[error("{path}: the library failed while initialising its root module: {reason}")]
@@ -158,6 +171,7 @@ impl LoadError {
             | Self::Empty { path }
             | Self::NotALibrary { path, .. }
             | Self::WrongPlatform { path, .. }
+            | Self::Truncated { path, .. }
             | Self::WorldWritable { path, .. }
             | Self::Open { path, .. }
             | Self::NoRootModule { path }
@@ -179,6 +193,7 @@ impl LoadError {
             Self::Empty { .. } => "empty",
             Self::NotALibrary { .. } => "not_a_library",
             Self::WrongPlatform { .. } => "wrong_platform",
+            Self::Truncated { .. } => "truncated",
             Self::WorldWritable { .. } => "world_writable",
             Self::Open { .. } => "open",
             Self::NoRootModule { .. } => "no_root_module",

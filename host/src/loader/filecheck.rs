@@ -47,16 +47,16 @@ pub(crate) fn check(path: &Path) -> Result<(), LoadError> {
             n => filled += n,
         }
     }
-    check_header(path, &header[..filled])
+    check_header(path, &header[..filled], metadata.len())
 }
 
-fn check_header(path: &Path, header: &[u8]) -> Result<(), LoadError> {
+fn check_header(path: &Path, header: &[u8], file_len: u64) -> Result<(), LoadError> {
     let not_a_library = |detail: String| LoadError::NotALibrary {
         path: path.to_owned(),
         detail,
     };
     if header.starts_with(b"\x7fELF") {
-        return check_elf(path, header);
+        return check_elf(path, header, file_len);
     }
     let kind = if header.starts_with(b"MZ") {
         "a Windows PE file"
@@ -88,7 +88,7 @@ fn check_header(path: &Path, header: &[u8]) -> Result<(), LoadError> {
     }
 }
 
-fn check_elf(path: &Path, header: &[u8]) -> Result<(), LoadError> {
+fn check_elf(path: &Path, header: &[u8], file_len: u64) -> Result<(), LoadError> {
     if !cfg!(target_os = "linux") {
         return Err(LoadError::WrongPlatform {
             path: path.to_owned(),
@@ -96,7 +96,7 @@ fn check_elf(path: &Path, header: &[u8]) -> Result<(), LoadError> {
             expected: expected_platform(),
         });
     }
-    if header.len() < 20 {
+    if header.len() < 64 {
         return Err(LoadError::Open {
             path: path.to_owned(),
             reason: "the ELF header is cut short".into(),
@@ -116,9 +116,26 @@ fn check_elf(path: &Path, header: &[u8]) -> Result<(), LoadError> {
             u16::from_be_bytes(bytes)
         }
     };
+    let read_u64 = |at: usize| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&header[at..at + 8]);
+        if little_endian {
+            u64::from_le_bytes(bytes)
+        } else {
+            u64::from_be_bytes(bytes)
+        }
+    };
+    let read_u32 = |at: usize| {
+        let bytes = [header[at], header[at + 1], header[at + 2], header[at + 3]];
+        u64::from(if little_endian {
+            u32::from_le_bytes(bytes)
+        } else {
+            u32::from_be_bytes(bytes)
+        })
+    };
     let (elf_type, machine) = (read_u16(16), read_u16(18));
     let expected_machine = elf_machine(std::env::consts::ARCH);
-    let same_machine = expected_machine.is_none_or(|m| m == machine);
+    let same_machine = expected_machine.map_or(true, |m| m == machine);
     if class_bits != usize::BITS as usize
         || !same_machine
         || little_endian != cfg!(target_endian = "little")
@@ -127,6 +144,22 @@ fn check_elf(path: &Path, header: &[u8]) -> Result<(), LoadError> {
             path: path.to_owned(),
             found: format!("{class_bits}-bit ELF, machine {}", machine_name(machine)),
             expected: expected_platform(),
+        });
+    }
+    // The section header table sits at the end of a linked library, so a file cut short
+    // anywhere loses it; the dynamic loader itself would only notice if a loaded segment
+    // were cut.
+    let (section_table, entry_size, entries) = if class_bits == 64 {
+        (read_u64(0x28), read_u16(0x3a), read_u16(0x3c))
+    } else {
+        (read_u32(0x20), read_u16(0x2e), read_u16(0x30))
+    };
+    let needed = section_table.saturating_add(u64::from(entry_size) * u64::from(entries));
+    if needed > file_len {
+        return Err(LoadError::Truncated {
+            path: path.to_owned(),
+            expected: needed,
+            actual: file_len,
         });
     }
     if elf_type != 3 {
@@ -179,6 +212,8 @@ fn machine_name(machine: u16) -> String {
 mod tests {
     use super::*;
 
+    const LEN: u64 = 64;
+
     fn elf(class: u8, machine: u16, elf_type: u16) -> Vec<u8> {
         let mut header = vec![0u8; 64];
         header[..4].copy_from_slice(b"\x7fELF");
@@ -196,7 +231,7 @@ mod tests {
         } else {
             183
         };
-        let err = check_header(Path::new("x.so"), &elf(2, other, 3)).unwrap_err();
+        let err = check_header(Path::new("x.so"), &elf(2, other, 3), LEN).unwrap_err();
         assert!(matches!(err, LoadError::WrongPlatform { .. }), "{err}");
         assert!(err.to_string().contains(std::env::consts::ARCH), "{err}");
     }
@@ -204,21 +239,34 @@ mod tests {
     #[test]
     fn an_executable_is_not_a_library() {
         let machine = elf_machine(std::env::consts::ARCH).unwrap();
-        let err = check_header(Path::new("x.so"), &elf(2, machine, 2)).unwrap_err();
+        let err = check_header(Path::new("x.so"), &elf(2, machine, 2), LEN).unwrap_err();
         assert!(matches!(err, LoadError::NotALibrary { .. }), "{err}");
     }
 
     #[test]
     fn a_shared_library_for_this_machine_passes() {
         let machine = elf_machine(std::env::consts::ARCH).unwrap();
-        check_header(Path::new("x.so"), &elf(2, machine, 3)).unwrap();
+        check_header(Path::new("x.so"), &elf(2, machine, 3), LEN).unwrap();
+    }
+
+    #[test]
+    fn a_library_shorter_than_its_section_table_is_truncated() {
+        let machine = elf_machine(std::env::consts::ARCH).unwrap();
+        let mut header = elf(2, machine, 3);
+        header[0x28..0x30].copy_from_slice(&10_000u64.to_le_bytes());
+        header[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        header[0x3c..0x3e].copy_from_slice(&30u16.to_le_bytes());
+        let err = check_header(Path::new("x.so"), &header, 5_000).unwrap_err();
+        assert_eq!(err.kind(), "truncated");
+        assert!(err.to_string().contains("11920"), "{err}");
     }
 
     #[test]
     fn text_and_windows_files_are_told_apart() {
-        let text = check_header(Path::new("x.so"), b"hello, I am not a library\n").unwrap_err();
+        let text =
+            check_header(Path::new("x.so"), b"hello, I am not a library\n", LEN).unwrap_err();
         assert!(text.to_string().contains("text file"), "{text}");
-        let pe = check_header(Path::new("x.so"), b"MZ\x90\x00\x03").unwrap_err();
+        let pe = check_header(Path::new("x.so"), b"MZ\x90\x00\x03", LEN).unwrap_err();
         assert!(matches!(pe, LoadError::WrongPlatform { .. }), "{pe}");
     }
 }

@@ -126,12 +126,12 @@ fn classify(path: &Path, err: LibraryError, plugin_api: Option<&str>) -> LoadErr
         }
         LibraryError::AbiInstability(report) => {
             let report = report.to_string();
-            tracing::debug!(path = %path.display(), %report, "full abi_stable layout report");
             LoadError::AbiMismatch {
                 path,
                 plugin_api: plugin_api.unwrap_or("unknown").to_owned(),
                 host_api,
                 first_mismatch: first_mismatch(&report),
+                report,
             }
         }
         LibraryError::RootModule { err, .. } => LoadError::RootModule {
@@ -148,30 +148,29 @@ fn classify(path: &Path, err: LibraryError, plugin_api: Option<&str>) -> LoadErr
     }
 }
 
-/// Picks the first concrete mismatch out of abi_stable's (very long) layout report.
+/// Picks the first concrete mismatch out of abi_stable's (very long) layout report: its
+/// `Error:` line and the `Expected:` / `Found:` values after it.
 fn first_mismatch(report: &str) -> String {
     let lines: Vec<&str> = report
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    let found = lines.iter().position(|line| {
-        let lower = line.to_ascii_lowercase();
-        lower.starts_with("error") || lower.contains("mismatch") || lower.starts_with("expected")
-    });
-    let start = found.unwrap_or(0);
-    let summary = lines
-        .iter()
-        .skip(start)
-        .take(3)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut summary: String = summary.chars().take(300).collect();
-    if summary.is_empty() {
-        summary = "abi_stable reported a layout mismatch".into();
+    let Some(start) = lines.iter().position(|line| line.starts_with("Error:")) else {
+        return "abi_stable reported a layout mismatch".into();
+    };
+    let what = lines[start].trim_start_matches("Error:").trim();
+    let value_after = |label: &str| {
+        lines[start..]
+            .iter()
+            .position(|line| *line == label)
+            .and_then(|at| lines.get(start + at + 1))
+            .map(|value| value.chars().take(120).collect::<String>())
+    };
+    match (value_after("Expected:"), value_after("Found:")) {
+        (Some(expected), Some(found)) => format!("{what}: expected `{expected}`, found `{found}`"),
+        _ => what.to_owned(),
     }
-    summary
 }
 
 /// Opens each library at most once and hands out the same [`LoadedLibrary`] afterwards.
@@ -215,5 +214,23 @@ impl Loader {
     /// The paths of the libraries loaded so far.
     pub fn loaded(&self) -> Vec<PathBuf> {
         self.libraries.lock().keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_mismatch;
+
+    #[test]
+    fn the_summary_is_the_error_line_with_expected_and_found() {
+        let report = "Compared <this>:\n    --- Type Layout ---\n    type:X\nError:mismatched package\nExpected:\n    plugin-api\nFound:\n    other\n";
+        assert_eq!(
+            first_mismatch(report),
+            "mismatched package: expected `plugin-api`, found `other`"
+        );
+        assert_eq!(
+            first_mismatch("no structure"),
+            "abi_stable reported a layout mismatch"
+        );
     }
 }

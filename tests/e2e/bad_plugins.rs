@@ -1,0 +1,197 @@
+//! Every kind of bad plugin file ends in one clear error naming the file, and the good
+//! plugins beside it stay listed and callable.
+
+use std::{path::Path, process::Command};
+
+use plugin_host_tests::{library, library_file_name, listed, stdout_json, success_stdout, Sandbox};
+
+/// Lists the sandbox (which has market-data too), checks the bad file's error kind and
+/// message, and that market-data is still listed and callable. Returns the message.
+fn assert_rejected_while_others_work(
+    sandbox: &Sandbox,
+    file_name: &str,
+    kind: &str,
+    needles: &[&str],
+) -> String {
+    let list = stdout_json(&sandbox.run(&["list", "--json"]));
+    let bad = listed(&list, file_name);
+    let error = &bad["outcome"]["error"];
+    assert_eq!(error["kind"], kind, "{bad:#}");
+    let message = error["message"].as_str().expect("error message").to_owned();
+    assert!(
+        message.contains(file_name),
+        "the message does not name the file: {message}"
+    );
+    for needle in needles {
+        assert!(
+            message.contains(needle),
+            "expected `{needle}` in: {message}"
+        );
+    }
+    assert!(!message.contains('\n'), "one line, not a dump: {message}");
+
+    let good = listed(&list, &library_file_name("market-data"));
+    assert_eq!(good["outcome"]["ok"]["name"], "market-data");
+    let quote =
+        stdout_json(&sandbox.run(&["call", "market-data", "quote", r#"{"symbol":"AAPL"}"#]));
+    assert_eq!(quote["symbol"], "AAPL");
+    message
+}
+
+#[test]
+fn a_text_file_named_like_a_library_is_not_a_library() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    sandbox.write_plugin_file("x.so", b"these are notes, not a plugin\n");
+    assert_rejected_while_others_work(&sandbox, "x.so", "not_a_library", &["text file"]);
+}
+
+#[test]
+fn an_empty_library_file_is_reported_empty() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    sandbox.write_plugin_file("libempty.so", b"");
+    assert_rejected_while_others_work(&sandbox, "libempty.so", "empty", &["empty"]);
+}
+
+#[test]
+fn a_truncated_copy_of_a_real_plugin_cannot_be_opened() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let bytes = std::fs::read(library("market-data")).expect("reading the plugin");
+    sandbox.write_plugin_file("libtruncated.so", &bytes[..bytes.len() / 3]);
+    assert_rejected_while_others_work(
+        &sandbox,
+        "libtruncated.so",
+        "truncated",
+        &["truncated", "copy or build it again"],
+    );
+    // Cut inside the loaded segments too, where the dynamic loader itself would choke.
+    sandbox.write_plugin_file("libstub.so", &bytes[..4096]);
+    assert_rejected_while_others_work(&sandbox, "libstub.so", "truncated", &["truncated"]);
+}
+
+#[test]
+fn a_c_library_without_the_root_module_is_not_a_plugin() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/no_root_module.c");
+    let output = sandbox.plugins_dir().join("libplain_c.so");
+    let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&output)
+        .arg(&source)
+        .status()
+        .expect("running the C compiler");
+    assert!(status.success(), "compiling the C fixture failed");
+    assert_rejected_while_others_work(
+        &sandbox,
+        "libplain_c.so",
+        "no_root_module",
+        &["export_plugin!"],
+    );
+}
+
+#[test]
+fn a_plugin_built_against_an_incompatible_plugin_api_gets_a_short_summary() {
+    let sandbox = Sandbox::with_plugins(&["market-data", "fixture-abi-mismatch"]);
+    let file = library_file_name("fixture-abi-mismatch");
+    let message = assert_rejected_while_others_work(
+        &sandbox,
+        &file,
+        "abi_mismatch",
+        &["plugin-api", "rebuild", "expected `plugin-api`"],
+    );
+    assert!(
+        message.len() < 800,
+        "a summary, not abi_stable's full report: {message}"
+    );
+}
+
+#[test]
+fn a_library_that_aborts_while_loading_kills_only_the_scanner() {
+    let sandbox = Sandbox::with_plugins(&["market-data", "fixture-abort-on-load"]);
+    let file = library_file_name("fixture-abort-on-load");
+    assert_rejected_while_others_work(&sandbox, &file, "scanner_crashed", &["SIGABRT"]);
+}
+
+#[test]
+fn a_library_that_hangs_while_loading_times_out_in_the_scanner() {
+    let sandbox = Sandbox::with_plugins(&["market-data", "fixture-hang-on-load"]);
+    let config = sandbox.write_config("[host]\nscan_timeout = \"1s\"\n");
+    let list = stdout_json(
+        &sandbox
+            .host()
+            .arg("--config")
+            .arg(&config)
+            .args(["list", "--json"])
+            .output()
+            .expect("list"),
+    );
+    let bad = listed(&list, &library_file_name("fixture-hang-on-load"));
+    assert_eq!(
+        bad["outcome"]["error"]["kind"], "scanner_timed_out",
+        "{bad:#}"
+    );
+    assert_eq!(
+        listed(&list, &library_file_name("market-data"))["outcome"]["ok"]["name"],
+        "market-data"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_world_writable_plugin_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let path = sandbox.add_plugin("fixture-panic-call");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let file = library_file_name("fixture-panic-call");
+    assert_rejected_while_others_work(&sandbox, &file, "world_writable", &["chmod o-w"]);
+}
+
+#[test]
+fn a_plugin_whose_create_panics_fails_its_call_with_the_panic_and_the_host_goes_on() {
+    let sandbox = Sandbox::with_plugins(&["market-data", "fixture-panic-create"]);
+    let output = sandbox.run(&["call", "panic-create", "anything"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for needle in [
+        "plugin `panic-create` panicked",
+        "component `panic-create`",
+        "`create`",
+        "create always panics",
+    ] {
+        assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
+    }
+    let quote =
+        stdout_json(&sandbox.run(&["call", "market-data", "quote", r#"{"symbol":"AAPL"}"#]));
+    assert_eq!(quote["symbol"], "AAPL");
+}
+
+#[test]
+fn inspect_gives_a_verdict_and_exit_code_per_file() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let good = sandbox.plugins_dir().join(library_file_name("market-data"));
+    let text = success_stdout(
+        &sandbox
+            .host()
+            .arg("inspect")
+            .arg(&good)
+            .output()
+            .expect("inspect"),
+    );
+    assert!(
+        text.contains("usable") && text.contains("market-data"),
+        "{text}"
+    );
+
+    let bad = sandbox.write_plugin_file("libnotes.so", b"notes\n");
+    let output = sandbox
+        .host()
+        .arg("inspect")
+        .arg(&bad)
+        .arg("--json")
+        .output()
+        .expect("inspect");
+    assert_eq!(output.status.code(), Some(1));
+    let verdict: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON verdict");
+    assert_eq!(verdict["usable"], false);
+    assert_eq!(verdict["error"]["kind"], "not_a_library");
+}

@@ -1,0 +1,105 @@
+//! The binary's exit codes and messages for bad requests, bad configs and bad directories.
+
+use plugin_host_tests::{binary, Sandbox};
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn calling_an_unknown_component_exits_1_and_says_how_to_find_one() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let output = sandbox.run(&["call", "order-book", "depth"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("no component named `order-book`"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains("plugin-host list"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_request_that_is_not_json_is_a_usage_error() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let output = sandbox.run(&["call", "market-data", "quote", "{symbol: AAPL"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("not valid JSON"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_method_error_from_the_plugin_reaches_the_caller_with_its_context() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let output = sandbox.run(&["call", "market-data", "quote", r#"{"symbol":"NOPE"}"#]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.contains("component `market-data` method `quote` failed"),
+        "{text}"
+    );
+    assert!(text.contains("unknown symbol `NOPE`"), "{text}");
+}
+
+#[test]
+fn a_missing_plugins_directory_is_a_clear_runtime_error() {
+    let sandbox = Sandbox::new();
+    let missing = sandbox.root().join("nowhere");
+    let output = std::process::Command::new(binary())
+        .arg("--plugins-dir")
+        .arg(&missing)
+        .arg("--cache-dir")
+        .arg(sandbox.cache_dir())
+        .arg("list")
+        .output()
+        .expect("list");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("cannot read plugins directory"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn an_invalid_config_exits_2_naming_the_key() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let config = sandbox.write_config("[host]\nplugins_dirr = \"x\"\n");
+    let output = sandbox
+        .host()
+        .arg("--config")
+        .arg(&config)
+        .arg("list")
+        .output()
+        .expect("list");
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("plugins_dirr"), "{text}");
+    assert!(text.contains("line 2"), "{text}");
+}
+
+#[test]
+fn list_exits_0_even_when_every_plugin_is_broken() {
+    let sandbox = Sandbox::new();
+    sandbox.write_plugin_file("libbroken.so", b"");
+    let output = sandbox.run(&["list"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("libbroken.so"));
+}
+
+#[test]
+fn help_lists_every_command() {
+    let sandbox = Sandbox::new();
+    let output = sandbox.run(&["--help"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    for command in ["list", "inspect", "call", "check", "run"] {
+        assert!(text.contains(command), "--help lacks {command}: {text}");
+    }
+}

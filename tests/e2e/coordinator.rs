@@ -1,0 +1,363 @@
+//! The coordinator, driven in-process through the library with the real loader and the
+//! `probe` fixture plugin: exactly-once init, parallel branches, failures, timeouts,
+//! eviction and shutdown order.
+
+use std::{sync::Arc, time::Duration};
+
+use plugin_host::{
+    discovery::ScanMode, CallError, ComponentSpec, ComponentState, Config, Coordinator,
+    CoordinatorBuilder, Discovery, GetError, InitError, NativeComponent, RegisterError,
+};
+use plugin_host_tests::{binary, Sandbox};
+
+async fn coordinator(sandbox: &Sandbox, config: &str) -> Coordinator {
+    let config = Config::from_toml(config).expect("test config");
+    let catalog = Discovery::new(sandbox.plugins_dir())
+        .with_cache_dir(Some(sandbox.cache_dir()))
+        .with_scan_mode(ScanMode::Subprocess(binary()))
+        .discover()
+        .await
+        .expect("discovery");
+    let coordinator = CoordinatorBuilder::from_config(&config).build();
+    let problems = coordinator.register_catalog(&catalog);
+    assert!(problems.is_empty(), "{problems:?}");
+    coordinator
+}
+
+fn state(coordinator: &Coordinator, name: &str) -> ComponentState {
+    coordinator
+        .components()
+        .into_iter()
+        .find(|c| c.name == name)
+        .map(|c| c.state)
+        .unwrap_or_else(|| panic!("no component {name}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_concurrent_gets_of_a_cold_component_run_its_init_once() {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let coordinator = coordinator(&sandbox, "").await;
+    let gets = (0..1000).map(|_| {
+        let coordinator = coordinator.clone();
+        tokio::spawn(async move { coordinator.get("counter").await })
+    });
+    let handles: Vec<_> = futures_join(gets).await;
+    let first = handles[0].clone();
+    for handle in &handles {
+        assert!(
+            handle.same_instance(&first),
+            "callers got different instances"
+        );
+    }
+    let creates: u64 = first.call_json("creates", &()).expect("creates");
+    assert_eq!(creates, 1, "counted inside the component");
+}
+
+async fn futures_join(
+    tasks: impl Iterator<Item = tokio::task::JoinHandle<Result<plugin_host::ComponentHandle, GetError>>>,
+) -> Vec<plugin_host::ComponentHandle> {
+    let mut handles = Vec::new();
+    for task in tasks {
+        handles.push(task.await.expect("task").expect("get"));
+    }
+    handles
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_independent_dependencies_initialise_concurrently() {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let coordinator = coordinator(&sandbox, "").await;
+    let joiner = coordinator.get("joiner").await.expect("joiner");
+    let spans: serde_json::Value = joiner.call_json("spans", &()).expect("spans");
+    let (a, b) = (&spans["slow-a"], &spans["slow-b"]);
+    let start = |v: &serde_json::Value| v["start_us"].as_u64().expect("start");
+    let end = |v: &serde_json::Value| v["end_us"].as_u64().expect("end");
+    assert!(
+        start(a) < end(b) && start(b) < end(a),
+        "slow-a and slow-b did not overlap: {spans}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_dependency_fails_its_dependent_with_the_cause_chain() {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let coordinator = coordinator(&sandbox, "").await;
+    let err = coordinator
+        .get("needs-fails")
+        .await
+        .expect_err("needs-fails must fail");
+    let chain = anyhow_chain(&err);
+    assert!(
+        chain.contains("`needs-fails` cannot start because its dependency `fails` failed"),
+        "{chain}"
+    );
+    assert!(chain.contains("configured to fail"), "{chain}");
+    assert_eq!(state(&coordinator, "fails"), ComponentState::Failed);
+    assert_eq!(state(&coordinator, "needs-fails"), ComponentState::Failed);
+}
+
+fn anyhow_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_init_times_out_while_others_work_and_its_late_result_is_dropped() {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let log = sandbox.root().join("events.log");
+    let config = format!(
+        "[components.hang.config]\nhang_ms = 1500\nlog_file = {:?}\n",
+        log.display().to_string()
+    );
+    let coordinator = coordinator(&sandbox, &config).await;
+    let started = std::time::Instant::now();
+    let err = coordinator
+        .get("hang")
+        .await
+        .expect_err("hang must time out");
+    let waited = started.elapsed();
+    assert!(err.is_timeout(), "{err}");
+    assert!(
+        err.to_string().contains("`hang`") && err.to_string().contains("500ms"),
+        "{err}"
+    );
+    assert!(
+        waited < Duration::from_millis(1400),
+        "waited {waited:?} for a 500ms timeout"
+    );
+    assert_eq!(state(&coordinator, "hang"), ComponentState::TimedOut);
+
+    let other = coordinator
+        .call("rec-base", "ping", b"null".to_vec())
+        .await
+        .expect("others keep working");
+    assert_eq!(other, br#""pong""#);
+
+    // The abandoned create finishes later; its instance is dropped, never handed out.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let events = std::fs::read_to_string(&log).unwrap_or_default();
+    let lines: Vec<&str> = events.lines().collect();
+    assert_eq!(
+        lines,
+        ["late-finish hang", "create hang", "drop hang"],
+        "{events}"
+    );
+    assert_eq!(state(&coordinator, "hang"), ComponentState::TimedOut);
+    let later = coordinator
+        .get("hang")
+        .await
+        .expect_err("the late instance is not used");
+    assert!(later.is_timeout(), "{later}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_components_in_reverse_init_order() {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let log = sandbox.root().join("events.log");
+    let log_setting = format!("log_file = {:?}\n", log.display().to_string());
+    let config: String = ["rec-base", "rec-mid", "rec-top", "rec-side"]
+        .iter()
+        .map(|name| format!("[components.{name}.config]\n{log_setting}"))
+        .collect();
+    let coordinator = coordinator(&sandbox, &config).await;
+    coordinator.get("rec-top").await.expect("rec-top");
+    coordinator.get("rec-side").await.expect("rec-side");
+    let report = coordinator.shutdown(Duration::from_secs(5)).await;
+    assert!(report.timed_out.is_empty());
+
+    let events = std::fs::read_to_string(&log).expect("event log");
+    let position = |line: &str| {
+        events
+            .lines()
+            .position(|l| l == line)
+            .unwrap_or_else(|| panic!("`{line}` missing from:\n{events}"))
+    };
+    let created: Vec<&str> = events
+        .lines()
+        .filter_map(|l| l.strip_prefix("create "))
+        .collect();
+    assert_eq!(created, ["rec-base", "rec-mid", "rec-top", "rec-side"]);
+    // Every component is dropped after everything that depends on it.
+    assert!(position("drop rec-top") < position("drop rec-mid"));
+    assert!(position("drop rec-mid") < position("drop rec-base"));
+    assert!(position("drop rec-side") < position("drop rec-base"));
+    assert!(matches!(
+        coordinator.get("rec-base").await,
+        Err(GetError::ShuttingDown { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_held_by_a_caller_survives_evict() {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let coordinator = coordinator(&sandbox, "").await;
+    let held = coordinator.get("rec-base").await.expect("rec-base");
+    let dependent = coordinator.get("rec-mid").await.expect("rec-mid");
+    drop(dependent);
+    let refused = coordinator
+        .evict("rec-base", false)
+        .expect_err("rec-mid is ready and needs it");
+    assert!(refused.to_string().contains("rec-mid"), "{refused}");
+
+    let evicted = coordinator.evict("rec-base", true).expect("cascade");
+    assert_eq!(evicted, ["rec-mid", "rec-base"]);
+    assert_eq!(state(&coordinator, "rec-base"), ComponentState::Evicted);
+    let reply: String = held
+        .call_json("ping", &())
+        .expect("the held instance still answers");
+    assert_eq!(reply, "pong");
+
+    let fresh = coordinator
+        .get("rec-base")
+        .await
+        .expect("re-initialised after eviction");
+    assert!(!fresh.same_instance(&held));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_call_is_an_error_and_the_component_keeps_answering() {
+    let sandbox = Sandbox::with_plugins(&["fixture-panic-call"]);
+    let coordinator = coordinator(&sandbox, "").await;
+    let err = coordinator
+        .call("panic-call", "boom", b"null".to_vec())
+        .await
+        .expect_err("boom panics");
+    let chain = anyhow_chain(&err);
+    for needle in [
+        "plugin `panic-call` panicked",
+        "component `panic-call`",
+        "`boom`",
+        "panic-call fixture: boom",
+    ] {
+        assert!(chain.contains(needle), "expected `{needle}` in: {chain}");
+    }
+    assert!(matches!(err, CallError::Failed { .. }));
+    let pong = coordinator
+        .call("panic-call", "ping", b"null".to_vec())
+        .await
+        .expect("ping after panic");
+    assert_eq!(pong, br#""pong""#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cycle_is_refused_with_its_whole_path() {
+    let coordinator = Coordinator::builder().build();
+    let native = || NativeComponent::new(|_| Ok(Echo));
+    coordinator
+        .register_native(ComponentSpec::new("a").with_dependency("b"), native())
+        .expect("a");
+    coordinator
+        .register_native(ComponentSpec::new("b").with_dependency("c"), native())
+        .expect("b");
+    let err = coordinator
+        .register_native(ComponentSpec::new("c").with_dependency("a"), native())
+        .expect_err("c closes a cycle");
+    assert!(matches!(err, RegisterError::Cycle { .. }));
+    assert!(err.to_string().contains("a -> b -> c -> a"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_component_can_depend_on_a_plugin_component() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let coordinator = coordinator(&sandbox, "").await;
+    coordinator
+        .register_native(
+            ComponentSpec::new("spread-monitor").with_dependency("market-data"),
+            NativeComponent::new(|deps| {
+                let feed = deps
+                    .get("market-data")
+                    .expect("declared dependency")
+                    .clone();
+                Ok(Spread { feed })
+            }),
+        )
+        .expect("register");
+    let spread: f64 = coordinator
+        .get("spread-monitor")
+        .await
+        .expect("spread-monitor")
+        .call_json("spread", &serde_json::json!({"symbol": "AAPL"}))
+        .expect("spread");
+    assert!(spread > 0.0 && spread < 1.0, "{spread}");
+    assert_eq!(coordinator.init_order(), ["market-data", "spread-monitor"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_component_is_retried_after_the_backoff() {
+    let coordinator = CoordinatorBuilder::default()
+        .with_failure_backoff(Duration::from_millis(200))
+        .build();
+    let attempts = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = Arc::clone(&attempts);
+    coordinator
+        .register_native(
+            ComponentSpec::new("flaky"),
+            NativeComponent::new(move |_| {
+                if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    Err(plugin_host::plugin_api::PluginError::failed(
+                        "first start fails",
+                    ))
+                } else {
+                    Ok(Echo)
+                }
+            }),
+        )
+        .expect("register");
+    let first = coordinator
+        .get("flaky")
+        .await
+        .expect_err("first attempt fails");
+    assert!(matches!(first, GetError::Init(ref e) if matches!(**e, InitError::Create { .. })));
+    let during = coordinator
+        .get("flaky")
+        .await
+        .expect_err("within the backoff");
+    assert!(matches!(during, GetError::Backoff { .. }), "{during}");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    coordinator
+        .get("flaky")
+        .await
+        .expect("retried after the backoff");
+    assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+struct Echo;
+
+impl plugin_host::plugin_api::Component for Echo {
+    fn call(
+        &self,
+        request: plugin_host::plugin_api::Request<'_>,
+    ) -> Result<Vec<u8>, plugin_host::plugin_api::PluginError> {
+        Ok(request.input().to_vec())
+    }
+}
+
+struct Spread {
+    feed: plugin_host::ComponentHandle,
+}
+
+impl plugin_host::plugin_api::Component for Spread {
+    fn call(
+        &self,
+        request: plugin_host::plugin_api::Request<'_>,
+    ) -> Result<Vec<u8>, plugin_host::plugin_api::PluginError> {
+        use plugin_host::plugin_api::{json_reply, PluginError};
+        let quote: serde_json::Value = self
+            .feed
+            .call_json(
+                "quote",
+                &serde_json::from_slice::<serde_json::Value>(request.input())
+                    .map_err(|e| PluginError::bad_input(request.method(), e))?,
+            )
+            .map_err(|e| PluginError::dependency("market-data", e))?;
+        let spread =
+            quote["ask"].as_f64().unwrap_or_default() - quote["bid"].as_f64().unwrap_or_default();
+        json_reply(&((spread * 100.0).round() / 100.0))
+    }
+}

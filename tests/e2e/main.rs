@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `plugin-host` binary, the real example plugins and the
+//! fixture plugins under `tests/fixtures/`, loaded through the real loader.
+
+mod bad_plugins;
+mod cli;
+mod coordinator;
+mod embedding;
+mod lazy_loading;
