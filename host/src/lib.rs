@@ -33,6 +33,7 @@ mod coordinator;
 pub mod discovery;
 mod loader;
 mod manifest;
+mod timeout;
 mod util;
 
 pub use self::{
@@ -48,6 +49,7 @@ pub use self::{
     },
     loader::{open_library, LoadError, LoadedLibrary, Loader},
     manifest::{ComponentInfo, PluginInfo},
+    timeout::{ActiveTimeout, Interrupted, OperationKind, TimeoutManager, TimeoutStats},
     util::format_bytes,
 };
 pub use plugin_api;

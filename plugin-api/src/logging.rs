@@ -23,12 +23,31 @@ thread_local! {
     static CURRENT_COMPONENT: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// Installs the forwarding subscriber once per plugin library.
+/// Installs the forwarding subscriber and panic hook once per plugin library.
 pub(crate) fn install(host: &HostBox) {
     HOST.get_or_init(|| {
         let subscriber = tracing_subscriber::registry().with(HostLayer);
         // Fails only if the plugin author installed their own subscriber; theirs wins.
         let _ = tracing::subscriber::set_global_default(subscriber);
+        // The library has its own copy of std, so this hook sees only the plugin's panics.
+        // They are caught at the boundary and returned as errors; the hook puts the
+        // message and location in the host's log instead of raw stderr.
+        std::panic::set_hook(Box::new(|info| {
+            let Some(host) = HOST.get() else { return };
+            let message = crate::error::panic_message(info.payload());
+            let location = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            CURRENT_COMPONENT.with(|component| {
+                host.log(
+                    LogLevel::Error,
+                    RStr::from_str(&component.borrow()),
+                    RStr::from_str("panic"),
+                    RStr::from_str(&format!("panicked{location}: {message}")),
+                );
+            });
+        }));
         host.clone()
     });
 }

@@ -6,3 +6,4 @@ mod cli;
 mod coordinator;
 mod embedding;
 mod lazy_loading;
+mod run;

@@ -155,5 +155,8 @@ pub(crate) async fn coordinator(config: &Config) -> Result<Coordinator, Failure>
     for problem in coordinator.register_catalog(&catalog) {
         tracing::warn!("{problem}");
     }
+    for problem in coordinator.validate() {
+        tracing::warn!("{problem}");
+    }
     Ok(coordinator)
 }

@@ -621,3 +621,6 @@ fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), Con
         }),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -77,6 +77,14 @@ pub enum InitError {
         /// The limit that expired.
         limit: Duration,
     },
+    /// An operator cancelled the initialisation; its thread was abandoned.
+    #[error(
+        "initialisation of component `{component}` was cancelled; a late result will be dropped"
+    )]
+    Cancelled {
+        /// The component.
+        component: String,
+    },
     /// The initialising thread could not be started or died.
     #[error("component `{component}`: initialisation thread failed: {reason}")]
     Thread {
@@ -168,6 +176,14 @@ pub enum CallError {
         method: String,
         /// The limit.
         limit: Duration,
+    },
+    /// An operator cancelled the call.
+    #[error("call to component `{component}` method `{method}` was cancelled")]
+    Cancelled {
+        /// The component.
+        component: String,
+        /// The method.
+        method: String,
     },
     /// The input or output was not valid JSON for the types asked for.
     #[error("component `{component}` method `{method}`: {message}")]

@@ -34,7 +34,13 @@ use self::{
     provider::PluginProvider,
     slot::{InitResult, Slot, SlotState},
 };
-use crate::{config::Config, discovery::Catalog, loader::Loader, manifest::valid_name};
+use crate::{
+    config::Config,
+    discovery::Catalog,
+    loader::Loader,
+    manifest::valid_name,
+    timeout::{Interrupted, OperationKind, TimeoutManager},
+};
 
 /// Builds a [`Coordinator`].
 #[derive(Debug, Clone)]
@@ -124,6 +130,7 @@ impl CoordinatorBuilder {
                 loader: Arc::new(Loader::new()),
                 init_order: Mutex::new(Vec::new()),
                 shutting_down: std::sync::atomic::AtomicBool::new(false),
+                timeouts: TimeoutManager::new(),
             }),
         }
     }
@@ -141,6 +148,7 @@ struct Inner {
     loader: Arc<Loader>,
     init_order: Mutex<Vec<String>>,
     shutting_down: std::sync::atomic::AtomicBool,
+    timeouts: TimeoutManager,
 }
 
 /// Runs every component: registry, lazy dependency-ordered initialisation, shutdown.
@@ -367,7 +375,12 @@ impl Coordinator {
         let limit = self.call_timeout(component, method);
         let method_owned = method.to_owned();
         let task = tokio::task::spawn_blocking(move || handle.call(&method_owned, &input));
-        match tokio::time::timeout(limit, task).await {
+        let timed = self
+            .inner
+            .timeouts
+            .run(OperationKind::Call, component, Some(method), limit, task)
+            .await;
+        match timed {
             Ok(Ok(result)) => result,
             Ok(Err(join_error)) => Err(CallError::Failed {
                 component: component.to_owned(),
@@ -376,10 +389,14 @@ impl Coordinator {
                     "call thread failed: {join_error}"
                 )),
             }),
-            Err(_) => Err(CallError::TimedOut {
+            Err(Interrupted::Expired) => Err(CallError::TimedOut {
                 component: component.to_owned(),
                 method: method.to_owned(),
                 limit,
+            }),
+            Err(Interrupted::Cancelled) => Err(CallError::Cancelled {
+                component: component.to_owned(),
+                method: method.to_owned(),
             }),
         }
     }
@@ -507,6 +524,11 @@ impl Coordinator {
         tracing::info!(component = %name, "component evicted");
         evicted.push(name.to_owned());
         Ok(evicted)
+    }
+
+    /// The timeout manager: operations in flight, cancellation, counters.
+    pub fn timeouts(&self) -> &TimeoutManager {
+        &self.inner.timeouts
     }
 
     /// The paths of plugin libraries mapped into this process so far.
@@ -771,15 +793,22 @@ async fn create_with_dependencies(
             component: spec.name.clone(),
             reason: err.to_string(),
         })?;
-    match tokio::time::timeout(limit, rx).await {
+    let timed = inner
+        .timeouts
+        .run(OperationKind::Init, &spec.name, None, limit, rx)
+        .await;
+    match timed {
         Ok(Ok(result)) => result,
         Ok(Err(_)) => Err(InitError::Thread {
             component: spec.name.clone(),
             reason: "the init thread ended without a result".into(),
         }),
-        Err(_) => Err(InitError::TimedOut {
+        Err(Interrupted::Expired) => Err(InitError::TimedOut {
             component: spec.name.clone(),
             limit,
+        }),
+        Err(Interrupted::Cancelled) => Err(InitError::Cancelled {
+            component: spec.name.clone(),
         }),
     }
 }

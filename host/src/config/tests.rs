@@ -1,0 +1,184 @@
+use super::*;
+
+/// Parses `text` and returns the one problem it must have, as displayed.
+fn rejected(text: &str) -> String {
+    match Config::from_toml(text) {
+        Ok(config) => panic!("accepted:\n{text}\nas {config:?}"),
+        Err(err) => err.to_string(),
+    }
+}
+
+#[test]
+fn the_example_config_is_valid_and_matches_the_defaults() {
+    let example = include_str!("../../../examples/host.toml");
+    let config = Config::from_toml(example).expect("examples/host.toml is valid");
+    let defaults = Config::default();
+    assert_eq!(config.host.plugins_dir, defaults.host.plugins_dir);
+    assert_eq!(config.host.scan_timeout, defaults.host.scan_timeout);
+    assert_eq!(config.memory.limit, defaults.memory.limit);
+    assert_eq!(config.memory.min_idle, defaults.memory.min_idle);
+    assert_eq!(config.timeouts.default, defaults.timeouts.default);
+    assert_eq!(config.metrics.sample_rate, defaults.metrics.sample_rate);
+    assert_eq!(config.locks.default_timeout, defaults.locks.default_timeout);
+    assert_eq!(config.admin.listen, defaults.admin.listen);
+    let history = &config.components["historical-data"];
+    assert_eq!(history.memory_estimate, Some(100 << 20));
+    assert_eq!(history.operations["bars"], Duration::from_secs(5));
+}
+
+#[test]
+fn an_empty_file_gives_the_documented_defaults() {
+    let config = Config::from_toml("").unwrap();
+    assert_eq!(config.host.plugins_dir, PathBuf::from("plugins"));
+    assert_eq!(config.host.scan_concurrency, 2);
+    assert_eq!(config.host.init_concurrency, 4);
+    assert_eq!(config.timeouts.default, Duration::from_secs(30));
+    assert_eq!(config.timeouts.stop, Duration::from_secs(10));
+    assert_eq!(config.memory.limit, MemoryLimit::Auto);
+    assert_eq!(config.metrics.sample_rate, 0.1);
+    assert_eq!(config.locks.on_order_violation, OrderViolation::Deny);
+    assert!(config.locks.deadlock_detection);
+}
+
+#[test]
+fn malformed_configs_are_each_rejected_naming_the_key() {
+    let cases: &[(&str, &[&str])] = &[
+        ("[host]\nplugin_dir = \"x\"\n", &["plugin_dir", "line 2"]),
+        ("[hots]\n", &["hots"]),
+        (
+            "[host]\nscan_concurrency = \"two\"\n",
+            &["host.scan_concurrency", "line 2"],
+        ),
+        (
+            "[host]\nscan_concurrency = 0\n",
+            &["host.scan_concurrency", "at least 1"],
+        ),
+        (
+            "[memory]\nlimit = \"lots\"\n",
+            &["memory.limit", "not a size"],
+        ),
+        (
+            "[memory]\nlimit = \"2 parsecs\"\n",
+            &["memory.limit", "parsecs"],
+        ),
+        (
+            "[memory]\nsample_interval = \"soon\"\n",
+            &["memory.sample_interval", "not a duration"],
+        ),
+        (
+            "[memory]\npressure = { medium = 0.9, high = 0.8, critical = 0.95 }\n",
+            &["memory.pressure", "must rise"],
+        ),
+        (
+            "[memory]\npressure = { medium = 0.5, high = 0.8, critical = 1.5 }\n",
+            &["memory.pressure.critical", "outside (0, 1]"],
+        ),
+        (
+            "[memory.pressure]\nextreme = 0.99\n",
+            &["memory.pressure", "extreme"],
+        ),
+        (
+            "[timeouts]\ndefault = \"0s\"\n",
+            &["timeouts.default", "zero duration"],
+        ),
+        (
+            "[timeouts.operations]\nbars = \"0ms\"\n",
+            &["timeouts.operations.bars", "zero duration"],
+        ),
+        (
+            "[metrics]\nsample_rate = 1.5\n",
+            &["metrics.sample_rate", "[0, 1]"],
+        ),
+        (
+            "[locks]\norder = [\"a\", \"b\", \"a\"]\n",
+            &["locks.order", "`a` is named twice"],
+        ),
+        (
+            "[locks]\non_order_violation = \"ignore\"\n",
+            &["locks.on_order_violation", "ignore"],
+        ),
+        ("[admin]\nlisten = \"not an address\"\n", &["admin.listen"]),
+        (
+            "[admin]\nlisten = \"0.0.0.0:9464\"\n",
+            &["admin.token", "beyond loopback"],
+        ),
+        (
+            "[memory]\nlimit = \"1GiB\"\n[components.big]\nmemory_estimate = \"2GiB\"\n",
+            &["components.big.memory_estimate", "above the memory limit"],
+        ),
+        (
+            "[components.x]\npriority = 101\n",
+            &["components.x.priority", "above 100"],
+        ),
+        (
+            "[components.x]\neager = true\nenabled = false\n",
+            &["components.x.eager", "cannot be disabled"],
+        ),
+        (
+            "[components.x]\ntimeout = \"0s\"\n",
+            &["components.x.timeout", "zero duration"],
+        ),
+        (
+            "[components.x]\ncolour = \"red\"\n",
+            &["components.x", "colour"],
+        ),
+        (
+            "[components.x.operations]\nbars = 5\n",
+            &["components.x.operations", "line 2"],
+        ),
+        ("[host\n", &["line 1"]),
+    ];
+    assert!(cases.len() >= 15);
+    for (text, needles) in cases {
+        let message = rejected(text);
+        for needle in *needles {
+            assert!(
+                message.contains(needle),
+                "for\n{text}\nexpected `{needle}` in: {message}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let message = rejected("[timeouts]\ndefault = \"0s\"\n[metrics]\nsample_rate = 2.0\n");
+    assert!(
+        message.contains("timeouts.default") && message.contains("metrics.sample_rate"),
+        "{message}"
+    );
+}
+
+#[test]
+fn environment_overrides_win_over_the_file() {
+    let file = "[memory]\nlimit = \"1GiB\"\n[timeouts]\ndefault = \"30s\"\n[host]\nplugins_dir = \"from-file\"\n";
+    let env = [
+        ("PLUGIN_HOST_MEMORY_LIMIT", "2GiB"),
+        ("PLUGIN_HOST_TIMEOUTS_DEFAULT", "5s"),
+        ("PLUGIN_HOST_METRICS_SAMPLE_RATE", "0.5"),
+        ("PLUGIN_HOST_HOST_PLUGINS_DIR", "/opt/plugins"),
+        ("UNRELATED", "ignored"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let config = Config::from_toml_with_env(file, env).unwrap();
+    assert_eq!(config.memory.limit, MemoryLimit::Bytes(2 << 30));
+    assert_eq!(config.timeouts.default, Duration::from_secs(5));
+    assert_eq!(config.metrics.sample_rate, 0.5);
+    assert_eq!(config.host.plugins_dir, PathBuf::from("/opt/plugins"));
+}
+
+#[test]
+fn a_bad_environment_override_names_the_variable_or_key() {
+    let env = [("PLUGIN_HOST_NOPE_KEY".to_owned(), "1".to_owned())];
+    let message = Config::from_toml_with_env("", env).unwrap_err().to_string();
+    assert!(message.contains("PLUGIN_HOST_NOPE_KEY"), "{message}");
+    let env = [(
+        "PLUGIN_HOST_TIMEOUTS_DEFAULT".to_owned(),
+        "forever".to_owned(),
+    )];
+    let message = Config::from_toml_with_env("", env).unwrap_err().to_string();
+    assert!(
+        message.contains("timeouts.default") && message.contains("environment"),
+        "{message}"
+    );
+}

@@ -1,0 +1,136 @@
+//! `plugin-host run` and `plugin-host check` as an operator uses them.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use plugin_host_tests::{library_file_name, Sandbox};
+
+#[test]
+fn run_starts_eager_components_and_stops_them_in_reverse_order_on_sigterm() {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let log = sandbox.root().join("events.log");
+    let mut config = String::new();
+    for name in ["rec-base", "rec-mid", "rec-top"] {
+        config.push_str(&format!(
+            "[components.{name}]\neager = {}\n",
+            name == "rec-top"
+        ));
+        config.push_str(&format!(
+            "[components.{name}.config]\nlog_file = {:?}\n",
+            log.display().to_string()
+        ));
+    }
+    let config_path = sandbox.write_config(&config);
+    let mut child = sandbox
+        .host()
+        .arg("--config")
+        .arg(&config_path)
+        .arg("run")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting plugin-host run");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        let ready = line.contains("component initialised") && line.contains("component=rec-top");
+        seen.push(line);
+        if ready {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("component=rec-top")),
+        "rec-top never started:\n{}",
+        seen.join("\n")
+    );
+
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let exit = child.wait().expect("waiting for plugin-host");
+    assert_eq!(exit.code(), Some(0), "{}", rest.join("\n"));
+    assert!(
+        rest.iter().any(|l| l.contains("host stopped")),
+        "{}",
+        rest.join("\n")
+    );
+
+    let events = std::fs::read_to_string(&log).expect("event log");
+    let lines: Vec<&str> = events.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "create rec-base",
+            "create rec-mid",
+            "create rec-top",
+            "drop rec-top",
+            "drop rec-mid",
+            "drop rec-base"
+        ]
+    );
+}
+
+#[test]
+fn check_reports_every_problem_and_exits_by_kind() {
+    let sandbox = Sandbox::with_plugins(&["market-data", "historical-data"]);
+    let clean = sandbox.run(&["check"]);
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+
+    // Broken plugin file, a missing dependency and an override for nothing.
+    std::fs::remove_file(sandbox.plugins_dir().join(library_file_name("market-data"))).expect("rm");
+    sandbox.write_plugin_file("libnotes.so", b"notes\n");
+    let config = sandbox.write_config("[components.order-book]\npriority = 5\n");
+    let output = sandbox
+        .host()
+        .arg("--config")
+        .arg(&config)
+        .arg("check")
+        .output()
+        .expect("check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("libnotes.so") && stdout.contains("text file"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("`historical-data` depends on `market-data`, which no plugin"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: config has [components.order-book]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 problem(s) found"), "{stdout}");
+
+    let invalid = sandbox.write_config("[metrics]\nsample_rate = -1\n[timeouts]\nstop = \"0s\"\n");
+    let output = sandbox
+        .host()
+        .arg("--config")
+        .arg(&invalid)
+        .arg("check")
+        .output()
+        .expect("check");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("metrics.sample_rate") && stderr.contains("timeouts.stop"),
+        "{stderr}"
+    );
+}
