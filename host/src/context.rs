@@ -1,6 +1,8 @@
 //! The host side of the plugin context: what a plugin component can ask of the host.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use parking_lot::Mutex;
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
@@ -11,7 +13,10 @@ use plugin_api::{
     PluginError,
 };
 
-use crate::coordinator::{CallError, ComponentHandle, Dependencies};
+use crate::{
+    coordinator::{CallError, ComponentHandle, Dependencies},
+    locks::{LockGuard, LockManager},
+};
 
 /// The target of every record a plugin logs: `RUST_LOG=plugin=debug` filters them.
 pub const PLUGIN_LOG_TARGET: &str = "plugin";
@@ -23,6 +28,9 @@ pub(crate) struct PluginHostContext {
     component: String,
     config_json: String,
     dependencies: HashMap<String, ComponentHandle>,
+    locks: LockManager,
+    /// Locks this component holds through the context, by name.
+    held: Arc<Mutex<HashMap<String, LockGuard>>>,
 }
 
 impl PluginHostContext {
@@ -31,12 +39,15 @@ impl PluginHostContext {
         component: &str,
         config: &serde_json::Value,
         dependencies: Dependencies,
+        locks: LockManager,
     ) -> HostBox {
         let context = Self {
             plugin: plugin.to_owned(),
             component: component.to_owned(),
             config_json: config.to_string(),
             dependencies: dependencies.into_map(),
+            locks,
+            held: Arc::default(),
         };
         HostApi_TO::from_ptr(RArc::new(context), TD_Opaque)
     }
@@ -92,6 +103,33 @@ impl HostApi for PluginHostContext {
                 ComponentObj_TO::from_ptr(RArc::new(DependencyAdapter(handle.clone())), TD_Opaque)
             })
             .into()
+    }
+
+    fn lock(&self, name: RStr<'_>, timeout_ms: u64) -> RResult<(), PluginError> {
+        let timeout = match timeout_ms {
+            0 => self.locks.timeout_of(name.as_str()),
+            ms => Duration::from_millis(ms),
+        };
+        match self
+            .locks
+            .acquire_blocking(name.as_str(), &self.component, timeout)
+        {
+            Ok(guard) => {
+                self.held.lock().insert(name.as_str().to_owned(), guard);
+                RResult::ROk(())
+            }
+            Err(err) => RResult::RErr(PluginError::failed(err)),
+        }
+    }
+
+    fn unlock(&self, name: RStr<'_>) -> RResult<(), PluginError> {
+        match self.held.lock().remove(name.as_str()) {
+            Some(guard) => guard.release().map_err(PluginError::failed).into(),
+            None => RResult::RErr(PluginError::failed(format!(
+                "component `{}` does not hold lock `{name}`",
+                self.component
+            ))),
+        }
     }
 }
 

@@ -32,6 +32,7 @@ mod context;
 mod coordinator;
 pub mod discovery;
 mod loader;
+mod locks;
 mod manifest;
 mod timeout;
 mod util;
@@ -48,6 +49,7 @@ pub use self::{
         run_scanner_if_requested, Catalog, DiscoveredPlugin, Discovery, DiscoveryError, ScanMode,
     },
     loader::{open_library, LoadError, LoadedLibrary, Loader},
+    locks::{LockError, LockGuard, LockManager, LockManagerBuilder, LockStats},
     manifest::{ComponentInfo, PluginInfo},
     timeout::{ActiveTimeout, Interrupted, OperationKind, TimeoutManager, TimeoutStats},
     util::format_bytes,

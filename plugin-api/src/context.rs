@@ -1,6 +1,6 @@
 //! The host context as a plugin author sees it: config, dependencies, logging.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use abi_stable::std_types::{RSlice, RStr};
 use serde::{de::DeserializeOwned, Serialize};
@@ -47,6 +47,27 @@ impl Context {
         })
     }
 
+    /// Takes the host's named lock `name`, waiting up to `timeout` (`None`: the lock's
+    /// configured timeout). The lock is released when the returned guard is dropped.
+    /// Locks are shared by every component of every plugin, under the host's global lock
+    /// order: an acquisition that would deadlock or invert the order fails at once.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginError::Failed`] naming the lock: timeout, order violation or deadlock.
+    pub fn lock(&self, name: &str, timeout: Option<Duration>) -> Result<HostLock, PluginError> {
+        let timeout_ms = timeout.map_or(0, |t| {
+            u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        self.host
+            .lock(RStr::from_str(name), timeout_ms)
+            .into_result()?;
+        Ok(HostLock {
+            host: self.host.clone(),
+            name: name.to_owned(),
+        })
+    }
+
     /// A handle to `name`, which must be one of this component's declared dependencies.
     ///
     /// # Errors
@@ -66,6 +87,26 @@ impl Context {
                     "not available: declare it in the component's dependencies",
                 )
             })
+    }
+}
+
+/// A held host lock; dropping it releases the lock.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct HostLock {
+    host: HostBox,
+    name: String,
+}
+
+impl HostLock {
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for HostLock {
+    fn drop(&mut self) {
+        let _ = self.host.unlock(RStr::from_str(&self.name));
     }
 }
 

@@ -69,6 +69,13 @@ pub trait HostApi: Send + Sync + Clone {
     /// A handle to one of the component's declared dependencies, already initialised.
     #[sabi(last_prefix_field)]
     fn dependency(&self, name: RStr<'_>) -> ROption<ComponentRef>;
+
+    /// Takes the host's named lock `name` for this component, blocking up to `timeout_ms`
+    /// (0: the lock's configured timeout). The global lock order and deadlock checks apply.
+    fn lock(&self, name: RStr<'_>, timeout_ms: u64) -> RResult<(), PluginError>;
+
+    /// Releases the named lock this component holds.
+    fn unlock(&self, name: RStr<'_>) -> RResult<(), PluginError>;
 }
 
 /// The host context object passed to `create`.

@@ -435,3 +435,52 @@ async fn an_active_call_is_listed_and_can_be_cancelled_by_id() {
     assert_eq!(coordinator.timeouts().stats().cancelled, 1);
     assert!(coordinator.timeouts().active().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_takes_and_releases_a_named_lock_through_the_host_context() {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let coordinator = coordinator(&sandbox, "[locks]\norder = [\"book\"]\n").await;
+    let request = |timeout_ms: u64| {
+        serde_json::to_vec(
+            &serde_json::json!({"name": "book", "hold_ms": 5, "timeout_ms": timeout_ms}),
+        )
+        .unwrap()
+    };
+
+    let done = coordinator
+        .call("locker", "with_lock", request(1000))
+        .await
+        .expect("lock through the context");
+    assert_eq!(done, b"true");
+    let stats = coordinator.locks().stats_of("book").expect("book stats");
+    assert_eq!((stats.acquisitions, stats.holder.as_deref()), (1, None));
+
+    // The host holds the lock: the plugin waits, times out, and is told who holds it.
+    let held = coordinator
+        .locks()
+        .acquire("book", "host-task")
+        .await
+        .expect("host takes book");
+    let err = coordinator
+        .call("locker", "with_lock", request(50))
+        .await
+        .expect_err("book is held");
+    let chain = anyhow_chain(&err);
+    assert!(
+        chain.contains("timed out") && chain.contains("`book`") && chain.contains("host-task"),
+        "{chain}"
+    );
+    held.release().expect("release");
+
+    coordinator
+        .call("locker", "with_lock", request(1000))
+        .await
+        .expect("free again");
+    let stats = coordinator.locks().stats_of("book").expect("book stats");
+    assert_eq!(
+        (stats.acquisitions, stats.contentions, stats.timeouts),
+        (3, 1, 1),
+        "{stats:?}"
+    );
+    assert!(coordinator.locks().waits().is_empty());
+}

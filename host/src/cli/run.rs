@@ -25,7 +25,12 @@ pub(crate) async fn run(global: &GlobalArgs, _args: RunArgs) -> CliResult {
             tracing::error!(component = %name, error = %format!("{:#}", anyhow::Error::new(err)), "eager component failed to start");
         }
     }
+    let watchdog = tokio::spawn(log_long_lock_holds(
+        coordinator.clone(),
+        config.locks.max_hold,
+    ));
     wait_for_stop_signal().await?;
+    watchdog.abort();
     tracing::info!("stopping");
     let report = coordinator.shutdown(config.timeouts.stop).await;
     tracing::info!(stopped = ?report.stopped, timed_out = ?report.timed_out, "host stopped");
@@ -45,5 +50,23 @@ async fn wait_for_stop_signal() -> std::io::Result<()> {
     #[cfg(not(unix))]
     {
         tokio::signal::ctrl_c().await
+    }
+}
+
+/// Logs every lock held past `max_hold`, once per hold, with its holder.
+async fn log_long_lock_holds(coordinator: plugin_host::Coordinator, max_hold: std::time::Duration) {
+    let mut reported = std::collections::HashSet::new();
+    let mut interval = tokio::time::interval(max_hold.min(std::time::Duration::from_secs(1)));
+    loop {
+        interval.tick().await;
+        let long = coordinator.locks().long_holds();
+        reported.retain(|key: &(String, String)| {
+            long.iter().any(|(l, h, _)| (l, h) == (&key.0, &key.1))
+        });
+        for (lock, holder, held_for) in long {
+            if reported.insert((lock.clone(), holder.clone())) {
+                tracing::warn!(lock = %lock, holder = %holder, held_for = ?held_for, "lock held longer than locks.max_hold");
+            }
+        }
     }
 }

@@ -38,6 +38,7 @@ use crate::{
     config::Config,
     discovery::Catalog,
     loader::Loader,
+    locks::{LockManager, LockManagerBuilder},
     manifest::valid_name,
     timeout::{Interrupted, OperationKind, TimeoutManager},
 };
@@ -118,6 +119,7 @@ impl CoordinatorBuilder {
 
     /// The coordinator, with no components yet.
     pub fn build(self) -> Coordinator {
+        let locks = LockManagerBuilder::from_config(&self.config.locks).build();
         Coordinator {
             inner: Arc::new(Inner {
                 slots: ArcSwap::from_pointee(HashMap::new()),
@@ -131,6 +133,7 @@ impl CoordinatorBuilder {
                 init_order: Mutex::new(Vec::new()),
                 shutting_down: std::sync::atomic::AtomicBool::new(false),
                 timeouts: TimeoutManager::new(),
+                locks,
             }),
         }
     }
@@ -149,6 +152,7 @@ struct Inner {
     init_order: Mutex<Vec<String>>,
     shutting_down: std::sync::atomic::AtomicBool,
     timeouts: TimeoutManager,
+    locks: LockManager,
 }
 
 /// Runs every component: registry, lazy dependency-ordered initialisation, shutdown.
@@ -304,6 +308,7 @@ impl Coordinator {
                 let provider = PluginProvider {
                     plugin: plugin.clone(),
                     loader: Arc::clone(&self.inner.loader),
+                    locks: self.inner.locks.clone(),
                 };
                 if let Err(err) = self.register(spec, Arc::new(provider)) {
                     problems.push(err);
@@ -524,6 +529,11 @@ impl Coordinator {
         tracing::info!(component = %name, "component evicted");
         evicted.push(name.to_owned());
         Ok(evicted)
+    }
+
+    /// The named locks shared by the host and every plugin component.
+    pub fn locks(&self) -> &LockManager {
+        &self.inner.locks
     }
 
     /// The timeout manager: operations in flight, cancellation, counters.

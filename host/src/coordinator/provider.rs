@@ -12,7 +12,9 @@ use std::{
 use plugin_api::{ffi::ComponentBox, Component, PluginError, Request};
 
 use super::{handle::ComponentHandle, InitError};
-use crate::{context::PluginHostContext, discovery::DiscoveredPlugin, loader::Loader};
+use crate::{
+    context::PluginHostContext, discovery::DiscoveredPlugin, loader::Loader, locks::LockManager,
+};
 
 /// What the coordinator knows about a component before creating it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,6 +203,7 @@ impl Instance for NativeInstance {
 pub(crate) struct PluginProvider {
     pub(crate) plugin: DiscoveredPlugin,
     pub(crate) loader: Arc<Loader>,
+    pub(crate) locks: LockManager,
 }
 
 impl Provider for PluginProvider {
@@ -226,7 +229,13 @@ impl Provider for PluginProvider {
         }
         let library = self.loader.load(&path).map_err(load_error)?;
         let plugin = library.info().name.clone();
-        let host = PluginHostContext::new_box(&plugin, &spec.name, config, dependencies);
+        let host = PluginHostContext::new_box(
+            &plugin,
+            &spec.name,
+            config,
+            dependencies,
+            self.locks.clone(),
+        );
         let component = library
             .create(&spec.name, host)
             .map_err(|source| InitError::Create {

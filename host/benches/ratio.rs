@@ -1,0 +1,33 @@
+//! Prints how a measured benchmark compares with a baseline measured in the same run,
+//! from the estimates criterion has just written under `target/criterion`.
+
+use std::path::PathBuf;
+
+fn criterion_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("criterion")
+}
+
+/// Mean time per iteration in nanoseconds of `group/id`, from this run.
+fn mean_ns(group: &str, id: &str) -> Option<f64> {
+    let path = criterion_dir()
+        .join(group)
+        .join(id)
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json["mean"]["point_estimate"].as_f64()
+}
+
+/// Prints `subject` against `baseline` in `group` as a ratio.
+pub fn print_ratio(group: &str, subject: &str, baseline: &str) {
+    match (mean_ns(group, subject), mean_ns(group, baseline)) {
+        (Some(s), Some(b)) if b > 0.0 => println!(
+            "ratio {group}: {subject} {s:.1} ns / {baseline} {b:.1} ns = {:.2}x",
+            s / b
+        ),
+        _ => println!("ratio {group}: {subject} vs {baseline}: no estimates (run without --test)"),
+    }
+}
