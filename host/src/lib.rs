@@ -34,6 +34,7 @@ pub mod discovery;
 mod loader;
 mod locks;
 mod manifest;
+mod memory;
 mod timeout;
 mod util;
 
@@ -51,6 +52,10 @@ pub use self::{
     loader::{open_library, LoadError, LoadedLibrary, Loader},
     locks::{LockError, LockGuard, LockManager, LockManagerBuilder, LockStats},
     manifest::{ComponentInfo, PluginInfo},
+    memory::{
+        ComponentMemory, LimitSource, MemoryManager, MemoryStatus, PressureLevel, Reservation,
+        RssReader, Shortfall,
+    },
     timeout::{ActiveTimeout, Interrupted, OperationKind, TimeoutManager, TimeoutStats},
     util::format_bytes,
 };

@@ -6,4 +6,5 @@ mod cli;
 mod coordinator;
 mod embedding;
 mod lazy_loading;
+mod memory;
 mod run;

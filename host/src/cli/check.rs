@@ -44,6 +44,12 @@ pub(crate) async fn run(global: &GlobalArgs, _args: CheckArgs) -> CliResult {
         catalog.dir.display()
     );
     println!("components: {}", known.len());
+    let memory = coordinator.memory();
+    println!(
+        "memory limit: {} ({})",
+        plugin_host::format_bytes(memory.limit()),
+        memory.limit_source()
+    );
     if problems.is_empty() {
         println!("no problems found");
         Ok(ExitCode::SUCCESS)

@@ -77,6 +77,16 @@ pub enum InitError {
         /// The limit that expired.
         limit: Duration,
     },
+    /// The memory budget cannot hold the component, even after evicting what could be.
+    #[error("component `{component}` cannot be admitted: it {shortfall}; {evictions}; raise [memory] limit or lower the component's memory_estimate")]
+    MemoryRefused {
+        /// The component.
+        component: String,
+        /// The figures of the failed check.
+        shortfall: crate::memory::Shortfall,
+        /// What eviction freed and why the rest could not be evicted.
+        evictions: String,
+    },
     /// An operator cancelled the initialisation; its thread was abandoned.
     #[error(
         "initialisation of component `{component}` was cancelled; a late result will be dropped"

@@ -6,19 +6,21 @@
 //! own thread under the init timeout. Shutdown stops components in reverse dependency order.
 
 mod error;
+mod eviction;
 mod graph;
 mod handle;
+mod init;
 mod provider;
+mod shutdown;
 mod slot;
 
 use std::{
     collections::{HashMap, HashSet},
     sync::{atomic::Ordering, Arc},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use arc_swap::ArcSwap;
-use futures::{future::BoxFuture, FutureExt};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -30,9 +32,8 @@ pub use self::{
     slot::ComponentState,
 };
 use self::{
-    handle::Ready,
     provider::PluginProvider,
-    slot::{InitResult, Slot, SlotState},
+    slot::{Slot, SlotState},
 };
 use crate::{
     config::Config,
@@ -40,6 +41,7 @@ use crate::{
     loader::Loader,
     locks::{LockManager, LockManagerBuilder},
     manifest::valid_name,
+    memory::MemoryManager,
     timeout::{Interrupted, OperationKind, TimeoutManager},
 };
 
@@ -120,6 +122,7 @@ impl CoordinatorBuilder {
     /// The coordinator, with no components yet.
     pub fn build(self) -> Coordinator {
         let locks = LockManagerBuilder::from_config(&self.config.locks).build();
+        let memory = MemoryManager::from_config(&self.config.memory);
         Coordinator {
             inner: Arc::new(Inner {
                 slots: ArcSwap::from_pointee(HashMap::new()),
@@ -134,6 +137,7 @@ impl CoordinatorBuilder {
                 shutting_down: std::sync::atomic::AtomicBool::new(false),
                 timeouts: TimeoutManager::new(),
                 locks,
+                memory,
             }),
         }
     }
@@ -153,6 +157,7 @@ struct Inner {
     shutting_down: std::sync::atomic::AtomicBool,
     timeouts: TimeoutManager,
     locks: LockManager,
+    memory: MemoryManager,
 }
 
 /// Runs every component: registry, lazy dependency-ordered initialisation, shutdown.
@@ -187,6 +192,10 @@ pub struct ComponentStatus {
     pub priority: u8,
     /// Declared memory use in bytes.
     pub memory_estimate: u64,
+    /// RSS growth measured across its last creation, in bytes.
+    pub memory_measured: Option<u64>,
+    /// Times it was evicted to free memory.
+    pub evictions: u64,
     /// How long the last successful init took, in milliseconds.
     pub init_ms: Option<f64>,
     /// Milliseconds since last use, if used.
@@ -309,6 +318,7 @@ impl Coordinator {
                     plugin: plugin.clone(),
                     loader: Arc::clone(&self.inner.loader),
                     locks: self.inner.locks.clone(),
+                    memory: self.inner.memory.clone(),
                 };
                 if let Err(err) = self.register(spec, Arc::new(provider)) {
                     problems.push(err);
@@ -361,7 +371,7 @@ impl Coordinator {
                 }
             }
         };
-        initialize(Arc::clone(&self.inner), slot).await
+        init::initialize(Arc::clone(&self.inner), slot).await
     }
 
     /// Gets `component` and calls `method` on a blocking thread, under its call timeout
@@ -445,6 +455,7 @@ impl Coordinator {
                     (state.public(), error)
                 };
                 let init_micros = stats.init_micros.load(Ordering::Relaxed);
+                let memory = self.inner.memory.component(&spec.name).unwrap_or_default();
                 let mut deps_of = dependents
                     .get(spec.name.as_str())
                     .cloned()
@@ -458,6 +469,8 @@ impl Coordinator {
                     dependents: deps_of,
                     priority: spec.priority,
                     memory_estimate: spec.memory_estimate,
+                    memory_measured: memory.measured,
+                    evictions: memory.evictions,
                     init_ms: (init_micros > 0).then(|| init_micros as f64 / 1000.0),
                     idle_ms: stats.idle_for().map(|d| d.as_millis() as u64),
                     calls: stats.calls.load(Ordering::Relaxed),
@@ -531,6 +544,11 @@ impl Coordinator {
         Ok(evicted)
     }
 
+    /// The memory manager: limit, RSS, reservations, per-component figures.
+    pub fn memory(&self) -> &MemoryManager {
+        &self.inner.memory
+    }
+
     /// The named locks shared by the host and every plugin component.
     pub fn locks(&self) -> &LockManager {
         &self.inner.locks
@@ -588,7 +606,7 @@ impl Coordinator {
             };
             let stops = wave
                 .iter()
-                .map(|slot| stop_slot(Arc::clone(slot), stop_timeout));
+                .map(|slot| shutdown::stop_slot(Arc::clone(slot), stop_timeout));
             for (name, finished) in futures::future::join_all(stops).await {
                 remaining.remove(&name);
                 if finished {
@@ -599,227 +617,6 @@ impl Coordinator {
             }
         }
         report
-    }
-}
-
-/// Drops a slot's instance on its own thread; `(name, finished within timeout)`.
-async fn stop_slot(slot: Arc<Slot>, stop_timeout: Duration) -> (String, bool) {
-    let name = slot.name().to_owned();
-    *slot.state.lock() = SlotState::Stopped;
-    let Some(ready) = slot.ready.swap(None) else {
-        return (name, true);
-    };
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let spawned = std::thread::Builder::new()
-        .name(format!("stop:{name}"))
-        .spawn(move || {
-            // Drops the instance now unless a caller still holds a handle; then it goes
-            // when the last handle does.
-            drop(ready);
-            let _ = done_tx.send(());
-        });
-    let finished = match spawned {
-        Ok(_) => tokio::time::timeout(stop_timeout, done_rx).await.is_ok(),
-        Err(err) => {
-            tracing::error!(component = %name, error = %err, "cannot start the stop thread");
-            false
-        }
-    };
-    if finished {
-        tracing::info!(component = %name, "component stopped");
-    } else {
-        tracing::warn!(component = %name, limit = ?stop_timeout, "component did not stop in time; abandoned");
-    }
-    (name, finished)
-}
-
-/// Initialises `slot` or joins the initialisation already running.
-fn initialize(
-    inner: Arc<Inner>,
-    slot: Arc<Slot>,
-) -> BoxFuture<'static, Result<ComponentHandle, GetError>> {
-    async move {
-        let shared = {
-            let mut state = slot.state.lock();
-            if let Some(ready) = slot.ready.load_full() {
-                ready.info.touch();
-                return Ok(ComponentHandle { ready });
-            }
-            match &*state {
-                SlotState::Initializing(shared) => shared.clone(),
-                SlotState::Stopped => {
-                    return Err(GetError::ShuttingDown {
-                        name: slot.name().to_owned(),
-                    })
-                }
-                SlotState::Failed { error, at } | SlotState::TimedOut { error, at }
-                    if at.elapsed() < inner.failure_backoff =>
-                {
-                    return Err(GetError::Backoff {
-                        component: slot.name().to_owned(),
-                        since: at.elapsed(),
-                        backoff: inner.failure_backoff,
-                        source: Arc::clone(error),
-                    });
-                }
-                _ => {
-                    if inner.shutting_down.load(Ordering::SeqCst) {
-                        return Err(GetError::ShuttingDown {
-                            name: slot.name().to_owned(),
-                        });
-                    }
-                    // The init runs as its own task: it finishes even if every caller
-                    // gives up, and its result is stored exactly once.
-                    let task = tokio::spawn(run_init(Arc::clone(&inner), Arc::clone(&slot)));
-                    let component = slot.name().to_owned();
-                    let shared = async move {
-                        task.await.unwrap_or_else(|err| {
-                            Err(Arc::new(InitError::Thread {
-                                component,
-                                reason: err.to_string(),
-                            }))
-                        })
-                    }
-                    .boxed()
-                    .shared();
-                    *state = SlotState::Initializing(shared.clone());
-                    shared
-                }
-            }
-        };
-        shared
-            .await
-            .map(|ready| ComponentHandle { ready })
-            .map_err(GetError::Init)
-    }
-    .boxed()
-}
-
-async fn run_init(inner: Arc<Inner>, slot: Arc<Slot>) -> InitResult {
-    let started = Instant::now();
-    let result = create_with_dependencies(&inner, &slot).await;
-    let stats = &slot.info.stats;
-    let mut state = slot.state.lock();
-    match result {
-        Ok(instance) => {
-            let ready = Arc::new(Ready {
-                instance,
-                info: Arc::clone(&slot.info),
-            });
-            let elapsed = started.elapsed();
-            stats.inits.fetch_add(1, Ordering::Relaxed);
-            stats.init_micros.store(
-                u64::try_from(elapsed.as_micros())
-                    .unwrap_or(u64::MAX)
-                    .max(1),
-                Ordering::Relaxed,
-            );
-            ready.info.touch();
-            slot.ready.store(Some(Arc::clone(&ready)));
-            *state = SlotState::Ready;
-            inner.init_order.lock().push(slot.name().to_owned());
-            tracing::info!(component = %slot.name(), elapsed = ?elapsed, "component initialised");
-            Ok(ready)
-        }
-        Err(error) => {
-            let error = Arc::new(error);
-            stats.init_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(component = %slot.name(), error = %ErrorChainDisplay(&*error), "component failed to initialise");
-            *state = match &*error {
-                InitError::TimedOut { .. } => SlotState::TimedOut {
-                    error: Arc::clone(&error),
-                    at: Instant::now(),
-                },
-                _ => SlotState::Failed {
-                    error: Arc::clone(&error),
-                    at: Instant::now(),
-                },
-            };
-            Err(error)
-        }
-    }
-}
-
-async fn create_with_dependencies(
-    inner: &Arc<Inner>,
-    slot: &Arc<Slot>,
-) -> Result<Box<dyn Instance>, InitError> {
-    let spec = slot.spec();
-    let coordinator = Coordinator {
-        inner: Arc::clone(inner),
-    };
-    let gets = spec.dependencies.iter().map(|dep| {
-        let coordinator = coordinator.clone();
-        async move {
-            let result = coordinator.get(dep).await.map_err(|err| match err {
-                GetError::UnknownComponent { name } => GetError::MissingDependency {
-                    component: spec.name.clone(),
-                    dependency: name,
-                },
-                other => other,
-            });
-            (dep.clone(), result)
-        }
-    });
-    let mut handles = HashMap::new();
-    for (dependency, result) in futures::future::join_all(gets).await {
-        match result {
-            Ok(handle) => {
-                handles.insert(dependency, handle);
-            }
-            Err(source) => {
-                return Err(InitError::Dependency {
-                    component: spec.name.clone(),
-                    dependency,
-                    source,
-                })
-            }
-        }
-    }
-
-    let _permit = Arc::clone(&inner.init_permits)
-        .acquire_owned()
-        .await
-        .map_err(|_| InitError::Thread {
-            component: spec.name.clone(),
-            reason: "the coordinator is closed".into(),
-        })?;
-    let limit = spec.init_timeout.unwrap_or(inner.default_timeout);
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let provider = Arc::clone(&slot.provider);
-    let thread_spec = spec.clone();
-    let config = slot.config.clone();
-    let dependencies = Dependencies::new(handles);
-    std::thread::Builder::new()
-        .name(format!("init:{}", spec.name))
-        .spawn(move || {
-            let result = provider.create(&thread_spec, &config, dependencies);
-            if let Err(late) = tx.send(result) {
-                // The caller gave up (timeout): drop the late instance here, cleanly.
-                tracing::warn!(component = %thread_spec.name, succeeded = late.is_ok(), "late initialisation result dropped");
-            }
-        })
-        .map_err(|err| InitError::Thread {
-            component: spec.name.clone(),
-            reason: err.to_string(),
-        })?;
-    let timed = inner
-        .timeouts
-        .run(OperationKind::Init, &spec.name, None, limit, rx)
-        .await;
-    match timed {
-        Ok(Ok(result)) => result,
-        Ok(Err(_)) => Err(InitError::Thread {
-            component: spec.name.clone(),
-            reason: "the init thread ended without a result".into(),
-        }),
-        Err(Interrupted::Expired) => Err(InitError::TimedOut {
-            component: spec.name.clone(),
-            limit,
-        }),
-        Err(Interrupted::Cancelled) => Err(InitError::Cancelled {
-            component: spec.name.clone(),
-        }),
     }
 }
 

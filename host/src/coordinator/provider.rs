@@ -14,6 +14,7 @@ use plugin_api::{ffi::ComponentBox, Component, PluginError, Request};
 use super::{handle::ComponentHandle, InitError};
 use crate::{
     context::PluginHostContext, discovery::DiscoveredPlugin, loader::Loader, locks::LockManager,
+    memory::MemoryManager,
 };
 
 /// What the coordinator knows about a component before creating it.
@@ -204,6 +205,7 @@ pub(crate) struct PluginProvider {
     pub(crate) plugin: DiscoveredPlugin,
     pub(crate) loader: Arc<Loader>,
     pub(crate) locks: LockManager,
+    pub(crate) memory: MemoryManager,
 }
 
 impl Provider for PluginProvider {
@@ -227,7 +229,18 @@ impl Provider for PluginProvider {
                         .into(),
             }));
         }
+        let first_load = !self.loader.is_loaded(&path);
+        let rss_before = if first_load {
+            self.memory.read_rss()
+        } else {
+            0
+        };
         let library = self.loader.load(&path).map_err(load_error)?;
+        if first_load {
+            let cost = self.memory.read_rss().saturating_sub(rss_before);
+            self.memory
+                .record_library(&path.display().to_string(), cost);
+        }
         let plugin = library.info().name.clone();
         let host = PluginHostContext::new_box(
             &plugin,

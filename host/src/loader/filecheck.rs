@@ -135,7 +135,7 @@ fn check_elf(path: &Path, header: &[u8], file_len: u64) -> Result<(), LoadError>
     };
     let (elf_type, machine) = (read_u16(16), read_u16(18));
     let expected_machine = elf_machine(std::env::consts::ARCH);
-    let same_machine = expected_machine.map_or(true, |m| m == machine);
+    let same_machine = expected_machine.is_none_or(|m| m == machine);
     if class_bits != usize::BITS as usize
         || !same_machine
         || little_endian != cfg!(target_endian = "little")

@@ -211,6 +211,11 @@ impl Loader {
         Ok(library)
     }
 
+    /// Whether the library at `path` is loaded.
+    pub fn is_loaded(&self, path: &Path) -> bool {
+        self.libraries.lock().contains_key(path)
+    }
+
     /// The paths of the libraries loaded so far.
     pub fn loaded(&self) -> Vec<PathBuf> {
         self.libraries.lock().keys().cloned().collect()

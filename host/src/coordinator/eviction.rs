@@ -1,0 +1,212 @@
+//! Memory admission and eviction: the seed's adaptive reclamation, done on real RSS.
+//!
+//! Candidates are ready, not in use, without ready dependents and idle for at least
+//! `min_idle`; the least important go first (highest priority number), then the longest
+//! idle. Priority 0 is never evicted. After each eviction freed heap is returned to the OS
+//! and the RSS drop is measured.
+
+use std::{sync::Arc, time::Duration};
+
+use super::{slot::Slot, Coordinator, InitError, Inner, SlotState};
+use crate::{
+    memory::{release_free_memory, PressureLevel, Reservation},
+    util::format_bytes,
+};
+
+/// Eviction candidates in eviction order, and why every other ready component is not one.
+fn candidates(
+    inner: &Inner,
+    min_idle: Duration,
+    requester_priority: Option<u8>,
+) -> (Vec<Arc<Slot>>, Vec<String>) {
+    let slots = inner.slots.load();
+    let mut chosen = Vec::new();
+    let mut reasons = Vec::new();
+    for slot in slots.values() {
+        let Some(ready) = slot.ready.load_full() else {
+            continue;
+        };
+        let spec = slot.spec();
+        let idle = slot.info.stats.idle_for().unwrap_or_default();
+        let dependents: Vec<&str> = slots
+            .values()
+            .filter(|other| {
+                other.ready.load().is_some() && other.spec().dependencies.contains(&spec.name)
+            })
+            .map(|other| other.name())
+            .collect();
+        // One reference is the slot's, one is `ready` here; more means a caller holds it.
+        let in_use = Arc::strong_count(&ready) > 2;
+        let reason = if spec.priority == 0 {
+            Some("priority 0 is never evicted".to_owned())
+        } else if requester_priority.is_some_and(|p| spec.priority <= p) {
+            Some(format!(
+                "priority {} is not below the requester's {}",
+                spec.priority,
+                requester_priority.unwrap_or_default()
+            ))
+        } else if in_use {
+            Some("in use".to_owned())
+        } else if !dependents.is_empty() {
+            Some(format!("needed by ready {}", dependents.join(", ")))
+        } else if idle < min_idle {
+            Some(format!(
+                "idle {} < min_idle {}",
+                humantime::format_duration(Duration::from_secs(idle.as_secs())),
+                humantime::format_duration(min_idle)
+            ))
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => reasons.push(format!("`{}`: {reason}", spec.name)),
+            None => chosen.push((Arc::clone(slot), spec.priority, idle)),
+        }
+    }
+    chosen.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)));
+    reasons.sort();
+    (
+        chosen.into_iter().map(|(slot, _, _)| slot).collect(),
+        reasons,
+    )
+}
+
+/// Evicts `slot` if it is still an idle candidate; returns the measured RSS drop.
+fn evict_idle(inner: &Inner, slot: &Slot) -> Option<u64> {
+    let before = inner.memory.read_rss();
+    let ready = {
+        let mut state = slot.state.lock();
+        if !matches!(*state, SlotState::Ready) {
+            return None;
+        }
+        let ready = slot.ready.swap(None)?;
+        if Arc::strong_count(&ready) > 1 {
+            // Someone took a handle since it was chosen: put it back.
+            slot.ready.store(Some(ready));
+            return None;
+        }
+        *state = SlotState::Evicted;
+        ready
+    };
+    drop(ready);
+    release_free_memory();
+    let reclaimed = before.saturating_sub(inner.memory.read_rss());
+    inner.memory.record_eviction(slot.name(), reclaimed);
+    tracing::info!(component = %slot.name(), reclaimed = %format_bytes(reclaimed), "component evicted to free memory");
+    Some(reclaimed)
+}
+
+/// Evicts candidates until `bytes` are reclaimed or none are left. Returns the bytes
+/// reclaimed and the reasons the rest could not be evicted.
+fn free(
+    inner: &Inner,
+    bytes: u64,
+    min_idle: Duration,
+    requester_priority: Option<u8>,
+    max: usize,
+) -> (u64, Vec<String>) {
+    let (chosen, reasons) = candidates(inner, min_idle, requester_priority);
+    let mut freed = 0;
+    for slot in chosen.into_iter().take(max) {
+        if freed >= bytes {
+            break;
+        }
+        freed += evict_idle(inner, &slot).unwrap_or(0);
+    }
+    (freed, reasons)
+}
+
+/// Reserves the component's estimate, evicting less important idle components if needed.
+pub(super) async fn admit(inner: &Arc<Inner>, slot: &Slot) -> Result<Reservation, InitError> {
+    let spec = slot.spec();
+    let shortfall = match inner.memory.reserve(&spec.name, spec.memory_estimate) {
+        Ok(reservation) => return Ok(reservation),
+        Err(shortfall) => shortfall,
+    };
+    let missing = shortfall.missing();
+    let (priority, min_idle) = (spec.priority, inner.memory.min_idle());
+    let worker = Arc::clone(inner);
+    let (freed, reasons) = tokio::task::spawn_blocking(move || {
+        free(&worker, missing, min_idle, Some(priority), usize::MAX)
+    })
+    .await
+    .unwrap_or_default();
+    inner
+        .memory
+        .reserve(&spec.name, spec.memory_estimate)
+        .map_err(|shortfall| InitError::MemoryRefused {
+            component: spec.name.clone(),
+            shortfall,
+            evictions: if reasons.is_empty() && freed == 0 {
+                "no other component was ready to evict".to_owned()
+            } else {
+                format!(
+                    "evictions freed {}; not evictable: {}",
+                    format_bytes(freed),
+                    if reasons.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        reasons.join("; ")
+                    }
+                )
+            },
+        })
+}
+
+impl Coordinator {
+    /// Evicts idle components (by the eviction policy, `min_idle` included) until `bytes`
+    /// of RSS are reclaimed or no candidate is left. Returns the bytes reclaimed, measured.
+    /// Blocking: instances are dropped on this thread.
+    pub fn free_memory(&self, bytes: u64) -> u64 {
+        free(
+            &self.inner,
+            bytes,
+            self.inner.memory.min_idle(),
+            None,
+            usize::MAX,
+        )
+        .0
+    }
+
+    /// One round of the memory sampler: read RSS and, under pressure, evict up to 2 / 5 / 10
+    /// idle components (medium / high / critical) with `min_idle` scaled by 1, 1/2, 1/4.
+    /// Returns the level seen and how many components were evicted. Blocking.
+    pub fn sample_memory(&self) -> (PressureLevel, usize) {
+        let memory = &self.inner.memory;
+        let level = memory.pressure_at(memory.read_rss());
+        let (max, divisor) = level.eviction_budget();
+        if max == 0 {
+            return (level, 0);
+        }
+        let min_idle = memory.min_idle() / divisor;
+        let (chosen, _) = candidates(&self.inner, min_idle, None);
+        let evicted = chosen
+            .into_iter()
+            .take(max)
+            .filter(|slot| evict_idle(&self.inner, slot).is_some())
+            .count();
+        if evicted > 0 {
+            tracing::warn!(pressure = ?level, evicted, "memory pressure: evicted idle components");
+        }
+        (level, evicted)
+    }
+
+    /// Starts the background memory sampler on the current tokio runtime.
+    pub fn spawn_memory_sampler(&self) -> tokio::task::JoinHandle<()> {
+        let coordinator = self.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(coordinator.inner.memory.sample_interval());
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let worker = coordinator.clone();
+                if tokio::task::spawn_blocking(move || worker.sample_memory())
+                    .await
+                    .is_err()
+                {
+                    tracing::error!("memory sampler round failed");
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,494 @@
+//! The memory manager: a budget checked against the process's real RSS.
+//!
+//! The seed compared declared estimates with a limit and never measured anything. Here
+//! admission reads RSS (`rss + reservations + estimate <= limit`), reservations stop
+//! concurrent initialisations from over-admitting together, each component's real cost is
+//! measured after creation, and eviction is followed by `malloc_trim` so RSS really drops.
+
+mod cgroup;
+mod rss;
+mod trim;
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+pub use self::rss::RssReader;
+pub(crate) use self::trim::release_free_memory;
+use crate::{
+    config::{MemoryConfig, MemoryLimit, PressureConfig},
+    util::format_bytes,
+};
+
+/// Where the memory limit came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LimitSource {
+    /// `[memory] limit` in the config.
+    Configured,
+    /// The cgroup limit x 0.9.
+    Cgroup {
+        /// 1 or 2.
+        version: u8,
+        /// The file the limit was read from.
+        file: String,
+        /// The cgroup's limit before the 0.9 margin.
+        cgroup_limit: u64,
+    },
+    /// 75% of physical memory.
+    PhysicalMemory {
+        /// Physical memory in bytes.
+        total: u64,
+    },
+    /// Nothing could be measured: no limit.
+    Unlimited,
+}
+
+impl fmt::Display for LimitSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Configured => f.write_str("[memory] limit"),
+            Self::Cgroup {
+                version,
+                file,
+                cgroup_limit,
+            } => {
+                write!(
+                    f,
+                    "cgroup v{version} limit {} x 0.9 ({file})",
+                    format_bytes(*cgroup_limit)
+                )
+            }
+            Self::PhysicalMemory { total } => {
+                write!(f, "75% of {} physical memory", format_bytes(*total))
+            }
+            Self::Unlimited => f.write_str("no limit could be determined"),
+        }
+    }
+}
+
+/// How close RSS is to the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PressureLevel {
+    /// Below the medium threshold.
+    Normal,
+    /// At or above `pressure.medium`.
+    Medium,
+    /// At or above `pressure.high`.
+    High,
+    /// At or above `pressure.critical`.
+    Critical,
+}
+
+impl PressureLevel {
+    /// How many idle components the sampler evicts per round at this level, and the
+    /// factor applied to `min_idle`.
+    pub fn eviction_budget(self) -> (usize, u32) {
+        match self {
+            Self::Normal => (0, 1),
+            Self::Medium => (2, 1),
+            Self::High => (5, 2),
+            Self::Critical => (10, 4),
+        }
+    }
+}
+
+/// Why a reservation did not fit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortfall {
+    /// Bytes asked for.
+    pub needed: u64,
+    /// RSS when asked.
+    pub rss: u64,
+    /// Bytes reserved by other in-flight initialisations.
+    pub reserved: u64,
+    /// The limit.
+    pub limit: u64,
+}
+
+impl Shortfall {
+    /// How many bytes would have to be freed.
+    pub fn missing(&self) -> u64 {
+        (self.rss + self.reserved + self.needed).saturating_sub(self.limit)
+    }
+}
+
+impl fmt::Display for Shortfall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "needs {}, but RSS is {} with {} reserved and the limit is {} ({} short)",
+            format_bytes(self.needed),
+            format_bytes(self.rss),
+            format_bytes(self.reserved),
+            format_bytes(self.limit),
+            format_bytes(self.missing())
+        )
+    }
+}
+
+/// Memory facts about one component.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ComponentMemory {
+    /// Declared (or configured) estimate in bytes.
+    pub estimate: u64,
+    /// RSS growth measured across its last creation, in bytes.
+    pub measured: Option<u64>,
+    /// Times it was evicted.
+    pub evictions: u64,
+}
+
+/// The host's memory picture.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryStatus {
+    /// The limit in bytes (`u64::MAX` when unlimited).
+    pub limit: u64,
+    /// Where the limit came from.
+    pub limit_source: LimitSource,
+    /// RSS at the last reading.
+    pub rss: u64,
+    /// Bytes reserved by in-flight initialisations.
+    pub reserved: u64,
+    /// Pressure level at the last reading.
+    pub pressure: PressureLevel,
+    /// Components evicted so far.
+    pub evictions: u64,
+    /// RSS reclaimed by evictions so far, measured.
+    pub reclaimed: u64,
+    /// Mapping cost of each loaded library (RSS growth when it was opened).
+    pub libraries: HashMap<String, u64>,
+    /// Per-component figures.
+    pub components: HashMap<String, ComponentMemory>,
+}
+
+struct Inner {
+    limit: u64,
+    source: LimitSource,
+    pressure: PressureConfig,
+    min_idle: Duration,
+    sample_interval: Duration,
+    rss: RssReader,
+    /// In-flight reservations: id -> bytes. The admission check and the insert happen
+    /// under this one lock, so concurrent initialisations cannot over-admit together.
+    reservations: Mutex<HashMap<u64, u64>>,
+    next_id: AtomicU64,
+    last_rss: AtomicU64,
+    evictions: AtomicU64,
+    reclaimed: AtomicU64,
+    components: Mutex<HashMap<String, ComponentMemory>>,
+    libraries: Mutex<HashMap<String, u64>>,
+}
+
+/// Budgets memory against real RSS. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct MemoryManager {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for MemoryManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryManager")
+            .field("limit", &self.inner.limit)
+            .field("source", &self.inner.source)
+            .finish()
+    }
+}
+
+impl MemoryManager {
+    /// A manager for `[memory]`, resolving `limit = "auto"` from the cgroup or the machine.
+    pub fn from_config(config: &MemoryConfig) -> Self {
+        let rss = RssReader::new();
+        let (limit, source) = match config.limit {
+            MemoryLimit::Bytes(bytes) => (bytes, LimitSource::Configured),
+            MemoryLimit::Auto => auto_limit(&rss),
+        };
+        let manager = Self {
+            inner: Arc::new(Inner {
+                limit,
+                source,
+                pressure: config.pressure,
+                min_idle: config.min_idle,
+                sample_interval: config.sample_interval,
+                last_rss: AtomicU64::new(rss.read()),
+                rss,
+                reservations: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(0),
+                evictions: AtomicU64::new(0),
+                reclaimed: AtomicU64::new(0),
+                components: Mutex::new(HashMap::new()),
+                libraries: Mutex::new(HashMap::new()),
+            }),
+        };
+        tracing::info!(limit = %format_bytes(limit), source = %manager.inner.source, "memory limit");
+        manager
+    }
+
+    /// The limit in bytes.
+    pub fn limit(&self) -> u64 {
+        self.inner.limit
+    }
+
+    /// Where the limit came from.
+    pub fn limit_source(&self) -> &LimitSource {
+        &self.inner.source
+    }
+
+    /// The least idle time before a component may be evicted.
+    pub fn min_idle(&self) -> Duration {
+        self.inner.min_idle
+    }
+
+    /// How often the sampler runs.
+    pub fn sample_interval(&self) -> Duration {
+        self.inner.sample_interval
+    }
+
+    /// Reads RSS now (and remembers it as the latest sample).
+    pub fn read_rss(&self) -> u64 {
+        let rss = self.inner.rss.read();
+        self.inner.last_rss.store(rss, Ordering::Relaxed);
+        rss
+    }
+
+    /// The latest RSS reading, without reading again.
+    pub fn last_rss(&self) -> u64 {
+        self.inner.last_rss.load(Ordering::Relaxed)
+    }
+
+    /// Bytes reserved by in-flight initialisations.
+    pub fn reserved(&self) -> u64 {
+        self.inner.reservations.lock().values().sum()
+    }
+
+    /// Whether `bytes` more would fit now.
+    pub fn can_allocate(&self, bytes: u64) -> bool {
+        let reservations = self.inner.reservations.lock();
+        let reserved: u64 = reservations.values().sum();
+        self.read_rss()
+            .saturating_add(reserved)
+            .saturating_add(bytes)
+            <= self.inner.limit
+    }
+
+    /// Reserves `bytes` for `component` if `rss + reserved + bytes <= limit`.
+    ///
+    /// # Errors
+    ///
+    /// The [`Shortfall`] with every figure of the check.
+    pub fn reserve(&self, component: &str, bytes: u64) -> Result<Reservation, Shortfall> {
+        let mut reservations = self.inner.reservations.lock();
+        let reserved: u64 = reservations.values().sum();
+        let rss = self.read_rss();
+        if rss.saturating_add(reserved).saturating_add(bytes) > self.inner.limit {
+            return Err(Shortfall {
+                needed: bytes,
+                rss,
+                reserved,
+                limit: self.inner.limit,
+            });
+        }
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        reservations.insert(id, bytes);
+        self.inner
+            .components
+            .lock()
+            .entry(component.to_owned())
+            .or_default()
+            .estimate = bytes;
+        Ok(Reservation {
+            manager: self.clone(),
+            id,
+            component: component.to_owned(),
+            bytes,
+            rss_before: rss,
+        })
+    }
+
+    fn release(&self, id: u64) {
+        self.inner.reservations.lock().remove(&id);
+    }
+
+    /// The pressure level for `rss`.
+    pub fn pressure_at(&self, rss: u64) -> PressureLevel {
+        if self.inner.limit == u64::MAX || self.inner.limit == 0 {
+            return PressureLevel::Normal;
+        }
+        let ratio = rss as f64 / self.inner.limit as f64;
+        let p = self.inner.pressure;
+        if ratio >= p.critical {
+            PressureLevel::Critical
+        } else if ratio >= p.high {
+            PressureLevel::High
+        } else if ratio >= p.medium {
+            PressureLevel::Medium
+        } else {
+            PressureLevel::Normal
+        }
+    }
+
+    /// Records that `component` was evicted and RSS dropped by `reclaimed` bytes.
+    pub(crate) fn record_eviction(&self, component: &str, reclaimed: u64) {
+        self.inner.evictions.fetch_add(1, Ordering::Relaxed);
+        self.inner.reclaimed.fetch_add(reclaimed, Ordering::Relaxed);
+        self.inner
+            .components
+            .lock()
+            .entry(component.to_owned())
+            .or_default()
+            .evictions += 1;
+    }
+
+    /// Records what opening a library cost.
+    pub(crate) fn record_library(&self, path: &str, bytes: u64) {
+        self.inner.libraries.lock().insert(path.to_owned(), bytes);
+    }
+
+    /// Everything the manager knows, with RSS read now.
+    pub fn status(&self) -> MemoryStatus {
+        let rss = self.read_rss();
+        MemoryStatus {
+            limit: self.inner.limit,
+            limit_source: self.inner.source.clone(),
+            rss,
+            reserved: self.reserved(),
+            pressure: self.pressure_at(rss),
+            evictions: self.inner.evictions.load(Ordering::Relaxed),
+            reclaimed: self.inner.reclaimed.load(Ordering::Relaxed),
+            libraries: self.inner.libraries.lock().clone(),
+            components: self.inner.components.lock().clone(),
+        }
+    }
+
+    /// One component's figures.
+    pub fn component(&self, name: &str) -> Option<ComponentMemory> {
+        self.inner.components.lock().get(name).cloned()
+    }
+}
+
+/// Bytes set aside for one initialisation. Released when dropped; [`Self::commit`] also
+/// records the RSS growth the creation caused.
+#[derive(Debug)]
+pub struct Reservation {
+    manager: MemoryManager,
+    id: u64,
+    component: String,
+    bytes: u64,
+    rss_before: u64,
+}
+
+impl Reservation {
+    /// The creation succeeded: measure what it cost and release the reservation.
+    pub fn commit(self) -> u64 {
+        let after = self.manager.read_rss();
+        let measured = after.saturating_sub(self.rss_before);
+        if self.bytes > 0 && measured > self.bytes.saturating_mul(2) {
+            tracing::warn!(
+                component = %self.component,
+                estimate = %format_bytes(self.bytes),
+                measured = %format_bytes(measured),
+                "component uses more than twice its memory estimate; raise memory_estimate"
+            );
+        }
+        self.manager
+            .inner
+            .components
+            .lock()
+            .entry(self.component.clone())
+            .or_default()
+            .measured = Some(measured);
+        measured
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.manager.release(self.id);
+    }
+}
+
+fn auto_limit(rss: &RssReader) -> (u64, LimitSource) {
+    let proc_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    if let Some(limit) = cgroup::detect(std::path::Path::new("/"), &proc_cgroup) {
+        return (
+            limit.bytes / 10 * 9,
+            LimitSource::Cgroup {
+                version: limit.version,
+                file: limit.file.display().to_string(),
+                cgroup_limit: limit.bytes,
+            },
+        );
+    }
+    match rss.total_memory() {
+        0 => (u64::MAX, LimitSource::Unlimited),
+        total => (total / 4 * 3, LimitSource::PhysicalMemory { total }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manager(limit: u64) -> MemoryManager {
+        MemoryManager::from_config(&MemoryConfig {
+            limit: MemoryLimit::Bytes(limit),
+            ..MemoryConfig::default()
+        })
+    }
+
+    #[test]
+    fn rss_is_read_from_the_real_process() {
+        let manager = manager(u64::MAX / 2);
+        let before = manager.read_rss();
+        assert!(
+            before > 1 << 20,
+            "RSS of a running test is more than 1 MiB: {before}"
+        );
+        let block = vec![1u8; 64 << 20];
+        let after = manager.read_rss();
+        assert!(
+            after >= before + (48 << 20),
+            "touching 64 MiB raised RSS from {before} to {after}"
+        );
+        drop(block);
+    }
+
+    #[test]
+    fn reservations_count_against_the_limit_until_released() {
+        let rss = RssReader::new().read();
+        let manager = manager(rss + (100 << 20));
+        let first = manager.reserve("a", 60 << 20).expect("fits");
+        let refused = manager
+            .reserve("b", 60 << 20)
+            .expect_err("the first reservation holds 60 MiB");
+        assert_eq!(refused.reserved, 60 << 20);
+        assert!(refused.to_string().contains("60 MiB reserved"), "{refused}");
+        drop(first);
+        manager.reserve("b", 60 << 20).expect("fits once released");
+    }
+
+    #[test]
+    fn pressure_levels_follow_the_thresholds() {
+        let manager = manager(1000);
+        assert_eq!(manager.pressure_at(500), PressureLevel::Normal);
+        assert_eq!(manager.pressure_at(750), PressureLevel::Medium);
+        assert_eq!(manager.pressure_at(850), PressureLevel::High);
+        assert_eq!(manager.pressure_at(990), PressureLevel::Critical);
+    }
+
+    #[test]
+    fn the_auto_limit_names_its_source() {
+        let manager = MemoryManager::from_config(&MemoryConfig::default());
+        assert!(manager.limit() > 0);
+        assert!(!matches!(manager.limit_source(), LimitSource::Configured));
+    }
+}

@@ -1,0 +1,59 @@
+//! Reads this process's resident set size with sysinfo, refreshing only this one pid.
+
+use parking_lot::Mutex;
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+/// Reads RSS. A read costs tens of microseconds (it parses `/proc/self/stat*`), so it is
+/// done at admission and by the sampler, never on the call path.
+pub struct RssReader {
+    system: Mutex<Option<System>>,
+    pid: Option<Pid>,
+}
+
+impl std::fmt::Debug for RssReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RssReader").field("pid", &self.pid).finish()
+    }
+}
+
+impl Default for RssReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RssReader {
+    /// A reader for the current process.
+    pub fn new() -> Self {
+        Self {
+            system: Mutex::new(System::new().ok()),
+            pid: sysinfo::get_current_pid().ok(),
+        }
+    }
+
+    /// The current RSS in bytes; 0 where the platform gives no reading.
+    pub fn read(&self) -> u64 {
+        let (Some(pid), mut guard) = (self.pid, self.system.lock()) else {
+            return 0;
+        };
+        let Some(system) = guard.as_mut() else {
+            return 0;
+        };
+        system.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&[pid]),
+            false,
+            ProcessRefreshKind::nothing().with_memory(),
+        );
+        system.process(pid).map_or(0, sysinfo::Process::memory)
+    }
+
+    /// Physical memory of the machine in bytes; 0 if unknown.
+    pub fn total_memory(&self) -> u64 {
+        let mut guard = self.system.lock();
+        let Some(system) = guard.as_mut() else {
+            return 0;
+        };
+        system.refresh_memory();
+        system.total_memory()
+    }
+}

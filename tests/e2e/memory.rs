@@ -1,0 +1,251 @@
+//! The memory manager against the real RSS of a real process, with the `memory-hog`
+//! fixture whose components touch the memory they declare. Tests that measure RSS run in
+//! a process of their own (see `isolated`).
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use plugin_host::{
+    discovery::ScanMode, ComponentState, Config, Coordinator, CoordinatorBuilder, Discovery,
+    GetError, InitError, RssReader,
+};
+use plugin_host_tests::{binary, isolated, Sandbox};
+
+const MIB: u64 = 1 << 20;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+async fn coordinator(sandbox: &Sandbox, config: &str) -> Coordinator {
+    let config = Config::from_toml(config).expect("test config");
+    let catalog = Discovery::new(sandbox.plugins_dir())
+        .with_cache_dir(Some(sandbox.cache_dir()))
+        .with_scan_mode(ScanMode::Subprocess(binary()))
+        .discover()
+        .await
+        .expect("discovery");
+    let coordinator = CoordinatorBuilder::from_config(&config).build();
+    assert!(coordinator.register_catalog(&catalog).is_empty());
+    coordinator
+}
+
+fn state(coordinator: &Coordinator, name: &str) -> ComponentState {
+    coordinator
+        .components()
+        .into_iter()
+        .find(|c| c.name == name)
+        .expect("component")
+        .state
+}
+
+fn refusal(err: &GetError) -> String {
+    match err {
+        GetError::Init(init) if matches!(**init, InitError::MemoryRefused { .. }) => {
+            init.to_string()
+        }
+        other => panic!("expected a memory refusal, got: {other}"),
+    }
+}
+
+#[test]
+fn a_component_the_budget_cannot_hold_is_refused_with_the_figures() {
+    let sandbox = Sandbox::with_plugins(&["fixture-memory-hog"]);
+    let config = sandbox.write_config("[memory]\nlimit = \"40MiB\"\n");
+    let output = sandbox
+        .host()
+        .arg("--config")
+        .arg(&config)
+        .args(["call", "hog-low", "size"])
+        .output()
+        .expect("plugin-host call");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for needle in [
+        "component `hog-low` cannot be admitted",
+        "needs 64 MiB",
+        "RSS is",
+        "0 B reserved",
+        "the limit is 40 MiB",
+        "no other component was ready to evict",
+        "raise [memory] limit",
+    ] {
+        assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
+    }
+}
+
+#[test]
+fn evicting_an_idle_low_priority_component_makes_room_for_a_higher_priority_one() {
+    if !isolated(
+        "memory::evicting_an_idle_low_priority_component_makes_room_for_a_higher_priority_one",
+    ) {
+        return;
+    }
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-memory-hog"]);
+        let base = RssReader::new().read();
+        let config = format!(
+            "[memory]\nlimit = {}\nmin_idle = \"0s\"\n",
+            base + 110 * MIB
+        );
+        let coordinator = coordinator(&sandbox, &config).await;
+        drop(coordinator.get("hog-low").await.expect("hog-low fits"));
+        let with_low = coordinator.memory().read_rss();
+        assert!(
+            with_low >= base + 56 * MIB,
+            "hog-low touched its 64 MiB: {base} -> {with_low}"
+        );
+
+        coordinator
+            .get("hog-high")
+            .await
+            .expect("room is made for hog-high");
+        assert_eq!(state(&coordinator, "hog-low"), ComponentState::Evicted);
+        assert_eq!(state(&coordinator, "hog-high"), ComponentState::Ready);
+        let status = coordinator.memory().status();
+        assert_eq!(status.evictions, 1);
+        assert!(
+            status.reclaimed >= 32 * MIB,
+            "RSS dropped by only {} bytes",
+            status.reclaimed
+        );
+        assert_eq!(status.components["hog-low"].evictions, 1);
+        let measured = status.components["hog-high"].measured.expect("measured");
+        assert!(measured >= 48 * MIB, "hog-high's measured cost {measured}");
+        assert!(status.rss <= status.limit, "{status:?}");
+    });
+}
+
+#[test]
+fn an_in_use_component_is_never_evicted() {
+    if !isolated("memory::an_in_use_component_is_never_evicted") {
+        return;
+    }
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-memory-hog"]);
+        let base = RssReader::new().read();
+        let config = format!(
+            "[memory]\nlimit = {}\nmin_idle = \"0s\"\n",
+            base + 110 * MIB
+        );
+        let coordinator = coordinator(&sandbox, &config).await;
+        let held = coordinator.get("hog-low").await.expect("hog-low fits");
+
+        let err = coordinator
+            .get("hog-high")
+            .await
+            .expect_err("hog-low is in use");
+        let text = refusal(&err);
+        assert!(text.contains("`hog-low`: in use"), "{text}");
+        assert_eq!(coordinator.free_memory(64 * MIB), 0);
+        assert_eq!(state(&coordinator, "hog-low"), ComponentState::Ready);
+        let size: u64 = held.call_json("size", &()).expect("still answers");
+        assert_eq!(size, 64 * MIB);
+    });
+}
+
+#[test]
+fn eight_concurrent_cold_inits_under_a_tight_budget_never_push_rss_over_the_limit() {
+    if !isolated(
+        "memory::eight_concurrent_cold_inits_under_a_tight_budget_never_push_rss_over_the_limit",
+    ) {
+        return;
+    }
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-memory-hog"]);
+        let base = RssReader::new().read();
+        let limit = base + 112 * MIB; // room for three 32 MiB hogs, not four
+        let coordinator = coordinator(&sandbox, &format!("[memory]\nlimit = {limit}\n")).await;
+
+        let done = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(0));
+        let sampler = {
+            let (done, peak) = (Arc::clone(&done), Arc::clone(&peak));
+            std::thread::spawn(move || {
+                let reader = RssReader::new();
+                while !done.load(Ordering::Relaxed) {
+                    peak.fetch_max(reader.read(), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        let gets = (1..=8).map(|n| {
+            let coordinator = coordinator.clone();
+            tokio::spawn(async move { coordinator.get(&format!("hog-{n}")).await })
+        });
+        let results = futures_results(gets).await;
+        done.store(true, Ordering::Relaxed);
+        sampler.join().expect("sampler");
+
+        let admitted = results.iter().filter(|r| r.is_ok()).count();
+        for err in results.iter().filter_map(|r| r.as_ref().err()) {
+            refusal(err);
+        }
+        assert!((1..=3).contains(&admitted), "{admitted} of 8 admitted");
+        let peak = peak.load(Ordering::Relaxed);
+        assert!(
+            peak <= limit,
+            "sampled RSS {peak} went over the limit {limit}"
+        );
+    });
+}
+
+async fn futures_results(
+    tasks: impl Iterator<Item = tokio::task::JoinHandle<Result<plugin_host::ComponentHandle, GetError>>>,
+) -> Vec<Result<plugin_host::ComponentHandle, GetError>> {
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("task"));
+    }
+    results
+}
+
+#[test]
+fn the_sampler_evicts_idle_components_at_high_pressure() {
+    if !isolated("memory::the_sampler_evicts_idle_components_at_high_pressure") {
+        return;
+    }
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-memory-hog"]);
+        let base = RssReader::new().read();
+        let config = format!(
+            "[memory]\nlimit = {}\nmin_idle = \"0s\"\nsample_interval = \"50ms\"\n\
+             pressure = {{ medium = 0.2, high = 0.3, critical = 0.99 }}\n",
+            base + 200 * MIB
+        );
+        let coordinator = coordinator(&sandbox, &config).await;
+        drop(coordinator.get("hog-low").await.expect("hog-low"));
+        drop(coordinator.get("hog-1").await.expect("hog-1"));
+        let vip = coordinator.get("hog-vip").await.expect("hog-vip");
+        drop(vip);
+        let level = coordinator
+            .memory()
+            .pressure_at(coordinator.memory().read_rss());
+        assert!(level >= plugin_host::PressureLevel::High, "{level:?}");
+
+        let sampler = coordinator.spawn_memory_sampler();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while state(&coordinator, "hog-low") != ComponentState::Evicted
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sampler.abort();
+        assert_eq!(state(&coordinator, "hog-low"), ComponentState::Evicted);
+        assert_eq!(
+            state(&coordinator, "hog-vip"),
+            ComponentState::Ready,
+            "priority 0 is never evicted"
+        );
+        assert!(coordinator.memory().status().evictions >= 1);
+    });
+}
