@@ -9,13 +9,17 @@ use abi_stable::{
     std_types::{RArc, ROption, RResult, RSlice, RStr, RString, RVec},
 };
 use plugin_api::{
-    ffi::{ComponentObj, ComponentObj_TO, ComponentRef, HostApi, HostApi_TO, HostBox, LogLevel},
+    ffi::{
+        ComponentObj, ComponentObj_TO, ComponentRef, HostApi, HostApi_TO, HostBox, LogLevel,
+        MetricBox, MetricKind, MetricObj_TO,
+    },
     PluginError,
 };
 
 use crate::{
     coordinator::{CallError, ComponentHandle, Dependencies},
     locks::{LockGuard, LockManager},
+    metrics::{MetricHandle, PluginMetrics},
 };
 
 /// The target of every record a plugin logs: `RUST_LOG=plugin=debug` filters them.
@@ -29,6 +33,7 @@ pub(crate) struct PluginHostContext {
     config_json: String,
     dependencies: HashMap<String, ComponentHandle>,
     locks: LockManager,
+    metrics: Arc<PluginMetrics>,
     /// Locks this component holds through the context, by name.
     held: Arc<Mutex<HashMap<String, LockGuard>>>,
 }
@@ -40,6 +45,7 @@ impl PluginHostContext {
         config: &serde_json::Value,
         dependencies: Dependencies,
         locks: LockManager,
+        metrics: Arc<PluginMetrics>,
     ) -> HostBox {
         let context = Self {
             plugin: plugin.to_owned(),
@@ -47,6 +53,7 @@ impl PluginHostContext {
             config_json: config.to_string(),
             dependencies: dependencies.into_map(),
             locks,
+            metrics,
             held: Arc::default(),
         };
         HostApi_TO::from_ptr(RArc::new(context), TD_Opaque)
@@ -120,6 +127,25 @@ impl HostApi for PluginHostContext {
             }
             Err(err) => RResult::RErr(PluginError::failed(err)),
         }
+    }
+
+    fn metric(
+        &self,
+        kind: MetricKind,
+        name: RStr<'_>,
+        help: RStr<'_>,
+    ) -> RResult<MetricBox, PluginError> {
+        self.metrics
+            .register(
+                kind,
+                name.as_str(),
+                help.as_str(),
+                &self.plugin,
+                &self.component,
+            )
+            .map(|metric| MetricObj_TO::from_ptr(RArc::new(MetricHandle(metric)), TD_Opaque))
+            .map_err(PluginError::failed)
+            .into()
     }
 
     fn unlock(&self, name: RStr<'_>) -> RResult<(), PluginError> {

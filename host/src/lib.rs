@@ -27,6 +27,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 mod context;
 mod coordinator;
@@ -35,6 +36,7 @@ mod loader;
 mod locks;
 mod manifest;
 mod memory;
+pub mod metrics;
 mod timeout;
 mod util;
 
@@ -43,8 +45,8 @@ pub use self::{
     context::PLUGIN_LOG_TARGET,
     coordinator::{
         CallError, ComponentHandle, ComponentSpec, ComponentState, ComponentStatus, Coordinator,
-        CoordinatorBuilder, Dependencies, EvictError, GetError, InitError, Instance,
-        NativeComponent, Provider, RegisterError, ShutdownReport,
+        CoordinatorBuilder, Dependencies, ErrorChainDisplay, EvictError, GetError, InitError,
+        Instance, NativeComponent, Provider, RegisterError, ShutdownReport,
     },
     discovery::{
         run_scanner_if_requested, Catalog, DiscoveredPlugin, Discovery, DiscoveryError, ScanMode,

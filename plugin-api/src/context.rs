@@ -6,7 +6,7 @@ use abi_stable::std_types::{RSlice, RStr};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
-    ffi::{ComponentRef, HostBox},
+    ffi::{ComponentRef, HostBox, MetricBox, MetricKind},
     PluginError,
 };
 
@@ -68,6 +68,34 @@ impl Context {
         })
     }
 
+    /// A counter exported by the host as `plugin_NAME_total{plugin, component}`. Keep the
+    /// handle: recording is one call and one atomic add on the host side.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginError::Failed`] when the name is invalid or taken by a histogram.
+    pub fn counter(&self, name: &str, help: &str) -> Result<MetricCounter, PluginError> {
+        self.metric(MetricKind::Counter, name, help)
+            .map(MetricCounter)
+    }
+
+    /// A histogram (values in base units, e.g. seconds) exported by the host as
+    /// `plugin_NAME{plugin, component}` with the host's latency buckets.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginError::Failed`] when the name is invalid or taken by a counter.
+    pub fn histogram(&self, name: &str, help: &str) -> Result<MetricHistogram, PluginError> {
+        self.metric(MetricKind::Histogram, name, help)
+            .map(MetricHistogram)
+    }
+
+    fn metric(&self, kind: MetricKind, name: &str, help: &str) -> Result<MetricBox, PluginError> {
+        self.host
+            .metric(kind, RStr::from_str(name), RStr::from_str(help))
+            .into_result()
+    }
+
     /// A handle to `name`, which must be one of this component's declared dependencies.
     ///
     /// # Errors
@@ -87,6 +115,28 @@ impl Context {
                     "not available: declare it in the component's dependencies",
                 )
             })
+    }
+}
+
+/// A counter owned by the host.
+#[derive(Clone)]
+pub struct MetricCounter(MetricBox);
+
+impl MetricCounter {
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.record(n as f64);
+    }
+}
+
+/// A histogram owned by the host.
+#[derive(Clone)]
+pub struct MetricHistogram(MetricBox);
+
+impl MetricHistogram {
+    /// Records one value in base units.
+    pub fn observe(&self, value: f64) {
+        self.0.record(value);
     }
 }
 

@@ -36,6 +36,28 @@ pub enum LogLevel {
     Error,
 }
 
+/// The kind of a metric a plugin registers with the host.
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, StableAbi)]
+pub enum MetricKind {
+    /// A monotonically increasing count.
+    Counter,
+    /// A distribution of values in base units (seconds, bytes).
+    Histogram,
+}
+
+/// A metric instrument owned by the host: counters add, histograms observe.
+#[sabi_trait]
+pub trait MetricObj: Send + Sync + Clone {
+    /// Records `value`: added to a counter (rounded, negative ignored), observed by a
+    /// histogram.
+    #[sabi(last_prefix_field)]
+    fn record(&self, value: f64);
+}
+
+/// A metric handle handed to a plugin.
+pub type MetricBox = MetricObj_TO<'static, RArc<()>>;
+
 /// A component instance as the host sees it.
 #[sabi_trait]
 pub trait ComponentObj: Send + Sync {
@@ -76,6 +98,14 @@ pub trait HostApi: Send + Sync + Clone {
 
     /// Releases the named lock this component holds.
     fn unlock(&self, name: RStr<'_>) -> RResult<(), PluginError>;
+
+    /// Registers (or finds) the metric `name` of this component and returns its handle.
+    fn metric(
+        &self,
+        kind: MetricKind,
+        name: RStr<'_>,
+        help: RStr<'_>,
+    ) -> RResult<MetricBox, PluginError>;
 }
 
 /// The host context object passed to `create`.

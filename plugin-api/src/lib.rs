@@ -93,7 +93,7 @@ mod manifest;
 
 pub use self::{
     component::{json_reply, Component, Plugin, Request},
-    context::{Context, Dependency, HostLock},
+    context::{Context, Dependency, HostLock, MetricCounter, MetricHistogram},
     error::{PanicReport, PluginError},
     ffi::{LogLevel, API_VERSION},
     logging::HostLayer,

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `plugin-host` binary, the real example plugins and the
 //! fixture plugins under `tests/fixtures/`, loaded through the real loader.
 
+mod admin;
 mod bad_plugins;
 mod cli;
 mod coordinator;

@@ -27,7 +27,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: CallArgs) -> CliResult {
         }
         None => b"null".to_vec(),
     };
-    let coordinator = coordinator(&config).await?;
+    let (coordinator, _catalog) = coordinator(&config).await?;
     let result = coordinator.call(&args.component, &args.method, input).await;
     coordinator.shutdown(config.timeouts.stop).await;
     let output = result?;

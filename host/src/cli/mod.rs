@@ -6,6 +6,7 @@ mod inspect;
 mod list;
 mod logging;
 mod run;
+mod status;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -55,6 +56,8 @@ pub(crate) enum Command {
     Check(check::CheckArgs),
     /// Discover plugins and run until SIGINT or SIGTERM, then stop components in reverse order.
     Run(run::RunArgs),
+    /// Show a running host's plugins, components and memory (through its admin API).
+    Status(status::StatusArgs),
 }
 
 /// An error with the exit code it maps to.
@@ -120,6 +123,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Call(args) => call::run(&global, args).await,
         Command::Check(args) => check::run(&global, args).await,
         Command::Run(args) => run::run(&global, args).await,
+        Command::Status(args) => status::run(&global, args).await,
     }
 }
 
@@ -146,7 +150,9 @@ pub(crate) fn discovery(config: &Config) -> Discovery {
 }
 
 /// Discovers plugins and registers every usable component; problems are logged.
-pub(crate) async fn coordinator(config: &Config) -> Result<Coordinator, Failure> {
+pub(crate) async fn coordinator(
+    config: &Config,
+) -> Result<(Coordinator, plugin_host::Catalog), Failure> {
     let catalog = discovery(config).discover().await?;
     for failure in catalog.failures() {
         tracing::warn!("{failure}");
@@ -158,5 +164,5 @@ pub(crate) async fn coordinator(config: &Config) -> Result<Coordinator, Failure>
     for problem in coordinator.validate() {
         tracing::warn!("{problem}");
     }
-    Ok(coordinator)
+    Ok((coordinator, catalog))
 }

@@ -1,6 +1,13 @@
-//! `plugin-host run`: discover, start eager components, serve until SIGINT/SIGTERM, stop.
+//! `plugin-host run`: discover, serve the admin API, start eager components, run until
+//! SIGINT/SIGTERM, then stop components in reverse dependency order.
 
-use std::process::ExitCode;
+use std::{io::Write as _, process::ExitCode, sync::Arc, time::Duration};
+
+use plugin_host::{
+    admin::{self, AdminState},
+    metrics::UnifiedMetricsCollector,
+    Coordinator, ErrorChainDisplay,
+};
 
 use super::{coordinator, CliResult, GlobalArgs};
 
@@ -9,29 +16,83 @@ pub(crate) struct RunArgs {}
 
 pub(crate) async fn run(global: &GlobalArgs, _args: RunArgs) -> CliResult {
     let config = global.config()?;
-    let coordinator = coordinator(&config).await?;
+    let (coordinator, catalog) = coordinator(&config).await?;
     let components = coordinator.components();
-    tracing::info!(components = components.len(), dir = %config.host.plugins_dir.display(), "host started");
-    for (name, _) in config
+    let eager: Vec<String> = config
         .components
         .iter()
-        .filter(|(_, c)| c.eager && c.enabled)
+        .filter(|(name, c)| {
+            c.eager && c.enabled && components.iter().any(|known| &&known.name == name)
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in config
+        .components
+        .iter()
+        .filter(|(_, c)| c.eager)
+        .map(|(n, _)| n)
     {
-        if !components.iter().any(|c| &c.name == name) {
+        if !eager.contains(name) {
             tracing::warn!(component = %name, "eager component is not provided by any plugin");
-            continue;
-        }
-        if let Err(err) = coordinator.get(name).await {
-            tracing::error!(component = %name, error = %format!("{:#}", anyhow::Error::new(err)), "eager component failed to start");
         }
     }
+
+    let catalog = Arc::new(catalog);
+    let collector = Arc::new(UnifiedMetricsCollector::new(
+        coordinator.clone(),
+        Arc::clone(&catalog),
+    ));
+    let aggregator = collector.spawn_aggregator(config.metrics.aggregation_interval);
+    let state = Arc::new(AdminState {
+        coordinator: coordinator.clone(),
+        catalog,
+        collector: Arc::clone(&collector),
+        eager: eager.clone(),
+        token: Some(config.admin.token.clone()).filter(|t| !t.is_empty()),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr, server) = admin::serve(config.admin.listen, state, async {
+        let _ = stop_rx.await;
+    })
+    .await?;
+    println!("admin listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    tracing::info!(components = components.len(), dir = %config.host.plugins_dir.display(), %addr, "host started");
+
     let watchdog = tokio::spawn(log_long_lock_holds(
         coordinator.clone(),
         config.locks.max_hold,
     ));
+    let sampler = coordinator.spawn_memory_sampler();
+    let starter = {
+        let coordinator = coordinator.clone();
+        tokio::spawn(async move {
+            // Each get initialises dependencies first; independent ones run concurrently.
+            let gets = eager.iter().map(|name| {
+                let coordinator = coordinator.clone();
+                async move { (name, coordinator.get(name).await) }
+            });
+            for (name, result) in futures::future::join_all(gets).await {
+                if let Err(err) = result {
+                    tracing::error!(component = %name, error = %ErrorChainDisplay(&err), "eager component failed to start");
+                }
+            }
+        })
+    };
+
     wait_for_stop_signal().await?;
-    watchdog.abort();
     tracing::info!("stopping");
+    starter.abort();
+    watchdog.abort();
+    sampler.abort();
+    aggregator.abort();
+    let _ = stop_tx.send(());
+    if tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .is_err()
+    {
+        tracing::warn!("admin API did not stop within 5s");
+    }
     let report = coordinator.shutdown(config.timeouts.stop).await;
     tracing::info!(stopped = ?report.stopped, timed_out = ?report.timed_out, "host stopped");
     Ok(ExitCode::SUCCESS)
@@ -54,9 +115,9 @@ async fn wait_for_stop_signal() -> std::io::Result<()> {
 }
 
 /// Logs every lock held past `max_hold`, once per hold, with its holder.
-async fn log_long_lock_holds(coordinator: plugin_host::Coordinator, max_hold: std::time::Duration) {
+async fn log_long_lock_holds(coordinator: Coordinator, max_hold: Duration) {
     let mut reported = std::collections::HashSet::new();
-    let mut interval = tokio::time::interval(max_hold.min(std::time::Duration::from_secs(1)));
+    let mut interval = tokio::time::interval(max_hold.min(Duration::from_secs(1)));
     loop {
         interval.tick().await;
         let long = coordinator.locks().long_holds();

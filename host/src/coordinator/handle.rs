@@ -1,6 +1,6 @@
 //! Handles to ready components: what callers hold and call.
 
-use std::sync::{atomic::Ordering, Arc};
+use std::{sync::Arc, time::Instant};
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -46,10 +46,15 @@ impl ComponentHandle {
     pub fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
         let slot = &self.ready.info;
         slot.touch();
-        slot.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let stats = &slot.stats;
+        stats.calls.inc();
+        let started = stats.sampler.sample().then(Instant::now);
         let result = self.ready.instance.call(method, input);
+        if let Some(started) = started {
+            stats.call_latency.record(started.elapsed().as_secs_f64());
+        }
         if result.is_err() {
-            slot.stats.call_errors.fetch_add(1, Ordering::Relaxed);
+            stats.call_errors.inc();
         }
         result.map_err(|source| CallError::Failed {
             component: self.name().to_owned(),

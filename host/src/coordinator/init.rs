@@ -92,7 +92,8 @@ async fn run_init(inner: Arc<Inner>, slot: Arc<Slot>) -> InitResult {
                 info: Arc::clone(&slot.info),
             });
             let elapsed = started.elapsed();
-            stats.inits.fetch_add(1, Ordering::Relaxed);
+            stats.inits.inc();
+            stats.init_duration.record(elapsed.as_secs_f64());
             stats.init_micros.store(
                 u64::try_from(elapsed.as_micros())
                     .unwrap_or(u64::MAX)
@@ -108,7 +109,7 @@ async fn run_init(inner: Arc<Inner>, slot: Arc<Slot>) -> InitResult {
         }
         Err(error) => {
             let error = Arc::new(error);
-            stats.init_failures.fetch_add(1, Ordering::Relaxed);
+            stats.init_failures.inc();
             tracing::warn!(component = %slot.name(), error = %ErrorChainDisplay(&*error), "component failed to initialise");
             *state = match &*error {
                 InitError::TimedOut { .. } => SlotState::TimedOut {

@@ -42,6 +42,7 @@ use crate::{
     locks::{LockManager, LockManagerBuilder},
     manifest::valid_name,
     memory::MemoryManager,
+    metrics::{HistogramSnapshot, PluginMetrics, Sampler},
     timeout::{Interrupted, OperationKind, TimeoutManager},
 };
 
@@ -123,6 +124,7 @@ impl CoordinatorBuilder {
     pub fn build(self) -> Coordinator {
         let locks = LockManagerBuilder::from_config(&self.config.locks).build();
         let memory = MemoryManager::from_config(&self.config.memory);
+        let sampler = Sampler::new(self.config.metrics.sample_rate);
         Coordinator {
             inner: Arc::new(Inner {
                 slots: ArcSwap::from_pointee(HashMap::new()),
@@ -138,6 +140,8 @@ impl CoordinatorBuilder {
                 timeouts: TimeoutManager::new(),
                 locks,
                 memory,
+                sampler,
+                plugin_metrics: Arc::default(),
             }),
         }
     }
@@ -158,6 +162,8 @@ struct Inner {
     timeouts: TimeoutManager,
     locks: LockManager,
     memory: MemoryManager,
+    sampler: Sampler,
+    plugin_metrics: Arc<PluginMetrics>,
 }
 
 /// Runs every component: registry, lazy dependency-ordered initialisation, shutdown.
@@ -204,6 +210,14 @@ pub struct ComponentStatus {
     pub calls: u64,
     /// Calls that returned an error.
     pub call_errors: u64,
+    /// Calls that timed out.
+    pub call_timeouts: u64,
+    /// Latency of calls (sampled, scaled back to every call).
+    #[serde(skip)]
+    pub call_latency: HistogramSnapshot,
+    /// Duration of successful initialisations.
+    #[serde(skip)]
+    pub init_duration: HistogramSnapshot,
     /// Successful initialisations.
     pub inits: u64,
     /// Failed initialisations.
@@ -266,7 +280,7 @@ impl Coordinator {
         let mut next = HashMap::clone(&current);
         next.insert(
             spec.name.clone(),
-            Arc::new(Slot::new(spec, provider, config)),
+            Arc::new(Slot::new(spec, provider, config, self.inner.sampler)),
         );
         self.inner.slots.store(Arc::new(next));
         Ok(())
@@ -319,6 +333,7 @@ impl Coordinator {
                     loader: Arc::clone(&self.inner.loader),
                     locks: self.inner.locks.clone(),
                     memory: self.inner.memory.clone(),
+                    metrics: Arc::clone(&self.inner.plugin_metrics),
                 };
                 if let Err(err) = self.register(spec, Arc::new(provider)) {
                     problems.push(err);
@@ -387,6 +402,7 @@ impl Coordinator {
         input: Vec<u8>,
     ) -> Result<Vec<u8>, CallError> {
         let handle = self.get(component).await?;
+        let info = Arc::clone(&handle.ready.info);
         let limit = self.call_timeout(component, method);
         let method_owned = method.to_owned();
         let task = tokio::task::spawn_blocking(move || handle.call(&method_owned, &input));
@@ -404,11 +420,14 @@ impl Coordinator {
                     "call thread failed: {join_error}"
                 )),
             }),
-            Err(Interrupted::Expired) => Err(CallError::TimedOut {
-                component: component.to_owned(),
-                method: method.to_owned(),
-                limit,
-            }),
+            Err(Interrupted::Expired) => {
+                info.stats.call_timeouts.inc();
+                Err(CallError::TimedOut {
+                    component: component.to_owned(),
+                    method: method.to_owned(),
+                    limit,
+                })
+            }
             Err(Interrupted::Cancelled) => Err(CallError::Cancelled {
                 component: component.to_owned(),
                 method: method.to_owned(),
@@ -473,10 +492,13 @@ impl Coordinator {
                     evictions: memory.evictions,
                     init_ms: (init_micros > 0).then(|| init_micros as f64 / 1000.0),
                     idle_ms: stats.idle_for().map(|d| d.as_millis() as u64),
-                    calls: stats.calls.load(Ordering::Relaxed),
-                    call_errors: stats.call_errors.load(Ordering::Relaxed),
-                    inits: stats.inits.load(Ordering::Relaxed),
-                    init_failures: stats.init_failures.load(Ordering::Relaxed),
+                    calls: stats.calls.get(),
+                    call_errors: stats.call_errors.get(),
+                    call_timeouts: stats.call_timeouts.get(),
+                    call_latency: stats.call_latency.snapshot(),
+                    init_duration: stats.init_duration.snapshot(),
+                    inits: stats.inits.get(),
+                    init_failures: stats.init_failures.get(),
                     last_error,
                 }
             })
@@ -542,6 +564,11 @@ impl Coordinator {
         tracing::info!(component = %name, "component evicted");
         evicted.push(name.to_owned());
         Ok(evicted)
+    }
+
+    /// Metrics plugins registered through their host context.
+    pub fn plugin_metrics(&self) -> &PluginMetrics {
+        &self.inner.plugin_metrics
     }
 
     /// The memory manager: limit, RSS, reservations, per-component figures.
@@ -621,7 +648,7 @@ impl Coordinator {
 }
 
 /// Shows an error with its whole cause chain on one line.
-pub(crate) struct ErrorChainDisplay<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+pub struct ErrorChainDisplay<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for ErrorChainDisplay<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

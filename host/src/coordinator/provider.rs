@@ -14,7 +14,7 @@ use plugin_api::{ffi::ComponentBox, Component, PluginError, Request};
 use super::{handle::ComponentHandle, InitError};
 use crate::{
     context::PluginHostContext, discovery::DiscoveredPlugin, loader::Loader, locks::LockManager,
-    memory::MemoryManager,
+    memory::MemoryManager, metrics::PluginMetrics,
 };
 
 /// What the coordinator knows about a component before creating it.
@@ -206,6 +206,7 @@ pub(crate) struct PluginProvider {
     pub(crate) loader: Arc<Loader>,
     pub(crate) locks: LockManager,
     pub(crate) memory: MemoryManager,
+    pub(crate) metrics: Arc<PluginMetrics>,
 }
 
 impl Provider for PluginProvider {
@@ -239,7 +240,7 @@ impl Provider for PluginProvider {
         if first_load {
             let cost = self.memory.read_rss().saturating_sub(rss_before);
             self.memory
-                .record_library(&path.display().to_string(), cost);
+                .record_library(&path.display().to_string(), &spec.name, cost);
         }
         let plugin = library.info().name.clone();
         let host = PluginHostContext::new_box(
@@ -248,6 +249,7 @@ impl Provider for PluginProvider {
             config,
             dependencies,
             self.locks.clone(),
+            Arc::clone(&self.metrics),
         );
         let component = library
             .create(&spec.name, host)

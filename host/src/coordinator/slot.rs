@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::{handle::Ready, provider::Provider, ComponentSpec, InitError};
+use crate::metrics::{Counter, Histogram, Sampler};
 
 /// The lifecycle of a component.
 ///
@@ -86,14 +87,20 @@ impl SlotState {
     }
 }
 
-/// Per-component counters, updated with relaxed atomics on the call path.
+/// Per-component instruments, cached in the slot so the call path records with plain
+/// atomic operations: no map lookup, no lock.
 #[derive(Debug)]
 pub(crate) struct Stats {
     epoch: Instant,
-    pub(crate) calls: AtomicU64,
-    pub(crate) call_errors: AtomicU64,
-    pub(crate) inits: AtomicU64,
-    pub(crate) init_failures: AtomicU64,
+    pub(crate) calls: Counter,
+    pub(crate) call_errors: Counter,
+    pub(crate) call_timeouts: Counter,
+    pub(crate) inits: Counter,
+    pub(crate) init_failures: Counter,
+    /// Latency of the sampled share of calls; exported scaled back to every call.
+    pub(crate) call_latency: Histogram,
+    pub(crate) init_duration: Histogram,
+    pub(crate) sampler: Sampler,
     /// Microseconds the last successful init took.
     pub(crate) init_micros: AtomicU64,
     /// Milliseconds after `epoch` of the last use, plus one; 0 means never used.
@@ -101,13 +108,17 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
-    fn new() -> Self {
+    fn new(sampler: Sampler) -> Self {
         Self {
             epoch: Instant::now(),
-            calls: AtomicU64::new(0),
-            call_errors: AtomicU64::new(0),
-            inits: AtomicU64::new(0),
-            init_failures: AtomicU64::new(0),
+            calls: Counter::default(),
+            call_errors: Counter::default(),
+            call_timeouts: Counter::default(),
+            inits: Counter::default(),
+            init_failures: Counter::default(),
+            call_latency: Histogram::with_scale(sampler.scale()),
+            init_duration: Histogram::default(),
+            sampler,
             init_micros: AtomicU64::new(0),
             last_used: AtomicU64::new(0),
         }
@@ -155,11 +166,12 @@ impl Slot {
         spec: ComponentSpec,
         provider: Arc<dyn Provider>,
         config: serde_json::Value,
+        sampler: Sampler,
     ) -> Self {
         Self {
             info: Arc::new(SlotInfo {
                 spec,
-                stats: Stats::new(),
+                stats: Stats::new(sampler),
             }),
             provider,
             config,

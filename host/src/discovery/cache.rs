@@ -1,8 +1,8 @@
 //! The registry cache: what each plugin file provided the last time it was scanned.
 //!
-//! Keyed by canonical path, size and modification time, and valid only for the plugin-api
-//! version that wrote it (GStreamer's plugin registry works the same way). A warm start
-//! with no file changed reads no library and spawns no scanner.
+//! Keyed by canonical path, size and modification time, and valid only for the host build
+//! (plugin-api version and executable) that wrote it; GStreamer's plugin registry works
+//! the same way. A warm start with no file changed reads no library and spawns no scanner.
 
 use std::{
     collections::BTreeMap,
@@ -17,6 +17,20 @@ use crate::{loader::LoadError, manifest::PluginInfo};
 
 const FORMAT: u32 = 1;
 const FILE_NAME: &str = "registry-v1.json";
+
+/// Which host wrote a cache: its plugin-api version and its own executable's size and
+/// mtime. A verdict such as "compatible" holds only for the host that reached it, so any
+/// rebuilt or upgraded host rescans (a plugin-api change without a version bump included).
+fn host_build() -> String {
+    let exe = std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .map(|m| FileStamp::of(&m))
+        .map_or_else(
+            |_| "unknown".to_owned(),
+            |s| format!("{}-{}", s.size, s.mtime_ns),
+        );
+    format!("{}/{exe}", plugin_api::API_VERSION)
+}
 
 /// The identity of one version of a file: if any of it changes, the file is rescanned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,7 +62,8 @@ pub(crate) struct Entry {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct CacheFile {
     format: u32,
-    host_api: String,
+    /// [`host_build`] of the host that wrote it.
+    host_build: String,
     entries: BTreeMap<PathBuf, Entry>,
 }
 
@@ -74,7 +89,7 @@ impl RegistryCache {
                     None
                 }
             })
-            .filter(|cache| cache.format == FORMAT && cache.host_api == plugin_api::API_VERSION)
+            .filter(|cache| cache.format == FORMAT && cache.host_build == host_build())
             .map(|cache| cache.entries)
             .unwrap_or_default();
         Self {
@@ -112,7 +127,7 @@ impl RegistryCache {
         }
         let cache = CacheFile {
             format: FORMAT,
-            host_api: plugin_api::API_VERSION.to_owned(),
+            host_build: host_build(),
             entries: std::mem::take(&mut self.entries),
         };
         let result = (|| -> std::io::Result<()> {

@@ -187,6 +187,8 @@ struct Inner {
     reclaimed: AtomicU64,
     components: Mutex<HashMap<String, ComponentMemory>>,
     libraries: Mutex<HashMap<String, u64>>,
+    /// Library mapping cost measured inside a component's creation, not to be charged to it.
+    library_cost_in_creation: Mutex<HashMap<String, u64>>,
 }
 
 /// Budgets memory against real RSS. Cheap to clone; clones share state.
@@ -227,6 +229,7 @@ impl MemoryManager {
                 reclaimed: AtomicU64::new(0),
                 components: Mutex::new(HashMap::new()),
                 libraries: Mutex::new(HashMap::new()),
+                library_cost_in_creation: Mutex::new(HashMap::new()),
             }),
         };
         tracing::info!(limit = %format_bytes(limit), source = %manager.inner.source, "memory limit");
@@ -348,9 +351,14 @@ impl MemoryManager {
             .evictions += 1;
     }
 
-    /// Records what opening a library cost.
-    pub(crate) fn record_library(&self, path: &str, bytes: u64) {
+    /// Records what opening a library cost, measured while creating `component` (so the
+    /// component's own figure excludes it).
+    pub(crate) fn record_library(&self, path: &str, component: &str, bytes: u64) {
         self.inner.libraries.lock().insert(path.to_owned(), bytes);
+        self.inner
+            .library_cost_in_creation
+            .lock()
+            .insert(component.to_owned(), bytes);
     }
 
     /// Everything the manager knows, with RSS read now.
@@ -390,7 +398,15 @@ impl Reservation {
     /// The creation succeeded: measure what it cost and release the reservation.
     pub fn commit(self) -> u64 {
         let after = self.manager.read_rss();
-        let measured = after.saturating_sub(self.rss_before);
+        let library = self
+            .manager
+            .inner
+            .library_cost_in_creation
+            .lock()
+            .remove(&self.component);
+        let measured = after
+            .saturating_sub(self.rss_before)
+            .saturating_sub(library.unwrap_or(0));
         if self.bytes > 0 && measured > self.bytes.saturating_mul(2) {
             tracing::warn!(
                 component = %self.component,

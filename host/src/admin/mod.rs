@@ -1,0 +1,134 @@
+//! The admin HTTP API: health, readiness, Prometheus metrics, plugins, components, memory,
+//! locks, timeouts, calls and evictions, as JSON on the host's own tokio runtime.
+//!
+//! It listens on loopback by default. When a token is configured every request must carry
+//! `Authorization: Bearer <token>`; the config refuses a non-loopback address without one.
+
+mod routes;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    extract::{Request, State},
+    http::{header, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+
+use crate::{discovery::Catalog, metrics::UnifiedMetricsCollector, Coordinator};
+
+/// What the admin API serves.
+pub struct AdminState {
+    /// The coordinator.
+    pub coordinator: Coordinator,
+    /// Discovery's results.
+    pub catalog: Arc<Catalog>,
+    /// The metrics collector.
+    pub collector: Arc<UnifiedMetricsCollector>,
+    /// Components that must be ready for `/readyz`.
+    pub eager: Vec<String>,
+    /// The bearer token every request must carry, if any.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState")
+            .field("eager", &self.eager)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A JSON error body with a status code.
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+/// The admin API's routes.
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics))
+        .route("/metrics.json", get(routes::metrics_json))
+        .route("/plugins", get(routes::plugins))
+        .route("/components", get(routes::components))
+        .route("/memory", get(routes::memory))
+        .route("/locks", get(routes::locks))
+        .route("/timeouts", get(routes::timeouts))
+        .route("/timeouts/{id}/cancel", post(routes::cancel_timeout))
+        .route("/components/{name}/call/{method}", post(routes::call))
+        .route("/components/{name}/evict", post(routes::evict))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            authorize,
+        ))
+        .with_state(state)
+}
+
+/// Compares without leaking where the first difference is.
+fn same_token(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+async fn authorize(State(state): State<Arc<AdminState>>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|given| same_token(given, token)) {
+            let mut response = ApiError(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token: send Authorization: Bearer <admin.token>".into(),
+            )
+            .into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
+/// Binds `addr` and serves the admin API until `shutdown` completes. Returns the bound
+/// address (useful with port 0) and the server task.
+///
+/// # Errors
+///
+/// The bind error, with the address.
+pub async fn serve(
+    addr: SocketAddr,
+    state: Arc<AdminState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|err| {
+        std::io::Error::new(
+            err.kind(),
+            format!("cannot listen on {addr} for the admin API: {err}"),
+        )
+    })?;
+    let bound = listener.local_addr()?;
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    });
+    Ok((bound, task))
+}

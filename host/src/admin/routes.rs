@@ -1,0 +1,215 @@
+//! The admin API's handlers.
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use plugin_api::PluginError;
+
+use super::{AdminState, ApiError};
+use crate::coordinator::{
+    CallError, ComponentState, ErrorChainDisplay, EvictError, GetError, InitError,
+};
+
+type AppState = State<Arc<AdminState>>;
+
+pub(super) async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+pub(super) async fn readyz(State(state): AppState) -> Response {
+    let components = state.coordinator.components();
+    let waiting: Vec<serde_json::Value> = state
+        .eager
+        .iter()
+        .filter_map(|name| {
+            let found = components.iter().find(|c| &c.name == name);
+            match found.map(|c| c.state) {
+                Some(ComponentState::Ready) => None,
+                state => Some(serde_json::json!({ "component": name, "state": state })),
+            }
+        })
+        .collect();
+    let status = if waiting.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({ "ready": waiting.is_empty(), "waiting": waiting })),
+    )
+        .into_response()
+}
+
+pub(super) async fn metrics(State(state): AppState) -> Response {
+    let collector = Arc::clone(&state.collector);
+    // Reading RSS and every slot is blocking work; keep it off the async workers.
+    match tokio::task::spawn_blocking(move || collector.prometheus()).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(err) => ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("collecting metrics failed: {err}"),
+        )
+        .into_response(),
+    }
+}
+
+pub(super) async fn metrics_json(State(state): AppState) -> Json<serde_json::Value> {
+    Json(state.collector.json())
+}
+
+pub(super) async fn plugins(State(state): AppState) -> Json<serde_json::Value> {
+    let loaded = state.coordinator.loaded_libraries();
+    let plugins: Vec<serde_json::Value> = state
+        .catalog
+        .plugins
+        .iter()
+        .map(|plugin| {
+            let mut value = serde_json::json!({
+                "path": plugin.path,
+                "cached": plugin.cached,
+                "loaded": loaded.contains(&plugin.path),
+            });
+            match &plugin.outcome {
+                Ok(info) => {
+                    value["status"] = "ok".into();
+                    value["plugin"] = serde_json::to_value(info).unwrap_or_default();
+                }
+                Err(err) => {
+                    value["status"] = "error".into();
+                    value["error"] =
+                        serde_json::json!({ "kind": err.kind(), "message": err.to_string() });
+                }
+            }
+            value
+        })
+        .collect();
+    Json(serde_json::json!({ "dir": state.catalog.dir, "plugins": plugins }))
+}
+
+pub(super) async fn components(State(state): AppState) -> Json<serde_json::Value> {
+    Json(state.collector.json()["components"].take())
+}
+
+pub(super) async fn memory(State(state): AppState) -> Json<serde_json::Value> {
+    Json(serde_json::to_value(state.coordinator.memory().status()).unwrap_or_default())
+}
+
+pub(super) async fn locks(State(state): AppState) -> Json<serde_json::Value> {
+    let locks = state.coordinator.locks();
+    Json(serde_json::json!({ "locks": locks.stats(), "waits": locks.waits() }))
+}
+
+pub(super) async fn timeouts(State(state): AppState) -> Json<serde_json::Value> {
+    let timeouts = state.coordinator.timeouts();
+    Json(serde_json::json!({ "active": timeouts.active(), "stats": timeouts.stats() }))
+}
+
+pub(super) async fn cancel_timeout(State(state): AppState, Path(id): Path<u64>) -> Response {
+    if state.coordinator.timeouts().cancel(id) {
+        Json(serde_json::json!({ "cancelled": id })).into_response()
+    } else {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no active timed operation with id {id}"),
+        )
+        .into_response()
+    }
+}
+
+/// The status code for an initialisation failure, looking through dependency chains.
+fn init_status(err: &InitError) -> StatusCode {
+    match err {
+        InitError::MemoryRefused { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        InitError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
+        InitError::Dependency { source, .. } => get_status(source),
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn get_status(err: &GetError) -> StatusCode {
+    match err {
+        GetError::UnknownComponent { .. } => StatusCode::NOT_FOUND,
+        GetError::Init(init) | GetError::Backoff { source: init, .. } => init_status(init),
+        GetError::MissingDependency { .. } | GetError::ShuttingDown { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+}
+
+fn call_status(err: &CallError) -> StatusCode {
+    match err {
+        CallError::Get(get) => get_status(get),
+        CallError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
+        CallError::Cancelled { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        CallError::Failed { source, .. } => match source {
+            PluginError::BadInput { .. } => StatusCode::BAD_REQUEST,
+            PluginError::UnknownMethod(_) => StatusCode::NOT_FOUND,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        },
+        CallError::Json { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+pub(super) async fn call(
+    State(state): AppState,
+    Path((name, method)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let input = if body.iter().all(u8::is_ascii_whitespace) {
+        b"null".to_vec()
+    } else if let Err(err) = serde_json::from_slice::<serde_json::Value>(&body) {
+        return ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("the request body is not valid JSON: {err}"),
+        )
+        .into_response();
+    } else {
+        body.to_vec()
+    };
+    match state.coordinator.call(&name, &method, input).await {
+        Ok(output) => match serde_json::from_slice::<serde_json::Value>(&output) {
+            Ok(value) => Json(value).into_response(),
+            Err(_) => Json(serde_json::Value::String(
+                String::from_utf8_lossy(&output).into_owned(),
+            ))
+            .into_response(),
+        },
+        Err(err) => {
+            ApiError(call_status(&err), ErrorChainDisplay(&err).to_string()).into_response()
+        }
+    }
+}
+
+pub(super) async fn evict(
+    State(state): AppState,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let cascade = query
+        .get("cascade")
+        .is_some_and(|v| v == "true" || v == "1");
+    match state.coordinator.evict(&name, cascade) {
+        Ok(evicted) => Json(serde_json::json!({ "evicted": evicted })).into_response(),
+        Err(err) => {
+            let status = match err {
+                EvictError::UnknownComponent { .. } => StatusCode::NOT_FOUND,
+                _ => StatusCode::CONFLICT,
+            };
+            ApiError(status, err.to_string()).into_response()
+        }
+    }
+}

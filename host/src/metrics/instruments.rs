@@ -1,0 +1,313 @@
+//! Lock-free instruments: counters, gauges and bounded histograms on atomics, and the
+//! sampler that decides which calls are timed.
+
+use std::{
+    cell::Cell,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use serde::Serialize;
+
+/// Upper bounds (seconds) of the latency buckets: 50 µs to 60 s, roughly x2.5 apart.
+pub const LATENCY_BUCKETS: [f64; 19] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    #[inline]
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `n`.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The current count.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down (stored as f64 bits).
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    /// Sets the value.
+    pub fn set(&self, value: f64) {
+        self.0.store(value.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The value.
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+}
+
+/// A fixed-bucket histogram of seconds (or any base unit). Memory is bounded by the
+/// bucket count whatever is recorded.
+#[derive(Debug)]
+pub struct Histogram {
+    /// One slot per bound, plus the overflow (`+Inf`) slot.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    /// Sum of recorded values in nanounits.
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+    /// Exported counts are multiplied by this: 1 / sample rate for sampled histograms.
+    scale: f64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::with_scale(1.0)
+    }
+}
+
+/// A histogram's state at one moment, with counts scaled back to every event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistogramSnapshot {
+    /// `(upper bound, cumulative count)`; the last bound is `+Inf`.
+    pub buckets: Vec<(f64, f64)>,
+    /// Sum of values.
+    pub sum: f64,
+    /// Number of values.
+    pub count: f64,
+}
+
+/// Estimated quantiles of a histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub struct Quantiles {
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Events the estimate rests on (scaled).
+    pub count: f64,
+}
+
+impl Histogram {
+    /// A histogram whose exported counts are multiplied by `scale`.
+    pub fn with_scale(scale: f64) -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_nanos: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+            scale,
+        }
+    }
+
+    /// Records one value.
+    #[inline]
+    pub fn record(&self, value: f64) {
+        let index = LATENCY_BUCKETS.partition_point(|bound| *bound < value);
+        self.buckets[index].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos
+            .fetch_add((value.max(0.0) * 1e9) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Values recorded, unscaled.
+    pub fn raw_count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Cumulative bucket counts, sum and count, scaled.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut cumulative = 0u64;
+        let mut buckets = Vec::with_capacity(self.buckets.len());
+        for (index, bucket) in self.buckets.iter().enumerate() {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let bound = LATENCY_BUCKETS.get(index).copied().unwrap_or(f64::INFINITY);
+            buckets.push((bound, (cumulative as f64 * self.scale).round()));
+        }
+        HistogramSnapshot {
+            buckets,
+            sum: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9 * self.scale,
+            count: (self.count.load(Ordering::Relaxed) as f64 * self.scale).round(),
+        }
+    }
+}
+
+impl HistogramSnapshot {
+    /// Estimates quantile `q` (0-1) by linear interpolation inside its bucket.
+    pub fn quantile(&self, q: f64) -> f64 {
+        if self.count <= 0.0 {
+            return 0.0;
+        }
+        let rank = q * self.count;
+        let mut lower_bound = 0.0;
+        let mut lower_count = 0.0;
+        for &(bound, cumulative) in &self.buckets {
+            if cumulative >= rank {
+                if bound.is_infinite() {
+                    return lower_bound;
+                }
+                let in_bucket = cumulative - lower_count;
+                let fraction = if in_bucket > 0.0 {
+                    (rank - lower_count) / in_bucket
+                } else {
+                    0.0
+                };
+                return lower_bound + (bound - lower_bound) * fraction;
+            }
+            lower_bound = bound;
+            lower_count = cumulative;
+        }
+        lower_bound
+    }
+
+    /// p50, p95 and p99.
+    pub fn quantiles(&self) -> Quantiles {
+        Quantiles {
+            p50: self.quantile(0.5),
+            p95: self.quantile(0.95),
+            p99: self.quantile(0.99),
+            count: self.count,
+        }
+    }
+}
+
+/// Decides which events are timed: each with probability `rate`, using a per-thread
+/// xorshift generator (no lock, no system call).
+#[derive(Debug, Clone, Copy)]
+pub struct Sampler {
+    threshold: u64,
+    rate: f64,
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(seed());
+}
+
+fn seed() -> u64 {
+    // Distinct per thread: the address of a thread-local plus the time.
+    let local = 0u8;
+    let address = &local as *const u8 as u64;
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (address ^ time.rotate_left(17)) | 1
+}
+
+impl Sampler {
+    /// A sampler keeping a `rate` share (clamped to 0-1) of events.
+    pub fn new(rate: f64) -> Self {
+        let rate = rate.clamp(0.0, 1.0);
+        Self {
+            threshold: (rate * u64::MAX as f64) as u64,
+            rate,
+        }
+    }
+
+    /// The share of events kept.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// The factor that scales sampled counts back to all events.
+    pub fn scale(&self) -> f64 {
+        if self.rate > 0.0 {
+            1.0 / self.rate
+        } else {
+            0.0
+        }
+    }
+
+    /// Whether to time this event.
+    #[inline]
+    pub fn sample(&self) -> bool {
+        if self.rate >= 1.0 {
+            return true;
+        }
+        RNG.with(|cell| {
+            let mut x = cell.get();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            cell.set(x);
+            x < self.threshold
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_bounded() {
+        let histogram = Histogram::default();
+        for value in [0.000_01, 0.003, 0.003, 2.0, 1000.0] {
+            histogram.record(value);
+        }
+        let snapshot = histogram.snapshot();
+        assert_eq!(snapshot.count, 5.0);
+        assert_eq!(snapshot.buckets.len(), LATENCY_BUCKETS.len() + 1);
+        assert_eq!(snapshot.buckets[0], (0.000_05, 1.0));
+        let at = |bound: f64| {
+            snapshot
+                .buckets
+                .iter()
+                .find(|(b, _)| *b == bound)
+                .unwrap()
+                .1
+        };
+        assert_eq!(at(0.005), 3.0);
+        assert_eq!(at(2.5), 4.0);
+        assert_eq!(snapshot.buckets.last().unwrap(), &(f64::INFINITY, 5.0));
+        assert!((snapshot.sum - 1_002.006_01).abs() < 1e-6);
+    }
+
+    #[test]
+    fn quantiles_fall_inside_the_right_buckets() {
+        let histogram = Histogram::default();
+        for _ in 0..90 {
+            histogram.record(0.002);
+        }
+        for _ in 0..10 {
+            histogram.record(0.2);
+        }
+        let q = histogram.snapshot().quantiles();
+        assert!(q.p50 > 0.001 && q.p50 <= 0.0025, "{q:?}");
+        assert!(q.p99 > 0.1 && q.p99 <= 0.25, "{q:?}");
+    }
+
+    #[test]
+    fn a_sampled_histogram_scales_counts_back() {
+        let sampler = Sampler::new(0.25);
+        let histogram = Histogram::with_scale(sampler.scale());
+        let mut sampled = 0;
+        for _ in 0..40_000 {
+            if sampler.sample() {
+                sampled += 1;
+                histogram.record(0.001);
+            }
+        }
+        assert!(
+            (9_000..11_000).contains(&sampled),
+            "{sampled} of 40000 at 0.25"
+        );
+        let count = histogram.snapshot().count;
+        assert!(
+            (36_000.0..44_000.0).contains(&count),
+            "scaled count {count}"
+        );
+    }
+
+    #[test]
+    fn rates_of_zero_and_one_are_exact() {
+        assert!((0..1000).all(|_| Sampler::new(1.0).sample()));
+        assert!((0..1000).all(|_| !Sampler::new(0.0).sample()));
+    }
+}

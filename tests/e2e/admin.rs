@@ -1,0 +1,251 @@
+//! The admin HTTP API of a real `plugin-host run`, over loopback.
+
+use plugin_host_tests::{library_file_name, RunningHost, Sandbox};
+
+fn scrape(text: &str) -> prometheus_parse::Scrape {
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("valid Prometheus exposition")
+}
+
+fn value_of(scrape: &prometheus_parse::Scrape, name: &str, component: &str) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && s.labels.get("component") == Some(component))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => panic!("{name} is not a plain value"),
+        })
+        .unwrap_or_else(|| panic!("no sample {name}{{component={component}}}"))
+}
+
+fn histogram_count(scrape: &prometheus_parse::Scrape, name: &str, component: &str) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .find_map(|s| match &s.value {
+            prometheus_parse::Value::Histogram(_)
+                if s.metric == name && s.labels.get("component") == Some(component) =>
+            {
+                Some(s)
+            }
+            _ => None,
+        })
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+            _ => unreachable!(),
+        })
+        .unwrap_or_else(|| panic!("no histogram {name}{{component={component}}}"))
+}
+
+#[test]
+fn calls_over_http_are_counted_in_valid_prometheus_metrics_and_shown_by_status() {
+    let sandbox = Sandbox::with_plugins(&["market-data", "historical-data"]);
+    let host = RunningHost::start(&sandbox, "[admin]\nlisten = \"127.0.0.1:0\"\n");
+    assert_eq!(host.get("/healthz").0, 200);
+    for _ in 0..25 {
+        let (status, body) =
+            host.post("/components/market-data/call/quote", r#"{"symbol":"GOOG"}"#);
+        assert_eq!(status, 200, "{body}");
+        let quote: serde_json::Value = serde_json::from_str(&body).expect("JSON quote");
+        assert_eq!(quote["symbol"], "GOOG");
+    }
+
+    let (status, text) = host.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("# TYPE plugin_host_component_calls_total counter"),
+        "{text}"
+    );
+    let scrape = scrape(&text);
+    assert_eq!(
+        value_of(&scrape, "plugin_host_component_calls_total", "market-data"),
+        25.0
+    );
+    assert_eq!(
+        value_of(
+            &scrape,
+            "plugin_host_component_calls_total",
+            "historical-data"
+        ),
+        0.0
+    );
+    assert!(
+        scrape.docs.contains_key("plugin_host_memory_rss_bytes"),
+        "HELP lines are present"
+    );
+
+    let (_, components) = host.get("/components");
+    let components: serde_json::Value = serde_json::from_str(&components).expect("JSON components");
+    let state = |name: &str| {
+        components
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["state"].clone())
+            .unwrap()
+    };
+    assert_eq!(state("market-data"), "ready");
+    assert_eq!(state("historical-data"), "registered");
+
+    // The library nobody called is not mapped into the running host.
+    let maps =
+        std::fs::read_to_string(format!("/proc/{}/maps", host.pid())).expect("/proc/PID/maps");
+    let dir = sandbox.plugins_dir();
+    assert!(maps.contains(
+        &dir.join(library_file_name("market-data"))
+            .display()
+            .to_string()
+    ));
+    assert!(!maps.contains(
+        &dir.join(library_file_name("historical-data"))
+            .display()
+            .to_string()
+    ));
+
+    let status = sandbox
+        .host()
+        .args(["status", "--addr", &host.addr.to_string()])
+        .output()
+        .expect("plugin-host status");
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("market-data ") && l.contains("ready"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("ready") && row.contains(" 25 "), "{row}");
+    assert!(
+        table.contains("historical-data") && table.contains("registered"),
+        "{table}"
+    );
+    assert_eq!(host.stop(), Some(0));
+}
+
+#[test]
+fn a_sampled_latency_histogram_scales_back_to_the_number_of_calls() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let host = RunningHost::start(
+        &sandbox,
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[metrics]\nsample_rate = 0.25\n",
+    );
+    let calls = 400;
+    for _ in 0..calls {
+        assert_eq!(host.post("/components/market-data/call/symbols", "").0, 200);
+    }
+    let scrape = scrape(&host.get("/metrics").1);
+    let count = histogram_count(
+        &scrape,
+        "plugin_host_component_call_duration_seconds",
+        "market-data",
+    );
+    // 400 calls sampled at 1/4: about 100 timed, scaled x4; 175 is five standard deviations.
+    assert!(
+        (f64::from(calls) - count).abs() <= 175.0,
+        "scaled count {count} for {calls} calls"
+    );
+    assert!(
+        count > 0.0 && count % 4.0 == 0.0,
+        "counts are scaled by 1/rate: {count}"
+    );
+}
+
+#[test]
+fn a_token_is_required_when_listening_beyond_loopback() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let refused = sandbox.write_config("[admin]\nlisten = \"0.0.0.0:0\"\n");
+    let output = sandbox
+        .host()
+        .arg("--config")
+        .arg(&refused)
+        .arg("run")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("admin.token"));
+
+    let host = RunningHost::start(
+        &sandbox,
+        "[admin]\nlisten = \"0.0.0.0:0\"\ntoken = \"s3cret\"\n",
+    );
+    assert!(host.printed.ip().is_unspecified());
+    let (status, body) = host.get("/components");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("bearer token"), "{body}");
+    let wrong = RunningHost::answer(
+        host.request("GET", "/components")
+            .set("Authorization", "Bearer nope")
+            .call(),
+    );
+    assert_eq!(wrong.0, 401);
+    let right = RunningHost::answer(
+        host.request("GET", "/components")
+            .set("Authorization", "Bearer s3cret")
+            .call(),
+    );
+    assert_eq!(right.0, 200, "{}", right.1);
+}
+
+#[test]
+fn errors_come_back_as_json_with_fitting_status_codes() {
+    let sandbox = Sandbox::with_plugins(&["market-data", "fixture-probe", "fixture-memory-hog"]);
+    let config = "[admin]\nlisten = \"127.0.0.1:0\"\n[memory]\nlimit = \"100MiB\"\n\
+                  [components.hog-low]\nmemory_estimate = \"90MiB\"\n\
+                  [components.sleeper.operations]\nsleep = \"100ms\"\n";
+    let host = RunningHost::start(&sandbox, config);
+    let expect = |status: u16, (got, body): (u16, String)| {
+        assert_eq!(got, status, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("JSON error body");
+        json["error"].as_str().expect("an error message").to_owned()
+    };
+    expect(404, host.post("/components/order-book/call/depth", ""));
+    expect(
+        400,
+        host.post("/components/market-data/call/quote", "{not json"),
+    );
+    expect(
+        400,
+        host.post("/components/market-data/call/quote", r#"{"symbol":"NOPE"}"#),
+    );
+    expect(404, host.post("/components/market-data/call/teleport", ""));
+    let message = expect(
+        504,
+        host.post("/components/sleeper/call/sleep", r#"{"ms": 2000}"#),
+    );
+    assert!(message.contains("100ms"), "{message}");
+    let message = expect(507, host.post("/components/hog-low/call/size", ""));
+    assert!(message.contains("cannot be admitted"), "{message}");
+    expect(503, host.post("/components/needs-fails/call/ping", ""));
+
+    assert_eq!(host.post("/components/market-data/call/symbols", "").0, 200);
+    let (status, body) = host.post("/components/market-data/evict", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("market-data"));
+    expect(409, host.post("/components/market-data/evict", ""));
+    expect(404, host.get("/nowhere"));
+}
+
+#[test]
+fn plugin_metrics_recorded_through_the_host_context_are_exported() {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let host = RunningHost::start(&sandbox, "[admin]\nlisten = \"127.0.0.1:0\"\n");
+    for _ in 0..3 {
+        assert_eq!(host.post("/components/rec-base/call/record", "").0, 200);
+    }
+    let scrape = scrape(&host.get("/metrics").1);
+    assert_eq!(
+        value_of(&scrape, "plugin_probe_events_total", "rec-base"),
+        6.0
+    );
+    assert_eq!(
+        histogram_count(&scrape, "plugin_probe_latency_seconds", "rec-base"),
+        3.0
+    );
+}
