@@ -22,22 +22,15 @@ fn value_of(scrape: &prometheus_parse::Scrape, name: &str, component: &str) -> f
 }
 
 fn histogram_count(scrape: &prometheus_parse::Scrape, name: &str, component: &str) -> f64 {
-    scrape
+    let sample = scrape
         .samples
         .iter()
-        .find_map(|s| match &s.value {
-            prometheus_parse::Value::Histogram(_)
-                if s.metric == name && s.labels.get("component") == Some(component) =>
-            {
-                Some(s)
-            }
-            _ => None,
-        })
-        .map(|s| match &s.value {
-            prometheus_parse::Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
-            _ => unreachable!(),
-        })
-        .unwrap_or_else(|| panic!("no histogram {name}{{component={component}}}"))
+        .find(|s| s.metric == name && s.labels.get("component") == Some(component))
+        .unwrap_or_else(|| panic!("no histogram {name}{{component={component}}}"));
+    match &sample.value {
+        prometheus_parse::Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+        _ => panic!("{name} is not a histogram"),
+    }
 }
 
 #[test]
