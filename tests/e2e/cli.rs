@@ -99,7 +99,61 @@ fn help_lists_every_command() {
     let sandbox = Sandbox::new();
     let output = sandbox.run(&["--help"]);
     let text = String::from_utf8_lossy(&output.stdout);
-    for command in ["list", "inspect", "call", "check", "run"] {
+    for command in ["list", "inspect", "call", "check", "run", "status"] {
         assert!(text.contains(command), "--help lacks {command}: {text}");
     }
+}
+
+#[test]
+fn json_logs_carry_the_plugin_and_component_of_plugin_records() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let output = sandbox
+        .host()
+        .args(["--log-format", "json", "call", "market-data", "symbols"])
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("call");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let records: Vec<serde_json::Value> = stderr(&output)
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"))
+        })
+        .collect();
+    let from_plugin = records
+        .iter()
+        .find(|r| r["target"] == "plugin")
+        .unwrap_or_else(|| panic!("no plugin record in {records:#?}"));
+    assert_eq!(from_plugin["fields"]["plugin"], "market-data");
+    assert_eq!(from_plugin["fields"]["component"], "market-data");
+    assert!(from_plugin["fields"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("market data feed started")));
+}
+
+#[test]
+fn rust_log_filters_plugin_records_by_the_host_filter() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let quiet = sandbox
+        .host()
+        .args(["call", "market-data", "symbols"])
+        .env("RUST_LOG", "info,plugin=warn")
+        .output()
+        .expect("call");
+    assert!(
+        !stderr(&quiet).contains("market data feed started"),
+        "{}",
+        stderr(&quiet)
+    );
+    let loud = sandbox
+        .host()
+        .args(["call", "market-data", "symbols"])
+        .env("RUST_LOG", "warn,plugin=info")
+        .output()
+        .expect("call");
+    assert!(
+        stderr(&loud).contains("market data feed started"),
+        "{}",
+        stderr(&loud)
+    );
 }
