@@ -5,33 +5,10 @@
 use std::{sync::Arc, time::Duration};
 
 use plugin_host::{
-    discovery::ScanMode, CallError, ComponentSpec, ComponentState, Config, Coordinator,
-    CoordinatorBuilder, Discovery, GetError, InitError, NativeComponent, RegisterError,
+    CallError, ComponentSpec, ComponentState, Coordinator, CoordinatorBuilder, GetError, InitError,
+    NativeComponent, RegisterError,
 };
-use plugin_host_tests::{binary, Sandbox};
-
-async fn coordinator(sandbox: &Sandbox, config: &str) -> Coordinator {
-    let config = Config::from_toml(config).expect("test config");
-    let catalog = Discovery::new(sandbox.plugins_dir())
-        .with_cache_dir(Some(sandbox.cache_dir()))
-        .with_scan_mode(ScanMode::Subprocess(binary()))
-        .discover()
-        .await
-        .expect("discovery");
-    let coordinator = CoordinatorBuilder::from_config(&config).build();
-    let problems = coordinator.register_catalog(&catalog);
-    assert!(problems.is_empty(), "{problems:?}");
-    coordinator
-}
-
-fn state(coordinator: &Coordinator, name: &str) -> ComponentState {
-    coordinator
-        .components()
-        .into_iter()
-        .find(|c| c.name == name)
-        .map(|c| c.state)
-        .unwrap_or_else(|| panic!("no component {name}"))
-}
+use plugin_host_tests::{coordinator, state, Sandbox};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_concurrent_gets_of_a_cold_component_run_its_init_once() {

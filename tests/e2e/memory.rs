@@ -10,11 +10,8 @@ use std::{
     time::Duration,
 };
 
-use plugin_host::{
-    discovery::ScanMode, ComponentState, Config, Coordinator, CoordinatorBuilder, Discovery,
-    GetError, InitError, RssReader,
-};
-use plugin_host_tests::{binary, isolated, Sandbox};
+use plugin_host::{ComponentState, GetError, InitError, RssReader};
+use plugin_host_tests::{coordinator, isolated, state, Sandbox};
 
 const MIB: u64 = 1 << 20;
 
@@ -24,28 +21,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
-}
-
-async fn coordinator(sandbox: &Sandbox, config: &str) -> Coordinator {
-    let config = Config::from_toml(config).expect("test config");
-    let catalog = Discovery::new(sandbox.plugins_dir())
-        .with_cache_dir(Some(sandbox.cache_dir()))
-        .with_scan_mode(ScanMode::Subprocess(binary()))
-        .discover()
-        .await
-        .expect("discovery");
-    let coordinator = CoordinatorBuilder::from_config(&config).build();
-    assert!(coordinator.register_catalog(&catalog).is_empty());
-    coordinator
-}
-
-fn state(coordinator: &Coordinator, name: &str) -> ComponentState {
-    coordinator
-        .components()
-        .into_iter()
-        .find(|c| c.name == name)
-        .expect("component")
-        .state
 }
 
 fn refusal(err: &GetError) -> String {

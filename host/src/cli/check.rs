@@ -23,16 +23,7 @@ pub(crate) async fn run(global: &GlobalArgs, _args: CheckArgs) -> CliResult {
             .map(ToString::to_string),
     );
     problems.extend(coordinator.validate().iter().map(ToString::to_string));
-    let known: Vec<String> = coordinator
-        .components()
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
-    for name in config
-        .components
-        .keys()
-        .filter(|name| !known.contains(name))
-    {
+    for name in coordinator.overrides_without_component() {
         println!(
             "warning: config has [components.{name}], but no plugin provides a component `{name}`"
         );
@@ -43,7 +34,7 @@ pub(crate) async fn run(global: &GlobalArgs, _args: CheckArgs) -> CliResult {
         catalog.plugins.len(),
         catalog.dir.display()
     );
-    println!("components: {}", known.len());
+    println!("components: {}", coordinator.components().len());
     let memory = coordinator.memory();
     println!(
         "memory limit: {} ({})",

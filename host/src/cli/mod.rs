@@ -164,16 +164,7 @@ pub(crate) async fn coordinator(
     for problem in coordinator.validate() {
         tracing::warn!("{problem}");
     }
-    let known: Vec<String> = coordinator
-        .components()
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
-    for name in config
-        .components
-        .keys()
-        .filter(|name| !known.contains(name))
-    {
+    for name in coordinator.overrides_without_component() {
         tracing::warn!(
             "config has [components.{name}], but no plugin provides a component `{name}`"
         );

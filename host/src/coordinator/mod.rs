@@ -343,6 +343,18 @@ impl Coordinator {
         problems
     }
 
+    /// Names of `[components.NAME]` config sections for which no component is registered.
+    pub fn overrides_without_component(&self) -> Vec<String> {
+        let slots = self.inner.slots.load();
+        self.inner
+            .config
+            .components
+            .keys()
+            .filter(|name| !slots.contains_key(name.as_str()))
+            .cloned()
+            .collect()
+    }
+
     /// Problems in the registered graph: dependencies nothing provides.
     pub fn validate(&self) -> Vec<GetError> {
         let slots = self.inner.slots.load();
