@@ -12,7 +12,7 @@ use plugin_host_tests::{library_file_name, Sandbox};
 fn run_starts_eager_components_and_stops_them_in_reverse_order_on_sigterm() {
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
     let log = sandbox.root().join("events.log");
-    let mut config = String::new();
+    let mut config = String::from("[admin]\nlisten = \"127.0.0.1:0\"\n");
     for name in ["rec-base", "rec-mid", "rec-top"] {
         config.push_str(&format!(
             "[components.{name}]\neager = {}\n",
@@ -30,15 +30,23 @@ fn run_starts_eager_components_and_stops_them_in_reverse_order_on_sigterm() {
         .arg(&config_path)
         .arg("run")
         .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting plugin-host run");
+    // Lines arrive through a channel so a host that never logs cannot hang the test.
     let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = Vec::new();
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         let ready = line.contains("component initialised") && line.contains("component=rec-top");
         seen.push(line);
         if ready {
@@ -57,8 +65,8 @@ fn run_starts_eager_components_and_stops_them_in_reverse_order_on_sigterm() {
         .status()
         .expect("kill");
     assert!(status.success());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let exit = child.wait().expect("waiting for plugin-host");
+    let rest: Vec<String> = lines.try_iter().collect();
     assert_eq!(exit.code(), Some(0), "{}", rest.join("\n"));
     assert!(
         rest.iter().any(|l| l.contains("host stopped")),
