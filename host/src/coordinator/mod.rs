@@ -5,6 +5,7 @@
 //! dependencies first (independent ones concurrently), then the provider's `create` on its
 //! own thread under the init timeout. Shutdown stops components in reverse dependency order.
 
+mod builder;
 mod error;
 mod eviction;
 mod graph;
@@ -26,6 +27,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 pub use self::{
+    builder::CoordinatorBuilder,
     error::{CallError, EvictError, GetError, InitError, RegisterError},
     handle::ComponentHandle,
     provider::{ComponentSpec, Dependencies, Instance, NativeComponent, Provider},
@@ -39,113 +41,12 @@ use crate::{
     config::Config,
     discovery::Catalog,
     loader::Loader,
-    locks::{LockManager, LockManagerBuilder},
+    locks::LockManager,
     manifest::valid_name,
     memory::MemoryManager,
     metrics::{HistogramSnapshot, PluginMetrics, Sampler},
     timeout::{Interrupted, OperationKind, TimeoutManager},
 };
-
-/// Builds a [`Coordinator`].
-#[derive(Debug, Clone)]
-pub struct CoordinatorBuilder {
-    init_concurrency: usize,
-    default_timeout: Duration,
-    failure_backoff: Duration,
-    component_configs: HashMap<String, serde_json::Value>,
-    config: Config,
-}
-
-impl Default for CoordinatorBuilder {
-    fn default() -> Self {
-        Self {
-            init_concurrency: 4,
-            default_timeout: Duration::from_secs(30),
-            failure_backoff: Duration::from_secs(5),
-            component_configs: HashMap::new(),
-            config: Config::default(),
-        }
-    }
-}
-
-impl CoordinatorBuilder {
-    /// Takes concurrency, timeouts and per-component overrides from a [`Config`]:
-    /// disabled components are not registered, priority, memory estimate and timeout
-    /// overrides replace the manifest's, and `[components.NAME.config]` is handed to the
-    /// component.
-    pub fn from_config(config: &Config) -> Self {
-        let component_configs = config
-            .components
-            .iter()
-            .filter_map(|(name, c)| {
-                serde_json::to_value(&c.config)
-                    .ok()
-                    .map(|v| (name.clone(), v))
-            })
-            .collect();
-        Self {
-            init_concurrency: config.host.init_concurrency.max(1),
-            default_timeout: config.timeouts.default,
-            component_configs,
-            config: config.clone(),
-            ..Self::default()
-        }
-    }
-
-    /// How many `create`s may run at once. Defaults to 4.
-    pub fn with_init_concurrency(mut self, n: usize) -> Self {
-        self.init_concurrency = n.max(1);
-        self
-    }
-
-    /// Init and call timeout when nothing more specific is set. Defaults to 30 s.
-    pub fn with_default_timeout(mut self, timeout: Duration) -> Self {
-        self.default_timeout = timeout;
-        self
-    }
-
-    /// How long a failed component is left alone before a `get` retries it. Defaults to 5 s.
-    pub fn with_failure_backoff(mut self, backoff: Duration) -> Self {
-        self.failure_backoff = backoff;
-        self
-    }
-
-    /// A component's config section, handed to it at creation. Defaults to `{}`.
-    pub fn with_component_config(
-        mut self,
-        component: impl Into<String>,
-        config: serde_json::Value,
-    ) -> Self {
-        self.component_configs.insert(component.into(), config);
-        self
-    }
-
-    /// The coordinator, with no components yet.
-    pub fn build(self) -> Coordinator {
-        let locks = LockManagerBuilder::from_config(&self.config.locks).build();
-        let memory = MemoryManager::from_config(&self.config.memory);
-        let sampler = Sampler::new(self.config.metrics.sample_rate);
-        Coordinator {
-            inner: Arc::new(Inner {
-                slots: ArcSwap::from_pointee(HashMap::new()),
-                registry_lock: Mutex::new(()),
-                init_permits: Arc::new(Semaphore::new(self.init_concurrency)),
-                default_timeout: self.default_timeout,
-                failure_backoff: self.failure_backoff,
-                component_configs: self.component_configs,
-                config: self.config,
-                loader: Arc::new(Loader::new()),
-                init_order: Mutex::new(Vec::new()),
-                shutting_down: std::sync::atomic::AtomicBool::new(false),
-                timeouts: TimeoutManager::new(),
-                locks,
-                memory,
-                sampler,
-                plugin_metrics: Arc::default(),
-            }),
-        }
-    }
-}
 
 struct Inner {
     /// Copy-on-write: readers never lock, registration swaps in a new map.
