@@ -202,7 +202,14 @@ pub(super) async fn evict(
     let cascade = query
         .get("cascade")
         .is_some_and(|v| v == "true" || v == "1");
-    match state.coordinator.evict(&name, cascade) {
+    // Dropping an instance runs plugin code: keep it off the async workers.
+    let coordinator = state.coordinator.clone();
+    let Ok(outcome) = tokio::task::spawn_blocking(move || coordinator.evict(&name, cascade)).await
+    else {
+        return ApiError(StatusCode::INTERNAL_SERVER_ERROR, "eviction failed".into())
+            .into_response();
+    };
+    match outcome {
         Ok(evicted) => Json(serde_json::json!({ "evicted": evicted })).into_response(),
         Err(err) => {
             let status = match err {
