@@ -157,3 +157,37 @@ fn rust_log_filters_plugin_records_by_the_host_filter() {
         stderr(&loud)
     );
 }
+
+#[test]
+fn command_line_flags_beat_the_environment_which_beats_the_file() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let config = sandbox.write_config("[host]\nplugins_dir = \"/from/the/file\"\n");
+    // The environment overrides the file; --plugins-dir (set by the sandbox) overrides both.
+    let output = sandbox
+        .host()
+        .arg("--config")
+        .arg(&config)
+        .arg("list")
+        .env("PLUGIN_HOST_HOST_PLUGINS_DIR", "/from/the/environment")
+        .output()
+        .expect("list");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("market-data"));
+
+    // Without the flag the environment wins over the file, and names its directory.
+    let output = std::process::Command::new(binary())
+        .arg("--config")
+        .arg(&config)
+        .arg("--cache-dir")
+        .arg(sandbox.cache_dir())
+        .arg("list")
+        .env("PLUGIN_HOST_HOST_PLUGINS_DIR", "/from/the/environment")
+        .output()
+        .expect("list");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("/from/the/environment"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -466,3 +466,21 @@ async fn a_plugin_takes_and_releases_a_named_lock_through_the_host_context() {
     );
     assert!(coordinator.locks().waits().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_provider_of_a_component_name_is_rejected_naming_both() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let coordinator = coordinator(&sandbox, "").await;
+    let err = coordinator
+        .register_native(
+            ComponentSpec::new("market-data"),
+            NativeComponent::new(|_| Ok(Echo)),
+        )
+        .expect_err("market-data is taken");
+    assert!(matches!(err, RegisterError::Duplicate { .. }));
+    let text = err.to_string();
+    assert!(
+        text.contains("plugin `market-data`") && text.contains("native"),
+        "{text}"
+    );
+}
