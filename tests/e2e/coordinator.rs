@@ -484,3 +484,35 @@ async fn a_second_provider_of_a_component_name_is_rejected_naming_both() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_init_that_finishes_during_shutdown_is_stopped_not_left_running() {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let log = sandbox.root().join("events.log");
+    let config = format!(
+        "[components.slow-a.config]\ndelay_ms = 500\nlog_file = {:?}\n",
+        log.display().to_string()
+    );
+    let coordinator = coordinator(&sandbox, &config).await;
+    let pending = {
+        let coordinator = coordinator.clone();
+        tokio::spawn(async move { coordinator.get("slow-a").await })
+    };
+    while state(&coordinator, "slow-a") != ComponentState::Initializing {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let report = coordinator.shutdown(Duration::from_secs(5)).await;
+    assert!(
+        report.stopped.is_empty(),
+        "nothing was ready yet: {report:?}"
+    );
+
+    let err = pending.await.expect("task").expect_err("shutdown began");
+    assert!(err.to_string().contains("after shutdown began"), "{err}");
+    assert_eq!(state(&coordinator, "slow-a"), ComponentState::Stopped);
+    let events = std::fs::read_to_string(&log).expect("event log");
+    assert_eq!(
+        events.lines().collect::<Vec<_>>(),
+        ["create slow-a", "drop slow-a"]
+    );
+}

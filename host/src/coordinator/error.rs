@@ -95,6 +95,12 @@ pub enum InitError {
         /// The component.
         component: String,
     },
+    /// The host began shutting down while the component was initialising.
+    #[error("component `{component}` finished initialising after shutdown began and was stopped")]
+    ShuttingDown {
+        /// The component.
+        component: String,
+    },
     /// The initialising thread could not be started or died.
     #[error("component `{component}`: initialisation thread failed: {reason}")]
     Thread {

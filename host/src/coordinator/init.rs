@@ -86,6 +86,17 @@ async fn run_init(inner: Arc<Inner>, slot: Arc<Slot>) -> InitResult {
     let stats = &slot.info.stats;
     let mut state = slot.state.lock();
     match result {
+        Ok(instance) if inner.shutting_down.load(Ordering::SeqCst) => {
+            // Shutdown has already taken its list of running components: publishing this
+            // one now would leave it running after shutdown. Drop it instead.
+            *state = SlotState::Stopped;
+            drop(state);
+            drop(instance);
+            tracing::info!(component = %slot.name(), "component finished initialising during shutdown; stopped");
+            Err(Arc::new(InitError::ShuttingDown {
+                component: slot.name().to_owned(),
+            }))
+        }
         Ok(instance) => {
             let ready = Arc::new(Ready {
                 instance,

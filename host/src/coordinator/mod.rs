@@ -516,7 +516,12 @@ impl Coordinator {
         let slots = self.inner.slots.load_full();
         let mut remaining: HashSet<String> = slots
             .values()
-            .filter(|slot| slot.ready.load().is_some())
+            // Read under each slot's lock: an init either published before this (and is
+            // stopped here) or sees the shutdown flag and never publishes.
+            .filter(|slot| {
+                let _state = slot.state.lock();
+                slot.ready.load().is_some()
+            })
             .map(|slot| slot.name().to_owned())
             .collect();
         let mut report = ShutdownReport::default();
