@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use plugin_host::{ComponentState, GetError, InitError, RssReader};
+use plugin_host::{ComponentState, Coordinator, GetError, InitError, RssReader};
 use plugin_host_tests::{coordinator, isolated, state, Sandbox};
 
 const MIB: u64 = 1 << 20;
@@ -21,6 +21,20 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// A coordinator over the memory-hog fixture whose `[memory] limit` is this process's RSS
+/// now plus `headroom` bytes; `memory_keys` are more lines of the `[memory]` section.
+/// Returns the sandbox (keep it alive), the coordinator and the limit.
+async fn hog_coordinator(headroom: u64, memory_keys: &str) -> (Sandbox, Coordinator, u64) {
+    let sandbox = Sandbox::with_plugins(&["fixture-memory-hog"]);
+    let limit = RssReader::new().read() + headroom;
+    let coordinator = coordinator(
+        &sandbox,
+        &format!("[memory]\nlimit = {limit}\n{memory_keys}"),
+    )
+    .await;
+    (sandbox, coordinator, limit)
 }
 
 fn refusal(err: &GetError) -> String {
@@ -66,13 +80,9 @@ fn evicting_an_idle_low_priority_component_makes_room_for_a_higher_priority_one(
         return;
     }
     runtime().block_on(async {
-        let sandbox = Sandbox::with_plugins(&["fixture-memory-hog"]);
-        let base = RssReader::new().read();
-        let config = format!(
-            "[memory]\nlimit = {}\nmin_idle = \"0s\"\n",
-            base + 110 * MIB
-        );
-        let coordinator = coordinator(&sandbox, &config).await;
+        let (_sandbox, coordinator, limit) =
+            hog_coordinator(110 * MIB, "min_idle = \"0s\"\n").await;
+        let base = limit - 110 * MIB;
         drop(coordinator.get("hog-low").await.expect("hog-low fits"));
         let with_low = coordinator.memory().read_rss();
         assert!(
@@ -106,13 +116,7 @@ fn an_in_use_component_is_never_evicted() {
         return;
     }
     runtime().block_on(async {
-        let sandbox = Sandbox::with_plugins(&["fixture-memory-hog"]);
-        let base = RssReader::new().read();
-        let config = format!(
-            "[memory]\nlimit = {}\nmin_idle = \"0s\"\n",
-            base + 110 * MIB
-        );
-        let coordinator = coordinator(&sandbox, &config).await;
+        let (_sandbox, coordinator, _) = hog_coordinator(110 * MIB, "min_idle = \"0s\"\n").await;
         let held = coordinator.get("hog-low").await.expect("hog-low fits");
 
         let err = coordinator
@@ -136,10 +140,8 @@ fn eight_concurrent_cold_inits_under_a_tight_budget_never_push_rss_over_the_limi
         return;
     }
     runtime().block_on(async {
-        let sandbox = Sandbox::with_plugins(&["fixture-memory-hog"]);
-        let base = RssReader::new().read();
-        let limit = base + 112 * MIB; // room for three 32 MiB hogs, not four
-        let coordinator = coordinator(&sandbox, &format!("[memory]\nlimit = {limit}\n")).await;
+        // Room for three 32 MiB hogs, not four.
+        let (_sandbox, coordinator, limit) = hog_coordinator(112 * MIB, "").await;
 
         let done = Arc::new(AtomicBool::new(false));
         let peak = Arc::new(AtomicU64::new(0));
@@ -190,14 +192,9 @@ fn the_sampler_evicts_idle_components_at_high_pressure() {
         return;
     }
     runtime().block_on(async {
-        let sandbox = Sandbox::with_plugins(&["fixture-memory-hog"]);
-        let base = RssReader::new().read();
-        let config = format!(
-            "[memory]\nlimit = {}\nmin_idle = \"0s\"\nsample_interval = \"50ms\"\n\
-             pressure = {{ medium = 0.2, high = 0.3, critical = 0.99 }}\n",
-            base + 200 * MIB
-        );
-        let coordinator = coordinator(&sandbox, &config).await;
+        let keys = "min_idle = \"0s\"\nsample_interval = \"50ms\"\n\
+                    pressure = { medium = 0.2, high = 0.3, critical = 0.99 }\n";
+        let (_sandbox, coordinator, _) = hog_coordinator(200 * MIB, keys).await;
         drop(coordinator.get("hog-low").await.expect("hog-low"));
         drop(coordinator.get("hog-1").await.expect("hog-1"));
         let vip = coordinator.get("hog-vip").await.expect("hog-vip");
