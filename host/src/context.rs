@@ -1,17 +1,30 @@
 //! The host side of the plugin context: what a plugin component can ask of the host.
+//!
+//! One context per component instance. It owns the instance's dependency handles and the
+//! locks the instance's code holds, and it lives inside the instance: dropping the
+//! instance drops it, which releases both. Locks belong to the call that took them (or,
+//! outside any call, to the thread); a lock still held when its call ends is released
+//! here and counted as leaked.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
-
-use parking_lot::Mutex;
+use std::{
+    cell::RefCell,
+    collections::{HashMap, HashSet},
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
     std_types::{RArc, ROption, RResult, RSlice, RStr, RString, RVec},
 };
+use parking_lot::Mutex;
 use plugin_api::{
     ffi::{
-        ComponentObj, ComponentObj_TO, ComponentRef, HostApi, HostApi_TO, HostBox, LogLevel,
-        MetricBox, MetricKind, MetricObj_TO,
+        ComponentObj, ComponentObj_TO, ComponentRef, HostApi, HostApi_TO, HostBox, LogSinkBox,
+        LogSink_TO, MetricBox, MetricKind, MetricObj_TO,
     },
     PluginError,
 };
@@ -20,91 +33,232 @@ use crate::{
     coordinator::{CallError, ComponentHandle, Dependencies},
     locks::{LockGuard, LockManager},
     metrics::{MetricHandle, PluginMetrics},
+    plugin_log::{LogLimits, PluginLogSink},
 };
 
-/// The target of every record a plugin logs: `RUST_LOG=plugin=debug` filters them.
-pub const PLUGIN_LOG_TARGET: &str = "plugin";
+/// What every plugin context shares: the host's services and the caps on what a plugin
+/// may create in them.
+pub(crate) struct HostServices {
+    pub(crate) locks: LockManager,
+    pub(crate) metrics: Arc<PluginMetrics>,
+    pub(crate) logs: Arc<LogLimits>,
+    locks_per_plugin: usize,
+    /// Plugin -> the lock names it has used, to cap them.
+    lock_names: Mutex<HashMap<String, HashSet<String>>>,
+}
 
-/// One component's view of the host.
+impl HostServices {
+    pub(crate) fn new(
+        locks: LockManager,
+        metrics: Arc<PluginMetrics>,
+        logs: Arc<LogLimits>,
+        locks_per_plugin: usize,
+    ) -> Self {
+        Self {
+            locks,
+            metrics,
+            logs,
+            locks_per_plugin,
+            lock_names: Mutex::default(),
+        }
+    }
+
+    /// Admits `lock` as one of `plugin`'s lock names, within its cap.
+    fn admit_lock_name(&self, plugin: &str, lock: &str) -> Result<(), PluginError> {
+        let mut names = self.lock_names.lock();
+        let used = names.entry(plugin.to_owned()).or_default();
+        if used.contains(lock) {
+            return Ok(());
+        }
+        if used.len() >= self.locks_per_plugin {
+            return Err(PluginError::failed(format!(
+                "plugin `{plugin}` already uses {} lock names, its limit; lock `{lock}` is refused (raise [limits] locks_per_plugin, or reuse lock names)",
+                used.len()
+            )));
+        }
+        used.insert(lock.to_owned());
+        Ok(())
+    }
+}
+
+/// The call a plugin thread is serving now, for lock ownership.
 #[derive(Clone)]
-pub(crate) struct PluginHostContext {
-    plugin: String,
+struct CurrentCall {
+    id: u64,
+    method: String,
+}
+
+thread_local! {
+    static CURRENT_CALL: RefCell<Option<CurrentCall>> = const { RefCell::new(None) };
+}
+
+static NEXT_CALL_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh id for one call.
+pub(crate) fn next_call_id() -> u64 {
+    NEXT_CALL_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// While alive, locks taken on this thread belong to call `id`.
+pub(crate) struct CallScope {
+    previous: Option<CurrentCall>,
+}
+
+impl CallScope {
+    pub(crate) fn enter(id: u64, method: &str) -> Self {
+        let call = CurrentCall {
+            id,
+            method: method.to_owned(),
+        };
+        let previous = CURRENT_CALL.with(|current| current.borrow_mut().replace(call));
+        Self { previous }
+    }
+}
+
+impl Drop for CallScope {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        CURRENT_CALL.with(|current| *current.borrow_mut() = previous);
+    }
+}
+
+struct HeldLock {
+    guard: LockGuard,
+    /// The call that took it; `None` for a thread outside any call.
+    call: Option<u64>,
+}
+
+struct Inner {
+    plugin: Arc<str>,
     component: String,
     config_json: String,
     dependencies: HashMap<String, ComponentHandle>,
-    locks: LockManager,
-    metrics: Arc<PluginMetrics>,
-    /// Locks this component holds through the context, by name.
-    held: Arc<Mutex<HashMap<String, LockGuard>>>,
+    services: Arc<HostServices>,
+    sink: PluginLogSink,
+    /// Locks held through this context, by token.
+    held: Mutex<HashMap<u64, HeldLock>>,
+    held_count: AtomicUsize,
+    next_token: AtomicU64,
+}
+
+/// One component instance's view of the host. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub(crate) struct PluginHostContext {
+    inner: Arc<Inner>,
 }
 
 impl PluginHostContext {
-    pub(crate) fn new_box(
+    pub(crate) fn new(
         plugin: &str,
         component: &str,
         config: &serde_json::Value,
         dependencies: Dependencies,
-        locks: LockManager,
-        metrics: Arc<PluginMetrics>,
-    ) -> HostBox {
-        let context = Self {
-            plugin: plugin.to_owned(),
-            component: component.to_owned(),
-            config_json: config.to_string(),
-            dependencies: dependencies.into_map(),
-            locks,
-            metrics,
-            held: Arc::default(),
+        services: Arc<HostServices>,
+    ) -> Self {
+        let plugin: Arc<str> = Arc::from(plugin);
+        let sink = PluginLogSink {
+            plugin: Arc::clone(&plugin),
+            limits: Arc::clone(&services.logs),
         };
-        HostApi_TO::from_ptr(RArc::new(context), TD_Opaque)
+        Self {
+            inner: Arc::new(Inner {
+                plugin,
+                component: component.to_owned(),
+                config_json: config.to_string(),
+                dependencies: dependencies.into_map(),
+                services,
+                sink,
+                held: Mutex::default(),
+                held_count: AtomicUsize::new(0),
+                next_token: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The FFI object handed to the plugin's `create`.
+    pub(crate) fn to_box(&self) -> HostBox {
+        HostApi_TO::from_ptr(RArc::new(self.clone()), TD_Opaque)
+    }
+
+    /// Releases the locks call `call` still holds: it returned, or its caller abandoned it.
+    pub(crate) fn end_call(&self, call: u64) {
+        if self.inner.held_count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let leaked: Vec<HeldLock> = {
+            let mut held = self.inner.held.lock();
+            let tokens: Vec<u64> = held
+                .iter()
+                .filter(|(_, lock)| lock.call == Some(call))
+                .map(|(token, _)| *token)
+                .collect();
+            tokens
+                .into_iter()
+                .filter_map(|token| held.remove(&token))
+                .collect()
+        };
+        self.inner.release_leaked(leaked, "its call ended");
+    }
+
+    fn holder(&self) -> (Option<u64>, String) {
+        let component = &self.inner.component;
+        CURRENT_CALL.with(|current| match &*current.borrow() {
+            Some(call) => (
+                Some(call.id),
+                format!("{component}.{} (call {})", call.method, call.id),
+            ),
+            None => {
+                let thread = std::thread::current();
+                let label = thread
+                    .name()
+                    .map_or_else(|| format!("{:?}", thread.id()), str::to_owned);
+                (None, format!("{component} (thread {label})"))
+            }
+        })
     }
 }
 
-macro_rules! at_level {
-    ($level:expr, $mac:ident!($($args:tt)*)) => {
-        match $level {
-            LogLevel::Trace => tracing::$mac!(target: "plugin", tracing::Level::TRACE, $($args)*),
-            LogLevel::Debug => tracing::$mac!(target: "plugin", tracing::Level::DEBUG, $($args)*),
-            LogLevel::Info => tracing::$mac!(target: "plugin", tracing::Level::INFO, $($args)*),
-            LogLevel::Warn => tracing::$mac!(target: "plugin", tracing::Level::WARN, $($args)*),
-            LogLevel::Error => tracing::$mac!(target: "plugin", tracing::Level::ERROR, $($args)*),
+impl Inner {
+    fn release_leaked(&self, leaked: Vec<HeldLock>, why: &str) {
+        if leaked.is_empty() {
+            return;
         }
-    };
+        self.held_count.fetch_sub(leaked.len(), Ordering::AcqRel);
+        for lock in leaked {
+            tracing::warn!(
+                lock = %lock.guard.name(),
+                holder = %lock.guard.holder(),
+                "lock still held when {why}; the host released it"
+            );
+            self.services.locks.record_leak();
+            drop(lock.guard);
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let leaked: Vec<HeldLock> = self.held.get_mut().drain().map(|(_, lock)| lock).collect();
+        self.release_leaked(leaked, "its component instance was dropped");
+    }
 }
 
 impl HostApi for PluginHostContext {
     fn component_name(&self) -> RString {
-        self.component.as_str().into()
+        self.inner.component.as_str().into()
     }
 
-    fn log_enabled(&self, level: LogLevel) -> bool {
-        at_level!(level, enabled!())
-    }
-
-    fn log(&self, level: LogLevel, component: RStr<'_>, target: RStr<'_>, message: RStr<'_>) {
-        let component = if component.is_empty() {
-            self.component.as_str()
-        } else {
-            component.as_str()
-        };
-        at_level!(
-            level,
-            event!(
-                plugin = %self.plugin,
-                component = %component,
-                module = %target,
-                "{}",
-                message
-            )
-        );
+    fn log_sink(&self) -> LogSinkBox {
+        LogSink_TO::from_ptr(RArc::new(self.inner.sink.clone()), TD_Opaque)
     }
 
     fn config_json(&self) -> RString {
-        self.config_json.as_str().into()
+        self.inner.config_json.as_str().into()
     }
 
     fn dependency(&self, name: RStr<'_>) -> ROption<ComponentRef> {
-        self.dependencies
+        self.inner
+            .dependencies
             .get(name.as_str())
             .map(|handle| {
                 ComponentObj_TO::from_ptr(RArc::new(DependencyAdapter(handle.clone())), TD_Opaque)
@@ -112,20 +266,39 @@ impl HostApi for PluginHostContext {
             .into()
     }
 
-    fn lock(&self, name: RStr<'_>, timeout_ms: u64) -> RResult<(), PluginError> {
+    fn lock(&self, name: RStr<'_>, timeout_ms: u64) -> RResult<u64, PluginError> {
+        let inner = &self.inner;
+        if let Err(err) = inner.services.admit_lock_name(&inner.plugin, name.as_str()) {
+            return RResult::RErr(err);
+        }
+        let locks = &inner.services.locks;
         let timeout = match timeout_ms {
-            0 => self.locks.timeout_of(name.as_str()),
+            0 => locks.timeout_of(name.as_str()),
             ms => Duration::from_millis(ms),
         };
-        match self
-            .locks
-            .acquire_blocking(name.as_str(), &self.component, timeout)
-        {
+        let (call, holder) = self.holder();
+        match locks.acquire_blocking(name.as_str(), &holder, timeout) {
             Ok(guard) => {
-                self.held.lock().insert(name.as_str().to_owned(), guard);
-                RResult::ROk(())
+                let token = inner.next_token.fetch_add(1, Ordering::Relaxed);
+                inner.held.lock().insert(token, HeldLock { guard, call });
+                inner.held_count.fetch_add(1, Ordering::AcqRel);
+                RResult::ROk(token)
             }
             Err(err) => RResult::RErr(PluginError::failed(err)),
+        }
+    }
+
+    fn unlock(&self, token: u64) -> RResult<(), PluginError> {
+        let removed = self.inner.held.lock().remove(&token);
+        match removed {
+            Some(lock) => {
+                self.inner.held_count.fetch_sub(1, Ordering::AcqRel);
+                lock.guard.release().map_err(PluginError::failed).into()
+            }
+            None => RResult::RErr(PluginError::failed(format!(
+                "component `{}` holds no lock with token {token}; it was released already",
+                self.inner.component
+            ))),
         }
     }
 
@@ -134,28 +307,22 @@ impl HostApi for PluginHostContext {
         kind: MetricKind,
         name: RStr<'_>,
         help: RStr<'_>,
+        buckets: RSlice<'_, f64>,
     ) -> RResult<MetricBox, PluginError> {
-        self.metrics
+        self.inner
+            .services
+            .metrics
             .register(
                 kind,
                 name.as_str(),
                 help.as_str(),
-                &self.plugin,
-                &self.component,
+                buckets.as_slice(),
+                &self.inner.plugin,
+                &self.inner.component,
             )
             .map(|metric| MetricObj_TO::from_ptr(RArc::new(MetricHandle(metric)), TD_Opaque))
             .map_err(PluginError::failed)
             .into()
-    }
-
-    fn unlock(&self, name: RStr<'_>) -> RResult<(), PluginError> {
-        match self.held.lock().remove(name.as_str()) {
-            Some(guard) => guard.release().map_err(PluginError::failed).into(),
-            None => RResult::RErr(PluginError::failed(format!(
-                "component `{}` does not hold lock `{name}`",
-                self.component
-            ))),
-        }
     }
 }
 

@@ -32,17 +32,18 @@ pub mod config;
 mod context;
 mod coordinator;
 pub mod discovery;
+mod executor;
 mod loader;
 mod locks;
 mod manifest;
 mod memory;
 pub mod metrics;
+mod plugin_log;
 mod timeout;
 mod util;
 
 pub use self::{
     config::{Config, ConfigError},
-    context::PLUGIN_LOG_TARGET,
     coordinator::{
         CallError, ComponentHandle, ComponentSpec, ComponentState, ComponentStatus, Coordinator,
         CoordinatorBuilder, Dependencies, ErrorChainDisplay, EvictError, GetError, InitError,
@@ -58,6 +59,7 @@ pub use self::{
         ComponentMemory, LimitSource, MemoryManager, MemoryStatus, PressureLevel, Reservation,
         RssReader, Shortfall,
     },
+    plugin_log::PLUGIN_LOG_TARGET,
     timeout::{ActiveTimeout, Interrupted, OperationKind, TimeoutManager, TimeoutStats},
     util::format_bytes,
 };

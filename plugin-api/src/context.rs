@@ -49,8 +49,12 @@ impl Context {
 
     /// Takes the host's named lock `name`, waiting up to `timeout` (`None`: the lock's
     /// configured timeout). The lock is released when the returned guard is dropped.
+    ///
     /// Locks are shared by every component of every plugin, under the host's global lock
-    /// order: an acquisition that would deadlock or invert the order fails at once.
+    /// order: an acquisition that would deadlock or invert the order fails at once. A lock
+    /// belongs to the call that took it (or, outside any call, to the thread): two
+    /// concurrent calls of this component queue for it like any two callers. A lock still
+    /// held when its call returns is released by the host and counted as leaked.
     ///
     /// # Errors
     ///
@@ -59,40 +63,73 @@ impl Context {
         let timeout_ms = timeout.map_or(0, |t| {
             u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
         });
-        self.host
+        let token = self
+            .host
             .lock(RStr::from_str(name), timeout_ms)
             .into_result()?;
         Ok(HostLock {
             host: self.host.clone(),
             name: name.to_owned(),
+            token,
         })
     }
 
-    /// A counter exported by the host as `plugin_NAME_total{plugin, component}`. Keep the
-    /// handle: recording is one call and one atomic add on the host side.
+    /// A counter exported by the host as `plugins_NAME_total{plugin, component}` (plugin
+    /// metrics live under `plugins_`, apart from the host's own `plugin_host_` families).
+    /// Keep the handle: recording is one call and one atomic add on the host side.
     ///
     /// # Errors
     ///
-    /// [`PluginError::Failed`] when the name is invalid or taken by a histogram.
+    /// [`PluginError::Failed`] when the name is invalid (names ending in `_total`,
+    /// `_count`, `_sum` or `_bucket` are refused), taken by a histogram, or the plugin's
+    /// metric cap is reached.
     pub fn counter(&self, name: &str, help: &str) -> Result<MetricCounter, PluginError> {
-        self.metric(MetricKind::Counter, name, help)
+        self.metric(MetricKind::Counter, name, help, &[])
             .map(MetricCounter)
     }
 
-    /// A histogram (values in base units, e.g. seconds) exported by the host as
-    /// `plugin_NAME{plugin, component}` with the host's latency buckets.
+    /// A histogram (values in base units) exported by the host as
+    /// `plugins_NAME{plugin, component}`. Its buckets follow the name's unit: `_seconds`
+    /// gets latency buckets (50 µs to 60 s), `_bytes` powers of four from 1 KiB to 16 GiB;
+    /// other names get the latency buckets. Use [`Self::histogram_with_buckets`] to choose.
     ///
     /// # Errors
     ///
-    /// [`PluginError::Failed`] when the name is invalid or taken by a counter.
+    /// [`PluginError::Failed`] when the name is invalid, taken by a counter, or the
+    /// plugin's metric cap is reached.
     pub fn histogram(&self, name: &str, help: &str) -> Result<MetricHistogram, PluginError> {
-        self.metric(MetricKind::Histogram, name, help)
+        self.histogram_with_buckets(name, help, &[])
+    }
+
+    /// A histogram with the given bucket upper bounds (rising, at most 64).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::histogram`], and when the buckets do not rise.
+    pub fn histogram_with_buckets(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+    ) -> Result<MetricHistogram, PluginError> {
+        self.metric(MetricKind::Histogram, name, help, buckets)
             .map(MetricHistogram)
     }
 
-    fn metric(&self, kind: MetricKind, name: &str, help: &str) -> Result<MetricBox, PluginError> {
+    fn metric(
+        &self,
+        kind: MetricKind,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+    ) -> Result<MetricBox, PluginError> {
         self.host
-            .metric(kind, RStr::from_str(name), RStr::from_str(help))
+            .metric(
+                kind,
+                RStr::from_str(name),
+                RStr::from_str(help),
+                RSlice::from_slice(buckets),
+            )
             .into_result()
     }
 
@@ -145,6 +182,7 @@ impl MetricHistogram {
 pub struct HostLock {
     host: HostBox,
     name: String,
+    token: u64,
 }
 
 impl HostLock {
@@ -156,7 +194,8 @@ impl HostLock {
 
 impl Drop for HostLock {
     fn drop(&mut self) {
-        let _ = self.host.unlock(RStr::from_str(&self.name));
+        // Fails only if the host already released it (its call ended or timed out).
+        let _ = self.host.unlock(self.token);
     }
 }
 

@@ -65,15 +65,16 @@ extern "C" fn create_adapter<P: Plugin>(
     logging::install(&host);
     let name = name.as_str();
     let _scope = ComponentScope::enter(name);
-    let created = catch_unwind(AssertUnwindSafe(|| {
-        P::create(name, Context::new(host.clone()))
+    // The context moves into the component (or is dropped with a failed create): nothing
+    // else on this side of the boundary keeps it.
+    let created = catch_unwind(AssertUnwindSafe(move || {
+        P::create(name, Context::new(host))
     }));
     match created {
         Ok(Ok(inner)) => {
             let guarded = Guarded {
                 plugin,
                 component: name.to_owned(),
-                host,
                 inner: Some(inner),
             };
             RResult::ROk(ComponentObj_TO::from_value(guarded, TD_Opaque))
@@ -87,7 +88,6 @@ extern "C" fn create_adapter<P: Plugin>(
 struct Guarded {
     plugin: &'static str,
     component: String,
-    host: HostBox,
     /// Always `Some` until dropped.
     inner: Option<Box<dyn Component>>,
 }
@@ -118,11 +118,11 @@ impl Drop for Guarded {
                 self.component,
                 panic_message(&*payload)
             );
-            self.host.log(
+            logging::emit(
                 LogLevel::Error,
-                RStr::from_str(&self.component),
-                RStr::from_str("plugin_api::drop"),
-                RStr::from_str(&message),
+                &self.component,
+                "plugin_api::drop",
+                &message,
             );
         }
     }

@@ -72,39 +72,62 @@ pub type ComponentBox = ComponentObj_TO<'static, RBox<()>>;
 /// A shared handle to a component, as handed to a plugin for its dependencies.
 pub type ComponentRef = ComponentObj_TO<'static, RArc<()>>;
 
+/// Where a plugin's log records and panic reports go.
+///
+/// A plugin library keeps one of these in a static for its `tracing` layer and its panic
+/// hook, so it must own no component state: no context, no dependency handle. The host
+/// implements it with the plugin's name and a per-component rate limit only.
+#[sabi_trait]
+pub trait LogSink: Send + Sync + Clone {
+    /// Whether records at `level` would be kept by the host's log filter.
+    fn enabled(&self, level: LogLevel) -> bool;
+
+    /// Emits one record into the host's log. `component` is empty when the record did not
+    /// come from inside a component's code.
+    #[sabi(last_prefix_field)]
+    fn log(&self, level: LogLevel, component: RStr<'_>, target: RStr<'_>, message: RStr<'_>);
+}
+
+/// The log sink handed to a plugin.
+pub type LogSinkBox = LogSink_TO<'static, RArc<()>>;
+
 /// What the host offers a component. Implemented by the host, one per component instance.
+///
+/// An instance's context owns the handles of its dependencies: it must live inside the
+/// instance and nowhere else (never in a static), so that dropping the instance releases
+/// them.
 #[sabi_trait]
 pub trait HostApi: Send + Sync + Clone {
     /// The name of the component this context belongs to.
     fn component_name(&self) -> RString;
 
-    /// Whether records at `level` would be kept by the host's log filter.
-    fn log_enabled(&self, level: LogLevel) -> bool;
-
-    /// Emits one record into the host's log. `component` is empty when the record did not
-    /// come from inside a component's code.
-    fn log(&self, level: LogLevel, component: RStr<'_>, target: RStr<'_>, message: RStr<'_>);
+    /// The sink for this plugin's logs and panics; it holds no component state.
+    fn log_sink(&self) -> LogSinkBox;
 
     /// This component's configuration section as JSON (`{}` when there is none).
     fn config_json(&self) -> RString;
 
     /// A handle to one of the component's declared dependencies, already initialised.
-    #[sabi(last_prefix_field)]
     fn dependency(&self, name: RStr<'_>) -> ROption<ComponentRef>;
 
-    /// Takes the host's named lock `name` for this component, blocking up to `timeout_ms`
-    /// (0: the lock's configured timeout). The global lock order and deadlock checks apply.
-    fn lock(&self, name: RStr<'_>, timeout_ms: u64) -> RResult<(), PluginError>;
+    /// Takes the host's named lock `name` for the caller (the call being served, else this
+    /// thread), blocking up to `timeout_ms` (0: the lock's configured timeout). The global
+    /// lock order and deadlock checks apply. Returns a token that releases it.
+    fn lock(&self, name: RStr<'_>, timeout_ms: u64) -> RResult<u64, PluginError>;
 
-    /// Releases the named lock this component holds.
-    fn unlock(&self, name: RStr<'_>) -> RResult<(), PluginError>;
+    /// Releases the lock taken with `token`.
+    fn unlock(&self, token: u64) -> RResult<(), PluginError>;
 
     /// Registers (or finds) the metric `name` of this component and returns its handle.
+    /// `buckets` are a histogram's upper bounds, rising; empty picks them from the name's
+    /// unit (`_seconds`, `_bytes`), else the host's latency buckets.
+    #[sabi(last_prefix_field)]
     fn metric(
         &self,
         kind: MetricKind,
         name: RStr<'_>,
         help: RStr<'_>,
+        buckets: RSlice<'_, f64>,
     ) -> RResult<MetricBox, PluginError>;
 }
 

@@ -4,6 +4,10 @@
 //! dispatcher, so events a plugin emits would otherwise go nowhere. The export adapters
 //! install [`HostLayer`] as the plugin's global subscriber on first contact with the host.
 //! The host's own filter decides, per event, what is kept.
+//!
+//! The static below holds only the host's [`LogSinkBox`], which owns no component state:
+//! a static lives as long as the library (forever), so a context or a dependency handle
+//! kept there would keep components alive after they are evicted.
 
 use std::{cell::RefCell, fmt::Write as _, sync::OnceLock};
 
@@ -15,9 +19,9 @@ use tracing::{
 };
 use tracing_subscriber::{layer::Context as LayerContext, prelude::*, Layer};
 
-use crate::ffi::{HostBox, LogLevel};
+use crate::ffi::{HostBox, LogLevel, LogSinkBox};
 
-static HOST: OnceLock<HostBox> = OnceLock::new();
+static SINK: OnceLock<LogSinkBox> = OnceLock::new();
 
 thread_local! {
     static CURRENT_COMPONENT: RefCell<String> = const { RefCell::new(String::new()) };
@@ -25,7 +29,10 @@ thread_local! {
 
 /// Installs the forwarding subscriber and panic hook once per plugin library.
 pub(crate) fn install(host: &HostBox) {
-    HOST.get_or_init(|| {
+    if SINK.get().is_some() {
+        return;
+    }
+    SINK.get_or_init(|| {
         let subscriber = tracing_subscriber::registry().with(HostLayer);
         // Fails only if the plugin author installed their own subscriber; theirs wins.
         let _ = tracing::subscriber::set_global_default(subscriber);
@@ -33,14 +40,14 @@ pub(crate) fn install(host: &HostBox) {
         // They are caught at the boundary and returned as errors; the hook puts the
         // message and location in the host's log instead of raw stderr.
         std::panic::set_hook(Box::new(|info| {
-            let Some(host) = HOST.get() else { return };
+            let Some(sink) = SINK.get() else { return };
             let message = crate::error::panic_message(info.payload());
             let location = info
                 .location()
                 .map(|l| format!(" at {}:{}", l.file(), l.line()))
                 .unwrap_or_default();
             CURRENT_COMPONENT.with(|component| {
-                host.log(
+                sink.log(
                     LogLevel::Error,
                     RStr::from_str(&component.borrow()),
                     RStr::from_str("panic"),
@@ -48,7 +55,7 @@ pub(crate) fn install(host: &HostBox) {
                 );
             });
         }));
-        host.clone()
+        host.log_sink()
     });
 }
 
@@ -93,17 +100,17 @@ impl<S: Subscriber> Layer<S> for HostLayer {
     }
 
     fn enabled(&self, metadata: &Metadata<'_>, _ctx: LayerContext<'_, S>) -> bool {
-        HOST.get()
-            .is_some_and(|host| host.log_enabled(to_log_level(metadata.level())))
+        SINK.get()
+            .is_some_and(|sink| sink.enabled(to_log_level(metadata.level())))
     }
 
     fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
-        let Some(host) = HOST.get() else { return };
+        let Some(sink) = SINK.get() else { return };
         let mut visitor = MessageVisitor::default();
         event.record(&mut visitor);
         let metadata = event.metadata();
         CURRENT_COMPONENT.with(|component| {
-            host.log(
+            sink.log(
                 to_log_level(metadata.level()),
                 RStr::from_str(&component.borrow()),
                 RStr::from_str(metadata.target()),
@@ -133,5 +140,17 @@ impl Visit for MessageVisitor {
         } else {
             let _ = write!(self.text, " {}={value:?}", field.name());
         }
+    }
+}
+
+/// Sends one record to the host's log, if the library has met the host yet.
+pub(crate) fn emit(level: LogLevel, component: &str, target: &str, message: &str) {
+    if let Some(sink) = SINK.get() {
+        sink.log(
+            level,
+            RStr::from_str(component),
+            RStr::from_str(target),
+            RStr::from_str(message),
+        );
     }
 }

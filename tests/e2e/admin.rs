@@ -234,11 +234,11 @@ fn plugin_metrics_recorded_through_the_host_context_are_exported() {
     }
     let scrape = scrape(&host.get("/metrics").1);
     assert_eq!(
-        value_of(&scrape, "plugin_probe_events_total", "rec-base"),
+        value_of(&scrape, "plugins_probe_events_total", "rec-base"),
         6.0
     );
     assert_eq!(
-        histogram_count(&scrape, "plugin_probe_latency_seconds", "rec-base"),
+        histogram_count(&scrape, "plugins_probe_latency_seconds", "rec-base"),
         3.0
     );
 }

@@ -184,10 +184,11 @@ async fn an_instance_held_by_a_caller_survives_evict() {
     drop(dependent);
     let refused = coordinator
         .evict("rec-base", false)
+        .await
         .expect_err("rec-mid is ready and needs it");
     assert!(refused.to_string().contains("rec-mid"), "{refused}");
 
-    let evicted = coordinator.evict("rec-base", true).expect("cascade");
+    let evicted = coordinator.evict("rec-base", true).await.expect("cascade");
     assert_eq!(evicted, ["rec-mid", "rec-base"]);
     assert_eq!(state(&coordinator, "rec-base"), ComponentState::Evicted);
     let reply: String = held

@@ -125,7 +125,7 @@ fn an_in_use_component_is_never_evicted() {
             .expect_err("hog-low is in use");
         let text = refusal(&err);
         assert!(text.contains("`hog-low`: in use"), "{text}");
-        assert_eq!(coordinator.free_memory(64 * MIB), 0);
+        assert_eq!(coordinator.free_memory(64 * MIB).await, 0);
         assert_eq!(state(&coordinator, "hog-low"), ComponentState::Ready);
         let size: u64 = held.call_json("size", &()).expect("still answers");
         assert_eq!(size, 64 * MIB);

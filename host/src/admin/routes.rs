@@ -67,8 +67,24 @@ pub(super) async fn metrics(State(state): AppState) -> Response {
     }
 }
 
-pub(super) async fn metrics_json(State(state): AppState) -> Json<serde_json::Value> {
-    Json(state.collector.json())
+/// Runs host blocking work (RSS reads, snapshots of every slot) on tokio's blocking pool,
+/// off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|err| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the admin API's worker failed: {err}"),
+        )
+    })
+}
+
+pub(super) async fn metrics_json(
+    State(state): AppState,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let collector = Arc::clone(&state.collector);
+    blocking(move || Json(collector.json())).await
 }
 
 pub(super) async fn plugins(State(state): AppState) -> Json<serde_json::Value> {
@@ -100,12 +116,16 @@ pub(super) async fn plugins(State(state): AppState) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "dir": state.catalog.dir, "plugins": plugins }))
 }
 
-pub(super) async fn components(State(state): AppState) -> Json<serde_json::Value> {
-    Json(state.collector.json()["components"].take())
+pub(super) async fn components(
+    State(state): AppState,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let collector = Arc::clone(&state.collector);
+    blocking(move || Json(collector.components_json())).await
 }
 
-pub(super) async fn memory(State(state): AppState) -> Json<serde_json::Value> {
-    Json(serde_json::to_value(state.coordinator.memory().status()).unwrap_or_default())
+pub(super) async fn memory(State(state): AppState) -> Result<Json<serde_json::Value>, ApiError> {
+    let coordinator = state.coordinator.clone();
+    blocking(move || Json(serde_json::json!(coordinator.memory().status()))).await
 }
 
 pub(super) async fn locks(State(state): AppState) -> Json<serde_json::Value> {
@@ -144,9 +164,9 @@ fn get_status(err: &GetError) -> StatusCode {
     match err {
         GetError::UnknownComponent { .. } => StatusCode::NOT_FOUND,
         GetError::Init(init) | GetError::Backoff { source: init, .. } => init_status(init),
-        GetError::MissingDependency { .. } | GetError::ShuttingDown { .. } => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        GetError::MissingDependency { .. }
+        | GetError::ShuttingDown { .. }
+        | GetError::InitStillRunning { .. } => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -154,7 +174,9 @@ fn call_status(err: &CallError) -> StatusCode {
     match err {
         CallError::Get(get) => get_status(get),
         CallError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
-        CallError::Cancelled { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        CallError::Cancelled { .. }
+        | CallError::Saturated { .. }
+        | CallError::Quarantined { .. } => StatusCode::SERVICE_UNAVAILABLE,
         CallError::Failed { source, .. } => match source {
             PluginError::BadInput { .. } => StatusCode::BAD_REQUEST,
             PluginError::UnknownMethod(_) => StatusCode::NOT_FOUND,
@@ -189,7 +211,15 @@ pub(super) async fn call(
             .into_response(),
         },
         Err(err) => {
-            ApiError(call_status(&err), ErrorChainDisplay(&err).to_string()).into_response()
+            let mut response =
+                ApiError(call_status(&err), ErrorChainDisplay(&err).to_string()).into_response();
+            if matches!(err, CallError::Saturated { .. }) {
+                // The slots free up as calls return; a second is a fair first retry.
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            }
+            response
         }
     }
 }
@@ -202,14 +232,8 @@ pub(super) async fn evict(
     let cascade = query
         .get("cascade")
         .is_some_and(|v| v == "true" || v == "1");
-    // Dropping an instance runs plugin code: keep it off the async workers.
-    let coordinator = state.coordinator.clone();
-    let Ok(outcome) = tokio::task::spawn_blocking(move || coordinator.evict(&name, cascade)).await
-    else {
-        return ApiError(StatusCode::INTERNAL_SERVER_ERROR, "eviction failed".into())
-            .into_response();
-    };
-    match outcome {
+    // The instances are dropped on the plugin executor.
+    match state.coordinator.evict(&name, cascade).await {
         Ok(evicted) => Json(serde_json::json!({ "evicted": evicted })).into_response(),
         Err(err) => {
             let status = match err {

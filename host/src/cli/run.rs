@@ -64,6 +64,16 @@ pub(crate) async fn run(global: &GlobalArgs, _args: RunArgs) -> CliResult {
         config.locks.max_hold,
     ));
     let sampler = coordinator.spawn_memory_sampler();
+    let log_flusher = {
+        let coordinator = coordinator.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                interval.tick().await;
+                coordinator.flush_log_suppression();
+            }
+        })
+    };
     let starter = {
         let coordinator = coordinator.clone();
         tokio::spawn(async move {
@@ -85,6 +95,7 @@ pub(crate) async fn run(global: &GlobalArgs, _args: RunArgs) -> CliResult {
     starter.abort();
     watchdog.abort();
     sampler.abort();
+    log_flusher.abort();
     aggregator.abort();
     let _ = stop_tx.send(());
     if tokio::time::timeout(Duration::from_secs(5), server)

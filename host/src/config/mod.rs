@@ -35,6 +35,8 @@ pub struct Config {
     pub locks: LocksConfig,
     /// `[admin]`: the HTTP admin API.
     pub admin: AdminConfig,
+    /// `[limits]`: bulkheads and caps on what a plugin can use.
+    pub limits: LimitsConfig,
     /// `[components.NAME]`: per-component overrides.
     pub components: BTreeMap<String, ComponentConfig>,
 }
@@ -244,6 +246,40 @@ impl Default for AdminConfig {
     }
 }
 
+/// `[limits]`: how much of the host one component or plugin may take.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Calls in flight per component; past it a call is refused at once as `saturated`.
+    /// A timed-out call still running counts until it returns. Defaults to 64.
+    pub max_concurrent_calls: usize,
+    /// Abandoned calls (timed out, still running) after which a component is quarantined:
+    /// its calls fail fast until they return. Defaults to 8.
+    pub quarantine_after: usize,
+    /// Log records per second per component; past it records are dropped and counted.
+    /// 0 means no limit. Defaults to 1000.
+    pub log_records_per_second: u32,
+    /// Records a component may log in a burst above its rate. Defaults to 2000.
+    pub log_burst: u32,
+    /// Distinct lock names one plugin may use. Defaults to 256.
+    pub locks_per_plugin: usize,
+    /// Distinct metric names one plugin may register. Defaults to 64.
+    pub metrics_per_plugin: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_calls: 64,
+            quarantine_after: 8,
+            log_records_per_second: 1000,
+            log_burst: 2000,
+            locks_per_plugin: 256,
+            metrics_per_plugin: 64,
+        }
+    }
+}
+
 /// `[components.NAME]`: overrides for one component; every key optional.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -263,6 +299,12 @@ pub struct ComponentConfig {
     /// Method name -> call timeout for this component.
     #[serde(deserialize_with = "units::duration_map")]
     pub operations: BTreeMap<String, Duration>,
+    /// Overrides `[limits] max_concurrent_calls`.
+    pub max_concurrent_calls: Option<usize>,
+    /// Overrides `[limits] quarantine_after`.
+    pub quarantine_after: Option<usize>,
+    /// Overrides `[limits] log_records_per_second`.
+    pub log_records_per_second: Option<u32>,
     /// The component's own settings, handed to it as JSON.
     pub config: toml::Table,
 }
@@ -276,6 +318,9 @@ impl Default for ComponentConfig {
             memory_estimate: None,
             timeout: None,
             operations: BTreeMap::new(),
+            max_concurrent_calls: None,
+            quarantine_after: None,
+            log_records_per_second: None,
             config: toml::Table::new(),
         }
     }
@@ -325,7 +370,9 @@ impl fmt::Display for ConfigError {
 }
 
 const ENV_PREFIX: &str = "PLUGIN_HOST_";
-const SECTIONS: [&str; 6] = ["host", "memory", "timeouts", "metrics", "locks", "admin"];
+const SECTIONS: [&str; 7] = [
+    "host", "memory", "timeouts", "metrics", "locks", "admin", "limits",
+];
 
 impl Config {
     /// Reads `file` (if given), applies environment overrides and validates.

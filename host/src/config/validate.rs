@@ -13,9 +13,14 @@ impl Config {
                 location: None,
             })
         };
+        let limits = &self.limits;
         for (key, value) in [
             ("host.scan_concurrency", self.host.scan_concurrency),
             ("host.init_concurrency", self.host.init_concurrency),
+            ("limits.max_concurrent_calls", limits.max_concurrent_calls),
+            ("limits.quarantine_after", limits.quarantine_after),
+            ("limits.locks_per_plugin", limits.locks_per_plugin),
+            ("limits.metrics_per_plugin", limits.metrics_per_plugin),
         ] {
             if value == 0 {
                 problem(key, "must be at least 1".into());
@@ -122,6 +127,18 @@ impl Config {
                     format!(
                         "{priority} is above 100; priorities run from 0 (most important) to 100"
                     ),
+                );
+            }
+            let calls = component
+                .max_concurrent_calls
+                .unwrap_or(limits.max_concurrent_calls);
+            let quarantine = component
+                .quarantine_after
+                .unwrap_or(limits.quarantine_after);
+            if calls == 0 || quarantine == 0 {
+                problem(
+                    &format!("components.{name}"),
+                    "max_concurrent_calls and quarantine_after must be at least 1".into(),
                 );
             }
             if component.eager && !component.enabled {

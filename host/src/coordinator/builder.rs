@@ -9,8 +9,15 @@ use tokio::sync::Semaphore;
 
 use super::{Coordinator, Inner};
 use crate::{
-    config::Config, loader::Loader, locks::LockManagerBuilder, memory::MemoryManager,
-    metrics::Sampler, timeout::TimeoutManager,
+    config::Config,
+    context::HostServices,
+    executor::PluginExecutor,
+    loader::Loader,
+    locks::LockManagerBuilder,
+    memory::MemoryManager,
+    metrics::{PluginMetrics, Sampler},
+    plugin_log::LogLimits,
+    timeout::TimeoutManager,
 };
 
 /// Builds a [`Coordinator`].
@@ -92,6 +99,13 @@ impl CoordinatorBuilder {
         let locks = LockManagerBuilder::from_config(&self.config.locks).build();
         let memory = MemoryManager::from_config(&self.config.memory);
         let sampler = Sampler::new(self.config.metrics.sample_rate);
+        let limits = &self.config.limits;
+        let services = Arc::new(HostServices::new(
+            locks,
+            Arc::new(PluginMetrics::new(limits.metrics_per_plugin)),
+            Arc::new(LogLimits::default()),
+            limits.locks_per_plugin,
+        ));
         Coordinator {
             inner: Arc::new(Inner {
                 slots: ArcSwap::from_pointee(HashMap::new()),
@@ -105,10 +119,10 @@ impl CoordinatorBuilder {
                 init_order: Mutex::new(Vec::new()),
                 shutting_down: std::sync::atomic::AtomicBool::new(false),
                 timeouts: TimeoutManager::new(),
-                locks,
                 memory,
                 sampler,
-                plugin_metrics: Arc::default(),
+                services,
+                executor: PluginExecutor::new(),
             }),
         }
     }

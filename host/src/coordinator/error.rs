@@ -150,6 +150,29 @@ pub enum GetError {
         /// The component.
         name: String,
     },
+    /// An earlier initialisation timed out and its `create` still runs; no second one
+    /// starts beside it.
+    #[error("component `{component}`: an earlier initialisation timed out and is still running; it is tried again once that returns")]
+    InitStillRunning {
+        /// The component.
+        component: String,
+    },
+}
+
+impl InitError {
+    /// Whether the root cause is a memory refusal (of this component or a dependency).
+    /// Such a refusal is not a failure of the component: it is not remembered, and the
+    /// next attempt runs admission again.
+    pub fn is_memory_refusal(&self) -> bool {
+        match self {
+            Self::MemoryRefused { .. } => true,
+            Self::Dependency {
+                source: GetError::Init(source),
+                ..
+            } => source.is_memory_refusal(),
+            _ => false,
+        }
+    }
 }
 
 impl GetError {
@@ -192,6 +215,27 @@ pub enum CallError {
         method: String,
         /// The limit.
         limit: Duration,
+    },
+    /// The component already runs as many calls as it may; retry shortly.
+    #[error("component `{component}` already runs {limit} calls, its limit; `{method}` was refused at once (retry later, or raise max_concurrent_calls)")]
+    Saturated {
+        /// The component.
+        component: String,
+        /// The method refused.
+        method: String,
+        /// The limit on calls in flight.
+        limit: usize,
+    },
+    /// Too many of the component's calls timed out and still run; calls fail fast until
+    /// they return.
+    #[error("component `{component}` is quarantined: {} timed-out call(s) still running ({}); `{method}` was refused at once", .stuck.iter().map(|(_, n)| n).sum::<usize>(), .stuck.iter().map(|(m, n)| format!("{n} x `{m}`")).collect::<Vec<_>>().join(", "))]
+    Quarantined {
+        /// The component.
+        component: String,
+        /// The method refused.
+        method: String,
+        /// The stuck methods and how many calls of each still run.
+        stuck: Vec<(String, usize)>,
     },
     /// An operator cancelled the call.
     #[error("call to component `{component}` method `{method}` was cancelled")]

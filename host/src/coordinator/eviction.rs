@@ -1,9 +1,13 @@
-//! Memory admission and eviction: the seed's adaptive reclamation, done on real RSS.
+//! Memory admission and eviction on real RSS.
 //!
 //! Candidates are ready, not in use, without ready dependents and idle for at least
 //! `min_idle`; the least important go first (highest priority number), then the longest
 //! idle. Priority 0 is never evicted. After each eviction freed heap is returned to the OS
 //! and the RSS drop is measured.
+//!
+//! Evicting drops plugin instances, so everything here runs on the plugin executor: the
+//! admission inside an initialisation's job, the sampler's rounds and `free_memory` in
+//! jobs of their own.
 
 use std::{sync::Arc, time::Duration};
 
@@ -117,7 +121,8 @@ fn free(
 }
 
 /// Reserves the component's estimate, evicting less important idle components if needed.
-pub(super) async fn admit(inner: &Arc<Inner>, slot: &Slot) -> Result<Reservation, InitError> {
+/// Blocking, and drops instances: call it on the plugin executor.
+pub(super) fn admit(inner: &Inner, slot: &Slot) -> Result<Reservation, InitError> {
     let spec = slot.spec();
     let shortfall = match inner.memory.reserve(&spec.name, spec.memory_estimate) {
         Ok(reservation) => return Ok(reservation),
@@ -125,12 +130,7 @@ pub(super) async fn admit(inner: &Arc<Inner>, slot: &Slot) -> Result<Reservation
     };
     let missing = shortfall.missing();
     let (priority, min_idle) = (spec.priority, inner.memory.min_idle());
-    let worker = Arc::clone(inner);
-    let (freed, reasons) = tokio::task::spawn_blocking(move || {
-        free(&worker, missing, min_idle, Some(priority), usize::MAX)
-    })
-    .await
-    .unwrap_or_default();
+    let (freed, reasons) = free(inner, missing, min_idle, Some(priority), usize::MAX);
     inner
         .memory
         .reserve(&spec.name, spec.memory_estimate)
@@ -156,22 +156,28 @@ pub(super) async fn admit(inner: &Arc<Inner>, slot: &Slot) -> Result<Reservation
 impl Coordinator {
     /// Evicts idle components (by the eviction policy, `min_idle` included) until `bytes`
     /// of RSS are reclaimed or no candidate is left. Returns the bytes reclaimed, measured.
-    /// Blocking: instances are dropped on this thread.
-    pub fn free_memory(&self, bytes: u64) -> u64 {
-        free(
-            &self.inner,
-            bytes,
-            self.inner.memory.min_idle(),
-            None,
-            usize::MAX,
-        )
-        .0
+    /// The instances are dropped on the plugin executor.
+    pub async fn free_memory(&self, bytes: u64) -> u64 {
+        let inner = Arc::clone(&self.inner);
+        self.inner
+            .executor
+            .spawn(move || free(&inner, bytes, inner.memory.min_idle(), None, usize::MAX).0)
+            .await
     }
 
     /// One round of the memory sampler: read RSS and, under pressure, evict up to 2 / 5 / 10
     /// idle components (medium / high / critical) with `min_idle` scaled by 1, 1/2, 1/4.
-    /// Returns the level seen and how many components were evicted. Blocking.
-    pub fn sample_memory(&self) -> (PressureLevel, usize) {
+    /// Returns the level seen and how many components were evicted. Runs on the plugin
+    /// executor.
+    pub async fn sample_memory(&self) -> (PressureLevel, usize) {
+        let worker = self.clone();
+        self.inner
+            .executor
+            .spawn(move || worker.sample_memory_blocking())
+            .await
+    }
+
+    fn sample_memory_blocking(&self) -> (PressureLevel, usize) {
         let memory = &self.inner.memory;
         let level = memory.pressure_at(memory.read_rss());
         let (max, divisor) = level.eviction_budget();
@@ -191,7 +197,9 @@ impl Coordinator {
         (level, evicted)
     }
 
-    /// Starts the background memory sampler on the current tokio runtime.
+    /// Starts the background memory sampler on the current tokio runtime. A round whose
+    /// evictions hang (a plugin's `Drop` that never returns) delays the next round, never
+    /// the host.
     pub fn spawn_memory_sampler(&self) -> tokio::task::JoinHandle<()> {
         let coordinator = self.clone();
         tokio::spawn(async move {
@@ -199,13 +207,7 @@ impl Coordinator {
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
-                let worker = coordinator.clone();
-                if tokio::task::spawn_blocking(move || worker.sample_memory())
-                    .await
-                    .is_err()
-                {
-                    tracing::error!("memory sampler round failed");
-                }
+                coordinator.sample_memory().await;
             }
         })
     }

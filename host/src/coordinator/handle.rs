@@ -44,6 +44,25 @@ impl ComponentHandle {
     ///
     /// [`CallError::Failed`] with the component's error.
     pub fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
+        self.call_as(crate::context::next_call_id(), method, input)
+    }
+
+    /// Calls `method` as call `id`: locks the component takes meanwhile belong to this
+    /// call, and whatever it still holds when it returns is released.
+    pub(crate) fn call_as(
+        &self,
+        id: u64,
+        method: &str,
+        input: &[u8],
+    ) -> Result<Vec<u8>, CallError> {
+        let scope = crate::context::CallScope::enter(id, method);
+        let result = self.call_inner(method, input);
+        drop(scope);
+        self.ready.instance.end_call(id);
+        result
+    }
+
+    fn call_inner(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
         let slot = &self.ready.info;
         slot.touch();
         let stats = &slot.stats;

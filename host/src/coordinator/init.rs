@@ -1,11 +1,16 @@
 //! Initialisation: exactly one per component however many callers wait, dependencies
-//! first and concurrently, memory admission, then `create` on its own thread under the
-//! init timeout.
+//! first and concurrently, then one job on the plugin executor (memory admission, load,
+//! `create`) under the init timeout.
+//!
+//! A timed-out initialisation ends the wait, not the work: its job keeps the init permit
+//! and the memory reservation until `create` really returns, the late instance is then
+//! dropped on its plugin thread, and no second `create` of the component starts
+//! meanwhile.
 
 use std::{
     collections::HashMap,
     sync::{atomic::Ordering, Arc},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use futures::{future::BoxFuture, FutureExt};
@@ -16,7 +21,10 @@ use super::{
     ComponentHandle, Coordinator, Dependencies, ErrorChainDisplay, GetError, InitError, Inner,
     Instance,
 };
-use crate::timeout::{Interrupted, OperationKind};
+use crate::{
+    executor::Hooks,
+    timeout::{Interrupted, OperationKind},
+};
 
 /// Initialises `slot` or joins the initialisation already running.
 pub(super) fn initialize(
@@ -32,6 +40,11 @@ pub(super) fn initialize(
             }
             match &*state {
                 SlotState::Initializing(shared) => shared.clone(),
+                _ if slot.init_abandoned.load(Ordering::Acquire) => {
+                    return Err(GetError::InitStillRunning {
+                        component: slot.name().to_owned(),
+                    })
+                }
                 SlotState::Stopped => {
                     return Err(GetError::ShuttingDown {
                         name: slot.name().to_owned(),
@@ -83,7 +96,6 @@ pub(super) fn initialize(
 async fn run_init(inner: Arc<Inner>, slot: Arc<Slot>) -> InitResult {
     let started = Instant::now();
     let result = create_with_dependencies(&inner, &slot).await;
-    let stats = &slot.info.stats;
     let mut state = slot.state.lock();
     match result {
         Ok(instance) if inner.shutting_down.load(Ordering::SeqCst) => {
@@ -91,38 +103,32 @@ async fn run_init(inner: Arc<Inner>, slot: Arc<Slot>) -> InitResult {
             // one now would leave it running after shutdown. Drop it instead.
             *state = SlotState::Stopped;
             drop(state);
-            drop(instance);
+            inner.executor.execute(move || drop(instance));
             tracing::info!(component = %slot.name(), "component finished initialising during shutdown; stopped");
             Err(Arc::new(InitError::ShuttingDown {
                 component: slot.name().to_owned(),
             }))
         }
         Ok(instance) => {
-            let ready = Arc::new(Ready {
-                instance,
-                info: Arc::clone(&slot.info),
-            });
-            let elapsed = started.elapsed();
-            stats.inits.inc();
-            stats.init_duration.record(elapsed.as_secs_f64());
-            stats.init_micros.store(
-                u64::try_from(elapsed.as_micros())
-                    .unwrap_or(u64::MAX)
-                    .max(1),
-                Ordering::Relaxed,
-            );
-            ready.info.touch();
-            slot.ready.store(Some(Arc::clone(&ready)));
+            let ready = publish(&inner, &slot, instance, started.elapsed());
             *state = SlotState::Ready;
-            inner.init_order.lock().push(slot.name().to_owned());
-            tracing::info!(component = %slot.name(), elapsed = ?elapsed, "component initialised");
             Ok(ready)
         }
         Err(error) => {
             let error = Arc::new(error);
-            stats.init_failures.inc();
+            slot.info.stats.init_failures.inc();
+            *slot.last_error.lock() = Some(Arc::clone(&error));
             tracing::warn!(component = %slot.name(), error = %ErrorChainDisplay(&*error), "component failed to initialise");
             *state = match &*error {
+                // A refusal says nothing about the component: the next call runs
+                // admission again, with no backoff.
+                e if e.is_memory_refusal() => {
+                    if slot.info.stats.inits.get() > 0 {
+                        SlotState::Evicted
+                    } else {
+                        SlotState::Registered
+                    }
+                }
                 InitError::TimedOut { .. } => SlotState::TimedOut {
                     error: Arc::clone(&error),
                     at: Instant::now(),
@@ -137,25 +143,47 @@ async fn run_init(inner: Arc<Inner>, slot: Arc<Slot>) -> InitResult {
     }
 }
 
-async fn create_with_dependencies(
-    inner: &Arc<Inner>,
-    slot: &Arc<Slot>,
-) -> Result<Box<dyn Instance>, InitError> {
-    let spec = slot.spec();
-    let coordinator = Coordinator {
-        inner: Arc::clone(inner),
-    };
-    let gets = spec.dependencies.iter().map(|dep| {
-        let coordinator = coordinator.clone();
+/// Makes a new instance the slot's ready one and records the init.
+fn publish(inner: &Inner, slot: &Slot, instance: Box<dyn Instance>, took: Duration) -> Arc<Ready> {
+    let stats = &slot.info.stats;
+    let ready = Arc::new(Ready {
+        instance,
+        info: Arc::clone(&slot.info),
+    });
+    stats.inits.inc();
+    stats.init_duration.record(took.as_secs_f64());
+    stats.init_micros.store(
+        u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1),
+        Ordering::Relaxed,
+    );
+    ready.info.touch();
+    slot.ready.store(Some(Arc::clone(&ready)));
+    *slot.last_error.lock() = None;
+    let mut order = inner.init_order.lock();
+    order.retain(|name| name != slot.name());
+    order.push(slot.name().to_owned());
+    drop(order);
+    tracing::info!(component = %slot.name(), elapsed = ?took, "component initialised");
+    ready
+}
+
+/// Gets every dependency of `slot`, concurrently.
+async fn dependencies(inner: &Arc<Inner>, slot: &Slot) -> Result<Dependencies, InitError> {
+    let component = slot.name().to_owned();
+    let gets = slot.spec().dependencies.iter().cloned().map(|dep| {
+        let coordinator = Coordinator {
+            inner: Arc::clone(inner),
+        };
+        let component = component.clone();
         async move {
-            let result = coordinator.get(dep).await.map_err(|err| match err {
+            let result = coordinator.get(&dep).await.map_err(|err| match err {
                 GetError::UnknownComponent { name } => GetError::MissingDependency {
-                    component: spec.name.clone(),
+                    component,
                     dependency: name,
                 },
                 other => other,
             });
-            (dep.clone(), result)
+            (dep, result)
         }
     });
     let mut handles = HashMap::new();
@@ -166,62 +194,74 @@ async fn create_with_dependencies(
             }
             Err(source) => {
                 return Err(InitError::Dependency {
-                    component: spec.name.clone(),
+                    component,
                     dependency,
                     source,
                 })
             }
         }
     }
+    Ok(Dependencies::new(handles))
+}
 
-    let _permit = Arc::clone(&inner.init_permits)
-        .acquire_owned()
+async fn create_with_dependencies(
+    inner: &Arc<Inner>,
+    slot: &Arc<Slot>,
+) -> Result<Box<dyn Instance>, InitError> {
+    let dependencies = dependencies(inner, slot).await?;
+    let spec = slot.spec();
+    let limit = spec.init_timeout.unwrap_or(inner.default_timeout);
+    let timed_out = || InitError::TimedOut {
+        component: spec.name.clone(),
+        limit,
+    };
+    let started = Instant::now();
+    // The wait for an init slot counts against the limit: abandoned inits keep theirs.
+    let permit = tokio::time::timeout(limit, Arc::clone(&inner.init_permits).acquire_owned())
         .await
+        .map_err(|_| timed_out())?
         .map_err(|_| InitError::Thread {
             component: spec.name.clone(),
             reason: "the coordinator is closed".into(),
         })?;
-    let reservation = super::eviction::admit(inner, slot).await?;
-    let limit = spec.init_timeout.unwrap_or(inner.default_timeout);
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let provider = Arc::clone(&slot.provider);
-    let thread_spec = spec.clone();
-    let config = slot.config.clone();
-    let dependencies = Dependencies::new(handles);
-    std::thread::Builder::new()
-        .name(format!("init:{}", spec.name))
-        .spawn(move || {
-            let result = provider.create(&thread_spec, &config, dependencies);
-            if let Err(late) = tx.send(result) {
-                // The caller gave up (timeout): drop the late instance here, cleanly.
-                tracing::warn!(component = %thread_spec.name, succeeded = late.is_ok(), "late initialisation result dropped");
-            }
-        })
-        .map_err(|err| InitError::Thread {
-            component: spec.name.clone(),
-            reason: err.to_string(),
-        })?;
-    let timed = inner
-        .timeouts
-        .run(OperationKind::Init, &spec.name, None, limit, rx)
-        .await;
-    match timed {
-        Ok(Ok(result)) => {
-            if result.is_ok() {
-                reservation.commit();
-            }
-            result
+    let job = {
+        let (inner, slot) = (Arc::clone(inner), Arc::clone(slot));
+        move || {
+            let _permit = permit;
+            let reservation = super::eviction::admit(&inner, &slot)?;
+            let instance = slot
+                .provider
+                .create(slot.spec(), &slot.config, dependencies)?;
+            reservation.commit();
+            Ok(instance)
         }
-        Ok(Err(_)) => Err(InitError::Thread {
-            component: spec.name.clone(),
-            reason: "the init thread ended without a result".into(),
-        }),
-        Err(Interrupted::Expired) => Err(InitError::TimedOut {
-            component: spec.name.clone(),
-            limit,
-        }),
+    };
+    let task = inner.executor.spawn_with(job, abandon_hooks(slot));
+    let remaining = limit.saturating_sub(started.elapsed());
+    match inner
+        .timeouts
+        .run(OperationKind::Init, &spec.name, None, remaining, task)
+        .await
+    {
+        Ok(result) => result,
+        Err(Interrupted::Expired) => Err(timed_out()),
         Err(Interrupted::Cancelled) => Err(InitError::Cancelled {
             component: spec.name.clone(),
         }),
+    }
+}
+
+/// While an abandoned init still runs, the slot says so; its late instance is dropped on
+/// its own plugin thread by the executor.
+fn abandon_hooks(slot: &Arc<Slot>) -> Hooks {
+    let (abandoned, late) = (Arc::clone(slot), Arc::clone(slot));
+    Hooks {
+        on_abandon: Some(Box::new(move || {
+            abandoned.init_abandoned.store(true, Ordering::Release);
+        })),
+        on_late: Some(Box::new(move || {
+            late.init_abandoned.store(false, Ordering::Release);
+            tracing::warn!(component = %late.name(), "an abandoned initialisation returned late; its result was dropped");
+        })),
     }
 }

@@ -13,8 +13,10 @@ use plugin_api::{ffi::ComponentBox, Component, PluginError, Request};
 
 use super::{handle::ComponentHandle, InitError};
 use crate::{
-    context::PluginHostContext, discovery::DiscoveredPlugin, loader::Loader, locks::LockManager,
-    memory::MemoryManager, metrics::PluginMetrics,
+    context::{HostServices, PluginHostContext},
+    discovery::DiscoveredPlugin,
+    loader::Loader,
+    memory::MemoryManager,
 };
 
 /// What the coordinator knows about a component before creating it.
@@ -110,6 +112,12 @@ pub trait Instance: Send + Sync + 'static {
     ///
     /// The component's error.
     fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, PluginError>;
+
+    /// Releases what call `id` still holds (locks taken through a plugin context). The
+    /// host calls it when the call returns or its caller abandons it. Defaults to nothing.
+    fn end_call(&self, id: u64) {
+        let _ = id;
+    }
 }
 
 /// Creates instances of one component. Blocking; the coordinator runs it on its own thread
@@ -204,9 +212,8 @@ impl Instance for NativeInstance {
 pub(crate) struct PluginProvider {
     pub(crate) plugin: DiscoveredPlugin,
     pub(crate) loader: Arc<Loader>,
-    pub(crate) locks: LockManager,
     pub(crate) memory: MemoryManager,
-    pub(crate) metrics: Arc<PluginMetrics>,
+    pub(crate) services: Arc<HostServices>,
 }
 
 impl Provider for PluginProvider {
@@ -243,33 +250,41 @@ impl Provider for PluginProvider {
                 .record_library(&path.display().to_string(), &spec.name, cost);
         }
         let plugin = library.info().name.clone();
-        let host = PluginHostContext::new_box(
+        let context = PluginHostContext::new(
             &plugin,
             &spec.name,
             config,
             dependencies,
-            self.locks.clone(),
-            Arc::clone(&self.metrics),
+            Arc::clone(&self.services),
         );
         let component = library
-            .create(&spec.name, host)
+            .create(&spec.name, context.to_box())
             .map_err(|source| InitError::Create {
                 component: spec.name.clone(),
                 plugin,
                 source,
             })?;
-        Ok(Box::new(PluginInstance(component)))
+        Ok(Box::new(PluginInstance { component, context }))
     }
 }
 
-struct PluginInstance(ComponentBox);
+/// A plugin's component and its context. The component is dropped first: its `Drop` may
+/// still use the context, which then releases the dependency handles and any lock left.
+struct PluginInstance {
+    component: ComponentBox,
+    context: PluginHostContext,
+}
 
 impl Instance for PluginInstance {
     fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, PluginError> {
         use abi_stable::std_types::{RSlice, RStr};
-        self.0
+        self.component
             .call(RStr::from_str(method), RSlice::from_slice(input))
             .into_result()
             .map(Vec::from)
+    }
+
+    fn end_call(&self, id: u64) {
+        self.context.end_call(id);
     }
 }

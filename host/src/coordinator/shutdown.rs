@@ -1,33 +1,91 @@
-//! Stopping one component: its instance is dropped on a thread of its own, under the
+//! Shutdown: every ready component stopped, dependents before their dependencies,
+//! independent ones concurrently, each instance dropped on the plugin executor under the
 //! stop timeout.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
 
-use super::slot::{Slot, SlotState};
+use super::{
+    slot::{Slot, SlotState},
+    Coordinator, ShutdownReport,
+};
+use crate::executor::PluginExecutor;
 
-/// Drops a slot's instance on its own thread; `(name, finished within timeout)`.
-pub(super) async fn stop_slot(slot: Arc<Slot>, stop_timeout: Duration) -> (String, bool) {
+impl Coordinator {
+    /// Stops every ready component: dependents before their dependencies, independent
+    /// ones concurrently, each drop under `stop_timeout`. No component starts afterwards.
+    pub async fn shutdown(&self, stop_timeout: Duration) -> ShutdownReport {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        let slots = self.inner.slots.load_full();
+        let mut remaining: HashSet<String> = slots
+            .values()
+            // Read under each slot's lock: an init either published before this (and is
+            // stopped here) or sees the shutdown flag and never publishes.
+            .filter(|slot| {
+                let _state = slot.state.lock();
+                slot.ready.load().is_some()
+            })
+            .map(|slot| slot.name().to_owned())
+            .collect();
+        let mut report = ShutdownReport::default();
+        while !remaining.is_empty() {
+            // A component may stop once nothing still running depends on it.
+            let wave: Vec<Arc<Slot>> = remaining
+                .iter()
+                .filter(|name| {
+                    !remaining.iter().any(|other| {
+                        slots[other.as_str()]
+                            .spec()
+                            .dependencies
+                            .iter()
+                            .any(|d| d == *name)
+                    })
+                })
+                .map(|name| Arc::clone(&slots[name.as_str()]))
+                .collect();
+            let wave = if wave.is_empty() {
+                // Unreachable while the graph is acyclic; stop everything rather than hang.
+                remaining
+                    .iter()
+                    .map(|n| Arc::clone(&slots[n.as_str()]))
+                    .collect()
+            } else {
+                wave
+            };
+            let stops = wave
+                .iter()
+                .map(|slot| stop_slot(&self.inner.executor, Arc::clone(slot), stop_timeout));
+            for (name, finished) in futures::future::join_all(stops).await {
+                remaining.remove(&name);
+                if finished {
+                    report.stopped.push(name);
+                } else {
+                    report.timed_out.push(name);
+                }
+            }
+        }
+        report
+    }
+}
+
+/// Drops a slot's instance on the plugin executor; `(name, finished within timeout)`.
+async fn stop_slot(
+    executor: &PluginExecutor,
+    slot: Arc<Slot>,
+    stop_timeout: Duration,
+) -> (String, bool) {
     let name = slot.name().to_owned();
     *slot.state.lock() = SlotState::Stopped;
     let Some(ready) = slot.ready.swap(None) else {
         return (name, true);
     };
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let spawned = std::thread::Builder::new()
-        .name(format!("stop:{name}"))
-        .spawn(move || {
-            // Drops the instance now unless a caller still holds a handle; then it goes
-            // when the last handle does.
-            drop(ready);
-            let _ = done_tx.send(());
-        });
-    let finished = match spawned {
-        Ok(_) => tokio::time::timeout(stop_timeout, done_rx).await.is_ok(),
-        Err(err) => {
-            tracing::error!(component = %name, error = %err, "cannot start the stop thread");
-            false
-        }
-    };
+    // Drops the instance now unless a caller still holds a handle; then it goes when the
+    // last handle does.
+    let task = executor.spawn(move || drop(ready));
+    let finished = tokio::time::timeout(stop_timeout, task).await.is_ok();
     if finished {
         tracing::info!(component = %name, "component stopped");
     } else {

@@ -1,8 +1,9 @@
 //! One registered component: its spec, its provider, its state and its counters.
 
 use std::{
+    collections::BTreeMap,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
     time::{Duration, Instant},
@@ -13,7 +14,7 @@ use futures::future::{BoxFuture, Shared};
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use super::{handle::Ready, provider::Provider, ComponentSpec, InitError};
+use super::{handle::Ready, provider::Provider, CallError, ComponentSpec, InitError};
 use crate::metrics::{Counter, Histogram, Sampler};
 
 /// The lifecycle of a component.
@@ -25,9 +26,10 @@ use crate::metrics::{Counter, Histogram, Sampler};
 /// - `TimedOut`: `create` outlived its timeout; its thread was abandoned, a late result is
 ///   dropped; retried like `Failed`.
 /// - `Evicted`: the instance was dropped to free memory; the next `get` creates a new one.
+/// - `Quarantined`: ready, but `quarantine_after` of its calls timed out and still run;
+///   calls fail fast until they return.
 /// - `Stopped`: stopped by shutdown; not initialised again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ComponentState {
     /// Known, not initialised.
     Registered,
@@ -41,22 +43,49 @@ pub enum ComponentState {
     TimedOut,
     /// Dropped to free memory; re-initialisable.
     Evicted,
+    /// Ready, but too many abandoned calls still run; calls fail fast.
+    Quarantined,
     /// Stopped at shutdown.
     Stopped,
 }
 
-impl std::fmt::Display for ComponentState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let text = match self {
+impl ComponentState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [Self; 8] = [
+        Self::Registered,
+        Self::Initializing,
+        Self::Ready,
+        Self::Failed,
+        Self::TimedOut,
+        Self::Evicted,
+        Self::Quarantined,
+        Self::Stopped,
+    ];
+
+    /// The state's name, as in JSON and metrics labels (`timed_out`).
+    pub fn as_str(self) -> &'static str {
+        match self {
             Self::Registered => "registered",
             Self::Initializing => "initializing",
             Self::Ready => "ready",
             Self::Failed => "failed",
-            Self::TimedOut => "timed out",
+            Self::TimedOut => "timed_out",
             Self::Evicted => "evicted",
+            Self::Quarantined => "quarantined",
             Self::Stopped => "stopped",
-        };
-        f.write_str(text)
+        }
+    }
+}
+
+impl std::fmt::Display for ComponentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ComponentState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -137,11 +166,129 @@ impl Stats {
     }
 }
 
+/// How many calls of one component may run, and how many abandoned ones it tolerates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CallLimits {
+    pub(crate) max_in_flight: usize,
+    pub(crate) quarantine_after: usize,
+}
+
+/// A component's share of the plugin executor: calls in flight, and calls abandoned by
+/// their callers (a timeout) that still run. Lock-free on the call path.
+#[derive(Debug)]
+pub(crate) struct Bulkhead {
+    limits: CallLimits,
+    in_flight: AtomicUsize,
+    abandoned: AtomicUsize,
+    /// Method -> abandoned calls of it still running. At most `max_in_flight` entries.
+    stuck: Mutex<BTreeMap<String, usize>>,
+    pub(crate) refused_saturated: Counter,
+    pub(crate) refused_quarantined: Counter,
+}
+
+impl Bulkhead {
+    fn new(limits: CallLimits) -> Self {
+        Self {
+            limits,
+            in_flight: AtomicUsize::new(0),
+            abandoned: AtomicUsize::new(0),
+            stuck: Mutex::default(),
+            refused_saturated: Counter::default(),
+            refused_quarantined: Counter::default(),
+        }
+    }
+
+    pub(crate) fn limits(&self) -> CallLimits {
+        self.limits
+    }
+
+    /// Calls running now, abandoned ones included.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Calls abandoned by their callers that still run.
+    pub(crate) fn abandoned(&self) -> usize {
+        self.abandoned.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_quarantined(&self) -> bool {
+        self.abandoned() >= self.limits.quarantine_after
+    }
+
+    /// The abandoned calls still running, by method.
+    pub(crate) fn stuck_methods(&self) -> Vec<(String, usize)> {
+        self.stuck
+            .lock()
+            .iter()
+            .map(|(method, n)| (method.clone(), *n))
+            .collect()
+    }
+
+    /// Admits one more call, or says why not.
+    pub(crate) fn enter(info: &Arc<SlotInfo>, method: &str) -> Result<CallPermit, CallError> {
+        let bulkhead = &info.bulkhead;
+        if bulkhead.is_quarantined() {
+            bulkhead.refused_quarantined.inc();
+            return Err(CallError::Quarantined {
+                component: info.spec.name.clone(),
+                method: method.to_owned(),
+                stuck: bulkhead.stuck_methods(),
+            });
+        }
+        let limit = bulkhead.limits.max_in_flight;
+        if bulkhead.in_flight.fetch_add(1, Ordering::AcqRel) >= limit {
+            bulkhead.in_flight.fetch_sub(1, Ordering::AcqRel);
+            bulkhead.refused_saturated.inc();
+            return Err(CallError::Saturated {
+                component: info.spec.name.clone(),
+                method: method.to_owned(),
+                limit,
+            });
+        }
+        Ok(CallPermit {
+            info: Arc::clone(info),
+        })
+    }
+
+    /// A caller stopped waiting for a call of `method` that still runs.
+    pub(crate) fn abandon(&self, method: &str) {
+        *self.stuck.lock().entry(method.to_owned()).or_default() += 1;
+        self.abandoned.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// An abandoned call of `method` returned.
+    pub(crate) fn returned(&self, method: &str) {
+        let mut stuck = self.stuck.lock();
+        if let Some(count) = stuck.get_mut(method) {
+            *count -= 1;
+            if *count == 0 {
+                stuck.remove(method);
+            }
+        }
+        drop(stuck);
+        self.abandoned.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One admitted call; leaving the bulkhead when dropped, which is when the call's code
+/// returns (not when its caller stops waiting).
+pub(crate) struct CallPermit {
+    info: Arc<SlotInfo>,
+}
+
+impl Drop for CallPermit {
+    fn drop(&mut self) {
+        self.info.bulkhead.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The immutable part of a slot, shared with every handle of its instances.
 #[derive(Debug)]
 pub(crate) struct SlotInfo {
     pub(crate) spec: ComponentSpec,
     pub(crate) stats: Stats,
+    pub(crate) bulkhead: Bulkhead,
 }
 
 impl SlotInfo {
@@ -159,6 +306,12 @@ pub(crate) struct Slot {
     /// The ready instance: the lock-free fast path of `get`.
     pub(crate) ready: ArcSwapOption<Ready>,
     pub(crate) state: Mutex<SlotState>,
+    /// The last initialisation error, memory refusals included (which leave no failed
+    /// state behind).
+    pub(crate) last_error: Mutex<Option<Arc<InitError>>>,
+    /// An initialisation whose caller gave up (timeout) still runs: no new one starts
+    /// until it returns.
+    pub(crate) init_abandoned: AtomicBool,
 }
 
 impl Slot {
@@ -167,16 +320,20 @@ impl Slot {
         provider: Arc<dyn Provider>,
         config: serde_json::Value,
         sampler: Sampler,
+        limits: CallLimits,
     ) -> Self {
         Self {
             info: Arc::new(SlotInfo {
                 spec,
                 stats: Stats::new(sampler),
+                bulkhead: Bulkhead::new(limits),
             }),
             provider,
             config,
             ready: ArcSwapOption::empty(),
             state: Mutex::new(SlotState::Registered),
+            last_error: Mutex::new(None),
+            init_abandoned: AtomicBool::new(false),
         }
     }
 

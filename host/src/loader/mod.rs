@@ -174,15 +174,21 @@ fn first_mismatch(report: &str) -> String {
 }
 
 /// Opens each library at most once and hands out the same [`LoadedLibrary`] afterwards.
+///
+/// Opening a library runs its initialisers, which may take long or hang. Each path has a
+/// lock of its own, so two libraries open concurrently and a hanging one blocks only the
+/// callers of that library; the table of loaded libraries is never locked across an open.
 #[derive(Default)]
 pub struct Loader {
-    libraries: Mutex<HashMap<PathBuf, Arc<LoadedLibrary>>>,
+    loaded: Mutex<HashMap<PathBuf, Arc<LoadedLibrary>>>,
+    /// One lock per path being (or once) opened: serialises opens of the same file.
+    opening: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Loader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Loader")
-            .field("loaded", &self.libraries.lock().keys().collect::<Vec<_>>())
+            .field("loaded", &self.loaded())
             .finish()
     }
 }
@@ -194,31 +200,37 @@ impl Loader {
     }
 
     /// Returns the library at `path`, opening it on first use. Blocking: call it from a
-    /// blocking thread. Failures are not cached, so a fixed file can be loaded later.
+    /// plugin thread. Failures are not cached, so a fixed file can be loaded later.
     ///
     /// # Errors
     ///
     /// The [`LoadError`] of [`open_library`].
     pub fn load(&self, path: &Path) -> Result<Arc<LoadedLibrary>, LoadError> {
-        // One global lock: loads are rare, and the dynamic loader serialises them anyway.
-        let mut libraries = self.libraries.lock();
-        if let Some(library) = libraries.get(path) {
+        if let Some(library) = self.loaded.lock().get(path) {
+            return Ok(Arc::clone(library));
+        }
+        let gate = Arc::clone(self.opening.lock().entry(path.to_owned()).or_default());
+        let _opening = gate.lock();
+        // Someone else may have opened it while this caller waited.
+        if let Some(library) = self.loaded.lock().get(path) {
             return Ok(Arc::clone(library));
         }
         let library = Arc::new(open_library(path)?);
         tracing::info!(path = %path.display(), plugin = %library.info.name, "plugin library loaded");
-        libraries.insert(path.to_owned(), Arc::clone(&library));
+        self.loaded
+            .lock()
+            .insert(path.to_owned(), Arc::clone(&library));
         Ok(library)
     }
 
     /// Whether the library at `path` is loaded.
     pub fn is_loaded(&self, path: &Path) -> bool {
-        self.libraries.lock().contains_key(path)
+        self.loaded.lock().contains_key(path)
     }
 
     /// The paths of the libraries loaded so far.
     pub fn loaded(&self) -> Vec<PathBuf> {
-        self.libraries.lock().keys().cloned().collect()
+        self.loaded.lock().keys().cloned().collect()
     }
 }
 

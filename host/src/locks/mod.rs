@@ -94,6 +94,7 @@ impl LockManagerBuilder {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::new(&self.order)),
                 settings: self,
+                leaked: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -102,6 +103,8 @@ impl LockManagerBuilder {
 struct Inner {
     state: Mutex<State>,
     settings: LockManagerBuilder,
+    /// Locks released by the host because their holder ended without releasing them.
+    leaked: std::sync::atomic::AtomicU64,
 }
 
 /// Named, ordered, deadlock-checked locks. Cheap to clone; clones share the lock table.
@@ -242,6 +245,19 @@ impl LockManager {
     /// A manager with the documented defaults.
     pub fn builder() -> LockManagerBuilder {
         LockManagerBuilder::default()
+    }
+
+    /// Counts one lock released by the host because its holder (a call that returned or
+    /// was abandoned, a dropped instance) never released it.
+    pub(crate) fn record_leak(&self) {
+        self.inner
+            .leaked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Locks the host had to release for holders that ended without releasing them.
+    pub fn leaked(&self) -> u64 {
+        self.inner.leaked.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The acquire timeout of `lock`.

@@ -56,28 +56,6 @@ impl std::fmt::Debug for UnifiedMetricsCollector {
     }
 }
 
-fn state_name(state: ComponentState) -> &'static str {
-    match state {
-        ComponentState::Registered => "registered",
-        ComponentState::Initializing => "initializing",
-        ComponentState::Ready => "ready",
-        ComponentState::Failed => "failed",
-        ComponentState::TimedOut => "timed_out",
-        ComponentState::Evicted => "evicted",
-        ComponentState::Stopped => "stopped",
-    }
-}
-
-const STATES: [ComponentState; 7] = [
-    ComponentState::Registered,
-    ComponentState::Initializing,
-    ComponentState::Ready,
-    ComponentState::Failed,
-    ComponentState::TimedOut,
-    ComponentState::Evicted,
-    ComponentState::Stopped,
-];
-
 impl UnifiedMetricsCollector {
     /// A collector over `coordinator`, reporting `catalog`'s scan results.
     pub fn new(coordinator: Coordinator, catalog: Arc<Catalog>) -> Self {
@@ -191,8 +169,8 @@ impl UnifiedMetricsCollector {
             "1 for the state the component is in.",
         );
         for c in components {
-            for state in STATES {
-                let pairs = [("component", c.name.as_str()), ("state", state_name(state))];
+            for state in ComponentState::ALL {
+                let pairs = [("component", c.name.as_str()), ("state", state.as_str())];
                 out.sample(
                     "plugin_host_component_state",
                     &pairs,
@@ -359,6 +337,16 @@ impl UnifiedMetricsCollector {
         for (name, kind, help, value) in families {
             out.gauge_family(name, kind, help, &locks, |s| (label(s), value(s)));
         }
+        out.family(
+            "plugin_host_lock_leaked_total",
+            Kind::Counter,
+            "Locks the host released because their holder ended without releasing them.",
+        );
+        out.sample(
+            "plugin_host_lock_leaked_total",
+            &[],
+            self.coordinator.locks().leaked() as f64,
+        );
     }
 
     fn host_families(&self, out: &mut Exposition) {
@@ -448,14 +436,10 @@ impl UnifiedMetricsCollector {
     fn plugin_families(&self, out: &mut Exposition) {
         let mut current = String::new();
         for metric in self.coordinator.plugin_metrics().all() {
-            let (family, kind) = match &metric.instrument {
-                PluginInstrument::Counter(_) => {
-                    let base = metric.name.trim_end_matches("_total");
-                    (format!("plugin_{base}_total"), Kind::Counter)
-                }
-                PluginInstrument::Histogram(_) => {
-                    (format!("plugin_{}", metric.name), Kind::Histogram)
-                }
+            let family = metric.family();
+            let kind = match &metric.instrument {
+                PluginInstrument::Counter(_) => Kind::Counter,
+                PluginInstrument::Histogram(_) => Kind::Histogram,
             };
             if family != current {
                 out.family(&family, kind, &metric.help);
@@ -476,21 +460,28 @@ impl UnifiedMetricsCollector {
         }
     }
 
-    /// Everything as one JSON document.
-    pub fn json(&self) -> serde_json::Value {
-        let (aggregated_at, summaries) = self.summaries();
+    /// Every component's status with its latency summary, as JSON.
+    pub fn components_json(&self) -> serde_json::Value {
+        let (_, summaries) = self.summaries();
         let components: Vec<serde_json::Value> = self
             .coordinator
             .components()
             .into_iter()
             .map(|c| {
                 let summary = summaries.get(&c.name).copied();
-                let mut value = serde_json::to_value(&c).unwrap_or_default();
-                value["latency"] = serde_json::to_value(summary).unwrap_or_default();
+                let mut value = serde_json::json!(c);
+                value["latency"] = serde_json::json!(summary);
                 value["call_count_estimate"] = serde_json::json!(c.call_latency.count);
                 value
             })
             .collect();
+        serde_json::Value::Array(components)
+    }
+
+    /// Everything as one JSON document.
+    pub fn json(&self) -> serde_json::Value {
+        let (aggregated_at, _) = self.summaries();
+        let components = self.components_json();
         let plugin_metrics: Vec<serde_json::Value> = self
             .coordinator
             .plugin_metrics()

@@ -53,12 +53,31 @@ impl Gauge {
     }
 }
 
+/// Upper bounds (bytes) for size histograms: powers of four from 1 KiB to 16 GiB.
+pub const BYTE_BUCKETS: [f64; 13] = [
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
+    268_435_456.0,
+    1_073_741_824.0,
+    4_294_967_296.0,
+    17_179_869_184.0,
+];
+
 /// A fixed-bucket histogram of seconds (or any base unit). Memory is bounded by the
 /// bucket count whatever is recorded.
 #[derive(Debug)]
 pub struct Histogram {
+    /// Upper bounds, rising.
+    bounds: Box<[f64]>,
     /// One slot per bound, plus the overflow (`+Inf`) slot.
-    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    buckets: Box<[AtomicU64]>,
     /// Sum of recorded values in nanounits.
     sum_nanos: AtomicU64,
     count: AtomicU64,
@@ -97,10 +116,16 @@ pub struct Quantiles {
 }
 
 impl Histogram {
-    /// A histogram whose exported counts are multiplied by `scale`.
+    /// A latency histogram whose exported counts are multiplied by `scale`.
     pub fn with_scale(scale: f64) -> Self {
+        Self::with_bounds(&LATENCY_BUCKETS, scale)
+    }
+
+    /// A histogram with the given upper bounds (rising), counts multiplied by `scale`.
+    pub fn with_bounds(bounds: &[f64], scale: f64) -> Self {
         Self {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            bounds: bounds.into(),
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
             sum_nanos: AtomicU64::new(0),
             count: AtomicU64::new(0),
             scale,
@@ -110,7 +135,7 @@ impl Histogram {
     /// Records one value.
     #[inline]
     pub fn record(&self, value: f64) {
-        let index = LATENCY_BUCKETS.partition_point(|bound| *bound < value);
+        let index = self.bounds.partition_point(|bound| *bound < value);
         self.buckets[index].fetch_add(1, Ordering::Relaxed);
         self.sum_nanos
             .fetch_add((value.max(0.0) * 1e9) as u64, Ordering::Relaxed);
@@ -128,7 +153,7 @@ impl Histogram {
         let mut buckets = Vec::with_capacity(self.buckets.len());
         for (index, bucket) in self.buckets.iter().enumerate() {
             cumulative += bucket.load(Ordering::Relaxed);
-            let bound = LATENCY_BUCKETS.get(index).copied().unwrap_or(f64::INFINITY);
+            let bound = self.bounds.get(index).copied().unwrap_or(f64::INFINITY);
             buckets.push((bound, (cumulative as f64 * self.scale).round()));
         }
         HistogramSnapshot {

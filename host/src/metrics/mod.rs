@@ -14,7 +14,7 @@ mod prometheus;
 
 pub use self::collector::{ComponentSummary, UnifiedMetricsCollector};
 pub use self::instruments::{
-    Counter, Gauge, Histogram, HistogramSnapshot, Quantiles, Sampler, LATENCY_BUCKETS,
+    Counter, Gauge, Histogram, HistogramSnapshot, Quantiles, Sampler, BYTE_BUCKETS, LATENCY_BUCKETS,
 };
 pub(crate) use self::plugin::MetricHandle;
-pub use self::plugin::{PluginInstrument, PluginMetric, PluginMetrics};
+pub use self::plugin::{MetricError, PluginInstrument, PluginMetric, PluginMetrics};

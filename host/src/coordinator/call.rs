@@ -1,0 +1,92 @@
+//! Calls through the coordinator: on the plugin executor, inside the component's bulkhead,
+//! under the call timeout.
+//!
+//! A call that times out ends the wait, not the work: its caller gets `TimedOut` at once,
+//! the locks it took are released, and it keeps its place in the bulkhead until its code
+//! really returns. A component whose abandoned calls reach `quarantine_after` fails new
+//! calls fast until they do.
+
+use std::{sync::Arc, time::Duration};
+
+use super::{slot::Bulkhead, CallError, Coordinator};
+use crate::{
+    context::next_call_id,
+    executor::Hooks,
+    timeout::{Interrupted, OperationKind},
+};
+
+impl Coordinator {
+    /// Gets `component` and calls `method` on the plugin executor, under its call timeout
+    /// (see [`Self::call_timeout`]).
+    ///
+    /// # Errors
+    ///
+    /// [`CallError`] for init failures, the component's error, an expired timeout, or a
+    /// refusal by the component's bulkhead (saturated, quarantined).
+    pub async fn call(
+        &self,
+        component: &str,
+        method: &str,
+        input: Vec<u8>,
+    ) -> Result<Vec<u8>, CallError> {
+        let handle = self.get(component).await?;
+        let permit = Bulkhead::enter(&handle.ready.info, method)?;
+        let limit = self.call_timeout(component, method);
+        let id = next_call_id();
+        let hooks = {
+            let (abandoned, late) = (handle.clone(), Arc::clone(&handle.ready.info));
+            let (method_a, method_l) = (method.to_owned(), method.to_owned());
+            Hooks {
+                on_abandon: Some(Box::new(move || {
+                    abandoned.ready.info.bulkhead.abandon(&method_a);
+                    // Its locks end with the wait: nobody is there to release them.
+                    abandoned.ready.instance.end_call(id);
+                })),
+                on_late: Some(Box::new(move || {
+                    late.bulkhead.returned(&method_l);
+                    tracing::info!(component = %late.spec.name, method = %method_l, "an abandoned call returned");
+                })),
+            }
+        };
+        let info = Arc::clone(&handle.ready.info);
+        let job_method = method.to_owned();
+        let task = self.inner.executor.spawn_with(
+            move || {
+                let _permit = permit;
+                handle.call_as(id, &job_method, &input)
+            },
+            hooks,
+        );
+        let timed = self
+            .inner
+            .timeouts
+            .run(OperationKind::Call, component, Some(method), limit, task)
+            .await;
+        match timed {
+            Ok(result) => result,
+            Err(Interrupted::Expired) => {
+                info.stats.call_timeouts.inc();
+                Err(CallError::TimedOut {
+                    component: component.to_owned(),
+                    method: method.to_owned(),
+                    limit,
+                })
+            }
+            Err(Interrupted::Cancelled) => Err(CallError::Cancelled {
+                component: component.to_owned(),
+                method: method.to_owned(),
+            }),
+        }
+    }
+
+    /// The timeout for calls to `component.method`, most specific setting first.
+    pub fn call_timeout(&self, component: &str, method: &str) -> Duration {
+        let config = &self.inner.config;
+        let overrides = config.components.get(component);
+        overrides
+            .and_then(|c| c.operations.get(method).copied())
+            .or_else(|| config.timeouts.operations.get(method).copied())
+            .or_else(|| overrides.and_then(|c| c.timeout))
+            .unwrap_or(self.inner.default_timeout)
+    }
+}

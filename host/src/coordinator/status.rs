@@ -1,0 +1,139 @@
+//! Snapshots of every component for people, the admin API and metrics.
+
+use std::{collections::HashMap, sync::atomic::Ordering};
+
+use serde::Serialize;
+
+use super::{slot::Slot, ComponentState, Coordinator, ErrorChainDisplay};
+use crate::metrics::HistogramSnapshot;
+
+/// A snapshot of one component for people and the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentStatus {
+    /// Component name.
+    pub name: String,
+    /// Current state.
+    pub state: ComponentState,
+    /// Providing plugin, or `None` for native components.
+    pub plugin: Option<String>,
+    /// Declared dependencies.
+    pub dependencies: Vec<String>,
+    /// Registered components that depend on it.
+    pub dependents: Vec<String>,
+    /// 0 (most important) to 100.
+    pub priority: u8,
+    /// Declared memory use in bytes.
+    pub memory_estimate: u64,
+    /// RSS growth measured across its last creation, in bytes.
+    pub memory_measured: Option<u64>,
+    /// Times it was evicted to free memory.
+    pub evictions: u64,
+    /// How long the last successful init took, in milliseconds.
+    pub init_ms: Option<f64>,
+    /// Milliseconds since last use, if used.
+    pub idle_ms: Option<u64>,
+    /// Calls made.
+    pub calls: u64,
+    /// Calls that returned an error.
+    pub call_errors: u64,
+    /// Calls that timed out.
+    pub call_timeouts: u64,
+    /// Calls running now, abandoned ones included.
+    pub calls_in_flight: usize,
+    /// Calls abandoned by their callers (timed out) that still run.
+    pub calls_abandoned: usize,
+    /// The stuck methods and how many abandoned calls of each still run.
+    pub stuck_methods: Vec<(String, usize)>,
+    /// The most calls it may run at once.
+    pub max_concurrent_calls: usize,
+    /// Abandoned calls at which it is quarantined.
+    pub quarantine_after: usize,
+    /// Calls refused because it was running `max_concurrent_calls` already.
+    pub refused_saturated: u64,
+    /// Calls refused because it was quarantined.
+    pub refused_quarantined: u64,
+    /// Latency of calls (sampled, scaled back to every call).
+    #[serde(skip)]
+    pub call_latency: HistogramSnapshot,
+    /// Duration of successful initialisations.
+    #[serde(skip)]
+    pub init_duration: HistogramSnapshot,
+    /// Successful initialisations.
+    pub inits: u64,
+    /// Failed initialisations.
+    pub init_failures: u64,
+    /// The last initialisation error, with its causes.
+    pub last_error: Option<String>,
+}
+
+impl Coordinator {
+    /// Every component's state and counters, sorted by name.
+    pub fn components(&self) -> Vec<ComponentStatus> {
+        let slots = self.inner.slots.load();
+        let mut dependents: HashMap<&str, Vec<String>> = HashMap::new();
+        for slot in slots.values() {
+            for dep in &slot.spec().dependencies {
+                dependents
+                    .entry(dep.as_str())
+                    .or_default()
+                    .push(slot.name().to_owned());
+            }
+        }
+        let mut list: Vec<ComponentStatus> = slots
+            .values()
+            .map(|slot| {
+                let mut of = dependents.get(slot.name()).cloned().unwrap_or_default();
+                of.sort();
+                self.status_of(slot, of)
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    fn status_of(&self, slot: &Slot, dependents: Vec<String>) -> ComponentStatus {
+        let spec = slot.spec();
+        let stats = &slot.info.stats;
+        let bulkhead = &slot.info.bulkhead;
+        let state = match slot.state.lock().public() {
+            ComponentState::Ready if bulkhead.is_quarantined() => ComponentState::Quarantined,
+            state => state,
+        };
+        let last_error = slot
+            .last_error
+            .lock()
+            .as_ref()
+            .map(|error| ErrorChainDisplay(&**error).to_string());
+        let init_micros = stats.init_micros.load(Ordering::Relaxed);
+        let memory = self.inner.memory.component(&spec.name).unwrap_or_default();
+        let limits = bulkhead.limits();
+        ComponentStatus {
+            name: spec.name.clone(),
+            state,
+            plugin: spec.plugin.clone(),
+            dependencies: spec.dependencies.clone(),
+            dependents,
+            priority: spec.priority,
+            memory_estimate: spec.memory_estimate,
+            memory_measured: memory.measured,
+            evictions: memory.evictions,
+            init_ms: (init_micros > 0).then(|| init_micros as f64 / 1000.0),
+            idle_ms: stats.idle_for().map(|d| d.as_millis() as u64),
+            calls: stats.calls.get(),
+            call_errors: stats.call_errors.get(),
+            call_timeouts: stats.call_timeouts.get(),
+            calls_in_flight: bulkhead.in_flight(),
+            calls_abandoned: bulkhead.abandoned(),
+            stuck_methods: bulkhead.stuck_methods(),
+            max_concurrent_calls: limits.max_in_flight,
+            quarantine_after: limits.quarantine_after,
+            refused_saturated: bulkhead.refused_saturated.get(),
+            refused_quarantined: bulkhead.refused_quarantined.get(),
+            call_latency: stats.call_latency.snapshot(),
+            init_duration: stats.init_duration.snapshot(),
+            inits: stats.inits.get(),
+            init_failures: stats.init_failures.get(),
+            last_error,
+        }
+    }
+}

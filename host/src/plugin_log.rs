@@ -1,0 +1,236 @@
+//! Where plugins' log records land: the host's `tracing`, tagged with plugin and component,
+//! under a per-component rate limit.
+//!
+//! A plugin that logs in a tight loop must not fill the disk or drown the host's own
+//! records. Each component has a token bucket (`[limits] log_records_per_second`, with a
+//! burst); records past it are dropped and counted, and a "suppressed N records" line
+//! says so once the component is back under its rate or at the next periodic flush.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Instant,
+};
+
+use abi_stable::std_types::RStr;
+use parking_lot::Mutex;
+use plugin_api::ffi::{LogLevel, LogSink};
+
+/// The target of every record a plugin logs: `RUST_LOG=plugin=debug` filters them.
+pub const PLUGIN_LOG_TARGET: &str = "plugin";
+
+/// Records per second and burst for one component; `per_second == 0` means no limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct LogRate {
+    pub(crate) per_second: u32,
+    pub(crate) burst: u32,
+}
+
+struct Bucket {
+    rate: LogRate,
+    tokens: f64,
+    refilled: Instant,
+    /// Records dropped since the last "suppressed" line.
+    pending: u64,
+}
+
+impl Bucket {
+    fn new(rate: LogRate) -> Self {
+        Self {
+            rate,
+            tokens: f64::from(rate.burst.max(1)),
+            refilled: Instant::now(),
+            pending: 0,
+        }
+    }
+
+    /// Takes a token if one is left; refills first.
+    fn admit(&mut self) -> bool {
+        if self.rate.per_second == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        let capacity = f64::from(self.rate.burst.max(1));
+        self.tokens = (self.tokens + elapsed * f64::from(self.rate.per_second)).min(capacity);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.pending += 1;
+            false
+        }
+    }
+}
+
+/// Every component's log bucket, and the count of records dropped.
+#[derive(Default)]
+pub(crate) struct LogLimits {
+    /// Component name -> its bucket. Keys come from registration only, never from what a
+    /// plugin sends, so the map cannot grow at a plugin's will.
+    buckets: Mutex<HashMap<String, Arc<Mutex<Bucket>>>>,
+    /// Per plugin, for records that name no registered component.
+    plugin_buckets: Mutex<HashMap<String, Arc<Mutex<Bucket>>>>,
+    suppressed: Mutex<HashMap<String, Arc<AtomicU64>>>,
+}
+
+impl std::fmt::Debug for LogLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogLimits").finish_non_exhaustive()
+    }
+}
+
+impl LogLimits {
+    /// Sets up the bucket of a registered component.
+    pub(crate) fn register(&self, plugin: &str, component: &str, rate: LogRate) {
+        self.buckets.lock().insert(
+            component.to_owned(),
+            Arc::new(Mutex::new(Bucket::new(rate))),
+        );
+        self.plugin_buckets
+            .lock()
+            .entry(plugin.to_owned())
+            .or_insert_with(|| Arc::new(Mutex::new(Bucket::new(rate))));
+        self.suppressed
+            .lock()
+            .entry(component.to_owned())
+            .or_default();
+    }
+
+    fn bucket(&self, plugin: &str, component: &str) -> Option<(String, Arc<Mutex<Bucket>>)> {
+        if let Some(bucket) = self.buckets.lock().get(component) {
+            return Some((component.to_owned(), Arc::clone(bucket)));
+        }
+        self.plugin_buckets
+            .lock()
+            .get(plugin)
+            .map(|bucket| (String::new(), Arc::clone(bucket)))
+    }
+
+    /// Records dropped so far, per component.
+    pub(crate) fn suppressed(&self) -> Vec<(String, u64)> {
+        let mut list: Vec<(String, u64)> = self
+            .suppressed
+            .lock()
+            .iter()
+            .map(|(name, count)| (name.clone(), count.load(Ordering::Relaxed)))
+            .collect();
+        list.sort();
+        list
+    }
+
+    /// Writes a "suppressed N records" line for every component with records dropped
+    /// since its last one. The host calls it periodically.
+    pub(crate) fn flush(&self) {
+        let buckets: Vec<(String, Arc<Mutex<Bucket>>)> = self
+            .buckets
+            .lock()
+            .iter()
+            .map(|(name, bucket)| (name.clone(), Arc::clone(bucket)))
+            .collect();
+        for (component, bucket) in buckets {
+            let pending = std::mem::take(&mut bucket.lock().pending);
+            report_suppressed(&component, pending);
+        }
+    }
+
+    fn count_suppressed(&self, component: &str) {
+        if let Some(counter) = self.suppressed.lock().get(component) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn report_suppressed(component: &str, pending: u64) {
+    if pending > 0 {
+        tracing::warn!(
+            target: PLUGIN_LOG_TARGET,
+            component = %component,
+            suppressed = pending,
+            "suppressed {pending} log records over the component's rate limit ([limits] log_records_per_second)"
+        );
+    }
+}
+
+macro_rules! at_level {
+    ($level:expr, $mac:ident!($($args:tt)*)) => {
+        match $level {
+            LogLevel::Trace => tracing::$mac!(target: "plugin", tracing::Level::TRACE, $($args)*),
+            LogLevel::Debug => tracing::$mac!(target: "plugin", tracing::Level::DEBUG, $($args)*),
+            LogLevel::Info => tracing::$mac!(target: "plugin", tracing::Level::INFO, $($args)*),
+            LogLevel::Warn => tracing::$mac!(target: "plugin", tracing::Level::WARN, $($args)*),
+            LogLevel::Error => tracing::$mac!(target: "plugin", tracing::Level::ERROR, $($args)*),
+        }
+    };
+}
+
+/// The sink one plugin library keeps for its logs and panics: the plugin's name and the
+/// shared limits, nothing of any component.
+#[derive(Clone)]
+pub(crate) struct PluginLogSink {
+    pub(crate) plugin: Arc<str>,
+    pub(crate) limits: Arc<LogLimits>,
+}
+
+impl LogSink for PluginLogSink {
+    fn enabled(&self, level: LogLevel) -> bool {
+        at_level!(level, enabled!())
+    }
+
+    fn log(&self, level: LogLevel, component: RStr<'_>, target: RStr<'_>, message: RStr<'_>) {
+        let Some((known, bucket)) = self.limits.bucket(&self.plugin, component.as_str()) else {
+            return;
+        };
+        let pending = {
+            let mut bucket = bucket.lock();
+            if !bucket.admit() {
+                drop(bucket);
+                self.limits.count_suppressed(&known);
+                return;
+            }
+            std::mem::take(&mut bucket.pending)
+        };
+        report_suppressed(&known, pending);
+        at_level!(
+            level,
+            event!(
+                plugin = %self.plugin,
+                component = %component,
+                module = %target,
+                "{}",
+                message
+            )
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_admits_its_burst_then_its_rate() {
+        let mut bucket = Bucket::new(LogRate {
+            per_second: 10,
+            burst: 5,
+        });
+        let admitted = (0..100).filter(|_| bucket.admit()).count();
+        assert!((5..=6).contains(&admitted), "{admitted}");
+        assert!(bucket.pending >= 94);
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        assert!(bucket.admit(), "refilled after a quarter second");
+    }
+
+    #[test]
+    fn a_zero_rate_is_unlimited() {
+        let mut bucket = Bucket::new(LogRate {
+            per_second: 0,
+            burst: 0,
+        });
+        assert!((0..10_000).all(|_| bucket.admit()));
+    }
+}
