@@ -14,6 +14,7 @@
 //! plugin thread, so an instance's `Drop` never runs on an async worker.
 
 use std::{
+    cell::Cell,
     collections::VecDeque,
     future::Future,
     pin::Pin,
@@ -82,6 +83,11 @@ impl PluginExecutor {
                 busy: AtomicUsize::new(0),
             }),
         }
+    }
+
+    /// Whether the calling thread is one of the plugin executor's.
+    pub(crate) fn on_plugin_thread() -> bool {
+        ON_PLUGIN_THREAD.with(Cell::get)
     }
 
     /// Threads alive now, idle ones included.
@@ -175,7 +181,12 @@ impl PluginExecutor {
     }
 }
 
+thread_local! {
+    static ON_PLUGIN_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
 fn worker(pool: &Arc<Pool>) {
+    ON_PLUGIN_THREAD.with(|flag| flag.set(true));
     loop {
         let job = {
             let mut queue = pool.queue.lock();

@@ -111,16 +111,12 @@ impl LogLimits {
             .map(|bucket| (String::new(), Arc::clone(bucket)))
     }
 
-    /// Records dropped so far, per component.
-    pub(crate) fn suppressed(&self) -> Vec<(String, u64)> {
-        let mut list: Vec<(String, u64)> = self
-            .suppressed
+    /// Records of `component` dropped so far.
+    pub(crate) fn suppressed_of(&self, component: &str) -> u64 {
+        self.suppressed
             .lock()
-            .iter()
-            .map(|(name, count)| (name.clone(), count.load(Ordering::Relaxed)))
-            .collect();
-        list.sort();
-        list
+            .get(component)
+            .map_or(0, |count| count.load(Ordering::Relaxed))
     }
 
     /// Writes a "suppressed N records" line for every component with records dropped

@@ -434,7 +434,11 @@ async fn a_plugin_takes_and_releases_a_named_lock_through_the_host_context() {
         .call("locker", "with_lock", request(1000))
         .await
         .expect("lock through the context");
-    assert_eq!(done, b"true");
+    let span: serde_json::Value = serde_json::from_slice(&done).expect("JSON span");
+    assert!(
+        span["end_us"].as_u64() >= span["start_us"].as_u64(),
+        "{span}"
+    );
     let stats = coordinator.locks().stats_of("book").expect("book stats");
     assert_eq!((stats.acquisitions, stats.holder.as_deref()), (1, None));
 

@@ -4,8 +4,10 @@
 mod admin;
 mod bad_plugins;
 mod cli;
+mod containment;
 mod coordinator;
 mod embedding;
 mod lazy_loading;
 mod memory;
 mod run;
+mod soak;

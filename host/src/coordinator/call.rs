@@ -34,13 +34,17 @@ impl Coordinator {
         let limit = self.call_timeout(component, method);
         let id = next_call_id();
         let hooks = {
-            let (abandoned, late) = (handle.clone(), Arc::clone(&handle.ready.info));
+            // Weak: the hook must not keep the instance alive past its last real user.
+            let abandoned = Arc::downgrade(&handle.ready);
+            let late = Arc::clone(&handle.ready.info);
             let (method_a, method_l) = (method.to_owned(), method.to_owned());
             Hooks {
                 on_abandon: Some(Box::new(move || {
-                    abandoned.ready.info.bulkhead.abandon(&method_a);
-                    // Its locks end with the wait: nobody is there to release them.
-                    abandoned.ready.instance.end_call(id);
+                    if let Some(ready) = abandoned.upgrade() {
+                        ready.info.bulkhead.abandon(&method_a);
+                        // Its locks end with the wait: nobody is there to release them.
+                        ready.instance().end_call(id);
+                    }
                 })),
                 on_late: Some(Box::new(move || {
                     late.bulkhead.returned(&method_l);
@@ -52,8 +56,12 @@ impl Coordinator {
         let job_method = method.to_owned();
         let task = self.inner.executor.spawn_with(
             move || {
-                let _permit = permit;
-                handle.call_as(id, &job_method, &input)
+                let result = handle.call_as(id, &job_method, &input);
+                // The handle first: shutdown waits for calls in flight, and then for
+                // drops, so the permit must not go before a drop has begun.
+                drop(handle);
+                drop(permit);
+                result
             },
             hooks,
         );

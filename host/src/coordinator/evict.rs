@@ -6,6 +6,7 @@
 use std::{sync::Arc, time::Duration};
 
 use super::{handle::Ready, slot::SlotState, Coordinator, EvictError};
+use crate::memory::release_free_memory;
 
 impl Coordinator {
     /// Drops the ready instance of `name` (handles callers hold keep theirs alive until
@@ -87,6 +88,7 @@ impl Coordinator {
                 // The instance goes now unless a caller still holds a handle.
                 drop(ready);
             }
+            release_free_memory();
         });
         if tokio::time::timeout(limit, task).await.is_err() {
             tracing::warn!(limit = ?limit, "evicted instances did not finish dropping in time; their drop goes on");

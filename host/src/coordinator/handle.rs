@@ -1,15 +1,65 @@
 //! Handles to ready components: what callers hold and call.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::Instant,
+};
 
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{provider::Instance, slot::SlotInfo, CallError};
+use crate::executor::PluginExecutor;
 
 /// A ready component instance and where it came from.
+///
+/// Its last reference may go anywhere: a caller's handle, a shared init's stored result,
+/// a hook. Wherever it goes, the instance's `Drop` (plugin code) runs on the plugin
+/// executor, never on an async worker.
 pub(crate) struct Ready {
-    pub(crate) instance: Box<dyn Instance>,
+    /// `Some` until dropped.
+    instance: Option<Box<dyn Instance>>,
     pub(crate) info: Arc<SlotInfo>,
+    executor: PluginExecutor,
+}
+
+impl Ready {
+    pub(crate) fn new(
+        instance: Box<dyn Instance>,
+        info: Arc<SlotInfo>,
+        executor: PluginExecutor,
+    ) -> Self {
+        Self {
+            instance: Some(instance),
+            info,
+            executor,
+        }
+    }
+
+    pub(crate) fn instance(&self) -> &dyn Instance {
+        match &self.instance {
+            Some(instance) => &**instance,
+            None => unreachable!("the instance is taken only by Drop"),
+        }
+    }
+}
+
+impl Drop for Ready {
+    fn drop(&mut self) {
+        let Some(instance) = self.instance.take() else {
+            return;
+        };
+        let info = Arc::clone(&self.info);
+        info.dropping.fetch_add(1, Ordering::AcqRel);
+        let finish = move || {
+            drop(instance);
+            info.dropping.fetch_sub(1, Ordering::AcqRel);
+        };
+        if PluginExecutor::on_plugin_thread() {
+            finish();
+        } else {
+            self.executor.execute(finish);
+        }
+    }
 }
 
 /// A handle to a ready component. Holding it keeps the instance alive, even if the
@@ -58,7 +108,7 @@ impl ComponentHandle {
         let scope = crate::context::CallScope::enter(id, method);
         let result = self.call_inner(method, input);
         drop(scope);
-        self.ready.instance.end_call(id);
+        self.ready.instance().end_call(id);
         result
     }
 
@@ -68,7 +118,7 @@ impl ComponentHandle {
         let stats = &slot.stats;
         stats.calls.inc();
         let started = stats.sampler.sample().then(Instant::now);
-        let result = self.ready.instance.call(method, input);
+        let result = self.ready.instance().call(method, input);
         if let Some(started) = started {
             stats.call_latency.record(started.elapsed().as_secs_f64());
         }

@@ -310,11 +310,6 @@ impl Coordinator {
         &self.inner.services.locks
     }
 
-    /// Log records dropped by the per-component rate limit so far, per component.
-    pub fn suppressed_logs(&self) -> Vec<(String, u64)> {
-        self.inner.services.logs.suppressed()
-    }
-
     /// Writes a "suppressed N records" line for each component whose records were
     /// dropped since its last one. `run` calls it every second.
     pub fn flush_log_suppression(&self) {

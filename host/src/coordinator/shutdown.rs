@@ -24,9 +24,10 @@ impl Coordinator {
             .values()
             // Read under each slot's lock: an init either published before this (and is
             // stopped here) or sees the shutdown flag and never publishes.
+            // Evicted instances still alive (held by a call, or dropping) count too.
             .filter(|slot| {
                 let _state = slot.state.lock();
-                slot.ready.load().is_some()
+                slot.ready.load().is_some() || slot.info.is_busy()
             })
             .map(|slot| slot.name().to_owned())
             .collect();
@@ -79,13 +80,19 @@ async fn stop_slot(
 ) -> (String, bool) {
     let name = slot.name().to_owned();
     *slot.state.lock() = SlotState::Stopped;
-    let Some(ready) = slot.ready.swap(None) else {
-        return (name, true);
-    };
-    // Drops the instance now unless a caller still holds a handle; then it goes when the
-    // last handle does.
+    // Calls still running, or an earlier instance still dropping: wait for them too,
+    // within the stop timeout.
+    let ready = slot.ready.swap(None);
+    let info = Arc::clone(&slot.info);
     let task = executor.spawn(move || drop(ready));
-    let finished = tokio::time::timeout(stop_timeout, task).await.is_ok();
+    let finished = tokio::time::timeout(stop_timeout, async {
+        task.await;
+        while info.is_busy() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .is_ok();
     if finished {
         tracing::info!(component = %name, "component stopped");
     } else {

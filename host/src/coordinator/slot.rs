@@ -202,7 +202,7 @@ impl Bulkhead {
         self.limits
     }
 
-    /// Calls running now, abandoned ones included.
+    /// Calls through the coordinator running now, abandoned ones included.
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
@@ -289,9 +289,18 @@ pub(crate) struct SlotInfo {
     pub(crate) spec: ComponentSpec,
     pub(crate) stats: Stats,
     pub(crate) bulkhead: Bulkhead,
+    /// Instances whose drop has begun and not finished.
+    pub(crate) dropping: AtomicUsize,
 }
 
 impl SlotInfo {
+    /// Whether calls through the coordinator or an instance's drop still run: shutdown
+    /// waits for them. (Handles an embedder holds do not count: they keep their
+    /// instance as long as they like.)
+    pub(crate) fn is_busy(&self) -> bool {
+        self.bulkhead.in_flight() > 0 || self.dropping.load(Ordering::Acquire) > 0
+    }
+
     /// Records a use. Reads the monotonic clock (vDSO, no system call); no lock.
     pub(crate) fn touch(&self) {
         let ms = u64::try_from(self.stats.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
@@ -327,6 +336,7 @@ impl Slot {
                 spec,
                 stats: Stats::new(sampler),
                 bulkhead: Bulkhead::new(limits),
+                dropping: AtomicUsize::new(0),
             }),
             provider,
             config,

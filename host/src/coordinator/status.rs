@@ -52,6 +52,8 @@ pub struct ComponentStatus {
     pub refused_saturated: u64,
     /// Calls refused because it was quarantined.
     pub refused_quarantined: u64,
+    /// Log records dropped by its log rate limit.
+    pub log_suppressed: u64,
     /// Latency of calls (sampled, scaled back to every call).
     #[serde(skip)]
     pub call_latency: HistogramSnapshot,
@@ -129,6 +131,7 @@ impl Coordinator {
             quarantine_after: limits.quarantine_after,
             refused_saturated: bulkhead.refused_saturated.get(),
             refused_quarantined: bulkhead.refused_quarantined.get(),
+            log_suppressed: self.inner.services.logs.suppressed_of(&spec.name),
             call_latency: stats.call_latency.snapshot(),
             init_duration: stats.init_duration.snapshot(),
             inits: stats.inits.get(),

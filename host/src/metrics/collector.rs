@@ -126,7 +126,7 @@ impl UnifiedMetricsCollector {
                 ),
             ]
         };
-        let counters: [Family<ComponentStatus, u64>; 6] = [
+        let counters: [Family<ComponentStatus, u64>; 9] = [
             (
                 "plugin_host_component_calls_total",
                 "Calls made to the component.",
@@ -157,9 +157,41 @@ impl UnifiedMetricsCollector {
                 "Evictions to free memory.",
                 |c| c.evictions,
             ),
+            (
+                "plugin_host_component_calls_saturated_total",
+                "Calls refused at once because the component ran max_concurrent_calls already.",
+                |c| c.refused_saturated,
+            ),
+            (
+                "plugin_host_component_calls_quarantined_total",
+                "Calls refused at once because the component was quarantined.",
+                |c| c.refused_quarantined,
+            ),
+            (
+                "plugin_host_component_log_suppressed_total",
+                "Log records dropped by the component's log rate limit.",
+                |c| c.log_suppressed,
+            ),
         ];
         for (name, help, value) in counters {
             out.gauge_family(name, Kind::Counter, help, components, |c| {
+                (label(c), value(c) as f64)
+            });
+        }
+        let gauges: [Family<ComponentStatus, usize>; 2] = [
+            (
+                "plugin_host_component_calls_in_flight",
+                "Calls running now, abandoned ones included.",
+                |c| c.calls_in_flight,
+            ),
+            (
+                "plugin_host_component_calls_abandoned",
+                "Calls whose caller gave up (timeout) that still run.",
+                |c| c.calls_abandoned,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            out.gauge_family(name, Kind::Gauge, help, components, |c| {
                 (label(c), value(c) as f64)
             });
         }
@@ -375,6 +407,18 @@ impl UnifiedMetricsCollector {
                 Kind::Gauge,
                 "Operations running under a timeout now.",
                 timeouts.active,
+            ),
+            (
+                "plugin_host_plugin_threads",
+                Kind::Gauge,
+                "Threads of the plugin executor, idle ones included.",
+                self.coordinator.plugin_threads().0 as u64,
+            ),
+            (
+                "plugin_host_plugin_threads_busy",
+                Kind::Gauge,
+                "Threads of the plugin executor running plugin code now.",
+                self.coordinator.plugin_threads().1 as u64,
             ),
         ] {
             out.family(name, kind, help);
