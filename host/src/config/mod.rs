@@ -42,7 +42,7 @@ pub struct Config {
 }
 
 /// `[host]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HostConfig {
     /// Directory scanned for plugin libraries. Defaults to `plugins`.
@@ -93,7 +93,7 @@ impl<'de> Deserialize<'de> for MemoryLimit {
 }
 
 /// `[memory]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryConfig {
     /// `"auto"` or a size such as `"2GiB"`. Defaults to `"auto"`.
@@ -120,7 +120,7 @@ impl Default for MemoryConfig {
 }
 
 /// `[memory] pressure`.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PressureConfig {
     /// Defaults to 0.75.
@@ -142,7 +142,7 @@ impl Default for PressureConfig {
 }
 
 /// `[timeouts]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TimeoutsConfig {
     /// Init and call timeout when nothing more specific is set. Defaults to 30 s.
@@ -167,7 +167,7 @@ impl Default for TimeoutsConfig {
 }
 
 /// `[metrics]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Share of calls whose latency is timed, 0 to 1. Defaults to 0.1.
@@ -198,7 +198,7 @@ pub enum OrderViolation {
 }
 
 /// `[locks]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LocksConfig {
     /// Lock names, first acquired first. Defaults to empty.
@@ -228,7 +228,7 @@ impl Default for LocksConfig {
 }
 
 /// `[admin]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Address of the admin HTTP API. Defaults to `127.0.0.1:9464`.
@@ -247,7 +247,7 @@ impl Default for AdminConfig {
 }
 
 /// `[limits]`: how much of the host one component or plugin may take.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Calls in flight per component; past it a call is refused at once as `saturated`.

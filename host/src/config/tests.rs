@@ -13,14 +13,14 @@ fn the_example_config_is_valid_and_matches_the_defaults() {
     let example = include_str!("../../../examples/host.toml");
     let config = Config::from_toml(example).expect("examples/host.toml is valid");
     let defaults = Config::default();
-    assert_eq!(config.host.plugins_dir, defaults.host.plugins_dir);
-    assert_eq!(config.host.scan_timeout, defaults.host.scan_timeout);
-    assert_eq!(config.memory.limit, defaults.memory.limit);
-    assert_eq!(config.memory.min_idle, defaults.memory.min_idle);
-    assert_eq!(config.timeouts.default, defaults.timeouts.default);
-    assert_eq!(config.metrics.sample_rate, defaults.metrics.sample_rate);
-    assert_eq!(config.locks.default_timeout, defaults.locks.default_timeout);
-    assert_eq!(config.admin.listen, defaults.admin.listen);
+    // Every section whole: a key documented with a value other than its default fails.
+    assert_eq!(config.host, defaults.host);
+    assert_eq!(config.memory, defaults.memory);
+    assert_eq!(config.timeouts, defaults.timeouts);
+    assert_eq!(config.metrics, defaults.metrics);
+    assert_eq!(config.locks, defaults.locks);
+    assert_eq!(config.admin, defaults.admin);
+    assert_eq!(config.limits, defaults.limits);
     let history = &config.components["historical-data"];
     assert_eq!(history.memory_estimate, Some(100 << 20));
     assert_eq!(history.operations["bars"], Duration::from_secs(5));
