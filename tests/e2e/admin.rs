@@ -196,7 +196,11 @@ fn errors_come_back_as_json_with_fitting_status_codes() {
     let expect = |status: u16, (got, body): (u16, String)| {
         assert_eq!(got, status, "{body}");
         let json: serde_json::Value = serde_json::from_str(&body).expect("JSON error body");
-        json["error"].as_str().expect("an error message").to_owned()
+        assert!(json["error"]["kind"].is_string(), "{json}");
+        json["error"]["message"]
+            .as_str()
+            .expect("an error message")
+            .to_owned()
     };
     expect(404, host.post("/components/order-book/call/depth", ""));
     expect(

@@ -147,7 +147,7 @@ fn six_hundred_hung_calls_stall_only_their_component() {
     assert!(
         answers
             .iter()
-            .any(|(status, body)| *status == 503 && body.contains("its limit")),
+            .any(|(status, body)| *status == 503 && body.contains(r#""kind":"saturated""#)),
         "calls beyond the limit were refused as saturated"
     );
 
@@ -377,4 +377,36 @@ fn a_plugin_flooding_the_log_is_rate_limited_and_counted() {
         log.contains("suppressed") && log.contains("log_records_per_second"),
         "a line says records were suppressed"
     );
+}
+
+#[test]
+fn a_saturated_component_refuses_at_once_with_retry_after() {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let host = Arc::new(RunningHost::start(
+        &sandbox,
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[components.sleeper]\nmax_concurrent_calls = 1\n",
+    ));
+    let busy = {
+        let host = Arc::clone(&host);
+        std::thread::spawn(move || host.post("/components/sleeper/call/sleep", r#"{"ms":1500}"#))
+    };
+    // Wait until the first call runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, components) = host.get("/components");
+        if components.contains(r#""calls_in_flight":1"#) || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let refused = host
+        .request("POST", "/components/sleeper/call/sleep")
+        .send_string(r#"{"ms":1}"#);
+    let Err(ureq::Error::Status(503, response)) = refused else {
+        panic!("expected 503, got {refused:?}");
+    };
+    assert_eq!(response.header("Retry-After"), Some("1"));
+    let body: serde_json::Value = response.into_json().expect("JSON body");
+    assert_eq!(body["error"]["kind"], "saturated", "{body}");
+    assert_eq!(busy.join().expect("first call").0, 200);
 }

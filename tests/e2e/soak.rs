@@ -89,9 +89,8 @@ fn act(host: &RunningHost, rng: &mut Rng, tally: &Mutex<Tally>) {
         .or_default() += 1;
     let typed = match status {
         200 => serde_json::from_str::<serde_json::Value>(&answer).is_ok(),
-        _ => {
-            serde_json::from_str::<serde_json::Value>(&answer).is_ok_and(|v| v["error"].is_string())
-        }
+        _ => serde_json::from_str::<serde_json::Value>(&answer)
+            .is_ok_and(|v| v["error"]["kind"].is_string() && v["error"]["message"].is_string()),
     };
     if !typed || !matches!(status, 200 | 503 | 504 | 507) {
         tally

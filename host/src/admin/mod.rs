@@ -41,12 +41,27 @@ impl std::fmt::Debug for AdminState {
     }
 }
 
-/// A JSON error body with a status code.
-pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
+/// An error answer: a status code and `{"error": {"kind": "...", "message": "..."}}`.
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) kind: &'static str,
+    pub(crate) message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+        let body = serde_json::json!({ "error": { "kind": self.kind, "message": self.message } });
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -65,7 +80,9 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/timeouts/{id}/cancel", post(routes::cancel_timeout))
         .route("/components/{name}/call/{method}", post(routes::call))
         .route("/components/{name}/evict", post(routes::evict))
-        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             authorize,
@@ -91,9 +108,10 @@ async fn authorize(State(state): State<Arc<AdminState>>, request: Request, next:
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if !given.is_some_and(|given| same_token(given, token)) {
-            let mut response = ApiError(
+            let mut response = ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token: send Authorization: Bearer <admin.token>".into(),
+                "unauthorized",
+                "missing or wrong bearer token: send Authorization: Bearer <admin.token>",
             )
             .into_response();
             response.headers_mut().insert(

@@ -59,8 +59,9 @@ pub(super) async fn metrics(State(state): AppState) -> Response {
             text,
         )
             .into_response(),
-        Err(err) => ApiError(
+        Err(err) => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
             format!("collecting metrics failed: {err}"),
         )
         .into_response(),
@@ -73,8 +74,9 @@ async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(|err| {
-        ApiError(
+        ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
             format!("the admin API's worker failed: {err}"),
         )
     })
@@ -142,8 +144,9 @@ pub(super) async fn cancel_timeout(State(state): AppState, Path(id): Path<u64>) 
     if state.coordinator.timeouts().cancel(id) {
         Json(serde_json::json!({ "cancelled": id })).into_response()
     } else {
-        ApiError(
+        ApiError::new(
             StatusCode::NOT_FOUND,
+            "not_found",
             format!("no active timed operation with id {id}"),
         )
         .into_response()
@@ -194,8 +197,9 @@ pub(super) async fn call(
     let input = if body.iter().all(u8::is_ascii_whitespace) {
         b"null".to_vec()
     } else if let Err(err) = serde_json::from_slice::<serde_json::Value>(&body) {
-        return ApiError(
+        return ApiError::new(
             StatusCode::BAD_REQUEST,
+            "bad_request",
             format!("the request body is not valid JSON: {err}"),
         )
         .into_response();
@@ -211,8 +215,12 @@ pub(super) async fn call(
             .into_response(),
         },
         Err(err) => {
-            let mut response =
-                ApiError(call_status(&err), ErrorChainDisplay(&err).to_string()).into_response();
+            let mut response = ApiError::new(
+                call_status(&err),
+                err.kind(),
+                ErrorChainDisplay(&err).to_string(),
+            )
+            .into_response();
             if matches!(err, CallError::Saturated { .. }) {
                 // The slots free up as calls return; a second is a fair first retry.
                 response
@@ -236,11 +244,11 @@ pub(super) async fn evict(
     match state.coordinator.evict(&name, cascade).await {
         Ok(evicted) => Json(serde_json::json!({ "evicted": evicted })).into_response(),
         Err(err) => {
-            let status = match err {
-                EvictError::UnknownComponent { .. } => StatusCode::NOT_FOUND,
-                _ => StatusCode::CONFLICT,
+            let (status, kind) = match err {
+                EvictError::UnknownComponent { .. } => (StatusCode::NOT_FOUND, "unknown_component"),
+                _ => (StatusCode::CONFLICT, "conflict"),
             };
-            ApiError(status, err.to_string()).into_response()
+            ApiError::new(status, kind, err.to_string()).into_response()
         }
     }
 }

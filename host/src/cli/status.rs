@@ -58,7 +58,10 @@ fn fetch_all(base: &str, token: Option<&str>) -> anyhow::Result<Value> {
                 .with_context(|| format!("reading {base}{path}")),
             Err(ureq::Error::Status(status, response)) => {
                 let body: Value = response.into_json().unwrap_or_default();
-                let message = body["error"].as_str().unwrap_or("no details").to_owned();
+                let message = body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("no details")
+                    .to_owned();
                 if path == "/readyz" && status == 503 {
                     return Ok(body);
                 }

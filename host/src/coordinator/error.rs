@@ -160,6 +160,20 @@ pub enum GetError {
 }
 
 impl InitError {
+    /// A short machine-readable name for the failure (`init_timed_out`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Load { .. } => "load_failed",
+            Self::Create { .. } => "init_failed",
+            Self::Dependency { source, .. } => source.kind(),
+            Self::TimedOut { .. } => "init_timed_out",
+            Self::MemoryRefused { .. } => "memory_refused",
+            Self::Cancelled { .. } => "cancelled",
+            Self::ShuttingDown { .. } => "shutting_down",
+            Self::Thread { .. } => "internal",
+        }
+    }
+
     /// Whether the root cause is a memory refusal (of this component or a dependency).
     /// Such a refusal is not a failure of the component: it is not remembered, and the
     /// next attempt runs admission again.
@@ -176,6 +190,17 @@ impl InitError {
 }
 
 impl GetError {
+    /// A short machine-readable name for the failure, looking through dependencies.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::UnknownComponent { .. } => "unknown_component",
+            Self::MissingDependency { .. } => "missing_dependency",
+            Self::Init(init) | Self::Backoff { source: init, .. } => init.kind(),
+            Self::ShuttingDown { .. } => "shutting_down",
+            Self::InitStillRunning { .. } => "init_still_running",
+        }
+    }
+
     /// Whether the root cause is an expired init timeout.
     pub fn is_timeout(&self) -> bool {
         match self {
@@ -255,6 +280,27 @@ pub enum CallError {
         /// What did not (de)serialise.
         message: String,
     },
+}
+
+impl CallError {
+    /// A short machine-readable name for the failure (`saturated`, `timed_out`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Get(get) => get.kind(),
+            Self::Failed { source, .. } => match source {
+                PluginError::BadInput { .. } => "bad_input",
+                PluginError::UnknownMethod(_) => "unknown_method",
+                PluginError::Panicked(_) => "panicked",
+                PluginError::Dependency { .. } => "dependency_failed",
+                _ => "failed",
+            },
+            Self::TimedOut { .. } => "timed_out",
+            Self::Cancelled { .. } => "cancelled",
+            Self::Saturated { .. } => "saturated",
+            Self::Quarantined { .. } => "quarantined",
+            Self::Json { .. } => "bad_reply",
+        }
+    }
 }
 
 /// Why [`crate::Coordinator::evict`] refused.
