@@ -31,7 +31,7 @@ use plugin_api::{
 
 use crate::{
     coordinator::{CallError, ComponentHandle, Dependencies},
-    locks::{LockGuard, LockManager},
+    locks::{Holder, LockGuard, LockManager},
     metrics::{MetricHandle, PluginMetrics},
     plugin_log::{LogLimits, PluginLogSink},
 };
@@ -122,10 +122,16 @@ impl Drop for CallScope {
     }
 }
 
+/// Who takes a lock through a context: the call being served, else the thread.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum HolderKey {
+    Call(u64),
+    Thread(std::thread::ThreadId),
+}
+
 struct HeldLock {
-    guard: LockGuard,
-    /// The call that took it; `None` for a thread outside any call.
-    call: Option<u64>,
+    guard: LockGuard<'static>,
+    key: HolderKey,
 }
 
 struct Inner {
@@ -137,6 +143,9 @@ struct Inner {
     sink: PluginLogSink,
     /// Locks held through this context, by token.
     held: Mutex<HashMap<u64, HeldLock>>,
+    /// The lock holder of each call or thread that holds a lock now: every lock one call
+    /// takes belongs to one holder, so order and re-entry checks see them together.
+    holders: Mutex<HashMap<HolderKey, Holder>>,
     held_count: AtomicUsize,
     next_token: AtomicU64,
 }
@@ -169,6 +178,7 @@ impl PluginHostContext {
                 services,
                 sink,
                 held: Mutex::default(),
+                holders: Mutex::default(),
                 held_count: AtomicUsize::new(0),
                 next_token: AtomicU64::new(1),
             }),
@@ -189,7 +199,7 @@ impl PluginHostContext {
             let mut held = self.inner.held.lock();
             let tokens: Vec<u64> = held
                 .iter()
-                .filter(|(_, lock)| lock.call == Some(call))
+                .filter(|(_, lock)| lock.key == HolderKey::Call(call))
                 .map(|(token, _)| *token)
                 .collect();
             tokens
@@ -197,14 +207,16 @@ impl PluginHostContext {
                 .filter_map(|token| held.remove(&token))
                 .collect()
         };
+        self.inner.holders.lock().remove(&HolderKey::Call(call));
         self.inner.release_leaked(leaked, "its call ended");
     }
 
-    fn holder(&self) -> (Option<u64>, String) {
+    /// The holder for the calling thread's current call (or the thread itself).
+    fn holder(&self) -> (HolderKey, Holder) {
         let component = &self.inner.component;
-        CURRENT_CALL.with(|current| match &*current.borrow() {
+        let (key, label) = CURRENT_CALL.with(|current| match &*current.borrow() {
             Some(call) => (
-                Some(call.id),
+                HolderKey::Call(call.id),
                 format!("{component}.{} (call {})", call.method, call.id),
             ),
             None => {
@@ -212,9 +224,28 @@ impl PluginHostContext {
                 let label = thread
                     .name()
                     .map_or_else(|| format!("{:?}", thread.id()), str::to_owned);
-                (None, format!("{component} (thread {label})"))
+                (
+                    HolderKey::Thread(thread.id()),
+                    format!("{component} (thread {label})"),
+                )
             }
-        })
+        });
+        let holder = self
+            .inner
+            .holders
+            .lock()
+            .entry(key)
+            .or_insert_with(|| self.inner.services.locks.holder(label))
+            .clone();
+        (key, holder)
+    }
+
+    /// Forgets `key`'s holder once it holds nothing through this context.
+    fn forget_idle_holder(&self, key: HolderKey) {
+        let held = self.inner.held.lock();
+        if !held.values().any(|lock| lock.key == key) {
+            self.inner.holders.lock().remove(&key);
+        }
     }
 }
 
@@ -239,6 +270,7 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         let leaked: Vec<HeldLock> = self.held.get_mut().drain().map(|(_, lock)| lock).collect();
+        self.holders.get_mut().clear();
         self.release_leaked(leaked, "its component instance was dropped");
     }
 }
@@ -272,19 +304,29 @@ impl HostApi for PluginHostContext {
             return RResult::RErr(err);
         }
         let locks = &inner.services.locks;
+        let lock = match locks.lock(name.as_str()) {
+            Ok(lock) => lock,
+            Err(err) => return RResult::RErr(PluginError::failed(err)),
+        };
         let timeout = match timeout_ms {
             0 => locks.timeout_of(name.as_str()),
             ms => Duration::from_millis(ms),
         };
-        let (call, holder) = self.holder();
-        match locks.acquire_blocking(name.as_str(), &holder, timeout) {
+        let (key, holder) = self.holder();
+        match holder
+            .acquire_blocking(&lock, timeout)
+            .map(LockGuard::into_owned)
+        {
             Ok(guard) => {
                 let token = inner.next_token.fetch_add(1, Ordering::Relaxed);
-                inner.held.lock().insert(token, HeldLock { guard, call });
+                inner.held.lock().insert(token, HeldLock { guard, key });
                 inner.held_count.fetch_add(1, Ordering::AcqRel);
                 RResult::ROk(token)
             }
-            Err(err) => RResult::RErr(PluginError::failed(err)),
+            Err(err) => {
+                self.forget_idle_holder(key);
+                RResult::RErr(PluginError::failed(err))
+            }
         }
     }
 
@@ -293,7 +335,9 @@ impl HostApi for PluginHostContext {
         match removed {
             Some(lock) => {
                 self.inner.held_count.fetch_sub(1, Ordering::AcqRel);
-                lock.guard.release().map_err(PluginError::failed).into()
+                let released = lock.guard.release().map_err(PluginError::failed);
+                self.forget_idle_holder(lock.key);
+                released.into()
             }
             None => RResult::RErr(PluginError::failed(format!(
                 "component `{}` holds no lock with token {token}; it was released already",

@@ -53,7 +53,10 @@ pub use self::{
         run_scanner_if_requested, Catalog, DiscoveredPlugin, Discovery, DiscoveryError, ScanMode,
     },
     loader::{open_library, LoadError, LoadedLibrary, Loader},
-    locks::{LockError, LockGuard, LockManager, LockManagerBuilder, LockStats},
+    locks::{
+        Holder, LockError, LockGuard, LockManager, LockManagerBuilder, LockRef, LockStats,
+        OrderViolation,
+    },
     manifest::{ComponentInfo, PluginInfo},
     memory::{
         ComponentMemory, LimitSource, MemoryManager, MemoryStatus, PressureLevel, Reservation,

@@ -8,6 +8,7 @@ mod containment;
 mod coordinator;
 mod embedding;
 mod lazy_loading;
+mod locks;
 mod memory;
 mod run;
 mod soak;

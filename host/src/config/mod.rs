@@ -18,6 +18,8 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 pub use self::units::{parse_duration, parse_size};
+use crate::locks::LockManagerBuilder;
+pub use crate::locks::OrderViolation;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -186,17 +188,6 @@ impl Default for MetricsConfig {
     }
 }
 
-/// What to do when a lock is taken against the global order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderViolation {
-    /// Refuse the acquisition.
-    #[default]
-    Deny,
-    /// Log it and go on.
-    Warn,
-}
-
 /// `[locks]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -213,6 +204,18 @@ pub struct LocksConfig {
     /// Holding longer is logged. Defaults to 30 s.
     #[serde(deserialize_with = "units::duration")]
     pub max_hold: Duration,
+}
+
+impl LocksConfig {
+    /// A lock manager builder with these settings.
+    pub fn builder(&self) -> LockManagerBuilder {
+        LockManagerBuilder::default()
+            .with_order(self.order.iter().cloned())
+            .with_order_violation(self.on_order_violation)
+            .with_deadlock_detection(self.deadlock_detection)
+            .with_default_timeout(self.default_timeout)
+            .with_max_hold(self.max_hold)
+    }
 }
 
 impl Default for LocksConfig {

@@ -2,18 +2,27 @@
 
 use std::time::Duration;
 
+fn cycle_text(cycle: &[(String, String)]) -> String {
+    cycle
+        .iter()
+        .map(|(lock, holder)| format!("`{lock}` <- {holder}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Why [`super::LockManager`] refused or gave up on an acquisition.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LockError {
     /// Taking the lock would close a wait-for cycle; nothing waits, this acquire fails now.
-    #[error("deadlock refused: {holder} asked for `{lock}`, which would close the cycle {}", .cycle.join(" -> "))]
+    #[error("deadlock refused: {holder} asked for `{lock}`, which would close the cycle {}; take the locks in one order", cycle_text(.cycle))]
     DeadlockDetected {
         /// The lock asked for.
         lock: String,
         /// Who asked.
         holder: String,
-        /// The cycle: holder -> lock -> holder -> ... -> the first holder again.
-        cycle: Vec<String>,
+        /// The cycle as `(lock, its holder)` pairs: the lock asked for and who holds it,
+        /// the lock that holder waits for and who holds that, ... back to the asker.
+        cycle: Vec<(String, String)>,
     },
     /// Taking the lock while holding another would invert the global lock order.
     #[error("lock order violation: {holder} asked for `{requested}` while holding `{held}`, but {first_seen}; take `{requested}` first or add both to [locks] order")]

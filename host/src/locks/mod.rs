@@ -1,26 +1,48 @@
 //! Named locks with a global order, deadlock refusal, timeouts and statistics.
 //!
-//! The seed's lock manager sorted a lock list it never enforced and left ghost holders
-//! after timeouts. Here every acquisition is checked against the global order (configured
-//! ranks, then the order first observed, lockdep-style) and against the wait-for graph: an
-//! acquire that would deadlock fails at once with the cycle, and is counted once. A waiter
-//! that times out or is dropped leaves no edge and no holder behind.
+//! A lock belongs to the acquisition that took it: a [`Holder`] (a call, a task or a
+//! thread), never to a component or a label. Concurrent callers queue for a lock in FIFO
+//! order and each gets it in turn; a holder asking again for a lock it holds is refused.
+//!
+//! Acquisitions are checked against the global order (configured ranks, then the order
+//! first observed, lockdep-style) whenever the holder already holds a lock, and against
+//! the wait-for graph whenever the acquisition is about to block: an acquire that would
+//! deadlock fails at once, naming the cycle. The common case pays for neither: a holder
+//! holding nothing takes a free lock with one compare-exchange on the lock's owner word,
+//! through a handle interned once ([`LockManager::lock`]), without touching any mutex
+//! shared with other locks. A waiter that times out or is dropped leaves no edge and no
+//! holder behind.
 
+mod entry;
 mod error;
-mod state;
+mod graph;
+mod holder;
 
 use std::{
     collections::HashMap,
-    sync::Arc,
+    sync::{atomic::AtomicU64, Arc},
     time::{Duration, Instant},
 };
 
-use parking_lot::Mutex;
-use serde::Serialize;
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
 
-pub use self::error::LockError;
-use self::state::{Begin, Notify, State};
-use crate::config::{LocksConfig, OrderViolation};
+use self::{entry::LockEntry, graph::Graph};
+pub use self::{
+    error::LockError,
+    holder::{Holder, LockGuard},
+};
+
+/// What to do when a lock is taken against the global order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderViolation {
+    /// Refuse the acquisition.
+    #[default]
+    Deny,
+    /// Log it and go on.
+    Warn,
+}
 
 /// Builds a [`LockManager`].
 #[derive(Debug, Clone)]
@@ -35,23 +57,18 @@ pub struct LockManagerBuilder {
 
 impl Default for LockManagerBuilder {
     fn default() -> Self {
-        Self::from_config(&LocksConfig::default())
+        Self {
+            order: Vec::new(),
+            on_violation: OrderViolation::Deny,
+            deadlock_detection: true,
+            default_timeout: Duration::from_secs(5),
+            max_hold: Duration::from_secs(30),
+            lock_timeouts: HashMap::new(),
+        }
     }
 }
 
 impl LockManagerBuilder {
-    /// Settings from the `[locks]` config section.
-    pub fn from_config(config: &LocksConfig) -> Self {
-        Self {
-            order: config.order.clone(),
-            on_violation: config.on_order_violation,
-            deadlock_detection: config.deadlock_detection,
-            default_timeout: config.default_timeout,
-            max_hold: config.max_hold,
-            lock_timeouts: HashMap::new(),
-        }
-    }
-
     /// Lock names in their global order, first acquired first. Defaults to none.
     pub fn with_order<I: IntoIterator<Item = S>, S: Into<String>>(mut self, order: I) -> Self {
         self.order = order.into_iter().map(Into::into).collect();
@@ -90,33 +107,112 @@ impl LockManagerBuilder {
 
     /// The manager.
     pub fn build(self) -> LockManager {
-        LockManager {
-            inner: Arc::new(Inner {
-                state: Mutex::new(State::new(&self.order)),
+        let manager = LockManager {
+            shared: Arc::new(Shared {
+                epoch: Instant::now(),
+                names: RwLock::default(),
+                by_id: RwLock::default(),
+                watch: Mutex::default(),
+                graph: Mutex::default(),
+                labels: Mutex::default(),
+                next_holder: AtomicU64::new(1),
+                leaked: AtomicU64::new(0),
                 settings: self,
-                leaked: std::sync::atomic::AtomicU64::new(0),
             }),
+        };
+        // Configured locks are listed (with their rank) before anyone takes them.
+        for name in &manager.shared.settings.order {
+            let _ = manager.lock(name);
         }
+        manager
     }
 }
 
-struct Inner {
-    state: Mutex<State>,
+/// One hold in this many is timed; the rest cost no clock read.
+const HOLD_SAMPLE_EVERY: u64 = 32;
+
+/// What the long-hold watchdog saw of one hold: who, which acquisition, since when.
+struct Watched {
+    owner: u64,
+    acquisition: u64,
+    seen: Instant,
+}
+
+/// What every handle, holder and guard of one manager shares.
+struct Shared {
     settings: LockManagerBuilder,
+    /// Time base of the locks' hold timestamps.
+    epoch: Instant,
+    /// The interned locks, by name.
+    names: RwLock<HashMap<Arc<str>, Arc<LockEntry>>>,
+    /// The same locks by id (their index here); never shrinks.
+    by_id: RwLock<Vec<Arc<LockEntry>>>,
+    /// Holds the watchdog has seen, by lock id.
+    watch: Mutex<HashMap<u32, Watched>>,
+    graph: Mutex<Graph>,
+    /// Live holders' labels, for statistics and messages.
+    labels: Mutex<HashMap<u64, Arc<str>>>,
+    next_holder: AtomicU64,
     /// Locks released by the host because their holder ended without releasing them.
-    leaked: std::sync::atomic::AtomicU64,
+    leaked: AtomicU64,
+}
+
+impl Shared {
+    fn entry_by_id(&self, id: u64) -> Option<Arc<LockEntry>> {
+        let index = usize::try_from(id).ok()?;
+        self.by_id.read().get(index).cloned()
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn label_of(&self, holder: u64) -> String {
+        self.labels
+            .lock()
+            .get(&holder)
+            .map_or_else(|| format!("holder {holder}"), ToString::to_string)
+    }
+
+    fn timeout_of(&self, lock: &str) -> Duration {
+        self.settings
+            .lock_timeouts
+            .get(lock)
+            .copied()
+            .unwrap_or(self.settings.default_timeout)
+    }
+}
+
+/// A lock's handle, interned once by name: acquiring through it costs no name lookup.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct LockRef {
+    entry: Arc<LockEntry>,
+}
+
+impl std::fmt::Debug for LockRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("LockRef").field(&self.entry.name).finish()
+    }
+}
+
+impl LockRef {
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.entry.name
+    }
 }
 
 /// Named, ordered, deadlock-checked locks. Cheap to clone; clones share the lock table.
 #[derive(Clone)]
 pub struct LockManager {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for LockManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LockManager")
-            .field("locks", &self.inner.state.lock().locks.len())
+            .field("locks", &self.shared.names.read().len())
             .finish()
     }
 }
@@ -142,9 +238,10 @@ pub struct LockStats {
     pub total_wait_us: u64,
     /// Longest wait, in microseconds.
     pub max_wait_us: u64,
-    /// Total time held, in microseconds (completed holds).
+    /// Total time held, in microseconds: completed holds, estimated from the timed
+    /// share (one in 32) of holds.
     pub total_hold_us: u64,
-    /// Longest completed hold, in microseconds.
+    /// Longest completed hold among the timed ones, in microseconds.
     pub max_hold_us: u64,
     /// Waits that timed out.
     pub timeouts: u64,
@@ -158,167 +255,70 @@ pub struct LockStats {
     pub waiters: Vec<String>,
 }
 
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
-/// A held lock. Released when dropped, or explicitly with [`LockGuard::release`].
-#[must_use = "the lock is released as soon as the guard is dropped"]
-pub struct LockGuard {
-    manager: LockManager,
-    name: String,
-    holder: String,
-    token: u64,
-    released: bool,
-}
-
-impl std::fmt::Debug for LockGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LockGuard")
-            .field("lock", &self.name)
-            .field("holder", &self.holder)
-            .finish()
-    }
-}
-
-impl LockGuard {
-    /// The lock's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Who holds it.
-    pub fn holder(&self) -> &str {
-        &self.holder
-    }
-
-    /// Releases the lock now.
-    ///
-    /// # Errors
-    ///
-    /// [`LockError::NotHeld`] if the lock was somehow released already.
-    pub fn release(mut self) -> Result<(), LockError> {
-        self.released = true;
-        self.manager.release(&self.name, &self.holder, self.token)
-    }
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        if !self.released {
-            let _ = self.manager.release(&self.name, &self.holder, self.token);
-        }
-    }
-}
-
-/// Cleans up a queued wait if the waiting future is dropped (cancelled) mid-wait.
-struct PendingWait<'a> {
-    manager: &'a LockManager,
-    name: &'a str,
-    holder: &'a str,
-    token: u64,
-    armed: bool,
-}
-
-impl Drop for PendingWait<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            let handed_over = self.manager.inner.state.lock().abandon_wait(
-                self.name,
-                self.holder,
-                self.token,
-                false,
-            );
-            if handed_over {
-                let _ = self.manager.release(self.name, self.holder, self.token);
-            }
-        }
-    }
-}
-
-enum Prepared {
-    Acquired(u64),
-    Queued(u64),
-}
-
 impl LockManager {
     /// A manager with the documented defaults.
     pub fn builder() -> LockManagerBuilder {
         LockManagerBuilder::default()
     }
 
-    /// Counts one lock released by the host because its holder (a call that returned or
-    /// was abandoned, a dropped instance) never released it.
-    pub(crate) fn record_leak(&self) {
-        self.inner
-            .leaked
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    /// The handle of lock `name`, interned on first use.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidName`] for a name outside the naming rule.
+    pub fn lock(&self, name: &str) -> Result<LockRef, LockError> {
+        if let Some(entry) = self.shared.names.read().get(name) {
+            return Ok(LockRef {
+                entry: Arc::clone(entry),
+            });
+        }
+        if !crate::manifest::valid_name(name) {
+            return Err(LockError::InvalidName {
+                lock: name.to_owned(),
+            });
+        }
+        let rank = self.shared.settings.order.iter().position(|n| n == name);
+        let mut names = self.shared.names.write();
+        if let Some(entry) = names.get(name) {
+            return Ok(LockRef {
+                entry: Arc::clone(entry),
+            });
+        }
+        let mut by_id = self.shared.by_id.write();
+        let id = u32::try_from(by_id.len()).map_err(|_| LockError::InvalidName {
+            lock: name.to_owned(),
+        })?;
+        let entry = Arc::new(LockEntry::new(id, name, rank));
+        by_id.push(Arc::clone(&entry));
+        names.insert(Arc::from(name), Arc::clone(&entry));
+        Ok(LockRef { entry })
     }
 
-    /// Locks the host had to release for holders that ended without releasing them.
-    pub fn leaked(&self) -> u64 {
-        self.inner.leaked.load(std::sync::atomic::Ordering::Relaxed)
+    /// A new acquisition identity labelled `label` (a component and method, a task name).
+    pub fn holder(&self, label: impl Into<String>) -> Holder {
+        Holder::new(Arc::clone(&self.shared), Arc::from(label.into()))
     }
 
     /// The acquire timeout of `lock`.
     pub fn timeout_of(&self, lock: &str) -> Duration {
-        let settings = &self.inner.settings;
-        settings
-            .lock_timeouts
-            .get(lock)
-            .copied()
-            .unwrap_or(settings.default_timeout)
+        self.shared.timeout_of(lock)
     }
 
-    /// Takes `lock` for `holder`, waiting up to the lock's timeout.
+    /// Takes `lock` for a new holder labelled `label`, waiting up to the lock's timeout.
+    /// Each call is an acquisition of its own; to hold several locks as one holder, use
+    /// [`Self::holder`].
     ///
     /// # Errors
     ///
-    /// [`LockError`]: deadlock or order violation (at once), timeout, re-entry.
-    pub async fn acquire(&self, lock: &str, holder: &str) -> Result<LockGuard, LockError> {
-        self.acquire_timeout(lock, holder, self.timeout_of(lock))
-            .await
+    /// [`LockError`]: invalid name, deadlock or order violation (at once), timeout.
+    pub async fn acquire(&self, lock: &str, label: &str) -> Result<LockGuard<'static>, LockError> {
+        let lock = self.lock(lock)?;
+        let holder = self.holder(label);
+        let guard = holder.acquire(&lock).await?;
+        Ok(guard.into_owned())
     }
 
-    /// Takes `lock` for `holder`, waiting up to `timeout`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Self::acquire`].
-    pub async fn acquire_timeout(
-        &self,
-        lock: &str,
-        holder: &str,
-        timeout: Duration,
-    ) -> Result<LockGuard, LockError> {
-        // The channel is made only when the lock is contended.
-        let mut receiver = None;
-        let notify = || {
-            let (sender, rx) = tokio::sync::oneshot::channel();
-            receiver = Some(rx);
-            Notify::Async(sender)
-        };
-        let token = match self.prepare(lock, holder, notify)? {
-            Prepared::Acquired(token) => return Ok(self.guard(lock, holder, token)),
-            Prepared::Queued(token) => token,
-        };
-        let receiver = receiver.expect("a queued waiter has a channel");
-        let mut pending = PendingWait {
-            manager: self,
-            name: lock,
-            holder,
-            token,
-            armed: true,
-        };
-        let started = Instant::now();
-        let handed_over = tokio::time::timeout(timeout, receiver)
-            .await
-            .is_ok_and(|r| r.is_ok());
-        pending.armed = false;
-        self.finish_wait(lock, holder, token, handed_over, started.elapsed())
-    }
-
-    /// Takes `lock` from synchronous code (a plugin's thread), blocking up to `timeout`.
+    /// As [`Self::acquire`], from synchronous code, blocking up to `timeout`.
     ///
     /// # Errors
     ///
@@ -326,27 +326,17 @@ impl LockManager {
     pub fn acquire_blocking(
         &self,
         lock: &str,
-        holder: &str,
+        label: &str,
         timeout: Duration,
-    ) -> Result<LockGuard, LockError> {
-        let mut receiver = None;
-        let notify = || {
-            let (sender, rx) = std::sync::mpsc::sync_channel(1);
-            receiver = Some(rx);
-            Notify::Sync(sender)
-        };
-        let token = match self.prepare(lock, holder, notify)? {
-            Prepared::Acquired(token) => return Ok(self.guard(lock, holder, token)),
-            Prepared::Queued(token) => token,
-        };
-        let receiver = receiver.expect("a queued waiter has a channel");
-        let started = Instant::now();
-        let handed_over = receiver.recv_timeout(timeout).is_ok();
-        self.finish_wait(lock, holder, token, handed_over, started.elapsed())
+    ) -> Result<LockGuard<'static>, LockError> {
+        let lock = self.lock(lock)?;
+        let holder = self.holder(label);
+        let guard = holder.acquire_blocking(&lock, timeout)?;
+        Ok(guard.into_owned())
     }
 
-    /// Takes every lock in `locks`, in the global order, waiting for each up to its
-    /// timeout. On failure the ones already taken are released.
+    /// Takes every lock in `locks` for one new holder, in the global order, waiting for
+    /// each up to its timeout. On failure the ones already taken are released.
     ///
     /// # Errors
     ///
@@ -354,178 +344,159 @@ impl LockManager {
     pub async fn acquire_many(
         &self,
         locks: &[&str],
-        holder: &str,
-    ) -> Result<Vec<LockGuard>, LockError> {
-        let order = self.global_order(locks);
-        let mut guards = Vec::with_capacity(order.len());
-        for lock in &order {
-            guards.push(self.acquire(lock, holder).await?);
+        label: &str,
+    ) -> Result<Vec<LockGuard<'static>>, LockError> {
+        let holder = self.holder(label);
+        let mut guards = Vec::with_capacity(locks.len());
+        for lock in self.ordered(locks)? {
+            guards.push(holder.acquire(&lock).await?.into_owned());
         }
         Ok(guards)
     }
 
+    fn ordered(&self, locks: &[&str]) -> Result<Vec<LockRef>, LockError> {
+        let entries = locks
+            .iter()
+            .map(|name| self.lock(name).map(|lock| lock.entry))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ordered = self.shared.graph.lock().global_order(entries);
+        Ok(ordered.into_iter().map(|entry| LockRef { entry }).collect())
+    }
+
     /// `locks` sorted in the global order: configured ranks, then the observed order.
+    /// Invalid names are left out.
     pub fn global_order(&self, locks: &[&str]) -> Vec<String> {
-        self.inner.state.lock().global_order(locks)
+        let valid: Vec<&str> = locks
+            .iter()
+            .copied()
+            .filter(|name| crate::manifest::valid_name(name))
+            .collect();
+        self.ordered(&valid)
+            .unwrap_or_default()
+            .iter()
+            .map(|lock| lock.name().to_owned())
+            .collect()
     }
 
-    fn guard(&self, name: &str, holder: &str, token: u64) -> LockGuard {
-        LockGuard {
-            manager: self.clone(),
-            name: name.to_owned(),
-            holder: holder.to_owned(),
-            token,
-            released: false,
-        }
+    /// Counts one lock released by the host because its holder (a call that returned or
+    /// was abandoned, a dropped instance) never released it.
+    pub(crate) fn record_leak(&self) {
+        self.shared
+            .leaked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Checks and either takes the lock or queues the holder, all under one state lock.
-    fn prepare(
-        &self,
-        lock: &str,
-        holder: &str,
-        notify: impl FnOnce() -> Notify,
-    ) -> Result<Prepared, LockError> {
-        if !crate::manifest::valid_name(lock) {
-            return Err(LockError::InvalidName {
-                lock: lock.to_owned(),
-            });
-        }
-        let settings = &self.inner.settings;
-        let mut state = self.inner.state.lock();
-        if state.holds(holder, lock) {
-            return Err(LockError::AlreadyHeld {
-                lock: lock.to_owned(),
-                holder: holder.to_owned(),
-            });
-        }
-        if let Some(violation) = state.order_violation(holder, lock) {
-            state
-                .locks
-                .entry(lock.to_owned())
-                .or_default()
-                .stats
-                .order_violations += 1;
-            let error = LockError::OrderViolation {
-                requested: lock.to_owned(),
-                held: violation.held,
-                holder: holder.to_owned(),
-                first_seen: violation.first_seen,
-            };
-            match settings.on_violation {
-                OrderViolation::Deny => return Err(error),
-                OrderViolation::Warn => tracing::warn!("{error}"),
-            }
-        }
-        if settings.deadlock_detection && state.owner(lock).is_some() {
-            if let Some(cycle) = state.wait_cycle(holder, lock) {
-                state
-                    .locks
-                    .entry(lock.to_owned())
-                    .or_default()
-                    .stats
-                    .deadlocks += 1;
-                let error = LockError::DeadlockDetected {
-                    lock: lock.to_owned(),
-                    holder: holder.to_owned(),
-                    cycle,
-                };
-                tracing::warn!("{error}");
-                return Err(error);
-            }
-        }
-        Ok(match state.begin(lock, holder, notify) {
-            Begin::Acquired(token) => Prepared::Acquired(token),
-            Begin::Queued(token) => Prepared::Queued(token),
-        })
+    /// Locks the host had to release for holders that ended without releasing them.
+    pub fn leaked(&self) -> u64 {
+        self.shared
+            .leaked
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn finish_wait(
-        &self,
-        lock: &str,
-        holder: &str,
-        token: u64,
-        handed_over: bool,
-        waited: Duration,
-    ) -> Result<LockGuard, LockError> {
-        let mut state = self.inner.state.lock();
-        // A hand-over can race the timeout; whoever owns the lock now decides.
-        if handed_over || state.abandon_wait(lock, holder, token, true) {
-            drop(state);
-            return Ok(self.guard(lock, holder, token));
-        }
-        Err(LockError::Timeout {
-            lock: lock.to_owned(),
-            waited,
-            held_by: state.owner(lock).map(str::to_owned),
-        })
-    }
-
-    fn release(&self, lock: &str, holder: &str, token: u64) -> Result<(), LockError> {
-        let held_for = self.inner.state.lock().release(lock, holder, token)?;
-        if held_for > self.inner.settings.max_hold {
-            tracing::warn!(
-                lock,
-                holder,
-                held_for = ?held_for,
-                max_hold = ?self.inner.settings.max_hold,
-                "lock was held longer than max_hold"
-            );
-        }
-        Ok(())
+    fn entries(&self) -> Vec<Arc<LockEntry>> {
+        let mut entries: Vec<Arc<LockEntry>> = self.shared.names.read().values().cloned().collect();
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        entries
     }
 
     /// Locks held longer than `max_hold` right now: `(lock, holder, held for)`.
+    ///
+    /// Holds are not timestamped on the uncontended path, so this watches them: a hold
+    /// (an owner and an acquisition count) seen again is as old as its first sighting.
+    /// Call it periodically (`run` does, every second); a hold's age is then known to
+    /// within one period.
     pub fn long_holds(&self) -> Vec<(String, String, Duration)> {
-        let state = self.inner.state.lock();
-        let mut names: Vec<&String> = state.locks.keys().collect();
-        names.sort();
-        names
-            .into_iter()
-            .filter_map(|name| {
-                let (holder, held_for) = state.snapshot(name)?.owner?;
-                (held_for > self.inner.settings.max_hold).then(|| (name.clone(), holder, held_for))
-            })
-            .collect()
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = Instant::now();
+        let mut watch = self.shared.watch.lock();
+        let mut long = Vec::new();
+        let mut seen = Vec::new();
+        for entry in self.entries() {
+            let Some(owner) = entry.owner() else {
+                continue;
+            };
+            let acquisition = entry.stats.acquisitions.load(Relaxed);
+            seen.push(entry.id);
+            let watched = watch.entry(entry.id).or_insert(Watched {
+                owner,
+                acquisition,
+                seen: now,
+            });
+            if watched.owner != owner || watched.acquisition != acquisition {
+                *watched = Watched {
+                    owner,
+                    acquisition,
+                    seen: now,
+                };
+            }
+            let held_for = now.duration_since(watched.seen);
+            if held_for > self.shared.settings.max_hold {
+                long.push((
+                    entry.name.to_string(),
+                    self.shared.label_of(owner),
+                    held_for,
+                ));
+            }
+        }
+        watch.retain(|id, _| seen.contains(id));
+        long
     }
 
     /// The wait-for graph's edges now: `(holder, lock it waits for)`.
     pub fn waits(&self) -> Vec<(String, String)> {
-        self.inner.state.lock().waits()
+        let waiting: Vec<(u64, Arc<str>)> = self
+            .shared
+            .graph
+            .lock()
+            .waiting
+            .iter()
+            .map(|(holder, entry)| (*holder, Arc::clone(&entry.name)))
+            .collect();
+        let mut waits: Vec<(String, String)> = waiting
+            .into_iter()
+            .map(|(holder, lock)| (self.shared.label_of(holder), lock.to_string()))
+            .collect();
+        waits.sort();
+        waits
     }
 
     /// Statistics of every lock seen so far, sorted by name.
     pub fn stats(&self) -> Vec<LockStats> {
-        let state = self.inner.state.lock();
-        let mut names: Vec<&String> = state.locks.keys().collect();
-        names.sort();
-        names
-            .into_iter()
-            .filter_map(|name| {
-                let snapshot = state.snapshot(name)?;
-                let raw = snapshot.stats;
-                Some(LockStats {
-                    name: name.clone(),
-                    rank: state.ranks.get(name).copied(),
-                    acquisitions: raw.acquisitions,
-                    contentions: raw.contentions,
-                    total_wait_us: micros(raw.total_wait),
-                    max_wait_us: micros(raw.max_wait),
-                    total_hold_us: micros(raw.total_hold),
-                    max_hold_us: micros(raw.max_hold),
-                    timeouts: raw.timeouts,
-                    order_violations: raw.order_violations,
-                    deadlocks: raw.deadlocks,
-                    holder: snapshot.owner.map(|(holder, _)| holder),
-                    waiters: snapshot.waiters,
-                })
-            })
+        self.entries()
+            .iter()
+            .map(|entry| self.stats_of_entry(entry))
             .collect()
     }
 
     /// Statistics of one lock.
     pub fn stats_of(&self, lock: &str) -> Option<LockStats> {
-        self.stats().into_iter().find(|s| s.name == lock)
+        let entry = Arc::clone(self.shared.names.read().get(lock)?);
+        Some(self.stats_of_entry(&entry))
+    }
+
+    fn stats_of_entry(&self, entry: &LockEntry) -> LockStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = &entry.stats;
+        let micros = |ns: &AtomicU64| ns.load(Relaxed) / 1000;
+        let waiters: Vec<u64> = entry.queue.lock().iter().map(|w| w.holder).collect();
+        LockStats {
+            name: entry.name.to_string(),
+            rank: entry.rank,
+            acquisitions: stats.acquisitions.load(Relaxed),
+            contentions: stats.contentions.load(Relaxed),
+            total_wait_us: micros(&stats.wait_ns),
+            max_wait_us: micros(&stats.max_wait_ns),
+            total_hold_us: micros(&stats.hold_ns) * HOLD_SAMPLE_EVERY,
+            max_hold_us: micros(&stats.max_hold_ns),
+            timeouts: stats.timeouts.load(Relaxed),
+            order_violations: stats.order_violations.load(Relaxed),
+            deadlocks: stats.deadlocks.load(Relaxed),
+            holder: entry.owner().map(|id| self.shared.label_of(id)),
+            waiters: waiters
+                .into_iter()
+                .map(|id| self.shared.label_of(id))
+                .collect(),
+        }
     }
 }
 

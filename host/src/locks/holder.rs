@@ -1,0 +1,570 @@
+//! Holders and guards: who takes a lock, and the acquire and release paths.
+//!
+//! A [`Holder`] is one acquisition identity (a call, a task, a thread) with an id of its
+//! own; two holders never share a lock, however they are labelled.
+//!
+//! The uncontended path, a holder holding nothing taking a free lock, is two
+//! compare-exchanges and a counter: the holder's count (0 to 1) and the lock's owner word
+//! (0 to the holder's id). No mutex, no clock read (hold times are timed for a sampled
+//! share of holds), no reference count when the guard borrows its holder and lock.
+//! Everything else (a second lock, a busy one) takes the slow path, where internal
+//! locks are always taken in one order: the holder's list, the manager's graph, the
+//! lock's queue.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use parking_lot::Mutex;
+
+use super::{
+    entry::{LockEntry, Notify, Waiter},
+    LockError, LockRef, OrderViolation, Shared,
+};
+
+/// One holder's state: its id and label, and the locks it holds.
+pub(super) struct HolderState {
+    pub(super) id: u64,
+    pub(super) label: Arc<str>,
+    pub(super) manager: Arc<Shared>,
+    /// How many locks it holds.
+    count: AtomicU32,
+    /// `id + 1` of the lock it took while holding nothing (the uncontended path); 0 if
+    /// that lock is released.
+    first: AtomicU64,
+    /// Every other lock it holds, in acquisition order.
+    rest: Mutex<Vec<Arc<LockEntry>>>,
+}
+
+impl Drop for HolderState {
+    fn drop(&mut self) {
+        self.manager.labels.lock().remove(&self.id);
+    }
+}
+
+impl HolderState {
+    /// Every lock held, in acquisition order. Call with `rest` locked.
+    fn held(&self, rest: &[Arc<LockEntry>]) -> Vec<Arc<LockEntry>> {
+        let first = self.first.load(Ordering::Acquire);
+        let mut held = Vec::with_capacity(rest.len() + 1);
+        if first != 0 {
+            if let Some(entry) = self.manager.entry_by_id(first - 1) {
+                held.push(entry);
+            }
+        }
+        held.extend(rest.iter().cloned());
+        held
+    }
+
+    /// Records `entry` as held. Call with `rest` locked.
+    fn add_locked(&self, entry: &Arc<LockEntry>, rest: &mut Vec<Arc<LockEntry>>) {
+        if self.first.load(Ordering::Acquire) == 0 {
+            self.first.store(u64::from(entry.id) + 1, Ordering::Release);
+        } else {
+            rest.push(Arc::clone(entry));
+        }
+        let count = self.count.load(Ordering::Acquire);
+        self.count.store(count + 1, Ordering::Release);
+    }
+
+    /// Records `entry` as released. Plain loads and stores on the uncontended path: a
+    /// holder is one flow of control, never used from two threads at once.
+    fn remove(&self, entry: &LockEntry) {
+        let id = u64::from(entry.id) + 1;
+        if self.first.load(Ordering::Acquire) == id {
+            self.first.store(0, Ordering::Release);
+        } else {
+            self.rest.lock().retain(|held| held.id != entry.id);
+        }
+        let count = self.count.load(Ordering::Acquire);
+        self.count.store(count.saturating_sub(1), Ordering::Release);
+    }
+}
+
+/// One acquisition identity: a call, a task or a thread. Locks it takes belong to it and
+/// to nothing else: another holder with the same label still queues behind it. Cheap to
+/// clone; clones are the same holder, so use one from one flow of control at a time.
+#[derive(Clone)]
+pub struct Holder {
+    pub(super) state: Arc<HolderState>,
+}
+
+impl std::fmt::Debug for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Holder")
+            .field("id", &self.state.id)
+            .field("label", &self.state.label)
+            .finish()
+    }
+}
+
+/// What a guard holds on to: borrowed from the caller, or its own.
+enum Refs<'a> {
+    Borrowed {
+        holder: &'a Holder,
+        lock: &'a LockRef,
+    },
+    Owned {
+        holder: Holder,
+        lock: LockRef,
+    },
+}
+
+/// A held lock. Released when dropped, or explicitly with [`LockGuard::release`].
+///
+/// A guard from [`Holder`] borrows its holder and lock handle; [`Self::into_owned`] (or
+/// the [`super::LockManager`] shortcuts) gives a `LockGuard<'static>` to keep anywhere.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard<'a> {
+    refs: Refs<'a>,
+    released: bool,
+}
+
+impl std::fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("lock", &self.name())
+            .field("holder", &self.holder())
+            .finish()
+    }
+}
+
+impl<'a> LockGuard<'a> {
+    fn parts(&self) -> (&HolderState, &LockEntry) {
+        match &self.refs {
+            Refs::Borrowed { holder, lock } => (&holder.state, &lock.entry),
+            Refs::Owned { holder, lock } => (&holder.state, &lock.entry),
+        }
+    }
+
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.parts().1.name
+    }
+
+    /// The holder's label.
+    pub fn holder(&self) -> &str {
+        &self.parts().0.label
+    }
+
+    /// The same guard, owning its holder and lock handle.
+    pub fn into_owned(mut self) -> LockGuard<'static> {
+        let refs = match &self.refs {
+            Refs::Borrowed { holder, lock } => Refs::Owned {
+                holder: (*holder).clone(),
+                lock: (*lock).clone(),
+            },
+            Refs::Owned { holder, lock } => Refs::Owned {
+                holder: holder.clone(),
+                lock: lock.clone(),
+            },
+        };
+        self.released = true;
+        LockGuard {
+            refs,
+            released: false,
+        }
+    }
+
+    /// Releases the lock now.
+    ///
+    /// # Errors
+    ///
+    /// Never today; kept fallible for holders that may lose a lock to the host.
+    pub fn release(mut self) -> Result<(), LockError> {
+        self.released = true;
+        let (holder, entry) = self.parts();
+        release(holder, entry);
+        Ok(())
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        if !self.released {
+            let (holder, entry) = self.parts();
+            release(holder, entry);
+        }
+    }
+}
+
+/// What `begin` did.
+enum Begin {
+    Acquired,
+    Queued,
+}
+
+impl Holder {
+    pub(super) fn new(manager: Arc<Shared>, label: Arc<str>) -> Self {
+        let id = manager.next_holder.fetch_add(1, Ordering::Relaxed);
+        manager.labels.lock().insert(id, Arc::clone(&label));
+        Self {
+            state: Arc::new(HolderState {
+                id,
+                label,
+                manager,
+                count: AtomicU32::new(0),
+                first: AtomicU64::new(0),
+                rest: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// This holder's id, unique in its manager.
+    pub fn id(&self) -> u64 {
+        self.state.id
+    }
+
+    /// This holder's label, as shown in statistics and errors.
+    pub fn label(&self) -> &str {
+        &self.state.label
+    }
+
+    /// Takes `lock`, waiting up to its configured timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError`]: deadlock or order violation (at once), timeout, re-entry.
+    pub async fn acquire<'a>(&'a self, lock: &'a LockRef) -> Result<LockGuard<'a>, LockError> {
+        let timeout = self.state.manager.timeout_of(&lock.entry.name);
+        self.acquire_timeout(lock, timeout).await
+    }
+
+    /// Takes `lock`, waiting up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::acquire`].
+    pub async fn acquire_timeout<'a>(
+        &'a self,
+        lock: &'a LockRef,
+        timeout: Duration,
+    ) -> Result<LockGuard<'a>, LockError> {
+        let entry = &lock.entry;
+        let mut receiver = None;
+        let notify = || {
+            let (sender, rx) = tokio::sync::oneshot::channel();
+            receiver = Some(rx);
+            Notify::Async(sender)
+        };
+        if let Begin::Acquired = begin(&self.state, entry, notify)? {
+            return Ok(guard(self, lock));
+        }
+        let Some(receiver) = receiver else {
+            unreachable!("a queued waiter has a channel")
+        };
+        let mut pending = PendingWait {
+            holder: &self.state,
+            entry,
+            armed: true,
+        };
+        let started = Instant::now();
+        let granted = tokio::time::timeout(timeout, receiver)
+            .await
+            .is_ok_and(|r| r.is_ok());
+        pending.armed = false;
+        self.finish_wait(lock, granted, started.elapsed())
+    }
+
+    /// Takes `lock` from synchronous code (a plugin's thread), blocking up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::acquire`].
+    pub fn acquire_blocking<'a>(
+        &'a self,
+        lock: &'a LockRef,
+        timeout: Duration,
+    ) -> Result<LockGuard<'a>, LockError> {
+        let entry = &lock.entry;
+        // The flag is made only when the lock is contended.
+        let mut granted = None;
+        let notify = || {
+            let flag = Arc::new(AtomicBool::new(false));
+            granted = Some(Arc::clone(&flag));
+            Notify::Sync {
+                thread: std::thread::current(),
+                granted: flag,
+            }
+        };
+        if let Begin::Acquired = begin(&self.state, entry, notify)? {
+            return Ok(guard(self, lock));
+        }
+        let Some(granted) = granted else {
+            unreachable!("a queued waiter has a flag")
+        };
+        let started = Instant::now();
+        wait_for_grant(&granted, started + timeout);
+        self.finish_wait(lock, granted.load(Ordering::Acquire), started.elapsed())
+    }
+
+    fn finish_wait<'a>(
+        &'a self,
+        lock: &'a LockRef,
+        granted: bool,
+        waited: Duration,
+    ) -> Result<LockGuard<'a>, LockError> {
+        let entry = &lock.entry;
+        // A hand-over can race the timeout; whoever owns the lock now decides.
+        if granted || abandon(&self.state, entry, true) {
+            granted_to(&self.state, entry);
+            return Ok(guard(self, lock));
+        }
+        let manager = &self.state.manager;
+        Err(LockError::Timeout {
+            lock: entry.name.to_string(),
+            waited,
+            held_by: entry.owner().map(|id| manager.label_of(id)),
+        })
+    }
+}
+
+fn guard<'a>(holder: &'a Holder, lock: &'a LockRef) -> LockGuard<'a> {
+    LockGuard {
+        refs: Refs::Borrowed { holder, lock },
+        released: false,
+    }
+}
+
+/// Yields for a while (a hand-over to a waiter that is still runnable is far cheaper
+/// than waking a parked one, and yielding, unlike spinning, lets the owner run when
+/// threads outnumber cores), then parks until granted or `deadline`.
+fn wait_for_grant(granted: &AtomicBool, deadline: Instant) {
+    for _ in 0..YIELDS_BEFORE_PARKING {
+        if granted.load(Ordering::Acquire) || Instant::now() >= deadline {
+            return;
+        }
+        std::thread::yield_now();
+    }
+    while !granted.load(Ordering::Acquire) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::park_timeout(left);
+    }
+}
+
+/// How often a blocked waiter yields before it parks.
+const YIELDS_BEFORE_PARKING: u32 = 256;
+
+/// Records a new hold of `entry`: counted, and timed if it is one of every
+/// [`super::HOLD_SAMPLE_EVERY`] acquisitions of the lock.
+#[inline]
+fn took(manager: &Shared, entry: &LockEntry) {
+    // Only the lock's owner writes these (a hand-over writes them before waking the new
+    // owner), so plain loads and stores suffice.
+    let count = entry.stats.acquisitions.load(Ordering::Relaxed);
+    entry.stats.acquisitions.store(count + 1, Ordering::Relaxed);
+    let since = if count.is_multiple_of(super::HOLD_SAMPLE_EVERY) {
+        manager.now_ns().max(1)
+    } else {
+        0
+    };
+    entry.since_ns.store(since, Ordering::Relaxed);
+}
+
+/// Checks, then takes the lock or queues the holder.
+#[inline]
+fn begin(
+    holder: &HolderState,
+    entry: &Arc<LockEntry>,
+    notify: impl FnOnce() -> Notify,
+) -> Result<Begin, LockError> {
+    // The uncontended path: nothing held means no order to check (and nothing to
+    // re-enter), and a free lock means nobody to wait for.
+    if holder.count.load(Ordering::Acquire) == 0 && entry.try_take(holder.id) {
+        holder
+            .first
+            .store(u64::from(entry.id) + 1, Ordering::Release);
+        holder.count.store(1, Ordering::Release);
+        took(&holder.manager, entry);
+        return Ok(Begin::Acquired);
+    }
+    begin_slow(holder, entry, notify)
+}
+
+/// Everything but the uncontended path: re-entry, order, deadlock checks, the queue.
+#[cold]
+#[inline(never)]
+fn begin_slow(
+    holder: &HolderState,
+    entry: &Arc<LockEntry>,
+    notify: impl FnOnce() -> Notify,
+) -> Result<Begin, LockError> {
+    let manager = &holder.manager;
+    if entry.owner() == Some(holder.id) {
+        return Err(LockError::AlreadyHeld {
+            lock: entry.name.to_string(),
+            holder: holder.label.to_string(),
+        });
+    }
+    let mut rest = holder.rest.lock();
+    let held = holder.held(&rest);
+    let mut graph = manager.graph.lock();
+    if let Some(violation) = graph.order_violation(&held, entry) {
+        entry.stats.order_violations.fetch_add(1, Ordering::Relaxed);
+        let error = LockError::OrderViolation {
+            requested: entry.name.to_string(),
+            held: violation.held,
+            holder: holder.label.to_string(),
+            first_seen: violation.first_seen,
+        };
+        match manager.settings.on_violation {
+            OrderViolation::Deny => return Err(error),
+            OrderViolation::Warn => tracing::warn!("{error}"),
+        }
+    }
+    if entry.try_take(holder.id) {
+        graph.record_edges(&held, entry, &holder.label);
+        holder.add_locked(entry, &mut rest);
+        took(manager, entry);
+        return Ok(Begin::Acquired);
+    }
+    // About to block: only now is the wait-for graph consulted.
+    if manager.settings.deadlock_detection {
+        if let Some(cycle) = graph.wait_cycle(holder.id, entry) {
+            entry.stats.deadlocks.fetch_add(1, Ordering::Relaxed);
+            let error = LockError::DeadlockDetected {
+                lock: entry.name.to_string(),
+                holder: holder.label.to_string(),
+                cycle: cycle
+                    .into_iter()
+                    .map(|(lock, owner)| (lock.to_string(), manager.label_of(owner)))
+                    .collect(),
+            };
+            tracing::warn!("{error}");
+            return Err(error);
+        }
+    }
+    let mut queue = entry.queue.lock();
+    entry.mark_waiters();
+    if queue.is_empty() && entry.take_if_free_locked(holder.id) {
+        drop(queue);
+        graph.record_edges(&held, entry, &holder.label);
+        holder.add_locked(entry, &mut rest);
+        took(manager, entry);
+        return Ok(Begin::Acquired);
+    }
+    queue.push_back(Waiter {
+        holder: holder.id,
+        since: Instant::now(),
+        notify: notify(),
+    });
+    graph.waiting.insert(holder.id, Arc::clone(entry));
+    entry.stats.contentions.fetch_add(1, Ordering::Relaxed);
+    Ok(Begin::Queued)
+}
+
+/// The lock was handed to a queued holder: record it as held.
+fn granted_to(holder: &HolderState, entry: &Arc<LockEntry>) {
+    let mut rest = holder.rest.lock();
+    let held = holder.held(&rest);
+    if !held.is_empty() {
+        holder
+            .manager
+            .graph
+            .lock()
+            .record_edges(&held, entry, &holder.label);
+    }
+    holder.add_locked(entry, &mut rest);
+}
+
+/// A queued holder gives up (timeout or cancellation). Returns true if the lock was
+/// handed to it meanwhile, so it owns it now.
+fn abandon(holder: &HolderState, entry: &LockEntry, timed_out: bool) -> bool {
+    let mut graph = holder.manager.graph.lock();
+    let mut queue = entry.queue.lock();
+    let before = queue.len();
+    queue.retain(|w| w.holder != holder.id);
+    if queue.len() == before {
+        // Not queued any more: the lock was handed over.
+        return entry.owner() == Some(holder.id);
+    }
+    graph.waiting.remove(&holder.id);
+    if queue.is_empty() {
+        entry.clear_waiters_locked();
+    }
+    if timed_out {
+        entry.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+    false
+}
+
+/// Releases `entry` held by `holder` and hands it to the first waiter still listening.
+#[inline]
+fn release(holder: &HolderState, entry: &LockEntry) {
+    let since = entry.since_ns.load(Ordering::Relaxed);
+    if since != 0 {
+        record_hold(holder, entry, since);
+    }
+    holder.remove(entry);
+    if !entry.try_free(holder.id) {
+        hand_over(holder, entry);
+    }
+}
+
+/// Adds a timed hold to the statistics; warns past `max_hold`.
+#[cold]
+fn record_hold(holder: &HolderState, entry: &LockEntry, since: u64) {
+    let manager = &holder.manager;
+    let held_for = manager.now_ns().saturating_sub(since);
+    entry.stats.add_hold(held_for);
+    if Duration::from_nanos(held_for) > manager.settings.max_hold {
+        tracing::warn!(
+            lock = %entry.name,
+            holder = %holder.label,
+            held_for = ?Duration::from_nanos(held_for),
+            max_hold = ?manager.settings.max_hold,
+            "lock was held longer than max_hold"
+        );
+    }
+}
+
+/// Hands a released lock to the first waiter still listening, or frees it.
+#[cold]
+#[inline(never)]
+fn hand_over(holder: &HolderState, entry: &LockEntry) {
+    let manager = &holder.manager;
+    let mut graph = manager.graph.lock();
+    let mut queue = entry.queue.lock();
+    if entry.owner() != Some(holder.id) {
+        return;
+    }
+    while let Some(waiter) = queue.pop_front() {
+        entry.set_owner_locked(waiter.holder, !queue.is_empty());
+        graph.waiting.remove(&waiter.holder);
+        let waited = u64::try_from(waiter.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        // Counted before the wake: from then on the new owner writes the statistics.
+        took(manager, entry);
+        if waiter.notify.wake() {
+            entry.stats.add_wait(waited);
+            return;
+        }
+        // The waiter vanished without cleaning up: undo, and try the next one.
+        let count = entry.stats.acquisitions.load(Ordering::Relaxed);
+        entry.stats.acquisitions.store(count - 1, Ordering::Relaxed);
+    }
+    entry.set_owner_locked(0, false);
+}
+
+/// Cleans up a queued wait if the waiting future is dropped (cancelled) mid-wait.
+struct PendingWait<'a> {
+    holder: &'a HolderState,
+    entry: &'a Arc<LockEntry>,
+    armed: bool,
+}
+
+impl Drop for PendingWait<'_> {
+    fn drop(&mut self) {
+        if self.armed && abandon(self.holder, self.entry, false) {
+            // Handed over as the future was dropped: record it, then pass it on.
+            granted_to(self.holder, self.entry);
+            release(self.holder, self.entry);
+        }
+    }
+}

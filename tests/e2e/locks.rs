@@ -1,0 +1,164 @@
+//! Named locks taken by plugin calls through a real `plugin-host run`: a lock belongs to
+//! the call that took it, concurrent calls of one component take it in turn, a lock a
+//! call leaves behind is released and counted, and a deadlock between two calls is
+//! refused naming both.
+
+use std::sync::Arc;
+
+use plugin_host_tests::{RunningHost, Sandbox};
+
+fn host(extra: &str) -> (Sandbox, Arc<RunningHost>) {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let host = RunningHost::start(
+        &sandbox,
+        &format!("[admin]\nlisten = \"127.0.0.1:0\"\n{extra}"),
+    );
+    (sandbox, Arc::new(host))
+}
+
+/// Runs `n` concurrent `with_lock` calls on lock `orders`; returns their hold spans.
+fn concurrent_holds(host: &Arc<RunningHost>, n: usize, hold_ms: u64) -> Vec<(u64, u64)> {
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let host = Arc::clone(host);
+            std::thread::spawn(move || {
+                host.post(
+                    "/components/locker/call/with_lock",
+                    &format!(r#"{{"name":"orders","hold_ms":{hold_ms},"timeout_ms":20000}}"#),
+                )
+            })
+        })
+        .collect();
+    let mut spans: Vec<(u64, u64)> = calls
+        .into_iter()
+        .map(|call| {
+            let (status, body) = call.join().expect("client thread");
+            assert_eq!(status, 200, "every call gets the lock in turn: {body}");
+            let span: serde_json::Value = serde_json::from_str(&body).expect("JSON span");
+            (
+                span["start_us"].as_u64().expect("start"),
+                span["end_us"].as_u64().expect("end"),
+            )
+        })
+        .collect();
+    spans.sort_unstable();
+    spans
+}
+
+#[test]
+fn concurrent_calls_of_one_component_hold_a_lock_strictly_one_at_a_time() {
+    let (_sandbox, host) = host("");
+    for (n, hold_ms) in [(2, 300), (8, 60)] {
+        let spans = concurrent_holds(&host, n, hold_ms);
+        for pair in spans.windows(2) {
+            assert!(
+                pair[0].1 <= pair[1].0,
+                "holds overlap: {:?} and {:?} in {spans:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+    }
+    let (_, locks) = host.get("/locks");
+    let locks: serde_json::Value = serde_json::from_str(&locks).expect("JSON");
+    let orders = locks["locks"]
+        .as_array()
+        .expect("locks")
+        .iter()
+        .find(|l| l["name"] == "orders")
+        .expect("orders listed");
+    assert_eq!(orders["acquisitions"], 10, "{orders}");
+    assert!(
+        orders["contentions"].as_u64() >= Some(1 + 7 - 1),
+        "{orders}"
+    );
+    assert!(orders["holder"].is_null(), "{orders}");
+}
+
+fn leaked_total(host: &RunningHost) -> f64 {
+    let (_, metrics) = host.get("/metrics");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("plugin_host_lock_leaked_total "))
+        .and_then(|value| value.parse().ok())
+        .expect("plugin_host_lock_leaked_total")
+}
+
+#[test]
+fn a_lock_left_behind_by_a_call_or_an_abandoned_call_is_released_and_counted() {
+    let (sandbox, host) = host("[timeouts.operations]\nwith_lock = \"300ms\"\n");
+    assert_eq!(leaked_total(&host), 0.0);
+    let (status, body) = host.post(
+        "/components/locker/call/leak_lock",
+        r#"{"name":"leaky","hold_ms":0}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        leaked_total(&host),
+        1.0,
+        "the returning call's lock was released"
+    );
+    let (status, body) = host.post(
+        "/components/counter/call/with_lock",
+        r#"{"name":"leaky","hold_ms":1,"timeout_ms":100}"#,
+    );
+    assert_eq!(status, 200, "free again at once: {body}");
+
+    // A call that times out while holding a lock: the lock ends with the wait.
+    let (status, body) = host.post(
+        "/components/locker/call/with_lock",
+        r#"{"name":"stuck","hold_ms":3000,"timeout_ms":100}"#,
+    );
+    assert_eq!(status, 504, "{body}");
+    let (status, body) = host.post(
+        "/components/counter/call/with_lock",
+        r#"{"name":"stuck","hold_ms":1,"timeout_ms":200}"#,
+    );
+    assert_eq!(
+        status, 200,
+        "the abandoned call's lock was released: {body}"
+    );
+    assert_eq!(leaked_total(&host), 2.0);
+    let host = Arc::into_inner(host).expect("one handle");
+    host.stop();
+    let log = std::fs::read_to_string(sandbox.root().join("run.log")).expect("run.log");
+    assert!(
+        log.contains("lock still held when its call ended") && log.contains("leaky"),
+        "the leak is logged with its lock and holder"
+    );
+}
+
+#[test]
+fn a_deadlock_between_two_calls_is_refused_naming_locks_components_and_methods() {
+    let (_sandbox, host) = host("");
+    let first = {
+        let host = Arc::clone(&host);
+        std::thread::spawn(move || {
+            host.post(
+                "/components/locker/call/lock_pair",
+                r#"{"first":"left","second":"right","hold_ms":400,"timeout_ms":5000}"#,
+            )
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let (status, body) = host.post(
+        "/components/counter/call/lock_pair",
+        r#"{"first":"right","second":"left","hold_ms":0,"timeout_ms":5000}"#,
+    );
+    let (other_status, other_body) = first.join().expect("first call");
+    // One of the two is refused at once with the cycle; the other then completes.
+    let (refused, completed) = if status == 200 {
+        ((other_status, other_body), (status, body))
+    } else {
+        ((status, body), (other_status, other_body))
+    };
+    assert_eq!(completed.0, 200, "{}", completed.1);
+    assert_eq!(refused.0, 500, "{}", refused.1);
+    for needle in [
+        "deadlock refused",
+        "`left` <- locker.lock_pair (call",
+        "`right` <- counter.lock_pair (call",
+    ] {
+        assert!(refused.1.contains(needle), "`{needle}` in {}", refused.1);
+    }
+}
