@@ -27,7 +27,6 @@
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_code)]
 
-pub mod admin;
 pub mod config;
 mod context;
 mod coordinator;

@@ -1,18 +1,14 @@
-//! Unified metrics: counters, gauges and histograms per component and host-wide, exported
-//! as Prometheus text and JSON.
+//! Metric instruments: counters, gauges and bounded histograms on atomics, and the
+//! registry of metrics plugins create.
 //!
 //! The call path records into instruments cached in each component's slot (plain atomic
 //! operations: no map lookup, no lock). Every call is counted; latency is timed for a
-//! sampled share of calls and the exported histogram is scaled back to every call. The
-//! collector reads everything only when asked to export, and summarises histograms to
-//! p50/p95/p99 once per aggregation interval.
+//! sampled share of calls. Exporting (Prometheus text, JSON) is the admin server's job:
+//! it reads these through the coordinator's public views.
 
-mod collector;
 mod instruments;
 mod plugin;
-mod prometheus;
 
-pub use self::collector::{ComponentSummary, UnifiedMetricsCollector};
 pub use self::instruments::{
     Counter, Gauge, Histogram, HistogramSnapshot, Quantiles, Sampler, BYTE_BUCKETS, LATENCY_BUCKETS,
 };

@@ -10,16 +10,12 @@ use std::{
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use super::{
-    prometheus::{Exposition, Kind},
-    PluginInstrument, Quantiles,
+use plugin_host::{
+    metrics::{HistogramSnapshot, PluginInstrument, Quantiles},
+    Catalog, ComponentState, ComponentStatus, Coordinator, LockStats, PressureLevel,
 };
-use crate::{
-    coordinator::{ComponentState, ComponentStatus, Coordinator},
-    discovery::Catalog,
-    locks::LockStats,
-    memory::PressureLevel,
-};
+
+use crate::prometheus::{Exposition, Kind};
 
 /// A metric family of items of type `T`: name, help, and how to read the value.
 type Family<T, V> = (&'static str, &'static str, fn(&T) -> V);
@@ -233,7 +229,7 @@ impl UnifiedMetricsCollector {
                 "plugin_host_component_call_duration_seconds",
                 "Call latency; timed for a sampled share of calls and scaled back to every call.",
                 (|c: &ComponentStatus| &c.call_latency)
-                    as fn(&ComponentStatus) -> &super::HistogramSnapshot,
+                    as fn(&ComponentStatus) -> &HistogramSnapshot,
             ),
             (
                 "plugin_host_component_init_duration_seconds",

@@ -9,12 +9,10 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use plugin_api::PluginError;
+use plugin_host::plugin_api::PluginError;
 
 use super::{AdminState, ApiError};
-use crate::coordinator::{
-    CallError, ComponentState, ErrorChainDisplay, EvictError, GetError, InitError,
-};
+use plugin_host::{CallError, ComponentState, ErrorChainDisplay, EvictError, GetError, InitError};
 
 type AppState = State<Arc<AdminState>>;
 

@@ -1,11 +1,11 @@
 //! The `plugin-host` binary: parse arguments, run, map the outcome to an exit code.
 
-mod cli;
+mod commands;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // A re-executed scanner never reaches argument parsing.
     plugin_host::run_scanner_if_requested();
-    cli::main()
+    commands::main()
 }

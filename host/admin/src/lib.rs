@@ -4,6 +4,11 @@
 //! It listens on loopback by default. When a token is configured every request must carry
 //! `Authorization: Bearer <token>`; the config refuses a non-loopback address without one.
 
+#![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+mod collector;
+mod prometheus;
 mod routes;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -17,7 +22,8 @@ use axum::{
     Json, Router,
 };
 
-use crate::{discovery::Catalog, metrics::UnifiedMetricsCollector, Coordinator};
+pub use self::collector::{ComponentSummary, UnifiedMetricsCollector};
+use plugin_host::{Catalog, Coordinator};
 
 /// What the admin API serves.
 pub struct AdminState {

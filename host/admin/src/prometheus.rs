@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::HistogramSnapshot;
+use plugin_host::metrics::HistogramSnapshot;
 
 /// Builds one exposition document.
 #[derive(Default)]

@@ -3,11 +3,8 @@
 
 use std::{io::Write as _, process::ExitCode, sync::Arc, time::Duration};
 
-use plugin_host::{
-    admin::{self, AdminState},
-    metrics::UnifiedMetricsCollector,
-    Coordinator, ErrorChainDisplay,
-};
+use plugin_host::{Coordinator, ErrorChainDisplay};
+use plugin_host_admin::{self as admin, AdminState, UnifiedMetricsCollector};
 
 use super::{coordinator, CliResult, GlobalArgs};
 
