@@ -2,7 +2,7 @@
 //! one-pid refresh, measured in the same run.
 
 use criterion::{criterion_group, Criterion};
-use plugin_host::{config::MemoryConfig, MemoryManager};
+use plugin_host::MemoryManager;
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 
 mod ratio;
@@ -10,7 +10,7 @@ mod ratio;
 const GROUP: &str = "memory_admission";
 
 fn bench(c: &mut Criterion) {
-    let manager = MemoryManager::from_config(&MemoryConfig::default());
+    let manager = MemoryManager::builder().build();
     let pid = sysinfo::get_current_pid().expect("pid");
     let mut system = System::new().expect("sysinfo");
 

@@ -30,11 +30,17 @@ use plugin_api::{
 };
 
 use crate::{
-    coordinator::{CallError, ComponentHandle, Dependencies},
     locks::{Holder, LockGuard, LockManager},
     metrics::{MetricHandle, PluginMetrics},
     plugin_log::{LogLimits, PluginLogSink},
 };
+
+/// What a context needs of a dependency: a way to call it. The coordinator's handles
+/// implement it; the context knows nothing else of the coordinator.
+pub(crate) trait DependencyCall: Send + Sync {
+    /// Calls `method` on the dependency, on this thread.
+    fn call_dependency(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, PluginError>;
+}
 
 /// What every plugin context shares: the host's services and the caps on what a plugin
 /// may create in them.
@@ -138,7 +144,7 @@ struct Inner {
     plugin: Arc<str>,
     component: String,
     config_json: String,
-    dependencies: HashMap<String, ComponentHandle>,
+    dependencies: HashMap<String, Arc<dyn DependencyCall>>,
     services: Arc<HostServices>,
     sink: PluginLogSink,
     /// Locks held through this context, by token.
@@ -161,7 +167,7 @@ impl PluginHostContext {
         plugin: &str,
         component: &str,
         config: &serde_json::Value,
-        dependencies: Dependencies,
+        dependencies: HashMap<String, Arc<dyn DependencyCall>>,
         services: Arc<HostServices>,
     ) -> Self {
         let plugin: Arc<str> = Arc::from(plugin);
@@ -174,7 +180,7 @@ impl PluginHostContext {
                 plugin,
                 component: component.to_owned(),
                 config_json: config.to_string(),
-                dependencies: dependencies.into_map(),
+                dependencies,
                 services,
                 sink,
                 held: Mutex::default(),
@@ -293,7 +299,10 @@ impl HostApi for PluginHostContext {
             .dependencies
             .get(name.as_str())
             .map(|handle| {
-                ComponentObj_TO::from_ptr(RArc::new(DependencyAdapter(handle.clone())), TD_Opaque)
+                ComponentObj_TO::from_ptr(
+                    RArc::new(DependencyAdapter(Arc::clone(handle))),
+                    TD_Opaque,
+                )
             })
             .into()
     }
@@ -370,15 +379,14 @@ impl HostApi for PluginHostContext {
     }
 }
 
-/// Exposes a host-side handle to a plugin as an FFI component object.
-struct DependencyAdapter(ComponentHandle);
+/// Exposes a host-side dependency to a plugin as an FFI component object.
+struct DependencyAdapter(Arc<dyn DependencyCall>);
 
 impl ComponentObj for DependencyAdapter {
     fn call(&self, method: RStr<'_>, input: RSlice<'_, u8>) -> RResult<RVec<u8>, PluginError> {
-        match self.0.call(method.as_str(), input.as_slice()) {
-            Ok(bytes) => RResult::ROk(bytes.into()),
-            Err(CallError::Failed { source, .. }) => RResult::RErr(source),
-            Err(other) => RResult::RErr(PluginError::dependency(self.0.name(), other)),
-        }
+        self.0
+            .call_dependency(method.as_str(), input.as_slice())
+            .map(RVec::from)
+            .into()
     }
 }

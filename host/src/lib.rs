@@ -51,18 +51,18 @@ pub use self::{
     discovery::{
         run_scanner_if_requested, Catalog, DiscoveredPlugin, Discovery, DiscoveryError, ScanMode,
     },
-    loader::{open_library, LoadError, LoadedLibrary, Loader},
+    loader::LoadError,
     locks::{
         Holder, LockError, LockGuard, LockManager, LockManagerBuilder, LockRef, LockStats,
         OrderViolation,
     },
     manifest::{ComponentInfo, PluginInfo},
     memory::{
-        ComponentMemory, LimitSource, MemoryManager, MemoryStatus, PressureLevel, Reservation,
-        RssReader, Shortfall,
+        ComponentMemory, LimitSource, MemoryLimit, MemoryManager, MemoryManagerBuilder,
+        MemoryStatus, PressureLevel, PressureThresholds, Reservation, RssReader, Shortfall,
     },
     plugin_log::PLUGIN_LOG_TARGET,
-    timeout::{ActiveTimeout, Interrupted, OperationKind, TimeoutManager, TimeoutStats},
+    timeout::{ActiveTimeout, OperationKind, TimeoutManager, TimeoutStats},
     util::format_bytes,
 };
 pub use plugin_api;

@@ -60,7 +60,7 @@ pub struct TimeoutStats {
 
 /// Why a timed operation ended without its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Interrupted {
+pub(crate) enum Interrupted {
     /// The limit passed.
     Expired,
     /// Someone cancelled it by id.
@@ -122,7 +122,7 @@ impl TimeoutManager {
     /// # Errors
     ///
     /// [`Interrupted`] saying which of the two cut it short.
-    pub async fn run<F: Future>(
+    pub(crate) async fn run<F: Future>(
         &self,
         kind: OperationKind,
         component: &str,

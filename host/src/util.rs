@@ -55,3 +55,15 @@ pub fn format_bytes(bytes: u64) -> String {
         format!("{value:.1} {}", UNITS[unit])
     }
 }
+
+/// `$XDG_CACHE_HOME/plugin-host`, else `~/.cache/plugin-host`; `None` when neither is known.
+pub fn default_cache_dir() -> Option<std::path::PathBuf> {
+    let from_env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    from_env("XDG_CACHE_HOME")
+        .or_else(|| from_env("HOME").map(|home| home.join(".cache")))
+        .map(|base| base.join("plugin-host"))
+}

@@ -15,11 +15,14 @@ use std::{
     time::Duration,
 };
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 pub use self::units::{parse_duration, parse_size};
-use crate::locks::LockManagerBuilder;
-pub use crate::locks::OrderViolation;
+use crate::{locks::LockManagerBuilder, memory::MemoryManagerBuilder};
+pub use crate::{
+    locks::OrderViolation,
+    memory::{MemoryLimit, PressureThresholds},
+};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -72,16 +75,7 @@ impl Default for HostConfig {
     }
 }
 
-/// The memory limit: `"auto"` (container or machine derived) or a size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub enum MemoryLimit {
-    /// The cgroup limit x 0.9, else 75% of physical memory.
-    #[default]
-    Auto,
-    /// A fixed number of bytes.
-    Bytes(u64),
-}
-
+/// `"auto"`, a size such as `"2GiB"`, or a number of bytes.
 impl<'de> Deserialize<'de> for MemoryLimit {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match units::SizeRepr::deserialize(d)? {
@@ -107,7 +101,7 @@ pub struct MemoryConfig {
     #[serde(deserialize_with = "units::duration")]
     pub min_idle: Duration,
     /// Pressure thresholds as fractions of the limit.
-    pub pressure: PressureConfig,
+    pub pressure: PressureThresholds,
 }
 
 impl Default for MemoryConfig {
@@ -116,30 +110,19 @@ impl Default for MemoryConfig {
             limit: MemoryLimit::Auto,
             sample_interval: Duration::from_secs(1),
             min_idle: Duration::from_secs(300),
-            pressure: PressureConfig::default(),
+            pressure: PressureThresholds::default(),
         }
     }
 }
 
-/// `[memory] pressure`.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PressureConfig {
-    /// Defaults to 0.75.
-    pub medium: f64,
-    /// Defaults to 0.85.
-    pub high: f64,
-    /// Defaults to 0.95.
-    pub critical: f64,
-}
-
-impl Default for PressureConfig {
-    fn default() -> Self {
-        Self {
-            medium: 0.75,
-            high: 0.85,
-            critical: 0.95,
-        }
+impl MemoryConfig {
+    /// A memory manager builder with these settings.
+    pub fn builder(&self) -> MemoryManagerBuilder {
+        MemoryManagerBuilder::default()
+            .with_limit(self.limit)
+            .with_pressure(self.pressure)
+            .with_min_idle(self.min_idle)
+            .with_sample_interval(self.sample_interval)
     }
 }
 
@@ -460,7 +443,7 @@ impl Config {
     /// The registry cache directory: `host.cache_dir`, else the default.
     pub fn cache_dir(&self) -> Option<PathBuf> {
         if self.host.cache_dir.as_os_str().is_empty() {
-            crate::discovery::default_cache_dir()
+            crate::util::default_cache_dir()
         } else {
             Some(self.host.cache_dir.clone())
         }

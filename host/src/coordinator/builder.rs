@@ -13,7 +13,6 @@ use crate::{
     context::HostServices,
     executor::PluginExecutor,
     loader::Loader,
-    memory::MemoryManager,
     metrics::{PluginMetrics, Sampler},
     plugin_log::LogLimits,
     timeout::TimeoutManager,
@@ -96,7 +95,7 @@ impl CoordinatorBuilder {
     /// The coordinator, with no components yet.
     pub fn build(self) -> Coordinator {
         let locks = self.config.locks.builder().build();
-        let memory = MemoryManager::from_config(&self.config.memory);
+        let memory = self.config.memory.builder().build();
         let sampler = Sampler::new(self.config.metrics.sample_rate);
         let limits = &self.config.limits;
         let services = Arc::new(HostServices::new(

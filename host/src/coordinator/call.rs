@@ -8,7 +8,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{slot::Bulkhead, CallError, Coordinator};
+use super::{info::Bulkhead, CallError, Coordinator};
 use crate::{
     context::next_call_id,
     executor::Hooks,

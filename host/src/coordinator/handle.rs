@@ -1,14 +1,18 @@
-//! Handles to ready components: what callers hold and call.
+//! Ready instances and the handles callers hold and call; the dependencies handed to a
+//! provider.
 
 use std::{
+    collections::HashMap,
     sync::{atomic::Ordering, Arc},
     time::Instant,
 };
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::{provider::Instance, slot::SlotInfo, CallError};
-use crate::executor::PluginExecutor;
+use plugin_api::PluginError;
+
+use super::{info::SlotInfo, CallError};
+use crate::{context::DependencyCall, executor::PluginExecutor};
 
 /// A ready component instance and where it came from.
 ///
@@ -74,6 +78,16 @@ impl std::fmt::Debug for ComponentHandle {
         f.debug_struct("ComponentHandle")
             .field("name", &self.name())
             .finish()
+    }
+}
+
+impl crate::context::DependencyCall for ComponentHandle {
+    fn call_dependency(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, PluginError> {
+        match self.call(method, input) {
+            Ok(bytes) => Ok(bytes),
+            Err(CallError::Failed { source, .. }) => Err(source),
+            Err(other) => Err(PluginError::dependency(self.name(), other)),
+        }
     }
 }
 
@@ -151,5 +165,47 @@ impl ComponentHandle {
         let output = self.call(method, &input)?;
         serde_json::from_slice(&output)
             .map_err(|e| json_error(format!("reply is not the expected JSON: {e}")))
+    }
+}
+
+/// A running component instance.
+pub trait Instance: Send + Sync + 'static {
+    /// Answers one call. Must not panic (plugin adapters and [`NativeComponent`] catch
+    /// panics before they reach here).
+    ///
+    /// # Errors
+    ///
+    /// The component's error.
+    fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, PluginError>;
+
+    /// Releases what call `id` still holds (locks taken through a plugin context). The
+    /// host calls it when the call returns or its caller abandons it. Defaults to nothing.
+    fn end_call(&self, id: u64) {
+        let _ = id;
+    }
+}
+
+/// The ready dependencies handed to a provider's `create`.
+#[derive(Clone, Default)]
+pub struct Dependencies {
+    handles: HashMap<String, ComponentHandle>,
+}
+
+impl Dependencies {
+    pub(crate) fn new(handles: HashMap<String, ComponentHandle>) -> Self {
+        Self { handles }
+    }
+
+    /// The handles as the plugin context takes them.
+    pub(crate) fn into_calls(self) -> HashMap<String, Arc<dyn DependencyCall>> {
+        self.handles
+            .into_iter()
+            .map(|(name, handle)| (name, Arc::new(handle) as Arc<dyn DependencyCall>))
+            .collect()
+    }
+
+    /// The handle of dependency `name`, if it was declared.
+    pub fn get(&self, name: &str) -> Option<&ComponentHandle> {
+        self.handles.get(name)
     }
 }

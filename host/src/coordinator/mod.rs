@@ -12,10 +12,13 @@ mod evict;
 mod eviction;
 mod graph;
 mod handle;
+mod info;
 mod init;
 mod provider;
 mod shutdown;
 mod slot;
+mod spec;
+mod state;
 mod status;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -28,14 +31,16 @@ use tokio::sync::Semaphore;
 pub use self::{
     builder::CoordinatorBuilder,
     error::{CallError, EvictError, GetError, InitError, RegisterError},
-    handle::ComponentHandle,
-    provider::{ComponentSpec, Dependencies, Instance, NativeComponent, Provider},
-    slot::ComponentState,
+    handle::{ComponentHandle, Dependencies, Instance},
+    provider::{NativeComponent, Provider},
+    spec::ComponentSpec,
+    state::ComponentState,
     status::ComponentStatus,
 };
 use self::{
+    info::CallLimits,
     provider::PluginProvider,
-    slot::{CallLimits, Slot, SlotState},
+    slot::{Slot, SlotState},
 };
 use crate::{
     config::Config,

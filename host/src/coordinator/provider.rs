@@ -2,123 +2,24 @@
 //! the same to the coordinator.
 
 use std::{
-    collections::HashMap,
     panic::{catch_unwind, AssertUnwindSafe},
     path::PathBuf,
     sync::Arc,
-    time::Duration,
 };
 
 use plugin_api::{ffi::ComponentBox, Component, PluginError, Request};
 
-use super::{handle::ComponentHandle, InitError};
+use super::{
+    handle::{Dependencies, Instance},
+    spec::ComponentSpec,
+    InitError,
+};
 use crate::{
     context::{HostServices, PluginHostContext},
     discovery::DiscoveredPlugin,
     loader::Loader,
     memory::MemoryManager,
 };
-
-/// What the coordinator knows about a component before creating it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ComponentSpec {
-    /// Unique component name.
-    pub name: String,
-    /// The plugin that provides it, or `None` for a native component.
-    pub plugin: Option<String>,
-    /// Components it needs, initialised first.
-    pub dependencies: Vec<String>,
-    /// Expected memory use in bytes.
-    pub memory_estimate: u64,
-    /// 0 (most important) to 100.
-    pub priority: u8,
-    /// Init timeout; `None` uses the coordinator's default.
-    pub init_timeout: Option<Duration>,
-}
-
-impl ComponentSpec {
-    /// A spec with no dependencies, no estimate, default priority and timeout.
-    pub fn new(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            plugin: None,
-            dependencies: Vec::new(),
-            memory_estimate: 0,
-            priority: plugin_api::DEFAULT_PRIORITY,
-            init_timeout: None,
-        }
-    }
-
-    /// Adds a dependency.
-    pub fn with_dependency(mut self, name: impl Into<String>) -> Self {
-        self.dependencies.push(name.into());
-        self
-    }
-
-    /// Sets the memory estimate in bytes. Defaults to 0.
-    pub fn with_memory_estimate(mut self, bytes: u64) -> Self {
-        self.memory_estimate = bytes;
-        self
-    }
-
-    /// Sets the priority (0-100). Defaults to 50.
-    pub fn with_priority(mut self, priority: u8) -> Self {
-        self.priority = priority.min(100);
-        self
-    }
-
-    /// Sets the init timeout. Defaults to the coordinator's default timeout.
-    pub fn with_init_timeout(mut self, timeout: Duration) -> Self {
-        self.init_timeout = Some(timeout);
-        self
-    }
-
-    /// Who provides it, for messages: `plugin \`x\`` or `native`.
-    pub fn provider_label(&self) -> String {
-        match &self.plugin {
-            Some(plugin) => format!("plugin `{plugin}`"),
-            None => "a native component".to_owned(),
-        }
-    }
-}
-
-/// The ready dependencies handed to a provider's `create`.
-#[derive(Clone, Default)]
-pub struct Dependencies {
-    handles: HashMap<String, ComponentHandle>,
-}
-
-impl Dependencies {
-    pub(crate) fn new(handles: HashMap<String, ComponentHandle>) -> Self {
-        Self { handles }
-    }
-
-    pub(crate) fn into_map(self) -> HashMap<String, ComponentHandle> {
-        self.handles
-    }
-
-    /// The handle of dependency `name`, if it was declared.
-    pub fn get(&self, name: &str) -> Option<&ComponentHandle> {
-        self.handles.get(name)
-    }
-}
-
-/// A running component instance.
-pub trait Instance: Send + Sync + 'static {
-    /// Answers one call. Must not panic (plugin adapters and [`NativeComponent`] catch
-    /// panics before they reach here).
-    ///
-    /// # Errors
-    ///
-    /// The component's error.
-    fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, PluginError>;
-
-    /// Releases what call `id` still holds (locks taken through a plugin context). The
-    /// host calls it when the call returns or its caller abandons it. Defaults to nothing.
-    fn end_call(&self, id: u64) {
-        let _ = id;
-    }
-}
 
 /// Creates instances of one component. Blocking; the coordinator runs it on its own thread
 /// under the component's init timeout.
@@ -254,7 +155,7 @@ impl Provider for PluginProvider {
             &plugin,
             &spec.name,
             config,
-            dependencies,
+            dependencies.into_calls(),
             Arc::clone(&self.services),
         );
         let component = library

@@ -1,93 +1,25 @@
-//! One registered component: its spec, its provider, its state and its counters.
+//! One registered component: its provider, its config, its state and its ready instance.
 
 use std::{
-    collections::BTreeMap,
     sync::{
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize},
         Arc,
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use arc_swap::ArcSwapOption;
 use futures::future::{BoxFuture, Shared};
 use parking_lot::Mutex;
-use serde::Serialize;
 
-use super::{handle::Ready, provider::Provider, CallError, ComponentSpec, InitError};
-use crate::metrics::{Counter, Histogram, Sampler};
-
-/// The lifecycle of a component.
-///
-/// - `Registered`: known, never initialised (or stopped at shutdown).
-/// - `Initializing`: dependencies or `create` are running; callers wait for the one init.
-/// - `Ready`: an instance answers calls.
-/// - `Failed`: `create` or a dependency failed; retried by a later `get` after a backoff.
-/// - `TimedOut`: `create` outlived its timeout; its thread was abandoned, a late result is
-///   dropped; retried like `Failed`.
-/// - `Evicted`: the instance was dropped to free memory; the next `get` creates a new one.
-/// - `Quarantined`: ready, but `quarantine_after` of its calls timed out and still run;
-///   calls fail fast until they return.
-/// - `Stopped`: stopped by shutdown; not initialised again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ComponentState {
-    /// Known, not initialised.
-    Registered,
-    /// Being initialised.
-    Initializing,
-    /// Answering calls.
-    Ready,
-    /// The last initialisation failed.
-    Failed,
-    /// The last initialisation timed out.
-    TimedOut,
-    /// Dropped to free memory; re-initialisable.
-    Evicted,
-    /// Ready, but too many abandoned calls still run; calls fail fast.
-    Quarantined,
-    /// Stopped at shutdown.
-    Stopped,
-}
-
-impl ComponentState {
-    /// Every state, in lifecycle order.
-    pub const ALL: [Self; 8] = [
-        Self::Registered,
-        Self::Initializing,
-        Self::Ready,
-        Self::Failed,
-        Self::TimedOut,
-        Self::Evicted,
-        Self::Quarantined,
-        Self::Stopped,
-    ];
-
-    /// The state's name, as in JSON and metrics labels (`timed_out`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Registered => "registered",
-            Self::Initializing => "initializing",
-            Self::Ready => "ready",
-            Self::Failed => "failed",
-            Self::TimedOut => "timed_out",
-            Self::Evicted => "evicted",
-            Self::Quarantined => "quarantined",
-            Self::Stopped => "stopped",
-        }
-    }
-}
-
-impl std::fmt::Display for ComponentState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for ComponentState {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
+use super::{
+    handle::Ready,
+    info::{Bulkhead, CallLimits, SlotInfo, Stats},
+    provider::Provider,
+    spec::ComponentSpec,
+    ComponentState, InitError,
+};
+use crate::metrics::Sampler;
 
 pub(crate) type InitResult = Result<Arc<Ready>, Arc<InitError>>;
 pub(crate) type SharedInit = Shared<BoxFuture<'static, InitResult>>;
@@ -113,198 +45,6 @@ impl SlotState {
             Self::Evicted => ComponentState::Evicted,
             Self::Stopped => ComponentState::Stopped,
         }
-    }
-}
-
-/// Per-component instruments, cached in the slot so the call path records with plain
-/// atomic operations: no map lookup, no lock.
-#[derive(Debug)]
-pub(crate) struct Stats {
-    epoch: Instant,
-    pub(crate) calls: Counter,
-    pub(crate) call_errors: Counter,
-    pub(crate) call_timeouts: Counter,
-    pub(crate) inits: Counter,
-    pub(crate) init_failures: Counter,
-    /// Latency of the sampled share of calls; exported scaled back to every call.
-    pub(crate) call_latency: Histogram,
-    pub(crate) init_duration: Histogram,
-    pub(crate) sampler: Sampler,
-    /// Microseconds the last successful init took.
-    pub(crate) init_micros: AtomicU64,
-    /// Milliseconds after `epoch` of the last use, plus one; 0 means never used.
-    last_used: AtomicU64,
-}
-
-impl Stats {
-    fn new(sampler: Sampler) -> Self {
-        Self {
-            epoch: Instant::now(),
-            calls: Counter::default(),
-            call_errors: Counter::default(),
-            call_timeouts: Counter::default(),
-            inits: Counter::default(),
-            init_failures: Counter::default(),
-            call_latency: Histogram::with_scale(sampler.scale()),
-            init_duration: Histogram::default(),
-            sampler,
-            init_micros: AtomicU64::new(0),
-            last_used: AtomicU64::new(0),
-        }
-    }
-
-    /// How long ago the component was last used, if ever.
-    pub(crate) fn idle_for(&self) -> Option<Duration> {
-        match self.last_used.load(Ordering::Relaxed) {
-            0 => None,
-            stamp => Some(
-                self.epoch
-                    .elapsed()
-                    .saturating_sub(Duration::from_millis(stamp - 1)),
-            ),
-        }
-    }
-}
-
-/// How many calls of one component may run, and how many abandoned ones it tolerates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct CallLimits {
-    pub(crate) max_in_flight: usize,
-    pub(crate) quarantine_after: usize,
-}
-
-/// A component's share of the plugin executor: calls in flight, and calls abandoned by
-/// their callers (a timeout) that still run. Lock-free on the call path.
-#[derive(Debug)]
-pub(crate) struct Bulkhead {
-    limits: CallLimits,
-    in_flight: AtomicUsize,
-    abandoned: AtomicUsize,
-    /// Method -> abandoned calls of it still running. At most `max_in_flight` entries.
-    stuck: Mutex<BTreeMap<String, usize>>,
-    pub(crate) refused_saturated: Counter,
-    pub(crate) refused_quarantined: Counter,
-}
-
-impl Bulkhead {
-    fn new(limits: CallLimits) -> Self {
-        Self {
-            limits,
-            in_flight: AtomicUsize::new(0),
-            abandoned: AtomicUsize::new(0),
-            stuck: Mutex::default(),
-            refused_saturated: Counter::default(),
-            refused_quarantined: Counter::default(),
-        }
-    }
-
-    pub(crate) fn limits(&self) -> CallLimits {
-        self.limits
-    }
-
-    /// Calls through the coordinator running now, abandoned ones included.
-    pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
-    /// Calls abandoned by their callers that still run.
-    pub(crate) fn abandoned(&self) -> usize {
-        self.abandoned.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn is_quarantined(&self) -> bool {
-        self.abandoned() >= self.limits.quarantine_after
-    }
-
-    /// The abandoned calls still running, by method.
-    pub(crate) fn stuck_methods(&self) -> Vec<(String, usize)> {
-        self.stuck
-            .lock()
-            .iter()
-            .map(|(method, n)| (method.clone(), *n))
-            .collect()
-    }
-
-    /// Admits one more call, or says why not.
-    pub(crate) fn enter(info: &Arc<SlotInfo>, method: &str) -> Result<CallPermit, CallError> {
-        let bulkhead = &info.bulkhead;
-        if bulkhead.is_quarantined() {
-            bulkhead.refused_quarantined.inc();
-            return Err(CallError::Quarantined {
-                component: info.spec.name.clone(),
-                method: method.to_owned(),
-                stuck: bulkhead.stuck_methods(),
-            });
-        }
-        let limit = bulkhead.limits.max_in_flight;
-        if bulkhead.in_flight.fetch_add(1, Ordering::AcqRel) >= limit {
-            bulkhead.in_flight.fetch_sub(1, Ordering::AcqRel);
-            bulkhead.refused_saturated.inc();
-            return Err(CallError::Saturated {
-                component: info.spec.name.clone(),
-                method: method.to_owned(),
-                limit,
-            });
-        }
-        Ok(CallPermit {
-            info: Arc::clone(info),
-        })
-    }
-
-    /// A caller stopped waiting for a call of `method` that still runs.
-    pub(crate) fn abandon(&self, method: &str) {
-        *self.stuck.lock().entry(method.to_owned()).or_default() += 1;
-        self.abandoned.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// An abandoned call of `method` returned.
-    pub(crate) fn returned(&self, method: &str) {
-        let mut stuck = self.stuck.lock();
-        if let Some(count) = stuck.get_mut(method) {
-            *count -= 1;
-            if *count == 0 {
-                stuck.remove(method);
-            }
-        }
-        drop(stuck);
-        self.abandoned.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// One admitted call; leaving the bulkhead when dropped, which is when the call's code
-/// returns (not when its caller stops waiting).
-pub(crate) struct CallPermit {
-    info: Arc<SlotInfo>,
-}
-
-impl Drop for CallPermit {
-    fn drop(&mut self) {
-        self.info.bulkhead.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// The immutable part of a slot, shared with every handle of its instances.
-#[derive(Debug)]
-pub(crate) struct SlotInfo {
-    pub(crate) spec: ComponentSpec,
-    pub(crate) stats: Stats,
-    pub(crate) bulkhead: Bulkhead,
-    /// Instances whose drop has begun and not finished.
-    pub(crate) dropping: AtomicUsize,
-}
-
-impl SlotInfo {
-    /// Whether calls through the coordinator or an instance's drop still run: shutdown
-    /// waits for them. (Handles an embedder holds do not count: they keep their
-    /// instance as long as they like.)
-    pub(crate) fn is_busy(&self) -> bool {
-        self.bulkhead.in_flight() > 0 || self.dropping.load(Ordering::Acquire) > 0
-    }
-
-    /// Records a use. Reads the monotonic clock (vDSO, no system call); no lock.
-    pub(crate) fn touch(&self) {
-        let ms = u64::try_from(self.stats.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
-        self.stats.last_used.store(ms + 1, Ordering::Relaxed);
     }
 }
 

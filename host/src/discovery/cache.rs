@@ -149,15 +149,3 @@ impl RegistryCache {
         }
     }
 }
-
-/// `$XDG_CACHE_HOME/plugin-host`, else `~/.cache/plugin-host`; `None` when neither is known.
-pub fn default_cache_dir() -> Option<PathBuf> {
-    let from_env = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    from_env("XDG_CACHE_HOME")
-        .or_else(|| from_env("HOME").map(|home| home.join(".cache")))
-        .map(|base| base.join("plugin-host"))
-}

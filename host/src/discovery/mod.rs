@@ -16,10 +16,10 @@ use futures::{stream, StreamExt};
 use serde::Serialize;
 
 use self::cache::{Entry, FileStamp, RegistryCache};
-pub use self::{
-    cache::default_cache_dir,
-    scanner::{run_scanner_if_requested, scan_in_process, ScanMode, ScanOutcome, SCAN_FLAG},
+pub use self::scanner::{
+    run_scanner_if_requested, scan_in_process, ScanMode, ScanOutcome, SCAN_FLAG,
 };
+pub use crate::util::default_cache_dir;
 use crate::{loader::LoadError, manifest::PluginInfo};
 
 /// Why the plugin directory itself could not be scanned.

@@ -53,9 +53,13 @@ pub fn run_scanner_if_requested() {
     }
 }
 
-/// Scans `path` in this process: the library is mapped here and stays mapped.
+/// Scans `path` in this process: the library is mapped here and stays mapped, and
+/// whatever its initialisers do happens to this process. The scanner subprocess calls it;
+/// [`ScanMode::InProcess`] is the embedder's explicit choice to run it in the host.
 pub fn scan_in_process(path: &Path) -> ScanOutcome {
-    open_library(path).map(|library| library.info().clone())
+    // SAFETY: the caller chose this process to take the risk (see above).
+    #[allow(unsafe_code)]
+    unsafe { open_library(path) }.map(|library| library.info().clone())
 }
 
 /// Scans `path` by running `program --plugin-host-scan path`, giving up after `timeout`.

@@ -22,7 +22,7 @@ pub use self::error::LoadError;
 use crate::manifest::PluginInfo;
 
 /// A plugin library mapped into this process.
-pub struct LoadedLibrary {
+pub(crate) struct LoadedLibrary {
     path: PathBuf,
     root: PluginRootRef,
     info: PluginInfo,
@@ -38,13 +38,8 @@ impl std::fmt::Debug for LoadedLibrary {
 }
 
 impl LoadedLibrary {
-    /// The file it was loaded from.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Its manifest, as read from the loaded library.
-    pub fn info(&self) -> &PluginInfo {
+    pub(crate) fn info(&self) -> &PluginInfo {
         &self.info
     }
 
@@ -65,7 +60,15 @@ impl LoadedLibrary {
 /// # Errors
 ///
 /// A [`LoadError`] naming the file and the reason it cannot be used.
-pub fn open_library(path: &Path) -> Result<LoadedLibrary, LoadError> {
+///
+/// # Safety
+///
+/// Opening a library runs its initialisers (static constructors, the root module's
+/// function): arbitrary native code, which can abort, hang or corrupt this process. Call it
+/// only in a process that may die for it (the scanner), or on a file the scanner has
+/// vetted and that cannot have changed since (the loader).
+#[allow(unsafe_code)] // An unsafe contract, not unsafe code: see `# Safety`.
+pub(crate) unsafe fn open_library(path: &Path) -> Result<LoadedLibrary, LoadError> {
     filecheck::check(path)?;
     let host_api = plugin_api::API_VERSION.to_owned();
     let header = lib_header_from_path(path).map_err(|err| classify(path, err, None))?;
@@ -179,7 +182,7 @@ fn first_mismatch(report: &str) -> String {
 /// lock of its own, so two libraries open concurrently and a hanging one blocks only the
 /// callers of that library; the table of loaded libraries is never locked across an open.
 #[derive(Default)]
-pub struct Loader {
+pub(crate) struct Loader {
     loaded: Mutex<HashMap<PathBuf, Arc<LoadedLibrary>>>,
     /// One lock per path being (or once) opened: serialises opens of the same file.
     opening: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
@@ -195,7 +198,7 @@ impl std::fmt::Debug for Loader {
 
 impl Loader {
     /// A loader with nothing loaded.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -205,7 +208,7 @@ impl Loader {
     /// # Errors
     ///
     /// The [`LoadError`] of [`open_library`].
-    pub fn load(&self, path: &Path) -> Result<Arc<LoadedLibrary>, LoadError> {
+    pub(crate) fn load(&self, path: &Path) -> Result<Arc<LoadedLibrary>, LoadError> {
         if let Some(library) = self.loaded.lock().get(path) {
             return Ok(Arc::clone(library));
         }
@@ -215,7 +218,10 @@ impl Loader {
         if let Some(library) = self.loaded.lock().get(path) {
             return Ok(Arc::clone(library));
         }
-        let library = Arc::new(open_library(path)?);
+        // SAFETY: only files the scanner vetted reach the loader (the provider checks the
+        // file is unchanged first), and the per-path gate opens each at most once.
+        #[allow(unsafe_code)]
+        let library = Arc::new(unsafe { open_library(path) }?);
         tracing::info!(path = %path.display(), plugin = %library.info.name, "plugin library loaded");
         self.loaded
             .lock()
@@ -224,12 +230,12 @@ impl Loader {
     }
 
     /// Whether the library at `path` is loaded.
-    pub fn is_loaded(&self, path: &Path) -> bool {
+    pub(crate) fn is_loaded(&self, path: &Path) -> bool {
         self.loaded.lock().contains_key(path)
     }
 
     /// The paths of the libraries loaded so far.
-    pub fn loaded(&self) -> Vec<PathBuf> {
+    pub(crate) fn loaded(&self) -> Vec<PathBuf> {
         self.loaded.lock().keys().cloned().collect()
     }
 }

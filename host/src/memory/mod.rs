@@ -1,11 +1,12 @@
 //! The memory manager: a budget checked against the process's real RSS.
 //!
-//! The seed compared declared estimates with a limit and never measured anything. Here
-//! admission reads RSS (`rss + reservations + estimate <= limit`), reservations stop
+//! Declared estimates alone say nothing about what a component really uses, so admission
+//! reads RSS (`rss + reservations + estimate <= limit`), reservations stop
 //! concurrent initialisations from over-admitting together, each component's real cost is
 //! measured after creation, and eviction is followed by `malloc_trim` so RSS really drops.
 
 mod cgroup;
+mod options;
 mod rss;
 mod trim;
 
@@ -22,12 +23,12 @@ use std::{
 use parking_lot::Mutex;
 use serde::Serialize;
 
-pub use self::rss::RssReader;
 pub(crate) use self::trim::release_free_memory;
-use crate::{
-    config::{MemoryConfig, MemoryLimit, PressureConfig},
-    util::format_bytes,
+pub use self::{
+    options::{MemoryLimit, MemoryManagerBuilder, PressureThresholds},
+    rss::RssReader,
 };
+use crate::util::format_bytes;
 
 /// Where the memory limit came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -174,7 +175,7 @@ pub struct MemoryStatus {
 struct Inner {
     limit: u64,
     source: LimitSource,
-    pressure: PressureConfig,
+    pressure: PressureThresholds,
     min_idle: Duration,
     sample_interval: Duration,
     rss: RssReader,
@@ -207,10 +208,14 @@ impl fmt::Debug for MemoryManager {
 }
 
 impl MemoryManager {
-    /// A manager for `[memory]`, resolving `limit = "auto"` from the cgroup or the machine.
-    pub fn from_config(config: &MemoryConfig) -> Self {
+    /// A builder with the documented defaults.
+    pub fn builder() -> MemoryManagerBuilder {
+        MemoryManagerBuilder::default()
+    }
+
+    fn new(options: MemoryManagerBuilder) -> Self {
         let rss = RssReader::new();
-        let (limit, source) = match config.limit {
+        let (limit, source) = match options.limit {
             MemoryLimit::Bytes(bytes) => (bytes, LimitSource::Configured),
             MemoryLimit::Auto => auto_limit(&rss),
         };
@@ -218,9 +223,9 @@ impl MemoryManager {
             inner: Arc::new(Inner {
                 limit,
                 source,
-                pressure: config.pressure,
-                min_idle: config.min_idle,
-                sample_interval: config.sample_interval,
+                pressure: options.pressure,
+                min_idle: options.min_idle.unwrap_or(Duration::from_secs(300)),
+                sample_interval: options.sample_interval.unwrap_or(Duration::from_secs(1)),
                 last_rss: AtomicU64::new(rss.read()),
                 rss,
                 reservations: Mutex::new(HashMap::new()),
@@ -271,16 +276,6 @@ impl MemoryManager {
     /// Bytes reserved by in-flight initialisations.
     pub fn reserved(&self) -> u64 {
         self.inner.reservations.lock().values().sum()
-    }
-
-    /// Whether `bytes` more would fit now.
-    pub fn can_allocate(&self, bytes: u64) -> bool {
-        let reservations = self.inner.reservations.lock();
-        let reserved: u64 = reservations.values().sum();
-        self.read_rss()
-            .saturating_add(reserved)
-            .saturating_add(bytes)
-            <= self.inner.limit
     }
 
     /// Reserves `bytes` for `component` if `rss + reserved + bytes <= limit`.
@@ -396,7 +391,7 @@ pub struct Reservation {
 
 impl Reservation {
     /// The creation succeeded: measure what it cost and release the reservation.
-    pub fn commit(self) -> u64 {
+    pub(crate) fn commit(self) -> u64 {
         let after = self.manager.read_rss();
         let library = self
             .manager
@@ -455,10 +450,9 @@ mod tests {
     use super::*;
 
     fn manager(limit: u64) -> MemoryManager {
-        MemoryManager::from_config(&MemoryConfig {
-            limit: MemoryLimit::Bytes(limit),
-            ..MemoryConfig::default()
-        })
+        MemoryManager::builder()
+            .with_limit(MemoryLimit::Bytes(limit))
+            .build()
     }
 
     #[test]
@@ -503,7 +497,7 @@ mod tests {
 
     #[test]
     fn the_auto_limit_names_its_source() {
-        let manager = MemoryManager::from_config(&MemoryConfig::default());
+        let manager = MemoryManager::builder().build();
         assert!(manager.limit() > 0);
         assert!(!matches!(manager.limit_source(), LimitSource::Configured));
     }

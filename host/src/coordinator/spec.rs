@@ -1,0 +1,66 @@
+//! What the coordinator knows about a component before creating it.
+
+use std::time::Duration;
+
+/// What the coordinator knows about a component before creating it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentSpec {
+    /// Unique component name.
+    pub name: String,
+    /// The plugin that provides it, or `None` for a native component.
+    pub plugin: Option<String>,
+    /// Components it needs, initialised first.
+    pub dependencies: Vec<String>,
+    /// Expected memory use in bytes.
+    pub memory_estimate: u64,
+    /// 0 (most important) to 100.
+    pub priority: u8,
+    /// Init timeout; `None` uses the coordinator's default.
+    pub init_timeout: Option<Duration>,
+}
+
+impl ComponentSpec {
+    /// A spec with no dependencies, no estimate, default priority and timeout.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            plugin: None,
+            dependencies: Vec::new(),
+            memory_estimate: 0,
+            priority: plugin_api::DEFAULT_PRIORITY,
+            init_timeout: None,
+        }
+    }
+
+    /// Adds a dependency.
+    pub fn with_dependency(mut self, name: impl Into<String>) -> Self {
+        self.dependencies.push(name.into());
+        self
+    }
+
+    /// Sets the memory estimate in bytes. Defaults to 0.
+    pub fn with_memory_estimate(mut self, bytes: u64) -> Self {
+        self.memory_estimate = bytes;
+        self
+    }
+
+    /// Sets the priority (0-100). Defaults to 50.
+    pub fn with_priority(mut self, priority: u8) -> Self {
+        self.priority = priority.min(100);
+        self
+    }
+
+    /// Sets the init timeout. Defaults to the coordinator's default timeout.
+    pub fn with_init_timeout(mut self, timeout: Duration) -> Self {
+        self.init_timeout = Some(timeout);
+        self
+    }
+
+    /// Who provides it, for messages: `plugin \`x\`` or `native`.
+    pub fn provider_label(&self) -> String {
+        match &self.plugin {
+            Some(plugin) => format!("plugin `{plugin}`"),
+            None => "a native component".to_owned(),
+        }
+    }
+}
