@@ -45,8 +45,9 @@ pub use self::{
     config::{Config, ConfigError},
     coordinator::{
         CallError, ComponentHandle, ComponentSpec, ComponentState, ComponentStatus, Coordinator,
-        CoordinatorBuilder, Dependencies, ErrorChainDisplay, EvictError, GetError, InitError,
-        Instance, NativeComponent, Provider, RegisterError, ShutdownReport,
+        CoordinatorBuilder, Dependencies, ErrorChainDisplay, EvictError, EvictionReport, GetError,
+        InitError, Instance, NativeComponent, NotEvictable, Provider, RegisterError,
+        ShutdownReport,
     },
     discovery::{
         run_scanner_if_requested, Catalog, DiscoveredPlugin, Discovery, DiscoveryError, ScanMode,
@@ -56,7 +57,7 @@ pub use self::{
         Holder, LockError, LockGuard, LockManager, LockManagerBuilder, LockRef, LockStats,
         OrderViolation,
     },
-    manifest::{ComponentInfo, PluginInfo},
+    manifest::{ComponentInfo, ManifestError, PluginInfo},
     memory::{
         ComponentMemory, LimitSource, MemoryLimit, MemoryManager, MemoryManagerBuilder,
         MemoryStatus, PressureLevel, PressureThresholds, Reservation, RssReader, Shortfall,

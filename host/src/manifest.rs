@@ -35,12 +35,55 @@ pub struct ComponentInfo {
     pub init_timeout: Option<Duration>,
 }
 
+/// What is wrong with a plugin's manifest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// The plugin's name breaks the naming rule.
+    #[error("plugin name `{name}` is not valid: {NAME_RULE}")]
+    InvalidPluginName {
+        /// The name.
+        name: String,
+    },
+    /// The plugin provides nothing.
+    #[error("plugin `{plugin}` declares no components")]
+    NoComponents {
+        /// The plugin.
+        plugin: String,
+    },
+    /// A component's name breaks the naming rule.
+    #[error("component name `{name}` is not valid: {NAME_RULE}")]
+    InvalidComponentName {
+        /// The name.
+        name: String,
+    },
+    /// Two components share a name.
+    #[error("component `{name}` is declared twice")]
+    DuplicateComponent {
+        /// The name.
+        name: String,
+    },
+    /// A priority above 100.
+    #[error("component `{component}` has priority {priority}; priorities run from 0 to 100")]
+    PriorityOutOfRange {
+        /// The component.
+        component: String,
+        /// The priority it declares.
+        priority: u8,
+    },
+    /// A component lists itself as a dependency.
+    #[error("component `{component}` depends on itself")]
+    DependsOnItself {
+        /// The component.
+        component: String,
+    },
+}
+
 impl PluginInfo {
     /// Converts the FFI manifest and checks it, naming the first problem found.
     pub(crate) fn from_ffi(
         manifest: plugin_api::Manifest,
         api_version: String,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ManifestError> {
         let info = Self {
             name: manifest.name.into_string(),
             version: manifest.version.into_string(),
@@ -69,42 +112,43 @@ impl PluginInfo {
         Ok(info)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ManifestError> {
         if !valid_name(&self.name) {
-            return Err(format!(
-                "plugin name `{}` is not valid: {NAME_RULE}",
-                self.name
-            ));
+            return Err(ManifestError::InvalidPluginName {
+                name: self.name.clone(),
+            });
         }
         if self.components.is_empty() {
-            return Err(format!("plugin `{}` declares no components", self.name));
+            return Err(ManifestError::NoComponents {
+                plugin: self.name.clone(),
+            });
         }
         let mut seen = std::collections::HashSet::new();
         for component in &self.components {
+            let name = || component.name.clone();
             if !valid_name(&component.name) {
-                return Err(format!(
-                    "component name `{}` is not valid: {NAME_RULE}",
-                    component.name
-                ));
+                return Err(ManifestError::InvalidComponentName { name: name() });
             }
             if !seen.insert(component.name.as_str()) {
-                return Err(format!("component `{}` is declared twice", component.name));
+                return Err(ManifestError::DuplicateComponent { name: name() });
             }
             if component.priority > 100 {
-                return Err(format!(
-                    "component `{}` has priority {}; priorities run from 0 to 100",
-                    component.name, component.priority
-                ));
+                return Err(ManifestError::PriorityOutOfRange {
+                    component: name(),
+                    priority: component.priority,
+                });
             }
             if component.dependencies.contains(&component.name) {
-                return Err(format!("component `{}` depends on itself", component.name));
+                return Err(ManifestError::DependsOnItself { component: name() });
             }
         }
         Ok(())
     }
 }
 
-const NAME_RULE: &str = "use 1-64 characters of a-z, 0-9, `-`, `_` or `.`";
+/// How plugin, component and lock names are written; every message about a bad name
+/// quotes it.
+pub(crate) const NAME_RULE: &str = "use 1-64 characters of a-z, 0-9, `-`, `_` or `.`";
 
 /// Whether `name` is a usable plugin or component name.
 pub(crate) fn valid_name(name: &str) -> bool {

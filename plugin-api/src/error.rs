@@ -43,7 +43,7 @@ pub enum PluginError {
 #[repr(C)]
 #[derive(Debug, Clone, PartialEq, Eq, StableAbi)]
 pub struct PanicReport {
-    /// The plugin whose code panicked.
+    /// The plugin whose code panicked; empty for a native component.
     pub plugin: RString,
     /// The component, or empty when the panic was outside any component.
     pub component: RString,
@@ -104,9 +104,14 @@ impl fmt::Display for PluginError {
             }
             Self::Dependency { name, message } => write!(f, "dependency `{name}`: {message}"),
             Self::Panicked(report) => {
-                write!(f, "plugin `{}` panicked", report.plugin)?;
-                if !report.component.is_empty() {
-                    write!(f, " in component `{}`", report.component)?;
+                // A native component (the host's own code) has no plugin.
+                if report.plugin.is_empty() {
+                    write!(f, "native component `{}` panicked", report.component)?;
+                } else {
+                    write!(f, "plugin `{}` panicked", report.plugin)?;
+                    if !report.component.is_empty() {
+                        write!(f, " in component `{}`", report.component)?;
+                    }
                 }
                 write!(f, " during `{}`: {}", report.method, report.message)
             }
@@ -116,8 +121,8 @@ impl fmt::Display for PluginError {
 
 impl std::error::Error for PluginError {}
 
-/// Turns a panic payload into the message it carried.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// Turns a panic payload (from `catch_unwind`) into the message it carried.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(message) = payload.downcast_ref::<&str>() {
         (*message).to_owned()
     } else if let Some(message) = payload.downcast_ref::<String>() {

@@ -94,7 +94,7 @@ mod manifest;
 pub use self::{
     component::{json_reply, Component, Plugin, Request},
     context::{Context, Dependency, HostLock, MetricCounter, MetricHistogram},
-    error::{PanicReport, PluginError},
+    error::{panic_message, PanicReport, PluginError},
     ffi::{LogLevel, API_VERSION},
     logging::HostLayer,
     manifest::{ComponentDecl, Manifest, DEFAULT_PRIORITY},

@@ -15,7 +15,7 @@ fn assert_rejected_while_others_work(
 ) -> String {
     let list = stdout_json(&sandbox.run(&["list", "--json"]));
     let bad = listed(&list, file_name);
-    let error = &bad["outcome"]["error"];
+    let error = &bad["error"];
     assert_eq!(error["kind"], kind, "{bad:#}");
     let message = error["message"].as_str().expect("error message").to_owned();
     assert!(
@@ -31,7 +31,7 @@ fn assert_rejected_while_others_work(
     assert!(!message.contains('\n'), "one line, not a dump: {message}");
 
     let good = listed(&list, &library_file_name("market-data"));
-    assert_eq!(good["outcome"]["ok"]["name"], "market-data");
+    assert_eq!(good["plugin"]["name"], "market-data");
     let quote =
         stdout_json(&sandbox.run(&["call", "market-data", "quote", r#"{"symbol":"AAPL"}"#]));
     assert_eq!(quote["symbol"], "AAPL");
@@ -125,12 +125,9 @@ fn a_library_that_hangs_while_loading_times_out_in_the_scanner() {
             .expect("list"),
     );
     let bad = listed(&list, &library_file_name("fixture-hang-on-load"));
+    assert_eq!(bad["error"]["kind"], "scanner_timed_out", "{bad:#}");
     assert_eq!(
-        bad["outcome"]["error"]["kind"], "scanner_timed_out",
-        "{bad:#}"
-    );
-    assert_eq!(
-        listed(&list, &library_file_name("market-data"))["outcome"]["ok"]["name"],
+        listed(&list, &library_file_name("market-data"))["plugin"]["name"],
         "market-data"
     );
 }

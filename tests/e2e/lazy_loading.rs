@@ -12,13 +12,10 @@ fn list_reports_both_example_plugins_while_the_host_maps_neither() {
     let list = stdout_json(&output);
 
     let market = listed(&list, &library_file_name("market-data"));
-    assert_eq!(market["outcome"]["ok"]["name"], "market-data");
-    assert_eq!(
-        market["outcome"]["ok"]["components"][0]["name"],
-        "market-data"
-    );
+    assert_eq!(market["plugin"]["name"], "market-data");
+    assert_eq!(market["plugin"]["components"][0]["name"], "market-data");
     let history = listed(&list, &library_file_name("historical-data"));
-    let component = &history["outcome"]["ok"]["components"][0];
+    let component = &history["plugin"]["components"][0];
     assert_eq!(component["name"], "historical-data");
     assert_eq!(
         component["dependencies"],

@@ -118,7 +118,8 @@ impl UnifiedMetricsCollector {
                 ("component", c.name.clone()),
                 (
                     "plugin",
-                    c.plugin.clone().unwrap_or_else(|| "native".into()),
+                    // Empty for a native component: it comes from no plugin.
+                    c.plugin.clone().unwrap_or_default(),
                 ),
             ]
         };

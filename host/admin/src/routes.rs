@@ -12,7 +12,10 @@ use axum::{
 use plugin_host::plugin_api::PluginError;
 
 use super::{AdminState, ApiError};
-use plugin_host::{CallError, ComponentState, ErrorChainDisplay, EvictError, GetError, InitError};
+use plugin_host::{
+    discovery::Verdict, CallError, ComponentState, ErrorChainDisplay, EvictError, GetError,
+    InitError,
+};
 
 type AppState = State<Arc<AdminState>>;
 
@@ -87,33 +90,29 @@ pub(super) async fn metrics_json(
     blocking(move || Json(collector.json())).await
 }
 
-pub(super) async fn plugins(State(state): AppState) -> Json<serde_json::Value> {
+/// `/plugins`: the directory and each file's verdict, with whether it is loaded.
+#[derive(serde::Serialize)]
+struct PluginsView<'a> {
+    dir: &'a std::path::Path,
+    plugins: Vec<Verdict>,
+}
+
+pub(super) async fn plugins(State(state): AppState) -> Response {
     let loaded = state.coordinator.loaded_libraries();
-    let plugins: Vec<serde_json::Value> = state
+    let plugins = state
         .catalog
         .plugins
         .iter()
-        .map(|plugin| {
-            let mut value = serde_json::json!({
-                "path": plugin.path,
-                "cached": plugin.cached,
-                "loaded": loaded.contains(&plugin.path),
-            });
-            match &plugin.outcome {
-                Ok(info) => {
-                    value["status"] = "ok".into();
-                    value["plugin"] = serde_json::to_value(info).unwrap_or_default();
-                }
-                Err(err) => {
-                    value["status"] = "error".into();
-                    value["error"] =
-                        serde_json::json!({ "kind": err.kind(), "message": err.to_string() });
-                }
-            }
-            value
+        .map(|plugin| Verdict {
+            loaded: Some(loaded.contains(&plugin.path)),
+            ..plugin.verdict()
         })
         .collect();
-    Json(serde_json::json!({ "dir": state.catalog.dir, "plugins": plugins }))
+    Json(PluginsView {
+        dir: &state.catalog.dir,
+        plugins,
+    })
+    .into_response()
 }
 
 pub(super) async fn components(

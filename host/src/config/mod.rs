@@ -17,7 +17,7 @@ use std::{
 
 use serde::Deserialize;
 
-pub use self::units::{parse_duration, parse_size};
+pub use self::units::{parse_duration, parse_size, UnitError};
 use crate::{locks::LockManagerBuilder, memory::MemoryManagerBuilder};
 pub use crate::{
     locks::OrderViolation,
@@ -312,6 +312,17 @@ impl Default for ComponentConfig {
     }
 }
 
+impl ComponentConfig {
+    /// The component's own settings (`[components.NAME.config]`) as the JSON handed to it.
+    ///
+    /// # Errors
+    ///
+    /// When a value has no JSON form; [`Config::problems`] reports it at load.
+    pub fn config_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(&self.config)
+    }
+}
+
 /// One problem in a configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
@@ -415,7 +426,14 @@ impl Config {
         let config = if overrides.is_empty() {
             config
         } else {
-            let mut table: toml::Table = toml::from_str(text).unwrap_or_default();
+            // The text parsed above, so this cannot fail; if it did, say so.
+            let mut table: toml::Table = toml::from_str(text).map_err(|err| {
+                fail(vec![ConfigProblem {
+                    key: "<root>".into(),
+                    message: err.to_string(),
+                    location: None,
+                }])
+            })?;
             for (name, value) in &overrides {
                 apply_env(&mut table, name, value).map_err(|p| fail(vec![p]))?;
             }

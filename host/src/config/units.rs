@@ -5,20 +5,57 @@ use std::time::Duration;
 
 use serde::{de, Deserialize, Deserializer};
 
+/// Why a size or duration in the config could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    /// Not a number with a unit.
+    #[error("`{text}` is not a size; write it like \"512MiB\" or \"2GiB\"")]
+    NotASize {
+        /// The text.
+        text: String,
+    },
+    /// A number with a unit this host does not know.
+    #[error(
+        "unknown size unit `{unit}` in `{text}`; use B, KiB, MiB, GiB, TiB (or kB, MB, GB, TB)"
+    )]
+    UnknownSizeUnit {
+        /// The unit.
+        unit: String,
+        /// The whole text.
+        text: String,
+    },
+    /// A size too large (or negative).
+    #[error("size `{text}` is out of range")]
+    SizeOutOfRange {
+        /// The text.
+        text: String,
+    },
+    /// Not a duration.
+    #[error(
+        "`{text}` is not a duration ({reason}); write it like \"30s\", \"250ms\" or \"1m 30s\""
+    )]
+    NotADuration {
+        /// The text.
+        text: String,
+        /// What the parser said.
+        reason: String,
+    },
+}
+
 /// Parses a size such as `"100MiB"` or `"2 GB"` into bytes.
 ///
 /// # Errors
 ///
-/// A message naming the text and the accepted units.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+/// [`UnitError`] naming the text and the accepted units.
+pub fn parse_size(text: &str) -> Result<u64, UnitError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size; write it like \"512MiB\" or \"2GiB\""))?;
+    let number: f64 = number.parse().map_err(|_| UnitError::NotASize {
+        text: text.to_owned(),
+    })?;
     let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1_000,
@@ -30,14 +67,17 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "t" | "tb" => 1_000_000_000_000,
         "tib" => 1 << 40,
         other => {
-            return Err(format!(
-                "unknown size unit `{other}` in `{text}`; use B, KiB, MiB, GiB, TiB (or kB, MB, GB, TB)"
-            ))
+            return Err(UnitError::UnknownSizeUnit {
+                unit: other.to_owned(),
+                text: text.to_owned(),
+            })
         }
     };
     let bytes = number * multiplier as f64;
     if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
-        return Err(format!("size `{text}` is out of range"));
+        return Err(UnitError::SizeOutOfRange {
+            text: text.to_owned(),
+        });
     }
     Ok(bytes.round() as u64)
 }
@@ -46,12 +86,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 ///
 /// # Errors
 ///
-/// A message naming the text and how to write a duration.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|err| {
-        format!(
-            "`{text}` is not a duration ({err}); write it like \"30s\", \"250ms\" or \"1m 30s\""
-        )
+/// [`UnitError::NotADuration`] naming the text and how to write a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
+    humantime::parse_duration(text.trim()).map_err(|err| UnitError::NotADuration {
+        text: text.to_owned(),
+        reason: err.to_string(),
     })
 }
 
@@ -101,7 +140,10 @@ mod tests {
         assert_eq!(parse_size("2 GiB"), Ok(2 << 30));
         assert_eq!(parse_size("1.5kB"), Ok(1500));
         assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("12 parsecs").unwrap_err().contains("parsecs"));
+        assert!(parse_size("12 parsecs")
+            .unwrap_err()
+            .to_string()
+            .contains("parsecs"));
         assert!(parse_size("lots").is_err());
     }
 

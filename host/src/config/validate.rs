@@ -1,18 +1,40 @@
 //! Settings that parse but make no sense together: each rejected with its key and reason.
 
-use super::{Config, ConfigProblem, MemoryLimit};
+use std::time::Duration;
+
+use super::{ComponentConfig, Config, ConfigProblem, MemoryLimit};
+use crate::{format_bytes, manifest::NAME_RULE};
+
+/// Collects problems as the checks find them.
+#[derive(Default)]
+struct Problems(Vec<ConfigProblem>);
+
+impl Problems {
+    fn add(&mut self, key: &str, message: String) {
+        self.0.push(ConfigProblem {
+            key: key.to_owned(),
+            message,
+            location: None,
+        });
+    }
+}
 
 impl Config {
     /// Every incompatible setting, each with the reason.
     pub fn problems(&self) -> Vec<ConfigProblem> {
-        let mut problems = Vec::new();
-        let mut problem = |key: &str, message: String| {
-            problems.push(ConfigProblem {
-                key: key.to_owned(),
-                message,
-                location: None,
-            })
-        };
+        let mut problems = Problems::default();
+        self.check_counts(&mut problems);
+        self.check_pressure(&mut problems);
+        self.check_durations(&mut problems);
+        self.check_metrics_and_locks(&mut problems);
+        self.check_admin(&mut problems);
+        for (name, component) in &self.components {
+            self.check_component(name, component, &mut problems);
+        }
+        problems.0
+    }
+
+    fn check_counts(&self, problems: &mut Problems) {
         let limits = &self.limits;
         for (key, value) in [
             ("host.scan_concurrency", self.host.scan_concurrency),
@@ -23,9 +45,12 @@ impl Config {
             ("limits.metrics_per_plugin", limits.metrics_per_plugin),
         ] {
             if value == 0 {
-                problem(key, "must be at least 1".into());
+                problems.add(key, "must be at least 1".into());
             }
         }
+    }
+
+    fn check_pressure(&self, problems: &mut Problems) {
         let p = self.memory.pressure;
         for (key, value) in [
             ("memory.pressure.medium", p.medium),
@@ -33,7 +58,7 @@ impl Config {
             ("memory.pressure.critical", p.critical),
         ] {
             if !(value > 0.0 && value <= 1.0) {
-                problem(
+                problems.add(
                     key,
                     format!(
                         "{value} is outside (0, 1]; thresholds are fractions of the memory limit"
@@ -42,7 +67,7 @@ impl Config {
             }
         }
         if !(p.medium < p.high && p.high < p.critical) {
-            problem(
+            problems.add(
                 "memory.pressure",
                 format!(
                     "thresholds must rise: medium ({}) < high ({}) < critical ({})",
@@ -50,6 +75,10 @@ impl Config {
                 ),
             );
         }
+    }
+
+    /// Every duration in the file, by key.
+    fn durations(&self) -> Vec<(String, Duration)> {
         let mut durations = vec![
             (
                 "memory.sample_interval".to_owned(),
@@ -78,17 +107,24 @@ impl Config {
                 durations.push((format!("components.{name}.operations.{method}"), *value));
             }
         }
-        for (key, value) in durations {
+        durations
+    }
+
+    fn check_durations(&self, problems: &mut Problems) {
+        for (key, value) in self.durations() {
             if value.is_zero() {
-                problem(
+                problems.add(
                     &key,
                     "a zero duration makes no sense here; give a positive duration such as \"5s\""
                         .into(),
                 );
             }
         }
+    }
+
+    fn check_metrics_and_locks(&self, problems: &mut Problems) {
         if !(0.0..=1.0).contains(&self.metrics.sample_rate) {
-            problem(
+            problems.add(
                 "metrics.sample_rate",
                 format!(
                     "{} is outside [0, 1]; it is the share of calls timed",
@@ -99,14 +135,23 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         for name in &self.locks.order {
             if !seen.insert(name) {
-                problem(
+                problems.add(
                     "locks.order",
                     format!("lock `{name}` is named twice; each lock has one place in the order"),
                 );
             }
+            if !crate::manifest::valid_name(name) {
+                problems.add(
+                    "locks.order",
+                    format!("lock name `{name}` is not valid: {NAME_RULE}"),
+                );
+            }
         }
+    }
+
+    fn check_admin(&self, problems: &mut Problems) {
         if !self.admin.listen.ip().is_loopback() && self.admin.token.is_empty() {
-            problem(
+            problems.add(
                 "admin.token",
                 format!(
                     "admin.listen is {}, beyond loopback, so a token is required; set admin.token or listen on 127.0.0.1",
@@ -114,54 +159,60 @@ impl Config {
                 ),
             );
         }
-        for (name, component) in &self.components {
-            if !crate::manifest::valid_name(name) {
-                problem(
-                    &format!("components.{name}"),
-                    "not a valid component name".into(),
-                );
-            }
-            if let Some(priority) = component.priority.filter(|p| *p > 100) {
-                problem(
-                    &format!("components.{name}.priority"),
+    }
+
+    fn check_component(&self, name: &str, component: &ComponentConfig, problems: &mut Problems) {
+        let key = |field: &str| format!("components.{name}{field}");
+        if !crate::manifest::valid_name(name) {
+            problems.add(
+                &key(""),
+                format!("`{name}` is not a valid component name: {NAME_RULE}"),
+            );
+        }
+        if let Some(priority) = component.priority.filter(|p| *p > 100) {
+            problems.add(
+                &key(".priority"),
+                format!("{priority} is above 100; priorities run from 0 (most important) to 100"),
+            );
+        }
+        let limits = &self.limits;
+        let calls = component
+            .max_concurrent_calls
+            .unwrap_or(limits.max_concurrent_calls);
+        let quarantine = component
+            .quarantine_after
+            .unwrap_or(limits.quarantine_after);
+        if calls == 0 || quarantine == 0 {
+            problems.add(
+                &key(""),
+                "max_concurrent_calls and quarantine_after must be at least 1".into(),
+            );
+        }
+        if component.eager && !component.enabled {
+            problems.add(
+                &key(".eager"),
+                "an eager component cannot be disabled; drop one of the two".into(),
+            );
+        }
+        if let (Some(estimate), MemoryLimit::Bytes(limit)) =
+            (component.memory_estimate, self.memory.limit)
+        {
+            if estimate > limit {
+                problems.add(
+                    &key(".memory_estimate"),
                     format!(
-                        "{priority} is above 100; priorities run from 0 (most important) to 100"
+                        "{} is above the memory limit of {}; it could never be admitted",
+                        format_bytes(estimate),
+                        format_bytes(limit)
                     ),
                 );
             }
-            let calls = component
-                .max_concurrent_calls
-                .unwrap_or(limits.max_concurrent_calls);
-            let quarantine = component
-                .quarantine_after
-                .unwrap_or(limits.quarantine_after);
-            if calls == 0 || quarantine == 0 {
-                problem(
-                    &format!("components.{name}"),
-                    "max_concurrent_calls and quarantine_after must be at least 1".into(),
-                );
-            }
-            if component.eager && !component.enabled {
-                problem(
-                    &format!("components.{name}.eager"),
-                    "an eager component cannot be disabled; drop one of the two".into(),
-                );
-            }
-            if let (Some(estimate), MemoryLimit::Bytes(limit)) =
-                (component.memory_estimate, self.memory.limit)
-            {
-                if estimate > limit {
-                    problem(
-                        &format!("components.{name}.memory_estimate"),
-                        format!(
-                            "{} is above the memory limit of {}; it could never be admitted",
-                            crate::format_bytes(estimate),
-                            crate::format_bytes(limit)
-                        ),
-                    );
-                }
-            }
         }
-        problems
+        if let Err(err) = component.config_json() {
+            problems.add(
+                &key(".config"),
+                format!("cannot be handed to the component as JSON: {err}"),
+            );
+        }
     }
 }

@@ -46,13 +46,17 @@ impl CoordinatorBuilder {
     /// overrides replace the manifest's, and `[components.NAME.config]` is handed to the
     /// component.
     pub fn from_config(config: &Config) -> Self {
+        // Validation rejects a section without a JSON form, so this only logs for a
+        // config built in code that skipped validation.
         let component_configs = config
             .components
             .iter()
-            .filter_map(|(name, c)| {
-                serde_json::to_value(&c.config)
-                    .ok()
-                    .map(|v| (name.clone(), v))
+            .filter_map(|(name, c)| match c.config_json() {
+                Ok(value) => Some((name.clone(), value)),
+                Err(err) => {
+                    tracing::error!(component = %name, error = %err, "[components.{name}.config] has no JSON form; the component gets {{}}");
+                    None
+                }
             })
             .collect();
         Self {

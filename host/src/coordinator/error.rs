@@ -26,13 +26,19 @@ pub enum RegisterError {
         path: Vec<String>,
     },
     /// The name is not usable.
-    #[error(
-        "component name `{name}` is not valid: use 1-64 characters of a-z, 0-9, `-`, `_` or `.`"
-    )]
+    #[error("component name `{name}` is not valid: {}", crate::manifest::NAME_RULE)]
     InvalidName {
         /// The name.
         name: String,
     },
+}
+
+/// Who provides a component, for messages: `plugin `x`` or `native`.
+fn provider_label(plugin: Option<&str>) -> String {
+    plugin.map_or_else(
+        || "native".to_owned(),
+        |plugin| format!("plugin `{plugin}`"),
+    )
 }
 
 /// Why a component could not be made ready.
@@ -48,12 +54,12 @@ pub enum InitError {
         source: Box<LoadError>,
     },
     /// The provider's create failed, panicked or the plugin reported an error.
-    #[error("component `{component}` (plugin `{plugin}`) failed to initialise")]
+    #[error("component `{component}` ({}) failed to initialise", provider_label(.plugin.as_deref()))]
     Create {
         /// The component.
         component: String,
-        /// The plugin, or `native` for a native component.
-        plugin: String,
+        /// The plugin, or `None` for a native component.
+        plugin: Option<String>,
         /// The plugin's error.
         #[source]
         source: PluginError,
@@ -85,7 +91,7 @@ pub enum InitError {
         /// The figures of the failed check.
         shortfall: crate::memory::Shortfall,
         /// What eviction freed and why the rest could not be evicted.
-        evictions: String,
+        evictions: EvictionReport,
     },
     /// An operator cancelled the initialisation; its thread was abandoned.
     #[error(
@@ -109,6 +115,92 @@ pub enum InitError {
         /// What happened.
         reason: String,
     },
+}
+
+/// Why a ready component was not evicted to make room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotEvictable {
+    /// Priority 0 is never evicted.
+    PriorityZero,
+    /// Not less important than the component that needs the room.
+    NotLessImportant {
+        /// Its priority.
+        priority: u8,
+        /// The requester's priority.
+        requester: u8,
+    },
+    /// A caller holds a handle to it.
+    InUse,
+    /// Ready components depend on it.
+    NeededBy {
+        /// Those components.
+        dependents: Vec<String>,
+    },
+    /// Used too recently.
+    NotIdleLongEnough {
+        /// How long it has been idle.
+        idle: Duration,
+        /// The least idle time before eviction.
+        min_idle: Duration,
+    },
+}
+
+impl std::fmt::Display for NotEvictable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::PriorityZero => f.write_str("priority 0 is never evicted"),
+            Self::NotLessImportant {
+                priority,
+                requester,
+            } => write!(
+                f,
+                "priority {priority} is not below the requester's {requester}"
+            ),
+            Self::InUse => f.write_str("in use"),
+            Self::NeededBy { dependents } => {
+                write!(f, "needed by ready {}", dependents.join(", "))
+            }
+            Self::NotIdleLongEnough { idle, min_idle } => write!(
+                f,
+                "idle {} < min_idle {}",
+                humantime::format_duration(Duration::from_secs(idle.as_secs())),
+                humantime::format_duration(*min_idle)
+            ),
+        }
+    }
+}
+
+/// What eviction did for an admission: bytes freed, and the ready components kept, each
+/// with why.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EvictionReport {
+    /// RSS reclaimed, measured.
+    pub freed: u64,
+    /// Components that could not be evicted, by name, with the reason.
+    pub kept: Vec<(String, NotEvictable)>,
+}
+
+impl std::fmt::Display for EvictionReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.kept.is_empty() && self.freed == 0 {
+            return f.write_str("no other component was ready to evict");
+        }
+        write!(
+            f,
+            "evictions freed {}; not evictable: ",
+            crate::util::format_bytes(self.freed)
+        )?;
+        if self.kept.is_empty() {
+            return f.write_str("none");
+        }
+        for (index, (name, reason)) in self.kept.iter().enumerate() {
+            if index > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "`{name}`: {reason}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Why [`crate::Coordinator::get`] failed.

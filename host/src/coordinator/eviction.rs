@@ -11,68 +11,76 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{slot::Slot, Coordinator, InitError, Inner, SlotState};
+use super::{
+    error::{EvictionReport, NotEvictable},
+    slot::Slot,
+    Coordinator, InitError, Inner, SlotState,
+};
 use crate::{
     memory::{release_free_memory, PressureLevel, Reservation},
     util::format_bytes,
 };
+
+/// Why `slot`, a ready component, may not be evicted now; `None` if it may.
+fn not_evictable(
+    slots: &std::collections::HashMap<String, Arc<Slot>>,
+    slot: &Slot,
+    ready: &Arc<super::handle::Ready>,
+    min_idle: Duration,
+    requester_priority: Option<u8>,
+) -> Option<NotEvictable> {
+    let spec = slot.spec();
+    let dependents: Vec<String> = slots
+        .values()
+        .filter(|other| {
+            other.ready.load().is_some() && other.spec().dependencies.contains(&spec.name)
+        })
+        .map(|other| other.name().to_owned())
+        .collect();
+    let idle = slot.info.stats.idle_for().unwrap_or_default();
+    if spec.priority == 0 {
+        Some(NotEvictable::PriorityZero)
+    } else if let Some(requester) = requester_priority.filter(|p| spec.priority <= *p) {
+        Some(NotEvictable::NotLessImportant {
+            priority: spec.priority,
+            requester,
+        })
+    } else if Arc::strong_count(ready) > 2 {
+        // One reference is the slot's, one is `ready` here; more means a caller holds it.
+        Some(NotEvictable::InUse)
+    } else if !dependents.is_empty() {
+        Some(NotEvictable::NeededBy { dependents })
+    } else if idle < min_idle {
+        Some(NotEvictable::NotIdleLongEnough { idle, min_idle })
+    } else {
+        None
+    }
+}
 
 /// Eviction candidates in eviction order, and why every other ready component is not one.
 fn candidates(
     inner: &Inner,
     min_idle: Duration,
     requester_priority: Option<u8>,
-) -> (Vec<Arc<Slot>>, Vec<String>) {
+) -> (Vec<Arc<Slot>>, Vec<(String, NotEvictable)>) {
     let slots = inner.slots.load();
     let mut chosen = Vec::new();
-    let mut reasons = Vec::new();
+    let mut kept = Vec::new();
     for slot in slots.values() {
         let Some(ready) = slot.ready.load_full() else {
             continue;
         };
-        let spec = slot.spec();
-        let idle = slot.info.stats.idle_for().unwrap_or_default();
-        let dependents: Vec<&str> = slots
-            .values()
-            .filter(|other| {
-                other.ready.load().is_some() && other.spec().dependencies.contains(&spec.name)
-            })
-            .map(|other| other.name())
-            .collect();
-        // One reference is the slot's, one is `ready` here; more means a caller holds it.
-        let in_use = Arc::strong_count(&ready) > 2;
-        let reason = if spec.priority == 0 {
-            Some("priority 0 is never evicted".to_owned())
-        } else if requester_priority.is_some_and(|p| spec.priority <= p) {
-            Some(format!(
-                "priority {} is not below the requester's {}",
-                spec.priority,
-                requester_priority.unwrap_or_default()
-            ))
-        } else if in_use {
-            Some("in use".to_owned())
-        } else if !dependents.is_empty() {
-            Some(format!("needed by ready {}", dependents.join(", ")))
-        } else if idle < min_idle {
-            Some(format!(
-                "idle {} < min_idle {}",
-                humantime::format_duration(Duration::from_secs(idle.as_secs())),
-                humantime::format_duration(min_idle)
-            ))
-        } else {
-            None
-        };
-        match reason {
-            Some(reason) => reasons.push(format!("`{}`: {reason}", spec.name)),
-            None => chosen.push((Arc::clone(slot), spec.priority, idle)),
+        match not_evictable(&slots, slot, &ready, min_idle, requester_priority) {
+            Some(reason) => kept.push((slot.name().to_owned(), reason)),
+            None => {
+                let idle = slot.info.stats.idle_for().unwrap_or_default();
+                chosen.push((Arc::clone(slot), slot.spec().priority, idle));
+            }
         }
     }
     chosen.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)));
-    reasons.sort();
-    (
-        chosen.into_iter().map(|(slot, _, _)| slot).collect(),
-        reasons,
-    )
+    kept.sort_by(|a, b| a.0.cmp(&b.0));
+    (chosen.into_iter().map(|(slot, _, _)| slot).collect(), kept)
 }
 
 /// Evicts `slot` if it is still an idle candidate; returns the measured RSS drop.
@@ -100,16 +108,16 @@ fn evict_idle(inner: &Inner, slot: &Slot) -> Option<u64> {
     Some(reclaimed)
 }
 
-/// Evicts candidates until `bytes` are reclaimed or none are left. Returns the bytes
-/// reclaimed and the reasons the rest could not be evicted.
+/// Evicts candidates until `bytes` are reclaimed or none are left: what was freed, and
+/// why the rest could not be evicted.
 fn free(
     inner: &Inner,
     bytes: u64,
     min_idle: Duration,
     requester_priority: Option<u8>,
     max: usize,
-) -> (u64, Vec<String>) {
-    let (chosen, reasons) = candidates(inner, min_idle, requester_priority);
+) -> EvictionReport {
+    let (chosen, kept) = candidates(inner, min_idle, requester_priority);
     let mut freed = 0;
     for slot in chosen.into_iter().take(max) {
         if freed >= bytes {
@@ -117,7 +125,7 @@ fn free(
         }
         freed += evict_idle(inner, &slot).unwrap_or(0);
     }
-    (freed, reasons)
+    EvictionReport { freed, kept }
 }
 
 /// Reserves the component's estimate, evicting less important idle components if needed.
@@ -130,26 +138,14 @@ pub(super) fn admit(inner: &Inner, slot: &Slot) -> Result<Reservation, InitError
     };
     let missing = shortfall.missing();
     let (priority, min_idle) = (spec.priority, inner.memory.min_idle());
-    let (freed, reasons) = free(inner, missing, min_idle, Some(priority), usize::MAX);
+    let evictions = free(inner, missing, min_idle, Some(priority), usize::MAX);
     inner
         .memory
         .reserve(&spec.name, spec.memory_estimate)
         .map_err(|shortfall| InitError::MemoryRefused {
             component: spec.name.clone(),
             shortfall,
-            evictions: if reasons.is_empty() && freed == 0 {
-                "no other component was ready to evict".to_owned()
-            } else {
-                format!(
-                    "evictions freed {}; not evictable: {}",
-                    format_bytes(freed),
-                    if reasons.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        reasons.join("; ")
-                    }
-                )
-            },
+            evictions,
         })
 }
 
@@ -161,7 +157,7 @@ impl Coordinator {
         let inner = Arc::clone(&self.inner);
         self.inner
             .executor
-            .spawn(move || free(&inner, bytes, inner.memory.min_idle(), None, usize::MAX).0)
+            .spawn(move || free(&inner, bytes, inner.memory.min_idle(), None, usize::MAX).freed)
             .await
     }
 

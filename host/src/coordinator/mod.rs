@@ -30,7 +30,9 @@ use tokio::sync::Semaphore;
 
 pub use self::{
     builder::CoordinatorBuilder,
-    error::{CallError, EvictError, GetError, InitError, RegisterError},
+    error::{
+        CallError, EvictError, EvictionReport, GetError, InitError, NotEvictable, RegisterError,
+    },
     handle::{ComponentHandle, Dependencies, Instance},
     provider::{NativeComponent, Provider},
     spec::ComponentSpec,

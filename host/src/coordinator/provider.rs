@@ -59,17 +59,13 @@ impl NativeComponent {
     }
 }
 
+/// A native component's panic, reported like a plugin's but with no plugin named.
 fn native_panic(
     component: &str,
     method: &str,
     payload: &(dyn std::any::Any + Send),
 ) -> PluginError {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic with a non-string payload".to_owned());
-    PluginError::panicked("native", component, method, &message)
+    PluginError::panicked("", component, method, &plugin_api::panic_message(payload))
 }
 
 impl Provider for NativeComponent {
@@ -88,7 +84,7 @@ impl Provider for NativeComponent {
             })),
             Err(source) => Err(InitError::Create {
                 component: spec.name.clone(),
-                plugin: "native".into(),
+                plugin: None,
                 source,
             }),
         }
@@ -162,7 +158,7 @@ impl Provider for PluginProvider {
             .create(&spec.name, context.to_box())
             .map_err(|source| InitError::Create {
                 component: spec.name.clone(),
-                plugin,
+                plugin: Some(plugin),
                 source,
             })?;
         Ok(Box::new(PluginInstance { component, context }))

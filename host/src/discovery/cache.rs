@@ -33,7 +33,7 @@ fn host_build() -> String {
 }
 
 /// The identity of one version of a file: if any of it changes, the file is rescanned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct FileStamp {
     pub(crate) size: u64,
     pub(crate) mtime_ns: u128,
@@ -81,7 +81,14 @@ impl RegistryCache {
         let file = dir.map(|dir| dir.join(FILE_NAME));
         let entries = file
             .as_deref()
-            .and_then(|file| fs::read(file).ok())
+            .and_then(|file| match fs::read(file) {
+                Ok(bytes) => Some(bytes),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+                Err(err) => {
+                    tracing::warn!(file = %file.display(), error = %err, "cannot read the registry cache; rescanning every plugin");
+                    None
+                }
+            })
             .and_then(|bytes| match serde_json::from_slice::<CacheFile>(&bytes) {
                 Ok(cache) => Some(cache),
                 Err(err) => {

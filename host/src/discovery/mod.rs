@@ -6,6 +6,7 @@
 
 mod cache;
 pub mod scanner;
+mod verdict;
 
 use std::{
     path::{Path, PathBuf},
@@ -19,6 +20,7 @@ use self::cache::{Entry, FileStamp, RegistryCache};
 pub use self::scanner::{
     run_scanner_if_requested, scan_in_process, ScanMode, ScanOutcome, SCAN_FLAG,
 };
+pub use self::verdict::{FileError, Verdict};
 pub use crate::util::default_cache_dir;
 use crate::{loader::LoadError, manifest::PluginInfo};
 
@@ -33,44 +35,41 @@ pub enum DiscoveryError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// There is no scanner to run: this program's own executable cannot be found.
+    #[error("cannot find this program's executable to run as the plugin scanner ({reason}); name one with Discovery::with_scan_mode")]
+    NoScanner {
+        /// Why the executable could not be found.
+        reason: String,
+    },
 }
 
 /// One plugin file and what scanning it found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct DiscoveredPlugin {
     /// Canonical path of the file.
     pub path: PathBuf,
     /// Its manifest, or why it cannot be used.
-    #[serde(serialize_with = "serialize_outcome")]
     pub outcome: ScanOutcome,
     /// Whether the outcome came from the registry cache rather than a scan this run.
     pub cached: bool,
-    #[serde(skip)]
     stamp: FileStamp,
 }
 
-fn serialize_outcome<S: serde::Serializer>(outcome: &ScanOutcome, s: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut map = s.serialize_map(Some(1))?;
-    match outcome {
-        Ok(info) => map.serialize_entry("ok", info)?,
-        Err(err) => map.serialize_entry(
-            "error",
-            &serde_json::json!({ "kind": err.kind(), "message": err.to_string() }),
-        )?,
-    }
-    map.end()
-}
-
 impl DiscoveredPlugin {
+    /// Its verdict, in the shape every view shows.
+    pub fn verdict(&self) -> Verdict {
+        Verdict::of(self.path.clone(), &self.outcome, self.cached)
+    }
+
     /// Whether the file on disk is still the one that was scanned.
     pub fn is_unchanged(&self) -> bool {
         std::fs::metadata(&self.path).is_ok_and(|m| FileStamp::of(&m) == self.stamp)
     }
 }
 
-/// Everything found in one plugins directory.
-#[derive(Debug, Clone, Serialize)]
+/// Everything found in one plugins directory. Serialises as `{dir, scanned, plugins}`
+/// with each plugin as its [`Verdict`].
+#[derive(Debug, Clone)]
 pub struct Catalog {
     /// The directory scanned.
     pub dir: PathBuf,
@@ -78,6 +77,23 @@ pub struct Catalog {
     pub plugins: Vec<DiscoveredPlugin>,
     /// How many files were scanned this run (the rest came from the cache).
     pub scanned: usize,
+}
+
+impl Serialize for Catalog {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct View<'a> {
+            dir: &'a Path,
+            scanned: usize,
+            plugins: Vec<Verdict>,
+        }
+        View {
+            dir: &self.dir,
+            scanned: self.scanned,
+            plugins: self.plugins.iter().map(DiscoveredPlugin::verdict).collect(),
+        }
+        .serialize(serializer)
+    }
 }
 
 impl Catalog {
@@ -101,7 +117,8 @@ impl Catalog {
 pub struct Discovery {
     dir: PathBuf,
     cache_dir: Option<PathBuf>,
-    mode: ScanMode,
+    /// The scan mode, or why the default one (this executable) is unavailable.
+    mode: Result<ScanMode, String>,
     concurrency: usize,
     scan_timeout: Duration,
 }
@@ -112,7 +129,11 @@ impl Discovery {
     /// The current executable must call [`run_scanner_if_requested`] first in `main`
     /// (the `plugin-host` binary does); otherwise name another with [`Self::with_scan_mode`].
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        let mode = std::env::current_exe().map_or(ScanMode::InProcess, ScanMode::Subprocess);
+        // Never a silent fall back to scanning in-process: without an executable, discovery
+        // fails and says so.
+        let mode = std::env::current_exe()
+            .map(ScanMode::Subprocess)
+            .map_err(|err| err.to_string());
         Self {
             dir: dir.into(),
             cache_dir: default_cache_dir(),
@@ -131,7 +152,7 @@ impl Discovery {
 
     /// How files are scanned. Defaults to a subprocess of the current executable.
     pub fn with_scan_mode(mut self, mode: ScanMode) -> Self {
-        self.mode = mode;
+        self.mode = Ok(mode);
         self
     }
 
@@ -156,9 +177,47 @@ impl Discovery {
     ///
     /// # Errors
     ///
-    /// [`DiscoveryError::ReadDir`] when the directory cannot be listed. A bad plugin file
-    /// is never an error here: it is a [`DiscoveredPlugin`] whose outcome says why.
+    /// [`DiscoveryError::ReadDir`] when the directory cannot be listed,
+    /// [`DiscoveryError::NoScanner`] when there is no scanner to run. A bad plugin file is
+    /// never an error here: it is a [`DiscoveredPlugin`] whose outcome says why.
     pub async fn discover(&self) -> Result<Catalog, DiscoveryError> {
+        if let Err(reason) = &self.mode {
+            return Err(DiscoveryError::NoScanner {
+                reason: reason.clone(),
+            });
+        }
+        let (dir, paths) = self.list_files()?;
+        let mut cache = RegistryCache::open(self.cache_dir.as_deref());
+        let (mut plugins, to_scan) = from_cache(&cache, &paths);
+        let scanned = to_scan.len();
+        for plugin in self.scan_all(to_scan).await {
+            if let Err(LoadError::AbiMismatch { path, report, .. }) = &plugin.outcome {
+                tracing::debug!(path = %path.display(), %report, "abi_stable's full layout report");
+            } else if let Err(err) = &plugin.outcome {
+                tracing::debug!(error = %err, "plugin file cannot be used");
+            }
+            cache.insert(
+                plugin.path.clone(),
+                Entry {
+                    stamp: plugin.stamp,
+                    outcome: plugin.outcome.clone(),
+                },
+            );
+            plugins.push(plugin);
+        }
+        plugins.sort_by(|a, b| a.path.cmp(&b.path));
+        cache.retain_present(&dir, &paths);
+        cache.save();
+        tracing::debug!(dir = %dir.display(), files = paths.len(), scanned, "discovery done");
+        Ok(Catalog {
+            dir,
+            plugins,
+            scanned,
+        })
+    }
+
+    /// The canonical directory and its library files, sorted.
+    fn list_files(&self) -> Result<(PathBuf, Vec<PathBuf>), DiscoveryError> {
         let read_dir_error = |source| DiscoveryError::ReadDir {
             dir: self.dir.clone(),
             source,
@@ -175,81 +234,24 @@ impl Discovery {
             }
         }
         paths.sort();
+        Ok((dir, paths))
+    }
 
-        let mut cache = RegistryCache::open(self.cache_dir.as_deref());
-        let mut plugins = Vec::with_capacity(paths.len());
-        let mut to_scan = Vec::new();
-        for path in &paths {
-            let stamp = match std::fs::metadata(path) {
-                Ok(metadata) => FileStamp::of(&metadata),
-                Err(err) => {
-                    let outcome = Err(LoadError::Io {
-                        path: path.clone(),
-                        reason: err.to_string(),
-                    });
-                    plugins.push(DiscoveredPlugin {
-                        path: path.clone(),
-                        outcome,
-                        cached: false,
-                        stamp: FileStamp {
-                            size: 0,
-                            mtime_ns: 0,
-                        },
-                    });
-                    continue;
-                }
-            };
-            match cache.lookup(path, stamp) {
-                Some(entry) => plugins.push(DiscoveredPlugin {
-                    path: path.clone(),
-                    outcome: entry.outcome.clone(),
-                    cached: true,
-                    stamp,
-                }),
-                None => to_scan.push((path.clone(), stamp)),
-            }
-        }
-
-        let scanned = to_scan.len();
-        let results: Vec<(PathBuf, FileStamp, ScanOutcome)> = stream::iter(to_scan)
+    /// Scans `files` (with their stamps), a few at a time.
+    async fn scan_all(&self, files: Vec<(PathBuf, FileStamp)>) -> Vec<DiscoveredPlugin> {
+        stream::iter(files)
             .map(|(path, stamp)| async move {
                 let outcome = self.scan_one(&path).await;
-                (path, stamp, outcome)
+                DiscoveredPlugin {
+                    path,
+                    outcome,
+                    cached: false,
+                    stamp,
+                }
             })
             .buffer_unordered(self.concurrency)
             .collect()
-            .await;
-        for (path, stamp, outcome) in results {
-            match &outcome {
-                Err(LoadError::AbiMismatch { path, report, .. }) => {
-                    tracing::debug!(path = %path.display(), %report, "abi_stable's full layout report");
-                }
-                Err(err) => tracing::debug!(error = %err, "plugin file cannot be used"),
-                Ok(_) => {}
-            }
-            cache.insert(
-                path.clone(),
-                Entry {
-                    stamp,
-                    outcome: outcome.clone(),
-                },
-            );
-            plugins.push(DiscoveredPlugin {
-                path,
-                outcome,
-                cached: false,
-                stamp,
-            });
-        }
-        plugins.sort_by(|a, b| a.path.cmp(&b.path));
-        cache.retain_present(&dir, &paths);
-        cache.save();
-        tracing::debug!(dir = %dir.display(), files = paths.len(), scanned, "discovery done");
-        Ok(Catalog {
-            dir,
-            plugins,
-            scanned,
-        })
+            .await
     }
 
     /// Scans one file now, bypassing the cache.
@@ -263,10 +265,14 @@ impl Discovery {
 
     async fn scan_one(&self, path: &Path) -> ScanOutcome {
         match &self.mode {
-            ScanMode::Subprocess(program) => {
+            Err(reason) => Err(LoadError::Scanner {
+                path: path.to_owned(),
+                reason: format!("no scanner to run: {reason}"),
+            }),
+            Ok(ScanMode::Subprocess(program)) => {
                 scanner::scan_in_subprocess(program, path, self.scan_timeout).await
             }
-            ScanMode::InProcess => {
+            Ok(ScanMode::InProcess) => {
                 let owned = path.to_owned();
                 tokio::task::spawn_blocking(move || scan_in_process(&owned))
                     .await
@@ -279,4 +285,41 @@ impl Discovery {
             }
         }
     }
+}
+
+/// Splits `paths` into what the cache already knows (unchanged files) and what needs a
+/// scan; a file that cannot even be stat'ed is a failure of its own.
+fn from_cache(
+    cache: &RegistryCache,
+    paths: &[PathBuf],
+) -> (Vec<DiscoveredPlugin>, Vec<(PathBuf, FileStamp)>) {
+    let mut known = Vec::with_capacity(paths.len());
+    let mut to_scan = Vec::new();
+    for path in paths {
+        let stamp = match std::fs::metadata(path) {
+            Ok(metadata) => FileStamp::of(&metadata),
+            Err(err) => {
+                known.push(DiscoveredPlugin {
+                    path: path.clone(),
+                    outcome: Err(LoadError::Io {
+                        path: path.clone(),
+                        reason: err.to_string(),
+                    }),
+                    cached: false,
+                    stamp: FileStamp::default(),
+                });
+                continue;
+            }
+        };
+        match cache.lookup(path, stamp) {
+            Some(entry) => known.push(DiscoveredPlugin {
+                path: path.clone(),
+                outcome: entry.outcome.clone(),
+                cached: true,
+                stamp,
+            }),
+            None => to_scan.push((path.clone(), stamp)),
+        }
+    }
+    (known, to_scan)
 }

@@ -82,12 +82,11 @@ pub(crate) unsafe fn open_library(path: &Path) -> Result<LoadedLibrary, LoadErro
             path: path.to_owned(),
             reason: err.to_string(),
         })?;
-    let info = PluginInfo::from_ffi(manifest, plugin_api_version).map_err(|reason| {
-        LoadError::Manifest {
+    let info =
+        PluginInfo::from_ffi(manifest, plugin_api_version).map_err(|err| LoadError::Manifest {
             path: path.to_owned(),
-            reason,
-        }
-    })?;
+            reason: err.to_string(),
+        })?;
     tracing::debug!(path = %path.display(), plugin = %info.name, host_api, "plugin library opened");
     Ok(LoadedLibrary {
         path: path.to_owned(),

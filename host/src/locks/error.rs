@@ -64,7 +64,7 @@ pub enum LockError {
         holder: String,
     },
     /// The name is not usable.
-    #[error("lock name `{lock}` is not valid: use 1-64 characters of a-z, 0-9, `-`, `_` or `.`")]
+    #[error("lock name `{lock}` is not valid: {}", crate::manifest::NAME_RULE)]
     InvalidName {
         /// The name.
         lock: String,

@@ -428,7 +428,11 @@ impl Drop for Reservation {
 }
 
 fn auto_limit(rss: &RssReader) -> (u64, LimitSource) {
-    let proc_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    // No such file outside Linux (or without /proc): then there is no cgroup limit.
+    let proc_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_else(|err| {
+        tracing::debug!(error = %err, "no /proc/self/cgroup; no container limit to read");
+        String::new()
+    });
     if let Some(limit) = cgroup::detect(std::path::Path::new("/"), &proc_cgroup) {
         return (
             limit.bytes / 10 * 9,

@@ -23,11 +23,22 @@ impl Default for RssReader {
 }
 
 impl RssReader {
-    /// A reader for the current process.
+    /// A reader for the current process. Where the platform gives no reading, says so
+    /// in the log once: admission then sees an RSS of 0 and enforces estimates only.
     pub fn new() -> Self {
+        let system = System::new()
+            .map_err(|err| {
+                tracing::error!(error = %err, "cannot read this process's RSS; memory admission falls back to declared estimates");
+            })
+            .ok();
+        let pid = sysinfo::get_current_pid()
+            .map_err(|err| {
+                tracing::error!(error = %err, "cannot find this process's pid; memory admission falls back to declared estimates");
+            })
+            .ok();
         Self {
-            system: Mutex::new(System::new().ok()),
-            pid: sysinfo::get_current_pid().ok(),
+            system: Mutex::new(system),
+            pid,
         }
     }
 

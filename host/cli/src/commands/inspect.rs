@@ -24,14 +24,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: InspectArgs) -> CliResult {
         .scan_file(&args.file)
         .await;
     if args.json {
-        let value = match &outcome {
-            Ok(info) => serde_json::json!({ "path": args.file, "usable": true, "plugin": info }),
-            Err(err) => serde_json::json!({
-                "path": args.file,
-                "usable": false,
-                "error": { "kind": err.kind(), "message": err.to_string() },
-            }),
-        };
+        let value = plugin_host::discovery::Verdict::of(args.file.clone(), &outcome, false);
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         match &outcome {
