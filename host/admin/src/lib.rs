@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod collector;
+mod families;
 mod prometheus;
 mod routes;
 

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 
 use plugin_host::metrics::HistogramSnapshot;
 
+use crate::families::Family;
+
 /// Builds one exposition document.
 #[derive(Default)]
 pub(crate) struct Exposition {
@@ -87,21 +89,28 @@ impl Exposition {
         self.sample(&format!("{name}_count"), label_pairs, snapshot.count);
     }
 
-    /// A family with one sample per item.
-    pub(crate) fn gauge_family<T>(
+    /// Every family of `families`, one sample per item, labelled by `labels`.
+    pub(crate) fn table<T>(
         &mut self,
-        name: &str,
-        kind: Kind,
-        help: &str,
+        families: &[Family<T>],
         items: &[T],
-        sample: impl Fn(&T) -> (Vec<(&'static str, String)>, f64),
+        labels: impl Fn(&T) -> Vec<(&'static str, String)>,
     ) {
-        self.family(name, kind, help);
-        for item in items {
-            let (pairs, value) = sample(item);
-            let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            self.sample(name, &borrowed, value);
+        for family in families {
+            self.family(family.name, family.kind, family.help);
+            for item in items {
+                let pairs = labels(item);
+                let borrowed: Vec<(&str, &str)> =
+                    pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                self.sample(family.name, &borrowed, (family.value)(item));
+            }
         }
+    }
+
+    /// A family with one unlabelled sample.
+    pub(crate) fn single(&mut self, name: &str, kind: Kind, help: &str, value: f64) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
     }
 
     pub(crate) fn finish(self) -> String {

@@ -8,7 +8,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{info::Bulkhead, CallError, Coordinator};
+use super::{info::Bulkhead, CallError, ComponentHandle, Coordinator};
 use crate::{
     context::next_call_id,
     executor::Hooks,
@@ -33,25 +33,7 @@ impl Coordinator {
         let permit = Bulkhead::enter(&handle.ready.info, method)?;
         let limit = self.call_timeout(component, method);
         let id = next_call_id();
-        let hooks = {
-            // Weak: the hook must not keep the instance alive past its last real user.
-            let abandoned = Arc::downgrade(&handle.ready);
-            let late = Arc::clone(&handle.ready.info);
-            let (method_a, method_l) = (method.to_owned(), method.to_owned());
-            Hooks {
-                on_abandon: Some(Box::new(move || {
-                    if let Some(ready) = abandoned.upgrade() {
-                        ready.info.bulkhead.abandon(&method_a);
-                        // Its locks end with the wait: nobody is there to release them.
-                        ready.instance().end_call(id);
-                    }
-                })),
-                on_late: Some(Box::new(move || {
-                    late.bulkhead.returned(&method_l);
-                    tracing::info!(component = %late.spec.name, method = %method_l, "an abandoned call returned");
-                })),
-            }
-        };
+        let hooks = abandon_hooks(&handle, method, id);
         let info = Arc::clone(&handle.ready.info);
         let job_method = method.to_owned();
         let task = self.inner.executor.spawn_with(
@@ -96,5 +78,27 @@ impl Coordinator {
             .or_else(|| config.timeouts.operations.get(method).copied())
             .or_else(|| overrides.and_then(|c| c.timeout))
             .unwrap_or(self.inner.default_timeout)
+    }
+}
+
+/// What happens when a caller abandons a call (its timeout expired) and when that call's
+/// code returns at last: its place in the bulkhead is marked, its locks are released.
+fn abandon_hooks(handle: &ComponentHandle, method: &str, id: u64) -> Hooks {
+    // Weak: the hook must not keep the instance alive past its last real user.
+    let abandoned = Arc::downgrade(&handle.ready);
+    let late = Arc::clone(&handle.ready.info);
+    let (method_a, method_l) = (method.to_owned(), method.to_owned());
+    Hooks {
+        on_abandon: Some(Box::new(move || {
+            if let Some(ready) = abandoned.upgrade() {
+                ready.info.bulkhead.abandon(&method_a);
+                // Its locks end with the wait: nobody is there to release them.
+                ready.instance().end_call(id);
+            }
+        })),
+        on_late: Some(Box::new(move || {
+            late.bulkhead.returned(&method_l);
+            tracing::info!(component = %late.spec.name, method = %method_l, "an abandoned call returned");
+        })),
     }
 }

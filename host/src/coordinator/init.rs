@@ -17,7 +17,7 @@ use futures::{future::BoxFuture, FutureExt};
 
 use super::{
     handle::Ready,
-    slot::{InitResult, Slot, SlotState},
+    slot::{InitResult, SharedInit, Slot, SlotState},
     ComponentHandle, Coordinator, Dependencies, ErrorChainDisplay, GetError, InitError, Inner,
     Instance,
 };
@@ -32,58 +32,9 @@ pub(super) fn initialize(
     slot: Arc<Slot>,
 ) -> BoxFuture<'static, Result<ComponentHandle, GetError>> {
     async move {
-        let shared = {
-            let mut state = slot.state.lock();
-            if let Some(ready) = slot.ready.load_full() {
-                ready.info.touch();
-                return Ok(ComponentHandle { ready });
-            }
-            match &*state {
-                SlotState::Initializing(shared) => shared.clone(),
-                _ if slot.init_abandoned.load(Ordering::Acquire) => {
-                    return Err(GetError::InitStillRunning {
-                        component: slot.name().to_owned(),
-                    })
-                }
-                SlotState::Stopped => {
-                    return Err(GetError::ShuttingDown {
-                        name: slot.name().to_owned(),
-                    })
-                }
-                SlotState::Failed { error, at } | SlotState::TimedOut { error, at }
-                    if at.elapsed() < inner.failure_backoff =>
-                {
-                    return Err(GetError::Backoff {
-                        component: slot.name().to_owned(),
-                        since: at.elapsed(),
-                        backoff: inner.failure_backoff,
-                        source: Arc::clone(error),
-                    });
-                }
-                _ => {
-                    if inner.shutting_down.load(Ordering::SeqCst) {
-                        return Err(GetError::ShuttingDown {
-                            name: slot.name().to_owned(),
-                        });
-                    }
-                    // The init runs as its own task: it finishes even if every caller
-                    // gives up, and its result is stored exactly once.
-                    let task = tokio::spawn(run_init(Arc::clone(&inner), Arc::clone(&slot)));
-                    let component = slot.name().to_owned();
-                    let shared = async move {
-                        task.await.unwrap_or_else(|err| {
-                            Err(Arc::new(InitError::Thread {
-                                component,
-                                reason: err.to_string(),
-                            }))
-                        })
-                    }
-                    .boxed()
-                    .shared();
-                    *state = SlotState::Initializing(shared.clone());
-                    shared
-                }
-            }
+        let shared = match join_or_start(&inner, &slot)? {
+            Joined::Ready(ready) => return Ok(ComponentHandle { ready }),
+            Joined::Init(shared) => shared,
         };
         shared
             .await
@@ -91,6 +42,64 @@ pub(super) fn initialize(
             .map_err(GetError::Init)
     }
     .boxed()
+}
+
+/// What a caller of `initialize` joins.
+enum Joined {
+    /// The component is ready.
+    Ready(Arc<Ready>),
+    /// The one initialisation running for it.
+    Init(SharedInit),
+}
+
+/// Under the slot's lock: the ready instance, the running init, a refusal (still running
+/// abandoned, stopped, in backoff), or a new init started now.
+fn join_or_start(inner: &Arc<Inner>, slot: &Arc<Slot>) -> Result<Joined, GetError> {
+    let mut state = slot.state.lock();
+    if let Some(ready) = slot.ready.load_full() {
+        ready.info.touch();
+        return Ok(Joined::Ready(ready));
+    }
+    let component = || slot.name().to_owned();
+    match &*state {
+        SlotState::Initializing(shared) => return Ok(Joined::Init(shared.clone())),
+        _ if slot.init_abandoned.load(Ordering::Acquire) => {
+            return Err(GetError::InitStillRunning {
+                component: component(),
+            })
+        }
+        SlotState::Stopped => return Err(GetError::ShuttingDown { name: component() }),
+        SlotState::Failed { error, at } | SlotState::TimedOut { error, at }
+            if at.elapsed() < inner.failure_backoff =>
+        {
+            return Err(GetError::Backoff {
+                component: component(),
+                since: at.elapsed(),
+                backoff: inner.failure_backoff,
+                source: Arc::clone(error),
+            });
+        }
+        _ => {}
+    }
+    if inner.shutting_down.load(Ordering::SeqCst) {
+        return Err(GetError::ShuttingDown { name: component() });
+    }
+    // The init runs as its own task: it finishes even if every caller gives up, and its
+    // result is stored exactly once.
+    let task = tokio::spawn(run_init(Arc::clone(inner), Arc::clone(slot)));
+    let name = component();
+    let shared = async move {
+        task.await.unwrap_or_else(|err| {
+            Err(Arc::new(InitError::Thread {
+                component: name,
+                reason: err.to_string(),
+            }))
+        })
+    }
+    .boxed()
+    .shared();
+    *state = SlotState::Initializing(shared.clone());
+    Ok(Joined::Init(shared))
 }
 
 async fn run_init(inner: Arc<Inner>, slot: Arc<Slot>) -> InitResult {

@@ -88,6 +88,49 @@ fn check_header(path: &Path, header: &[u8], file_len: u64) -> Result<(), LoadErr
     }
 }
 
+/// The fields of an ELF header this check reads.
+struct ElfHeader {
+    class_bits: usize,
+    little_endian: bool,
+    elf_type: u16,
+    machine: u16,
+    /// Where the section header table ends: a linked library's last bytes.
+    section_table_end: u64,
+}
+
+impl ElfHeader {
+    /// Reads the fields from a whole (64-byte) header.
+    fn parse(header: &[u8]) -> Self {
+        let class_bits = match header[4] {
+            1 => 32,
+            2 => 64,
+            _ => 0,
+        };
+        let little_endian = header[5] == 1;
+        let number = |at: usize, len: usize| {
+            let bytes = &header[at..at + len];
+            let fold = |acc: u64, b: &u8| (acc << 8) | u64::from(*b);
+            if little_endian {
+                bytes.iter().rev().fold(0, fold)
+            } else {
+                bytes.iter().fold(0, fold)
+            }
+        };
+        let (table, entry_size, entries) = if class_bits == 64 {
+            (number(0x28, 8), number(0x3a, 2), number(0x3c, 2))
+        } else {
+            (number(0x20, 4), number(0x2e, 2), number(0x30, 2))
+        };
+        Self {
+            class_bits,
+            little_endian,
+            elf_type: number(16, 2) as u16,
+            machine: number(18, 2) as u16,
+            section_table_end: table.saturating_add(entry_size * entries),
+        }
+    }
+}
+
 fn check_elf(path: &Path, header: &[u8], file_len: u64) -> Result<(), LoadError> {
     if !cfg!(target_os = "linux") {
         return Err(LoadError::WrongPlatform {
@@ -102,67 +145,33 @@ fn check_elf(path: &Path, header: &[u8], file_len: u64) -> Result<(), LoadError>
             reason: "the ELF header is cut short".into(),
         });
     }
-    let class_bits = match header[4] {
-        1 => 32,
-        2 => 64,
-        _ => 0,
-    };
-    let little_endian = header[5] == 1;
-    let read_u16 = |at: usize| {
-        let bytes = [header[at], header[at + 1]];
-        if little_endian {
-            u16::from_le_bytes(bytes)
-        } else {
-            u16::from_be_bytes(bytes)
-        }
-    };
-    let read_u64 = |at: usize| {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&header[at..at + 8]);
-        if little_endian {
-            u64::from_le_bytes(bytes)
-        } else {
-            u64::from_be_bytes(bytes)
-        }
-    };
-    let read_u32 = |at: usize| {
-        let bytes = [header[at], header[at + 1], header[at + 2], header[at + 3]];
-        u64::from(if little_endian {
-            u32::from_le_bytes(bytes)
-        } else {
-            u32::from_be_bytes(bytes)
-        })
-    };
-    let (elf_type, machine) = (read_u16(16), read_u16(18));
+    let elf = ElfHeader::parse(header);
     let expected_machine = elf_machine(std::env::consts::ARCH);
-    let same_machine = expected_machine.is_none_or(|m| m == machine);
-    if class_bits != usize::BITS as usize
-        || !same_machine
-        || little_endian != cfg!(target_endian = "little")
+    if elf.class_bits != usize::BITS as usize
+        || expected_machine.is_some_and(|m| m != elf.machine)
+        || elf.little_endian != cfg!(target_endian = "little")
     {
         return Err(LoadError::WrongPlatform {
             path: path.to_owned(),
-            found: format!("{class_bits}-bit ELF, machine {}", machine_name(machine)),
+            found: format!(
+                "{}-bit ELF, machine {}",
+                elf.class_bits,
+                machine_name(elf.machine)
+            ),
             expected: expected_platform(),
         });
     }
     // The section header table sits at the end of a linked library, so a file cut short
     // anywhere loses it; the dynamic loader itself would only notice if a loaded segment
     // were cut.
-    let (section_table, entry_size, entries) = if class_bits == 64 {
-        (read_u64(0x28), read_u16(0x3a), read_u16(0x3c))
-    } else {
-        (read_u32(0x20), read_u16(0x2e), read_u16(0x30))
-    };
-    let needed = section_table.saturating_add(u64::from(entry_size) * u64::from(entries));
-    if needed > file_len {
+    if elf.section_table_end > file_len {
         return Err(LoadError::Truncated {
             path: path.to_owned(),
-            expected: needed,
+            expected: elf.section_table_end,
             actual: file_len,
         });
     }
-    if elf_type != 3 {
+    if elf.elf_type != 3 {
         return Err(LoadError::NotALibrary {
             path: path.to_owned(),
             detail: "an ELF executable or object file, not a shared library".into(),

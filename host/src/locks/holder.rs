@@ -23,6 +23,7 @@ use parking_lot::Mutex;
 
 use super::{
     entry::{LockEntry, Notify, Waiter},
+    graph::Graph,
     LockError, LockRef, OrderViolation, Shared,
 };
 
@@ -406,19 +407,7 @@ fn begin_slow(
     let mut rest = holder.rest.lock();
     let held = holder.held(&rest);
     let mut graph = manager.graph.lock();
-    if let Some(violation) = graph.order_violation(&held, entry) {
-        entry.stats.order_violations.fetch_add(1, Ordering::Relaxed);
-        let error = LockError::OrderViolation {
-            requested: entry.name.to_string(),
-            held: violation.held,
-            holder: holder.label.to_string(),
-            first_seen: violation.first_seen,
-        };
-        match manager.settings.on_violation {
-            OrderViolation::Deny => return Err(error),
-            OrderViolation::Warn => tracing::warn!("{error}"),
-        }
-    }
+    check_order(holder, &graph, &held, entry)?;
     if entry.try_take(holder.id) {
         graph.record_edges(&held, entry, &holder.label);
         holder.add_locked(entry, &mut rest);
@@ -427,19 +416,7 @@ fn begin_slow(
     }
     // About to block: only now is the wait-for graph consulted.
     if manager.settings.deadlock_detection {
-        if let Some(cycle) = graph.wait_cycle(holder.id, entry) {
-            entry.stats.deadlocks.fetch_add(1, Ordering::Relaxed);
-            let error = LockError::DeadlockDetected {
-                lock: entry.name.to_string(),
-                holder: holder.label.to_string(),
-                cycle: cycle
-                    .into_iter()
-                    .map(|(lock, owner)| (lock.to_string(), manager.label_of(owner)))
-                    .collect(),
-            };
-            tracing::warn!("{error}");
-            return Err(error);
-        }
+        check_deadlock(holder, &graph, entry)?;
     }
     let mut queue = entry.queue.lock();
     entry.mark_waiters();
@@ -458,6 +435,56 @@ fn begin_slow(
     graph.waiting.insert(holder.id, Arc::clone(entry));
     entry.stats.contentions.fetch_add(1, Ordering::Relaxed);
     Ok(Begin::Queued)
+}
+
+/// Refuses (or, in warn mode, logs) taking `entry` while holding `held` against the
+/// global order.
+fn check_order(
+    holder: &HolderState,
+    graph: &Graph,
+    held: &[Arc<LockEntry>],
+    entry: &LockEntry,
+) -> Result<(), LockError> {
+    let Some(violation) = graph.order_violation(held, entry) else {
+        return Ok(());
+    };
+    entry.stats.order_violations.fetch_add(1, Ordering::Relaxed);
+    let error = LockError::OrderViolation {
+        requested: entry.name.to_string(),
+        held: violation.held,
+        holder: holder.label.to_string(),
+        first_seen: violation.first_seen,
+    };
+    match holder.manager.settings.on_violation {
+        OrderViolation::Deny => Err(error),
+        OrderViolation::Warn => {
+            tracing::warn!("{error}");
+            Ok(())
+        }
+    }
+}
+
+/// Refuses waiting for `entry` if that would close a wait-for cycle.
+fn check_deadlock(
+    holder: &HolderState,
+    graph: &Graph,
+    entry: &Arc<LockEntry>,
+) -> Result<(), LockError> {
+    let Some(cycle) = graph.wait_cycle(holder.id, entry) else {
+        return Ok(());
+    };
+    entry.stats.deadlocks.fetch_add(1, Ordering::Relaxed);
+    let manager = &holder.manager;
+    let error = LockError::DeadlockDetected {
+        lock: entry.name.to_string(),
+        holder: holder.label.to_string(),
+        cycle: cycle
+            .into_iter()
+            .map(|(lock, owner)| (lock.to_string(), manager.label_of(owner)))
+            .collect(),
+    };
+    tracing::warn!("{error}");
+    Err(error)
 }
 
 /// The lock was handed to a queued holder: record it as held.

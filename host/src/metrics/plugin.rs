@@ -104,6 +104,42 @@ struct Registry {
     names_per_plugin: HashMap<String, Vec<String>>,
 }
 
+impl Registry {
+    /// The metric already registered under `key`, `None` if a new one may be made, or
+    /// why not: the name has another kind, or the plugin is at its cap.
+    fn admit(
+        &self,
+        kind: MetricKind,
+        key: &(String, String, String),
+        per_plugin: usize,
+    ) -> Result<Option<Arc<PluginMetric>>, MetricError> {
+        let (name, plugin, _) = key;
+        if let Some(existing) = self.kinds.get(name) {
+            if *existing != kind {
+                return Err(MetricError::KindConflict {
+                    name: name.clone(),
+                    existing: kind_name(*existing),
+                });
+            }
+        }
+        if let Some(existing) = self.metrics.get(key) {
+            return Ok(Some(Arc::clone(existing)));
+        }
+        let names = self
+            .names_per_plugin
+            .get(plugin)
+            .map_or(&[][..], Vec::as_slice);
+        if !names.iter().any(|n| n == name) && names.len() >= per_plugin {
+            return Err(MetricError::TooMany {
+                plugin: plugin.clone(),
+                name: name.clone(),
+                limit: per_plugin,
+            });
+        }
+        Ok(None)
+    }
+}
+
 /// Every plugin metric. Registration takes a lock; recording goes through the handle and
 /// does not.
 #[derive(Debug)]
@@ -194,28 +230,9 @@ impl PluginMetrics {
             });
         }
         let mut registry = self.registry.lock();
-        if let Some(existing) = registry.kinds.get(name) {
-            if *existing != kind {
-                return Err(MetricError::KindConflict {
-                    name: name.to_owned(),
-                    existing: kind_name(*existing),
-                });
-            }
-        }
         let key = (name.to_owned(), plugin.to_owned(), component.to_owned());
-        if let Some(existing) = registry.metrics.get(&key) {
-            return Ok(Arc::clone(existing));
-        }
-        let names = registry
-            .names_per_plugin
-            .get(plugin)
-            .map_or(&[][..], Vec::as_slice);
-        if !names.iter().any(|n| n == name) && names.len() >= self.per_plugin {
-            return Err(MetricError::TooMany {
-                plugin: plugin.to_owned(),
-                name: name.to_owned(),
-                limit: self.per_plugin,
-            });
+        if let Some(existing) = registry.admit(kind, &key, self.per_plugin)? {
+            return Ok(existing);
         }
         let instrument = match kind {
             MetricKind::Counter => PluginInstrument::Counter(Counter::default()),

@@ -3,7 +3,7 @@
 
 use std::{io::Write as _, process::ExitCode, sync::Arc, time::Duration};
 
-use plugin_host::{Coordinator, ErrorChainDisplay};
+use plugin_host::{Config, Coordinator, ErrorChainDisplay};
 use plugin_host_admin::{self as admin, AdminState, UnifiedMetricsCollector};
 
 use super::{coordinator, CliResult, GlobalArgs};
@@ -14,69 +14,116 @@ pub(crate) struct RunArgs {}
 pub(crate) async fn run(global: &GlobalArgs, _args: RunArgs) -> CliResult {
     let config = global.config()?;
     let (coordinator, catalog) = coordinator(&config).await?;
-    let components = coordinator.components();
-    let eager: Vec<String> = config
-        .components
-        .iter()
-        .filter(|(name, c)| {
-            c.eager && c.enabled && components.iter().any(|known| &&known.name == name)
-        })
-        .map(|(name, _)| name.clone())
-        .collect();
-    for name in config
-        .components
-        .iter()
-        .filter(|(_, c)| c.eager)
-        .map(|(n, _)| n)
-    {
-        if !eager.contains(name) {
-            tracing::warn!(component = %name, "eager component is not provided by any plugin");
-        }
-    }
-
+    let eager = eager_components(&config, &coordinator);
     let catalog = Arc::new(catalog);
     let collector = Arc::new(UnifiedMetricsCollector::new(
         coordinator.clone(),
         Arc::clone(&catalog),
     ));
-    let aggregator = collector.spawn_aggregator(config.metrics.aggregation_interval);
-    let state = Arc::new(AdminState {
-        coordinator: coordinator.clone(),
-        catalog,
-        collector: Arc::clone(&collector),
-        eager: eager.clone(),
-        token: Some(config.admin.token.clone()).filter(|t| !t.is_empty()),
-    });
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr, server) = admin::serve(config.admin.listen, state, async {
-        let _ = stop_rx.await;
-    })
-    .await?;
-    println!("admin listening on http://{addr}");
-    let _ = std::io::stdout().flush();
-    tracing::info!(components = components.len(), dir = %config.host.plugins_dir.display(), %addr, "host started");
+    let admin = Admin::start(&config, &coordinator, catalog, &collector, &eager).await?;
+    let tasks = start_background(&config, &coordinator, &collector, eager);
 
-    let watchdog = tokio::spawn(log_long_lock_holds(
-        coordinator.clone(),
-        config.locks.max_hold,
-    ));
-    let sampler = coordinator.spawn_memory_sampler();
-    let log_flusher = {
-        let coordinator = coordinator.clone();
+    wait_for_stop_signal().await?;
+    tracing::info!("stopping");
+    for task in tasks {
+        task.abort();
+    }
+    admin.stop().await;
+    let report = coordinator.shutdown(config.timeouts.stop).await;
+    tracing::info!(stopped = ?report.stopped, timed_out = ?report.timed_out, "host stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The eager components the config names that some plugin provides; the rest are
+/// logged.
+fn eager_components(config: &Config, coordinator: &Coordinator) -> Vec<String> {
+    let known: Vec<String> = coordinator
+        .components()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    let mut eager = Vec::new();
+    for (name, component) in config.components.iter().filter(|(_, c)| c.eager) {
+        if component.enabled && known.contains(name) {
+            eager.push(name.clone());
+        } else {
+            tracing::warn!(component = %name, "eager component is not provided by any plugin");
+        }
+    }
+    eager
+}
+
+/// The admin API, serving until stopped.
+struct Admin {
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Admin {
+    async fn start(
+        config: &Config,
+        coordinator: &Coordinator,
+        catalog: Arc<plugin_host::Catalog>,
+        collector: &Arc<UnifiedMetricsCollector>,
+        eager: &[String],
+    ) -> std::io::Result<Self> {
+        let state = Arc::new(AdminState {
+            coordinator: coordinator.clone(),
+            catalog,
+            collector: Arc::clone(collector),
+            eager: eager.to_vec(),
+            token: Some(config.admin.token.clone()).filter(|t| !t.is_empty()),
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (addr, server) = admin::serve(config.admin.listen, state, async {
+            let _ = stopped.await;
+        })
+        .await?;
+        println!("admin listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+        tracing::info!(components = coordinator.components().len(), dir = %config.host.plugins_dir.display(), %addr, "host started");
+        Ok(Self { stop, server })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        if tokio::time::timeout(Duration::from_secs(5), self.server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("admin API did not stop within 5s");
+        }
+    }
+}
+
+/// The host's background work: metric aggregation, the lock watchdog, the memory
+/// sampler, the log-suppression reports, and starting the eager components.
+fn start_background(
+    config: &Config,
+    coordinator: &Coordinator,
+    collector: &Arc<UnifiedMetricsCollector>,
+    eager: Vec<String>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let flusher = coordinator.clone();
+    let starter = coordinator.clone();
+    vec![
+        collector.spawn_aggregator(config.metrics.aggregation_interval),
+        tokio::spawn(log_long_lock_holds(
+            coordinator.clone(),
+            config.locks.max_hold,
+        )),
+        coordinator.spawn_memory_sampler(),
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(Duration::from_secs(1));
             loop {
                 interval.tick().await;
-                coordinator.flush_log_suppression();
+                flusher.flush_log_suppression();
             }
-        })
-    };
-    let starter = {
-        let coordinator = coordinator.clone();
+        }),
         tokio::spawn(async move {
             // Each get initialises dependencies first; independent ones run concurrently.
             let gets = eager.iter().map(|name| {
-                let coordinator = coordinator.clone();
+                let coordinator = starter.clone();
                 async move { (name, coordinator.get(name).await) }
             });
             for (name, result) in futures::future::join_all(gets).await {
@@ -84,26 +131,8 @@ pub(crate) async fn run(global: &GlobalArgs, _args: RunArgs) -> CliResult {
                     tracing::error!(component = %name, error = %ErrorChainDisplay(&err), "eager component failed to start");
                 }
             }
-        })
-    };
-
-    wait_for_stop_signal().await?;
-    tracing::info!("stopping");
-    starter.abort();
-    watchdog.abort();
-    sampler.abort();
-    log_flusher.abort();
-    aggregator.abort();
-    let _ = stop_tx.send(());
-    if tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .is_err()
-    {
-        tracing::warn!("admin API did not stop within 5s");
-    }
-    let report = coordinator.shutdown(config.timeouts.stop).await;
-    tracing::info!(stopped = ?report.stopped, timed_out = ?report.timed_out, "host stopped");
-    Ok(ExitCode::SUCCESS)
+        }),
+    ]
 }
 
 async fn wait_for_stop_signal() -> std::io::Result<()> {

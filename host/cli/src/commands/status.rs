@@ -95,6 +95,14 @@ fn millis(seconds: f64) -> String {
 }
 
 fn print_tables(addr: &SocketAddr, status: &Value) {
+    print_summary(addr, status);
+    println!();
+    print_plugins(&status["plugins"]["plugins"]);
+    println!();
+    print_components(&status["components"]);
+}
+
+fn print_summary(addr: &SocketAddr, status: &Value) {
     let ready = status["ready"]["ready"].as_bool().unwrap_or(false);
     println!(
         "host at http://{addr}: {}, {}",
@@ -111,13 +119,11 @@ fn print_tables(addr: &SocketAddr, status: &Value) {
         memory["evictions"],
         bytes(&memory["reclaimed"]),
     );
-    println!();
+}
+
+fn print_plugins(plugins: &Value) {
     println!("PLUGIN                   VERSION   LOADED  FILE");
-    for plugin in status["plugins"]["plugins"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
+    for plugin in plugins.as_array().into_iter().flatten() {
         let file = plugin["path"]
             .as_str()
             .and_then(|p| p.rsplit('/').next())
@@ -127,28 +133,31 @@ fn print_tables(addr: &SocketAddr, status: &Value) {
         } else {
             "no"
         };
-        match plugin["status"].as_str() {
-            Some("ok") => println!(
+        if plugin["usable"].as_bool().unwrap_or(false) {
+            println!(
                 "{:<24} {:<9} {:<7} {file}",
                 plugin["plugin"]["name"].as_str().unwrap_or("-"),
                 plugin["plugin"]["version"].as_str().unwrap_or("-"),
                 loaded
-            ),
-            _ => println!(
+            );
+        } else {
+            println!(
                 "{:<24} {:<9} {:<7} {file}: {}",
                 "(unusable)",
                 "-",
                 "no",
                 plugin["error"]["kind"].as_str().unwrap_or("error")
-            ),
+            );
         }
     }
-    println!();
+}
+
+fn print_components(components: &Value) {
     println!(
         "{:<20} {:<12} {:<18} {:>10} {:>10} {:>10} {:>7} {:>6} {:>10}",
         "COMPONENT", "STATE", "PLUGIN", "ESTIMATE", "MEASURED", "INIT", "CALLS", "ERRORS", "P99"
     );
-    for component in status["components"].as_array().into_iter().flatten() {
+    for component in components.as_array().into_iter().flatten() {
         println!(
             "{:<20} {:<12} {:<18} {:>10} {:>10} {:>10} {:>7} {:>6} {:>10}",
             component["name"].as_str().unwrap_or("-"),
