@@ -2,6 +2,7 @@
 //! fixture plugins under `tests/fixtures/`, loaded through the real loader.
 
 mod admin;
+mod architecture;
 mod bad_plugins;
 mod cli;
 mod containment;

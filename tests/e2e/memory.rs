@@ -47,6 +47,26 @@ fn refusal(err: &GetError) -> String {
 }
 
 #[test]
+fn rss_is_read_from_the_real_process() {
+    if !isolated("memory::rss_is_read_from_the_real_process") {
+        return;
+    }
+    let reader = RssReader::new();
+    let before = reader.read();
+    assert!(
+        before > MIB,
+        "RSS of a running test is more than 1 MiB: {before}"
+    );
+    let block = vec![1u8; 64 << 20];
+    let after = reader.read();
+    assert!(
+        after >= before + 48 * MIB,
+        "touching 64 MiB raised RSS from {before} to {after}"
+    );
+    drop(block);
+}
+
+#[test]
 fn a_component_the_budget_cannot_hold_is_refused_with_the_figures() {
     let sandbox = Sandbox::with_plugins(&["fixture-memory-hog"]);
     let config = sandbox.write_config("[memory]\nlimit = \"40MiB\"\n");

@@ -12,6 +12,7 @@ use super::{coordinator, CliResult, GlobalArgs};
 pub(crate) struct RunArgs {}
 
 pub(crate) async fn run(global: &GlobalArgs, _args: RunArgs) -> CliResult {
+    let mut signals = StopSignals::install()?;
     let config = global.config()?;
     let (coordinator, catalog) = coordinator(&config).await?;
     let eager = eager_components(&config, &coordinator);
@@ -23,7 +24,7 @@ pub(crate) async fn run(global: &GlobalArgs, _args: RunArgs) -> CliResult {
     let admin = Admin::start(&config, &coordinator, catalog, &collector, &eager).await?;
     let tasks = start_background(&config, &coordinator, &collector, eager);
 
-    wait_for_stop_signal().await?;
+    signals.wait().await?;
     tracing::info!("stopping");
     for task in tasks {
         task.abort();
@@ -135,19 +136,43 @@ fn start_background(
     ]
 }
 
-async fn wait_for_stop_signal() -> std::io::Result<()> {
+/// SIGINT and SIGTERM, listened for from the start: a signal that arrives while the host
+/// is still starting stops it gracefully instead of killing it.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut terminate = signal(SignalKind::terminate())?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result,
-            _ = terminate.recv() => Ok(()),
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await
+
+    async fn wait(&mut self) -> std::io::Result<()> {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => Ok(()),
+                _ = self.terminate.recv() => Ok(()),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await
+        }
     }
 }
 

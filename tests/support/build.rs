@@ -1,0 +1,66 @@
+//! The built workspace: the binary and the plugin libraries the tests run, built once
+//! per test process so `cargo test` alone is enough.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
+
+/// The target directory of the build the tests run from (`target/debug`).
+pub fn target_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/e2e-HASH
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile> directory")
+            .to_owned();
+        build_workspace(&dir);
+        dir
+    })
+}
+
+/// Builds every crate of the workspace (binary, plugins, fixtures) once per test process,
+/// so `cargo test` alone is enough. A no-op when everything is fresh.
+fn build_workspace(dir: &Path) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "--workspace", "--quiet"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if dir.file_name().is_some_and(|name| name == "release") {
+        command.arg("--release");
+    }
+    let status = command.status().expect("running cargo build");
+    assert!(status.success(), "cargo build --workspace failed");
+}
+
+/// The `plugin-host` binary.
+pub fn binary() -> PathBuf {
+    target_dir().join(format!("plugin-host{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// The built library of crate `crate_name` (`market-data` -> `libmarket_data.so`).
+pub fn library(crate_name: &str) -> PathBuf {
+    let file = format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        crate_name.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    );
+    let path = target_dir().join(file);
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// The file name of crate `name`'s library.
+pub fn library_file_name(name: &str) -> String {
+    library(name)
+        .file_name()
+        .expect("file name")
+        .to_string_lossy()
+        .into_owned()
+}

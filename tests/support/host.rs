@@ -1,0 +1,112 @@
+//! A real `plugin-host run` with its admin API, driven over loopback.
+
+use std::{fs, process::Command};
+
+use crate::sandbox::Sandbox;
+
+/// A `plugin-host run` process with its admin API; stopped with SIGTERM when dropped.
+pub struct RunningHost {
+    child: std::process::Child,
+    /// The admin API's address as printed by `run` (may be 0.0.0.0:PORT).
+    pub printed: std::net::SocketAddr,
+    /// An address to connect to: the printed one, on loopback.
+    pub addr: std::net::SocketAddr,
+    agent: ureq::Agent,
+}
+
+impl RunningHost {
+    /// Starts `run` in `sandbox` with `config` and waits for its admin address.
+    pub fn start(sandbox: &Sandbox, config: &str) -> Self {
+        use std::io::BufRead;
+        let config = sandbox.write_config(config);
+        let mut child = sandbox
+            .host()
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .stdout(std::process::Stdio::piped())
+            .stderr(fs::File::create(sandbox.root().join("run.log")).expect("run.log"))
+            .spawn()
+            .expect("starting plugin-host run");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("reading run's stdout");
+        let printed: std::net::SocketAddr = line
+            .trim()
+            .strip_prefix("admin listening on http://")
+            .unwrap_or_else(|| {
+                let log = fs::read_to_string(sandbox.root().join("run.log")).unwrap_or_default();
+                panic!("unexpected first line from run: {line:?}\nrun.log:\n{log}")
+            })
+            .parse()
+            .expect("an address");
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], printed.port()));
+        let agent = ureq::AgentBuilder::new()
+            .timeout(std::time::Duration::from_secs(30))
+            .build();
+        Self {
+            child,
+            printed,
+            addr,
+            agent,
+        }
+    }
+
+    /// The process id of the host.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A request to `path` on the admin API.
+    pub fn request(&self, method: &str, path: &str) -> ureq::Request {
+        self.agent
+            .request(method, &format!("http://{}{path}", self.addr))
+    }
+
+    /// GET `path`, returning status and body (errors included).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        Self::answer(self.request("GET", path).call())
+    }
+
+    /// POST `body` to `path`, returning status and body (errors included).
+    pub fn post(&self, path: &str, body: &str) -> (u16, String) {
+        Self::answer(self.request("POST", path).send_string(body))
+    }
+
+    /// Status and body of a response, error statuses included.
+    pub fn answer(result: Result<ureq::Response, ureq::Error>) -> (u16, String) {
+        match result {
+            Ok(response) => (
+                response.status(),
+                response.into_string().unwrap_or_default(),
+            ),
+            Err(ureq::Error::Status(status, response)) => {
+                (status, response.into_string().unwrap_or_default())
+            }
+            Err(err) => panic!("admin API unreachable: {err}"),
+        }
+    }
+
+    /// Stops the host with SIGTERM and returns its exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().ok().and_then(|status| status.code())
+    }
+}
+
+impl Drop for RunningHost {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.terminate();
+        }
+    }
+}

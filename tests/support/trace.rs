@@ -1,0 +1,72 @@
+//! Which process mapped which library, read from glibc's loader trace (`LD_DEBUG=files`,
+//! one file per process).
+
+use std::{collections::HashMap, fs, path::Path, process::Output};
+
+use crate::sandbox::Sandbox;
+
+impl Sandbox {
+    /// Runs the binary with `args` and records which process mapped which file.
+    pub fn run_traced(&self, args: &[&str], env: &[(&str, &str)]) -> (Output, LoadTrace) {
+        let trace_dir = tempfile::tempdir().expect("trace directory");
+        let mut command = self.host();
+        command
+            .args(args)
+            .envs(env.iter().copied())
+            .env("LD_DEBUG", "files")
+            .env("LD_DEBUG_OUTPUT", trace_dir.path().join("ld"));
+        let child = command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("running plugin-host");
+        let main_pid = child.id();
+        let output = child.wait_with_output().expect("waiting for plugin-host");
+        let mut per_pid = HashMap::new();
+        for entry in fs::read_dir(trace_dir.path()).expect("trace files") {
+            let path = entry.expect("trace file").path();
+            let pid = path
+                .extension()
+                .and_then(|ext| ext.to_str())
+                .and_then(|ext| ext.parse::<u32>().ok())
+                .expect("trace file named ld.PID");
+            per_pid.insert(pid, fs::read_to_string(&path).unwrap_or_default());
+        }
+        assert!(
+            per_pid.contains_key(&main_pid),
+            "no loader trace for the host process; is this glibc?"
+        );
+        (output, LoadTrace { main_pid, per_pid })
+    }
+}
+
+/// Which process mapped which shared object, read from glibc's loader trace.
+#[derive(Debug)]
+pub struct LoadTrace {
+    main_pid: u32,
+    per_pid: HashMap<u32, String>,
+}
+
+fn mentions(trace: &str, library: &Path) -> bool {
+    let needle = format!("file={}", library.display());
+    trace.lines().any(|line| line.contains(&needle))
+}
+
+impl LoadTrace {
+    /// Whether the host process itself mapped `library`.
+    pub fn host_mapped(&self, library: &Path) -> bool {
+        mentions(&self.per_pid[&self.main_pid], library)
+    }
+
+    /// How many child processes (scanners) ran.
+    pub fn child_processes(&self) -> usize {
+        self.per_pid.len() - 1
+    }
+
+    /// Whether any child process mapped `library`.
+    pub fn child_mapped(&self, library: &Path) -> bool {
+        self.per_pid
+            .iter()
+            .any(|(pid, trace)| *pid != self.main_pid && mentions(trace, library))
+    }
+}
