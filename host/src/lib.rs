@@ -39,6 +39,7 @@ mod memory;
 pub mod metrics;
 mod plugin_log;
 mod timeout;
+pub mod trust;
 mod util;
 
 pub use self::{
@@ -52,7 +53,7 @@ pub use self::{
     discovery::{
         run_scanner_if_requested, Catalog, DiscoveredPlugin, Discovery, DiscoveryError, ScanMode,
     },
-    loader::LoadError,
+    loader::{FileIdentity, LoadError},
     locks::{
         Holder, LockError, LockGuard, LockManager, LockManagerBuilder, LockRef, LockStats,
         OrderViolation,

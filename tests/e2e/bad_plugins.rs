@@ -140,7 +140,12 @@ fn a_world_writable_plugin_is_refused() {
     let path = sandbox.add_plugin("fixture-panic-call");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
     let file = library_file_name("fixture-panic-call");
-    assert_rejected_while_others_work(&sandbox, &file, "world_writable", &["chmod o-w"]);
+    assert_rejected_while_others_work(
+        &sandbox,
+        &file,
+        "untrusted",
+        &["writable by every user", "chmod go-w"],
+    );
 }
 
 #[test]

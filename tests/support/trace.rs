@@ -47,9 +47,20 @@ pub struct LoadTrace {
     per_pid: HashMap<u32, String>,
 }
 
+/// Whether the trace shows `library` opened. The host hands the dynamic loader a link
+/// to the descriptor it vetted (in a directory of its own), not the file's path, so the
+/// file is recognised by its name.
 fn mentions(trace: &str, library: &Path) -> bool {
-    let needle = format!("file={}", library.display());
-    trace.lines().any(|line| line.contains(&needle))
+    let Some(name) = library.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    trace.lines().any(|line| {
+        line.split_whitespace()
+            .filter_map(|word| word.strip_prefix("file="))
+            .any(|path| {
+                path == library.display().to_string() || path.ends_with(&format!("/{name}"))
+            })
+    })
 }
 
 impl LoadTrace {

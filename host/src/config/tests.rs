@@ -1,4 +1,5 @@
 use super::*;
+use std::time::Duration;
 
 /// Parses `text` and returns the one problem it must have, as displayed.
 fn rejected(text: &str) -> String {
@@ -170,8 +171,15 @@ fn environment_overrides_win_over_the_file() {
 #[test]
 fn a_bad_environment_override_names_the_variable_or_key() {
     let env = [("PLUGIN_HOST_NOPE_KEY".to_owned(), "1".to_owned())];
-    let message = Config::from_toml_with_env("", env).unwrap_err().to_string();
-    assert!(message.contains("PLUGIN_HOST_NOPE_KEY"), "{message}");
+    let config = Config::from_toml_with_env("", env).expect("an unknown name only warns");
+    assert_eq!(config.warnings.len(), 1);
+    assert!(
+        config.warnings[0]
+            .to_string()
+            .contains("PLUGIN_HOST_NOPE_KEY"),
+        "{:?}",
+        config.warnings
+    );
     let env = [(
         "PLUGIN_HOST_TIMEOUTS_DEFAULT".to_owned(),
         "forever".to_owned(),

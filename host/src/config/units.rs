@@ -94,26 +94,55 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     })
 }
 
-pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    parse_duration(&text).map_err(de::Error::custom)
+/// A duration as the file writes it: `"30s"`.
+pub(crate) mod duration {
+    use std::time::Duration;
+
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(de::Error::custom)
+    }
+
+    pub(crate) fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*value).to_string())
+    }
 }
 
 pub(crate) fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    duration(d).map(Some)
+    duration::deserialize(d).map(Some)
 }
 
-pub(crate) fn duration_map<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<std::collections::BTreeMap<String, Duration>, D::Error> {
-    let raw = std::collections::BTreeMap::<String, String>::deserialize(d)?;
-    raw.into_iter()
-        .map(|(key, text)| {
-            parse_duration(&text)
-                .map(|value| (key.clone(), value))
-                .map_err(|err| de::Error::custom(format!("`{key}`: {err}")))
-        })
-        .collect()
+/// A map of name to duration, as the file writes it: `{ bars = "5s" }`.
+pub(crate) mod duration_map {
+    use std::{collections::BTreeMap, time::Duration};
+
+    use serde::{de, ser::SerializeMap, Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, Duration>, D::Error> {
+        let raw = BTreeMap::<String, String>::deserialize(d)?;
+        raw.into_iter()
+            .map(|(key, text)| {
+                super::parse_duration(&text)
+                    .map(|value| (key.clone(), value))
+                    .map_err(|err| de::Error::custom(format!("`{key}`: {err}")))
+            })
+            .collect()
+    }
+
+    pub(crate) fn serialize<S: Serializer>(
+        value: &BTreeMap<String, Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(value.len()))?;
+        for (key, duration) in value {
+            map.serialize_entry(key, &humantime::format_duration(*duration).to_string())?;
+        }
+        map.end()
+    }
 }
 
 #[derive(Deserialize)]

@@ -16,6 +16,7 @@ use crate::{
     metrics::{PluginMetrics, Sampler},
     plugin_log::LogLimits,
     timeout::TimeoutManager,
+    trust::TrustPolicy,
 };
 
 /// Builds a [`Coordinator`].
@@ -26,6 +27,7 @@ pub struct CoordinatorBuilder {
     failure_backoff: Duration,
     component_configs: HashMap<String, serde_json::Value>,
     config: Config,
+    trust: TrustPolicy,
 }
 
 impl Default for CoordinatorBuilder {
@@ -36,6 +38,7 @@ impl Default for CoordinatorBuilder {
             failure_backoff: Duration::from_secs(5),
             component_configs: HashMap::new(),
             config: Config::default(),
+            trust: TrustPolicy::default(),
         }
     }
 }
@@ -86,6 +89,13 @@ impl CoordinatorBuilder {
         self
     }
 
+    /// The trust policy a library must pass (again) when it is loaded. Defaults to
+    /// [`TrustPolicy::permissions`]; give the one discovery used.
+    pub fn with_trust(mut self, trust: TrustPolicy) -> Self {
+        self.trust = trust;
+        self
+    }
+
     /// A component's config section, handed to it at creation. Defaults to `{}`.
     pub fn with_component_config(
         mut self,
@@ -117,7 +127,7 @@ impl CoordinatorBuilder {
                 failure_backoff: self.failure_backoff,
                 component_configs: self.component_configs,
                 config: self.config,
-                loader: Arc::new(Loader::new()),
+                loader: Arc::new(Loader::new(self.trust)),
                 init_order: Mutex::new(Vec::new()),
                 shutting_down: std::sync::atomic::AtomicBool::new(false),
                 timeouts: TimeoutManager::new(),

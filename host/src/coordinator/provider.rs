@@ -17,7 +17,7 @@ use super::{
 use crate::{
     context::{HostServices, PluginHostContext},
     discovery::DiscoveredPlugin,
-    loader::Loader,
+    loader::{Loader, Vetted},
     memory::MemoryManager,
 };
 
@@ -125,22 +125,19 @@ impl Provider for PluginProvider {
             component: spec.name.clone(),
             source: Box::new(source),
         };
-        // Only code the scanner has vetted is mapped into the host.
-        if !self.plugin.is_unchanged() {
-            return Err(load_error(crate::loader::LoadError::Scanner {
-                path,
-                reason:
-                    "the file changed after it was scanned; restart the host so it is scanned again"
-                        .into(),
-            }));
-        }
         let first_load = !self.loader.is_loaded(&path);
         let rss_before = if first_load {
             self.memory.read_rss()
         } else {
             0
         };
-        let library = self.loader.load(&path).map_err(load_error)?;
+        // Only the file the scanner vetted is mapped: the loader checks its identity (and
+        // the trust policy) on the descriptor it loads from.
+        let vetted = Vetted {
+            identity: self.plugin.identity,
+            sha256: self.plugin.sha256.as_deref(),
+        };
+        let library = self.loader.load(&path, vetted).map_err(load_error)?;
         if first_load {
             let cost = self.memory.read_rss().saturating_sub(rss_before);
             self.memory

@@ -1,22 +1,25 @@
 //! The registry cache: what each plugin file provided the last time it was scanned.
 //!
-//! Keyed by canonical path, size and modification time, and valid only for the host build
-//! (plugin-api version and executable) that wrote it; GStreamer's plugin registry works
-//! the same way. A warm start with no file changed reads no library and spawns no scanner.
+//! Keyed by canonical path and valid only for the file's exact identity (device, inode,
+//! size, mtime and ctime, as git's index keeps them) and for the host build (plugin-api
+//! version and executable) that wrote it; GStreamer's plugin registry works the same way.
+//! A warm start with no file changed reads no library and spawns no scanner.
 
 use std::{
     collections::BTreeMap,
     fs,
     path::{Path, PathBuf},
-    time::UNIX_EPOCH,
 };
 
 use serde::{Deserialize, Serialize};
 
-use crate::{loader::LoadError, manifest::PluginInfo};
+use crate::{
+    loader::{FileIdentity, LoadError},
+    manifest::PluginInfo,
+};
 
-const FORMAT: u32 = 1;
-const FILE_NAME: &str = "registry-v1.json";
+const FORMAT: u32 = 2;
+const FILE_NAME: &str = "registry-v2.json";
 
 /// Which host wrote a cache: its plugin-api version and its own executable's size and
 /// mtime. A verdict such as "compatible" holds only for the host that reached it, so any
@@ -24,39 +27,22 @@ const FILE_NAME: &str = "registry-v1.json";
 fn host_build() -> String {
     let exe = std::env::current_exe()
         .and_then(std::fs::metadata)
-        .map(|m| FileStamp::of(&m))
+        .map(|m| FileIdentity::of(&m))
         .map_or_else(
             |_| "unknown".to_owned(),
-            |s| format!("{}-{}", s.size, s.mtime_ns),
+            |s| format!("{}-{}-{}", s.size, s.mtime_ns, s.ino),
         );
     format!("{}/{exe}", plugin_api::API_VERSION)
 }
 
-/// The identity of one version of a file: if any of it changes, the file is rescanned.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct FileStamp {
-    pub(crate) size: u64,
-    pub(crate) mtime_ns: u128,
-}
-
-impl FileStamp {
-    pub(crate) fn of(metadata: &fs::Metadata) -> Self {
-        let mtime_ns = metadata
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        Self {
-            size: metadata.len(),
-            mtime_ns,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Entry {
-    pub(crate) stamp: FileStamp,
+    /// The identity of the file the scanner opened.
+    pub(crate) identity: FileIdentity,
     pub(crate) outcome: Result<PluginInfo, LoadError>,
+    /// Its SHA-256, when a pinned trust policy needed it.
+    #[serde(default)]
+    pub(crate) sha256: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -89,15 +75,13 @@ impl RegistryCache {
                     None
                 }
             })
-            .and_then(|bytes| match serde_json::from_slice::<CacheFile>(&bytes) {
-                Ok(cache) => Some(cache),
+            .and_then(|bytes| match Self::parse(&bytes) {
+                Ok(entries) => entries,
                 Err(err) => {
                     tracing::warn!(error = %err, "registry cache is unreadable; rescanning every plugin");
                     None
                 }
             })
-            .filter(|cache| cache.format == FORMAT && cache.host_build == host_build())
-            .map(|cache| cache.entries)
             .unwrap_or_default();
         Self {
             file,
@@ -106,9 +90,20 @@ impl RegistryCache {
         }
     }
 
-    /// The cached outcome for `path`, if it was scanned with exactly this stamp.
-    pub(crate) fn lookup(&self, path: &Path, stamp: FileStamp) -> Option<&Entry> {
-        self.entries.get(path).filter(|entry| entry.stamp == stamp)
+    /// The cached entry for `path`, if it was scanned with exactly this identity.
+    pub(crate) fn lookup(&self, path: &Path, identity: FileIdentity) -> Option<&Entry> {
+        self.entries
+            .get(path)
+            .filter(|entry| entry.identity == identity)
+    }
+
+    /// Reads cache bytes: the entries, if they are a cache of this format written by this
+    /// host build. Public to the crate for the fuzz targets.
+    pub(crate) fn parse(
+        bytes: &[u8],
+    ) -> Result<Option<BTreeMap<PathBuf, Entry>>, serde_json::Error> {
+        let cache: CacheFile = serde_json::from_slice(bytes)?;
+        Ok((cache.format == FORMAT && cache.host_build == host_build()).then_some(cache.entries))
     }
 
     pub(crate) fn insert(&mut self, path: PathBuf, entry: Entry) {

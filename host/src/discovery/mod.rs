@@ -5,6 +5,7 @@
 //! nothing changed spawns no scanner at all.
 
 mod cache;
+mod scan;
 pub mod scanner;
 mod verdict;
 
@@ -13,16 +14,18 @@ use std::{
     time::Duration,
 };
 
-use futures::{stream, StreamExt};
 use serde::Serialize;
 
-use self::cache::{Entry, FileStamp, RegistryCache};
 pub use self::scanner::{
-    run_scanner_if_requested, scan_in_process, ScanMode, ScanOutcome, SCAN_FLAG,
+    run_scanner_if_requested, scan_in_process, ScanMode, ScanOutcome, ScanReport, SCAN_FLAG,
 };
 pub use self::verdict::{FileError, Verdict};
 pub use crate::util::default_cache_dir;
-use crate::{loader::LoadError, manifest::PluginInfo};
+use crate::{
+    loader::{FileIdentity, LoadError},
+    manifest::PluginInfo,
+    trust::TrustPolicy,
+};
 
 /// Why the plugin directory itself could not be scanned.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +55,10 @@ pub struct DiscoveredPlugin {
     pub outcome: ScanOutcome,
     /// Whether the outcome came from the registry cache rather than a scan this run.
     pub cached: bool,
-    stamp: FileStamp,
+    /// The identity of the file that was vetted: only that file is ever loaded.
+    pub identity: FileIdentity,
+    /// Its SHA-256, when the trust policy took it.
+    pub sha256: Option<String>,
 }
 
 impl DiscoveredPlugin {
@@ -61,9 +67,9 @@ impl DiscoveredPlugin {
         Verdict::of(self.path.clone(), &self.outcome, self.cached)
     }
 
-    /// Whether the file on disk is still the one that was scanned.
+    /// Whether the file on disk is still the one that was vetted.
     pub fn is_unchanged(&self) -> bool {
-        std::fs::metadata(&self.path).is_ok_and(|m| FileStamp::of(&m) == self.stamp)
+        FileIdentity::of_path(&self.path).is_ok_and(|identity| identity == self.identity)
     }
 }
 
@@ -121,6 +127,7 @@ pub struct Discovery {
     mode: Result<ScanMode, String>,
     concurrency: usize,
     scan_timeout: Duration,
+    trust: TrustPolicy,
 }
 
 impl Discovery {
@@ -140,6 +147,7 @@ impl Discovery {
             mode,
             concurrency: 2,
             scan_timeout: Duration::from_secs(10),
+            trust: TrustPolicy::default(),
         }
     }
 
@@ -168,158 +176,20 @@ impl Discovery {
         self
     }
 
+    /// The trust policy files must pass before they are scanned. Defaults to
+    /// [`TrustPolicy::permissions`].
+    pub fn with_trust(mut self, trust: TrustPolicy) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    /// The trust policy in force.
+    pub fn trust(&self) -> &TrustPolicy {
+        &self.trust
+    }
+
     /// The directory this discovers.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-
-    /// Scans the directory: cached results for unchanged files, a scan for the others.
-    ///
-    /// # Errors
-    ///
-    /// [`DiscoveryError::ReadDir`] when the directory cannot be listed,
-    /// [`DiscoveryError::NoScanner`] when there is no scanner to run. A bad plugin file is
-    /// never an error here: it is a [`DiscoveredPlugin`] whose outcome says why.
-    pub async fn discover(&self) -> Result<Catalog, DiscoveryError> {
-        if let Err(reason) = &self.mode {
-            return Err(DiscoveryError::NoScanner {
-                reason: reason.clone(),
-            });
-        }
-        let (dir, paths) = self.list_files()?;
-        let mut cache = RegistryCache::open(self.cache_dir.as_deref());
-        let (mut plugins, to_scan) = from_cache(&cache, &paths);
-        let scanned = to_scan.len();
-        for plugin in self.scan_all(to_scan).await {
-            if let Err(LoadError::AbiMismatch { path, report, .. }) = &plugin.outcome {
-                tracing::debug!(path = %path.display(), %report, "abi_stable's full layout report");
-            } else if let Err(err) = &plugin.outcome {
-                tracing::debug!(error = %err, "plugin file cannot be used");
-            }
-            cache.insert(
-                plugin.path.clone(),
-                Entry {
-                    stamp: plugin.stamp,
-                    outcome: plugin.outcome.clone(),
-                },
-            );
-            plugins.push(plugin);
-        }
-        plugins.sort_by(|a, b| a.path.cmp(&b.path));
-        cache.retain_present(&dir, &paths);
-        cache.save();
-        tracing::debug!(dir = %dir.display(), files = paths.len(), scanned, "discovery done");
-        Ok(Catalog {
-            dir,
-            plugins,
-            scanned,
-        })
-    }
-
-    /// The canonical directory and its library files, sorted.
-    fn list_files(&self) -> Result<(PathBuf, Vec<PathBuf>), DiscoveryError> {
-        let read_dir_error = |source| DiscoveryError::ReadDir {
-            dir: self.dir.clone(),
-            source,
-        };
-        let dir = std::fs::canonicalize(&self.dir).map_err(read_dir_error)?;
-        let mut paths = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(read_dir_error)? {
-            let path = entry.map_err(read_dir_error)?.path();
-            if path
-                .extension()
-                .is_some_and(|ext| ext == std::env::consts::DLL_EXTENSION)
-            {
-                paths.push(path);
-            }
-        }
-        paths.sort();
-        Ok((dir, paths))
-    }
-
-    /// Scans `files` (with their stamps), a few at a time.
-    async fn scan_all(&self, files: Vec<(PathBuf, FileStamp)>) -> Vec<DiscoveredPlugin> {
-        stream::iter(files)
-            .map(|(path, stamp)| async move {
-                let outcome = self.scan_one(&path).await;
-                DiscoveredPlugin {
-                    path,
-                    outcome,
-                    cached: false,
-                    stamp,
-                }
-            })
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await
-    }
-
-    /// Scans one file now, bypassing the cache.
-    pub async fn scan_file(&self, path: &Path) -> ScanOutcome {
-        let path = std::fs::canonicalize(path).map_err(|err| LoadError::Io {
-            path: path.to_owned(),
-            reason: err.to_string(),
-        })?;
-        self.scan_one(&path).await
-    }
-
-    async fn scan_one(&self, path: &Path) -> ScanOutcome {
-        match &self.mode {
-            Err(reason) => Err(LoadError::Scanner {
-                path: path.to_owned(),
-                reason: format!("no scanner to run: {reason}"),
-            }),
-            Ok(ScanMode::Subprocess(program)) => {
-                scanner::scan_in_subprocess(program, path, self.scan_timeout).await
-            }
-            Ok(ScanMode::InProcess) => {
-                let owned = path.to_owned();
-                tokio::task::spawn_blocking(move || scan_in_process(&owned))
-                    .await
-                    .unwrap_or_else(|err| {
-                        Err(LoadError::Scanner {
-                            path: path.to_owned(),
-                            reason: format!("in-process scan failed: {err}"),
-                        })
-                    })
-            }
-        }
-    }
-}
-
-/// Splits `paths` into what the cache already knows (unchanged files) and what needs a
-/// scan; a file that cannot even be stat'ed is a failure of its own.
-fn from_cache(
-    cache: &RegistryCache,
-    paths: &[PathBuf],
-) -> (Vec<DiscoveredPlugin>, Vec<(PathBuf, FileStamp)>) {
-    let mut known = Vec::with_capacity(paths.len());
-    let mut to_scan = Vec::new();
-    for path in paths {
-        let stamp = match std::fs::metadata(path) {
-            Ok(metadata) => FileStamp::of(&metadata),
-            Err(err) => {
-                known.push(DiscoveredPlugin {
-                    path: path.clone(),
-                    outcome: Err(LoadError::Io {
-                        path: path.clone(),
-                        reason: err.to_string(),
-                    }),
-                    cached: false,
-                    stamp: FileStamp::default(),
-                });
-                continue;
-            }
-        };
-        match cache.lookup(path, stamp) {
-            Some(entry) => known.push(DiscoveredPlugin {
-                path: path.clone(),
-                outcome: entry.outcome.clone(),
-                cached: true,
-                stamp,
-            }),
-            None => to_scan.push((path.clone(), stamp)),
-        }
-    }
-    (known, to_scan)
 }

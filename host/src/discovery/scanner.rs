@@ -12,8 +12,10 @@ use std::{
     time::Duration,
 };
 
+use serde::{Deserialize, Serialize};
+
 use crate::{
-    loader::{open_library, LoadError},
+    loader::{open_library, FileIdentity, LoadError, OpenedFile},
     manifest::PluginInfo,
 };
 
@@ -26,6 +28,25 @@ const RESULT_PREFIX: &str = "plugin-host-scan-result: ";
 
 /// The outcome of scanning one file.
 pub type ScanOutcome = Result<PluginInfo, LoadError>;
+
+/// What one scan found: the identity of the file the scanner actually opened (so the
+/// host can tell whether it is the file it meant), and the outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScanReport {
+    /// The opened file's identity; `None` if it could not be opened or the scanner died.
+    pub identity: Option<FileIdentity>,
+    /// Its manifest, or why it cannot be used.
+    pub outcome: ScanOutcome,
+}
+
+impl ScanReport {
+    fn failed(outcome: LoadError) -> Self {
+        Self {
+            identity: None,
+            outcome: Err(outcome),
+        }
+    }
+}
 
 /// If this process was started as a scanner (`BINARY --plugin-host-scan FILE`), scans the
 /// file, prints the result and exits. Otherwise returns and does nothing.
@@ -40,8 +61,8 @@ pub fn run_scanner_if_requested() {
         eprintln!("usage: {SCAN_FLAG} FILE");
         std::process::exit(2);
     };
-    let outcome = scan_in_process(Path::new(&path));
-    match serde_json::to_string(&outcome) {
+    let report = scan_in_process(Path::new(&path));
+    match serde_json::to_string(&report) {
         Ok(json) => {
             println!("{RESULT_PREFIX}{json}");
             std::process::exit(0);
@@ -56,10 +77,18 @@ pub fn run_scanner_if_requested() {
 /// Scans `path` in this process: the library is mapped here and stays mapped, and
 /// whatever its initialisers do happens to this process. The scanner subprocess calls it;
 /// [`ScanMode::InProcess`] is the embedder's explicit choice to run it in the host.
-pub fn scan_in_process(path: &Path) -> ScanOutcome {
+pub fn scan_in_process(path: &Path) -> ScanReport {
+    let opened = match OpenedFile::open(path) {
+        Ok(opened) => opened,
+        Err(err) => return ScanReport::failed(err),
+    };
     // SAFETY: the caller chose this process to take the risk (see above).
     #[allow(unsafe_code)]
-    unsafe { open_library(path) }.map(|library| library.info().clone())
+    let outcome = unsafe { open_library(&opened) }.map(|library| library.info().clone());
+    ScanReport {
+        identity: Some(opened.identity()),
+        outcome,
+    }
 }
 
 /// Scans `path` by running `program --plugin-host-scan path`, giving up after `timeout`.
@@ -67,7 +96,18 @@ pub(crate) async fn scan_in_subprocess(
     program: &Path,
     path: &Path,
     timeout: Duration,
-) -> ScanOutcome {
+) -> ScanReport {
+    match run_scanner(program, path, timeout).await {
+        Ok(report) => report,
+        Err(err) => ScanReport::failed(err),
+    }
+}
+
+async fn run_scanner(
+    program: &Path,
+    path: &Path,
+    timeout: Duration,
+) -> Result<ScanReport, LoadError> {
     let scanner_error = |reason: String| LoadError::Scanner {
         path: path.to_owned(),
         reason,
@@ -104,7 +144,7 @@ pub(crate) async fn scan_in_subprocess(
         .find_map(|line| line.strip_prefix(RESULT_PREFIX));
     match (output.status.success(), result) {
         (true, Some(json)) => serde_json::from_str(json)
-            .unwrap_or_else(|err| Err(scanner_error(format!("unreadable scanner result: {err}")))),
+            .map_err(|err| scanner_error(format!("unreadable scanner result: {err}"))),
         _ => Err(LoadError::ScannerCrashed {
             path: path.to_owned(),
             status: describe_status(output.status),

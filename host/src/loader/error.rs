@@ -53,13 +53,19 @@ pub enum LoadError {
         /// Bytes the file has.
         actual: u64,
     },
-    /// Anyone may write to the file, so anyone could make the host run their code.
-    #[error("{path}: the file is writable by every user (mode {mode:o}), so the host will not run it; `chmod o-w` it")]
-    WorldWritable {
+    /// The trust policy refuses the file: who may change it, or it is not pinned.
+    #[error("{path}: not trusted: {reason}")]
+    Untrusted {
         /// The plugin file.
         path: PathBuf,
-        /// The file's permission bits.
-        mode: u32,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// The file is not the one that was vetted: it changed after it was scanned.
+    #[error("{path}: the file changed after it was scanned (another inode, size or time); it is scanned again before it is loaded")]
+    Changed {
+        /// The plugin file.
+        path: PathBuf,
     },
     /// The dynamic loader refused the file.
     #[error("{path}: the dynamic loader cannot open it: {reason}; the file may be truncated or need libraries that are missing")]
@@ -172,7 +178,8 @@ impl LoadError {
             | Self::NotALibrary { path, .. }
             | Self::WrongPlatform { path, .. }
             | Self::Truncated { path, .. }
-            | Self::WorldWritable { path, .. }
+            | Self::Untrusted { path, .. }
+            | Self::Changed { path }
             | Self::Open { path, .. }
             | Self::NoRootModule { path }
             | Self::AbiHeader { path, .. }
@@ -194,7 +201,8 @@ impl LoadError {
             Self::NotALibrary { .. } => "not_a_library",
             Self::WrongPlatform { .. } => "wrong_platform",
             Self::Truncated { .. } => "truncated",
-            Self::WorldWritable { .. } => "world_writable",
+            Self::Untrusted { .. } => "untrusted",
+            Self::Changed { .. } => "changed",
             Self::Open { .. } => "open",
             Self::NoRootModule { .. } => "no_root_module",
             Self::AbiHeader { .. } => "abi_header",

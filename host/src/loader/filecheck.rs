@@ -4,34 +4,20 @@
 //! architecture are cryptic, and some malformed files can crash it. Looking at the header
 //! first gives every common mistake a plain message.
 
-use std::{fs, io::Read, path::Path};
+use std::path::Path;
 
-use super::LoadError;
+use super::{file::OpenedFile, LoadError};
 
-/// Checks that `path` looks like a shared library for this platform that only trusted
-/// users can modify.
-pub(crate) fn check(path: &Path) -> Result<(), LoadError> {
-    let io = |err: std::io::Error| LoadError::Io {
-        path: path.to_owned(),
-        reason: err.to_string(),
-    };
-    let metadata = fs::metadata(path).map_err(io)?;
+/// Checks that the open file looks like a shared library for this platform, reading its
+/// header through the descriptor.
+pub(crate) fn check(opened: &OpenedFile) -> Result<(), LoadError> {
+    let path = opened.path();
+    let metadata = opened.metadata();
     if !metadata.is_file() {
         return Err(LoadError::NotALibrary {
             path: path.to_owned(),
             detail: "not a regular file".into(),
         });
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = metadata.permissions().mode() & 0o7777;
-        if mode & 0o002 != 0 {
-            return Err(LoadError::WorldWritable {
-                path: path.to_owned(),
-                mode,
-            });
-        }
     }
     if metadata.len() == 0 {
         return Err(LoadError::Empty {
@@ -39,18 +25,41 @@ pub(crate) fn check(path: &Path) -> Result<(), LoadError> {
         });
     }
     let mut header = [0u8; 64];
-    let mut file = fs::File::open(path).map_err(io)?;
-    let mut filled = 0;
-    while filled < header.len() {
-        match file.read(&mut header[filled..]).map_err(io)? {
-            0 => break,
-            n => filled += n,
-        }
-    }
+    let filled = read_header(opened, &mut header).map_err(|err| LoadError::Io {
+        path: path.to_owned(),
+        reason: err.to_string(),
+    })?;
     check_header(path, &header[..filled], metadata.len())
 }
 
-fn check_header(path: &Path, header: &[u8], file_len: u64) -> Result<(), LoadError> {
+/// Reads the first bytes of the file (without moving its offset).
+fn read_header(opened: &OpenedFile, header: &mut [u8]) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        let mut filled = 0;
+        while filled < header.len() {
+            match opened
+                .file()
+                .read_at(&mut header[filled..], filled as u64)?
+            {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        Ok(filled)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::Read;
+        let mut file = opened.file();
+        file.read(header)
+    }
+}
+
+/// Checks a header read from a file of `file_len` bytes. Public to the crate for the
+/// fuzz targets.
+pub(crate) fn check_header(path: &Path, header: &[u8], file_len: u64) -> Result<(), LoadError> {
     let not_a_library = |detail: String| LoadError::NotALibrary {
         path: path.to_owned(),
         detail,

@@ -7,6 +7,7 @@
 //! (abi_stable leaks them on purpose); dropping a component frees its instance, not code.
 
 mod error;
+mod file;
 mod filecheck;
 
 use std::{collections::HashMap, path::Path, path::PathBuf, sync::Arc};
@@ -18,8 +19,10 @@ use abi_stable::{
 use parking_lot::Mutex;
 use plugin_api::ffi::{ComponentBox, HostBox, PluginRootRef};
 
-pub use self::error::LoadError;
+pub(crate) use self::file::OpenedFile;
+pub use self::{error::LoadError, file::FileIdentity};
 use crate::manifest::PluginInfo;
+use crate::trust::TrustPolicy;
 
 /// A plugin library mapped into this process.
 pub(crate) struct LoadedLibrary {
@@ -54,8 +57,10 @@ impl LoadedLibrary {
     }
 }
 
-/// Opens `path` in this process and reads its manifest, checking everything abi_stable can
-/// check first. Used by the scanner process and by the [`Loader`].
+/// Opens the library in `opened` in this process and reads its manifest, checking
+/// everything abi_stable can check first. The dynamic loader is handed the open file
+/// itself, so what was checked is what is mapped. Used by the scanner process and by the
+/// [`Loader`].
 ///
 /// # Errors
 ///
@@ -66,12 +71,15 @@ impl LoadedLibrary {
 /// Opening a library runs its initialisers (static constructors, the root module's
 /// function): arbitrary native code, which can abort, hang or corrupt this process. Call it
 /// only in a process that may die for it (the scanner), or on a file the scanner has
-/// vetted and that cannot have changed since (the loader).
+/// vetted and that cannot have changed since (the loader checks its identity first).
 #[allow(unsafe_code)] // An unsafe contract, not unsafe code: see `# Safety`.
-pub(crate) unsafe fn open_library(path: &Path) -> Result<LoadedLibrary, LoadError> {
-    filecheck::check(path)?;
+pub(crate) unsafe fn open_library(opened: &OpenedFile) -> Result<LoadedLibrary, LoadError> {
+    let path = opened.path();
+    filecheck::check(opened)?;
     let host_api = plugin_api::API_VERSION.to_owned();
-    let header = lib_header_from_path(path).map_err(|err| classify(path, err, None))?;
+    let header = opened
+        .with_loader_path(lib_header_from_path)?
+        .map_err(|err| classify(path, err, None))?;
     let plugin_api_version = header.version_strings().version.as_str().to_owned();
     let root = header
         .init_root_module::<PluginRootRef>()
@@ -100,8 +108,9 @@ fn classify(path: &Path, err: LibraryError, plugin_api: Option<&str>) -> LoadErr
     let host_api = plugin_api::API_VERSION.to_owned();
     match err {
         LibraryError::OpenError { err, .. } => LoadError::Open {
+            // The loader saw /proc/self/fd/N; people know the file by its path.
+            reason: strip_fd_path(&err.to_string(), &path),
             path,
-            reason: err.to_string(),
         },
         LibraryError::GetSymbolError { .. } => LoadError::NoRootModule { path },
         LibraryError::InvalidAbiHeader(header) => LoadError::AbiHeader {
@@ -150,6 +159,28 @@ fn classify(path: &Path, err: LibraryError, plugin_api: Option<&str>) -> LoadErr
     }
 }
 
+/// The dynamic loader's message with the path it was given (the descriptor's link, see
+/// [`OpenedFile::with_loader_path`]) replaced by the file's own.
+fn strip_fd_path(message: &str, path: &Path) -> String {
+    message
+        .split(' ')
+        .map(|word| {
+            if word.contains("plugin-host-load-") || word.contains("/proc/self/fd/") {
+                let tail = word.trim_start_matches(|c: char| c != ':').to_owned();
+                let rest = if word.starts_with('/') {
+                    tail
+                } else {
+                    String::new()
+                };
+                format!("{}{rest}", path.display())
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Picks the first concrete mismatch out of abi_stable's (very long) layout report: its
 /// `Error:` line and the `Expected:` / `Found:` values after it.
 fn first_mismatch(report: &str) -> String {
@@ -185,6 +216,7 @@ pub(crate) struct Loader {
     loaded: Mutex<HashMap<PathBuf, Arc<LoadedLibrary>>>,
     /// One lock per path being (or once) opened: serialises opens of the same file.
     opening: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+    trust: TrustPolicy,
 }
 
 impl std::fmt::Debug for Loader {
@@ -195,19 +227,36 @@ impl std::fmt::Debug for Loader {
     }
 }
 
+/// What discovery vetted of a file: its identity, and its hash if the policy took one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Vetted<'a> {
+    pub(crate) identity: FileIdentity,
+    pub(crate) sha256: Option<&'a str>,
+}
+
 impl Loader {
-    /// A loader with nothing loaded.
-    pub(crate) fn new() -> Self {
-        Self::default()
+    /// A loader with nothing loaded, checking files against `trust`.
+    pub(crate) fn new(trust: TrustPolicy) -> Self {
+        Self {
+            trust,
+            ..Self::default()
+        }
     }
 
-    /// Returns the library at `path`, opening it on first use. Blocking: call it from a
-    /// plugin thread. Failures are not cached, so a fixed file can be loaded later.
+    /// Returns the library at `path`, opening it on first use: the file must still be
+    /// the one `vetted` describes, and pass the trust policy, checked through the same
+    /// descriptor the dynamic loader then opens. Blocking: call it from a plugin thread.
+    /// Failures are not cached, so a fixed file can be loaded later.
     ///
     /// # Errors
     ///
-    /// The [`LoadError`] of [`open_library`].
-    pub(crate) fn load(&self, path: &Path) -> Result<Arc<LoadedLibrary>, LoadError> {
+    /// [`LoadError::Changed`] if the file is not the vetted one, else as
+    /// [`open_library`].
+    pub(crate) fn load(
+        &self,
+        path: &Path,
+        vetted: Vetted<'_>,
+    ) -> Result<Arc<LoadedLibrary>, LoadError> {
         if let Some(library) = self.loaded.lock().get(path) {
             return Ok(Arc::clone(library));
         }
@@ -217,15 +266,36 @@ impl Loader {
         if let Some(library) = self.loaded.lock().get(path) {
             return Ok(Arc::clone(library));
         }
-        // SAFETY: only files the scanner vetted reach the loader (the provider checks the
-        // file is unchanged first), and the per-path gate opens each at most once.
+        let opened = OpenedFile::open(path)?;
+        opened.expect_identity(vetted.identity)?;
+        self.check_trust(&opened, vetted.sha256)?;
+        // SAFETY: the scanner vetted this very file (same device, inode, size and times)
+        // and the trust policy passed on the open descriptor; the per-path gate opens
+        // each file at most once.
         #[allow(unsafe_code)]
-        let library = Arc::new(unsafe { open_library(path) }?);
+        let library = Arc::new(unsafe { open_library(&opened) }?);
         tracing::info!(path = %path.display(), plugin = %library.info.name, "plugin library loaded");
         self.loaded
             .lock()
             .insert(path.to_owned(), Arc::clone(&library));
         Ok(library)
+    }
+
+    fn check_trust(&self, opened: &OpenedFile, sha256: Option<&str>) -> Result<(), LoadError> {
+        let path = opened.path();
+        let untrusted = |reason| LoadError::Untrusted {
+            path: path.to_owned(),
+            reason,
+        };
+        if let Some(dir) = path.parent() {
+            self.trust.check_dir(dir).map_err(untrusted)?;
+        }
+        self.trust
+            .check_file(path, opened.metadata(), || match sha256 {
+                Some(hash) => Ok(hash.to_owned()),
+                None => crate::trust::sha256_hex(opened.file()),
+            })
+            .map_err(untrusted)
     }
 
     /// Whether the library at `path` is loaded.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::MemoryManager;
 
 /// The memory limit: `Auto` (container or machine derived) or a size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MemoryLimit {
     /// The cgroup limit x 0.9, else 75% of physical memory.
     #[default]

@@ -13,7 +13,7 @@ pub(crate) struct CheckArgs {}
 pub(crate) async fn run(global: &GlobalArgs, _args: CheckArgs) -> CliResult {
     let config = global.config()?;
     println!("config: ok");
-    let catalog = discovery(&config).discover().await?;
+    let catalog = discovery(&config)?.discover().await?;
     let mut problems: Vec<String> = catalog.failures().map(ToString::to_string).collect();
     let coordinator = CoordinatorBuilder::from_config(&config).build();
     problems.extend(

@@ -17,17 +17,19 @@ pub(crate) struct InspectArgs {
 
 pub(crate) async fn run(global: &GlobalArgs, args: InspectArgs) -> CliResult {
     let config = global.config()?;
-    // Scanned in a subprocess like any other, without touching the registry cache.
-    let outcome = Discovery::new(".")
+    // Vetted and scanned in a subprocess like any other, without the registry cache.
+    let scanned = Discovery::new(".")
         .with_cache_dir(None)
         .with_scan_timeout(config.host.scan_timeout)
+        .with_trust(super::trust(&config)?)
         .scan_file(&args.file)
         .await;
+    let outcome = &scanned.outcome;
     if args.json {
-        let value = plugin_host::discovery::Verdict::of(args.file.clone(), &outcome, false);
+        let value = scanned.verdict();
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        match &outcome {
+        match outcome {
             Ok(info) => {
                 println!("{}: usable", args.file.display());
                 println!("  plugin:      {} {}", info.name, info.version);

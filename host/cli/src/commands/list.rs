@@ -15,7 +15,7 @@ pub(crate) struct ListArgs {
 
 pub(crate) async fn run(global: &GlobalArgs, args: ListArgs) -> CliResult {
     let config = global.config()?;
-    let catalog = discovery(&config).discover().await?;
+    let catalog = discovery(&config)?.discover().await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&catalog)?);
     } else {

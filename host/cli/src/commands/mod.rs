@@ -11,7 +11,7 @@ mod status;
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use plugin_host::{Config, Coordinator, CoordinatorBuilder, Discovery};
+use plugin_host::{trust::TrustPolicy, Config, Coordinator, CoordinatorBuilder, Discovery};
 
 /// Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 pub(crate) const EXIT_FAILURE: u8 = 1;
@@ -137,27 +137,39 @@ impl GlobalArgs {
         if let Some(dir) = &self.cache_dir {
             config.host.cache_dir = dir.clone();
         }
+        for warning in &config.warnings {
+            tracing::warn!("environment: {warning}");
+        }
         Ok(config)
     }
 }
 
+/// The trust policy the config names, its trust file read.
+pub(crate) fn trust(config: &Config) -> Result<TrustPolicy, Failure> {
+    config.trust_policy().map_err(Failure::usage)
+}
+
 /// Discovery as the config says, scanning in subprocesses of this binary.
-pub(crate) fn discovery(config: &Config) -> Discovery {
-    Discovery::new(&config.host.plugins_dir)
+pub(crate) fn discovery(config: &Config) -> Result<Discovery, Failure> {
+    Ok(Discovery::new(&config.host.plugins_dir)
         .with_cache_dir(config.cache_dir())
         .with_concurrency(config.host.scan_concurrency)
         .with_scan_timeout(config.host.scan_timeout)
+        .with_trust(trust(config)?))
 }
 
 /// Discovers plugins and registers every usable component; problems are logged.
 pub(crate) async fn coordinator(
     config: &Config,
 ) -> Result<(Coordinator, plugin_host::Catalog), Failure> {
-    let catalog = discovery(config).discover().await?;
+    let discovery = discovery(config)?;
+    let catalog = discovery.discover().await?;
     for failure in catalog.failures() {
         tracing::warn!("{failure}");
     }
-    let coordinator = CoordinatorBuilder::from_config(config).build();
+    let coordinator = CoordinatorBuilder::from_config(config)
+        .with_trust(discovery.trust().clone())
+        .build();
     for problem in coordinator.register_catalog(&catalog) {
         tracing::warn!("{problem}");
     }

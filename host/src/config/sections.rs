@@ -1,0 +1,307 @@
+//! The sections of the config file, each key with its documented default.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use super::units::{self, parse_size};
+use crate::{
+    locks::{LockManagerBuilder, OrderViolation},
+    memory::{MemoryLimit, MemoryManagerBuilder, PressureThresholds},
+    trust::TrustMode,
+};
+
+/// `[host]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostConfig {
+    /// Directory scanned for plugin libraries. Defaults to `plugins`.
+    pub plugins_dir: PathBuf,
+    /// Registry cache directory; empty means `$XDG_CACHE_HOME/plugin-host`. Defaults to empty.
+    pub cache_dir: PathBuf,
+    /// Scanner processes run at once. Defaults to 2.
+    pub scan_concurrency: usize,
+    /// Component initialisations run at once. Defaults to 4.
+    pub init_concurrency: usize,
+    /// How long one scanner may take before its file is marked failed. Defaults to 10 s.
+    #[serde(with = "units::duration")]
+    pub scan_timeout: Duration,
+    /// Which plugin files the host runs: `permissions` or `pinned`. Defaults to
+    /// `permissions`.
+    pub trust: TrustMode,
+    /// The trust file of `pinned`; empty means `$XDG_CONFIG_HOME/plugin-host/trusted.toml`.
+    /// Defaults to empty.
+    pub trust_file: PathBuf,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            plugins_dir: PathBuf::from("plugins"),
+            cache_dir: PathBuf::new(),
+            scan_concurrency: 2,
+            init_concurrency: 4,
+            scan_timeout: Duration::from_secs(10),
+            trust: TrustMode::Permissions,
+            trust_file: PathBuf::new(),
+        }
+    }
+}
+
+/// `"auto"`, a size such as `"2GiB"`, or a number of bytes.
+/// As written in the file: `"auto"` or a number of bytes.
+impl Serialize for MemoryLimit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Auto => s.serialize_str("auto"),
+            Self::Bytes(bytes) => s.serialize_u64(*bytes),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MemoryLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match units::SizeRepr::deserialize(d)? {
+            units::SizeRepr::Text(text) if text.trim() == "auto" => Ok(Self::Auto),
+            units::SizeRepr::Text(text) => parse_size(&text)
+                .map(Self::Bytes)
+                .map_err(|err| serde::de::Error::custom(format!("{err}, or \"auto\""))),
+            units::SizeRepr::Number(bytes) => Ok(Self::Bytes(bytes)),
+        }
+    }
+}
+
+/// `[memory]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// `"auto"` or a size such as `"2GiB"`. Defaults to `"auto"`.
+    pub limit: MemoryLimit,
+    /// How often the sampler reads RSS. Defaults to 1 s.
+    #[serde(with = "units::duration")]
+    pub sample_interval: Duration,
+    /// Least idle time before a component may be evicted. Defaults to 300 s.
+    #[serde(with = "units::duration")]
+    pub min_idle: Duration,
+    /// Pressure thresholds as fractions of the limit.
+    pub pressure: PressureThresholds,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            limit: MemoryLimit::Auto,
+            sample_interval: Duration::from_secs(1),
+            min_idle: Duration::from_secs(300),
+            pressure: PressureThresholds::default(),
+        }
+    }
+}
+
+impl MemoryConfig {
+    /// A memory manager builder with these settings.
+    pub fn builder(&self) -> MemoryManagerBuilder {
+        MemoryManagerBuilder::default()
+            .with_limit(self.limit)
+            .with_pressure(self.pressure)
+            .with_min_idle(self.min_idle)
+            .with_sample_interval(self.sample_interval)
+    }
+}
+
+/// `[timeouts]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsConfig {
+    /// Init and call timeout when nothing more specific is set. Defaults to 30 s.
+    #[serde(with = "units::duration")]
+    pub default: Duration,
+    /// How long each component may take to stop. Defaults to 10 s.
+    #[serde(with = "units::duration")]
+    pub stop: Duration,
+    /// Method name -> call timeout, for every component. Defaults to none.
+    #[serde(with = "units::duration_map")]
+    pub operations: BTreeMap<String, Duration>,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        Self {
+            default: Duration::from_secs(30),
+            stop: Duration::from_secs(10),
+            operations: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Share of calls whose latency is timed, 0 to 1. Defaults to 0.1.
+    pub sample_rate: f64,
+    /// How often histograms are summarised. Defaults to 10 s.
+    #[serde(with = "units::duration")]
+    pub aggregation_interval: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            sample_rate: 0.1,
+            aggregation_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[locks]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocksConfig {
+    /// Lock names, first acquired first. Defaults to empty.
+    pub order: Vec<String>,
+    /// Defaults to `deny`.
+    pub on_order_violation: OrderViolation,
+    /// Defaults to true.
+    pub deadlock_detection: bool,
+    /// Acquire timeout. Defaults to 5 s.
+    #[serde(with = "units::duration")]
+    pub default_timeout: Duration,
+    /// Holding longer is logged. Defaults to 30 s.
+    #[serde(with = "units::duration")]
+    pub max_hold: Duration,
+}
+
+impl LocksConfig {
+    /// A lock manager builder with these settings.
+    pub fn builder(&self) -> LockManagerBuilder {
+        LockManagerBuilder::default()
+            .with_order(self.order.iter().cloned())
+            .with_order_violation(self.on_order_violation)
+            .with_deadlock_detection(self.deadlock_detection)
+            .with_default_timeout(self.default_timeout)
+            .with_max_hold(self.max_hold)
+    }
+}
+
+impl Default for LocksConfig {
+    fn default() -> Self {
+        Self {
+            order: Vec::new(),
+            on_order_violation: OrderViolation::Deny,
+            deadlock_detection: true,
+            default_timeout: Duration::from_secs(5),
+            max_hold: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of the admin HTTP API. Defaults to `127.0.0.1:9464`.
+    pub listen: SocketAddr,
+    /// Bearer token required when listening beyond loopback. Defaults to empty.
+    pub token: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            token: String::new(),
+        }
+    }
+}
+
+/// `[limits]`: how much of the host one component or plugin may take.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Calls in flight per component; past it a call is refused at once as `saturated`.
+    /// A timed-out call still running counts until it returns. Defaults to 64.
+    pub max_concurrent_calls: usize,
+    /// Abandoned calls (timed out, still running) after which a component is quarantined:
+    /// its calls fail fast until they return. Defaults to 8.
+    pub quarantine_after: usize,
+    /// Log records per second per component; past it records are dropped and counted.
+    /// 0 means no limit. Defaults to 1000.
+    pub log_records_per_second: u32,
+    /// Records a component may log in a burst above its rate. Defaults to 2000.
+    pub log_burst: u32,
+    /// Distinct lock names one plugin may use. Defaults to 256.
+    pub locks_per_plugin: usize,
+    /// Distinct metric names one plugin may register. Defaults to 64.
+    pub metrics_per_plugin: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_calls: 64,
+            quarantine_after: 8,
+            log_records_per_second: 1000,
+            log_burst: 2000,
+            locks_per_plugin: 256,
+            metrics_per_plugin: 64,
+        }
+    }
+}
+
+/// `[components.NAME]`: overrides for one component; every key optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComponentConfig {
+    /// Whether the component is registered at all. Defaults to true.
+    pub enabled: bool,
+    /// Initialise it when `run` starts. Defaults to false.
+    pub eager: bool,
+    /// Overrides the manifest's priority (0-100).
+    pub priority: Option<u8>,
+    /// Overrides the manifest's memory estimate.
+    #[serde(deserialize_with = "units::opt_size")]
+    pub memory_estimate: Option<u64>,
+    /// Init and call timeout for this component.
+    #[serde(deserialize_with = "units::opt_duration")]
+    pub timeout: Option<Duration>,
+    /// Method name -> call timeout for this component.
+    #[serde(deserialize_with = "units::duration_map::deserialize")]
+    pub operations: BTreeMap<String, Duration>,
+    /// Overrides `[limits] max_concurrent_calls`.
+    pub max_concurrent_calls: Option<usize>,
+    /// Overrides `[limits] quarantine_after`.
+    pub quarantine_after: Option<usize>,
+    /// Overrides `[limits] log_records_per_second`.
+    pub log_records_per_second: Option<u32>,
+    /// The component's own settings, handed to it as JSON.
+    pub config: toml::Table,
+}
+
+impl Default for ComponentConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            eager: false,
+            priority: None,
+            memory_estimate: None,
+            timeout: None,
+            operations: BTreeMap::new(),
+            max_concurrent_calls: None,
+            quarantine_after: None,
+            log_records_per_second: None,
+            config: toml::Table::new(),
+        }
+    }
+}
+
+impl ComponentConfig {
+    /// The component's own settings (`[components.NAME.config]`) as the JSON handed to it.
+    ///
+    /// # Errors
+    ///
+    /// When a value has no JSON form; [`Config::problems`] reports it at load.
+    pub fn config_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(&self.config)
+    }
+}

@@ -1,0 +1,208 @@
+//! Trust: which plugin files the host is willing to run at all.
+//!
+//! Loading a plugin runs its code with the host's rights, so whoever can change a plugin
+//! file, or the directory it sits in, can run code as the host. Two policies:
+//!
+//! - `permissions` (the default), as sshd's `StrictModes`: the plugins directory and each
+//!   plugin file must be writable by their owner only (not group or world), and owned by
+//!   root or the host's own user.
+//! - `pinned`: the same, and the file's SHA-256 must be listed in the trust file, managed
+//!   with `plugin-host trust add|list|rm`.
+//!
+//! A refused file is never opened by a scanner, and never loaded.
+
+mod store;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use self::store::{TrustStore, TrustStoreError, TrustedPlugin};
+
+/// Which files the host runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrustMode {
+    /// Files and directory writable by their owner only, owned by root or the host's user.
+    #[default]
+    Permissions,
+    /// As `Permissions`, and the file's SHA-256 must be in the trust file.
+    Pinned,
+}
+
+/// The trust policy in force: the mode, and for `Pinned` the trusted hashes.
+#[derive(Debug, Clone, Default)]
+pub struct TrustPolicy {
+    mode: TrustMode,
+    store: Option<TrustStore>,
+}
+
+impl TrustPolicy {
+    /// Permissions only.
+    pub fn permissions() -> Self {
+        Self::default()
+    }
+
+    /// Permissions and a pinned SHA-256 from `store`.
+    pub fn pinned(store: TrustStore) -> Self {
+        Self {
+            mode: TrustMode::Pinned,
+            store: Some(store),
+        }
+    }
+
+    /// The mode in force.
+    pub fn mode(&self) -> TrustMode {
+        self.mode
+    }
+
+    /// Whether the policy needs each file's hash.
+    pub(crate) fn needs_hash(&self) -> bool {
+        self.mode == TrustMode::Pinned
+    }
+
+    /// Refuses a plugins directory others may write to or that someone else owns.
+    ///
+    /// # Errors
+    ///
+    /// Why, naming the directory and the fix.
+    pub(crate) fn check_dir(&self, dir: &Path) -> Result<(), String> {
+        let metadata = std::fs::metadata(dir)
+            .map_err(|err| format!("cannot read the plugins directory {}: {err}", dir.display()))?;
+        check_owner_only(dir, "plugins directory", &metadata)
+    }
+
+    /// Refuses a plugin file others may write to, someone else owns, or (pinned) whose
+    /// hash is not trusted. `sha256` is asked for only when the policy needs it.
+    ///
+    /// # Errors
+    ///
+    /// Why, naming the file and the fix.
+    pub(crate) fn check_file(
+        &self,
+        path: &Path,
+        metadata: &std::fs::Metadata,
+        sha256: impl FnOnce() -> std::io::Result<String>,
+    ) -> Result<(), String> {
+        check_owner_only(path, "file", metadata)?;
+        let Some(store) = self.store.as_ref().filter(|_| self.needs_hash()) else {
+            return Ok(());
+        };
+        let hash = sha256().map_err(|err| format!("cannot read it to hash it: {err}"))?;
+        if store.contains(&hash) {
+            return Ok(());
+        }
+        Err(format!(
+            "its SHA-256 {hash} is not in the trust file {}; if you trust this build, `plugin-host trust add {}`",
+            store.path().display(),
+            path.display()
+        ))
+    }
+}
+
+/// Refuses `path` if group or others may write to it, or its owner is neither root nor
+/// this process's user.
+fn check_owner_only(path: &Path, what: &str, metadata: &std::fs::Metadata) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let mode = metadata.mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(format!(
+                "the {what} {} is writable by {} (mode {mode:o}), so anyone there could make the host run their code; `chmod go-w {}`",
+                path.display(),
+                if mode & 0o002 != 0 { "every user" } else { "its group" },
+                path.display()
+            ));
+        }
+        let (owner, me) = (metadata.uid(), effective_uid());
+        if owner != 0 && owner != me {
+            return Err(format!(
+                "the {what} {} is owned by uid {owner}, neither root nor the host's user (uid {me}); `chown {me} {}` or run the host as its owner",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, what, metadata);
+    Ok(())
+}
+
+/// This process's effective user id.
+#[cfg(unix)]
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::geteuid()
+    }
+}
+
+/// The SHA-256 of everything `reader` yields, in lowercase hex.
+///
+/// # Errors
+///
+/// The reader's error.
+pub fn sha256_hex(mut reader: impl std::io::Read) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buffer)? {
+            0 => break,
+            n => hasher.update(&buffer[..n]),
+        }
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect())
+}
+
+/// The SHA-256 of the file at `path`.
+///
+/// # Errors
+///
+/// The operating system's error.
+pub fn sha256_of(path: &Path) -> std::io::Result<String> {
+    sha256_hex(std::fs::File::open(path)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_of_known_bytes_is_the_known_hash() {
+        assert_eq!(
+            sha256_hex(&b"abc"[..]).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_group_writable_file_is_refused_naming_it_and_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("libx.so");
+        std::fs::write(&file, b"x").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let metadata = std::fs::metadata(&file).unwrap();
+        let err = TrustPolicy::permissions()
+            .check_file(&file, &metadata, || unreachable!("no hash needed"))
+            .unwrap_err();
+        assert!(
+            err.contains("its group") && err.contains("chmod go-w"),
+            "{err}"
+        );
+        assert!(err.contains(&file.display().to_string()), "{err}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let metadata = std::fs::metadata(&file).unwrap();
+        TrustPolicy::permissions()
+            .check_file(&file, &metadata, || unreachable!("no hash needed"))
+            .expect("owner-writable only");
+    }
+}
