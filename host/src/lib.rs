@@ -32,6 +32,7 @@ mod context;
 mod coordinator;
 pub mod discovery;
 mod executor;
+pub mod live;
 mod loader;
 mod locks;
 mod manifest;
@@ -45,10 +46,10 @@ mod util;
 pub use self::{
     config::{Config, ConfigError},
     coordinator::{
-        CallError, ComponentHandle, ComponentSpec, ComponentState, ComponentStatus, Coordinator,
-        CoordinatorBuilder, Dependencies, ErrorChainDisplay, EvictError, EvictionReport, GetError,
-        InitError, Instance, NativeComponent, NotEvictable, Provider, RegisterError,
-        ShutdownReport,
+        CallError, CatalogChanges, ComponentHandle, ComponentSpec, ComponentState, ComponentStatus,
+        Coordinator, CoordinatorBuilder, Dependencies, ErrorChainDisplay, EvictError,
+        EvictionReport, FileState, GetError, InitError, Instance, NativeComponent, NotEvictable,
+        Provider, RegisterError, ShutdownReport,
     },
     discovery::{
         run_scanner_if_requested, Catalog, DiscoveredPlugin, Discovery, DiscoveryError, ScanMode,

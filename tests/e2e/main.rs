@@ -13,3 +13,4 @@ mod locks;
 mod memory;
 mod run;
 mod soak;
+mod trust;

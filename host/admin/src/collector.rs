@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use plugin_host::{
     metrics::{HistogramSnapshot, PluginInstrument, Quantiles},
-    Catalog, ComponentState, ComponentStatus, Coordinator,
+    ComponentState, ComponentStatus, Coordinator,
 };
 
 use crate::{
@@ -38,7 +38,6 @@ struct Summaries {
 /// Collects metrics from the coordinator, memory, locks, timeouts, discovery and plugins.
 pub struct UnifiedMetricsCollector {
     coordinator: Coordinator,
-    catalog: Arc<Catalog>,
     summaries: Mutex<Summaries>,
 }
 
@@ -50,11 +49,10 @@ impl std::fmt::Debug for UnifiedMetricsCollector {
 }
 
 impl UnifiedMetricsCollector {
-    /// A collector over `coordinator`, reporting `catalog`'s scan results.
-    pub fn new(coordinator: Coordinator, catalog: Arc<Catalog>) -> Self {
+    /// A collector over `coordinator` (its components, managers and plugin files).
+    pub fn new(coordinator: Coordinator) -> Self {
         Self {
             coordinator,
-            catalog,
             summaries: Mutex::default(),
         }
     }
@@ -143,12 +141,13 @@ impl UnifiedMetricsCollector {
     /// One sample per plugin file, and counts by scan result.
     fn plugin_files(&self, out: &mut Exposition) {
         let loaded = self.coordinator.loaded_libraries();
+        let catalog = self.coordinator.catalog();
         out.family(
             "plugin_host_plugin_info",
             Kind::Gauge,
             "One per plugin file: its status and whether it is loaded.",
         );
-        for plugin in &self.catalog.plugins {
+        for plugin in &catalog.plugins {
             let file = plugin
                 .path
                 .file_name()
@@ -176,9 +175,9 @@ impl UnifiedMetricsCollector {
             Kind::Gauge,
             "Plugin files by scan result.",
         );
-        let usable = self.catalog.usable().count();
+        let usable = catalog.usable().count();
         out.sample("plugin_host_plugins", &[("result", "ok")], usable as f64);
-        let unusable = self.catalog.plugins.len() - usable;
+        let unusable = catalog.plugins.len() - usable;
         out.sample(
             "plugin_host_plugins",
             &[("result", "error")],
@@ -188,7 +187,7 @@ impl UnifiedMetricsCollector {
             "plugin_host_plugins_scanned",
             Kind::Gauge,
             "Plugin files scanned at start (the rest came from the cache).",
-            self.catalog.scanned as f64,
+            catalog.scanned as f64,
         );
     }
 
@@ -240,6 +239,7 @@ impl UnifiedMetricsCollector {
     /// Everything as one JSON document.
     pub fn json(&self) -> serde_json::Value {
         let (aggregated_at, _) = self.summaries();
+        let catalog = self.coordinator.catalog();
         let components = self.components_json();
         let plugin_metrics: Vec<serde_json::Value> = self
             .coordinator
@@ -262,7 +262,7 @@ impl UnifiedMetricsCollector {
             "memory": self.coordinator.memory().status(),
             "locks": self.coordinator.locks().stats(),
             "timeouts": self.coordinator.timeouts().stats(),
-            "plugins": { "files": self.catalog.plugins.len(), "usable": self.catalog.usable().count(), "scanned": self.catalog.scanned },
+            "plugins": { "files": catalog.plugins.len(), "usable": catalog.usable().count(), "scanned": catalog.scanned },
             "plugin_metrics": plugin_metrics,
         })
     }

@@ -24,20 +24,21 @@ use axum::{
 };
 
 pub use self::collector::{ComponentSummary, UnifiedMetricsCollector};
-use plugin_host::{Catalog, Coordinator};
+use plugin_host::{live::RescanHandle, Coordinator};
 
 /// What the admin API serves.
 pub struct AdminState {
     /// The coordinator.
     pub coordinator: Coordinator,
-    /// Discovery's results.
-    pub catalog: Arc<Catalog>,
     /// The metrics collector.
     pub collector: Arc<UnifiedMetricsCollector>,
     /// Components that must be ready for `/readyz`.
     pub eager: Vec<String>,
     /// The bearer token every request must carry, if any.
     pub token: Option<String>,
+    /// Live discovery, for `POST /plugins/rescan`; `None` when the host does not follow
+    /// its plugins directory.
+    pub rescan: Option<RescanHandle>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -80,6 +81,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(routes::metrics))
         .route("/metrics.json", get(routes::metrics_json))
         .route("/plugins", get(routes::plugins))
+        .route("/plugins/rescan", post(routes::rescan))
         .route("/components", get(routes::components))
         .route("/memory", get(routes::memory))
         .route("/locks", get(routes::locks))

@@ -99,8 +99,8 @@ struct PluginsView<'a> {
 
 pub(super) async fn plugins(State(state): AppState) -> Response {
     let loaded = state.coordinator.loaded_libraries();
-    let plugins = state
-        .catalog
+    let catalog = state.coordinator.catalog();
+    let plugins = catalog
         .plugins
         .iter()
         .map(|plugin| Verdict {
@@ -109,10 +109,28 @@ pub(super) async fn plugins(State(state): AppState) -> Response {
         })
         .collect();
     Json(PluginsView {
-        dir: &state.catalog.dir,
+        dir: &catalog.dir,
         plugins,
     })
     .into_response()
+}
+
+/// `POST /plugins/rescan`: discover the plugins directory now; answer what changed.
+pub(super) async fn rescan(State(state): AppState) -> Response {
+    let Some(handle) = &state.rescan else {
+        return ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "this host does not follow its plugins directory",
+        )
+        .into_response();
+    };
+    match handle.rescan().await {
+        Ok(changes) => Json(changes).into_response(),
+        Err(reason) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", reason).into_response()
+        }
+    }
 }
 
 pub(super) async fn components(

@@ -32,6 +32,9 @@ pub struct HostConfig {
     /// The trust file of `pinned`; empty means `$XDG_CONFIG_HOME/plugin-host/trusted.toml`.
     /// Defaults to empty.
     pub trust_file: PathBuf,
+    /// Whether `run` follows the plugins directory (new, removed and changed files);
+    /// without it only SIGHUP and `POST /plugins/rescan` rescan. Defaults to true.
+    pub watch: bool,
 }
 
 impl Default for HostConfig {
@@ -44,6 +47,7 @@ impl Default for HostConfig {
             scan_timeout: Duration::from_secs(10),
             trust: TrustMode::Permissions,
             trust_file: PathBuf::new(),
+            watch: true,
         }
     }
 }

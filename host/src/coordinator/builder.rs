@@ -11,6 +11,7 @@ use super::{Coordinator, Inner};
 use crate::{
     config::Config,
     context::HostServices,
+    discovery::Catalog,
     executor::PluginExecutor,
     loader::Loader,
     metrics::{PluginMetrics, Sampler},
@@ -121,6 +122,7 @@ impl CoordinatorBuilder {
         Coordinator {
             inner: Arc::new(Inner {
                 slots: ArcSwap::from_pointee(HashMap::new()),
+                catalog: ArcSwap::from_pointee(Catalog::default()),
                 registry_lock: Mutex::new(()),
                 init_permits: Arc::new(Semaphore::new(self.init_concurrency)),
                 default_timeout: self.default_timeout,

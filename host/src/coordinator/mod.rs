@@ -15,6 +15,7 @@ mod handle;
 mod info;
 mod init;
 mod provider;
+mod registry;
 mod shutdown;
 mod slot;
 mod spec;
@@ -35,13 +36,14 @@ pub use self::{
     },
     handle::{ComponentHandle, Dependencies, Instance},
     provider::{NativeComponent, Provider},
+    registry::CatalogChanges,
+    slot::FileState,
     spec::ComponentSpec,
     state::ComponentState,
     status::ComponentStatus,
 };
 use self::{
     info::CallLimits,
-    provider::PluginProvider,
     slot::{Slot, SlotState},
 };
 use crate::{
@@ -51,7 +53,6 @@ use crate::{
     executor::PluginExecutor,
     loader::Loader,
     locks::LockManager,
-    manifest::valid_name,
     memory::MemoryManager,
     metrics::{PluginMetrics, Sampler},
     plugin_log::LogRate,
@@ -61,6 +62,8 @@ use crate::{
 struct Inner {
     /// Copy-on-write: readers never lock, registration swaps in a new map.
     slots: ArcSwap<HashMap<String, Arc<Slot>>>,
+    /// The plugin files last registered or refreshed.
+    catalog: ArcSwap<Catalog>,
     registry_lock: Mutex<()>,
     init_permits: Arc<Semaphore>,
     default_timeout: Duration,
@@ -108,63 +111,6 @@ impl Coordinator {
         CoordinatorBuilder::default()
     }
 
-    /// Registers a component.
-    ///
-    /// # Errors
-    ///
-    /// [`RegisterError`] for a taken or invalid name, or a dependency cycle (with its path).
-    pub fn register(
-        &self,
-        spec: ComponentSpec,
-        provider: Arc<dyn Provider>,
-    ) -> Result<(), RegisterError> {
-        if !valid_name(&spec.name) {
-            return Err(RegisterError::InvalidName { name: spec.name });
-        }
-        let _guard = self.inner.registry_lock.lock();
-        let current = self.inner.slots.load_full();
-        if let Some(existing) = current.get(&spec.name) {
-            return Err(RegisterError::Duplicate {
-                name: spec.name.clone(),
-                existing: existing.spec().provider_label(),
-                new: spec.provider_label(),
-            });
-        }
-        let mut deps: HashMap<&str, &[String]> = current
-            .values()
-            .map(|slot| (slot.name(), slot.spec().dependencies.as_slice()))
-            .collect();
-        deps.insert(&spec.name, &spec.dependencies);
-        if let Some(path) = graph::find_cycle(&deps) {
-            return Err(RegisterError::Cycle { path });
-        }
-        let config = self
-            .inner
-            .component_configs
-            .get(&spec.name)
-            .cloned()
-            .unwrap_or_else(|| serde_json::json!({}));
-        let (limits, log_rate) = self.limits_of(&spec.name);
-        self.inner.services.logs.register(
-            spec.plugin.as_deref().unwrap_or_default(),
-            &spec.name,
-            log_rate,
-        );
-        let mut next = HashMap::clone(&current);
-        next.insert(
-            spec.name.clone(),
-            Arc::new(Slot::new(
-                spec,
-                provider,
-                config,
-                self.inner.sampler,
-                limits,
-            )),
-        );
-        self.inner.slots.store(Arc::new(next));
-        Ok(())
-    }
-
     /// The call limits and log rate of `component`: its overrides, else `[limits]`.
     fn limits_of(&self, component: &str) -> (CallLimits, LogRate) {
         let limits = &self.inner.config.limits;
@@ -205,43 +151,6 @@ impl Coordinator {
             },
             Arc::new(component),
         )
-    }
-
-    /// Registers every component of every usable plugin in `catalog`. Returns the problems
-    /// (duplicates, cycles); everything else is registered.
-    pub fn register_catalog(&self, catalog: &Catalog) -> Vec<RegisterError> {
-        let mut problems = Vec::new();
-        for (plugin, info) in catalog.usable() {
-            for component in &info.components {
-                let overrides = self.inner.config.components.get(&component.name);
-                if overrides.is_some_and(|o| !o.enabled) {
-                    tracing::info!(component = %component.name, "component disabled in the config");
-                    continue;
-                }
-                let spec = ComponentSpec {
-                    name: component.name.clone(),
-                    plugin: Some(info.name.clone()),
-                    dependencies: component.dependencies.clone(),
-                    memory_estimate: overrides
-                        .and_then(|o| o.memory_estimate)
-                        .unwrap_or(component.memory_estimate),
-                    priority: overrides
-                        .and_then(|o| o.priority)
-                        .unwrap_or(component.priority),
-                    init_timeout: overrides.and_then(|o| o.timeout).or(component.init_timeout),
-                };
-                let provider = PluginProvider {
-                    plugin: plugin.clone(),
-                    loader: Arc::clone(&self.inner.loader),
-                    memory: self.inner.memory.clone(),
-                    services: Arc::clone(&self.inner.services),
-                };
-                if let Err(err) = self.register(spec, Arc::new(provider)) {
-                    problems.push(err);
-                }
-            }
-        }
-        problems
     }
 
     /// Names of `[components.NAME]` config sections for which no component is registered.

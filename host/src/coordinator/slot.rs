@@ -1,12 +1,15 @@
 //! One registered component: its provider, its config, its state and its ready instance.
 
 use std::{
+    path::PathBuf,
     sync::{
-        atomic::{AtomicBool, AtomicUsize},
+        atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
         Arc,
     },
     time::Instant,
 };
+
+use serde::{Deserialize, Serialize};
 
 use arc_swap::ArcSwapOption;
 use futures::future::{BoxFuture, Shared};
@@ -61,6 +64,33 @@ pub(crate) struct Slot {
     /// An initialisation whose caller gave up (timeout) still runs: no new one starts
     /// until it returns.
     pub(crate) init_abandoned: AtomicBool,
+    /// The plugin file it comes from; `None` for a native component.
+    pub(crate) source: Option<PathBuf>,
+    /// What became of that file since it was registered: a [`FileState`] as `u8`.
+    pub(crate) file_state: AtomicU8,
+}
+
+/// What became of a loaded component's plugin file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum FileState {
+    /// The file is there, as registered.
+    Present = 0,
+    /// The file was removed; the component keeps running until it is evicted or stopped.
+    Gone = 1,
+    /// The file changed; the running component is the old build: restart to upgrade.
+    Changed = 2,
+}
+
+impl FileState {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => Self::Gone,
+            2 => Self::Changed,
+            _ => Self::Present,
+        }
+    }
 }
 
 impl Slot {
@@ -70,6 +100,7 @@ impl Slot {
         config: serde_json::Value,
         sampler: Sampler,
         limits: CallLimits,
+        source: Option<PathBuf>,
     ) -> Self {
         Self {
             info: Arc::new(SlotInfo {
@@ -84,6 +115,8 @@ impl Slot {
             state: Mutex::new(SlotState::Registered),
             last_error: Mutex::new(None),
             init_abandoned: AtomicBool::new(false),
+            source,
+            file_state: AtomicU8::new(FileState::Present as u8),
         }
     }
 
@@ -93,5 +126,12 @@ impl Slot {
 
     pub(crate) fn spec(&self) -> &ComponentSpec {
         &self.info.spec
+    }
+
+    /// What became of its plugin file; `None` for a native component.
+    pub(crate) fn file(&self) -> Option<FileState> {
+        self.source
+            .as_ref()
+            .map(|_| FileState::from_u8(self.file_state.load(Ordering::Acquire)))
     }
 }

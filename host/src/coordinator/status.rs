@@ -4,7 +4,10 @@ use std::{collections::HashMap, sync::atomic::Ordering};
 
 use serde::Serialize;
 
-use super::{slot::Slot, ComponentState, Coordinator, ErrorChainDisplay};
+use super::{
+    slot::{FileState, Slot},
+    ComponentState, Coordinator, ErrorChainDisplay,
+};
 use crate::metrics::HistogramSnapshot;
 
 /// A snapshot of one component for people and the admin API.
@@ -66,6 +69,9 @@ pub struct ComponentStatus {
     pub init_failures: u64,
     /// The last initialisation error, with its causes.
     pub last_error: Option<String>,
+    /// What became of its plugin file (`changed`: a restart upgrades it); `None` for a
+    /// native component.
+    pub file: Option<FileState>,
 }
 
 impl Coordinator {
@@ -137,6 +143,7 @@ impl Coordinator {
             inits: stats.inits.get(),
             init_failures: stats.init_failures.get(),
             last_error,
+            file: slot.file(),
         }
     }
 }

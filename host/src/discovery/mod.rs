@@ -75,7 +75,7 @@ impl DiscoveredPlugin {
 
 /// Everything found in one plugins directory. Serialises as `{dir, scanned, plugins}`
 /// with each plugin as its [`Verdict`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Catalog {
     /// The directory scanned.
     pub dir: PathBuf,

@@ -7,6 +7,7 @@ mod list;
 mod logging;
 mod run;
 mod status;
+mod trust;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -58,6 +59,8 @@ pub(crate) enum Command {
     Run(run::RunArgs),
     /// Show a running host's plugins, components and memory (through its admin API).
     Status(status::StatusArgs),
+    /// Manage the plugin builds a `pinned` host trusts: add, list, rm.
+    Trust(trust::TrustArgs),
 }
 
 /// An error with the exit code it maps to.
@@ -124,6 +127,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Check(args) => check::run(&global, args).await,
         Command::Run(args) => run::run(&global, args).await,
         Command::Status(args) => status::run(&global, args).await,
+        Command::Trust(args) => trust::run(&global, args).await,
     }
 }
 

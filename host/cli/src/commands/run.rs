@@ -3,29 +3,35 @@
 
 use std::{io::Write as _, process::ExitCode, sync::Arc, time::Duration};
 
-use plugin_host::{Config, Coordinator, ErrorChainDisplay};
+use plugin_host::{
+    live::{LiveDiscovery, RescanHandle},
+    Config, Coordinator, ErrorChainDisplay,
+};
 use plugin_host_admin::{self as admin, AdminState, UnifiedMetricsCollector};
 
-use super::{coordinator, CliResult, GlobalArgs};
+use super::{coordinator, discovery, CliResult, GlobalArgs};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {}
 
 pub(crate) async fn run(global: &GlobalArgs, _args: RunArgs) -> CliResult {
-    let mut signals = StopSignals::install()?;
+    let mut signals = Signals::install()?;
     let config = global.config()?;
-    let (coordinator, catalog) = coordinator(&config).await?;
+    let (coordinator, _catalog) = coordinator(&config).await?;
+    let live = LiveDiscovery::start(discovery(&config)?, coordinator.clone(), config.host.watch);
     let eager = eager_components(&config, &coordinator);
-    let catalog = Arc::new(catalog);
-    let collector = Arc::new(UnifiedMetricsCollector::new(
-        coordinator.clone(),
-        Arc::clone(&catalog),
-    ));
-    let admin = Admin::start(&config, &coordinator, catalog, &collector, &eager).await?;
+    let collector = Arc::new(UnifiedMetricsCollector::new(coordinator.clone()));
+    let admin = Admin::start(&config, &coordinator, &collector, &eager, live.handle()).await?;
     let tasks = start_background(&config, &coordinator, &collector, eager);
 
-    signals.wait().await?;
+    while signals.wait().await? == Signal::Rescan {
+        tracing::info!("SIGHUP: rescanning the plugins directory");
+        if let Err(err) = live.handle().rescan().await {
+            tracing::warn!(error = %err, "rescan failed");
+        }
+    }
     tracing::info!("stopping");
+    drop(live);
     for task in tasks {
         task.abort();
     }
@@ -64,16 +70,16 @@ impl Admin {
     async fn start(
         config: &Config,
         coordinator: &Coordinator,
-        catalog: Arc<plugin_host::Catalog>,
         collector: &Arc<UnifiedMetricsCollector>,
         eager: &[String],
+        rescan: RescanHandle,
     ) -> std::io::Result<Self> {
         let state = Arc::new(AdminState {
             coordinator: coordinator.clone(),
-            catalog,
             collector: Arc::clone(collector),
             eager: eager.to_vec(),
             token: Some(config.admin.token.clone()).filter(|t| !t.is_empty()),
+            rescan: Some(rescan),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (addr, server) = admin::serve(config.admin.listen, state, async {
@@ -136,16 +142,27 @@ fn start_background(
     ]
 }
 
-/// SIGINT and SIGTERM, listened for from the start: a signal that arrives while the host
-/// is still starting stops it gracefully instead of killing it.
-struct StopSignals {
+/// What a signal asks of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// SIGINT or SIGTERM: stop.
+    Stop,
+    /// SIGHUP: rescan the plugins directory.
+    Rescan,
+}
+
+/// SIGINT, SIGTERM and SIGHUP, listened for from the start: a signal that arrives while
+/// the host is still starting is handled, not fatal.
+struct Signals {
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
     terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
 }
 
-impl StopSignals {
+impl Signals {
     fn install() -> std::io::Result<Self> {
         #[cfg(unix)]
         {
@@ -153,6 +170,7 @@ impl StopSignals {
             Ok(Self {
                 interrupt: signal(SignalKind::interrupt())?,
                 terminate: signal(SignalKind::terminate())?,
+                hangup: signal(SignalKind::hangup())?,
             })
         }
         #[cfg(not(unix))]
@@ -161,17 +179,18 @@ impl StopSignals {
         }
     }
 
-    async fn wait(&mut self) -> std::io::Result<()> {
+    async fn wait(&mut self) -> std::io::Result<Signal> {
         #[cfg(unix)]
         {
             tokio::select! {
-                _ = self.interrupt.recv() => Ok(()),
-                _ = self.terminate.recv() => Ok(()),
+                _ = self.interrupt.recv() => Ok(Signal::Stop),
+                _ = self.terminate.recv() => Ok(Signal::Stop),
+                _ = self.hangup.recv() => Ok(Signal::Rescan),
             }
         }
         #[cfg(not(unix))]
         {
-            tokio::signal::ctrl_c().await
+            tokio::signal::ctrl_c().await.map(|()| Signal::Stop)
         }
     }
 }

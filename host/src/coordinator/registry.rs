@@ -1,0 +1,299 @@
+//! The registry of components: registering them (one, or a whole catalog in one batch),
+//! and following the plugins directory as it changes.
+//!
+//! The slot map is copy-on-write, so a batch builds the next map once, whatever its size:
+//! registering N components costs O(N), not one copy of the map per component.
+//!
+//! When the directory changes, a new catalog is compared with the last one, file by file:
+//! a new usable file's components are registered; a removed or changed file whose library
+//! was never loaded has its components unregistered (and a changed one's registered
+//! anew); a file whose library is loaded keeps its components running, marked `gone` or
+//! `changed` (a restart upgrades it: a library cannot be unloaded).
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::{Path, PathBuf},
+    sync::{atomic::Ordering, Arc},
+};
+
+use serde::Serialize;
+
+use super::{
+    graph,
+    provider::{PluginProvider, Provider},
+    slot::{FileState, Slot, SlotState},
+    ComponentSpec, Coordinator, RegisterError,
+};
+use crate::{
+    discovery::{Catalog, DiscoveredPlugin},
+    manifest::{valid_name, ComponentInfo, PluginInfo},
+};
+
+/// What a refresh changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CatalogChanges {
+    /// Components registered.
+    pub registered: Vec<String>,
+    /// Components unregistered (their file went or changed before they were loaded).
+    pub unregistered: Vec<String>,
+    /// Loaded components whose file is gone.
+    pub gone: Vec<String>,
+    /// Loaded components whose file changed: a restart upgrades them.
+    pub changed: Vec<String>,
+    /// Components that could not be registered, with why.
+    pub problems: Vec<String>,
+    /// New or changed files that cannot be used, with why.
+    pub failed: Vec<String>,
+}
+
+/// One component to register, and the file it comes from.
+struct Registration {
+    spec: ComponentSpec,
+    provider: Arc<dyn Provider>,
+    source: Option<PathBuf>,
+}
+
+impl Coordinator {
+    /// Registers a component.
+    ///
+    /// # Errors
+    ///
+    /// [`RegisterError`] for a taken or invalid name, or a dependency cycle (with its path).
+    pub fn register(
+        &self,
+        spec: ComponentSpec,
+        provider: Arc<dyn Provider>,
+    ) -> Result<(), RegisterError> {
+        let registration = Registration {
+            spec,
+            provider,
+            source: None,
+        };
+        self.register_batch(vec![registration])
+            .into_iter()
+            .next()
+            .map_or(Ok(()), Err)
+    }
+
+    /// Registers every component of every usable plugin in `catalog`, and remembers the
+    /// catalog as the current one. Returns the problems (duplicates, cycles); everything
+    /// else is registered.
+    pub fn register_catalog(&self, catalog: &Catalog) -> Vec<RegisterError> {
+        let registrations = catalog
+            .usable()
+            .flat_map(|(plugin, info)| self.registrations(plugin, info))
+            .collect();
+        let problems = self.register_batch(registrations);
+        self.inner.catalog.store(Arc::new(catalog.clone()));
+        problems
+    }
+
+    /// The catalog of plugin files last registered or refreshed.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.inner.catalog.load_full()
+    }
+
+    /// Follows a new scan of the plugins directory: registers what appeared, unregisters
+    /// what went (or changed) before it was ever loaded, and marks loaded components
+    /// whose file went or changed.
+    pub fn refresh(&self, catalog: Catalog) -> CatalogChanges {
+        let old = self.catalog();
+        let mut changes = CatalogChanges::default();
+        let before: HashMap<&Path, &DiscoveredPlugin> =
+            old.plugins.iter().map(|p| (p.path.as_path(), p)).collect();
+        let now: HashMap<&Path, &DiscoveredPlugin> = catalog
+            .plugins
+            .iter()
+            .map(|p| (p.path.as_path(), p))
+            .collect();
+        let mut registrations = Vec::new();
+        for (path, plugin) in &now {
+            match before.get(path) {
+                Some(previous) if same_verdict(previous, plugin) => continue,
+                Some(_) => self.retire(path, FileState::Changed, &mut changes),
+                None => {}
+            }
+            if let Err(err) = &plugin.outcome {
+                changes.failed.push(err.to_string());
+            }
+            if let Ok(info) = &plugin.outcome {
+                let slots = self.inner.slots.load();
+                let still_running = slots
+                    .values()
+                    .any(|slot| slot.source.as_deref() == Some(*path));
+                if !still_running {
+                    registrations.extend(self.registrations(plugin, info));
+                }
+            }
+        }
+        for path in before.keys().filter(|path| !now.contains_key(*path)) {
+            self.retire(path, FileState::Gone, &mut changes);
+        }
+        changes.registered = registrations.iter().map(|r| r.spec.name.clone()).collect();
+        for problem in self.register_batch(registrations) {
+            changes.problems.push(problem.to_string());
+        }
+        changes
+            .registered
+            .retain(|name| self.inner.slots.load().contains_key(name));
+        self.inner.catalog.store(Arc::new(catalog));
+        changes
+    }
+
+    /// A file went or changed: unregister its components if its library was never
+    /// loaded, else mark them.
+    fn retire(&self, path: &Path, state: FileState, changes: &mut CatalogChanges) {
+        let slots = self.inner.slots.load_full();
+        let from_file: Vec<&Arc<Slot>> = slots
+            .values()
+            .filter(|slot| slot.source.as_deref() == Some(path))
+            .collect();
+        let loaded = self.inner.loader.is_loaded(path)
+            || from_file
+                .iter()
+                .any(|slot| !matches!(*slot.state.lock(), SlotState::Registered));
+        if loaded {
+            for slot in from_file {
+                slot.file_state.store(state as u8, Ordering::Release);
+                let list = match state {
+                    FileState::Gone => &mut changes.gone,
+                    _ => &mut changes.changed,
+                };
+                list.push(slot.name().to_owned());
+            }
+            return;
+        }
+        let names: HashSet<String> = from_file.iter().map(|s| s.name().to_owned()).collect();
+        let _guard = self.inner.registry_lock.lock();
+        let current = self.inner.slots.load_full();
+        let mut next = HashMap::clone(&current);
+        next.retain(|name, _| !names.contains(name));
+        self.inner.slots.store(Arc::new(next));
+        let mut names: Vec<String> = names.into_iter().collect();
+        names.sort();
+        changes.unregistered.extend(names);
+    }
+
+    /// The registrations of one usable plugin file's components, overrides applied.
+    fn registrations(&self, plugin: &DiscoveredPlugin, info: &PluginInfo) -> Vec<Registration> {
+        info.components
+            .iter()
+            .filter(|component| {
+                let disabled = self
+                    .inner
+                    .config
+                    .components
+                    .get(&component.name)
+                    .is_some_and(|o| !o.enabled);
+                if disabled {
+                    tracing::info!(component = %component.name, "component disabled in the config");
+                }
+                !disabled
+            })
+            .map(|component| Registration {
+                spec: self.spec_of(&info.name, component),
+                provider: Arc::new(PluginProvider {
+                    plugin: plugin.clone(),
+                    loader: Arc::clone(&self.inner.loader),
+                    memory: self.inner.memory.clone(),
+                    services: Arc::clone(&self.inner.services),
+                }),
+                source: Some(plugin.path.clone()),
+            })
+            .collect()
+    }
+
+    /// A plugin component's spec, with its config overrides.
+    fn spec_of(&self, plugin: &str, component: &ComponentInfo) -> ComponentSpec {
+        let overrides = self.inner.config.components.get(&component.name);
+        ComponentSpec {
+            name: component.name.clone(),
+            plugin: Some(plugin.to_owned()),
+            dependencies: component.dependencies.clone(),
+            memory_estimate: overrides
+                .and_then(|o| o.memory_estimate)
+                .unwrap_or(component.memory_estimate),
+            priority: overrides
+                .and_then(|o| o.priority)
+                .unwrap_or(component.priority),
+            init_timeout: overrides.and_then(|o| o.timeout).or(component.init_timeout),
+        }
+    }
+
+    /// Registers `registrations` with one copy of the slot map; returns what failed.
+    fn register_batch(&self, registrations: Vec<Registration>) -> Vec<RegisterError> {
+        let _guard = self.inner.registry_lock.lock();
+        let current = self.inner.slots.load_full();
+        let mut next = HashMap::clone(&current);
+        let mut problems = Vec::new();
+        let mut added = Vec::new();
+        for registration in registrations {
+            let spec = &registration.spec;
+            if !valid_name(&spec.name) {
+                problems.push(RegisterError::InvalidName {
+                    name: spec.name.clone(),
+                });
+                continue;
+            }
+            if let Some(existing) = next.get(&spec.name) {
+                problems.push(RegisterError::Duplicate {
+                    name: spec.name.clone(),
+                    existing: existing.spec().provider_label(),
+                    new: spec.provider_label(),
+                });
+                continue;
+            }
+            added.push(spec.name.clone());
+            next.insert(spec.name.clone(), Arc::new(self.slot_for(registration)));
+        }
+        // Cycles are looked for once, over the whole graph; each one found costs the
+        // latest of its members its registration.
+        while let Some(path) = find_cycle(&next) {
+            let Some(victim) = added.iter().rev().find(|name| path.contains(name)).cloned() else {
+                break;
+            };
+            next.remove(&victim);
+            added.retain(|name| *name != victim);
+            problems.push(RegisterError::Cycle { path });
+        }
+        self.inner.slots.store(Arc::new(next));
+        problems
+    }
+
+    fn slot_for(&self, registration: Registration) -> Slot {
+        let spec = registration.spec;
+        let config = self
+            .inner
+            .component_configs
+            .get(&spec.name)
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}));
+        let (limits, log_rate) = self.limits_of(&spec.name);
+        self.inner.services.logs.register(
+            spec.plugin.as_deref().unwrap_or_default(),
+            &spec.name,
+            log_rate,
+        );
+        Slot::new(
+            spec,
+            registration.provider,
+            config,
+            self.inner.sampler,
+            limits,
+            registration.source,
+        )
+    }
+}
+
+/// Whether two scans of one path say the same: same file, same usability.
+fn same_verdict(a: &DiscoveredPlugin, b: &DiscoveredPlugin) -> bool {
+    a.identity == b.identity && a.outcome.is_ok() == b.outcome.is_ok()
+}
+
+fn find_cycle(slots: &HashMap<String, Arc<Slot>>) -> Option<Vec<String>> {
+    let deps: HashMap<&str, &[String]> = slots
+        .values()
+        .map(|slot| (slot.name(), slot.spec().dependencies.as_slice()))
+        .collect();
+    graph::find_cycle(&deps)
+}

@@ -1,0 +1,170 @@
+//! Live discovery: the plugins directory, followed while the host runs.
+//!
+//! A watcher (inotify and the like, through the `notify` crate) reports changes to the
+//! directory; after a short quiet spell the directory is discovered again (the registry
+//! cache makes unchanged files free) and the coordinator refreshed: new plugins become
+//! callable, removed ones that never loaded disappear, loaded ones whose file went or
+//! changed are marked. Where no watcher can be set up, the directory is polled every
+//! second instead. A rescan can also be asked for at once ([`RescanHandle`]): `run` does
+//! on SIGHUP, the admin API on `POST /plugins/rescan`.
+
+use std::time::Duration;
+
+use notify::Watcher;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    coordinator::{CatalogChanges, Coordinator},
+    discovery::Discovery,
+};
+
+/// How long the directory must be quiet before a change is acted on: a file being copied
+/// in fires several events.
+const QUIET: Duration = Duration::from_millis(250);
+
+/// How often the directory is rescanned anyway: a safety net with a watcher, the only
+/// way without one.
+const POLL_WITH_WATCHER: Duration = Duration::from_secs(30);
+const POLL_WITHOUT_WATCHER: Duration = Duration::from_secs(1);
+
+type Reply = oneshot::Sender<Result<CatalogChanges, String>>;
+
+/// Asks a running [`LiveDiscovery`] to rescan now. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RescanHandle {
+    requests: mpsc::Sender<Reply>,
+}
+
+impl RescanHandle {
+    /// Rescans now and returns what changed.
+    ///
+    /// # Errors
+    ///
+    /// Why the directory could not be discovered, or that live discovery has stopped.
+    pub async fn rescan(&self) -> Result<CatalogChanges, String> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(reply)
+            .await
+            .map_err(|_| "live discovery has stopped".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "live discovery has stopped".to_owned())?
+    }
+}
+
+/// The plugins directory, watched; stops when dropped.
+#[derive(Debug)]
+pub struct LiveDiscovery {
+    handle: RescanHandle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LiveDiscovery {
+    /// Watches `discovery`'s directory and refreshes `coordinator` on every change (with
+    /// `watch` false, only when asked to through [`Self::handle`]). Call it on a tokio
+    /// runtime, after the first catalog is registered.
+    pub fn start(discovery: Discovery, coordinator: Coordinator, watch: bool) -> Self {
+        let (requests, incoming) = mpsc::channel(8);
+        let task = tokio::spawn(follow(discovery, coordinator, incoming, watch));
+        Self {
+            handle: RescanHandle { requests },
+            task,
+        }
+    }
+
+    /// A handle to ask for a rescan.
+    pub fn handle(&self) -> RescanHandle {
+        self.handle.clone()
+    }
+}
+
+impl Drop for LiveDiscovery {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The watcher's events, or `None` (and a warning) where there is no watcher.
+fn watch(discovery: &Discovery) -> (Option<notify::RecommendedWatcher>, mpsc::Receiver<()>) {
+    let (events, changed) = mpsc::channel(16);
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            // Full means a rescan is already due: one is enough.
+            let _ = events.try_send(());
+        }
+    })
+    .and_then(|mut watcher| {
+        watcher.watch(discovery.dir(), notify::RecursiveMode::NonRecursive)?;
+        Ok(watcher)
+    });
+    match watcher {
+        Ok(watcher) => (Some(watcher), changed),
+        Err(err) => {
+            tracing::warn!(dir = %discovery.dir().display(), error = %err, "cannot watch the plugins directory; polling it every second instead");
+            (None, changed)
+        }
+    }
+}
+
+async fn follow(
+    discovery: Discovery,
+    coordinator: Coordinator,
+    mut requests: mpsc::Receiver<Reply>,
+    follow_changes: bool,
+) {
+    let (watcher, mut changed) = if follow_changes {
+        watch(&discovery)
+    } else {
+        (None, mpsc::channel(1).1)
+    };
+    // Without following, nothing but a request rescans.
+    let poll = match (follow_changes, watcher.is_some()) {
+        (false, _) => None,
+        (true, true) => Some(POLL_WITH_WATCHER),
+        (true, false) => Some(POLL_WITHOUT_WATCHER),
+    };
+    loop {
+        let reply = tokio::select! {
+            Some(()) = changed.recv() => {
+                // Wait for the directory to be quiet, then act once for all events.
+                while let Ok(Some(())) = tokio::time::timeout(QUIET, changed.recv()).await {}
+                None
+            }
+            request = requests.recv() => match request {
+                Some(reply) => Some(reply),
+                None => return,
+            },
+            () = tokio::time::sleep(poll.unwrap_or(Duration::ZERO)), if poll.is_some() => None,
+        };
+        let outcome = rescan(&discovery, &coordinator).await;
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+async fn rescan(
+    discovery: &Discovery,
+    coordinator: &Coordinator,
+) -> Result<CatalogChanges, String> {
+    let catalog = discovery.discover().await.map_err(|err| {
+        tracing::warn!(error = %err, "rescanning the plugins directory failed");
+        err.to_string()
+    })?;
+    let changes = coordinator.refresh(catalog);
+    for failure in &changes.failed {
+        tracing::warn!("{failure}");
+    }
+    if changes != CatalogChanges::default() {
+        tracing::info!(
+            registered = ?changes.registered,
+            unregistered = ?changes.unregistered,
+            gone = ?changes.gone,
+            changed = ?changes.changed,
+            problems = ?changes.problems,
+            "plugins directory changed"
+        );
+    }
+    Ok(changes)
+}

@@ -1,0 +1,291 @@
+//! What was vetted is what is loaded, the trust policy, live discovery and a hardened
+//! environment, against the real binary and real libraries.
+
+use std::{
+    fs,
+    io::Write,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use plugin_host_tests::{
+    coordinator, library, library_file_name, listed, stdout_json, RunningHost, Sandbox,
+};
+
+/// Replaces `target` with `replacement`'s bytes padded to `target`'s size, in place (the
+/// same inode), and sets its mtime back: what `cp -p` over an existing file does.
+fn swap_in_place_keeping_size_and_mtime(target: &Path, replacement: &Path) {
+    let before = fs::metadata(target).expect("target");
+    let mut bytes = fs::read(replacement).expect("replacement");
+    assert!(
+        bytes.len() as u64 <= before.len(),
+        "the replacement fits in the original's size"
+    );
+    bytes.resize(before.len() as usize, 0);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .open(target)
+        .expect("open for writing");
+    file.write_all(&bytes).expect("write");
+    file.set_modified(before.modified().expect("mtime"))
+        .expect("set mtime back");
+    drop(file);
+    let after = fs::metadata(target).expect("target");
+    assert_eq!(
+        (after.len(), after.modified().ok()),
+        (before.len(), before.modified().ok()),
+        "same size and mtime, as the attack needs"
+    );
+}
+
+#[test]
+fn a_same_size_same_mtime_swap_by_an_aborting_library_is_rescanned_and_refused() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let list = stdout_json(&sandbox.run(&["list", "--json"]));
+    let file = library_file_name("market-data");
+    assert_eq!(listed(&list, &file)["usable"], true);
+
+    let target = sandbox.plugins_dir().join(&file);
+    swap_in_place_keeping_size_and_mtime(&target, &library("fixture-abort-on-load"));
+    let output = sandbox.run(&["call", "market-data", "symbols"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the host survives and says why: {stderr}"
+    );
+    assert!(
+        stderr.contains("scanner process crashed") && stderr.contains(&file),
+        "{stderr}"
+    );
+    let list = stdout_json(&sandbox.run(&["list", "--json"]));
+    assert_eq!(listed(&list, &file)["error"]["kind"], "scanner_crashed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_swapped_between_scan_and_load_is_not_loaded() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let coordinator = coordinator(&sandbox, "").await;
+    let target = sandbox.plugins_dir().join(library_file_name("market-data"));
+    // A new file renamed over the vetted one: another inode. Were it loaded, this test
+    // process would abort.
+    let staged = sandbox.root().join("staged.so");
+    fs::copy(library("fixture-abort-on-load"), &staged).expect("stage");
+    fs::rename(&staged, &target).expect("swap");
+    let err = coordinator
+        .get("market-data")
+        .await
+        .expect_err("the swapped file is refused");
+    let text = plugin_host::ErrorChainDisplay(&err).to_string();
+    assert!(text.contains("changed after it was scanned"), "{text}");
+    assert!(coordinator.loaded_libraries().is_empty());
+}
+
+#[cfg(unix)]
+#[test]
+fn group_writable_directory_and_file_are_refused_naming_the_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let file = library_file_name("market-data");
+    let dir = sandbox.plugins_dir();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o775)).expect("chmod dir");
+    let list = stdout_json(&sandbox.run(&["list", "--json"]));
+    let entry = listed(&list, &file);
+    assert_eq!(entry["error"]["kind"], "untrusted", "{entry}");
+    let message = entry["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("plugins directory") && message.contains(&dir.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("chmod go-w"), "{message}");
+
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod dir back");
+    let path = dir.join(&file);
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o664)).expect("chmod file");
+    let list = stdout_json(&sandbox.run(&["list", "--json"]));
+    let message = listed(&list, &file)["error"]["message"]
+        .as_str()
+        .expect("message")
+        .to_owned();
+    assert!(
+        message.contains("writable by its group") && message.contains(&path.display().to_string()),
+        "{message}"
+    );
+    let inspect = sandbox.run(&["inspect", &path.display().to_string()]);
+    assert_eq!(inspect.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains("not trusted"));
+}
+
+#[test]
+fn under_pinned_trust_only_files_added_to_the_trust_file_are_used() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let trust_file = sandbox.root().join("trusted.toml");
+    let config = sandbox.write_config(&format!(
+        "[host]\ntrust = \"pinned\"\ntrust_file = {:?}\n",
+        trust_file.display().to_string()
+    ));
+    let config = config.display().to_string();
+    let file = library_file_name("market-data");
+    let path = sandbox.plugins_dir().join(&file).display().to_string();
+
+    let list = stdout_json(&sandbox.run(&["--config", &config, "list", "--json"]));
+    let message = listed(&list, &file)["error"]["message"]
+        .as_str()
+        .expect("refused")
+        .to_owned();
+    assert!(
+        message.contains("SHA-256") && message.contains("trust add") && message.contains(&path),
+        "{message}"
+    );
+
+    let added = sandbox.run(&["--config", &config, "trust", "add", &path]);
+    assert!(added.status.success(), "{added:?}");
+    let list = stdout_json(&sandbox.run(&["--config", &config, "list", "--json"]));
+    assert_eq!(listed(&list, &file)["usable"], true, "{list}");
+    let call = sandbox.run(&["--config", &config, "call", "market-data", "symbols"]);
+    assert!(call.status.success(), "{call:?}");
+
+    let listed_trust = sandbox.run(&["--config", &config, "trust", "list"]);
+    assert!(String::from_utf8_lossy(&listed_trust.stdout).contains(&file));
+    let removed = sandbox.run(&["--config", &config, "trust", "rm", &file]);
+    assert!(removed.status.success(), "{removed:?}");
+    let list = stdout_json(&sandbox.run(&["--config", &config, "list", "--json"]));
+    assert_eq!(listed(&list, &file)["error"]["kind"], "untrusted");
+}
+
+/// Polls `call` until it answers 200 or `within` passes; returns how long it took.
+fn callable_within(host: &RunningHost, path: &str, within: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if host.post(path, r#"{"symbol":"AAPL"}"#).0 == 200 {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    None
+}
+
+/// Whether `condition` holds within 5 s.
+fn eventually(condition: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn a_plugin_copied_into_a_running_host_is_callable_within_two_seconds() {
+    let sandbox = Sandbox::new();
+    let host = RunningHost::start(&sandbox, "[admin]\nlisten = \"127.0.0.1:0\"\n");
+    let path = "/components/market-data/call/quote";
+    assert_eq!(host.post(path, "{}").0, 404, "not there yet");
+    sandbox.add_plugin("market-data");
+    let took = callable_within(&host, path, Duration::from_secs(2));
+    assert!(took.is_some(), "market-data was not callable within 2 s");
+
+    // A loaded library cannot be replaced in-process: a changed file says so.
+    let file = sandbox.plugins_dir().join(library_file_name("market-data"));
+    let mut appended = fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .expect("open");
+    appended.write_all(&[0; 16]).expect("append");
+    drop(appended);
+    assert!(
+        eventually(|| host.get("/components").1.contains(r#""file":"changed""#)),
+        "a loaded component whose file changed says a restart upgrades it"
+    );
+
+    fs::remove_file(sandbox.plugins_dir().join(library_file_name("market-data"))).expect("remove");
+    assert!(
+        eventually(|| host.get("/components").1.contains(r#""file":"gone""#)),
+        "a loaded component whose file went says so"
+    );
+    assert_eq!(
+        host.post(path, r#"{"symbol":"AAPL"}"#).0,
+        200,
+        "and keeps running"
+    );
+}
+
+#[test]
+fn sighup_and_the_rescan_endpoint_rescan_at_once() {
+    let sandbox = Sandbox::new();
+    let host = RunningHost::start(
+        &sandbox,
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[host]\nwatch = false\n",
+    );
+    let quote = "/components/market-data/call/quote";
+    sandbox.add_plugin("market-data");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(host.post(quote, "{}").0, 404, "not followed without watch");
+    let status = Command::new("kill")
+        .args(["-HUP", &host.pid().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(status.success());
+    assert!(
+        callable_within(&host, quote, Duration::from_secs(5)).is_some(),
+        "SIGHUP rescanned"
+    );
+
+    sandbox.add_plugin("historical-data");
+    let (status, body) = host.post("/plugins/rescan", "");
+    assert_eq!(status, 200, "{body}");
+    let changes: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        changes["registered"],
+        serde_json::json!(["historical-data"])
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn the_host_runs_with_a_non_utf8_variable_in_its_environment() {
+    use std::os::unix::ffi::OsStringExt;
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    for name in [b"PLUGIN_HOST_\xff".to_vec(), b"SOMETHING_\xfe".to_vec()] {
+        let output = sandbox
+            .host()
+            .env(std::ffi::OsString::from_vec(name), "1")
+            .args(["list", "--json"])
+            .output()
+            .expect("list");
+        assert!(output.status.success(), "{output:?}");
+    }
+    let output = sandbox
+        .host()
+        .env(
+            "PLUGIN_HOST_ADMIN_TOKEN",
+            std::ffi::OsString::from_vec(b"\xfe".to_vec()),
+        )
+        .args(["list"])
+        .output()
+        .expect("list");
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not UTF-8"));
+}
+
+#[test]
+fn a_numeric_token_in_the_environment_is_a_string_and_unknown_variables_only_warn() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let output = sandbox
+        .host()
+        .env("PLUGIN_HOST_ADMIN_TOKEN", "12345")
+        .env("PLUGIN_HOST_SOMETHING_ELSE", "x")
+        .env("PLUGIN_HOST_MEMORY_PRESSURE_HIGH", "0.9")
+        .arg("check")
+        .output()
+        .expect("check");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("PLUGIN_HOST_SOMETHING_ELSE") && stderr.contains("names no config key"),
+        "{stderr}"
+    );
+}
