@@ -32,6 +32,8 @@ mod context;
 mod coordinator;
 pub mod discovery;
 mod executor;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod live;
 mod loader;
 mod locks;

@@ -21,6 +21,11 @@ pub use self::scanner::{
 };
 pub use self::verdict::{FileError, Verdict};
 pub use crate::util::default_cache_dir;
+
+/// Reads registry cache bytes (for the fuzz targets).
+pub(crate) fn parse_cache(bytes: &[u8]) -> Result<bool, serde_json::Error> {
+    cache::RegistryCache::parse(bytes).map(|entries| entries.is_some())
+}
 use crate::{
     loader::{FileIdentity, LoadError},
     manifest::PluginInfo,

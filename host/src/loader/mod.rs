@@ -19,8 +19,8 @@ use abi_stable::{
 use parking_lot::Mutex;
 use plugin_api::ffi::{ComponentBox, HostBox, PluginRootRef};
 
-pub(crate) use self::file::OpenedFile;
 pub use self::{error::LoadError, file::FileIdentity};
+pub(crate) use self::{file::OpenedFile, filecheck::check_header};
 use crate::manifest::PluginInfo;
 use crate::trust::TrustPolicy;
 

@@ -1,0 +1,6 @@
+//! The ELF header check on arbitrary headers and file lengths.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|input: (u64, &[u8])| {
+    plugin_host::fuzzing::elf_header(input.1, input.0)
+});

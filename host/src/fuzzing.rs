@@ -1,0 +1,163 @@
+//! Entry points for the fuzz targets (`host/fuzz`) and the property tests: each feeds
+//! untrusted bytes to one parser or check of the host. Not part of the API.
+
+use std::{ffi::OsString, path::Path};
+
+/// The config loader on arbitrary text.
+pub fn config(text: &str) {
+    let _ = crate::Config::from_toml(text);
+}
+
+/// The size and duration parsers on arbitrary text.
+pub fn units(text: &str) {
+    let _ = crate::config::parse_size(text);
+    let _ = crate::config::parse_duration(text);
+}
+
+/// The environment overlay: `data` is split at NUL bytes into name, value, name, value,
+/// ... (names and values may be any bytes, as on Unix), applied over `text`.
+pub fn env_overlay(text: &str, data: &[u8]) {
+    let words: Vec<&[u8]> = data.split(|b| *b == 0).collect();
+    let env: Vec<(OsString, OsString)> = words
+        .chunks(2)
+        .map(|pair| {
+            (
+                os_string(pair[0]),
+                os_string(pair.get(1).copied().unwrap_or(b"")),
+            )
+        })
+        .collect();
+    let _ = crate::Config::from_toml_with_env(text, env);
+}
+
+fn os_string(bytes: &[u8]) -> OsString {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        OsString::from_vec(bytes.to_vec())
+    }
+    #[cfg(not(unix))]
+    {
+        OsString::from(String::from_utf8_lossy(bytes).into_owned())
+    }
+}
+
+/// The registry cache reader on arbitrary bytes.
+pub fn registry_cache(bytes: &[u8]) {
+    let _ = crate::discovery::parse_cache(bytes);
+}
+
+/// The ELF header check on arbitrary bytes, as a file of `file_len` bytes.
+pub fn elf_header(bytes: &[u8], file_len: u64) {
+    let _ = crate::loader::check_header(Path::new("fuzz.so"), bytes, file_len);
+}
+
+/// One component of a manifest, as plain data.
+#[derive(Debug, Clone)]
+pub struct FuzzComponent {
+    /// Name.
+    pub name: String,
+    /// Dependencies.
+    pub dependencies: Vec<String>,
+    /// Memory estimate.
+    pub memory_estimate: u64,
+    /// Priority (any byte: the host must refuse >100).
+    pub priority: u8,
+    /// Init timeout in milliseconds.
+    pub init_timeout_ms: Option<u64>,
+}
+
+/// The manifest conversion and checks; returns whether the manifest was accepted.
+pub fn manifest(name: &str, version: &str, components: &[FuzzComponent]) -> bool {
+    let mut manifest = plugin_api::Manifest::new(name, version);
+    for component in components {
+        let mut decl = plugin_api::ComponentDecl::new(&component.name)
+            .with_memory_estimate(component.memory_estimate);
+        // Set the field directly: a plugin built by hand need not clamp it.
+        decl.priority = component.priority;
+        if let Some(ms) = component.init_timeout_ms {
+            decl = decl.with_init_timeout(std::time::Duration::from_millis(ms));
+        }
+        for dependency in &component.dependencies {
+            decl = decl.with_dependency(dependency);
+        }
+        manifest = manifest.with_component(decl);
+    }
+    crate::manifest::PluginInfo::from_ffi(manifest, "0.0.0".into()).is_ok()
+}
+
+/// The fuzz targets' properties, run by `cargo test` on a few hundred random inputs each
+/// (the fuzzers run them by the million; see the README).
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+        #[test]
+        fn the_config_loader_never_panics(text in "\\PC{0,200}", table in "\\[[a-z]{1,8}\\]\n[a-z_]{1,12} = [0-9\"a-z. ]{0,12}\n") {
+            config(&text);
+            config(&table);
+        }
+
+        #[test]
+        fn sizes_written_with_a_unit_read_back(bytes in 0u64..(1 << 40), unit in 0usize..4) {
+            let (suffix, factor) = [("B", 1u64), ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30)][unit];
+            let whole = bytes / factor;
+            prop_assert_eq!(crate::config::parse_size(&format!("{whole}{suffix}")), Ok(whole * factor));
+            units(&format!("{bytes}{suffix}x"));
+        }
+
+        #[test]
+        fn the_environment_overlay_never_panics(text in "(\\[host\\]\n)?", data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            env_overlay(&text, &data);
+            let mut named = b"PLUGIN_HOST_".to_vec();
+            named.extend_from_slice(&data);
+            env_overlay(&text, &named);
+        }
+
+        #[test]
+        fn the_cache_reader_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300), text in "\\PC{0,200}") {
+            registry_cache(&bytes);
+            registry_cache(text.as_bytes());
+        }
+
+        #[test]
+        fn the_elf_check_never_panics(mut header in proptest::collection::vec(any::<u8>(), 0..80), len in any::<u64>()) {
+            elf_header(&header, len);
+            if header.len() >= 4 {
+                header[..4].copy_from_slice(b"\x7fELF");
+            }
+            elf_header(&header, len);
+        }
+
+        #[test]
+        fn an_accepted_manifest_has_valid_names_and_priorities(
+            name in "[a-z.-]{0,6}",
+            components in proptest::collection::vec(("[a-z]{0,3}", any::<u8>()), 0..4),
+        ) {
+            let list: Vec<FuzzComponent> = components
+                .iter()
+                .map(|(name, priority)| FuzzComponent {
+                    name: name.clone(),
+                    dependencies: vec![name.clone() + "x"],
+                    memory_estimate: 0,
+                    priority: *priority,
+                    init_timeout_ms: None,
+                })
+                .collect();
+            if manifest(&name, "1", &list) {
+                prop_assert!(!list.is_empty());
+                prop_assert!(crate::manifest::valid_name(&name));
+                prop_assert!(list.iter().all(|c| c.priority <= 100 && crate::manifest::valid_name(&c.name)));
+                let mut names: Vec<&str> = list.iter().map(|c| c.name.as_str()).collect();
+                names.sort_unstable();
+                names.dedup();
+                prop_assert_eq!(names.len(), list.len());
+            }
+        }
+    }
+}
