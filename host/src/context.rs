@@ -105,6 +105,11 @@ pub(crate) fn next_call_id() -> u64 {
     NEXT_CALL_ID.fetch_add(1, Ordering::Relaxed)
 }
 
+/// The id of the call this thread serves now, if any.
+pub(crate) fn current_call_id() -> Option<u64> {
+    CURRENT_CALL.with(|current| current.borrow().as_ref().map(|call| call.id))
+}
+
 /// While alive, locks taken on this thread belong to call `id`.
 pub(crate) struct CallScope {
     previous: Option<CurrentCall>,
@@ -215,6 +220,16 @@ impl PluginHostContext {
         };
         self.inner.holders.lock().remove(&HolderKey::Call(call));
         self.inner.release_leaked(leaked, "its call ended");
+    }
+
+    /// Releases every lock held through this context: the process its code ran in died.
+    pub(crate) fn release_all(&self, why: &str) {
+        if self.inner.held_count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let leaked: Vec<HeldLock> = self.inner.held.lock().drain().map(|(_, l)| l).collect();
+        self.inner.holders.lock().clear();
+        self.inner.release_leaked(leaked, why);
     }
 
     /// The holder for the calling thread's current call (or the thread itself).

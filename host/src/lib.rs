@@ -34,6 +34,7 @@ pub mod discovery;
 mod executor;
 #[doc(hidden)]
 pub mod fuzzing;
+mod isolation;
 pub mod live;
 mod loader;
 mod locks;
@@ -48,14 +49,16 @@ mod util;
 pub use self::{
     config::{Config, ConfigError},
     coordinator::{
-        CallError, CatalogChanges, ComponentHandle, ComponentSpec, ComponentState, ComponentStatus,
-        Coordinator, CoordinatorBuilder, Dependencies, ErrorChainDisplay, EvictError,
-        EvictionReport, FileState, GetError, InitError, Instance, NativeComponent, NotEvictable,
-        Provider, RegisterError, ShutdownReport,
+        CallError, CallFault, CatalogChanges, ComponentHandle, ComponentSpec, ComponentState,
+        ComponentStatus, Coordinator, CoordinatorBuilder, Dependencies, ErrorChainDisplay,
+        EvictError, EvictionReport, FileState, GetError, InitError, Instance, NativeComponent,
+        NotEvictable, Provider, RegisterError, ReloadError, ReloadReport, ShutdownReport,
+        WorkerFault,
     },
     discovery::{
         run_scanner_if_requested, Catalog, DiscoveredPlugin, Discovery, DiscoveryError, ScanMode,
     },
+    isolation::{run_worker, Isolation, WORKER_FLAG},
     loader::{FileIdentity, LoadError},
     locks::{
         Holder, LockError, LockGuard, LockManager, LockManagerBuilder, LockRef, LockStats,

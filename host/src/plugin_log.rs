@@ -164,6 +164,22 @@ macro_rules! at_level {
     };
 }
 
+/// The lowest level the host records plugin logs at, as a worker process is told it:
+/// 0 trace, 1 debug, 2 info, 3 warn, 4 error, 5 none.
+pub(crate) fn lowest_enabled_level() -> u8 {
+    let levels = [
+        LogLevel::Trace,
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Warn,
+        LogLevel::Error,
+    ];
+    levels
+        .iter()
+        .position(|level| at_level!(*level, enabled!()))
+        .map_or(5, |index| index as u8)
+}
+
 /// The sink one plugin library keeps for its logs and panics: the plugin's name and the
 /// shared limits, nothing of any component.
 #[derive(Clone)]

@@ -8,6 +8,7 @@ mod cli;
 mod containment;
 mod coordinator;
 mod embedding;
+mod isolation;
 mod lazy_loading;
 mod locks;
 mod memory;

@@ -3,7 +3,8 @@
 use crate::{build::binary, sandbox::Sandbox};
 
 /// A coordinator configured by `config` (TOML) with every usable plugin of `sandbox`
-/// registered, discovered through the real scanner binary.
+/// registered, discovered through the real scanner binary, which is also the worker of
+/// isolated components.
 pub async fn coordinator(sandbox: &Sandbox, config: &str) -> plugin_host::Coordinator {
     let config = plugin_host::Config::from_toml(config).expect("test config");
     let catalog = plugin_host::Discovery::new(sandbox.plugins_dir())
@@ -12,7 +13,10 @@ pub async fn coordinator(sandbox: &Sandbox, config: &str) -> plugin_host::Coordi
         .discover()
         .await
         .expect("discovery");
-    let coordinator = plugin_host::CoordinatorBuilder::from_config(&config).build();
+    // Isolated components run in workers of the real binary.
+    let coordinator = plugin_host::CoordinatorBuilder::from_config(&config)
+        .with_worker_program(binary())
+        .build();
     let problems = coordinator.register_catalog(&catalog);
     assert!(problems.is_empty(), "{problems:?}");
     coordinator

@@ -82,6 +82,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics.json", get(routes::metrics_json))
         .route("/plugins", get(routes::plugins))
         .route("/plugins/rescan", post(routes::rescan))
+        .route("/plugins/{name}/reload", post(routes::reload))
         .route("/components", get(routes::components))
         .route("/memory", get(routes::memory))
         .route("/locks", get(routes::locks))

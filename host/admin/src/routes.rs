@@ -14,7 +14,7 @@ use plugin_host::plugin_api::PluginError;
 use super::{AdminState, ApiError};
 use plugin_host::{
     discovery::Verdict, CallError, ComponentState, ErrorChainDisplay, EvictError, GetError,
-    InitError,
+    InitError, ReloadError,
 };
 
 type AppState = State<Arc<AdminState>>;
@@ -133,6 +133,22 @@ pub(super) async fn rescan(State(state): AppState) -> Response {
     }
 }
 
+/// `POST /plugins/{name}/reload`: a new worker process takes over the plugin's isolated
+/// components on its file as last vetted; the old one finishes its calls.
+pub(super) async fn reload(State(state): AppState, Path(name): Path<String>) -> Response {
+    match state.coordinator.reload_plugin(&name).await {
+        Ok(report) => Json(report).into_response(),
+        Err(err) => {
+            let status = match err {
+                ReloadError::UnknownPlugin { .. } => StatusCode::NOT_FOUND,
+                ReloadError::InProcess { .. } => StatusCode::CONFLICT,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            ApiError::new(status, err.kind(), err.to_string()).into_response()
+        }
+    }
+}
+
 pub(super) async fn components(
     State(state): AppState,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -201,6 +217,7 @@ fn call_status(err: &CallError) -> StatusCode {
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         },
         CallError::Json { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        CallError::WorkerFailed { .. } => StatusCode::BAD_GATEWAY,
     }
 }
 

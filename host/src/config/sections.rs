@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::units::{self, parse_size};
 use crate::{
+    isolation::Isolation,
     locks::{LockManagerBuilder, OrderViolation},
     memory::{MemoryLimit, MemoryManagerBuilder, PressureThresholds},
     trust::TrustMode,
@@ -35,6 +36,10 @@ pub struct HostConfig {
     /// Whether `run` follows the plugins directory (new, removed and changed files);
     /// without it only SIGHUP and `POST /plugins/rescan` rescan. Defaults to true.
     pub watch: bool,
+    /// Where components run unless `[components.NAME] isolation` says otherwise:
+    /// `in-process`, or `process` (a worker process per plugin library). Defaults to
+    /// `in-process`.
+    pub isolation: Isolation,
 }
 
 impl Default for HostConfig {
@@ -48,6 +53,7 @@ impl Default for HostConfig {
             trust: TrustMode::Permissions,
             trust_file: PathBuf::new(),
             watch: true,
+            isolation: Isolation::InProcess,
         }
     }
 }
@@ -126,6 +132,10 @@ pub struct TimeoutsConfig {
     /// Method name -> call timeout, for every component. Defaults to none.
     #[serde(with = "units::duration_map")]
     pub operations: BTreeMap<String, Duration>,
+    /// How long a call on an isolated component may run past its timeout before its
+    /// worker process is killed. Defaults to 1 s.
+    #[serde(with = "units::duration")]
+    pub kill_grace: Duration,
 }
 
 impl Default for TimeoutsConfig {
@@ -134,6 +144,7 @@ impl Default for TimeoutsConfig {
             default: Duration::from_secs(30),
             stop: Duration::from_secs(10),
             operations: BTreeMap::new(),
+            kill_grace: Duration::from_secs(1),
         }
     }
 }
@@ -278,6 +289,12 @@ pub struct ComponentConfig {
     pub quarantine_after: Option<usize>,
     /// Overrides `[limits] log_records_per_second`.
     pub log_records_per_second: Option<u32>,
+    /// Overrides `[host] isolation`: `in-process` or `process`.
+    pub isolation: Option<Isolation>,
+    /// The most RSS its worker process may use (isolated components only); the worker
+    /// is killed past it. A worker's limit is the largest among its components'.
+    #[serde(deserialize_with = "units::opt_size")]
+    pub memory_limit: Option<u64>,
     /// The component's own settings, handed to it as JSON.
     pub config: toml::Table,
 }
@@ -294,12 +311,19 @@ impl Default for ComponentConfig {
             max_concurrent_calls: None,
             quarantine_after: None,
             log_records_per_second: None,
+            isolation: None,
+            memory_limit: None,
             config: toml::Table::new(),
         }
     }
 }
 
 impl ComponentConfig {
+    /// Where the component runs, given the host-wide default.
+    pub fn isolation_or(&self, default: Isolation) -> Isolation {
+        self.isolation.unwrap_or(default)
+    }
+
     /// The component's own settings (`[components.NAME.config]`) as the JSON handed to it.
     ///
     /// # Errors

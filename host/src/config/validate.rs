@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use super::{ComponentConfig, Config, ConfigProblem, MemoryLimit};
-use crate::{format_bytes, manifest::NAME_RULE};
+use crate::{format_bytes, isolation::Isolation, manifest::NAME_RULE};
+
+/// The least `memory_limit` a worker process can live with.
+const MIN_WORKER_LIMIT: u64 = 8 << 20;
 
 /// Collects problems as the checks find them.
 #[derive(Default)]
@@ -208,11 +211,47 @@ impl Config {
                 );
             }
         }
+        self.check_isolation(name, component, problems);
         if let Err(err) = component.config_json() {
             problems.add(
                 &key(".config"),
                 format!("cannot be handed to the component as JSON: {err}"),
             );
+        }
+    }
+
+    fn check_isolation(&self, name: &str, component: &ComponentConfig, problems: &mut Problems) {
+        let Some(limit) = component.memory_limit else {
+            return;
+        };
+        let key = format!("components.{name}.memory_limit");
+        if component.isolation_or(self.host.isolation) != Isolation::Process {
+            problems.add(
+                &key,
+                "applies to isolated components only; set isolation = \"process\" for it, or drop it".into(),
+            );
+        }
+        if limit < MIN_WORKER_LIMIT {
+            problems.add(
+                &key,
+                format!(
+                    "{} is below {}, less than a worker process needs to start",
+                    format_bytes(limit),
+                    format_bytes(MIN_WORKER_LIMIT)
+                ),
+            );
+        }
+        if let MemoryLimit::Bytes(host) = self.memory.limit {
+            if limit > host {
+                problems.add(
+                    &key,
+                    format!(
+                        "{} is above the host's memory limit of {}",
+                        format_bytes(limit),
+                        format_bytes(host)
+                    ),
+                );
+            }
         }
     }
 }

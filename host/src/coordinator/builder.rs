@@ -1,7 +1,7 @@
 //! Building a coordinator: concurrency, timeouts, per-component overrides, and the
 //! managers it owns, from code or from a [`Config`].
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -29,6 +29,7 @@ pub struct CoordinatorBuilder {
     component_configs: HashMap<String, serde_json::Value>,
     config: Config,
     trust: TrustPolicy,
+    worker_program: Option<PathBuf>,
 }
 
 impl Default for CoordinatorBuilder {
@@ -40,6 +41,7 @@ impl Default for CoordinatorBuilder {
             component_configs: HashMap::new(),
             config: Config::default(),
             trust: TrustPolicy::default(),
+            worker_program: None,
         }
     }
 }
@@ -97,6 +99,14 @@ impl CoordinatorBuilder {
         self
     }
 
+    /// The program run as the worker process of isolated components: it must call
+    /// [`crate::run_scanner_if_requested`] first in `main`. Defaults to this executable
+    /// (the `plugin-host` binary does).
+    pub fn with_worker_program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.worker_program = Some(program.into());
+        self
+    }
+
     /// A component's config section, handed to it at creation. Defaults to `{}`.
     pub fn with_component_config(
         mut self,
@@ -137,6 +147,10 @@ impl CoordinatorBuilder {
                 sampler,
                 services,
                 executor: PluginExecutor::new(),
+                pools: Mutex::default(),
+                worker_program: self
+                    .worker_program
+                    .map_or_else(|| std::env::current_exe().map_err(|e| e.to_string()), Ok),
             }),
         }
     }

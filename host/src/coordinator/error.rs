@@ -64,6 +64,14 @@ pub enum InitError {
         #[source]
         source: PluginError,
     },
+    /// Its worker process died (or was killed) while it was being created.
+    #[error("component `{component}` failed to initialise: {fault}")]
+    WorkerFailed {
+        /// The component.
+        component: String,
+        /// What happened to the worker.
+        fault: WorkerFault,
+    },
     /// A dependency could not be made ready.
     #[error("component `{component}` cannot start because its dependency `{dependency}` failed")]
     Dependency {
@@ -257,6 +265,7 @@ impl InitError {
         match self {
             Self::Load { .. } => "load_failed",
             Self::Create { .. } => "init_failed",
+            Self::WorkerFailed { .. } => "worker_died",
             Self::Dependency { source, .. } => source.kind(),
             Self::TimedOut { .. } => "init_timed_out",
             Self::MemoryRefused { .. } => "memory_refused",
@@ -333,6 +342,18 @@ pub enum CallError {
         /// The limit.
         limit: Duration,
     },
+    /// The component's worker process died (crashed, or was killed after a call outlived
+    /// its timeout, or for its memory) while the call ran. The next call starts a new
+    /// worker.
+    #[error("component `{component}` method `{method}` failed: {fault}")]
+    WorkerFailed {
+        /// The component.
+        component: String,
+        /// The method.
+        method: String,
+        /// What happened to the worker.
+        fault: WorkerFault,
+    },
     /// The component already runs as many calls as it may; retry shortly.
     #[error("component `{component}` already runs {limit} calls, its limit; `{method}` was refused at once (retry later, or raise max_concurrent_calls)")]
     Saturated {
@@ -388,11 +409,24 @@ impl CallError {
             },
             Self::TimedOut { .. } => "timed_out",
             Self::Cancelled { .. } => "cancelled",
+            Self::WorkerFailed { .. } => "worker_died",
             Self::Saturated { .. } => "saturated",
             Self::Quarantined { .. } => "quarantined",
             Self::Json { .. } => "bad_reply",
         }
     }
+}
+
+/// What happened to a worker process.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("its worker process{} for plugin `{plugin}` {reason}", .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+pub struct WorkerFault {
+    /// The plugin the worker ran.
+    pub plugin: String,
+    /// The worker's process id; `None` when no worker could be started.
+    pub pid: Option<u32>,
+    /// What happened: how it ended, and why if the host ended it.
+    pub reason: String,
 }
 
 /// Why [`crate::Coordinator::evict`] refused.

@@ -11,7 +11,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use plugin_api::PluginError;
 
-use super::{info::SlotInfo, CallError};
+use super::{error::WorkerFault, info::SlotInfo, CallError};
 use crate::{context::DependencyCall, executor::PluginExecutor};
 
 /// A ready component instance and where it came from.
@@ -81,6 +81,21 @@ impl std::fmt::Debug for ComponentHandle {
     }
 }
 
+/// Why an instance's call failed.
+#[derive(Debug)]
+pub enum CallFault {
+    /// The component's own error (a caught panic included).
+    Plugin(PluginError),
+    /// Its worker process died or was killed while the call ran.
+    Worker(WorkerFault),
+}
+
+impl From<PluginError> for CallFault {
+    fn from(err: PluginError) -> Self {
+        Self::Plugin(err)
+    }
+}
+
 impl crate::context::DependencyCall for ComponentHandle {
     fn call_dependency(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, PluginError> {
         match self.call(method, input) {
@@ -139,11 +154,23 @@ impl ComponentHandle {
         if result.is_err() {
             stats.call_errors.inc();
         }
-        result.map_err(|source| CallError::Failed {
-            component: self.name().to_owned(),
-            method: method.to_owned(),
-            source,
+        result.map_err(|fault| match fault {
+            CallFault::Plugin(source) => CallError::Failed {
+                component: self.name().to_owned(),
+                method: method.to_owned(),
+                source,
+            },
+            CallFault::Worker(fault) => CallError::WorkerFailed {
+                component: self.name().to_owned(),
+                method: method.to_owned(),
+                fault,
+            },
         })
+    }
+
+    /// The worker process its instance runs in, if isolated and running.
+    pub fn worker_pid(&self) -> Option<u32> {
+        self.ready.instance().worker_pid()
     }
 
     /// Calls `method` with a JSON request and parses the JSON reply.
@@ -176,7 +203,13 @@ pub trait Instance: Send + Sync + 'static {
     /// # Errors
     ///
     /// The component's error.
-    fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, PluginError>;
+    fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFault>;
+
+    /// The worker process it runs in, if it is isolated and its worker runs. Defaults to
+    /// `None`.
+    fn worker_pid(&self) -> Option<u32> {
+        None
+    }
 
     /// Releases what call `id` still holds (locks taken through a plugin context). The
     /// host calls it when the call returns or its caller abandons it. Defaults to nothing.

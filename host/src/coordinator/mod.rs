@@ -21,8 +21,9 @@ mod slot;
 mod spec;
 mod state;
 mod status;
+mod workers;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -33,14 +34,16 @@ pub use self::{
     builder::CoordinatorBuilder,
     error::{
         CallError, EvictError, EvictionReport, GetError, InitError, NotEvictable, RegisterError,
+        WorkerFault,
     },
-    handle::{ComponentHandle, Dependencies, Instance},
+    handle::{CallFault, ComponentHandle, Dependencies, Instance},
     provider::{NativeComponent, Provider},
     registry::CatalogChanges,
     slot::FileState,
     spec::ComponentSpec,
     state::ComponentState,
     status::ComponentStatus,
+    workers::{ReloadError, ReloadReport},
 };
 use self::{
     info::CallLimits,
@@ -51,6 +54,7 @@ use crate::{
     context::HostServices,
     discovery::Catalog,
     executor::PluginExecutor,
+    isolation::WorkerPool,
     loader::Loader,
     locks::LockManager,
     memory::MemoryManager,
@@ -79,6 +83,10 @@ struct Inner {
     sampler: Sampler,
     services: Arc<HostServices>,
     executor: PluginExecutor,
+    /// The worker pool of each library with isolated components, by path.
+    pools: Mutex<HashMap<PathBuf, Arc<WorkerPool>>>,
+    /// The program run as a worker, or why there is none.
+    worker_program: Result<PathBuf, String>,
 }
 
 /// Runs every component: registry, lazy dependency-ordered initialisation, shutdown.

@@ -10,13 +10,14 @@ use std::{
 use plugin_api::{ffi::ComponentBox, Component, PluginError, Request};
 
 use super::{
-    handle::{Dependencies, Instance},
+    handle::{CallFault, Dependencies, Instance},
     spec::ComponentSpec,
     InitError,
 };
 use crate::{
     context::{HostServices, PluginHostContext},
     discovery::DiscoveredPlugin,
+    isolation::Isolation,
     loader::{Loader, Vetted},
     memory::MemoryManager,
 };
@@ -36,6 +37,11 @@ pub trait Provider: Send + Sync + 'static {
         config: &serde_json::Value,
         dependencies: Dependencies,
     ) -> Result<Box<dyn Instance>, InitError>;
+
+    /// Where its instances run. Defaults to in the host's process.
+    fn isolation(&self) -> Isolation {
+        Isolation::InProcess
+    }
 }
 
 type CreateFn = dyn Fn(&Dependencies) -> Result<Box<dyn Component>, PluginError> + Send + Sync;
@@ -97,11 +103,12 @@ struct NativeInstance {
 }
 
 impl Instance for NativeInstance {
-    fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, PluginError> {
+    fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFault> {
         catch_unwind(AssertUnwindSafe(|| {
             self.component.call(Request::new(method, input))
         }))
         .unwrap_or_else(|payload| Err(native_panic(&self.name, method, &*payload)))
+        .map_err(CallFault::Plugin)
     }
 }
 
@@ -170,12 +177,13 @@ struct PluginInstance {
 }
 
 impl Instance for PluginInstance {
-    fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, PluginError> {
+    fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFault> {
         use abi_stable::std_types::{RSlice, RStr};
         self.component
             .call(RStr::from_str(method), RSlice::from_slice(input))
             .into_result()
             .map(Vec::from)
+            .map_err(CallFault::Plugin)
     }
 
     fn end_call(&self, id: u64) {

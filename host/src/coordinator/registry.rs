@@ -26,6 +26,7 @@ use super::{
 };
 use crate::{
     discovery::{Catalog, DiscoveredPlugin},
+    isolation::Isolation,
     manifest::{valid_name, ComponentInfo, PluginInfo},
 };
 
@@ -40,6 +41,8 @@ pub struct CatalogChanges {
     pub gone: Vec<String>,
     /// Loaded components whose file changed: a restart upgrades them.
     pub changed: Vec<String>,
+    /// Plugins whose worker process is being replaced by one running the new file.
+    pub upgraded: Vec<String>,
     /// Components that could not be registered, with why.
     pub problems: Vec<String>,
     /// New or changed files that cannot be used, with why.
@@ -108,9 +111,13 @@ impl Coordinator {
             .collect();
         let mut registrations = Vec::new();
         for (path, plugin) in &now {
+            let mut upgrading = false;
             match before.get(path) {
                 Some(previous) if same_verdict(previous, plugin) => continue,
-                Some(_) => self.retire(path, FileState::Changed, &mut changes),
+                Some(_) => {
+                    upgrading = self.upgrade_isolated(path, plugin, &mut changes);
+                    self.retire(path, FileState::Changed, upgrading, &mut changes);
+                }
                 None => {}
             }
             if let Err(err) = &plugin.outcome {
@@ -123,11 +130,18 @@ impl Coordinator {
                     .any(|slot| slot.source.as_deref() == Some(*path));
                 if !still_running {
                     registrations.extend(self.registrations(plugin, info));
+                } else if upgrading {
+                    // The new build may bring components the old one lacked.
+                    registrations.extend(
+                        self.registrations(plugin, info)
+                            .into_iter()
+                            .filter(|r| !slots.contains_key(&r.spec.name)),
+                    );
                 }
             }
         }
         for path in before.keys().filter(|path| !now.contains_key(*path)) {
-            self.retire(path, FileState::Gone, &mut changes);
+            self.retire(path, FileState::Gone, false, &mut changes);
         }
         changes.registered = registrations.iter().map(|r| r.spec.name.clone()).collect();
         for problem in self.register_batch(registrations) {
@@ -141,13 +155,24 @@ impl Coordinator {
     }
 
     /// A file went or changed: unregister its components if its library was never
-    /// loaded, else mark them.
-    fn retire(&self, path: &Path, state: FileState, changes: &mut CatalogChanges) {
+    /// loaded, else mark them. With `keep_isolated`, its isolated components are left
+    /// alone: their worker is being upgraded.
+    fn retire(
+        &self,
+        path: &Path,
+        state: FileState,
+        keep_isolated: bool,
+        changes: &mut CatalogChanges,
+    ) {
         let slots = self.inner.slots.load_full();
         let from_file: Vec<&Arc<Slot>> = slots
             .values()
             .filter(|slot| slot.source.as_deref() == Some(path))
+            .filter(|slot| !keep_isolated || slot.provider.isolation() == Isolation::InProcess)
             .collect();
+        if from_file.is_empty() {
+            return;
+        }
         let loaded = self.inner.loader.is_loaded(path)
             || from_file
                 .iter()
@@ -190,15 +215,28 @@ impl Coordinator {
                 }
                 !disabled
             })
-            .map(|component| Registration {
-                spec: self.spec_of(&info.name, component),
-                provider: Arc::new(PluginProvider {
-                    plugin: plugin.clone(),
-                    loader: Arc::clone(&self.inner.loader),
-                    memory: self.inner.memory.clone(),
-                    services: Arc::clone(&self.inner.services),
-                }),
-                source: Some(plugin.path.clone()),
+            .filter_map(|component| {
+                let provider: Arc<dyn Provider> = match self.isolation_of(&component.name) {
+                    Isolation::InProcess => Arc::new(PluginProvider {
+                        plugin: plugin.clone(),
+                        loader: Arc::clone(&self.inner.loader),
+                        memory: self.inner.memory.clone(),
+                        services: Arc::clone(&self.inner.services),
+                    }),
+                    Isolation::Process => match self.worker_provider(plugin, info, &component.name)
+                    {
+                        Ok(provider) => provider,
+                        Err(problem) => {
+                            tracing::error!("{problem}; the component is not registered");
+                            return None;
+                        }
+                    },
+                };
+                Some(Registration {
+                    spec: self.spec_of(&info.name, component),
+                    provider,
+                    source: Some(plugin.path.clone()),
+                })
             })
             .collect()
     }

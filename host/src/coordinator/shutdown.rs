@@ -68,6 +68,7 @@ impl Coordinator {
                 }
             }
         }
+        self.stop_workers();
         report
     }
 }

@@ -8,7 +8,7 @@ use super::{
     slot::{FileState, Slot},
     ComponentState, Coordinator, ErrorChainDisplay,
 };
-use crate::metrics::HistogramSnapshot;
+use crate::{isolation::Isolation, metrics::HistogramSnapshot};
 
 /// A snapshot of one component for people and the admin API.
 #[derive(Debug, Clone, Serialize)]
@@ -72,6 +72,10 @@ pub struct ComponentStatus {
     /// What became of its plugin file (`changed`: a restart upgrades it); `None` for a
     /// native component.
     pub file: Option<FileState>,
+    /// Where it runs: `in-process` or `process`.
+    pub isolation: Isolation,
+    /// The pid of the worker process its instance runs in (isolated, ready, worker up).
+    pub worker_pid: Option<u32>,
 }
 
 impl Coordinator {
@@ -138,6 +142,12 @@ impl Coordinator {
             refused_saturated: bulkhead.refused_saturated.get(),
             refused_quarantined: bulkhead.refused_quarantined.get(),
             log_suppressed: self.inner.services.logs.suppressed_of(&spec.name),
+            isolation: slot.provider.isolation(),
+            worker_pid: slot
+                .ready
+                .load()
+                .as_ref()
+                .and_then(|ready| ready.instance().worker_pid()),
             call_latency: stats.call_latency.snapshot(),
             init_duration: stats.init_duration.snapshot(),
             inits: stats.inits.get(),

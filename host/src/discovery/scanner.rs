@@ -49,10 +49,14 @@ impl ScanReport {
 }
 
 /// If this process was started as a scanner (`BINARY --plugin-host-scan FILE`), scans the
-/// file, prints the result and exits. Otherwise returns and does nothing.
+/// file, prints the result and exits; if it was started as a worker for an isolated
+/// plugin ([`crate::WORKER_FLAG`]), serves the host until it hangs up, then exits.
+/// Otherwise returns and does nothing.
 ///
-/// An embedder that uses its own executable as the scanner calls this first in `main`.
+/// An embedder that uses its own executable as the scanner and worker (the default)
+/// calls this first in `main`.
 pub fn run_scanner_if_requested() {
+    crate::isolation::run_if_requested();
     let mut args = std::env::args_os().skip(1);
     if args.next().as_deref() != Some(SCAN_FLAG.as_ref()) {
         return;
@@ -153,7 +157,8 @@ async fn run_scanner(
     }
 }
 
-fn describe_status(status: std::process::ExitStatus) -> String {
+/// How a child process ended, naming the signal where one killed it.
+pub(crate) fn describe_status(status: std::process::ExitStatus) -> String {
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;

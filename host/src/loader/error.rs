@@ -159,6 +159,15 @@ pub enum LoadError {
         /// What went wrong.
         reason: String,
     },
+    /// A worker process for the file (process isolation) could not be started, or could
+    /// not open it.
+    #[error("{path}: cannot run it in a worker process: {reason}")]
+    Worker {
+        /// The plugin file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 fn stderr_suffix(stderr: &str) -> String {
@@ -189,7 +198,8 @@ impl LoadError {
             | Self::Manifest { path, .. }
             | Self::ScannerCrashed { path, .. }
             | Self::ScannerTimedOut { path, .. }
-            | Self::Scanner { path, .. } => path,
+            | Self::Scanner { path, .. }
+            | Self::Worker { path, .. } => path,
         }
     }
 
@@ -212,6 +222,7 @@ impl LoadError {
             Self::Manifest { .. } => "manifest",
             Self::ScannerCrashed { .. } => "scanner_crashed",
             Self::ScannerTimedOut { .. } => "scanner_timed_out",
+            Self::Worker { .. } => "worker",
             Self::Scanner { .. } => "scanner",
         }
     }

@@ -98,6 +98,21 @@ impl OpenedFile {
         })
     }
 
+    /// A file opened elsewhere (a worker process inherits the host's descriptor), known
+    /// by `path`.
+    pub(crate) fn from_file(file: File, path: &Path) -> Result<Self, LoadError> {
+        let metadata = file.metadata().map_err(|err| LoadError::Io {
+            path: path.to_owned(),
+            reason: err.to_string(),
+        })?;
+        Ok(Self {
+            identity: FileIdentity::of(&metadata),
+            file,
+            path: path.to_owned(),
+            metadata,
+        })
+    }
+
     /// The path it was opened by (for messages).
     pub(crate) fn path(&self) -> &Path {
         &self.path

@@ -266,9 +266,7 @@ impl Loader {
         if let Some(library) = self.loaded.lock().get(path) {
             return Ok(Arc::clone(library));
         }
-        let opened = OpenedFile::open(path)?;
-        opened.expect_identity(vetted.identity)?;
-        self.check_trust(&opened, vetted.sha256)?;
+        let opened = self.vet(path, vetted)?;
         // SAFETY: the scanner vetted this very file (same device, inode, size and times)
         // and the trust policy passed on the open descriptor; the per-path gate opens
         // each file at most once.
@@ -279,6 +277,15 @@ impl Loader {
             .lock()
             .insert(path.to_owned(), Arc::clone(&library));
         Ok(library)
+    }
+
+    /// Opens `path` and checks that it is the very file vetted and that it passes the
+    /// trust policy, on the open descriptor, without mapping it.
+    pub(crate) fn vet(&self, path: &Path, vetted: Vetted<'_>) -> Result<OpenedFile, LoadError> {
+        let opened = OpenedFile::open(path)?;
+        opened.expect_identity(vetted.identity)?;
+        self.check_trust(&opened, vetted.sha256)?;
+        Ok(opened)
     }
 
     fn check_trust(&self, opened: &OpenedFile, sha256: Option<&str>) -> Result<(), LoadError> {

@@ -23,6 +23,7 @@ use std::{
 use parking_lot::Mutex;
 use serde::Serialize;
 
+pub(crate) use self::rss::rss_of;
 pub(crate) use self::trim::release_free_memory;
 pub use self::{
     options::{MemoryLimit, MemoryManagerBuilder, PressureThresholds},
@@ -170,6 +171,8 @@ pub struct MemoryStatus {
     pub libraries: HashMap<String, u64>,
     /// Per-component figures.
     pub components: HashMap<String, ComponentMemory>,
+    /// RSS of each worker process (isolated plugins), by pid; included in `rss`.
+    pub workers: HashMap<u32, u64>,
 }
 
 struct Inner {
@@ -190,6 +193,8 @@ struct Inner {
     libraries: Mutex<HashMap<String, u64>>,
     /// Library mapping cost measured inside a component's creation, not to be charged to it.
     library_cost_in_creation: Mutex<HashMap<String, u64>>,
+    /// Worker processes whose RSS counts as the host's.
+    processes: Mutex<HashMap<u32, String>>,
 }
 
 /// Budgets memory against real RSS. Cheap to clone; clones share state.
@@ -235,6 +240,7 @@ impl MemoryManager {
                 components: Mutex::new(HashMap::new()),
                 libraries: Mutex::new(HashMap::new()),
                 library_cost_in_creation: Mutex::new(HashMap::new()),
+                processes: Mutex::new(HashMap::new()),
             }),
         };
         tracing::info!(limit = %format_bytes(limit), source = %manager.inner.source, "memory limit");
@@ -261,11 +267,36 @@ impl MemoryManager {
         self.inner.sample_interval
     }
 
-    /// Reads RSS now (and remembers it as the latest sample).
+    /// Reads RSS now, this process's and its worker processes' (and remembers it as the
+    /// latest sample).
     pub fn read_rss(&self) -> u64 {
-        let rss = self.inner.rss.read();
+        let workers: u64 = self.worker_rss().values().sum();
+        let rss = self.inner.rss.read().saturating_add(workers);
         self.inner.last_rss.store(rss, Ordering::Relaxed);
         rss
+    }
+
+    /// Counts worker process `pid` (running plugin `plugin`) in RSS from now on.
+    pub(crate) fn track_process(&self, pid: u32, plugin: &str) {
+        self.inner.processes.lock().insert(pid, plugin.to_owned());
+    }
+
+    /// Stops counting worker process `pid`.
+    pub(crate) fn untrack_process(&self, pid: u32) {
+        self.inner.processes.lock().remove(&pid);
+    }
+
+    /// Records that a worker that used `bytes` exited because it was idle.
+    pub(crate) fn record_reclaimed(&self, bytes: u64) {
+        self.inner.reclaimed.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The RSS of each worker process counted, by pid.
+    pub fn worker_rss(&self) -> HashMap<u32, u64> {
+        let pids: Vec<u32> = self.inner.processes.lock().keys().copied().collect();
+        pids.into_iter()
+            .map(|pid| (pid, rss_of(pid).unwrap_or(0)))
+            .collect()
     }
 
     /// The latest RSS reading, without reading again.
@@ -369,6 +400,7 @@ impl MemoryManager {
             reclaimed: self.inner.reclaimed.load(Ordering::Relaxed),
             libraries: self.inner.libraries.lock().clone(),
             components: self.inner.components.lock().clone(),
+            workers: self.worker_rss(),
         }
     }
 

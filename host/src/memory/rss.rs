@@ -68,3 +68,19 @@ impl RssReader {
         system.total_memory()
     }
 }
+
+/// The resident set size of process `pid` in bytes, from `/proc/PID/statm` (one small
+/// read, cheap enough for a sampler running many times a second); `None` when the
+/// process is gone or the platform has no `/proc`.
+pub(crate) fn rss_of(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages.saturating_mul(page_size()))
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf reads a constant of the system; it has no preconditions.
+    #[allow(unsafe_code)]
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
+}

@@ -61,6 +61,12 @@ pub(crate) enum Command {
     Status(status::StatusArgs),
     /// Manage the plugin builds a `pinned` host trusts: add, list, rm.
     Trust(trust::TrustArgs),
+    /// The worker process of isolated plugins: started by the host, not by hand.
+    #[command(hide = true)]
+    Worker {
+        /// The arguments the host wrote.
+        args: String,
+    },
 }
 
 /// An error with the exit code it maps to.
@@ -91,6 +97,10 @@ pub(crate) type CliResult = Result<ExitCode, Failure>;
 
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Worker { args } = &cli.command {
+        let code = plugin_host::run_worker(args);
+        return ExitCode::from(u8::try_from(code).unwrap_or(EXIT_FAILURE));
+    }
     let default_level = match cli.command {
         Command::Run(_) => "info",
         _ => "warn",
@@ -128,6 +138,9 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Run(args) => run::run(&global, args).await,
         Command::Status(args) => status::run(&global, args).await,
         Command::Trust(args) => trust::run(&global, args).await,
+        Command::Worker { .. } => Err(Failure::usage(anyhow::anyhow!(
+            "a worker is started by the host, not by hand"
+        ))),
     }
 }
 

@@ -1,0 +1,201 @@
+//! The coordinator's side of process isolation: which components run in a worker, one
+//! worker pool per library, upgrades when an isolated library's file changes or on a
+//! reload, and stopping the workers at shutdown.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use serde::Serialize;
+
+use super::{provider::Provider, Coordinator};
+use crate::{
+    discovery::DiscoveredPlugin,
+    isolation::{Isolation, PoolSetup, PoolTimes, Shared, WorkerPool, WorkerProvider},
+    manifest::PluginInfo,
+};
+
+/// How long a worker may take to open its library and say it is ready.
+const WORKER_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReloadReport {
+    /// The plugin.
+    pub plugin: String,
+    /// The new worker's pid; `None` when no worker ran (the next one starts on the
+    /// current file).
+    pub worker_pid: Option<u32>,
+}
+
+/// Why a reload was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadError {
+    /// No plugin of that name is in the catalog.
+    #[error("no plugin is named `{plugin}`; `plugin-host list` shows the plugins")]
+    UnknownPlugin {
+        /// The name asked for.
+        plugin: String,
+    },
+    /// The plugin runs in-process: a library cannot be unloaded.
+    #[error("plugin `{plugin}` runs in the host's process, where a library cannot be replaced; restart the host to upgrade it, or set isolation = \"process\" for its components")]
+    InProcess {
+        /// The plugin.
+        plugin: String,
+    },
+    /// The new worker could not take over; the old one keeps serving.
+    #[error("plugin `{plugin}` could not be reloaded, the running worker keeps serving: {reason}")]
+    Failed {
+        /// The plugin.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ReloadError {
+    /// A short machine-readable name for the failure.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::UnknownPlugin { .. } => "unknown_plugin",
+            Self::InProcess { .. } => "in_process",
+            Self::Failed { .. } => "reload_failed",
+        }
+    }
+}
+
+impl Coordinator {
+    /// Where component `name` runs, by the config.
+    pub fn isolation_of(&self, name: &str) -> Isolation {
+        let config = &self.inner.config;
+        config
+            .components
+            .get(name)
+            .map_or(config.host.isolation, |c| {
+                c.isolation_or(config.host.isolation)
+            })
+    }
+
+    /// The provider of an isolated component of `plugin`: its library's worker pool.
+    pub(super) fn worker_provider(
+        &self,
+        plugin: &DiscoveredPlugin,
+        info: &PluginInfo,
+        component: &str,
+    ) -> Result<Arc<dyn Provider>, String> {
+        let program = self.inner.worker_program.clone().map_err(|reason| {
+            format!("component `{component}` is isolated, but this program's executable (the worker) cannot be found: {reason}")
+        })?;
+        let inner = &self.inner;
+        let pool = Arc::clone(
+            inner
+                .pools
+                .lock()
+                .entry(plugin.path.clone())
+                .or_insert_with(|| {
+                    Arc::new(WorkerPool::new(PoolSetup {
+                        library: plugin.path.clone(),
+                        plugin: info.name.clone(),
+                        program,
+                        identity: plugin.identity,
+                        sha256: plugin.sha256.clone(),
+                        times: PoolTimes {
+                            start: WORKER_START_TIMEOUT,
+                            stop: inner.config.timeouts.stop,
+                            kill_grace: inner.config.timeouts.kill_grace,
+                        },
+                        loader: Arc::clone(&inner.loader),
+                        shared: Shared {
+                            executor: inner.executor.clone(),
+                            memory: inner.memory.clone(),
+                            services: Arc::clone(&inner.services),
+                        },
+                    }))
+                }),
+        );
+        if let Some(limit) = inner
+            .config
+            .components
+            .get(component)
+            .and_then(|c| c.memory_limit)
+        {
+            pool.raise_memory_limit(limit);
+        }
+        Ok(Arc::new(WorkerProvider {
+            pool,
+            services: Arc::clone(&inner.services),
+        }))
+    }
+
+    /// The worker pool of the library at `path`, if it has isolated components.
+    pub(super) fn pool_of(&self, path: &Path) -> Option<Arc<WorkerPool>> {
+        self.inner.pools.lock().get(path).cloned()
+    }
+
+    /// Moves plugin `plugin`'s isolated components to a new worker process running its
+    /// file as discovery last vetted it; the old worker finishes its calls, then stops.
+    /// Calls go on meanwhile, none fails.
+    ///
+    /// # Errors
+    ///
+    /// [`ReloadError`]: no such plugin, it runs in-process, or the new worker could not
+    /// take over (the old one then keeps serving).
+    pub async fn reload_plugin(&self, plugin: &str) -> Result<ReloadReport, ReloadError> {
+        let catalog = self.catalog();
+        let found = catalog
+            .usable()
+            .find(|(_, info)| info.name == plugin)
+            .map(|(found, _)| found.clone())
+            .ok_or_else(|| ReloadError::UnknownPlugin {
+                plugin: plugin.to_owned(),
+            })?;
+        let pool = self
+            .pool_of(&found.path)
+            .ok_or_else(|| ReloadError::InProcess {
+                plugin: plugin.to_owned(),
+            })?;
+        // Starting a worker and creating instances in it runs plugin code: a plugin thread.
+        let upgraded = self
+            .inner
+            .executor
+            .spawn(move || pool.upgrade(found.identity, found.sha256.clone()))
+            .await;
+        upgraded
+            .map(|worker_pid| ReloadReport {
+                plugin: plugin.to_owned(),
+                worker_pid,
+            })
+            .map_err(|reason| ReloadError::Failed {
+                plugin: plugin.to_owned(),
+                reason,
+            })
+    }
+
+    /// A changed file with a worker running: a new worker takes over on the new file
+    /// (in the background; it runs plugin code). Returns whether one was started.
+    pub(super) fn upgrade_isolated(
+        &self,
+        path: &Path,
+        plugin: &DiscoveredPlugin,
+        changes: &mut super::CatalogChanges,
+    ) -> bool {
+        let (Some(pool), Ok(info)) = (self.pool_of(path), &plugin.outcome) else {
+            return false;
+        };
+        let (identity, sha256) = (plugin.identity, plugin.sha256.clone());
+        let name = info.name.clone();
+        changes.upgraded.push(name.clone());
+        self.inner.executor.execute(move || {
+            if let Err(reason) = pool.upgrade(identity, sha256) {
+                tracing::error!(plugin = %name, "the changed file could not be taken up; the running worker keeps serving: {reason}");
+            }
+        });
+        true
+    }
+
+    /// Stops every worker still running (after shutdown dropped the instances).
+    pub(super) fn stop_workers(&self) {
+        let pools: Vec<Arc<WorkerPool>> = self.inner.pools.lock().values().cloned().collect();
+        for pool in pools {
+            pool.stop();
+        }
+    }
+}

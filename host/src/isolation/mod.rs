@@ -1,0 +1,62 @@
+//! Process isolation: the same plugin file, run in a worker process the host can kill.
+//!
+//! A component with `isolation = "process"` is created and called in a worker process
+//! of its library (one per library, shared by its isolated components): this program
+//! again, started with [`WORKER_FLAG`], which opens the very file the host vetted (the
+//! host hands it over open) with the same abi_stable checks, and serves create / call /
+//! drop over a socket pair. Plugin code there reaches the host's services (logs, metrics,
+//! locks, config, dependencies in either mode) through the same socket.
+//!
+//! What isolation buys: an abort, a segfault or an exit in plugin code ends the worker,
+//! not the host, and its calls get a [`crate::WorkerFault`] naming the signal or exit
+//! code; a call that outlives its timeout gets the worker killed after a grace period; a
+//! worker past its `memory_limit` is killed; each worker's RSS counts in the host's
+//! memory budget; an idle worker exits after `min_idle`; a changed file is taken up by a
+//! new worker while the old one finishes its calls.
+
+mod instance;
+mod monitor;
+mod pool;
+mod process;
+mod protocol;
+mod serve;
+mod spawn;
+mod worker;
+
+use serde::{Deserialize, Serialize};
+
+pub use self::worker::{run_worker, WORKER_FLAG};
+pub(crate) use self::{
+    instance::WorkerProvider,
+    pool::{PoolSetup, PoolTimes, WorkerPool},
+    process::Shared,
+    worker::run_if_requested,
+};
+
+/// Where a component runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Isolation {
+    /// In the host's process: the fastest, and trusted with the whole host.
+    #[default]
+    #[serde(rename = "in-process")]
+    InProcess,
+    /// In a worker process of its library, which the host can kill.
+    #[serde(rename = "process")]
+    Process,
+}
+
+impl Isolation {
+    /// As in the config file: `in-process` or `process`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProcess => "in-process",
+            Self::Process => "process",
+        }
+    }
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

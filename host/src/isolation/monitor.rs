@@ -1,0 +1,146 @@
+//! One watcher thread per worker: it kills the worker when a call its caller gave up on
+//! is still unanswered after the grace period, when its RSS passes its memory limit, and
+//! stops it when it has been idle for `min_idle`. One thread per worker, however many
+//! calls hang: the host's thread count stays bounded.
+
+use std::{
+    sync::{Arc, Weak},
+    time::{Duration, Instant},
+};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::process::Worker;
+use crate::util::format_bytes;
+
+/// How often the RSS of a worker with a memory limit is read.
+const MEMORY_TICK: Duration = Duration::from_millis(20);
+
+/// What the watcher of one worker checks.
+pub(crate) struct Watch {
+    /// Requests abandoned by their callers: (request, kill deadline, why).
+    deadlines: Mutex<Vec<(u64, Instant, String)>>,
+    /// When a worker asked to stop is killed if it has not exited.
+    stop_deadline: Mutex<Option<Instant>>,
+    wake: Condvar,
+    memory_limit: Option<u64>,
+    min_idle: Duration,
+}
+
+impl Watch {
+    pub(super) fn new(memory_limit: Option<u64>, min_idle: Duration) -> Self {
+        Self {
+            deadlines: Mutex::default(),
+            stop_deadline: Mutex::default(),
+            wake: Condvar::new(),
+            memory_limit,
+            min_idle,
+        }
+    }
+
+    /// Kill the worker at `at` unless request `req` is answered by then.
+    pub(super) fn deadline(&self, req: u64, at: Instant, why: String) {
+        self.deadlines.lock().push((req, at, why));
+        self.wake.notify_one();
+    }
+
+    /// Kill the worker at `at` if it has not exited by then.
+    pub(super) fn stop_deadline(&self, at: Instant) {
+        let mut deadline = self.stop_deadline.lock();
+        if deadline.is_none_or(|d| at < d) {
+            *deadline = Some(at);
+        }
+        drop(deadline);
+        self.wake.notify_one();
+    }
+
+    /// Wakes the watcher (the worker ended).
+    pub(super) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Waits until the next check is due.
+    fn sleep(&self) {
+        let mut deadlines = self.deadlines.lock();
+        let mut next = Instant::now()
+            + self
+                .min_idle
+                .clamp(Duration::from_millis(50), Duration::from_secs(1));
+        if self.memory_limit.is_some() {
+            next = next.min(Instant::now() + MEMORY_TICK);
+        }
+        if let Some(first) = deadlines.iter().map(|(_, at, _)| *at).min() {
+            next = next.min(first);
+        }
+        if let Some(stop) = *self.stop_deadline.lock() {
+            next = next.min(stop);
+        }
+        self.wake.wait_until(&mut deadlines, next);
+    }
+}
+
+/// Starts the watcher of `worker`; it ends with the worker.
+pub(super) fn start(worker: &Arc<Worker>) {
+    let weak = Arc::downgrade(worker);
+    let started = std::thread::Builder::new()
+        .name(format!("worker-{}-watch", worker.pid))
+        .spawn(move || watch(&weak));
+    if let Err(err) = started {
+        tracing::error!(pid = worker.pid, error = %err, "cannot start the worker's watcher; its memory limit and hung calls go unchecked");
+    }
+}
+
+fn watch(weak: &Weak<Worker>) {
+    loop {
+        let Some(worker) = weak.upgrade() else { return };
+        if worker.has_exited() {
+            return;
+        }
+        let stop_overdue = worker
+            .watch
+            .stop_deadline
+            .lock()
+            .is_some_and(|at| at <= Instant::now());
+        if stop_overdue {
+            worker.kill("it did not exit in time after it was asked to stop");
+        } else if let Some(why) = overdue(&worker).or_else(|| over_memory(&worker)) {
+            worker.kill(&why);
+        } else if worker.watch.min_idle > Duration::ZERO
+            && worker.idle_for() >= worker.watch.min_idle
+            && worker.retire_if_idle(&format!(
+                "it was stopped after {:?} without calls (min_idle)",
+                worker.watch.min_idle
+            ))
+        {
+            tracing::info!(plugin = %worker.plugin, pid = worker.pid, "idle worker stopped");
+        }
+        // Holding the worker while asleep is fine: the watcher ends when the process
+        // does, and a stopped process that does not end is killed at its stop deadline.
+        worker.watch.sleep();
+    }
+}
+
+/// The reason to kill the worker if a call abandoned by its caller is still unanswered
+/// past its deadline.
+fn overdue(worker: &Worker) -> Option<String> {
+    let now = Instant::now();
+    let mut deadlines = worker.watch.deadlines.lock();
+    deadlines.retain(|(req, _, _)| worker.is_pending(*req));
+    deadlines
+        .iter()
+        .find(|(_, at, _)| *at <= now)
+        .map(|(_, _, why)| why.clone())
+}
+
+/// The reason to kill the worker if its RSS is past its limit.
+fn over_memory(worker: &Worker) -> Option<String> {
+    let limit = worker.watch.memory_limit?;
+    let rss = crate::memory::rss_of(worker.pid)?;
+    (rss > limit).then(|| {
+        format!(
+            "its RSS of {} passed its memory_limit of {}",
+            format_bytes(rss),
+            format_bytes(limit)
+        )
+    })
+}

@@ -1,0 +1,477 @@
+//! The host's side of one worker process: starting it, sending create / call / drop and
+//! waiting for the answers, and ending it (kill, stop, retire when idle or upgraded).
+//!
+//! When a worker ends (it crashed, or the host ended it), every request in flight gets a
+//! [`WorkerFault`] naming how it ended and why, and the worker takes no new request: the
+//! instances bound to it move to a new worker on their next call.
+
+use std::{
+    collections::HashMap,
+    os::unix::net::UnixStream,
+    process::Child,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc, Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use parking_lot::Mutex;
+use plugin_api::{ffi::MetricBox, PluginError};
+
+use super::{
+    monitor::Watch,
+    protocol::{FrameWriter, FromWorker, ToWorker, WireError},
+    spawn::{self, Spawn},
+};
+use crate::{
+    context::{HostServices, PluginHostContext},
+    coordinator::WorkerFault,
+    executor::PluginExecutor,
+    loader::LoadError,
+    memory::MemoryManager,
+    plugin_log::PluginLogSink,
+};
+
+/// What a request from the host waits for.
+pub(super) enum Answer {
+    Created(Result<(), WireError>),
+    Returned(Result<Vec<u8>, WireError>),
+    Died(WorkerFault),
+}
+
+/// Why a request to a worker failed.
+pub(crate) enum Failure {
+    /// The plugin's own error.
+    Plugin(PluginError),
+    /// The worker died or was killed while the request was in flight.
+    Worker(WorkerFault),
+    /// The worker takes no new requests (it ended, or is retiring); nothing was sent, so
+    /// the request may go to another worker.
+    NotSent,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Plugin(err) => err.fmt(f),
+            Self::Worker(fault) => fault.fmt(f),
+            Self::NotSent => f.write_str("the worker was stopping and took no request"),
+        }
+    }
+}
+
+/// The requests in flight and whether new ones are taken, under one lock: a worker is
+/// retired only when nothing is in flight, and nothing is sent to a retired one.
+struct Requests {
+    pending: HashMap<u64, mpsc::SyncSender<Answer>>,
+    accepting: bool,
+}
+
+/// One worker process and the host's end of its socket.
+pub(crate) struct Worker {
+    pub(crate) pid: u32,
+    pub(crate) plugin: String,
+    child: Mutex<Child>,
+    writer: Mutex<FrameWriter>,
+    requests: Mutex<Requests>,
+    next_req: AtomicU64,
+    exited: AtomicBool,
+    /// Why the host is ending it, if it is.
+    ending: Mutex<Option<String>>,
+    /// How it ended, once it has.
+    ended_as: Mutex<Option<String>>,
+    /// The host-side context of each instance, for the requests its code makes.
+    pub(super) contexts: Mutex<HashMap<u64, PluginHostContext>>,
+    pub(super) metrics: Mutex<Vec<MetricBox>>,
+    pub(super) sink: PluginLogSink,
+    pub(super) executor: PluginExecutor,
+    memory: MemoryManager,
+    started: Instant,
+    /// Milliseconds from `started` to the last request sent.
+    last_used_ms: AtomicU64,
+    /// Calls answered without a worker fault: a worker that served any is not crashing
+    /// at once.
+    answered: AtomicU64,
+    pub(super) watch: Watch,
+    /// How long it may take to drop its instances and exit once asked to stop.
+    stop_limit: Duration,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("pid", &self.pid)
+            .field("plugin", &self.plugin)
+            .finish()
+    }
+}
+
+/// What a worker shares with the rest of the host.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) executor: PluginExecutor,
+    pub(crate) memory: MemoryManager,
+    pub(crate) services: Arc<HostServices>,
+}
+
+impl Worker {
+    /// Starts a worker on `spawn.library` and waits until it has opened it.
+    pub(crate) fn start(spawn: &Spawn<'_>, shared: &Shared) -> Result<Arc<Self>, LoadError> {
+        let error = |reason: String| LoadError::Worker {
+            path: spawn.opened.path().to_owned(),
+            reason,
+        };
+        let (host_end, worker_end) =
+            UnixStream::pair().map_err(|err| error(format!("cannot make a socket pair: {err}")))?;
+        let mut child = spawn::command(spawn, &worker_end)
+            .spawn()
+            .map_err(|err| error(format!("cannot start {}: {err}", spawn.program.display())))?;
+        drop(worker_end);
+        let pid = child.id();
+        spawn::forward_output(&mut child, spawn.plugin, pid);
+        let mut reader = spawn::await_hello(&host_end, &mut child, spawn.start_timeout)
+            .map_err(&error)?;
+        let worker = Arc::new(Self {
+            pid,
+            plugin: spawn.plugin.to_owned(),
+            child: Mutex::new(child),
+            writer: Mutex::new(FrameWriter::new(host_end)),
+            requests: Mutex::new(Requests {
+                pending: HashMap::new(),
+                accepting: true,
+            }),
+            next_req: AtomicU64::new(1),
+            exited: AtomicBool::new(false),
+            ending: Mutex::new(None),
+            ended_as: Mutex::new(None),
+            contexts: Mutex::default(),
+            metrics: Mutex::default(),
+            sink: PluginLogSink {
+                plugin: Arc::from(spawn.plugin),
+                limits: Arc::clone(&shared.services.logs),
+            },
+            executor: shared.executor.clone(),
+            memory: shared.memory.clone(),
+            started: Instant::now(),
+            last_used_ms: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            watch: Watch::new(spawn.memory_limit, shared.memory.min_idle()),
+            stop_limit: spawn.stop_timeout,
+        });
+        worker.memory.track_process(pid, spawn.plugin);
+        let reading = Arc::clone(&worker);
+        let started = std::thread::Builder::new()
+            .name(format!("worker-{pid}"))
+            .spawn(move || {
+                while let Ok(Some(message)) = reader.read::<FromWorker>() {
+                    reading.dispatch(message);
+                }
+                reading.ended();
+            });
+        if let Err(err) = started {
+            worker.kill("the host could not start its reader thread");
+            return Err(error(format!("cannot start the worker's reader: {err}")));
+        }
+        super::monitor::start(&worker);
+        tracing::info!(plugin = %spawn.plugin, pid, "worker started");
+        Ok(worker)
+    }
+
+    /// Whether it takes new requests.
+    pub(crate) fn is_accepting(&self) -> bool {
+        self.requests.lock().accepting
+    }
+
+    /// Whether the process has ended (and the host has reaped it).
+    pub(crate) fn has_exited(&self) -> bool {
+        self.exited.load(Ordering::Acquire)
+    }
+
+    /// Whether it ended without the host ending it.
+    pub(crate) fn crashed(&self) -> bool {
+        self.has_exited() && self.ending.lock().is_none()
+    }
+
+    /// How it ended ("killed by signal 6 (SIGABRT); it crashed"), once it has.
+    pub(crate) fn end_reason(&self) -> String {
+        self.ended_as
+            .lock()
+            .clone()
+            .unwrap_or_else(|| "it is running".to_owned())
+    }
+
+    /// How many calls it answered (plugin errors included).
+    pub(crate) fn answered(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
+    }
+
+    /// Creates instance `instance` of `component` in the worker, served by `context`.
+    pub(crate) fn create(
+        &self,
+        instance: u64,
+        component: &str,
+        context: PluginHostContext,
+        config: String,
+        dependencies: Vec<String>,
+    ) -> Result<(), Failure> {
+        self.contexts.lock().insert(instance, context);
+        let req = self.next_req.fetch_add(1, Ordering::Relaxed) | (1 << 63);
+        let message = ToWorker::Create {
+            req,
+            instance,
+            component: component.to_owned(),
+            config,
+            dependencies,
+        };
+        let result = match self.ask(req, &message) {
+            Ok(Answer::Created(result)) => result.map_err(|err| Failure::Plugin(err.into())),
+            Ok(_) => Err(Failure::Plugin(PluginError::failed(
+                "the worker answered out of turn",
+            ))),
+            Err(failure) => Err(failure),
+        };
+        if result.is_err() {
+            self.contexts.lock().remove(&instance);
+        }
+        result
+    }
+
+    /// Calls `method` on `instance` as call `req`.
+    pub(crate) fn call(
+        &self,
+        instance: u64,
+        req: u64,
+        method: &str,
+        input: &[u8],
+    ) -> Result<Vec<u8>, Failure> {
+        let message = ToWorker::Call {
+            req,
+            instance,
+            method: method.to_owned(),
+            input: input.to_vec(),
+        };
+        let answer = self.ask(req, &message)?;
+        self.answered.fetch_add(1, Ordering::Relaxed);
+        match answer {
+            Answer::Returned(result) => result.map_err(|err| Failure::Plugin(err.into())),
+            _ => Err(Failure::Plugin(PluginError::failed(
+                "the worker answered out of turn",
+            ))),
+        }
+    }
+
+    /// Whether request `req` still waits for its answer.
+    pub(crate) fn is_pending(&self, req: u64) -> bool {
+        self.requests.lock().pending.contains_key(&req)
+    }
+
+    /// Whether any request waits for its answer.
+    pub(crate) fn is_busy(&self) -> bool {
+        !self.requests.lock().pending.is_empty()
+    }
+
+    /// Drops `instance` in the worker; returns how many instances it still holds.
+    pub(crate) fn drop_instance(&self, instance: u64) -> usize {
+        let context = self.contexts.lock().remove(&instance);
+        if !self.has_exited() {
+            let _ = self.writer.lock().write(&ToWorker::Drop { instance });
+        }
+        drop(context);
+        self.contexts.lock().len()
+    }
+
+    /// Sends `message` and waits for its answer, or for the worker's end.
+    fn ask(&self, req: u64, message: &ToWorker) -> Result<Answer, Failure> {
+        let (sender, answer) = mpsc::sync_channel(1);
+        {
+            let mut requests = self.requests.lock();
+            if !requests.accepting {
+                return Err(Failure::NotSent);
+            }
+            requests.pending.insert(req, sender);
+        }
+        let elapsed = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_used_ms.store(elapsed, Ordering::Relaxed);
+        if self.writer.lock().write(message).is_err() {
+            // The socket is gone: the reader sees the end too, and answers every request
+            // (this one included, unless it already has).
+            if self.requests.lock().pending.remove(&req).is_some() {
+                return Err(Failure::NotSent);
+            }
+        }
+        match answer.recv() {
+            Ok(Answer::Died(fault)) => Err(Failure::Worker(fault)),
+            Ok(other) => Ok(other),
+            Err(_) => Err(Failure::Worker(self.fault("hung up"))),
+        }
+    }
+
+    /// How long since the host last sent it a request.
+    pub(super) fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_used_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+
+    pub(super) fn fault(&self, reason: &str) -> WorkerFault {
+        WorkerFault {
+            plugin: self.plugin.clone(),
+            pid: Some(self.pid),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn note_ending(&self, why: &str) {
+        let mut ending = self.ending.lock();
+        if ending.is_none() {
+            *ending = Some(why.to_owned());
+        }
+    }
+
+    /// Kills the worker now (SIGKILL), saying why.
+    pub(crate) fn kill(&self, why: &str) {
+        self.note_ending(why);
+        self.requests.lock().accepting = false;
+        if !self.has_exited() {
+            tracing::warn!(plugin = %self.plugin, pid = self.pid, "killing the worker: {why}");
+            let _ = self.child.lock().kill();
+        }
+    }
+
+    /// Asks the worker to stop: it takes no new request, drops its instances and exits.
+    /// Requests in flight get a fault if it ends before answering them.
+    pub(crate) fn stop(&self, why: &str) {
+        self.note_ending(why);
+        self.requests.lock().accepting = false;
+        self.writer.lock().shutdown();
+        self.watch.stop_deadline(Instant::now() + self.stop_limit);
+    }
+
+    /// Stops it if nothing is in flight; returns whether it did.
+    pub(super) fn retire_if_idle(&self, why: &str) -> bool {
+        {
+            let mut requests = self.requests.lock();
+            if !requests.pending.is_empty() || !requests.accepting {
+                return false;
+            }
+            requests.accepting = false;
+        }
+        let rss = crate::memory::rss_of(self.pid).unwrap_or(0);
+        self.stop(why);
+        self.memory.record_reclaimed(rss);
+        true
+    }
+
+    /// Takes no new request; stops once those in flight are answered, or kills it after
+    /// `limit`. For a worker replaced by a new one (an upgrade, a reload).
+    pub(crate) fn drain(self: &Arc<Self>, limit: Duration, why: String) {
+        self.requests.lock().accepting = false;
+        let worker = Arc::clone(self);
+        let drained = std::thread::Builder::new()
+            .name(format!("worker-{}-drain", self.pid))
+            .spawn(move || {
+                let deadline = Instant::now() + limit;
+                while worker.is_busy() && !worker.has_exited() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                if worker.is_busy() {
+                    worker.kill(&format!(
+                        "{why}, and its calls did not finish within {limit:?}"
+                    ));
+                } else {
+                    worker.stop(&why);
+                }
+            });
+        if drained.is_err() {
+            self.stop("it was replaced (the host could not wait for its calls)");
+        }
+    }
+
+    /// Kills the worker once `grace` passed, unless request `req` is answered by then:
+    /// its caller gave up on it.
+    pub(crate) fn kill_unless_answered(&self, req: u64, grace: Duration, why: String) {
+        self.watch.deadline(req, Instant::now() + grace, why);
+    }
+
+    fn dispatch(self: &Arc<Self>, message: FromWorker) {
+        match message {
+            FromWorker::Created { req, result } => self.answer(req, Answer::Created(result)),
+            FromWorker::Returned { req, result } => self.answer(req, Answer::Returned(result)),
+            FromWorker::Log {
+                level,
+                component,
+                target,
+                message,
+            } => self.log(level, &component, &target, &message),
+            FromWorker::Record { metric, value } => {
+                let index = usize::try_from(metric).unwrap_or(usize::MAX);
+                if let Some(metric) = self.metrics.lock().get(index) {
+                    metric.record(value);
+                }
+            }
+            FromWorker::Request {
+                req,
+                instance,
+                call,
+                request,
+            } => {
+                let worker = Arc::clone(self);
+                self.executor.execute(move || {
+                    let reply = worker.serve(instance, call, request);
+                    let _ = worker.writer.lock().write(&ToWorker::Reply { req, reply });
+                });
+            }
+            FromWorker::Hello { .. } | FromWorker::Refused { .. } => {}
+        }
+    }
+
+    fn answer(&self, req: u64, answer: Answer) {
+        let waiting = self.requests.lock().pending.remove(&req);
+        if let Some(waiting) = waiting {
+            let _ = waiting.send(answer);
+        }
+    }
+
+    /// The worker is gone: reap it, fail what waits, say how it ended.
+    fn ended(&self) {
+        self.requests.lock().accepting = false;
+        let status = self
+            .child
+            .lock()
+            .wait()
+            .map(crate::discovery::describe_status)
+            .unwrap_or_else(|err| format!("ended ({err})"));
+        let ending = self.ending.lock().clone();
+        let reason = match &ending {
+            Some(why) => format!("{status}: {why}"),
+            None => format!("{status}; it crashed"),
+        };
+        *self.ended_as.lock() = Some(reason.clone());
+        self.exited.store(true, Ordering::Release);
+        self.watch.wake();
+        let fault = self.fault(&format!("ended ({reason})"));
+        let waiting: Vec<mpsc::SyncSender<Answer>> = self
+            .requests
+            .lock()
+            .pending
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for waiter in waiting {
+            let _ = waiter.send(Answer::Died(fault.clone()));
+        }
+        self.memory.untrack_process(self.pid);
+        // Locks its code took through the contexts die with it.
+        let contexts: Vec<PluginHostContext> =
+            self.contexts.lock().drain().map(|(_, c)| c).collect();
+        for context in contexts {
+            context.release_all("its worker process ended");
+        }
+        self.metrics.lock().clear();
+        if ending.is_some() {
+            tracing::info!(plugin = %self.plugin, pid = self.pid, "worker {reason}");
+        } else {
+            tracing::error!(plugin = %self.plugin, pid = self.pid, "worker {reason}");
+        }
+    }
+}

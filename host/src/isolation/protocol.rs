@@ -1,0 +1,267 @@
+//! What host and worker say to each other: length-prefixed frames (tokio-util's
+//! `LengthDelimitedCodec`, used synchronously) carrying postcard-encoded messages.
+//! Requests carry ids, so calls in flight are multiplexed on one socket; payloads are raw
+//! bytes.
+
+use std::{
+    io::{Read, Write},
+    os::unix::net::UnixStream,
+};
+
+use bytes::{Bytes, BytesMut};
+use plugin_api::PluginError;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+use crate::{loader::FileIdentity, manifest::PluginInfo};
+
+/// The largest frame either side accepts: a call's payload included.
+const MAX_FRAME: usize = 64 << 20;
+
+/// From the host to a worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToWorker {
+    /// Create instance `instance` of `component`.
+    Create {
+        req: u64,
+        instance: u64,
+        component: String,
+        config: String,
+        dependencies: Vec<String>,
+    },
+    /// Call `method` on `instance`; `req` is the call's id (locks taken belong to it).
+    Call {
+        req: u64,
+        instance: u64,
+        method: String,
+        input: Vec<u8>,
+    },
+    /// Drop `instance`.
+    Drop { instance: u64 },
+    /// The answer to the worker's request `req`.
+    Reply { req: u64, reply: Reply },
+}
+
+/// From a worker to the host.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum FromWorker {
+    /// The library is open: the worker is ready.
+    Hello { pid: u32, plugin: PluginInfo },
+    /// The library could not be opened; the worker exits.
+    Refused { error: String },
+    /// Answer to `Create`.
+    Created {
+        req: u64,
+        result: Result<(), WireError>,
+    },
+    /// Answer to `Call`.
+    Returned {
+        req: u64,
+        result: Result<Vec<u8>, WireError>,
+    },
+    /// A log record of the plugin's.
+    Log {
+        level: u8,
+        component: String,
+        target: String,
+        message: String,
+    },
+    /// A value for metric `metric` (a handle the host gave out).
+    Record { metric: u64, value: f64 },
+    /// Plugin code asks the host for something (a lock, a dependency, a metric).
+    Request {
+        req: u64,
+        instance: u64,
+        /// The call it asks from (id and method), if inside one.
+        call: Option<(u64, String)>,
+        request: WorkerRequest,
+    },
+}
+
+/// What plugin code in a worker asks of the host.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum WorkerRequest {
+    /// Call `method` on dependency `name`.
+    Dependency {
+        name: String,
+        method: String,
+        input: Vec<u8>,
+    },
+    /// Take lock `name`.
+    Lock { name: String, timeout_ms: u64 },
+    /// Release the lock taken with `token`.
+    Unlock { token: u64 },
+    /// Register (or find) a metric.
+    Metric {
+        histogram: bool,
+        name: String,
+        help: String,
+        buckets: Vec<f64>,
+    },
+}
+
+/// The host's answer to a worker request.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Reply {
+    Bytes(Vec<u8>),
+    Token(u64),
+    Done,
+    Error(WireError),
+}
+
+/// A [`PluginError`] on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum WireError {
+    Failed(String),
+    BadInput {
+        method: String,
+        message: String,
+    },
+    UnknownMethod(String),
+    UnknownComponent(String),
+    Dependency {
+        name: String,
+        message: String,
+    },
+    Panicked {
+        plugin: String,
+        component: String,
+        method: String,
+        message: String,
+    },
+}
+
+impl From<PluginError> for WireError {
+    fn from(err: PluginError) -> Self {
+        match err {
+            PluginError::Failed(message) => Self::Failed(message.into()),
+            PluginError::BadInput { method, message } => Self::BadInput {
+                method: method.into(),
+                message: message.into(),
+            },
+            PluginError::UnknownMethod(method) => Self::UnknownMethod(method.into()),
+            PluginError::UnknownComponent(name) => Self::UnknownComponent(name.into()),
+            PluginError::Dependency { name, message } => Self::Dependency {
+                name: name.into(),
+                message: message.into(),
+            },
+            PluginError::Panicked(report) => Self::Panicked {
+                plugin: report.plugin.to_string(),
+                component: report.component.to_string(),
+                method: report.method.to_string(),
+                message: report.message.to_string(),
+            },
+        }
+    }
+}
+
+impl From<WireError> for PluginError {
+    fn from(err: WireError) -> Self {
+        match err {
+            WireError::Failed(message) => Self::failed(message),
+            WireError::BadInput { method, message } => Self::bad_input(&method, message),
+            WireError::UnknownMethod(method) => Self::unknown_method(&method),
+            WireError::UnknownComponent(name) => Self::UnknownComponent(name.into()),
+            WireError::Dependency { name, message } => Self::dependency(&name, message),
+            WireError::Panicked {
+                plugin,
+                component,
+                method,
+                message,
+            } => Self::panicked(&plugin, &component, &method, &message),
+        }
+    }
+}
+
+/// How the host starts a worker: the library, as vetted.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WorkerArgs {
+    /// The library's path, for messages: the file itself arrives open as descriptor 4.
+    pub(crate) library: std::path::PathBuf,
+    /// The identity the host vetted, checked again on the descriptor.
+    pub(crate) identity: FileIdentity,
+    /// The lowest log level the host records for plugins (0 trace .. 4 error, 5 none):
+    /// records below it are not sent at all.
+    pub(crate) log_level: u8,
+}
+
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_FRAME)
+        .new_codec()
+}
+
+fn invalid(err: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, err.to_string())
+}
+
+/// Reads whole messages from a stream.
+pub(crate) struct FrameReader {
+    stream: UnixStream,
+    buffer: BytesMut,
+    codec: LengthDelimitedCodec,
+}
+
+impl FrameReader {
+    pub(crate) fn new(stream: UnixStream) -> Self {
+        Self {
+            stream,
+            buffer: BytesMut::with_capacity(8 * 1024),
+            codec: codec(),
+        }
+    }
+
+    /// How long a read may wait; `None` for ever.
+    pub(crate) fn set_read_timeout(
+        &self,
+        timeout: Option<std::time::Duration>,
+    ) -> std::io::Result<()> {
+        self.stream.set_read_timeout(timeout)
+    }
+
+    /// The next message; `None` at end of stream.
+    pub(crate) fn read<T: DeserializeOwned>(&mut self) -> std::io::Result<Option<T>> {
+        loop {
+            if let Some(frame) = self.codec.decode(&mut self.buffer).map_err(invalid)? {
+                return postcard::from_bytes(&frame).map(Some).map_err(invalid);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.stream.read(&mut chunk)? {
+                0 => return Ok(None),
+                n => self.buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+/// Writes whole messages to a stream; share it behind a mutex.
+pub(crate) struct FrameWriter {
+    stream: UnixStream,
+    buffer: BytesMut,
+    codec: LengthDelimitedCodec,
+}
+
+impl FrameWriter {
+    pub(crate) fn new(stream: UnixStream) -> Self {
+        Self {
+            stream,
+            buffer: BytesMut::with_capacity(8 * 1024),
+            codec: codec(),
+        }
+    }
+
+    /// Sends one message, whole.
+    pub(crate) fn write<T: Serialize>(&mut self, message: &T) -> std::io::Result<()> {
+        let payload = postcard::to_stdvec(message).map_err(invalid)?;
+        self.buffer.clear();
+        self.codec
+            .encode(Bytes::from(payload), &mut self.buffer)
+            .map_err(invalid)?;
+        self.stream.write_all(&self.buffer)
+    }
+
+    /// Closes the stream for writing: the other side reads the end.
+    pub(crate) fn shutdown(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+    }
+}

@@ -1,0 +1,117 @@
+//! Answering what plugin code in a worker asks of the host: each request is served
+//! through the instance's own host-side context, exactly as an in-process instance's
+//! would be (dependencies, locks with their order and deadlock checks, metrics), on the
+//! plugin executor, so a slow answer never stalls the worker's socket.
+
+use abi_stable::std_types::{RSlice, RStr};
+use plugin_api::{
+    ffi::{HostApi, LogLevel, LogSink, MetricKind},
+    PluginError,
+};
+
+use super::{
+    process::Worker,
+    protocol::{Reply, WorkerRequest},
+};
+use crate::context::{CallScope, PluginHostContext};
+
+impl Worker {
+    /// Answers one request of plugin code in the worker, made by instance `instance`
+    /// inside call `call` (its id and method), or outside any call.
+    pub(super) fn serve(
+        &self,
+        instance: u64,
+        call: Option<(u64, String)>,
+        request: WorkerRequest,
+    ) -> Reply {
+        let Some(context) = self.contexts.lock().get(&instance).cloned() else {
+            return Reply::Error(PluginError::failed("the instance is gone").into());
+        };
+        let _scope = call.map(|(id, method)| CallScope::enter(id, &method));
+        let result = match request {
+            WorkerRequest::Dependency {
+                name,
+                method,
+                input,
+            } => dependency(&context, &name, &method, &input).map(Reply::Bytes),
+            WorkerRequest::Lock { name, timeout_ms } => context
+                .lock(RStr::from_str(&name), timeout_ms)
+                .into_result()
+                .map(Reply::Token),
+            WorkerRequest::Unlock { token } => {
+                context.unlock(token).into_result().map(|()| Reply::Done)
+            }
+            WorkerRequest::Metric {
+                histogram,
+                name,
+                help,
+                buckets,
+            } => self.metric(&context, histogram, &name, &help, &buckets),
+        };
+        result.unwrap_or_else(|err| Reply::Error(err.into()))
+    }
+
+    fn metric(
+        &self,
+        context: &PluginHostContext,
+        histogram: bool,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+    ) -> Result<Reply, PluginError> {
+        let kind = if histogram {
+            MetricKind::Histogram
+        } else {
+            MetricKind::Counter
+        };
+        let metric = context
+            .metric(
+                kind,
+                RStr::from_str(name),
+                RStr::from_str(help),
+                RSlice::from_slice(buckets),
+            )
+            .into_result()?;
+        // The context caps how many metrics a plugin registers, so this list is bounded.
+        let mut metrics = self.metrics.lock();
+        metrics.push(metric);
+        Ok(Reply::Token(metrics.len() as u64 - 1))
+    }
+
+    /// A log record of the worker's plugin, into the host's log under its rate limit.
+    pub(super) fn log(&self, level: u8, component: &str, target: &str, message: &str) {
+        let level = match level {
+            0 => LogLevel::Trace,
+            1 => LogLevel::Debug,
+            2 => LogLevel::Info,
+            3 => LogLevel::Warn,
+            _ => LogLevel::Error,
+        };
+        if self.sink.enabled(level) {
+            self.sink.log(
+                level,
+                RStr::from_str(component),
+                RStr::from_str(target),
+                RStr::from_str(message),
+            );
+        }
+    }
+}
+
+fn dependency(
+    context: &PluginHostContext,
+    name: &str,
+    method: &str,
+    input: &[u8],
+) -> Result<Vec<u8>, PluginError> {
+    let Some(dependency) = context.dependency(RStr::from_str(name)).into_option() else {
+        return Err(PluginError::dependency(
+            name,
+            "it is not a declared dependency",
+        ));
+    };
+    dependency
+        .call(RStr::from_str(method), RSlice::from_slice(input))
+        .into_result()
+        .map(Into::into)
+}

@@ -1,0 +1,446 @@
+//! The worker process: one plugin library, opened with the host's own checks, serving
+//! create / call / drop for the host over the socket it inherited as descriptor 3. Plugin
+//! code here asks the host for everything a context offers (logs, metrics, locks,
+//! dependencies) over the same socket; the host answers.
+
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    os::unix::net::UnixStream,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        mpsc, Arc,
+    },
+};
+
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{RArc, ROption, RResult, RSlice, RStr, RString, RVec},
+};
+use parking_lot::Mutex;
+use plugin_api::{
+    ffi::{
+        ComponentBox, ComponentObj, ComponentObj_TO, ComponentRef, HostApi, HostApi_TO, LogLevel,
+        LogSink, LogSinkBox, LogSink_TO, MetricBox, MetricKind, MetricObj, MetricObj_TO,
+    },
+    PluginError,
+};
+
+use super::protocol::{
+    FrameReader, FrameWriter, FromWorker, Reply, ToWorker, WorkerArgs, WorkerRequest,
+};
+use crate::{
+    executor::PluginExecutor,
+    loader::{open_library, LoadedLibrary, OpenedFile},
+};
+
+/// The first argument that makes a binary a worker: `BINARY --plugin-host-worker ARGS`,
+/// with the socket as descriptor 3.
+pub const WORKER_FLAG: &str = "--plugin-host-worker";
+
+/// The descriptor the socket arrives on.
+pub(crate) const SOCKET_FD: i32 = 3;
+
+/// The descriptor the library file arrives on, opened and vetted by the host.
+pub(crate) const LIBRARY_FD: i32 = 4;
+
+/// How long a worker whose host hung up may take to drop its instances before it exits
+/// regardless.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Bit set in the holder ids of worker threads that take locks outside any call, apart
+/// from the host's call ids.
+const THREAD_HOLDER: u64 = 1 << 62;
+
+/// If this process was started as a worker (`BINARY --plugin-host-worker ARGS`), serves
+/// the host until it hangs up, then exits. Otherwise returns and does nothing.
+pub(crate) fn run_if_requested() {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() != Some(WORKER_FLAG.as_ref()) {
+        return;
+    }
+    let json = args.next().unwrap_or_default();
+    std::process::exit(run_worker(&json.to_string_lossy()));
+}
+
+/// Runs this process as a worker for the host that started it, with `args` as the host
+/// wrote them and the host's socket and library file as descriptors 3 and 4; returns the
+/// exit code. Only a host starts workers: `plugin-host worker` is this, hidden.
+pub fn run_worker(args: &str) -> i32 {
+    let Ok(worker_args) = serde_json::from_str::<WorkerArgs>(args) else {
+        eprintln!(
+            "a worker is started by the host for isolated plugins, with its arguments and its socket as descriptor 3; it is not run by hand"
+        );
+        return 2;
+    };
+    if !descriptor_is_socket(SOCKET_FD) {
+        eprintln!("descriptor 3 is not the host's socket; a worker is started by the host only");
+        return 2;
+    }
+    // SAFETY: the host hands this process the socket as descriptor 3 and the library as
+    // descriptor 4 (dup2 before exec); nothing else in this process owns them.
+    #[allow(unsafe_code)]
+    let (stream, library) = unsafe {
+        use std::os::fd::FromRawFd;
+        (
+            UnixStream::from_raw_fd(SOCKET_FD),
+            std::fs::File::from_raw_fd(LIBRARY_FD),
+        )
+    };
+    serve(stream, library, &worker_args)
+}
+
+/// Whether descriptor `fd` is open and a socket.
+fn descriptor_is_socket(fd: i32) -> bool {
+    // SAFETY: fstat writes into the zeroed struct it is given and reads nothing else.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &raw mut stat) == 0 && (stat.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+    }
+}
+
+/// Serves the host on `stream`; the exit code.
+fn serve(stream: UnixStream, library: std::fs::File, args: &WorkerArgs) -> i32 {
+    let Ok(write_half) = stream.try_clone() else {
+        return 1;
+    };
+    let conn = Arc::new(Conn {
+        writer: Mutex::new(FrameWriter::new(write_half)),
+        pending: Mutex::default(),
+        next_req: AtomicU64::new(1),
+        log_level: args.log_level,
+    });
+    let library = match open(library, args) {
+        Ok(library) => Arc::new(library),
+        Err(error) => {
+            conn.send(&FromWorker::Refused { error });
+            return 3;
+        }
+    };
+    conn.send(&FromWorker::Hello {
+        pid: std::process::id(),
+        plugin: library.info().clone(),
+    });
+    let worker = Worker {
+        conn,
+        library,
+        instances: Arc::default(),
+        executor: PluginExecutor::new(),
+    };
+    let mut reader = FrameReader::new(stream);
+    while let Ok(Some(message)) = reader.read::<ToWorker>() {
+        worker.handle(message);
+    }
+    // The host hung up: drop every instance (their `Drop` runs), then leave; if a drop
+    // hangs, leave anyway.
+    let _ = std::thread::Builder::new().spawn(|| {
+        std::thread::sleep(EXIT_GRACE);
+        std::process::exit(4);
+    });
+    let instances: Vec<Arc<ComponentBox>> =
+        worker.instances.lock().drain().map(|(_, c)| c).collect();
+    drop(instances);
+    0
+}
+
+fn open(file: std::fs::File, args: &WorkerArgs) -> Result<LoadedLibrary, String> {
+    let opened = OpenedFile::from_file(file, &args.library).map_err(|err| err.to_string())?;
+    opened
+        .expect_identity(args.identity)
+        .map_err(|err| err.to_string())?;
+    // SAFETY: this process exists to take that risk: the host isolates it.
+    #[allow(unsafe_code)]
+    unsafe { open_library(&opened) }.map_err(|err| err.to_string())
+}
+
+/// The worker's side of the socket.
+struct Conn {
+    writer: Mutex<FrameWriter>,
+    pending: Mutex<HashMap<u64, mpsc::SyncSender<Reply>>>,
+    next_req: AtomicU64,
+    /// The lowest level the host records; records below it are not sent.
+    log_level: u8,
+}
+
+impl Conn {
+    /// Sends a message; if the host is gone there is nothing left to do.
+    fn send(&self, message: &FromWorker) {
+        if self.writer.lock().write(message).is_err() {
+            std::process::exit(0);
+        }
+    }
+
+    /// Asks the host and waits for the answer.
+    fn request(&self, instance: u64, request: WorkerRequest) -> Reply {
+        let req = self.next_req.fetch_add(1, Ordering::Relaxed);
+        let (sender, answer) = mpsc::sync_channel(1);
+        self.pending.lock().insert(req, sender);
+        let call = CALL.with(|call| call.borrow().clone()).or_else(|| {
+            // Outside any call: the locks it takes belong to this thread.
+            Some((
+                THREAD_HOLDER | THREAD_SEQ.with(|seq| *seq),
+                "(own thread)".to_owned(),
+            ))
+        });
+        self.send(&FromWorker::Request {
+            req,
+            instance,
+            call,
+            request,
+        });
+        answer
+            .recv()
+            .unwrap_or_else(|_| Reply::Error(PluginError::failed("the host hung up").into()))
+    }
+}
+
+static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The call this thread serves: its id and method.
+    static CALL: RefCell<Option<(u64, String)>> = const { RefCell::new(None) };
+    /// This thread's number, for the locks it takes outside calls.
+    static THREAD_SEQ: u64 = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The instances this worker holds, by the host's id.
+type Instances = Mutex<HashMap<u64, Arc<ComponentBox>>>;
+
+struct Worker {
+    conn: Arc<Conn>,
+    library: Arc<LoadedLibrary>,
+    instances: Arc<Instances>,
+    executor: PluginExecutor,
+}
+
+impl Worker {
+    fn handle(&self, message: ToWorker) {
+        let (conn, instances) = (Arc::clone(&self.conn), Arc::clone(&self.instances));
+        match message {
+            ToWorker::Create {
+                req,
+                instance,
+                component,
+                config,
+                dependencies,
+            } => {
+                let library = Arc::clone(&self.library);
+                self.executor.execute(move || {
+                    let host = WorkerHost {
+                        conn: Arc::clone(&conn),
+                        instance,
+                        component: component.clone(),
+                        config,
+                        dependencies,
+                    };
+                    let host = HostApi_TO::from_ptr(RArc::new(host), TD_Opaque);
+                    let result = library.create(&component, host).map(|created| {
+                        instances.lock().insert(instance, Arc::new(created));
+                    });
+                    conn.send(&FromWorker::Created {
+                        req,
+                        result: result.map_err(Into::into),
+                    });
+                });
+            }
+            ToWorker::Call {
+                req,
+                instance,
+                method,
+                input,
+            } => self.executor.execute(move || {
+                let result = call(&instances, instance, req, &method, &input);
+                conn.send(&FromWorker::Returned {
+                    req,
+                    result: result.map_err(Into::into),
+                });
+            }),
+            ToWorker::Drop { instance } => self.executor.execute(move || {
+                let removed = instances.lock().remove(&instance);
+                drop(removed);
+            }),
+            ToWorker::Reply { req, reply } => {
+                if let Some(waiting) = conn.pending.lock().remove(&req) {
+                    let _ = waiting.send(reply);
+                }
+            }
+        }
+    }
+}
+
+/// Runs one call on this thread, as call `req`. The instance is shared by concurrent
+/// calls: it is taken out of the table (a reference count) and called outside its lock.
+fn call(
+    instances: &Instances,
+    instance: u64,
+    req: u64,
+    method: &str,
+    input: &[u8],
+) -> Result<Vec<u8>, PluginError> {
+    let Some(component) = instances.lock().get(&instance).cloned() else {
+        return Err(PluginError::failed("no such instance in this worker"));
+    };
+    CALL.with(|call| *call.borrow_mut() = Some((req, method.to_owned())));
+    let result = component
+        .call(RStr::from_str(method), RSlice::from_slice(input))
+        .into_result()
+        .map(Vec::from);
+    CALL.with(|call| *call.borrow_mut() = None);
+    result
+}
+
+/// What the host offers one instance, asked for over the socket.
+#[derive(Clone)]
+struct WorkerHost {
+    conn: Arc<Conn>,
+    instance: u64,
+    component: String,
+    config: String,
+    dependencies: Vec<String>,
+}
+
+fn reply_error(reply: Reply) -> PluginError {
+    match reply {
+        Reply::Error(err) => err.into(),
+        other => PluginError::failed(format!("the host answered {other:?}")),
+    }
+}
+
+impl HostApi for WorkerHost {
+    fn component_name(&self) -> RString {
+        self.component.as_str().into()
+    }
+
+    fn log_sink(&self) -> LogSinkBox {
+        LogSink_TO::from_ptr(
+            RArc::new(WorkerSink {
+                conn: Arc::clone(&self.conn),
+            }),
+            TD_Opaque,
+        )
+    }
+
+    fn config_json(&self) -> RString {
+        self.config.as_str().into()
+    }
+
+    fn dependency(&self, name: RStr<'_>) -> ROption<ComponentRef> {
+        if !self.dependencies.iter().any(|d| d == name.as_str()) {
+            return ROption::RNone;
+        }
+        let proxy = DependencyProxy {
+            conn: Arc::clone(&self.conn),
+            instance: self.instance,
+            name: name.as_str().to_owned(),
+        };
+        ROption::RSome(ComponentObj_TO::from_ptr(RArc::new(proxy), TD_Opaque))
+    }
+
+    fn lock(&self, name: RStr<'_>, timeout_ms: u64) -> RResult<u64, PluginError> {
+        let request = WorkerRequest::Lock {
+            name: name.as_str().to_owned(),
+            timeout_ms,
+        };
+        match self.conn.request(self.instance, request) {
+            Reply::Token(token) => RResult::ROk(token),
+            other => RResult::RErr(reply_error(other)),
+        }
+    }
+
+    fn unlock(&self, token: u64) -> RResult<(), PluginError> {
+        match self
+            .conn
+            .request(self.instance, WorkerRequest::Unlock { token })
+        {
+            Reply::Done => RResult::ROk(()),
+            other => RResult::RErr(reply_error(other)),
+        }
+    }
+
+    fn metric(
+        &self,
+        kind: MetricKind,
+        name: RStr<'_>,
+        help: RStr<'_>,
+        buckets: RSlice<'_, f64>,
+    ) -> RResult<MetricBox, PluginError> {
+        let request = WorkerRequest::Metric {
+            histogram: kind == MetricKind::Histogram,
+            name: name.as_str().to_owned(),
+            help: help.as_str().to_owned(),
+            buckets: buckets.to_vec(),
+        };
+        match self.conn.request(self.instance, request) {
+            Reply::Token(metric) => {
+                let proxy = MetricProxy {
+                    conn: Arc::clone(&self.conn),
+                    metric,
+                };
+                RResult::ROk(MetricObj_TO::from_ptr(RArc::new(proxy), TD_Opaque))
+            }
+            other => RResult::RErr(reply_error(other)),
+        }
+    }
+}
+
+/// Log records go to the host, which filters and rate-limits them.
+#[derive(Clone)]
+struct WorkerSink {
+    conn: Arc<Conn>,
+}
+
+impl LogSink for WorkerSink {
+    fn enabled(&self, level: LogLevel) -> bool {
+        level as u8 >= self.conn.log_level
+    }
+
+    fn log(&self, level: LogLevel, component: RStr<'_>, target: RStr<'_>, message: RStr<'_>) {
+        if !self.enabled(level) {
+            return;
+        }
+        self.conn.send(&FromWorker::Log {
+            level: level as u8,
+            component: component.as_str().to_owned(),
+            target: target.as_str().to_owned(),
+            message: message.as_str().to_owned(),
+        });
+    }
+}
+
+/// A dependency, called through the host.
+struct DependencyProxy {
+    conn: Arc<Conn>,
+    instance: u64,
+    name: String,
+}
+
+impl ComponentObj for DependencyProxy {
+    fn call(&self, method: RStr<'_>, input: RSlice<'_, u8>) -> RResult<RVec<u8>, PluginError> {
+        let request = WorkerRequest::Dependency {
+            name: self.name.clone(),
+            method: method.as_str().to_owned(),
+            input: input.to_vec(),
+        };
+        match self.conn.request(self.instance, request) {
+            Reply::Bytes(bytes) => RResult::ROk(bytes.into()),
+            other => RResult::RErr(reply_error(other)),
+        }
+    }
+}
+
+/// A metric the host holds; values are sent, not answered.
+#[derive(Clone)]
+struct MetricProxy {
+    conn: Arc<Conn>,
+    metric: u64,
+}
+
+impl MetricObj for MetricProxy {
+    fn record(&self, value: f64) {
+        self.conn.send(&FromWorker::Record {
+            metric: self.metric,
+            value,
+        });
+    }
+}
