@@ -1,6 +1,7 @@
 //! The coordinator, driven in-process through the library with the real loader and the
 //! `probe` fixture plugin: exactly-once init, parallel branches, failures, timeouts,
-//! eviction and shutdown order.
+//! eviction and shutdown order. The key cases run twice: with the components in the
+//! host's process, and isolated in worker processes.
 
 use std::{sync::Arc, time::Duration};
 
@@ -10,10 +11,49 @@ use plugin_host::{
 };
 use plugin_host_tests::{coordinator, state, Sandbox};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_thousand_concurrent_gets_of_a_cold_component_run_its_init_once() {
+/// Where the plugin components of a case run.
+#[derive(Clone, Copy)]
+enum Mode {
+    InProcess,
+    Isolated,
+}
+
+impl Mode {
+    /// The case's config, with every component isolated in `Isolated` mode.
+    fn config(self, rest: &str) -> String {
+        match self {
+            Self::InProcess => rest.to_owned(),
+            Self::Isolated => format!("[host]\nisolation = \"process\"\n{rest}"),
+        }
+    }
+}
+
+/// Runs an `async fn case(mode: Mode)` as two tests: `case::in_process` and
+/// `case::isolated` (every plugin component in a worker process).
+macro_rules! in_both_modes {
+    ($case:ident, $threads:literal) => {
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+            async fn in_process() {
+                super::$case(super::Mode::InProcess).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+            async fn isolated() {
+                super::$case(super::Mode::Isolated).await;
+            }
+        }
+    };
+}
+
+in_both_modes!(
+    a_thousand_concurrent_gets_of_a_cold_component_run_its_init_once,
+    4
+);
+
+async fn a_thousand_concurrent_gets_of_a_cold_component_run_its_init_once(mode: Mode) {
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-    let coordinator = coordinator(&sandbox, "").await;
+    let coordinator = coordinator(&sandbox, &mode.config("")).await;
     let gets = (0..1000).map(|_| {
         let coordinator = coordinator.clone();
         tokio::spawn(async move { coordinator.get("counter").await })
@@ -28,6 +68,11 @@ async fn a_thousand_concurrent_gets_of_a_cold_component_run_its_init_once() {
     }
     let creates: u64 = first.call_json("creates", &()).expect("creates");
     assert_eq!(creates, 1, "counted inside the component");
+    assert_eq!(
+        first.worker_pid().is_some(),
+        matches!(mode, Mode::Isolated),
+        "runs where the mode says"
+    );
 }
 
 async fn futures_join(
@@ -40,10 +85,11 @@ async fn futures_join(
     handles
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_independent_dependencies_initialise_concurrently() {
+in_both_modes!(two_independent_dependencies_initialise_concurrently, 4);
+
+async fn two_independent_dependencies_initialise_concurrently(mode: Mode) {
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-    let coordinator = coordinator(&sandbox, "").await;
+    let coordinator = coordinator(&sandbox, &mode.config("")).await;
     let joiner = coordinator.get("joiner").await.expect("joiner");
     let spans: serde_json::Value = joiner.call_json("spans", &()).expect("spans");
     let (a, b) = (&spans["slow-a"], &spans["slow-b"]);
@@ -55,10 +101,14 @@ async fn two_independent_dependencies_initialise_concurrently() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_dependency_fails_its_dependent_with_the_cause_chain() {
+in_both_modes!(
+    a_failing_dependency_fails_its_dependent_with_the_cause_chain,
+    2
+);
+
+async fn a_failing_dependency_fails_its_dependent_with_the_cause_chain(mode: Mode) {
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-    let coordinator = coordinator(&sandbox, "").await;
+    let coordinator = coordinator(&sandbox, &mode.config("")).await;
     let err = coordinator
         .get("needs-fails")
         .await
@@ -84,15 +134,19 @@ fn anyhow_chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hanging_init_times_out_while_others_work_and_its_late_result_is_dropped() {
+in_both_modes!(
+    a_hanging_init_times_out_while_others_work_and_its_late_result_is_dropped,
+    2
+);
+
+async fn a_hanging_init_times_out_while_others_work_and_its_late_result_is_dropped(mode: Mode) {
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
     let log = sandbox.root().join("events.log");
     let config = format!(
         "[components.hang.config]\nhang_ms = 4000\nlog_file = {:?}\n",
         log.display().to_string()
     );
-    let coordinator = coordinator(&sandbox, &config).await;
+    let coordinator = coordinator(&sandbox, &mode.config(&config)).await;
     let started = std::time::Instant::now();
     let err = coordinator
         .get("hang")
@@ -138,8 +192,9 @@ async fn a_hanging_init_times_out_while_others_work_and_its_late_result_is_dropp
     assert!(later.is_timeout(), "{later}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_stops_components_in_reverse_init_order() {
+in_both_modes!(shutdown_stops_components_in_reverse_init_order, 2);
+
+async fn shutdown_stops_components_in_reverse_init_order(mode: Mode) {
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
     let log = sandbox.root().join("events.log");
     let log_setting = format!("log_file = {:?}\n", log.display().to_string());
@@ -147,7 +202,7 @@ async fn shutdown_stops_components_in_reverse_init_order() {
         .iter()
         .map(|name| format!("[components.{name}.config]\n{log_setting}"))
         .collect();
-    let coordinator = coordinator(&sandbox, &config).await;
+    let coordinator = coordinator(&sandbox, &mode.config(&config)).await;
     coordinator.get("rec-top").await.expect("rec-top");
     coordinator.get("rec-side").await.expect("rec-side");
     let report = coordinator.shutdown(Duration::from_secs(5)).await;
@@ -175,10 +230,11 @@ async fn shutdown_stops_components_in_reverse_init_order() {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_instance_held_by_a_caller_survives_evict() {
+in_both_modes!(an_instance_held_by_a_caller_survives_evict, 2);
+
+async fn an_instance_held_by_a_caller_survives_evict(mode: Mode) {
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-    let coordinator = coordinator(&sandbox, "").await;
+    let coordinator = coordinator(&sandbox, &mode.config("")).await;
     let held = coordinator.get("rec-base").await.expect("rec-base");
     let dependent = coordinator.get("rec-mid").await.expect("rec-mid");
     drop(dependent);
@@ -203,10 +259,14 @@ async fn an_instance_held_by_a_caller_survives_evict() {
     assert!(!fresh.same_instance(&held));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_call_is_an_error_and_the_component_keeps_answering() {
+in_both_modes!(
+    a_panicking_call_is_an_error_and_the_component_keeps_answering,
+    2
+);
+
+async fn a_panicking_call_is_an_error_and_the_component_keeps_answering(mode: Mode) {
     let sandbox = Sandbox::with_plugins(&["fixture-panic-call"]);
-    let coordinator = coordinator(&sandbox, "").await;
+    let coordinator = coordinator(&sandbox, &mode.config("")).await;
     let err = coordinator
         .call("panic-call", "boom", b"null".to_vec())
         .await
@@ -419,10 +479,14 @@ async fn an_active_call_is_listed_and_can_be_cancelled_by_id() {
     assert!(coordinator.timeouts().active().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plugin_takes_and_releases_a_named_lock_through_the_host_context() {
+in_both_modes!(
+    a_plugin_takes_and_releases_a_named_lock_through_the_host_context,
+    2
+);
+
+async fn a_plugin_takes_and_releases_a_named_lock_through_the_host_context(mode: Mode) {
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-    let coordinator = coordinator(&sandbox, "[locks]\norder = [\"book\"]\n").await;
+    let coordinator = coordinator(&sandbox, &mode.config("[locks]\norder = [\"book\"]\n")).await;
     let request = |timeout_ms: u64| {
         serde_json::to_vec(
             &serde_json::json!({"name": "book", "hold_ms": 5, "timeout_ms": timeout_ms}),

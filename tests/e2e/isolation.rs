@@ -89,3 +89,223 @@ fn a_crash_in_an_isolated_call_is_an_error_naming_the_signal_and_the_next_call_w
         coordinator.shutdown(Duration::from_secs(5)).await;
     });
 }
+
+/// Threads of this process now.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, Iterator::count)
+}
+
+const HANGING_PROBE: &str = "[timeouts]\nkill_grace = \"200ms\"\n[components.counter]\nisolation = \"process\"\ntimeout = \"300ms\"\n[components.counter.config]\ndelay_ms = 0\n[components.locker]\n";
+
+#[test]
+fn a_hung_isolated_call_times_out_its_worker_is_killed_and_the_host_serves_on() {
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+        let coordinator = coordinator(&sandbox, HANGING_PROBE).await;
+        let before = pid_of(&coordinator, "counter").await;
+        let hung = call_json(&coordinator, "counter", "sleep", "{\"ms\":3600000}");
+        let other = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            call_json(&coordinator, "locker", "ping", "null").await
+        };
+        let (hung, other) = tokio::join!(hung, other);
+        assert!(matches!(hung, Err(CallError::TimedOut { .. })), "{hung:?}");
+        assert_eq!(other.expect("the host serves other components"), "pong");
+        // The worker is killed after the grace period; the next call gets a new one.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::path::Path::new(&format!("/proc/{before}/stat")).exists()
+            && std::fs::read_to_string(format!("/proc/{before}/stat"))
+                .is_ok_and(|stat| !stat.contains(") Z"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "worker {before} still runs"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let after = pid_of(&coordinator, "counter").await;
+        assert_ne!(before, after);
+        coordinator.shutdown(Duration::from_secs(5)).await;
+    });
+}
+
+#[test]
+fn hundreds_of_hung_isolated_calls_leave_the_host_thread_count_bounded() {
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+        let config = HANGING_PROBE.replace("timeout = \"300ms\"", "timeout = \"100ms\"");
+        let coordinator = coordinator(&sandbox, &config).await;
+        pid_of(&coordinator, "counter").await;
+        let baseline = threads();
+        let mut timed_out = 0;
+        for _wave in 0..15 {
+            let mut calls = tokio::task::JoinSet::new();
+            for _ in 0..20 {
+                let coordinator = coordinator.clone();
+                calls.spawn(async move {
+                    let input = b"{\"ms\":3600000}".to_vec();
+                    coordinator.call("counter", "sleep", input).await
+                });
+            }
+            while let Some(result) = calls.join_next().await {
+                if matches!(result, Ok(Err(CallError::TimedOut { .. }))) {
+                    timed_out += 1;
+                }
+            }
+            // Each wave's worker is killed after the grace; its calls' threads return.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        assert!(
+            timed_out >= 250,
+            "only {timed_out} of 300 calls hung and timed out"
+        );
+        let after = threads();
+        eprintln!("threads: {baseline} before, {after} after 300 hung calls");
+        assert!(
+            after <= baseline + 48,
+            "{after} threads after 300 hung calls, {baseline} before"
+        );
+        assert_eq!(
+            call_json(&coordinator, "counter", "ping", "null")
+                .await
+                .expect("ping"),
+            "pong"
+        );
+        coordinator.shutdown(Duration::from_secs(5)).await;
+    });
+}
+
+#[test]
+fn an_isolated_worker_past_its_memory_limit_is_killed_and_the_error_names_the_limit() {
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+        let config = format!("{ISOLATED_PROBE}memory_limit = \"96MiB\"\n");
+        let config = config.replace(
+            "[components.counter.config]\ndelay_ms = 0\nmemory_limit = \"96MiB\"\n",
+            "memory_limit = \"96MiB\"\n[components.counter.config]\ndelay_ms = 0\n",
+        );
+        let coordinator = coordinator(&sandbox, &config).await;
+        let before = pid_of(&coordinator, "counter").await;
+        let err = call_json(
+            &coordinator,
+            "counter",
+            "crash",
+            "{\"how\":\"alloc\",\"mb\":400}",
+        )
+        .await
+        .expect_err("the worker passed its limit");
+        let message = err.to_string();
+        assert!(
+            matches!(err, CallError::WorkerFailed { .. }) && message.contains("memory_limit"),
+            "{message}"
+        );
+        assert_ne!(pid_of(&coordinator, "counter").await, before);
+        coordinator.shutdown(Duration::from_secs(5)).await;
+    });
+}
+
+/// `user` depends on `leaf`; the two come from different libraries.
+async fn dependency_pids(config: &str) -> (u32, u32) {
+    let sandbox = Sandbox::with_plugins(&["fixture-leaf", "fixture-user"]);
+    let coordinator = coordinator(&sandbox, config).await;
+    let user = pid_of(&coordinator, "user").await;
+    let leaf = call_json(&coordinator, "user", "leaf_pid", "null")
+        .await
+        .expect("user calls leaf");
+    let leaf = u32::try_from(leaf.as_u64().expect("pid")).expect("pid");
+    assert_eq!(leaf, pid_of(&coordinator, "leaf").await);
+    coordinator.shutdown(Duration::from_secs(5)).await;
+    (user, leaf)
+}
+
+#[test]
+fn dependencies_cross_between_modes_both_ways() {
+    runtime().block_on(async {
+        let host = std::process::id();
+        let isolated = "isolation = \"process\"\n";
+        let (user, leaf) = dependency_pids(&format!("[components.user]\n{isolated}")).await;
+        assert!(
+            user != host && leaf == host,
+            "isolated user -> in-process leaf"
+        );
+        let (user, leaf) = dependency_pids(&format!("[components.leaf]\n{isolated}")).await;
+        assert!(
+            user == host && leaf != host,
+            "in-process user -> isolated leaf"
+        );
+        let (user, leaf) = dependency_pids(&format!("[host]\n{isolated}")).await;
+        assert!(
+            user != host && leaf != host && user != leaf,
+            "each library in its own worker"
+        );
+    });
+}
+
+#[test]
+fn a_lock_is_exclusive_between_an_isolated_and_an_in_process_component() {
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+        let coordinator =
+            coordinator(&sandbox, &format!("{ISOLATED_PROBE}[components.locker]\n")).await;
+        let request = "{\"name\":\"book\",\"hold_ms\":150,\"timeout_ms\":5000}";
+        let (a, b) = tokio::join!(
+            call_json(&coordinator, "counter", "with_lock", request),
+            call_json(&coordinator, "locker", "with_lock", request),
+        );
+        let (a, b) = (a.expect("isolated holder"), b.expect("in-process holder"));
+        let span = |v: &serde_json::Value| {
+            (
+                v["start_us"].as_u64().expect("start"),
+                v["end_us"].as_u64().expect("end"),
+            )
+        };
+        let ((a_start, a_end), (b_start, b_end)) = (span(&a), span(&b));
+        assert!(
+            a_end <= b_start || b_end <= a_start,
+            "the holds overlapped: {a} {b}"
+        );
+        let stats = coordinator.locks().stats_of("book").expect("book");
+        assert_eq!(stats.acquisitions, 2);
+        assert!(coordinator
+            .locks()
+            .stats_of("book")
+            .expect("book")
+            .holder
+            .is_none());
+        coordinator.shutdown(Duration::from_secs(5)).await;
+    });
+}
+
+#[test]
+fn a_lock_held_in_a_worker_that_crashes_is_released() {
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+        let config = format!("{ISOLATED_PROBE}[components.locker]\n");
+        let coordinator = coordinator(&sandbox, &config).await;
+        let hold = "{\"name\":\"book\",\"hold_ms\":600000,\"timeout_ms\":1000}";
+        let holder = call_json(&coordinator, "counter", "with_lock", hold);
+        let crash = async {
+            // Once the lock is held in the worker, crash the worker.
+            while coordinator
+                .locks()
+                .stats_of("book")
+                .and_then(|s| s.holder)
+                .is_none()
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            call_json(&coordinator, "counter", "crash", "{\"how\":\"abort\"}").await
+        };
+        let (held, crashed) = tokio::join!(holder, crash);
+        assert!(
+            matches!(held, Err(CallError::WorkerFailed { .. })),
+            "{held:?}"
+        );
+        assert!(crashed.is_err());
+        let request = "{\"name\":\"book\",\"hold_ms\":1,\"timeout_ms\":2000}";
+        call_json(&coordinator, "locker", "with_lock", request)
+            .await
+            .expect("the lock is free again");
+        coordinator.shutdown(Duration::from_secs(5)).await;
+    });
+}

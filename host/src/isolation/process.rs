@@ -37,6 +37,7 @@ use crate::{
 pub(super) enum Answer {
     Created(Result<(), WireError>),
     Returned(Result<Vec<u8>, WireError>),
+    Dropped,
     Died(WorkerFault),
 }
 
@@ -130,8 +131,8 @@ impl Worker {
         drop(worker_end);
         let pid = child.id();
         spawn::forward_output(&mut child, spawn.plugin, pid);
-        let mut reader = spawn::await_hello(&host_end, &mut child, spawn.start_timeout)
-            .map_err(&error)?;
+        let mut reader =
+            spawn::await_hello(&host_end, &mut child, spawn.start_timeout).map_err(&error)?;
         let worker = Arc::new(Self {
             pid,
             plugin: spawn.plugin.to_owned(),
@@ -271,22 +272,37 @@ impl Worker {
         !self.requests.lock().pending.is_empty()
     }
 
-    /// Drops `instance` in the worker; returns how many instances it still holds.
+    /// Drops `instance` in the worker and waits until its `Drop` returned (or the worker
+    /// ended); returns how many instances the worker still holds.
     pub(crate) fn drop_instance(&self, instance: u64) -> usize {
+        let req = self.next_req.fetch_add(1, Ordering::Relaxed) | (1 << 63);
+        // A worker that is retiring still drops: its instances go in order.
+        let _ = self.ask_even_retiring(req, &ToWorker::Drop { req, instance });
         let context = self.contexts.lock().remove(&instance);
-        if !self.has_exited() {
-            let _ = self.writer.lock().write(&ToWorker::Drop { instance });
-        }
         drop(context);
         self.contexts.lock().len()
     }
 
     /// Sends `message` and waits for its answer, or for the worker's end.
     fn ask(&self, req: u64, message: &ToWorker) -> Result<Answer, Failure> {
+        self.send_and_wait(req, message, false)
+    }
+
+    /// As [`Self::ask`], also while the worker drains (not once it has ended).
+    fn ask_even_retiring(&self, req: u64, message: &ToWorker) -> Result<Answer, Failure> {
+        self.send_and_wait(req, message, true)
+    }
+
+    fn send_and_wait(
+        &self,
+        req: u64,
+        message: &ToWorker,
+        even_retiring: bool,
+    ) -> Result<Answer, Failure> {
         let (sender, answer) = mpsc::sync_channel(1);
         {
             let mut requests = self.requests.lock();
-            if !requests.accepting {
+            if !requests.accepting && !(even_retiring && !self.has_exited()) {
                 return Err(Failure::NotSent);
             }
             requests.pending.insert(req, sender);
@@ -397,6 +413,7 @@ impl Worker {
         match message {
             FromWorker::Created { req, result } => self.answer(req, Answer::Created(result)),
             FromWorker::Returned { req, result } => self.answer(req, Answer::Returned(result)),
+            FromWorker::Dropped { req } => self.answer(req, Answer::Dropped),
             FromWorker::Log {
                 level,
                 component,
@@ -447,16 +464,15 @@ impl Worker {
             None => format!("{status}; it crashed"),
         };
         *self.ended_as.lock() = Some(reason.clone());
-        self.exited.store(true, Ordering::Release);
-        self.watch.wake();
         let fault = self.fault(&format!("ended ({reason})"));
-        let waiting: Vec<mpsc::SyncSender<Answer>> = self
-            .requests
-            .lock()
-            .pending
-            .drain()
-            .map(|(_, s)| s)
-            .collect();
+        // Marked ended and emptied under one lock: a request is either failed here or
+        // never sent.
+        let waiting: Vec<mpsc::SyncSender<Answer>> = {
+            let mut requests = self.requests.lock();
+            self.exited.store(true, Ordering::Release);
+            requests.pending.drain().map(|(_, s)| s).collect()
+        };
+        self.watch.wake();
         for waiter in waiting {
             let _ = waiter.send(Answer::Died(fault.clone()));
         }

@@ -36,8 +36,8 @@ pub(crate) enum ToWorker {
         method: String,
         input: Vec<u8>,
     },
-    /// Drop `instance`.
-    Drop { instance: u64 },
+    /// Drop `instance`; answered once its `Drop` returned.
+    Drop { req: u64, instance: u64 },
     /// The answer to the worker's request `req`.
     Reply { req: u64, reply: Reply },
 }
@@ -54,6 +54,8 @@ pub(crate) enum FromWorker {
         req: u64,
         result: Result<(), WireError>,
     },
+    /// Answer to `Drop`.
+    Dropped { req: u64 },
     /// Answer to `Call`.
     Returned {
         req: u64,

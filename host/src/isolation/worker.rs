@@ -256,9 +256,10 @@ impl Worker {
                     result: result.map_err(Into::into),
                 });
             }),
-            ToWorker::Drop { instance } => self.executor.execute(move || {
+            ToWorker::Drop { req, instance } => self.executor.execute(move || {
                 let removed = instances.lock().remove(&instance);
                 drop(removed);
+                conn.send(&FromWorker::Dropped { req });
             }),
             ToWorker::Reply { req, reply } => {
                 if let Some(waiting) = conn.pending.lock().remove(&req) {
