@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use plugin_host::{CallError, Coordinator, Isolation};
-use plugin_host_tests::{coordinator, Sandbox};
+use plugin_host_tests::{coordinator, discover, library, Sandbox};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -112,17 +112,7 @@ fn a_hung_isolated_call_times_out_its_worker_is_killed_and_the_host_serves_on() 
         assert!(matches!(hung, Err(CallError::TimedOut { .. })), "{hung:?}");
         assert_eq!(other.expect("the host serves other components"), "pong");
         // The worker is killed after the grace period; the next call gets a new one.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::path::Path::new(&format!("/proc/{before}/stat")).exists()
-            && std::fs::read_to_string(format!("/proc/{before}/stat"))
-                .is_ok_and(|stat| !stat.contains(") Z"))
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "worker {before} still runs"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        assert!(wait_gone(before).await, "worker {before} still runs");
         let after = pid_of(&coordinator, "counter").await;
         assert_ne!(before, after);
         coordinator.shutdown(Duration::from_secs(5)).await;
@@ -308,4 +298,111 @@ fn a_lock_held_in_a_worker_that_crashes_is_released() {
             .expect("the lock is free again");
         coordinator.shutdown(Duration::from_secs(5)).await;
     });
+}
+
+/// Calls `counter.ping` from `tasks` tasks until `stop`; (calls answered, failures).
+fn steady_traffic(
+    coordinator: &Coordinator,
+    tasks: usize,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinSet<(u64, Vec<String>)> {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..tasks {
+        let (coordinator, stop) = (coordinator.clone(), std::sync::Arc::clone(stop));
+        set.spawn(async move {
+            let (mut answered, mut failures) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match coordinator.call("counter", "ping", b"null".to_vec()).await {
+                    Ok(_) => answered += 1,
+                    Err(err) => failures.push(err.to_string()),
+                }
+            }
+            (answered, failures)
+        });
+    }
+    set
+}
+
+/// Waits up to 10 s for `counter` to answer from a worker other than `old`.
+async fn new_worker(coordinator: &Coordinator, old: u32) -> u32 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let pid = pid_of(coordinator, "counter").await;
+        if pid != old {
+            return pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still served by {old}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn a_changed_file_and_a_reload_move_an_isolated_plugin_to_a_new_worker_without_a_failed_call() {
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+        let coordinator = coordinator(&sandbox, ISOLATED_PROBE).await;
+        let first = pid_of(&coordinator, "counter").await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut traffic = steady_traffic(&coordinator, 3, &stop);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        // A new build arrives: written aside, renamed over the old file.
+        let source = library("fixture-probe");
+        let target = sandbox
+            .plugins_dir()
+            .join(source.file_name().expect("name"));
+        let aside = sandbox.root().join("new-build.so");
+        std::fs::copy(&source, &aside).expect("copy");
+        std::fs::rename(&aside, &target).expect("rename");
+        let changes = coordinator.refresh(discover(&sandbox).await);
+        assert_eq!(changes.upgraded, ["probe"], "{changes:?}");
+        assert!(changes.changed.is_empty(), "{changes:?}");
+        let second = new_worker(&coordinator, first).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        // A reload starts yet another worker on the same file.
+        let report = coordinator.reload_plugin("probe").await.expect("reload");
+        assert!(
+            report.worker_pid.is_some_and(|pid| pid != second),
+            "{report:?}"
+        );
+        let third = new_worker(&coordinator, second).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut answered, mut failures) = (0, Vec::new());
+        while let Some(result) = traffic.join_next().await {
+            let (calls, failed) = result.expect("traffic task");
+            answered += calls;
+            failures.extend(failed);
+        }
+        assert!(
+            failures.is_empty(),
+            "{} failed calls: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        assert!(answered > 50, "only {answered} calls in the test");
+        for old in [first, second] {
+            let gone = wait_gone(old).await;
+            assert!(gone, "old worker {old} still runs");
+        }
+        assert_eq!(pid_of(&coordinator, "counter").await, third);
+        coordinator.shutdown(Duration::from_secs(5)).await;
+    });
+}
+
+/// Waits up to 10 s for process `pid` to be gone (and reaped).
+async fn wait_gone(pid: u32) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
 }

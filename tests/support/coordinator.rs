@@ -7,12 +7,7 @@ use crate::{build::binary, sandbox::Sandbox};
 /// isolated components.
 pub async fn coordinator(sandbox: &Sandbox, config: &str) -> plugin_host::Coordinator {
     let config = plugin_host::Config::from_toml(config).expect("test config");
-    let catalog = plugin_host::Discovery::new(sandbox.plugins_dir())
-        .with_cache_dir(Some(sandbox.cache_dir()))
-        .with_scan_mode(plugin_host::ScanMode::Subprocess(binary()))
-        .discover()
-        .await
-        .expect("discovery");
+    let catalog = discover(sandbox).await;
     // Isolated components run in workers of the real binary.
     let coordinator = plugin_host::CoordinatorBuilder::from_config(&config)
         .with_worker_program(binary())
@@ -30,4 +25,14 @@ pub fn state(coordinator: &plugin_host::Coordinator, name: &str) -> plugin_host:
         .find(|c| c.name == name)
         .map(|c| c.state)
         .unwrap_or_else(|| panic!("no component {name}"))
+}
+
+/// The sandbox's plugins, discovered now through the real scanner binary.
+pub async fn discover(sandbox: &Sandbox) -> plugin_host::Catalog {
+    plugin_host::Discovery::new(sandbox.plugins_dir())
+        .with_cache_dir(Some(sandbox.cache_dir()))
+        .with_scan_mode(plugin_host::ScanMode::Subprocess(binary()))
+        .discover()
+        .await
+        .expect("discovery")
 }

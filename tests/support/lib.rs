@@ -12,7 +12,7 @@ mod trace;
 
 pub use self::{
     build::{binary, library, library_file_name, target_dir},
-    coordinator::{coordinator, state},
+    coordinator::{coordinator, discover, state},
     host::RunningHost,
     isolated::isolated,
     output::{listed, stdout_json, success_stdout},
