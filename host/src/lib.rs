@@ -47,18 +47,17 @@ pub mod trust;
 mod util;
 
 pub use self::{
-    config::{Config, ConfigError},
+    config::{Config, ConfigError, Isolation},
     coordinator::{
         CallError, CallFault, CatalogChanges, ComponentHandle, ComponentSpec, ComponentState,
         ComponentStatus, Coordinator, CoordinatorBuilder, Dependencies, ErrorChainDisplay,
         EvictError, EvictionReport, FileState, GetError, InitError, Instance, NativeComponent,
         NotEvictable, Provider, RegisterError, ReloadError, ReloadReport, ShutdownReport,
-        WorkerFault,
     },
     discovery::{
         run_scanner_if_requested, Catalog, DiscoveredPlugin, Discovery, DiscoveryError, ScanMode,
     },
-    isolation::{run_worker, Isolation, WORKER_FLAG},
+    isolation::{run_worker, WorkerFault, WORKER_FLAG},
     loader::{FileIdentity, LoadError},
     locks::{
         Holder, LockError, LockGuard, LockManager, LockManagerBuilder, LockRef, LockStats,

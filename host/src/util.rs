@@ -80,3 +80,26 @@ pub(crate) fn default_config_dir() -> Option<std::path::PathBuf> {
         .or_else(|| from_env("HOME").map(|home| home.join(".config")))
         .map(|base| base.join("plugin-host"))
 }
+
+/// How a child process ended, naming the signal where one killed it.
+pub(crate) fn describe_status(status: std::process::ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            let name = match signal {
+                4 => " (SIGILL)",
+                6 => " (SIGABRT)",
+                7 => " (SIGBUS)",
+                9 => " (SIGKILL)",
+                11 => " (SIGSEGV)",
+                _ => "",
+            };
+            return format!("killed by signal {signal}{name}");
+        }
+    }
+    match status.code() {
+        Some(code) => format!("exit code {code}"),
+        None => status.to_string(),
+    }
+}

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 pub use self::{
     sections::{
-        AdminConfig, ComponentConfig, HostConfig, LimitsConfig, LocksConfig, MemoryConfig,
-        MetricsConfig, TimeoutsConfig,
+        AdminConfig, ComponentConfig, HostConfig, Isolation, LimitsConfig, LocksConfig,
+        MemoryConfig, MetricsConfig, TimeoutsConfig,
     },
     units::{parse_duration, parse_size, UnitError},
 };

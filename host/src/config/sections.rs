@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 
 use super::units::{self, parse_size};
 use crate::{
-    isolation::Isolation,
     locks::{LockManagerBuilder, OrderViolation},
     memory::{MemoryLimit, MemoryManagerBuilder, PressureThresholds},
     trust::TrustMode,
@@ -331,5 +330,33 @@ impl ComponentConfig {
     /// When a value has no JSON form; [`Config::problems`] reports it at load.
     pub fn config_json(&self) -> Result<serde_json::Value, serde_json::Error> {
         serde_json::to_value(&self.config)
+    }
+}
+
+/// Where a component runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Isolation {
+    /// In the host's process: the fastest, and trusted with the whole host.
+    #[default]
+    #[serde(rename = "in-process")]
+    InProcess,
+    /// In a worker process of its library, which the host can kill.
+    #[serde(rename = "process")]
+    Process,
+}
+
+impl Isolation {
+    /// As in the config file: `in-process` or `process`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProcess => "in-process",
+            Self::Process => "process",
+        }
+    }
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }

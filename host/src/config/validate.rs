@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use super::Isolation;
 use super::{ComponentConfig, Config, ConfigProblem, MemoryLimit};
-use crate::{format_bytes, isolation::Isolation, manifest::NAME_RULE};
+use crate::{format_bytes, manifest::NAME_RULE};
 
 /// The least `memory_limit` a worker process can live with.
 const MIN_WORKER_LIMIT: u64 = 8 << 20;

@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use plugin_api::PluginError;
 
-use crate::loader::LoadError;
+use crate::{isolation::WorkerFault, loader::LoadError};
 
 /// Why a component could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -415,18 +415,6 @@ impl CallError {
             Self::Json { .. } => "bad_reply",
         }
     }
-}
-
-/// What happened to a worker process.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("its worker process{} for plugin `{plugin}` {reason}", .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
-pub struct WorkerFault {
-    /// The plugin the worker ran.
-    pub plugin: String,
-    /// The worker's process id; `None` when no worker could be started.
-    pub pid: Option<u32>,
-    /// What happened: how it ended, and why if the host ended it.
-    pub reason: String,
 }
 
 /// Why [`crate::Coordinator::evict`] refused.

@@ -11,8 +11,8 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use plugin_api::PluginError;
 
-use super::{error::WorkerFault, info::SlotInfo, CallError};
-use crate::{context::DependencyCall, executor::PluginExecutor};
+use super::{info::SlotInfo, CallError};
+use crate::{context::DependencyCall, executor::PluginExecutor, isolation::WorkerFault};
 
 /// A ready component instance and where it came from.
 ///

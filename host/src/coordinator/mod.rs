@@ -14,6 +14,7 @@ mod graph;
 mod handle;
 mod info;
 mod init;
+mod isolated;
 mod provider;
 mod registry;
 mod shutdown;
@@ -34,7 +35,6 @@ pub use self::{
     builder::CoordinatorBuilder,
     error::{
         CallError, EvictError, EvictionReport, GetError, InitError, NotEvictable, RegisterError,
-        WorkerFault,
     },
     handle::{CallFault, ComponentHandle, Dependencies, Instance},
     provider::{NativeComponent, Provider},

@@ -15,9 +15,9 @@ use super::{
     InitError,
 };
 use crate::{
+    config::Isolation,
     context::{HostServices, PluginHostContext},
     discovery::DiscoveredPlugin,
-    isolation::Isolation,
     loader::{Loader, Vetted},
     memory::MemoryManager,
 };

@@ -25,8 +25,8 @@ use super::{
     ComponentSpec, Coordinator, RegisterError,
 };
 use crate::{
+    config::Isolation,
     discovery::{Catalog, DiscoveredPlugin},
-    isolation::Isolation,
     manifest::{valid_name, ComponentInfo, PluginInfo},
 };
 

@@ -8,7 +8,7 @@ use super::{
     slot::{FileState, Slot},
     ComponentState, Coordinator, ErrorChainDisplay,
 };
-use crate::{isolation::Isolation, metrics::HistogramSnapshot};
+use crate::{config::Isolation, metrics::HistogramSnapshot};
 
 /// A snapshot of one component for people and the admin API.
 #[derive(Debug, Clone, Serialize)]

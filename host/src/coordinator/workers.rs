@@ -6,10 +6,11 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use serde::Serialize;
 
-use super::{provider::Provider, Coordinator};
+use super::{isolated::WorkerProvider, provider::Provider, Coordinator};
 use crate::{
+    config::Isolation,
     discovery::DiscoveredPlugin,
-    isolation::{Isolation, PoolSetup, PoolTimes, Shared, WorkerPool, WorkerProvider},
+    isolation::{PoolSetup, PoolTimes, Shared, WorkerPool},
     manifest::PluginInfo,
 };
 

@@ -16,7 +16,6 @@ use std::{
 
 use serde::Serialize;
 
-pub(crate) use self::scanner::describe_status;
 pub use self::scanner::{
     run_scanner_if_requested, scan_in_process, ScanMode, ScanOutcome, ScanReport, SCAN_FLAG,
 };

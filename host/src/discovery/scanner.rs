@@ -151,32 +151,9 @@ async fn run_scanner(
             .map_err(|err| scanner_error(format!("unreadable scanner result: {err}"))),
         _ => Err(LoadError::ScannerCrashed {
             path: path.to_owned(),
-            status: describe_status(output.status),
+            status: crate::util::describe_status(output.status),
             stderr: tail(&String::from_utf8_lossy(&output.stderr)),
         }),
-    }
-}
-
-/// How a child process ended, naming the signal where one killed it.
-pub(crate) fn describe_status(status: std::process::ExitStatus) -> String {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(signal) = status.signal() {
-            let name = match signal {
-                4 => " (SIGILL)",
-                6 => " (SIGABRT)",
-                7 => " (SIGBUS)",
-                9 => " (SIGKILL)",
-                11 => " (SIGSEGV)",
-                _ => "",
-            };
-            return format!("killed by signal {signal}{name}");
-        }
-    }
-    match status.code() {
-        Some(code) => format!("exit code {code}"),
-        None => status.to_string(),
     }
 }
 

@@ -23,40 +23,22 @@ mod serve;
 mod spawn;
 mod worker;
 
-use serde::{Deserialize, Serialize};
-
 pub use self::worker::{run_worker, WORKER_FLAG};
 pub(crate) use self::{
-    instance::WorkerProvider,
+    instance::{Bound, Created},
     pool::{PoolSetup, PoolTimes, WorkerPool},
-    process::Shared,
+    process::{Failure, Shared},
     worker::run_if_requested,
 };
 
-/// Where a component runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Isolation {
-    /// In the host's process: the fastest, and trusted with the whole host.
-    #[default]
-    #[serde(rename = "in-process")]
-    InProcess,
-    /// In a worker process of its library, which the host can kill.
-    #[serde(rename = "process")]
-    Process,
-}
-
-impl Isolation {
-    /// As in the config file: `in-process` or `process`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InProcess => "in-process",
-            Self::Process => "process",
-        }
-    }
-}
-
-impl std::fmt::Display for Isolation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// What happened to a worker process.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("its worker process{} for plugin `{plugin}` {reason}", .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+pub struct WorkerFault {
+    /// The plugin the worker ran.
+    pub plugin: String,
+    /// The worker's process id; `None` when no worker could be started.
+    pub pid: Option<u32>,
+    /// What happened: how it ended, and why if the host ended it.
+    pub reason: String,
 }

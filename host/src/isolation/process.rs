@@ -26,8 +26,8 @@ use super::{
 };
 use crate::{
     context::{HostServices, PluginHostContext},
-    coordinator::WorkerFault,
     executor::PluginExecutor,
+    isolation::WorkerFault,
     loader::LoadError,
     memory::MemoryManager,
     plugin_log::PluginLogSink,
@@ -302,7 +302,8 @@ impl Worker {
         let (sender, answer) = mpsc::sync_channel(1);
         {
             let mut requests = self.requests.lock();
-            if !requests.accepting && !(even_retiring && !self.has_exited()) {
+            let open = requests.accepting || (even_retiring && !self.has_exited());
+            if !open {
                 return Err(Failure::NotSent);
             }
             requests.pending.insert(req, sender);
@@ -456,7 +457,7 @@ impl Worker {
             .child
             .lock()
             .wait()
-            .map(crate::discovery::describe_status)
+            .map(crate::util::describe_status)
             .unwrap_or_else(|err| format!("ended ({err})"));
         let ending = self.ending.lock().clone();
         let reason = match &ending {

@@ -107,7 +107,7 @@ pub(super) fn await_hello(
         let _ = child.kill();
         child
             .wait()
-            .map_or_else(|err| err.to_string(), crate::discovery::describe_status)
+            .map_or_else(|err| err.to_string(), crate::util::describe_status)
     };
     match first {
         Ok(Some(FromWorker::Hello { .. })) => {

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use plugin_host::Catalog;
+use plugin_host::{Catalog, Config, Isolation};
 
 use super::{discovery, CliResult, GlobalArgs};
 
@@ -19,12 +19,12 @@ pub(crate) async fn run(global: &GlobalArgs, args: ListArgs) -> CliResult {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&catalog)?);
     } else {
-        print_table(&catalog);
+        print_table(&catalog, &config);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_table(catalog: &Catalog) {
+fn print_table(catalog: &Catalog, config: &Config) {
     println!(
         "plugins in {} ({} scanned, {} from cache)",
         catalog.dir.display(),
@@ -58,11 +58,20 @@ fn print_table(catalog: &Catalog) {
                     .components
                     .iter()
                     .map(|c| {
-                        if c.dependencies.is_empty() {
-                            c.name.clone()
-                        } else {
-                            format!("{} (needs {})", c.name, c.dependencies.join(", "))
+                        let mut text = c.name.clone();
+                        let isolation = config
+                            .components
+                            .get(&c.name)
+                            .map_or(config.host.isolation, |o| {
+                                o.isolation_or(config.host.isolation)
+                            });
+                        if isolation == Isolation::Process {
+                            text.push_str(" [process]");
                         }
+                        if !c.dependencies.is_empty() {
+                            text.push_str(&format!(" (needs {})", c.dependencies.join(", ")));
+                        }
+                        text
                     })
                     .collect();
                 println!(

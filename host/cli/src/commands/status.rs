@@ -154,15 +154,33 @@ fn print_plugins(plugins: &Value) {
 
 fn print_components(components: &Value) {
     println!(
-        "{:<20} {:<12} {:<18} {:>10} {:>10} {:>10} {:>7} {:>6} {:>10}",
-        "COMPONENT", "STATE", "PLUGIN", "ESTIMATE", "MEASURED", "INIT", "CALLS", "ERRORS", "P99"
+        "{:<20} {:<12} {:<18} {:<14} {:>10} {:>10} {:>10} {:>7} {:>6} {:>10}",
+        "COMPONENT",
+        "STATE",
+        "PLUGIN",
+        "MODE",
+        "ESTIMATE",
+        "MEASURED",
+        "INIT",
+        "CALLS",
+        "ERRORS",
+        "P99"
     );
     for component in components.as_array().into_iter().flatten() {
+        let mode = match (
+            component["isolation"].as_str(),
+            component["worker_pid"].as_u64(),
+        ) {
+            (Some("process"), Some(pid)) => format!("pid {pid}"),
+            (Some(mode), _) => mode.to_owned(),
+            (None, _) => "-".to_owned(),
+        };
         println!(
-            "{:<20} {:<12} {:<18} {:>10} {:>10} {:>10} {:>7} {:>6} {:>10}",
+            "{:<20} {:<12} {:<18} {:<14} {:>10} {:>10} {:>10} {:>7} {:>6} {:>10}",
             component["name"].as_str().unwrap_or("-"),
             component["state"].as_str().unwrap_or("-"),
             component["plugin"].as_str().unwrap_or("native"),
+            mode,
             bytes(&component["memory_estimate"]),
             bytes(&component["memory_measured"]),
             component["init_ms"]

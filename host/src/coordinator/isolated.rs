@@ -1,0 +1,88 @@
+//! Isolated components as the coordinator sees them: a provider that creates instances
+//! in their library's worker process, and instances whose calls go there.
+
+use std::sync::Arc;
+
+use super::{
+    handle::{CallFault, Dependencies, Instance},
+    provider::Provider,
+    spec::ComponentSpec,
+    InitError,
+};
+use crate::{
+    config::Isolation,
+    context::{HostServices, PluginHostContext},
+    isolation::{Bound, Created, Failure, WorkerPool},
+};
+
+/// Creates a component's instances in its library's worker process.
+pub(super) struct WorkerProvider {
+    pub(super) pool: Arc<WorkerPool>,
+    pub(super) services: Arc<HostServices>,
+}
+
+impl Provider for WorkerProvider {
+    fn create(
+        &self,
+        spec: &ComponentSpec,
+        config: &serde_json::Value,
+        dependencies: Dependencies,
+    ) -> Result<Box<dyn Instance>, InitError> {
+        let context = PluginHostContext::new(
+            &self.pool.plugin,
+            &spec.name,
+            config,
+            dependencies.into_calls(),
+            Arc::clone(&self.services),
+        );
+        let names = spec.dependencies.clone();
+        match Bound::create(&self.pool, &spec.name, config, names, context) {
+            Ok(bound) => Ok(Box::new(WorkerInstance(bound))),
+            Err(Created::NoWorker(source)) => Err(InitError::Load {
+                component: spec.name.clone(),
+                source: Box::new(source),
+            }),
+            Err(Created::Failed(Failure::Plugin(source))) => Err(InitError::Create {
+                component: spec.name.clone(),
+                plugin: Some(self.pool.plugin.clone()),
+                source,
+            }),
+            Err(Created::Failed(Failure::Worker(fault))) => Err(InitError::WorkerFailed {
+                component: spec.name.clone(),
+                fault,
+            }),
+            Err(Created::Failed(Failure::NotSent)) => Err(InitError::Thread {
+                component: spec.name.clone(),
+                reason: "its worker stopped before the component could be created".into(),
+            }),
+        }
+    }
+
+    fn isolation(&self) -> Isolation {
+        Isolation::Process
+    }
+}
+
+/// The coordinator's handle on an isolated instance; dropping it drops the instance in
+/// its worker.
+struct WorkerInstance(Arc<Bound>);
+
+impl Instance for WorkerInstance {
+    fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFault> {
+        self.0.call(method, input).map_err(|failure| match failure {
+            Failure::Plugin(err) => CallFault::Plugin(err),
+            Failure::Worker(fault) => CallFault::Worker(fault),
+            Failure::NotSent => {
+                CallFault::Plugin(plugin_api::PluginError::failed("its worker took no call"))
+            }
+        })
+    }
+
+    fn end_call(&self, id: u64) {
+        self.0.end_call(id);
+    }
+
+    fn worker_pid(&self) -> Option<u32> {
+        self.0.worker_pid()
+    }
+}
