@@ -406,3 +406,100 @@ async fn wait_gone(pid: u32) -> bool {
     }
     true
 }
+
+#[test]
+fn an_idle_worker_exits_after_min_idle_its_memory_counts_as_reclaimed() {
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+        let config = format!("[memory]\nmin_idle = \"300ms\"\n{ISOLATED_PROBE}");
+        let coordinator = coordinator(&sandbox, &config).await;
+        let first = pid_of(&coordinator, "counter").await;
+        assert!(coordinator.memory().status().workers.contains_key(&first));
+        assert!(wait_gone(first).await, "idle worker {first} still runs");
+        let memory = coordinator.memory().status();
+        assert!(memory.reclaimed > 0, "{memory:?}");
+        assert!(!memory.workers.contains_key(&first), "{memory:?}");
+        // The component is still ready; its next call starts a worker again.
+        assert_ne!(pid_of(&coordinator, "counter").await, first);
+        coordinator.shutdown(Duration::from_secs(5)).await;
+    });
+}
+
+#[test]
+fn the_binary_shows_modes_serves_isolated_calls_and_reloads_over_http() {
+    let sandbox = Sandbox::with_plugins(&["fixture-leaf", "fixture-user"]);
+    let config = "[admin]\nlisten = \"127.0.0.1:0\"\n[components.user]\nisolation = \"process\"\n";
+    let host = plugin_host_tests::RunningHost::start(&sandbox, config);
+    let (status, body) = host.post("/components/user/call/leaf_pid", "null");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&host.pid().to_string()),
+        "leaf runs in the host: {body}"
+    );
+    let (status, body) = host.post("/components/user/call/pid", "null");
+    assert_eq!(status, 200, "{body}");
+    let worker: u32 = body.trim().parse().expect("a pid");
+    assert_ne!(worker, host.pid());
+
+    let (_, components) = host.get("/components");
+    let components: serde_json::Value = serde_json::from_str(&components).expect("JSON");
+    let find = |name: &str| {
+        components
+            .as_array()
+            .and_then(|list| list.iter().find(|c| c["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {components}"))
+    };
+    assert_eq!(find("user")["isolation"], "process");
+    assert_eq!(find("user")["worker_pid"], worker);
+    assert_eq!(find("leaf")["isolation"], "in-process");
+
+    let (status, body) = host.post("/plugins/user/reload", "");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = host.post("/plugins/leaf/reload", "");
+    assert_eq!(
+        status, 409,
+        "an in-process plugin cannot be reloaded: {body}"
+    );
+    assert!(body.contains("restart"), "{body}");
+    let (status, body) = host.post("/plugins/nothing/reload", "");
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = host.post("/components/user/call/pid", "null");
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(body.trim(), worker.to_string(), "a new worker serves");
+    assert_eq!(host.stop(), Some(0));
+    // The plugin's log record from inside the worker is in the host's log.
+    let log = std::fs::read_to_string(sandbox.root().join("run.log")).expect("run.log");
+    let line = log
+        .lines()
+        .find(|line| line.contains("user created"))
+        .unwrap_or_else(|| panic!("no plugin log line in:\n{log}"));
+    assert!(
+        line.contains("plugin=user") && line.contains("component=user"),
+        "{line}"
+    );
+    assert!(!std::path::Path::new(&format!("/proc/{worker}")).exists());
+}
+
+#[test]
+fn check_refuses_a_memory_limit_on_an_in_process_component() {
+    let sandbox = Sandbox::with_plugins(&["fixture-leaf"]);
+    let config = sandbox.write_config("[components.leaf]\nmemory_limit = \"64MiB\"\n");
+    let output = sandbox
+        .host()
+        .arg("--config")
+        .arg(&config)
+        .arg("check")
+        .output()
+        .expect("check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("components.leaf.memory_limit") && text.contains("isolation = \"process\""),
+        "{text}"
+    );
+}
