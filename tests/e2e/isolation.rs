@@ -503,3 +503,31 @@ fn check_refuses_a_memory_limit_on_an_in_process_component() {
         "{text}"
     );
 }
+
+#[test]
+fn a_worker_that_keeps_crashing_is_restarted_after_a_backoff() {
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+        let coordinator = coordinator(&sandbox, ISOLATED_PROBE).await;
+        pid_of(&coordinator, "counter").await;
+        for _ in 0..3 {
+            call_json(&coordinator, "counter", "crash", "{\"how\":\"abort\"}")
+                .await
+                .expect_err("abort");
+        }
+        let refused = call_json(&coordinator, "counter", "ping", "null")
+            .await
+            .expect_err("three crashes in a row: the next start waits");
+        let message = refused.to_string();
+        assert!(message.contains("crashed 3 times in a row"), "{message}");
+        assert!(message.contains("SIGABRT"), "{message}");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(
+            call_json(&coordinator, "counter", "ping", "null")
+                .await
+                .expect("after the backoff"),
+            "pong"
+        );
+        coordinator.shutdown(Duration::from_secs(5)).await;
+    });
+}
