@@ -63,7 +63,7 @@ pub use self::{
         Holder, LockError, LockGuard, LockManager, LockManagerBuilder, LockRef, LockStats,
         OrderViolation,
     },
-    manifest::{ComponentInfo, ManifestError, PluginInfo},
+    manifest::{valid_name, ComponentInfo, ManifestError, MethodInfo, PluginInfo, NAME_RULE},
     memory::{
         ComponentMemory, LimitSource, MemoryLimit, MemoryManager, MemoryManagerBuilder,
         MemoryStatus, PressureLevel, PressureThresholds, Reservation, RssReader, Shortfall,

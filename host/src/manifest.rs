@@ -33,6 +33,20 @@ pub struct ComponentInfo {
     /// Declared init timeout, if any.
     #[serde(with = "crate::util::opt_millis", default)]
     pub init_timeout: Option<Duration>,
+    /// The methods it declares; empty when it declares none (then any name is passed on).
+    #[serde(default)]
+    pub methods: Vec<MethodInfo>,
+}
+
+/// One method a component declares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MethodInfo {
+    /// The method's name.
+    pub name: String,
+    /// One line on what it does.
+    pub description: String,
+    /// An example input (JSON); empty when it takes none.
+    pub example: String,
 }
 
 /// What is wrong with a plugin's manifest.
@@ -76,6 +90,16 @@ pub enum ManifestError {
         /// The component.
         component: String,
     },
+    /// A method name that is empty, too long, or declared twice.
+    #[error("component `{component}` declares method `{method}` {problem}")]
+    BadMethod {
+        /// The component.
+        component: String,
+        /// The method.
+        method: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
 }
 
 impl PluginInfo {
@@ -105,6 +129,15 @@ impl PluginInfo {
                         .init_timeout_ms
                         .into_option()
                         .map(Duration::from_millis),
+                    methods: decl
+                        .methods
+                        .into_iter()
+                        .map(|method| MethodInfo {
+                            name: method.name.into_string(),
+                            description: method.description.into_string(),
+                            example: method.example.into_string(),
+                        })
+                        .collect(),
                 })
                 .collect(),
         };
@@ -141,17 +174,45 @@ impl PluginInfo {
             if component.dependencies.contains(&component.name) {
                 return Err(ManifestError::DependsOnItself { component: name() });
             }
+            component.validate_methods()?;
         }
         Ok(())
     }
 }
 
+impl ComponentInfo {
+    fn validate_methods(&self) -> Result<(), ManifestError> {
+        let mut seen = std::collections::HashSet::new();
+        for method in &self.methods {
+            let problem = if method.name.is_empty() || method.name.len() > 128 {
+                "with an empty or over-long name (1-128 characters)"
+            } else if !seen.insert(method.name.as_str()) {
+                "twice"
+            } else {
+                continue;
+            };
+            return Err(ManifestError::BadMethod {
+                component: self.name.clone(),
+                method: method.name.clone(),
+                problem,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether a call to `method` may go through: it is declared, or the component
+    /// declares no methods at all.
+    pub fn accepts(&self, method: &str) -> bool {
+        self.methods.is_empty() || self.methods.iter().any(|m| m.name == method)
+    }
+}
+
 /// How plugin, component and lock names are written; every message about a bad name
 /// quotes it.
-pub(crate) const NAME_RULE: &str = "use 1-64 characters of a-z, 0-9, `-`, `_` or `.`";
+pub const NAME_RULE: &str = "use 1-64 characters of a-z, 0-9, `-`, `_` or `.`";
 
 /// Whether `name` is a usable plugin or component name.
-pub(crate) fn valid_name(name: &str) -> bool {
+pub fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')

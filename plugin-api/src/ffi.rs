@@ -160,3 +160,6 @@ impl RootModule for PluginRootRef {
 
 /// The plugin-api version this crate was built as; plugins record it in their library.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The abi_stable version plugin-api is built with; a plugin pins the same one.
+pub const ABI_STABLE_VERSION: &str = "0.11.3";

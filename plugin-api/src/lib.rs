@@ -90,14 +90,15 @@ pub mod export;
 pub mod ffi;
 mod logging;
 mod manifest;
+pub mod testing;
 
 pub use self::{
     component::{json_reply, Component, Plugin, Request},
     context::{Context, Dependency, HostLock, MetricCounter, MetricHistogram},
     error::{panic_message, PanicReport, PluginError},
-    ffi::{LogLevel, API_VERSION},
+    ffi::{LogLevel, ABI_STABLE_VERSION, API_VERSION},
     logging::HostLayer,
-    manifest::{ComponentDecl, Manifest, DEFAULT_PRIORITY},
+    manifest::{ComponentDecl, Manifest, MethodDecl, DEFAULT_PRIORITY},
 };
 
 #[doc(hidden)]

@@ -63,6 +63,21 @@ pub struct ComponentDecl {
     pub priority: u8,
     /// Longest time `create` may take, in milliseconds; `None` uses the host's default.
     pub init_timeout_ms: ROption<u64>,
+    /// The methods it answers. When a component declares any, the host refuses calls to
+    /// others before loading anything; a component that declares none accepts any name.
+    pub methods: RVec<MethodDecl>,
+}
+
+/// One method a component answers: what `plugin-host inspect` and the admin API show.
+#[repr(C)]
+#[derive(Debug, Clone, PartialEq, StableAbi)]
+pub struct MethodDecl {
+    /// The method's name, as callers pass it.
+    pub name: RString,
+    /// One line saying what it does.
+    pub description: RString,
+    /// An example input (JSON), for people trying it out; may be empty.
+    pub example: RString,
 }
 
 impl ComponentDecl {
@@ -74,7 +89,27 @@ impl ComponentDecl {
             memory_estimate: 0,
             priority: DEFAULT_PRIORITY,
             init_timeout_ms: ROption::RNone,
+            methods: RVec::new(),
         }
+    }
+
+    /// Declares a method: its name, one line on what it does, and an example input (JSON,
+    /// or empty when it takes none).
+    ///
+    /// ```
+    /// use plugin_api::ComponentDecl;
+    ///
+    /// let quotes = ComponentDecl::new("quotes")
+    ///     .with_method("quote", "the last price of a symbol", r#"{"symbol": "AAPL"}"#);
+    /// assert_eq!(quotes.methods[0].name.as_str(), "quote");
+    /// ```
+    pub fn with_method(mut self, name: &str, description: &str, example: &str) -> Self {
+        self.methods.push(MethodDecl {
+            name: name.into(),
+            description: description.into(),
+            example: example.into(),
+        });
+        self
     }
 
     /// Adds a dependency on another component, by name.

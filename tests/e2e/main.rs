@@ -3,6 +3,7 @@
 
 mod admin;
 mod architecture;
+mod authors;
 mod bad_plugins;
 mod cli;
 mod containment;

@@ -18,7 +18,8 @@ impl Plugin for TemplatePlugin {
             .with_component(
                 ComponentDecl::new("echo")
                     .with_memory_estimate(64 * 1024) // bytes one instance needs
-                    .with_priority(50), // 0 = most important, 100 = first to evict
+                    .with_priority(50) // 0 = most important, 100 = first to evict
+                    .with_method("echo", "returns what it is sent", r#"{"text": "hi"}"#),
             )
     }
 
@@ -56,19 +57,22 @@ impl Component for Echo {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use plugin_api::testing::TestHost;
+    use serde_json::json;
+
+    use super::TemplatePlugin;
 
     #[test]
     fn echo_returns_its_input() {
-        let reply = Echo
-            .call(Request::new("echo", br#"{"text":"hi"}"#))
-            .unwrap();
-        assert_eq!(reply, br#"{"text":"hi"}"#);
+        let echo = TestHost::new().create::<TemplatePlugin>("echo").unwrap();
+        let reply: serde_json::Value = echo.call_json("echo", &json!({ "text": "hi" })).unwrap();
+        assert_eq!(reply, json!({ "text": "hi" }));
     }
 
     #[test]
-    fn an_unknown_method_is_an_error_naming_it() {
-        let err = Echo.call(Request::new("shout", b"")).unwrap_err();
-        assert_eq!(err.to_string(), "unknown method `shout`");
+    fn an_undeclared_method_is_refused_naming_the_declared_ones() {
+        let echo = TestHost::new().create::<TemplatePlugin>("echo").unwrap();
+        let err = echo.call("shout", b"").unwrap_err();
+        assert!(err.to_string().contains("shout (declared: echo)"), "{err}");
     }
 }

@@ -218,6 +218,7 @@ fn call_status(err: &CallError) -> StatusCode {
         },
         CallError::Json { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         CallError::WorkerFailed { .. } => StatusCode::BAD_GATEWAY,
+        CallError::UndeclaredMethod { .. } => StatusCode::NOT_FOUND,
     }
 }
 

@@ -29,6 +29,10 @@ impl Coordinator {
         method: &str,
         input: Vec<u8>,
     ) -> Result<Vec<u8>, CallError> {
+        // An undeclared method is refused before anything is loaded.
+        if let Some(slot) = self.inner.slots.load().get(component) {
+            slot.spec().check_method(method)?;
+        }
         let handle = self.get(component).await?;
         let permit = Bulkhead::enter(&handle.ready.info, method)?;
         let limit = self.call_timeout(component, method);

@@ -321,6 +321,17 @@ pub enum CallError {
     /// The component could not be made ready.
     #[error(transparent)]
     Get(#[from] GetError),
+    /// The component declares its methods, and not this one: refused before anything was
+    /// loaded.
+    #[error("component `{component}` has no method `{method}`; it declares: {}", .declared.join(", "))]
+    UndeclaredMethod {
+        /// The component.
+        component: String,
+        /// The method asked for.
+        method: String,
+        /// The methods it declares.
+        declared: Vec<String>,
+    },
     /// The component answered with an error (or panicked; the panic was caught).
     #[error("component `{component}` method `{method}` failed")]
     Failed {
@@ -410,6 +421,7 @@ impl CallError {
             Self::TimedOut { .. } => "timed_out",
             Self::Cancelled { .. } => "cancelled",
             Self::WorkerFailed { .. } => "worker_died",
+            Self::UndeclaredMethod { .. } => "unknown_method",
             Self::Saturated { .. } => "saturated",
             Self::Quarantined { .. } => "quarantined",
             Self::Json { .. } => "bad_reply",

@@ -143,6 +143,7 @@ impl ComponentHandle {
 
     fn call_inner(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
         let slot = &self.ready.info;
+        slot.spec.check_method(method)?;
         slot.touch();
         let stats = &slot.stats;
         stats.calls.inc();

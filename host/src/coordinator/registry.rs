@@ -255,6 +255,7 @@ impl Coordinator {
                 .and_then(|o| o.priority)
                 .unwrap_or(component.priority),
             init_timeout: overrides.and_then(|o| o.timeout).or(component.init_timeout),
+            methods: component.methods.iter().map(|m| m.name.clone()).collect(),
         }
     }
 

@@ -17,6 +17,8 @@ pub struct ComponentSpec {
     pub priority: u8,
     /// Init timeout; `None` uses the coordinator's default.
     pub init_timeout: Option<Duration>,
+    /// The methods it declares; empty accepts any method name.
+    pub methods: Vec<String>,
 }
 
 impl ComponentSpec {
@@ -29,7 +31,32 @@ impl ComponentSpec {
             memory_estimate: 0,
             priority: plugin_api::DEFAULT_PRIORITY,
             init_timeout: None,
+            methods: Vec::new(),
         }
+    }
+
+    /// Declares a method: calls to undeclared ones are then refused. Defaults to none
+    /// declared (any name is passed on).
+    pub fn with_method(mut self, name: impl Into<String>) -> Self {
+        self.methods.push(name.into());
+        self
+    }
+
+    /// Whether a call to `method` may go through.
+    pub fn accepts(&self, method: &str) -> bool {
+        self.methods.is_empty() || self.methods.iter().any(|m| m == method)
+    }
+
+    /// Refuses a call to an undeclared method, naming the declared ones.
+    pub(crate) fn check_method(&self, method: &str) -> Result<(), super::CallError> {
+        if self.accepts(method) {
+            return Ok(());
+        }
+        Err(super::CallError::UndeclaredMethod {
+            component: self.name.clone(),
+            method: method.to_owned(),
+            declared: self.methods.clone(),
+        })
     }
 
     /// Adds a dependency.

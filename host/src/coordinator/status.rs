@@ -8,7 +8,7 @@ use super::{
     slot::{FileState, Slot},
     ComponentState, Coordinator, ErrorChainDisplay,
 };
-use crate::{config::Isolation, metrics::HistogramSnapshot};
+use crate::{config::Isolation, manifest::MethodInfo, metrics::HistogramSnapshot};
 
 /// A snapshot of one component for people and the admin API.
 #[derive(Debug, Clone, Serialize)]
@@ -76,6 +76,8 @@ pub struct ComponentStatus {
     pub isolation: Isolation,
     /// The pid of the worker process its instance runs in (isolated, ready, worker up).
     pub worker_pid: Option<u32>,
+    /// The methods it declares (empty: any name is passed on).
+    pub methods: Vec<MethodInfo>,
 }
 
 impl Coordinator {
@@ -101,6 +103,27 @@ impl Coordinator {
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         list
+    }
+
+    /// The declared methods of a component, described from its plugin's manifest.
+    fn methods_of(&self, spec: &super::ComponentSpec) -> Vec<MethodInfo> {
+        let catalog = self.inner.catalog.load();
+        let declared = catalog
+            .usable()
+            .filter(|(_, info)| spec.plugin.as_deref() == Some(info.name.as_str()))
+            .flat_map(|(_, info)| info.components.iter())
+            .find(|component| component.name == spec.name)
+            .map(|component| component.methods.clone());
+        declared.unwrap_or_else(|| {
+            spec.methods
+                .iter()
+                .map(|name| MethodInfo {
+                    name: name.clone(),
+                    description: String::new(),
+                    example: String::new(),
+                })
+                .collect()
+        })
     }
 
     fn status_of(&self, slot: &Slot, dependents: Vec<String>) -> ComponentStatus {
@@ -142,6 +165,7 @@ impl Coordinator {
             refused_saturated: bulkhead.refused_saturated.get(),
             refused_quarantined: bulkhead.refused_quarantined.get(),
             log_suppressed: self.inner.services.logs.suppressed_of(&spec.name),
+            methods: self.methods_of(spec),
             isolation: slot.provider.isolation(),
             worker_pid: slot
                 .ready

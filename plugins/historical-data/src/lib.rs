@@ -36,7 +36,12 @@ impl Plugin for HistoricalDataPlugin {
                 ComponentDecl::new("historical-data")
                     .with_dependency("market-data")
                     .with_memory_estimate(100 * 1024 * 1024)
-                    .with_priority(60),
+                    .with_priority(60)
+                    .with_method(
+                        "bars",
+                        "the last count one-minute OHLCV bars of a symbol",
+                        r#"{"symbol": "AAPL", "count": 5}"#,
+                    ),
             )
     }
 

@@ -33,7 +33,18 @@ impl Plugin for MarketDataPlugin {
             .with_component(
                 ComponentDecl::new("market-data")
                     .with_memory_estimate(1024 * 1024)
-                    .with_priority(10),
+                    .with_priority(10)
+                    .with_method("symbols", "the symbols it quotes", "")
+                    .with_method(
+                        "quote",
+                        "the price of a symbol at a tick (default 0)",
+                        r#"{"symbol": "AAPL", "tick": 0}"#,
+                    )
+                    .with_method(
+                        "ticks",
+                        "count ticks of a symbol from a tick on",
+                        r#"{"symbol": "AAPL", "from": 0, "count": 10}"#,
+                    ),
             )
     }
 

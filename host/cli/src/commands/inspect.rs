@@ -1,15 +1,18 @@
-//! `plugin-host inspect FILE`: one file's manifest and compatibility verdict.
+//! `plugin-host inspect TARGET`: one plugin's manifest and compatibility verdict, by file,
+//! plugin name or component name.
 
 use std::{path::PathBuf, process::ExitCode};
 
-use plugin_host::{format_bytes, Discovery};
+use anyhow::anyhow;
+use plugin_host::{format_bytes, ComponentInfo, DiscoveredPlugin, Discovery, PluginInfo};
 
-use super::{CliResult, GlobalArgs, EXIT_FAILURE};
+use super::{discovery, CliResult, Failure, GlobalArgs, EXIT_FAILURE};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct InspectArgs {
-    /// The plugin library to inspect.
-    file: PathBuf,
+    /// A plugin library file, or the name of a plugin or a component in the plugins
+    /// directory.
+    target: String,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -17,54 +20,94 @@ pub(crate) struct InspectArgs {
 
 pub(crate) async fn run(global: &GlobalArgs, args: InspectArgs) -> CliResult {
     let config = global.config()?;
-    // Vetted and scanned in a subprocess like any other, without the registry cache.
-    let scanned = Discovery::new(".")
-        .with_cache_dir(None)
-        .with_scan_timeout(config.host.scan_timeout)
-        .with_trust(super::trust(&config)?)
-        .scan_file(&args.file)
-        .await;
-    let outcome = &scanned.outcome;
-    if args.json {
-        let value = scanned.verdict();
-        println!("{}", serde_json::to_string_pretty(&value)?);
+    let path = PathBuf::from(&args.target);
+    let (plugin, component) = if path.is_file() {
+        // Vetted and scanned in a subprocess like any other, without the registry cache.
+        let scanned = Discovery::new(".")
+            .with_cache_dir(None)
+            .with_scan_timeout(config.host.scan_timeout)
+            .with_trust(super::trust(&config)?)
+            .scan_file(&path)
+            .await;
+        (scanned, None)
     } else {
-        match outcome {
-            Ok(info) => {
-                println!("{}: usable", args.file.display());
-                println!("  plugin:      {} {}", info.name, info.version);
-                if !info.description.is_empty() {
-                    println!("  description: {}", info.description);
-                }
-                println!(
-                    "  plugin-api:  {} (host: {})",
-                    info.api_version,
-                    plugin_host::plugin_api::API_VERSION
-                );
-                for component in &info.components {
-                    println!("  component {}", component.name);
-                    if !component.dependencies.is_empty() {
-                        println!("    depends on:      {}", component.dependencies.join(", "));
-                    }
-                    println!(
-                        "    memory estimate: {}",
-                        format_bytes(component.memory_estimate)
-                    );
-                    println!("    priority:        {}", component.priority);
-                    if let Some(timeout) = component.init_timeout {
-                        println!(
-                            "    init timeout:    {}",
-                            humantime::format_duration(timeout)
-                        );
-                    }
-                }
-            }
-            Err(err) => println!("{}: not usable\n  {err}", args.file.display()),
+        find(&discovery(&config)?.discover().await?, &args.target)?
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plugin.verdict())?);
+    } else {
+        match &plugin.outcome {
+            Ok(info) => print_info(&plugin, info, component.as_deref()),
+            Err(err) => println!("{}: not usable\n  {err}", plugin.path.display()),
         }
     }
-    Ok(if outcome.is_ok() {
+    Ok(if plugin.outcome.is_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILURE)
     })
+}
+
+/// The plugin named `name`, or the one providing component `name` (and that component).
+fn find(
+    catalog: &plugin_host::Catalog,
+    name: &str,
+) -> Result<(DiscoveredPlugin, Option<String>), Failure> {
+    for (plugin, info) in catalog.usable() {
+        if info.name == name {
+            return Ok((plugin.clone(), None));
+        }
+        if info.components.iter().any(|c| c.name == name) {
+            return Ok((plugin.clone(), Some(name.to_owned())));
+        }
+    }
+    Err(Failure::usage(anyhow!(
+        "`{name}` is neither a file nor a plugin or component in {}; `plugin-host list` shows them",
+        catalog.dir.display()
+    )))
+}
+
+fn print_info(plugin: &DiscoveredPlugin, info: &PluginInfo, only: Option<&str>) {
+    println!("{}: usable", plugin.path.display());
+    println!("  plugin:      {} {}", info.name, info.version);
+    if !info.description.is_empty() {
+        println!("  description: {}", info.description);
+    }
+    println!(
+        "  plugin-api:  {} (host: {})",
+        info.api_version,
+        plugin_host::plugin_api::API_VERSION
+    );
+    for component in &info.components {
+        if only.is_none_or(|name| name == component.name) {
+            print_component(component);
+        }
+    }
+}
+
+fn print_component(component: &ComponentInfo) {
+    println!("  component {}", component.name);
+    if !component.dependencies.is_empty() {
+        println!("    depends on:      {}", component.dependencies.join(", "));
+    }
+    println!(
+        "    memory estimate: {}",
+        format_bytes(component.memory_estimate)
+    );
+    println!("    priority:        {}", component.priority);
+    if let Some(timeout) = component.init_timeout {
+        println!(
+            "    init timeout:    {}",
+            humantime::format_duration(timeout)
+        );
+    }
+    if component.methods.is_empty() {
+        println!("    methods:         not declared (any name is passed on)");
+    }
+    for method in &component.methods {
+        println!("    method {}: {}", method.name, method.description);
+        if !method.example.is_empty() {
+            println!("      example: {}", method.example);
+        }
+    }
 }

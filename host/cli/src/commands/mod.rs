@@ -5,6 +5,7 @@ mod check;
 mod inspect;
 mod list;
 mod logging;
+mod new;
 mod run;
 mod status;
 mod trust;
@@ -61,6 +62,9 @@ pub(crate) enum Command {
     Status(status::StatusArgs),
     /// Manage the plugin builds a `pinned` host trusts: add, list, rm.
     Trust(trust::TrustArgs),
+    /// Write a new plugin crate (one component, one method, a unit test) that builds on
+    /// its own.
+    New(new::NewArgs),
     /// The worker process of isolated plugins: started by the host, not by hand.
     #[command(hide = true)]
     Worker {
@@ -138,6 +142,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Run(args) => run::run(&global, args).await,
         Command::Status(args) => status::run(&global, args).await,
         Command::Trust(args) => trust::run(&global, args).await,
+        Command::New(args) => new::run(args),
         Command::Worker { .. } => Err(Failure::usage(anyhow::anyhow!(
             "a worker is started by the host, not by hand"
         ))),

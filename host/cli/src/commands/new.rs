@@ -1,0 +1,101 @@
+//! `plugin-host new NAME`: a standalone plugin crate that builds outside this repository.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::{anyhow, Context as _};
+use plugin_host::plugin_api::ABI_STABLE_VERSION;
+
+use super::{CliResult, Failure};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct NewArgs {
+    /// The plugin's name, also its component's: 1-64 characters of a-z, 0-9, `-`, `_`, `.`.
+    name: String,
+    /// Where to write the crate [default: ./NAME]; must not exist or be empty.
+    #[arg(long, value_name = "DIR")]
+    path: Option<PathBuf>,
+    /// The plugin-api crate to depend on, by path [default: the source this binary was
+    /// built from, when it is still there].
+    #[arg(long, value_name = "PATH")]
+    api: Option<PathBuf>,
+}
+
+const CARGO_TOML: &str = include_str!("../../templates/plugin/Cargo.toml.txt");
+const LIB_RS: &str = include_str!("../../templates/plugin/lib.rs.txt");
+const README: &str = include_str!("../../templates/plugin/README.md.txt");
+const GITIGNORE: &str = include_str!("../../templates/plugin/gitignore.txt");
+
+pub(crate) fn run(args: NewArgs) -> CliResult {
+    let name = &args.name;
+    if !plugin_host::valid_name(name) {
+        return Err(Failure::usage(anyhow!(
+            "`{name}` cannot name a plugin: {}",
+            plugin_host::NAME_RULE
+        )));
+    }
+    let dir = args.path.clone().unwrap_or_else(|| PathBuf::from(name));
+    if dir.exists() && dir.read_dir().map_or(true, |mut d| d.next().is_some()) {
+        return Err(Failure::usage(anyhow!(
+            "{} already exists and is not empty; choose another --path",
+            dir.display()
+        )));
+    }
+    let api = api_path(args.api.as_deref())?;
+    let crate_name = name.replace('.', "-");
+    let library = format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        crate_name.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    );
+    let fill = |template: &str| {
+        template
+            .replace("{{name}}", name)
+            .replace("{{crate}}", &crate_name)
+            .replace("{{library}}", &library)
+            .replace("{{abi_stable}}", ABI_STABLE_VERSION)
+            .replace("{{api}}", &api.display().to_string())
+    };
+    let files = [
+        ("Cargo.toml", fill(CARGO_TOML)),
+        ("src/lib.rs", fill(LIB_RS)),
+        ("README.md", fill(README)),
+        (".gitignore", GITIGNORE.to_owned()),
+    ];
+    for (file, text) in files {
+        let path = dir.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    println!("created plugin `{name}` in {}", dir.display());
+    println!(
+        "  cd {} && cargo test && cargo build --release",
+        dir.display()
+    );
+    println!("  then copy target/release/{library} into the host's plugins directory");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The plugin-api crate to depend on, absolute.
+fn api_path(given: Option<&Path>) -> Result<PathBuf, Failure> {
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugin-api");
+    let path = given.map_or(built_from, Path::to_path_buf);
+    let manifest = path.join("Cargo.toml");
+    let is_api =
+        std::fs::read_to_string(&manifest).is_ok_and(|text| text.contains("name = \"plugin-api\""));
+    if !is_api {
+        return Err(Failure::usage(anyhow!(
+            "{} is not the plugin-api crate; pass --api PATH to a plugin-api source directory",
+            path.display()
+        )));
+    }
+    path.canonicalize()
+        .with_context(|| format!("cannot resolve {}", path.display()))
+        .map_err(Failure::from)
+}
