@@ -28,6 +28,16 @@ pub enum OperationKind {
     Call,
 }
 
+impl OperationKind {
+    /// `init` or `call`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Init => "init",
+            Self::Call => "call",
+        }
+    }
+}
+
 /// One operation running under a timeout.
 #[derive(Debug, Clone, Serialize)]
 pub struct ActiveTimeout {

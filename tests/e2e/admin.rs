@@ -39,10 +39,8 @@ fn calls_over_http_are_counted_in_valid_prometheus_metrics_and_shown_by_status()
     let host = RunningHost::start(&sandbox, "[admin]\nlisten = \"127.0.0.1:0\"\n");
     assert_eq!(host.get("/healthz").0, 200);
     for _ in 0..25 {
-        let (status, body) =
-            host.post("/components/market-data/call/quote", r#"{"symbol":"GOOG"}"#);
-        assert_eq!(status, 200, "{body}");
-        let quote: serde_json::Value = serde_json::from_str(&body).expect("JSON quote");
+        let (status, quote) = host.call("market-data", "quote", r#"{"symbol":"GOOG"}"#);
+        let quote = quote.unwrap_or_else(|err| panic!("{status}: {err:?}"));
         assert_eq!(quote["symbol"], "GOOG");
     }
 
@@ -69,20 +67,37 @@ fn calls_over_http_are_counted_in_valid_prometheus_metrics_and_shown_by_status()
         scrape.docs.contains_key("plugin_host_memory_rss_bytes"),
         "HELP lines are present"
     );
+    for family in [
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_start_time_seconds",
+        "plugin_host_build_info",
+    ] {
+        assert!(scrape.docs.contains_key(family), "{family} is exported");
+    }
+    let rss = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "process_resident_memory_bytes")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v) => v,
+            _ => 0.0,
+        })
+        .expect("process RSS");
+    assert!(rss > 1e6, "the host's RSS: {rss}");
+    let build = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "plugin_host_build_info")
+        .expect("build info");
+    assert_eq!(
+        build.labels.get("plugin_api"),
+        Some(plugin_host::plugin_api::API_VERSION)
+    );
 
-    let (_, components) = host.get("/components");
-    let components: serde_json::Value = serde_json::from_str(&components).expect("JSON components");
-    let state = |name: &str| {
-        components
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == name)
-            .map(|c| c["state"].clone())
-            .unwrap()
-    };
-    assert_eq!(state("market-data"), "ready");
-    assert_eq!(state("historical-data"), "registered");
+    assert_eq!(host.component("market-data").state, "ready");
+    assert_eq!(host.component("historical-data").state, "registered");
 
     // The library nobody called is not mapped into the running host.
     let maps =
@@ -99,9 +114,11 @@ fn calls_over_http_are_counted_in_valid_prometheus_metrics_and_shown_by_status()
             .to_string()
     ));
 
+    // A host name, as operators type it.
+    let addr = format!("localhost:{}", host.addr.port());
     let status = sandbox
         .host()
-        .args(["status", "--addr", &host.addr.to_string()])
+        .args(["status", "--addr", &addr])
         .output()
         .expect("plugin-host status");
     let table = String::from_utf8_lossy(&status.stdout);
@@ -119,6 +136,23 @@ fn calls_over_http_are_counted_in_valid_prometheus_metrics_and_shown_by_status()
         table.contains("historical-data") && table.contains("registered"),
         "{table}"
     );
+    let json = sandbox
+        .host()
+        .args(["status", "--json", "--addr", &addr])
+        .output()
+        .expect("plugin-host status --json");
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(
+        parsed["components"]["components"][0]["name"],
+        "historical-data"
+    );
+    let bad = sandbox
+        .host()
+        .args(["status", "--addr", "no port here"])
+        .output()
+        .expect("plugin-host status");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("HOST:PORT"));
     assert_eq!(host.stop(), Some(0));
 }
 
@@ -187,6 +221,57 @@ fn a_token_is_required_when_listening_beyond_loopback() {
 }
 
 #[test]
+fn probes_answer_without_the_token_when_allowed_and_readyz_fails_as_the_stop_begins() {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let host = RunningHost::start(
+        &sandbox,
+        "[admin]\nlisten = \"0.0.0.0:0\"\ntoken = \"s3cret\"\nprobes_without_token = true\n\
+         [timeouts]\nstop = \"20s\"\n",
+    );
+    assert_eq!(host.get("/healthz").0, 200);
+    let (status, body) = host.get("/readyz");
+    assert_eq!(status, 200, "{body}");
+    let ready: plugin_host_admin::api::Readiness = serde_json::from_str(&body).expect("readiness");
+    assert!(ready.ready && !ready.shutting_down);
+    assert_eq!(
+        host.get("/components").0,
+        401,
+        "everything else needs the token"
+    );
+
+    // A call in flight holds the stop open; /readyz says 503 meanwhile.
+    let authorized = |method: &str, path: &str| {
+        host.request(method, path)
+            .set("Authorization", "Bearer s3cret")
+    };
+    let call = authorized("POST", "/components/sleeper/call/sleep");
+    let running =
+        std::thread::spawn(move || RunningHost::answer(call.send_string(r#"{"ms":3000}"#)));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &host.pid().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let stopping = loop {
+        let (status, body) = host.get("/readyz");
+        if status == 503 {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz still {status}: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let stopping: plugin_host_admin::api::Readiness =
+        serde_json::from_str(&stopping).expect("readiness");
+    assert!(!stopping.ready && stopping.shutting_down);
+    let (status, body) = running.join().expect("the call");
+    assert_eq!(status, 200, "the call in flight finished: {body}");
+    assert_eq!(host.stop(), Some(0));
+}
+
+#[test]
 fn errors_come_back_as_json_with_fitting_status_codes() {
     let sandbox = Sandbox::with_plugins(&["market-data", "fixture-probe", "fixture-memory-hog"]);
     let config = "[admin]\nlisten = \"127.0.0.1:0\"\n[memory]\nlimit = \"100MiB\"\n\
@@ -227,6 +312,26 @@ fn errors_come_back_as_json_with_fitting_status_codes() {
     assert!(body.contains("market-data"));
     expect(409, host.post("/components/market-data/evict", ""));
     expect(404, host.get("/nowhere"));
+    // The framework's own refusals come in the same shape.
+    let kind = |(status, body): (u16, String)| {
+        let error: plugin_host_admin::api::ErrorBody =
+            serde_json::from_str(&body).unwrap_or_else(|err| panic!("{status} {body}: {err}"));
+        (status, error.error.kind)
+    };
+    assert_eq!(
+        kind(host.get("/components/market-data/call/quote")),
+        (405, "method_not_allowed".to_owned())
+    );
+    assert_eq!(
+        kind(host.post("/timeouts/not-a-number/cancel", "")),
+        (400, "bad_request".to_owned())
+    );
+    // Last: the server closes the connection after refusing a body it did not read.
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(3 << 20));
+    assert_eq!(
+        kind(host.post("/components/market-data/call/quote", &huge)),
+        (413, "payload_too_large".to_owned())
+    );
 }
 
 #[test]

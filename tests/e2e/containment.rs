@@ -179,15 +179,8 @@ fn six_hundred_hung_calls_stall_only_their_component() {
         "{body}"
     );
     assert!(started.elapsed() < Duration::from_secs(1), "failed fast");
-    let (_, components) = host.get("/components");
-    let components: serde_json::Value = serde_json::from_str(&components).expect("JSON");
-    let sleeper = components
-        .as_array()
-        .expect("array")
-        .iter()
-        .find(|c| c["name"] == "sleeper")
-        .expect("sleeper listed");
-    assert_eq!(sleeper["state"], "quarantined", "{sleeper}");
+    let sleeper = host.component("sleeper");
+    assert_eq!(sleeper.state, "quarantined", "{sleeper:?}");
     let threads = thread_count(host.pid());
     assert!(
         threads <= threads_before + 64 + 16,
@@ -393,8 +386,7 @@ fn a_saturated_component_refuses_at_once_with_retry_after() {
     // Wait until the first call runs.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, components) = host.get("/components");
-        if components.contains(r#""calls_in_flight":1"#) || std::time::Instant::now() > deadline {
+        if host.component("sleeper").calls_in_flight == 1 || std::time::Instant::now() > deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));

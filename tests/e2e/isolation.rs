@@ -430,29 +430,23 @@ fn the_binary_shows_modes_serves_isolated_calls_and_reloads_over_http() {
     let sandbox = Sandbox::with_plugins(&["fixture-leaf", "fixture-user"]);
     let config = "[admin]\nlisten = \"127.0.0.1:0\"\n[components.user]\nisolation = \"process\"\n";
     let host = plugin_host_tests::RunningHost::start(&sandbox, config);
-    let (status, body) = host.post("/components/user/call/leaf_pid", "null");
-    assert_eq!(status, 200, "{body}");
-    assert!(
-        body.contains(&host.pid().to_string()),
-        "leaf runs in the host: {body}"
+    let pid_of = |component: &str, method: &str| {
+        let (status, answer) = host.call(component, method, "null");
+        let pid = answer.unwrap_or_else(|err| panic!("{status}: {err:?}"));
+        u32::try_from(pid.as_u64().expect("a pid")).expect("a pid")
+    };
+    assert_eq!(
+        pid_of("user", "leaf_pid"),
+        host.pid(),
+        "leaf runs in the host"
     );
-    let (status, body) = host.post("/components/user/call/pid", "null");
-    assert_eq!(status, 200, "{body}");
-    let worker: u32 = body.trim().parse().expect("a pid");
+    let worker = pid_of("user", "pid");
     assert_ne!(worker, host.pid());
 
-    let (_, components) = host.get("/components");
-    let components: serde_json::Value = serde_json::from_str(&components).expect("JSON");
-    let find = |name: &str| {
-        components
-            .as_array()
-            .and_then(|list| list.iter().find(|c| c["name"] == name))
-            .cloned()
-            .unwrap_or_else(|| panic!("{name} in {components}"))
-    };
-    assert_eq!(find("user")["isolation"], "process");
-    assert_eq!(find("user")["worker_pid"], worker);
-    assert_eq!(find("leaf")["isolation"], "in-process");
+    let user = host.component("user");
+    assert_eq!(user.isolation, Isolation::Process);
+    assert_eq!(user.worker_pid, Some(worker));
+    assert_eq!(host.component("leaf").isolation, Isolation::InProcess);
 
     let (status, body) = host.post("/plugins/user/reload", "");
     assert_eq!(status, 200, "{body}");
@@ -464,9 +458,7 @@ fn the_binary_shows_modes_serves_isolated_calls_and_reloads_over_http() {
     assert!(body.contains("restart"), "{body}");
     let (status, body) = host.post("/plugins/nothing/reload", "");
     assert_eq!(status, 404, "{body}");
-    let (status, body) = host.post("/components/user/call/pid", "null");
-    assert_eq!(status, 200, "{body}");
-    assert_ne!(body.trim(), worker.to_string(), "a new worker serves");
+    assert_ne!(pid_of("user", "pid"), worker, "a new worker serves");
     assert_eq!(host.stop(), Some(0));
     // The plugin's log record from inside the worker is in the host's log.
     let log = std::fs::read_to_string(sandbox.root().join("run.log")).expect("run.log");

@@ -22,8 +22,9 @@ fn concurrent_holds(host: &Arc<RunningHost>, n: usize, hold_ms: u64) -> Vec<(u64
         .map(|_| {
             let host = Arc::clone(host);
             std::thread::spawn(move || {
-                host.post(
-                    "/components/locker/call/with_lock",
+                host.call(
+                    "locker",
+                    "with_lock",
                     &format!(r#"{{"name":"orders","hold_ms":{hold_ms},"timeout_ms":20000}}"#),
                 )
             })
@@ -32,9 +33,9 @@ fn concurrent_holds(host: &Arc<RunningHost>, n: usize, hold_ms: u64) -> Vec<(u64
     let mut spans: Vec<(u64, u64)> = calls
         .into_iter()
         .map(|call| {
-            let (status, body) = call.join().expect("client thread");
-            assert_eq!(status, 200, "every call gets the lock in turn: {body}");
-            let span: serde_json::Value = serde_json::from_str(&body).expect("JSON span");
+            let (status, answer) = call.join().expect("client thread");
+            let span = answer
+                .unwrap_or_else(|err| panic!("every call gets the lock in turn: {status} {err:?}"));
             (
                 span["start_us"].as_u64().expect("start"),
                 span["end_us"].as_u64().expect("end"),
@@ -60,19 +61,15 @@ fn concurrent_calls_of_one_component_hold_a_lock_strictly_one_at_a_time() {
         }
     }
     let (_, locks) = host.get("/locks");
-    let locks: serde_json::Value = serde_json::from_str(&locks).expect("JSON");
-    let orders = locks["locks"]
-        .as_array()
-        .expect("locks")
+    let locks: plugin_host_admin::api::Locks = serde_json::from_str(&locks).expect("locks");
+    let orders = locks
+        .locks
         .iter()
-        .find(|l| l["name"] == "orders")
+        .find(|l| l.name == "orders")
         .expect("orders listed");
-    assert_eq!(orders["acquisitions"], 10, "{orders}");
-    assert!(
-        orders["contentions"].as_u64() >= Some(1 + 7 - 1),
-        "{orders}"
-    );
-    assert!(orders["holder"].is_null(), "{orders}");
+    assert_eq!(orders.acquisitions, 10, "{orders:?}");
+    assert!(orders.contentions >= 1 + 7 - 1, "{orders:?}");
+    assert!(orders.holder.is_none(), "{orders:?}");
 }
 
 fn leaked_total(host: &RunningHost) -> f64 {

@@ -13,6 +13,7 @@ mod isolation;
 mod lazy_loading;
 mod locks;
 mod memory;
+mod operators;
 mod run;
 mod soak;
 mod trust;

@@ -88,9 +88,8 @@ fn act(host: &RunningHost, rng: &mut Rng, tally: &Mutex<Tally>) {
         .entry((component.to_owned(), status))
         .or_default() += 1;
     let typed = match status {
-        200 => serde_json::from_str::<serde_json::Value>(&answer).is_ok(),
-        _ => serde_json::from_str::<serde_json::Value>(&answer)
-            .is_ok_and(|v| v["error"]["kind"].is_string() && v["error"]["message"].is_string()),
+        200 => serde_json::from_str::<plugin_host_admin::api::CallResult>(&answer).is_ok(),
+        _ => serde_json::from_str::<plugin_host_admin::api::ErrorBody>(&answer).is_ok(),
     };
     if !typed || !matches!(status, 200 | 503 | 504 | 507) {
         tally

@@ -2,6 +2,8 @@
 
 use std::{fs, process::Command};
 
+use plugin_host_admin::api;
+
 use crate::sandbox::Sandbox;
 
 /// A `plugin-host run` process with its admin API; stopped with SIGTERM when dropped.
@@ -17,10 +19,16 @@ pub struct RunningHost {
 impl RunningHost {
     /// Starts `run` in `sandbox` with `config` and waits for its admin address.
     pub fn start(sandbox: &Sandbox, config: &str) -> Self {
+        Self::start_with_env(sandbox, config, &[])
+    }
+
+    /// As [`Self::start`], with extra environment variables.
+    pub fn start_with_env(sandbox: &Sandbox, config: &str, env: &[(&str, &str)]) -> Self {
         use std::io::BufRead;
         let config = sandbox.write_config(config);
         let mut child = sandbox
             .host()
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(&config)
             .arg("run")
@@ -73,6 +81,43 @@ impl RunningHost {
     /// POST `body` to `path`, returning status and body (errors included).
     pub fn post(&self, path: &str, body: &str) -> (u16, String) {
         Self::answer(self.request("POST", path).send_string(body))
+    }
+
+    /// Calls `component.method` with `body`: the component's result, or the error body.
+    pub fn call(
+        &self,
+        component: &str,
+        method: &str,
+        body: &str,
+    ) -> (u16, Result<serde_json::Value, api::ErrorDetail>) {
+        let (status, text) = self.post(&format!("/components/{component}/call/{method}"), body);
+        let parsed = if status == 200 {
+            let answer: api::CallResult = serde_json::from_str(&text)
+                .unwrap_or_else(|err| panic!("not a call result ({err}): {text}"));
+            Ok(answer.result)
+        } else {
+            let answer: api::ErrorBody = serde_json::from_str(&text)
+                .unwrap_or_else(|err| panic!("not an error body ({err}): {text}"));
+            Err(answer.error)
+        };
+        (status, parsed)
+    }
+
+    /// `GET /components`, typed.
+    pub fn components(&self) -> Vec<api::Component> {
+        let (status, text) = self.get("/components");
+        assert_eq!(status, 200, "{text}");
+        let components: api::Components =
+            serde_json::from_str(&text).unwrap_or_else(|err| panic!("{err}: {text}"));
+        components.components
+    }
+
+    /// Component `name` from `GET /components`.
+    pub fn component(&self, name: &str) -> api::Component {
+        self.components()
+            .into_iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no component {name}"))
     }
 
     /// Status and body of a response, error statuses included.

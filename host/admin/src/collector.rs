@@ -16,7 +16,7 @@ use plugin_host::{
 };
 
 use crate::{
-    families,
+    api, families,
     prometheus::{Exposition, Kind},
 };
 
@@ -135,6 +135,7 @@ impl UnifiedMetricsCollector {
         );
         self.plugin_files(&mut out);
         self.plugin_families(&mut out);
+        crate::process::write(&mut out);
         out.finish()
     }
 
@@ -218,53 +219,61 @@ impl UnifiedMetricsCollector {
         }
     }
 
-    /// Every component's status with its latency summary, as JSON.
-    pub fn components_json(&self) -> serde_json::Value {
+    /// Every component's status with its latency summary.
+    pub fn components(&self) -> Vec<api::Component> {
         let (_, summaries) = self.summaries();
-        let components: Vec<serde_json::Value> = self
-            .coordinator
+        self.coordinator
             .components()
             .into_iter()
             .map(|c| {
                 let summary = summaries.get(&c.name).copied();
-                let mut value = serde_json::json!(c);
-                value["latency"] = serde_json::json!(summary);
-                value["call_count_estimate"] = serde_json::json!(c.call_latency.count);
-                value
+                api::Component::of(c, summary)
             })
-            .collect();
-        serde_json::Value::Array(components)
+            .collect()
     }
 
-    /// Everything as one JSON document.
-    pub fn json(&self) -> serde_json::Value {
+    /// Everything at once: `GET /metrics.json`.
+    pub fn snapshot(&self) -> api::Snapshot {
         let (aggregated_at, _) = self.summaries();
         let catalog = self.coordinator.catalog();
-        let components = self.components_json();
-        let plugin_metrics: Vec<serde_json::Value> = self
+        let plugin_metrics = self
             .coordinator
             .plugin_metrics()
             .all()
             .iter()
-            .map(|m| {
-                let value = match &m.instrument {
-                    PluginInstrument::Counter(c) => serde_json::json!({ "kind": "counter", "value": c.get() }),
-                    PluginInstrument::Histogram(h) => {
-                        serde_json::json!({ "kind": "histogram", "quantiles": h.snapshot().quantiles() })
+            .map(|m| api::PluginMetric {
+                name: m.name.clone(),
+                plugin: m.plugin.clone(),
+                component: m.component.clone(),
+                value: match &m.instrument {
+                    PluginInstrument::Counter(c) => {
+                        api::PluginMetricValue::Counter { value: c.get() }
                     }
-                };
-                serde_json::json!({ "name": m.name, "plugin": m.plugin, "component": m.component, "metric": value })
+                    PluginInstrument::Histogram(h) => {
+                        let q = h.snapshot().quantiles();
+                        api::PluginMetricValue::Histogram {
+                            p50: q.p50,
+                            p95: q.p95,
+                            p99: q.p99,
+                            count: q.count,
+                        }
+                    }
+                },
             })
             .collect();
-        serde_json::json!({
-            "aggregated_at": aggregated_at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
-            "components": components,
-            "memory": self.coordinator.memory().status(),
-            "locks": self.coordinator.locks().stats(),
-            "timeouts": self.coordinator.timeouts().stats(),
-            "plugins": { "files": catalog.plugins.len(), "usable": catalog.usable().count(), "scanned": catalog.scanned },
-            "plugin_metrics": plugin_metrics,
-        })
+        api::Snapshot {
+            aggregated_at: aggregated_at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            components: self.components(),
+            memory: api::Memory::from(self.coordinator.memory().status()),
+            locks: api::Locks::of(self.coordinator.locks()),
+            timeouts: api::Timeouts::of(self.coordinator.timeouts()),
+            plugins: api::PluginCounts {
+                files: catalog.plugins.len(),
+                usable: catalog.usable().count(),
+                scanned: catalog.scanned,
+            },
+            plugin_metrics,
+        }
     }
 }
 

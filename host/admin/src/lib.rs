@@ -7,8 +7,10 @@
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+pub mod api;
 mod collector;
 mod families;
+mod process;
 mod prometheus;
 mod routes;
 
@@ -36,6 +38,8 @@ pub struct AdminState {
     pub eager: Vec<String>,
     /// The bearer token every request must carry, if any.
     pub token: Option<String>,
+    /// Whether `/healthz` and `/readyz` answer without the token.
+    pub probes_without_token: bool,
     /// Live discovery, for `POST /plugins/rescan`; `None` when the host does not follow
     /// its plugins directory.
     pub rescan: Option<RescanHandle>,
@@ -66,6 +70,20 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The framework's own refusal of a request (a body too large, a path parameter
+    /// that does not parse), in the one error shape.
+    pub(crate) fn rejected(status: StatusCode, text: String) -> Self {
+        let kind = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            s if s.is_client_error() => "bad_request",
+            _ => "internal",
+        };
+        Self::new(status, kind, text)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": { "kind": self.kind, "message": self.message } });
@@ -93,6 +111,13 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method; see the admin API table in the README",
+            )
+        })
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             authorize,
@@ -111,7 +136,12 @@ fn same_token(given: &str, expected: &str) -> bool {
 }
 
 async fn authorize(State(state): State<Arc<AdminState>>, request: Request, next: Next) -> Response {
-    if let Some(token) = &state.token {
+    let probe = matches!(request.uri().path(), "/healthz" | "/readyz");
+    let token = state
+        .token
+        .as_ref()
+        .filter(|_| !(probe && state.probes_without_token));
+    if let Some(token) = token {
         let given = request
             .headers()
             .get(header::AUTHORIZATION)

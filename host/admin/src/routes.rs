@@ -4,14 +4,17 @@ use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     body::Bytes,
-    extract::{Path, Query, State},
+    extract::{
+        rejection::{BytesRejection, PathRejection, QueryRejection},
+        Path, Query, State,
+    },
     http::{header, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
 use plugin_host::plugin_api::PluginError;
 
-use super::{AdminState, ApiError};
+use super::{api, AdminState, ApiError};
 use plugin_host::{
     discovery::Verdict, CallError, ComponentState, ErrorChainDisplay, EvictError, GetError,
     InitError, ReloadError,
@@ -19,20 +22,60 @@ use plugin_host::{
 
 type AppState = State<Arc<AdminState>>;
 
-pub(super) async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+/// What axum's extractors refuse (a body too large, a path parameter that does not
+/// parse), answered in the one error shape.
+trait Rejection {
+    fn status(&self) -> StatusCode;
+    fn body_text(&self) -> String;
+}
+
+macro_rules! rejection {
+    ($($kind:ty),*) => {$(
+        impl Rejection for $kind {
+            fn status(&self) -> StatusCode {
+                <$kind>::status(self)
+            }
+            fn body_text(&self) -> String {
+                <$kind>::body_text(self)
+            }
+        }
+    )*};
+}
+
+rejection!(PathRejection, BytesRejection, QueryRejection);
+
+fn refused(rejection: &impl Rejection) -> Response {
+    ApiError::rejected(rejection.status(), rejection.body_text()).into_response()
+}
+
+pub(super) async fn healthz() -> Json<api::Health> {
+    Json(api::Health {
+        status: "ok".to_owned(),
+    })
 }
 
 pub(super) async fn readyz(State(state): AppState) -> Response {
+    if state.coordinator.is_shutting_down() {
+        // A load balancer must stop sending work as soon as the stop begins.
+        let stopping = api::Readiness {
+            ready: false,
+            shutting_down: true,
+            waiting: Vec::new(),
+        };
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(stopping)).into_response();
+    }
     let components = state.coordinator.components();
-    let waiting: Vec<serde_json::Value> = state
+    let waiting: Vec<api::Waiting> = state
         .eager
         .iter()
         .filter_map(|name| {
             let found = components.iter().find(|c| &c.name == name);
             match found.map(|c| c.state) {
                 Some(ComponentState::Ready) => None,
-                state => Some(serde_json::json!({ "component": name, "state": state })),
+                state => Some(api::Waiting {
+                    component: name.clone(),
+                    state: state.map(|s| s.as_str().to_owned()),
+                }),
             }
         })
         .collect();
@@ -41,11 +84,12 @@ pub(super) async fn readyz(State(state): AppState) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(serde_json::json!({ "ready": waiting.is_empty(), "waiting": waiting })),
-    )
-        .into_response()
+    let readiness = api::Readiness {
+        ready: waiting.is_empty(),
+        shutting_down: false,
+        waiting,
+    };
+    (status, Json(readiness)).into_response()
 }
 
 pub(super) async fn metrics(State(state): AppState) -> Response {
@@ -83,18 +127,9 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-pub(super) async fn metrics_json(
-    State(state): AppState,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub(super) async fn metrics_json(State(state): AppState) -> Result<Json<api::Snapshot>, ApiError> {
     let collector = Arc::clone(&state.collector);
-    blocking(move || Json(collector.json())).await
-}
-
-/// `/plugins`: the directory and each file's verdict, with whether it is loaded.
-#[derive(serde::Serialize)]
-struct PluginsView<'a> {
-    dir: &'a std::path::Path,
-    plugins: Vec<Verdict>,
+    blocking(move || Json(collector.snapshot())).await
 }
 
 pub(super) async fn plugins(State(state): AppState) -> Response {
@@ -108,8 +143,8 @@ pub(super) async fn plugins(State(state): AppState) -> Response {
             ..plugin.verdict()
         })
         .collect();
-    Json(PluginsView {
-        dir: &catalog.dir,
+    Json(api::Plugins {
+        dir: catalog.dir.clone(),
         plugins,
     })
     .into_response()
@@ -135,7 +170,14 @@ pub(super) async fn rescan(State(state): AppState) -> Response {
 
 /// `POST /plugins/{name}/reload`: a new worker process takes over the plugin's isolated
 /// components on its file as last vetted; the old one finishes its calls.
-pub(super) async fn reload(State(state): AppState, Path(name): Path<String>) -> Response {
+pub(super) async fn reload(
+    State(state): AppState,
+    name: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Path(name) = match name {
+        Ok(name) => name,
+        Err(rejection) => return refused(&rejection),
+    };
     match state.coordinator.reload_plugin(&name).await {
         Ok(report) => Json(report).into_response(),
         Err(err) => {
@@ -149,31 +191,39 @@ pub(super) async fn reload(State(state): AppState, Path(name): Path<String>) -> 
     }
 }
 
-pub(super) async fn components(
-    State(state): AppState,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub(super) async fn components(State(state): AppState) -> Result<Json<api::Components>, ApiError> {
     let collector = Arc::clone(&state.collector);
-    blocking(move || Json(collector.components_json())).await
+    blocking(move || {
+        Json(api::Components {
+            components: collector.components(),
+        })
+    })
+    .await
 }
 
-pub(super) async fn memory(State(state): AppState) -> Result<Json<serde_json::Value>, ApiError> {
+pub(super) async fn memory(State(state): AppState) -> Result<Json<api::Memory>, ApiError> {
     let coordinator = state.coordinator.clone();
-    blocking(move || Json(serde_json::json!(coordinator.memory().status()))).await
+    blocking(move || Json(api::Memory::from(coordinator.memory().status()))).await
 }
 
-pub(super) async fn locks(State(state): AppState) -> Json<serde_json::Value> {
-    let locks = state.coordinator.locks();
-    Json(serde_json::json!({ "locks": locks.stats(), "waits": locks.waits() }))
+pub(super) async fn locks(State(state): AppState) -> Json<api::Locks> {
+    Json(api::Locks::of(state.coordinator.locks()))
 }
 
-pub(super) async fn timeouts(State(state): AppState) -> Json<serde_json::Value> {
-    let timeouts = state.coordinator.timeouts();
-    Json(serde_json::json!({ "active": timeouts.active(), "stats": timeouts.stats() }))
+pub(super) async fn timeouts(State(state): AppState) -> Json<api::Timeouts> {
+    Json(api::Timeouts::of(state.coordinator.timeouts()))
 }
 
-pub(super) async fn cancel_timeout(State(state): AppState, Path(id): Path<u64>) -> Response {
+pub(super) async fn cancel_timeout(
+    State(state): AppState,
+    id: Result<Path<u64>, PathRejection>,
+) -> Response {
+    let Path(id) = match id {
+        Ok(id) => id,
+        Err(rejection) => return refused(&rejection),
+    };
     if state.coordinator.timeouts().cancel(id) {
-        Json(serde_json::json!({ "cancelled": id })).into_response()
+        Json(api::Cancelled { cancelled: id }).into_response()
     } else {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -224,9 +274,14 @@ fn call_status(err: &CallError) -> StatusCode {
 
 pub(super) async fn call(
     State(state): AppState,
-    Path((name, method)): Path<(String, String)>,
-    body: Bytes,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let (Path((name, method)), body) = match (path, body) {
+        (Ok(path), Ok(body)) => (path, body),
+        (Err(rejection), _) => return refused(&rejection),
+        (_, Err(rejection)) => return refused(&rejection),
+    };
     let input = if body.iter().all(u8::is_ascii_whitespace) {
         b"null".to_vec()
     } else if let Err(err) = serde_json::from_slice::<serde_json::Value>(&body) {
@@ -240,13 +295,14 @@ pub(super) async fn call(
         body.to_vec()
     };
     match state.coordinator.call(&name, &method, input).await {
-        Ok(output) => match serde_json::from_slice::<serde_json::Value>(&output) {
-            Ok(value) => Json(value).into_response(),
-            Err(_) => Json(serde_json::Value::String(
-                String::from_utf8_lossy(&output).into_owned(),
-            ))
-            .into_response(),
-        },
+        Ok(output) => {
+            // A reply that is not JSON is handed back as a string.
+            let result =
+                serde_json::from_slice::<serde_json::Value>(&output).unwrap_or_else(|_| {
+                    serde_json::Value::String(String::from_utf8_lossy(&output).into_owned())
+                });
+            Json(api::CallResult { result }).into_response()
+        }
         Err(err) => {
             let mut response = ApiError::new(
                 call_status(&err),
@@ -267,15 +323,20 @@ pub(super) async fn call(
 
 pub(super) async fn evict(
     State(state): AppState,
-    Path(name): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Response {
+    let (Path(name), Query(query)) = match (name, query) {
+        (Ok(name), Ok(query)) => (name, query),
+        (Err(rejection), _) => return refused(&rejection),
+        (_, Err(rejection)) => return refused(&rejection),
+    };
     let cascade = query
         .get("cascade")
         .is_some_and(|v| v == "true" || v == "1");
     // The instances are dropped on the plugin executor.
     match state.coordinator.evict(&name, cascade).await {
-        Ok(evicted) => Json(serde_json::json!({ "evicted": evicted })).into_response(),
+        Ok(evicted) => Json(api::Evicted { evicted }).into_response(),
         Err(err) => {
             let (status, kind) = match err {
                 EvictError::UnknownComponent { .. } => (StatusCode::NOT_FOUND, "unknown_component"),

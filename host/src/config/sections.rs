@@ -218,6 +218,9 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// Bearer token required when listening beyond loopback. Defaults to empty.
     pub token: String,
+    /// Whether `/healthz` and `/readyz` answer without the token (for load balancers and
+    /// Kubernetes probes, which come from off-loopback). Defaults to false.
+    pub probes_without_token: bool,
 }
 
 impl Default for AdminConfig {
@@ -225,6 +228,7 @@ impl Default for AdminConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             token: String::new(),
+            probes_without_token: false,
         }
     }
 }

@@ -161,6 +161,13 @@ impl Coordinator {
         )
     }
 
+    /// Whether shutdown has begun: no component starts any more.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner
+            .shutting_down
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Names of `[components.NAME]` config sections for which no component is registered.
     pub fn overrides_without_component(&self) -> Vec<String> {
         let slots = self.inner.slots.load();

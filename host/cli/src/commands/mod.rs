@@ -8,12 +8,23 @@ mod logging;
 mod new;
 mod run;
 mod status;
+mod systemd;
 mod trust;
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use plugin_host::{trust::TrustPolicy, Config, Coordinator, CoordinatorBuilder, Discovery};
+
+/// `--version`: this binary's version and the plugin-api version plugins must match.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (plugin-api {}, abi_stable {})",
+        env!("CARGO_PKG_VERSION"),
+        plugin_host::plugin_api::API_VERSION,
+        plugin_host::plugin_api::ABI_STABLE_VERSION
+    )
+});
 
 /// Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 pub(crate) const EXIT_FAILURE: u8 = 1;
@@ -22,7 +33,7 @@ pub(crate) const EXIT_USAGE: u8 = 2;
 /// Hosts native plugins: finds them in a directory, loads each library only when one of
 /// its components is first needed, and runs every component under one coordinator.
 #[derive(Debug, Parser)]
-#[command(name = "plugin-host", version, about, long_about = None)]
+#[command(name = "plugin-host", version = VERSION.as_str(), about, long_about = None)]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: GlobalArgs,
@@ -65,6 +76,13 @@ pub(crate) enum Command {
     /// Write a new plugin crate (one component, one method, a unit test) that builds on
     /// its own.
     New(new::NewArgs),
+    /// Print shell completions: `plugin-host completions bash > /etc/bash_completion.d/plugin-host`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `plugin-host man > plugin-host.1`.
+    Man,
     /// The worker process of isolated plugins: started by the host, not by hand.
     #[command(hide = true)]
     Worker {
@@ -143,6 +161,16 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Status(args) => status::run(&global, args).await,
         Command::Trust(args) => trust::run(&global, args).await,
         Command::New(args) => new::run(args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "plugin-host", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Worker { .. } => Err(Failure::usage(anyhow::anyhow!(
             "a worker is started by the host, not by hand"
         ))),

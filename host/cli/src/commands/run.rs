@@ -9,7 +9,7 @@ use plugin_host::{
 };
 use plugin_host_admin::{self as admin, AdminState, UnifiedMetricsCollector};
 
-use super::{coordinator, discovery, CliResult, GlobalArgs};
+use super::{coordinator, discovery, systemd, CliResult, GlobalArgs};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {}
@@ -22,7 +22,9 @@ pub(crate) async fn run(global: &GlobalArgs, _args: RunArgs) -> CliResult {
     let eager = eager_components(&config, &coordinator);
     let collector = Arc::new(UnifiedMetricsCollector::new(coordinator.clone()));
     let admin = Admin::start(&config, &coordinator, &collector, &eager, live.handle()).await?;
-    let tasks = start_background(&config, &coordinator, &collector, eager);
+    let mut tasks = start_background(&config, &coordinator, &collector);
+    tasks.push(tokio::spawn(start_eager(coordinator.clone(), eager)));
+    tasks.extend(systemd::watchdog());
 
     while signals.wait().await? == Signal::Rescan {
         tracing::info!("SIGHUP: rescanning the plugins directory");
@@ -31,12 +33,14 @@ pub(crate) async fn run(global: &GlobalArgs, _args: RunArgs) -> CliResult {
         }
     }
     tracing::info!("stopping");
+    systemd::notify(&[systemd::State::Stopping]);
     drop(live);
     for task in tasks {
         task.abort();
     }
-    admin.stop().await;
+    // The admin API answers until the components are stopped: /readyz says 503 at once.
     let report = coordinator.shutdown(config.timeouts.stop).await;
+    admin.stop().await;
     tracing::info!(stopped = ?report.stopped, timed_out = ?report.timed_out, "host stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -79,6 +83,7 @@ impl Admin {
             collector: Arc::clone(collector),
             eager: eager.to_vec(),
             token: Some(config.admin.token.clone()).filter(|t| !t.is_empty()),
+            probes_without_token: config.admin.probes_without_token,
             rescan: Some(rescan),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -109,10 +114,8 @@ fn start_background(
     config: &Config,
     coordinator: &Coordinator,
     collector: &Arc<UnifiedMetricsCollector>,
-    eager: Vec<String>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let flusher = coordinator.clone();
-    let starter = coordinator.clone();
     vec![
         collector.spawn_aggregator(config.metrics.aggregation_interval),
         tokio::spawn(log_long_lock_holds(
@@ -127,19 +130,32 @@ fn start_background(
                 flusher.flush_log_suppression();
             }
         }),
-        tokio::spawn(async move {
-            // Each get initialises dependencies first; independent ones run concurrently.
-            let gets = eager.iter().map(|name| {
-                let coordinator = starter.clone();
-                async move { (name, coordinator.get(name).await) }
-            });
-            for (name, result) in futures::future::join_all(gets).await {
-                if let Err(err) = result {
-                    tracing::error!(component = %name, error = %ErrorChainDisplay(&err), "eager component failed to start");
-                }
-            }
-        }),
     ]
+}
+
+/// Starts the eager components (each get initialises dependencies first; independent
+/// ones run concurrently), then tells systemd the host is ready.
+async fn start_eager(coordinator: Coordinator, eager: Vec<String>) {
+    let gets = eager.iter().map(|name| {
+        let coordinator = coordinator.clone();
+        async move { (name, coordinator.get(name).await) }
+    });
+    let mut failed = 0;
+    for (name, result) in futures::future::join_all(gets).await {
+        if let Err(err) = result {
+            failed += 1;
+            tracing::error!(component = %name, error = %ErrorChainDisplay(&err), "eager component failed to start");
+        }
+    }
+    let status = if failed == 0 {
+        format!("ready: {} eager components", eager.len())
+    } else {
+        format!(
+            "running; {failed} of {} eager components failed to start",
+            eager.len()
+        )
+    };
+    systemd::notify(&[systemd::State::Ready, systemd::State::Status(&status)]);
 }
 
 /// What a signal asks of the host.

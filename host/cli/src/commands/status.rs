@@ -1,19 +1,21 @@
 //! `plugin-host status`: a running host's plugins, components and memory, read from its
-//! admin API.
+//! admin API through the API's own types (`plugin_host_admin::api`).
 
-use std::{net::SocketAddr, process::ExitCode, time::Duration};
+use std::{net::ToSocketAddrs, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
-use plugin_host::format_bytes;
-use serde_json::Value;
+use plugin_host::{format_bytes, Isolation};
+use plugin_host_admin::api;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::{CliResult, Failure, GlobalArgs};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct StatusArgs {
-    /// Admin API address of the running host [default: the config's admin.listen].
-    #[arg(long, value_name = "ADDR")]
-    addr: Option<SocketAddr>,
+    /// Admin API address of the running host, HOST:PORT (`localhost:9464`,
+    /// `10.0.0.5:9464`) [default: the config's admin.listen].
+    #[arg(long, value_name = "HOST:PORT")]
+    addr: Option<String>,
     /// Bearer token [default: the config's admin.token].
     #[arg(long, env = "PLUGIN_HOST_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -22,49 +24,72 @@ pub(crate) struct StatusArgs {
     json: bool,
 }
 
+/// Everything `status` reads, as one document (`--json`).
+#[derive(Debug, Serialize, Deserialize)]
+struct Status {
+    address: String,
+    health: api::Health,
+    ready: api::Readiness,
+    plugins: api::Plugins,
+    components: api::Components,
+    memory: api::Memory,
+}
+
 pub(crate) async fn run(global: &GlobalArgs, args: StatusArgs) -> CliResult {
     let config = global.config()?;
-    let addr = args.addr.unwrap_or(config.admin.listen);
-    if addr.port() == 0 {
-        return Err(Failure::usage(anyhow::anyhow!(
-            "admin.listen uses port 0, so the host's port is not known here; pass --addr with the address `run` printed"
-        )));
-    }
+    let addr = match args.addr {
+        Some(addr) => addr.trim_start_matches("http://").trim_end_matches('/').to_owned(),
+        None if config.admin.listen.port() == 0 => {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "admin.listen uses port 0, so the host's port is not known here; pass --addr with the address `run` printed"
+            )))
+        }
+        None => config.admin.listen.to_string(),
+    };
+    check_address(&addr)?;
     let token = args
         .token
         .or_else(|| Some(config.admin.token.clone()).filter(|t| !t.is_empty()));
     let base = format!("http://{addr}");
-    let fetched = tokio::task::spawn_blocking(move || fetch_all(&base, token.as_deref())).await??;
+    let fetched = tokio::task::spawn_blocking(move || fetch_all(base, token.as_deref())).await??;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&fetched)?);
     } else {
-        print_tables(&addr, &fetched);
+        print_tables(&fetched);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn fetch_all(base: &str, token: Option<&str>) -> anyhow::Result<Value> {
+/// Refuses an address that is not HOST:PORT or does not resolve, saying which.
+fn check_address(addr: &str) -> Result<(), Failure> {
+    match addr.to_socket_addrs().map(|mut resolved| resolved.next()) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(Failure::usage(anyhow::anyhow!(
+            "{addr} resolves to no address"
+        ))),
+        Err(err) => Err(Failure::usage(anyhow::anyhow!(
+            "--addr {addr} is not HOST:PORT that resolves ({err}); for example localhost:9464"
+        ))),
+    }
+}
+
+fn fetch_all(base: String, token: Option<&str>) -> anyhow::Result<Status> {
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(10))
         .build();
-    let get = |path: &str| -> anyhow::Result<Value> {
+    let get = |path: &str| -> anyhow::Result<ureq::Response> {
         let mut request = agent.get(&format!("{base}{path}"));
         if let Some(token) = token {
             request = request.set("Authorization", &format!("Bearer {token}"));
         }
         match request.call() {
-            Ok(response) => response
-                .into_json()
-                .with_context(|| format!("reading {base}{path}")),
+            Ok(response) => Ok(response),
+            // Not ready is an answer, not a failure.
+            Err(ureq::Error::Status(503, response)) if path == "/readyz" => Ok(response),
             Err(ureq::Error::Status(status, response)) => {
-                let body: Value = response.into_json().unwrap_or_default();
-                let message = body["error"]["message"]
-                    .as_str()
-                    .unwrap_or("no details")
-                    .to_owned();
-                if path == "/readyz" && status == 503 {
-                    return Ok(body);
-                }
+                let message = response
+                    .into_json::<api::ErrorBody>()
+                    .map_or_else(|_| "no details".to_owned(), |body| body.error.message);
                 anyhow::bail!("{base}{path} answered {status}: {message}")
             }
             Err(err) => Err(err).with_context(|| {
@@ -72,87 +97,92 @@ fn fetch_all(base: &str, token: Option<&str>) -> anyhow::Result<Value> {
             }),
         }
     };
-    Ok(serde_json::json!({
-        "address": base,
-        "health": get("/healthz")?,
-        "ready": get("/readyz")?,
-        "plugins": get("/plugins")?,
-        "components": get("/components")?,
-        "memory": get("/memory")?,
-    }))
+    let read = |path: &str| -> anyhow::Result<serde_json::Value> {
+        get(path)?
+            .into_json()
+            .with_context(|| format!("reading {base}{path}"))
+    };
+    Ok(Status {
+        health: typed(read("/healthz")?, "/healthz")?,
+        ready: typed(read("/readyz")?, "/readyz")?,
+        plugins: typed(read("/plugins")?, "/plugins")?,
+        components: typed(read("/components")?, "/components")?,
+        memory: typed(read("/memory")?, "/memory")?,
+        address: base.clone(),
+    })
 }
 
-fn bytes(value: &Value) -> String {
-    value.as_u64().map_or_else(|| "-".to_owned(), format_bytes)
+/// Reads an answer as its API type: a host of another version is named, not shown as "-".
+fn typed<T: DeserializeOwned>(value: serde_json::Value, path: &str) -> anyhow::Result<T> {
+    serde_json::from_value(value).with_context(|| {
+        format!("{path} does not answer in this version's admin API shape; is the host the same version as this plugin-host ({})?", env!("CARGO_PKG_VERSION"))
+    })
 }
 
-fn millis(seconds: f64) -> String {
-    if seconds <= 0.0 {
-        "-".to_owned()
-    } else {
-        format!("{:.2} ms", seconds * 1000.0)
-    }
+fn bytes(value: Option<u64>) -> String {
+    value.map_or_else(|| "-".to_owned(), format_bytes)
 }
 
-fn print_tables(addr: &SocketAddr, status: &Value) {
-    print_summary(addr, status);
+fn print_tables(status: &Status) {
+    print_summary(status);
     println!();
-    print_plugins(&status["plugins"]["plugins"]);
+    print_plugins(&status.plugins);
     println!();
-    print_components(&status["components"]);
+    print_components(&status.components.components);
 }
 
-fn print_summary(addr: &SocketAddr, status: &Value) {
-    let ready = status["ready"]["ready"].as_bool().unwrap_or(false);
+fn print_summary(status: &Status) {
     println!(
-        "host at http://{addr}: {}, {}",
-        status["health"]["status"].as_str().unwrap_or("unknown"),
-        if ready { "ready" } else { "not ready" }
+        "host at {}: {}, {}",
+        status.address,
+        status.health.status,
+        match (&status.ready.ready, &status.ready.shutting_down) {
+            (_, true) => "stopping",
+            (true, _) => "ready",
+            _ => "not ready",
+        }
     );
-    let memory = &status["memory"];
+    let memory = &status.memory;
     println!(
-        "memory: RSS {} of {} limit, {} reserved, pressure {}, {} evictions ({} reclaimed)",
-        bytes(&memory["rss"]),
-        bytes(&memory["limit"]),
-        bytes(&memory["reserved"]),
-        memory["pressure"].as_str().unwrap_or("-"),
-        memory["evictions"],
-        bytes(&memory["reclaimed"]),
+        "memory: RSS {} of {} limit, {} reserved, pressure {}, {} evictions ({} reclaimed), {} workers",
+        format_bytes(memory.rss_bytes),
+        format_bytes(memory.limit_bytes),
+        format_bytes(memory.reserved_bytes),
+        memory.pressure,
+        memory.evictions,
+        format_bytes(memory.reclaimed_bytes),
+        memory.workers.len(),
     );
 }
 
-fn print_plugins(plugins: &Value) {
+fn print_plugins(plugins: &api::Plugins) {
     println!("PLUGIN                   VERSION   LOADED  FILE");
-    for plugin in plugins.as_array().into_iter().flatten() {
-        let file = plugin["path"]
-            .as_str()
-            .and_then(|p| p.rsplit('/').next())
-            .unwrap_or("-");
-        let loaded = if plugin["loaded"].as_bool().unwrap_or(false) {
+    for verdict in &plugins.plugins {
+        let file = verdict
+            .path
+            .file_name()
+            .map_or_else(|| "-".into(), |n| n.to_string_lossy());
+        let loaded = if verdict.loaded == Some(true) {
             "yes"
         } else {
             "no"
         };
-        if plugin["usable"].as_bool().unwrap_or(false) {
-            println!(
-                "{:<24} {:<9} {:<7} {file}",
-                plugin["plugin"]["name"].as_str().unwrap_or("-"),
-                plugin["plugin"]["version"].as_str().unwrap_or("-"),
-                loaded
-            );
-        } else {
-            println!(
+        match (&verdict.plugin, &verdict.error) {
+            (Some(info), _) => {
+                println!("{:<24} {:<9} {loaded:<7} {file}", info.name, info.version);
+            }
+            (None, error) => println!(
                 "{:<24} {:<9} {:<7} {file}: {}",
                 "(unusable)",
                 "-",
                 "no",
-                plugin["error"]["kind"].as_str().unwrap_or("error")
-            );
+                error.as_ref().map_or("error", |e| e.kind.as_str())
+            ),
         }
     }
 }
 
-fn print_components(components: &Value) {
+fn print_components(components: &[api::Component]) {
     println!(
         "{:<20} {:<12} {:<18} {:<14} {:>10} {:>10} {:>10} {:>7} {:>6} {:>10}",
         "COMPONENT",
@@ -166,35 +196,32 @@ fn print_components(components: &Value) {
         "ERRORS",
         "P99"
     );
-    for component in components.as_array().into_iter().flatten() {
-        let mode = match (
-            component["isolation"].as_str(),
-            component["worker_pid"].as_u64(),
-        ) {
-            (Some("process"), Some(pid)) => format!("pid {pid}"),
-            (Some(mode), _) => mode.to_owned(),
-            (None, _) => "-".to_owned(),
+    for component in components {
+        let mode = match (component.isolation, component.worker_pid) {
+            (Isolation::Process, Some(pid)) => format!("pid {pid}"),
+            (isolation, _) => isolation.to_string(),
         };
+        let p99 = component.call_latency.p99_ms;
         println!(
             "{:<20} {:<12} {:<18} {:<14} {:>10} {:>10} {:>10} {:>7} {:>6} {:>10}",
-            component["name"].as_str().unwrap_or("-"),
-            component["state"].as_str().unwrap_or("-"),
-            component["plugin"].as_str().unwrap_or("native"),
+            component.name,
+            component.state,
+            component.plugin.as_deref().unwrap_or("native"),
             mode,
-            bytes(&component["memory_estimate"]),
-            bytes(&component["memory_measured"]),
-            component["init_ms"]
-                .as_f64()
+            bytes(Some(component.memory_estimate_bytes)),
+            bytes(component.memory_measured_bytes),
+            component
+                .init_ms
                 .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1} ms")),
-            component["calls"].to_string(),
-            component["call_errors"].to_string(),
-            millis(
-                component["latency"]["call_latency"]["p99"]
-                    .as_f64()
-                    .unwrap_or(0.0)
-            ),
+            component.calls,
+            component.call_errors,
+            if p99 > 0.0 {
+                format!("{p99:.2} ms")
+            } else {
+                "-".to_owned()
+            },
         );
-        if let Some(error) = component["last_error"].as_str() {
+        if let Some(error) = &component.last_error {
             println!("    last error: {error}");
         }
     }
