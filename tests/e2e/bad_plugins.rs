@@ -105,6 +105,27 @@ fn a_plugin_built_against_an_incompatible_plugin_api_gets_a_short_summary() {
 }
 
 #[test]
+fn another_applications_abi_stable_library_is_named_as_not_a_plugin() {
+    let sandbox = Sandbox::with_plugins(&["market-data", "fixture-foreign"]);
+    let file = library_file_name("fixture-foreign");
+    let message = assert_rejected_while_others_work(
+        &sandbox,
+        &file,
+        "not_a_plugin",
+        &[
+            "not a plugin-host plugin",
+            "`text_operations`",
+            "`TextOpsMod`",
+            "`fixture-foreign` 3.2.1",
+        ],
+    );
+    assert!(
+        !message.contains("plugin-api") && !message.contains("rebuild"),
+        "no plugin-api version is claimed for it, no rebuild advised: {message}"
+    );
+}
+
+#[test]
 fn a_library_that_aborts_while_loading_kills_only_the_scanner() {
     let sandbox = Sandbox::with_plugins(&["market-data", "fixture-abort-on-load"]);
     let file = library_file_name("fixture-abort-on-load");

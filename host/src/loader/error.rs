@@ -81,6 +81,21 @@ pub enum LoadError {
         /// The plugin file.
         path: PathBuf,
     },
+    /// An abi_stable library of another application: its root module is not
+    /// plugin-api's.
+    #[error("{path}: not a plugin-host plugin: it is an abi_stable library exporting root module `{root_module}` (type `{root_type}` from package `{package}` {package_version}); remove it from the plugins directory")]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// The name its root module gives itself.
+        root_module: String,
+        /// The root module's type.
+        root_type: String,
+        /// The package that type comes from.
+        package: String,
+        /// That package's version.
+        package_version: String,
+    },
     /// Built with an abi_stable whose ABI this host cannot read.
     #[error("{path}: built with an incompatible abi_stable ({detail}); rebuild it against plugin-api {host_api}")]
     AbiHeader {
@@ -191,6 +206,7 @@ impl LoadError {
             | Self::Changed { path }
             | Self::Open { path, .. }
             | Self::NoRootModule { path }
+            | Self::Foreign { path, .. }
             | Self::AbiHeader { path, .. }
             | Self::IncompatibleVersion { path, .. }
             | Self::AbiMismatch { path, .. }
@@ -215,6 +231,7 @@ impl LoadError {
             Self::Changed { .. } => "changed",
             Self::Open { .. } => "open",
             Self::NoRootModule { .. } => "no_root_module",
+            Self::Foreign { .. } => "not_a_plugin",
             Self::AbiHeader { .. } => "abi_header",
             Self::IncompatibleVersion { .. } => "incompatible_version",
             Self::AbiMismatch { .. } => "abi_mismatch",

@@ -80,6 +80,7 @@ pub(crate) unsafe fn open_library(opened: &OpenedFile) -> Result<LoadedLibrary, 
     let header = opened
         .with_loader_path(lib_header_from_path)?
         .map_err(|err| classify(path, err, None))?;
+    refuse_foreign(path, header)?;
     let plugin_api_version = header.version_strings().version.as_str().to_owned();
     let root = header
         .init_root_module::<PluginRootRef>()
@@ -101,6 +102,54 @@ pub(crate) unsafe fn open_library(opened: &OpenedFile) -> Result<LoadedLibrary, 
         root,
         info,
     })
+}
+
+/// Refuses an abi_stable library whose root module is not plugin-api's (another
+/// application's plugin), naming what it does export, before any version or layout is
+/// compared: its version is not a plugin-api version.
+fn refuse_foreign(path: &Path, header: &abi_stable::library::LibHeader) -> Result<(), LoadError> {
+    use abi_stable::library::RootModule;
+    let consts = header.root_mod_consts();
+    if consts.name().as_str() == <PluginRootRef as RootModule>::NAME {
+        return Ok(());
+    }
+    let (root_type, package, package_version) = header.layout().map(application_type).map_or_else(
+        || ("unknown".to_owned(), "unknown".to_owned(), String::new()),
+        |layout| {
+            (
+                layout.name().trim_end_matches("_Prefix").to_owned(),
+                layout.package().as_str().to_owned(),
+                layout.package_version().to_string(),
+            )
+        },
+    );
+    Err(LoadError::Foreign {
+        path: path.to_owned(),
+        root_module: consts.name().as_str().to_owned(),
+        root_type,
+        package,
+        package_version,
+    })
+}
+
+/// The application's own type behind a root module's layout: a root module is
+/// abi_stable's `PrefixRef` of the application's prefix struct, so look through
+/// abi_stable's wrappers (breadth first, a few levels) for the first type of another
+/// package.
+fn application_type(
+    root: &'static abi_stable::type_layout::TypeLayout,
+) -> &'static abi_stable::type_layout::TypeLayout {
+    let mut level = vec![root];
+    for _ in 0..3 {
+        if let Some(found) = level.iter().find(|l| l.package().as_str() != "abi_stable") {
+            return found;
+        }
+        level = level
+            .iter()
+            .flat_map(|l| l.shared_vars().type_layouts().iter().map(|f| f()))
+            .collect();
+    }
+    root
 }
 
 fn classify(path: &Path, err: LibraryError, plugin_api: Option<&str>) -> LoadError {
