@@ -40,7 +40,7 @@ impl Provider for WorkerProvider {
             Ok(bound) => Ok(Box::new(WorkerInstance(bound))),
             Err(Created::NoWorker(source)) => Err(InitError::Load {
                 component: spec.name.clone(),
-                source: Box::new(source),
+                source,
             }),
             Err(Created::Failed(Failure::Plugin(source))) => Err(InitError::Create {
                 component: spec.name.clone(),

@@ -26,7 +26,7 @@ use crate::{
 /// Why an instance could not be created.
 pub(crate) enum Created {
     /// No worker could be started.
-    NoWorker(LoadError),
+    NoWorker(Box<LoadError>),
     /// The worker or the plugin failed the creation.
     Failed(Failure),
 }
@@ -70,7 +70,7 @@ impl Bound {
             rebinding: Mutex::new(()),
         });
         pool.add_instance(bound.id, Arc::downgrade(&bound));
-        let worker = pool.worker().map_err(Created::NoWorker)?;
+        let worker = pool.worker().map_err(|err| Created::NoWorker(Box::new(err)))?;
         match bound.create_in(&worker) {
             Ok(()) => {
                 bound.switch_to(&worker);
