@@ -87,15 +87,25 @@ impl HostServices {
     }
 }
 
-/// The call a plugin thread is serving now, for lock ownership.
-#[derive(Clone)]
-struct CurrentCall {
-    id: u64,
-    method: String,
+/// The calls a plugin thread is serving, innermost last (a dependency call nests in its
+/// caller's), for lock ownership. Entries past `depth` keep their method buffers for the
+/// next calls: entering a call allocates nothing once a thread has served one.
+#[derive(Default)]
+struct CallStack {
+    entries: Vec<(u64, String)>,
+    depth: usize,
+}
+
+impl CallStack {
+    fn current(&self) -> Option<&(u64, String)> {
+        self.depth
+            .checked_sub(1)
+            .and_then(|top| self.entries.get(top))
+    }
 }
 
 thread_local! {
-    static CURRENT_CALL: RefCell<Option<CurrentCall>> = const { RefCell::new(None) };
+    static CURRENT_CALL: RefCell<CallStack> = RefCell::new(CallStack::default());
 }
 
 static NEXT_CALL_ID: AtomicU64 = AtomicU64::new(1);
@@ -107,29 +117,42 @@ pub(crate) fn next_call_id() -> u64 {
 
 /// The id of the call this thread serves now, if any.
 pub(crate) fn current_call_id() -> Option<u64> {
-    CURRENT_CALL.with(|current| current.borrow().as_ref().map(|call| call.id))
+    CURRENT_CALL.with(|current| current.borrow().current().map(|call| call.0))
 }
 
 /// While alive, locks taken on this thread belong to call `id`.
 pub(crate) struct CallScope {
-    previous: Option<CurrentCall>,
+    /// Not `Send`: it must end on the thread it began on.
+    _thread: std::marker::PhantomData<*const ()>,
 }
 
 impl CallScope {
     pub(crate) fn enter(id: u64, method: &str) -> Self {
-        let call = CurrentCall {
-            id,
-            method: method.to_owned(),
-        };
-        let previous = CURRENT_CALL.with(|current| current.borrow_mut().replace(call));
-        Self { previous }
+        CURRENT_CALL.with(|current| {
+            let mut stack = current.borrow_mut();
+            let depth = stack.depth;
+            match stack.entries.get_mut(depth) {
+                Some(entry) => {
+                    entry.0 = id;
+                    entry.1.clear();
+                    entry.1.push_str(method);
+                }
+                None => stack.entries.push((id, method.to_owned())),
+            }
+            stack.depth += 1;
+        });
+        Self {
+            _thread: std::marker::PhantomData,
+        }
     }
 }
 
 impl Drop for CallScope {
     fn drop(&mut self) {
-        let previous = self.previous.take();
-        CURRENT_CALL.with(|current| *current.borrow_mut() = previous);
+        CURRENT_CALL.with(|current| {
+            let mut stack = current.borrow_mut();
+            stack.depth = stack.depth.saturating_sub(1);
+        });
     }
 }
 
@@ -235,10 +258,10 @@ impl PluginHostContext {
     /// The holder for the calling thread's current call (or the thread itself).
     fn holder(&self) -> (HolderKey, Holder) {
         let component = &self.inner.component;
-        let (key, label) = CURRENT_CALL.with(|current| match &*current.borrow() {
-            Some(call) => (
-                HolderKey::Call(call.id),
-                format!("{component}.{} (call {})", call.method, call.id),
+        let (key, label) = CURRENT_CALL.with(|current| match current.borrow().current() {
+            Some((id, method)) => (
+                HolderKey::Call(*id),
+                format!("{component}.{method} (call {id})"),
             ),
             None => {
                 let thread = std::thread::current();

@@ -23,8 +23,26 @@ use crate::ffi::{HostBox, LogLevel, LogSinkBox};
 
 static SINK: OnceLock<LogSinkBox> = OnceLock::new();
 
+/// The components this thread runs code of, innermost last. Entries past `depth` keep
+/// their buffers: entering a component allocates nothing once a thread has run one.
+struct ComponentStack {
+    names: Vec<String>,
+    depth: usize,
+}
+
+impl ComponentStack {
+    fn current(&self) -> &str {
+        self.depth
+            .checked_sub(1)
+            .and_then(|top| self.names.get(top))
+            .map_or("", String::as_str)
+    }
+}
+
 thread_local! {
-    static CURRENT_COMPONENT: RefCell<String> = const { RefCell::new(String::new()) };
+    static CURRENT_COMPONENT: RefCell<ComponentStack> = const {
+        RefCell::new(ComponentStack { names: Vec::new(), depth: 0 })
+    };
 }
 
 /// Installs the forwarding subscriber and panic hook once per plugin library.
@@ -49,7 +67,7 @@ pub(crate) fn install(host: &HostBox) {
             CURRENT_COMPONENT.with(|component| {
                 sink.log(
                     LogLevel::Error,
-                    RStr::from_str(&component.borrow()),
+                    RStr::from_str(component.borrow().current()),
                     RStr::from_str("panic"),
                     RStr::from_str(&format!("panicked{location}: {message}")),
                 );
@@ -61,21 +79,35 @@ pub(crate) fn install(host: &HostBox) {
 
 /// While alive, records from this thread are attributed to `component`.
 pub(crate) struct ComponentScope {
-    previous: String,
+    /// Not `Send`: it must end on the thread it began on.
+    _thread: std::marker::PhantomData<*const ()>,
 }
 
 impl ComponentScope {
     pub(crate) fn enter(component: &str) -> Self {
-        let previous = CURRENT_COMPONENT
-            .with(|current| std::mem::replace(&mut *current.borrow_mut(), component.to_owned()));
-        Self { previous }
+        CURRENT_COMPONENT.with(|current| {
+            let mut stack = current.borrow_mut();
+            let depth = stack.depth;
+            match stack.names.get_mut(depth) {
+                Some(name) => {
+                    name.clear();
+                    name.push_str(component);
+                }
+                None => stack.names.push(component.to_owned()),
+            }
+            stack.depth += 1;
+        });
+        Self {
+            _thread: std::marker::PhantomData,
+        }
     }
 }
 
 impl Drop for ComponentScope {
     fn drop(&mut self) {
         CURRENT_COMPONENT.with(|current| {
-            *current.borrow_mut() = std::mem::take(&mut self.previous);
+            let mut stack = current.borrow_mut();
+            stack.depth = stack.depth.saturating_sub(1);
         });
     }
 }
@@ -112,7 +144,7 @@ impl<S: Subscriber> Layer<S> for HostLayer {
         CURRENT_COMPONENT.with(|component| {
             sink.log(
                 to_log_level(metadata.level()),
-                RStr::from_str(&component.borrow()),
+                RStr::from_str(component.borrow().current()),
                 RStr::from_str(metadata.target()),
                 RStr::from_str(&visitor.text),
             );

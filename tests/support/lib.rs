@@ -1,12 +1,13 @@
 //! Support for the end-to-end tests, one concern a module: the built binary and
 //! libraries, sandboxes, loader traces, reading output, isolated tests, a running host
-//! with its admin API, and coordinators in the test process.
+//! with its admin API, coordinators in the test process, and the benches' ratio printing.
 
 mod build;
 mod coordinator;
 mod host;
 mod isolated;
 mod output;
+pub mod ratio;
 mod sandbox;
 mod trace;
 

@@ -327,7 +327,7 @@ fn component_measurements(out: &mut Exposition, components: &[ComponentStatus]) 
     let histograms: [HistogramFamily; 2] = [
         (
             "plugin_host_component_call_duration_seconds",
-            "Call latency; timed for a sampled share of calls and scaled back to every call.",
+            "Latency of a sample of calls ([metrics] sample_rate); its _count is the calls timed, plugin_host_component_calls_total counts every call.",
             |c| &c.call_latency,
         ),
         (

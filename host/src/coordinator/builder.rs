@@ -131,7 +131,7 @@ impl CoordinatorBuilder {
         ));
         Coordinator {
             inner: Arc::new(Inner {
-                slots: ArcSwap::from_pointee(HashMap::new()),
+                slots: ArcSwap::from_pointee(super::SlotMap::default()),
                 catalog: ArcSwap::from_pointee(Catalog::default()),
                 registry_lock: Mutex::new(()),
                 init_permits: Arc::new(Semaphore::new(self.init_concurrency)),
@@ -148,6 +148,7 @@ impl CoordinatorBuilder {
                 services,
                 executor: PluginExecutor::new(),
                 pools: Mutex::default(),
+                runtime: tokio::runtime::Handle::try_current().ok(),
                 worker_program: self
                     .worker_program
                     .map_or_else(|| std::env::current_exe().map_err(|e| e.to_string()), Ok),

@@ -8,6 +8,8 @@
 
 use std::{sync::Arc, time::Duration};
 
+use futures::FutureExt;
+
 use super::{info::Bulkhead, CallError, ComponentHandle, Coordinator};
 use crate::{
     context::next_call_id,
@@ -71,6 +73,40 @@ impl Coordinator {
                 method: method.to_owned(),
             }),
         }
+    }
+
+    /// Calls `method` on the calling thread, for callers already on a blocking thread (a
+    /// `spawn_blocking` closure, a thread of their own; never an async worker): no thread
+    /// hop. The component's bulkhead applies; the call timeout cannot, since the caller's
+    /// own thread runs the plugin code, so use [`Self::call`] where a hang must not hold
+    /// the caller. A component not ready yet is initialised first on the runtime the
+    /// coordinator was built in.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::call`], without `TimedOut`; `ShuttingDown` when a cold component
+    /// cannot be initialised because the coordinator was built outside a runtime.
+    pub fn call_blocking(
+        &self,
+        component: &str,
+        method: &str,
+        input: &[u8],
+    ) -> Result<Vec<u8>, CallError> {
+        let handle = match self.get(component).now_or_never() {
+            Some(got) => got?,
+            None => match &self.inner.runtime {
+                Some(runtime) => runtime.block_on(self.get(component))?,
+                None => {
+                    return Err(CallError::Get(super::GetError::ShuttingDown {
+                        name: component.to_owned(),
+                    }))
+                }
+            },
+        };
+        let permit = Bulkhead::enter(&handle.ready.info, method)?;
+        let result = handle.call_as(next_call_id(), method, input);
+        drop(permit);
+        result
     }
 
     /// The timeout for calls to `component.method`, most specific setting first.

@@ -23,7 +23,7 @@ use crate::{
 
 /// Why `slot`, a ready component, may not be evicted now; `None` if it may.
 fn not_evictable(
-    slots: &std::collections::HashMap<String, Arc<Slot>>,
+    slots: &super::SlotMap,
     slot: &Slot,
     ready: &Arc<super::handle::Ready>,
     min_idle: Duration,

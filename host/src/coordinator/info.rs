@@ -7,7 +7,7 @@ use std::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use parking_lot::Mutex;
@@ -19,32 +19,32 @@ use crate::metrics::{Counter, Histogram, Sampler};
 /// atomic operations: no map lookup, no lock.
 #[derive(Debug)]
 pub(crate) struct Stats {
-    epoch: Instant,
     pub(crate) calls: Counter,
     pub(crate) call_errors: Counter,
     pub(crate) call_timeouts: Counter,
     pub(crate) inits: Counter,
     pub(crate) init_failures: Counter,
-    /// Latency of the sampled share of calls; exported scaled back to every call.
+    /// Latency of the sampled share of calls, counted exactly as sampled (`calls` counts
+    /// every call).
     pub(crate) call_latency: Histogram,
     pub(crate) init_duration: Histogram,
     pub(crate) sampler: Sampler,
     /// Microseconds the last successful init took.
     pub(crate) init_micros: AtomicU64,
-    /// Milliseconds after `epoch` of the last use, plus one; 0 means never used.
+    /// The coarse clock's milliseconds at the last use ([`crate::util::coarse_millis`]),
+    /// plus one; 0 means never used.
     last_used: AtomicU64,
 }
 
 impl Stats {
     pub(super) fn new(sampler: Sampler) -> Self {
         Self {
-            epoch: Instant::now(),
             calls: Counter::default(),
             call_errors: Counter::default(),
             call_timeouts: Counter::default(),
             inits: Counter::default(),
             init_failures: Counter::default(),
-            call_latency: Histogram::with_scale(sampler.scale()),
+            call_latency: Histogram::default(),
             init_duration: Histogram::default(),
             sampler,
             init_micros: AtomicU64::new(0),
@@ -56,11 +56,9 @@ impl Stats {
     pub(crate) fn idle_for(&self) -> Option<Duration> {
         match self.last_used.load(Ordering::Relaxed) {
             0 => None,
-            stamp => Some(
-                self.epoch
-                    .elapsed()
-                    .saturating_sub(Duration::from_millis(stamp - 1)),
-            ),
+            stamp => Some(Duration::from_millis(
+                crate::util::coarse_millis().saturating_sub(stamp - 1),
+            )),
         }
     }
 }
@@ -200,9 +198,12 @@ impl SlotInfo {
         self.bulkhead.in_flight() > 0 || self.dropping.load(Ordering::Acquire) > 0
     }
 
-    /// Records a use. Reads the monotonic clock (vDSO, no system call); no lock.
+    /// Records a use: the coarse clock (vDSO, a few nanoseconds), written only when it
+    /// moved, so concurrent users of one component do not contend on the cache line.
     pub(crate) fn touch(&self) {
-        let ms = u64::try_from(self.stats.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
-        self.stats.last_used.store(ms + 1, Ordering::Relaxed);
+        let stamp = crate::util::coarse_millis().saturating_add(1);
+        if self.stats.last_used.load(Ordering::Relaxed) != stamp {
+            self.stats.last_used.store(stamp, Ordering::Relaxed);
+        }
     }
 }

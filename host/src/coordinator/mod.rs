@@ -65,7 +65,7 @@ use crate::{
 
 struct Inner {
     /// Copy-on-write: readers never lock, registration swaps in a new map.
-    slots: ArcSwap<HashMap<String, Arc<Slot>>>,
+    slots: ArcSwap<SlotMap>,
     /// The plugin files last registered or refreshed.
     catalog: ArcSwap<Catalog>,
     registry_lock: Mutex<()>,
@@ -87,7 +87,14 @@ struct Inner {
     pools: Mutex<HashMap<PathBuf, Arc<WorkerPool>>>,
     /// The program run as a worker, or why there is none.
     worker_program: Result<PathBuf, String>,
+    /// The runtime the coordinator was built in, for blocking callers of cold components.
+    runtime: Option<tokio::runtime::Handle>,
 }
+
+/// Components by name. Names are short and come from manifests and the config, so the
+/// map hashes with FxHash: `get` on the hot path pays a few nanoseconds for it, not SipHash's
+/// tens.
+pub(crate) type SlotMap = HashMap<String, Arc<Slot>, rustc_hash::FxBuildHasher>;
 
 /// Runs every component: registry, lazy dependency-ordered initialisation, shutdown.
 /// Cheap to clone; clones share everything.

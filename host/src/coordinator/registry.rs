@@ -329,7 +329,7 @@ fn same_verdict(a: &DiscoveredPlugin, b: &DiscoveredPlugin) -> bool {
     a.identity == b.identity && a.outcome.is_ok() == b.outcome.is_ok()
 }
 
-fn find_cycle(slots: &HashMap<String, Arc<Slot>>) -> Option<Vec<String>> {
+fn find_cycle(slots: &super::SlotMap) -> Option<Vec<String>> {
     let deps: HashMap<&str, &[String]> = slots
         .values()
         .map(|slot| (slot.name(), slot.spec().dependencies.as_slice()))

@@ -57,7 +57,7 @@ pub struct ComponentStatus {
     pub refused_quarantined: u64,
     /// Log records dropped by its log rate limit.
     pub log_suppressed: u64,
-    /// Latency of calls (sampled, scaled back to every call).
+    /// Latency of the sampled share of calls (its count is the calls timed).
     #[serde(skip)]
     pub call_latency: HistogramSnapshot,
     /// Duration of successful initialisations.

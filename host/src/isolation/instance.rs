@@ -70,7 +70,9 @@ impl Bound {
             rebinding: Mutex::new(()),
         });
         pool.add_instance(bound.id, Arc::downgrade(&bound));
-        let worker = pool.worker().map_err(|err| Created::NoWorker(Box::new(err)))?;
+        let worker = pool
+            .worker()
+            .map_err(|err| Created::NoWorker(Box::new(err)))?;
         match bound.create_in(&worker) {
             Ok(()) => {
                 bound.switch_to(&worker);

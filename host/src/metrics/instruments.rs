@@ -80,18 +80,16 @@ pub struct Histogram {
     buckets: Box<[AtomicU64]>,
     /// Sum of recorded values in nanounits.
     sum_nanos: AtomicU64,
-    count: AtomicU64,
-    /// Exported counts are multiplied by this: 1 / sample rate for sampled histograms.
-    scale: f64,
 }
 
 impl Default for Histogram {
     fn default() -> Self {
-        Self::with_scale(1.0)
+        Self::with_bounds(&LATENCY_BUCKETS)
     }
 }
 
-/// A histogram's state at one moment, with counts scaled back to every event.
+/// A histogram's state at one moment. Counts are exact: a histogram fed a sample of
+/// events counts the sample, and says so in its help text.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistogramSnapshot {
     /// `(upper bound, cumulative count)`; the last bound is `+Inf`.
@@ -111,55 +109,48 @@ pub struct Quantiles {
     pub p95: f64,
     /// 99th percentile.
     pub p99: f64,
-    /// Events the estimate rests on (scaled).
+    /// Events the estimate rests on.
     pub count: f64,
 }
 
 impl Histogram {
-    /// A latency histogram whose exported counts are multiplied by `scale`.
-    pub fn with_scale(scale: f64) -> Self {
-        Self::with_bounds(&LATENCY_BUCKETS, scale)
-    }
-
-    /// A histogram with the given upper bounds (rising), counts multiplied by `scale`.
-    pub fn with_bounds(bounds: &[f64], scale: f64) -> Self {
+    /// A histogram with the given upper bounds (rising).
+    pub fn with_bounds(bounds: &[f64]) -> Self {
         Self {
             bounds: bounds.into(),
             buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
             sum_nanos: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-            scale,
         }
     }
 
-    /// Records one value.
+    /// Records one value: two relaxed atomic additions (its bucket and the sum); the
+    /// count is the buckets' total.
     #[inline]
     pub fn record(&self, value: f64) {
         let index = self.bounds.partition_point(|bound| *bound < value);
         self.buckets[index].fetch_add(1, Ordering::Relaxed);
         self.sum_nanos
             .fetch_add((value.max(0.0) * 1e9) as u64, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Values recorded, unscaled.
-    pub fn raw_count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+    /// Values recorded.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }
 
-    /// Cumulative bucket counts, sum and count, scaled.
+    /// Cumulative bucket counts, sum and count.
     pub fn snapshot(&self) -> HistogramSnapshot {
         let mut cumulative = 0u64;
         let mut buckets = Vec::with_capacity(self.buckets.len());
         for (index, bucket) in self.buckets.iter().enumerate() {
             cumulative += bucket.load(Ordering::Relaxed);
             let bound = self.bounds.get(index).copied().unwrap_or(f64::INFINITY);
-            buckets.push((bound, (cumulative as f64 * self.scale).round()));
+            buckets.push((bound, cumulative as f64));
         }
         HistogramSnapshot {
             buckets,
-            sum: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9 * self.scale,
-            count: (self.count.load(Ordering::Relaxed) as f64 * self.scale).round(),
+            sum: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            count: cumulative as f64,
         }
     }
 }
@@ -240,15 +231,6 @@ impl Sampler {
         self.rate
     }
 
-    /// The factor that scales sampled counts back to all events.
-    pub fn scale(&self) -> f64 {
-        if self.rate > 0.0 {
-            1.0 / self.rate
-        } else {
-            0.0
-        }
-    }
-
     /// Whether to time this event.
     #[inline]
     pub fn sample(&self) -> bool {
@@ -309,25 +291,16 @@ mod tests {
     }
 
     #[test]
-    fn a_sampled_histogram_scales_counts_back() {
-        let sampler = Sampler::new(0.25);
-        let histogram = Histogram::with_scale(sampler.scale());
-        let mut sampled = 0;
-        for _ in 0..40_000 {
-            if sampler.sample() {
-                sampled += 1;
-                histogram.record(0.001);
-            }
+    fn counts_are_exact_and_the_count_is_the_buckets_total() {
+        let histogram = Histogram::default();
+        for value in [0.0001, 0.002, 0.002, 0.2, 1e6] {
+            histogram.record(value);
         }
-        assert!(
-            (9_000..11_000).contains(&sampled),
-            "{sampled} of 40000 at 0.25"
-        );
-        let count = histogram.snapshot().count;
-        assert!(
-            (36_000.0..44_000.0).contains(&count),
-            "scaled count {count}"
-        );
+        let snapshot = histogram.snapshot();
+        assert_eq!(snapshot.count, 5.0);
+        assert_eq!(histogram.count(), 5);
+        assert_eq!(snapshot.buckets.last().map(|b| b.1), Some(5.0));
+        assert!((snapshot.sum - (0.0001 + 0.004 + 0.2 + 1e6)).abs() < 1e-6);
     }
 
     #[test]

@@ -236,10 +236,9 @@ impl PluginMetrics {
         }
         let instrument = match kind {
             MetricKind::Counter => PluginInstrument::Counter(Counter::default()),
-            MetricKind::Histogram => PluginInstrument::Histogram(Histogram::with_bounds(
-                &buckets_for(name, buckets)?,
-                1.0,
-            )),
+            MetricKind::Histogram => {
+                PluginInstrument::Histogram(Histogram::with_bounds(&buckets_for(name, buckets)?))
+            }
         };
         let metric = Arc::new(PluginMetric {
             name: name.to_owned(),

@@ -5,7 +5,7 @@ use criterion::{criterion_group, Criterion};
 use plugin_host::MemoryManager;
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 
-mod ratio;
+use plugin_host_tests::ratio;
 
 const GROUP: &str = "memory_admission";
 

@@ -31,3 +31,16 @@ pub fn print_ratio(group: &str, subject: &str, baseline: &str) {
         _ => println!("ratio {group}: {subject} vs {baseline}: no estimates (run without --test)"),
     }
 }
+
+/// Prints how much longer `subject` takes than `baseline` in `group`, in nanoseconds.
+pub fn print_difference(group: &str, subject: &str, baseline: &str) {
+    match (mean_ns(group, subject), mean_ns(group, baseline)) {
+        (Some(s), Some(b)) => println!(
+            "difference {group}: {subject} {s:.1} ns - {baseline} {b:.1} ns = {:+.1} ns",
+            s - b
+        ),
+        _ => println!(
+            "difference {group}: {subject} vs {baseline}: no estimates (run without --test)"
+        ),
+    }
+}

@@ -10,7 +10,7 @@ use std::{
 use criterion::{criterion_group, Criterion};
 use plugin_host::LockManager;
 
-mod ratio;
+use plugin_host_tests::ratio;
 
 const GROUP: &str = "lock_uncontended";
 const CONTENDED: &str = "lock_contended_4_threads";

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use criterion::{black_box, criterion_group, Criterion};
 use plugin_host::metrics::{Counter, Histogram, Sampler};
 
-mod ratio;
+use plugin_host_tests::ratio;
 
 const GROUP: &str = "metrics_record";
 
@@ -15,7 +15,7 @@ fn bench(c: &mut Criterion) {
     let counter = Counter::default();
     let histogram = Histogram::default();
     let sampler = Sampler::new(0.1);
-    let sampled = Histogram::with_scale(sampler.scale());
+    let sampled = Histogram::default();
 
     let mut group = c.benchmark_group(GROUP);
     group.bench_function("atomic_fetch_add", |b| {

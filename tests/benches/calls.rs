@@ -1,0 +1,144 @@
+//! The call paths users feel, each against its baseline in the same run:
+//!
+//! - `get` of a ready component against `OnceLock<Arc<T>>` get + clone, on one thread
+//!   and on two (scaling);
+//! - a call through the ABI (`ComponentHandle::call` on a plugin component, empty
+//!   payload) against a direct trait-object call of the same kind of component;
+//! - `Coordinator::call` (async caller) against a bare `spawn_blocking` round trip, and
+//!   `Coordinator::call_blocking` (caller on a blocking thread) against the handle call.
+//!
+//! `cargo bench -p plugin-host-tests --bench calls` (builds the workspace in release).
+
+use std::{
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant},
+};
+
+use criterion::{black_box, Criterion};
+use futures::FutureExt;
+use plugin_host::plugin_api::{Component, PluginError, Request};
+use plugin_host_tests::{coordinator, ratio, Sandbox};
+
+const GET: &str = "calls_get";
+const ABI: &str = "calls_abi";
+const COORDINATOR: &str = "calls_coordinator";
+
+/// A component as a plugin author writes it, called directly (no ABI, no host).
+struct Empty;
+
+impl Component for Empty {
+    fn call(&self, _request: Request<'_>) -> Result<Vec<u8>, PluginError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Calls of `f` per second from `threads` threads at once, over `per_thread` calls each.
+fn throughput(threads: usize, per_thread: u64, f: impl Fn() + Send + Sync + 'static) -> f64 {
+    let f = Arc::new(f);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let f = Arc::clone(&f);
+            std::thread::spawn(move || (0..per_thread).for_each(|_| f()))
+        })
+        .collect();
+    for worker in workers {
+        worker.join().expect("bench thread");
+    }
+    (threads as f64 * per_thread as f64) / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let config = "[components.counter.config]\ndelay_ms = 0\n[metrics]\nsample_rate = 0.1\n";
+    let coordinator = runtime.block_on(coordinator(&sandbox, config));
+    let handle = runtime
+        .block_on(coordinator.get("counter"))
+        .expect("counter");
+    let once: OnceLock<Arc<String>> = OnceLock::new();
+    once.get_or_init(|| Arc::new("ready".to_owned()));
+    let direct: Box<dyn Component> = Box::new(Empty);
+
+    let mut criterion = Criterion::default()
+        .configure_from_args()
+        .measurement_time(Duration::from_secs(3));
+    let mut group = criterion.benchmark_group(GET);
+    group.bench_function("once_lock_get_clone", |b| {
+        b.iter(|| black_box(once.get().map(Arc::clone)))
+    });
+    group.bench_function("coordinator_get_ready", |b| {
+        b.iter(|| black_box(coordinator.get("counter").now_or_never()))
+    });
+    group.finish();
+
+    let mut group = criterion.benchmark_group(ABI);
+    group.bench_function("direct_trait_call", |b| {
+        b.iter(|| black_box(direct.call(Request::new("empty", b""))))
+    });
+    group.bench_function("handle_call_through_abi", |b| {
+        b.iter(|| black_box(handle.call("empty", b"")))
+    });
+    group.finish();
+
+    let mut group = criterion.benchmark_group(COORDINATOR);
+    group.bench_function("spawn_blocking_round_trip", |b| {
+        b.iter(|| runtime.block_on(async { tokio::task::spawn_blocking(|| black_box(())).await }))
+    });
+    group.bench_function("coordinator_call", |b| {
+        b.iter(|| runtime.block_on(coordinator.call("counter", "empty", Vec::new())))
+    });
+    group.bench_function("handle_call", |b| {
+        b.iter(|| black_box(handle.call("empty", b"")))
+    });
+    group.bench_function("coordinator_call_blocking", |b| {
+        b.iter(|| black_box(coordinator.call_blocking("counter", "empty", b"")))
+    });
+    group.finish();
+    criterion.final_summary();
+
+    ratio::print_ratio(GET, "coordinator_get_ready", "once_lock_get_clone");
+    ratio::print_ratio(ABI, "handle_call_through_abi", "direct_trait_call");
+    ratio::print_difference(ABI, "handle_call_through_abi", "direct_trait_call");
+    ratio::print_ratio(COORDINATOR, "coordinator_call", "spawn_blocking_round_trip");
+    ratio::print_difference(COORDINATOR, "coordinator_call_blocking", "handle_call");
+
+    let per_thread = 2_000_000;
+    let get = |coordinator: &plugin_host::Coordinator| {
+        let coordinator = coordinator.clone();
+        move || {
+            black_box(coordinator.get("counter").now_or_never());
+        }
+    };
+    let one = throughput(1, per_thread, get(&coordinator));
+    let two = throughput(2, per_thread, get(&coordinator));
+    println!(
+        "ratio {GET} scaling: 2 threads {:.1} M gets/s / 1 thread {:.1} M gets/s = {:.2}x (goal >= 1.8x)",
+        two / 1e6,
+        one / 1e6,
+        two / one
+    );
+    // The baseline's own scaling: cloning one shared Arc from two threads.
+    let shared = Arc::new(OnceLock::new());
+    shared.get_or_init(|| Arc::new("ready".to_owned()));
+    let clone_of = |once: &Arc<OnceLock<Arc<String>>>| {
+        let once = Arc::clone(once);
+        move || {
+            black_box(once.get().map(Arc::clone));
+        }
+    };
+    let one = throughput(1, per_thread, clone_of(&shared));
+    let two = throughput(2, per_thread, clone_of(&shared));
+    println!(
+        "ratio {GET} scaling baseline: OnceLock<Arc> get + clone, 2 threads {:.1} M/s / 1 thread {:.1} M/s = {:.2}x",
+        two / 1e6,
+        one / 1e6,
+        two / one
+    );
+    drop(handle);
+    runtime.block_on(coordinator.shutdown(Duration::from_secs(5)));
+}
