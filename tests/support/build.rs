@@ -12,12 +12,15 @@ pub fn target_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/e2e-HASH
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile> directory")
-            .to_owned();
+        // target/<profile>/deps/e2e-HASH for tests and benches, target/<profile>/NAME for
+        // this crate's binaries.
+        let parent = exe.parent().expect("the executable's directory");
+        let dir = if parent.file_name().is_some_and(|name| name == "deps") {
+            parent.parent().expect("target/<profile> directory")
+        } else {
+            parent
+        }
+        .to_owned();
         build_workspace(&dir);
         dir
     })

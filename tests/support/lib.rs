@@ -4,6 +4,7 @@
 
 mod build;
 mod coordinator;
+mod generate;
 mod host;
 mod isolated;
 mod output;
@@ -14,6 +15,7 @@ mod trace;
 pub use self::{
     build::{binary, library, library_file_name, target_dir},
     coordinator::{coordinator, discover, state},
+    generate::{generate_plugins, generated_name},
     host::RunningHost,
     isolated::isolated,
     output::{listed, stdout_json, success_stdout},

@@ -87,7 +87,10 @@ impl UnifiedMetricsCollector {
     pub fn spawn_aggregator(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
         let collector = Arc::clone(self);
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
+            // The first summary is due one interval in: not at start, when the host has
+            // better things to do than summarise components nobody has called.
+            let first = tokio::time::Instant::now() + interval;
+            let mut ticker = tokio::time::interval_at(first, interval);
             loop {
                 ticker.tick().await;
                 collector.aggregate();
@@ -141,7 +144,8 @@ impl UnifiedMetricsCollector {
 
     /// One sample per plugin file, and counts by scan result.
     fn plugin_files(&self, out: &mut Exposition) {
-        let loaded = self.coordinator.loaded_libraries();
+        let loaded: std::collections::HashSet<std::path::PathBuf> =
+            self.coordinator.loaded_libraries().into_iter().collect();
         let catalog = self.coordinator.catalog();
         out.family(
             "plugin_host_plugin_info",

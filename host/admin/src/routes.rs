@@ -64,19 +64,15 @@ pub(super) async fn readyz(State(state): AppState) -> Response {
         };
         return (StatusCode::SERVICE_UNAVAILABLE, Json(stopping)).into_response();
     }
-    let components = state.coordinator.components();
     let waiting: Vec<api::Waiting> = state
         .eager
         .iter()
-        .filter_map(|name| {
-            let found = components.iter().find(|c| &c.name == name);
-            match found.map(|c| c.state) {
-                Some(ComponentState::Ready) => None,
-                state => Some(api::Waiting {
-                    component: name.clone(),
-                    state: state.map(|s| s.as_str().to_owned()),
-                }),
-            }
+        .filter_map(|name| match state.coordinator.state_of(name) {
+            Some(ComponentState::Ready) => None,
+            state => Some(api::Waiting {
+                component: name.clone(),
+                state: state.map(|s| s.as_str().to_owned()),
+            }),
         })
         .collect();
     let status = if waiting.is_empty() {
@@ -133,7 +129,8 @@ pub(super) async fn metrics_json(State(state): AppState) -> Result<Json<api::Sna
 }
 
 pub(super) async fn plugins(State(state): AppState) -> Response {
-    let loaded = state.coordinator.loaded_libraries();
+    let loaded: std::collections::HashSet<std::path::PathBuf> =
+        state.coordinator.loaded_libraries().into_iter().collect();
     let catalog = state.coordinator.catalog();
     let plugins = catalog
         .plugins
@@ -284,7 +281,7 @@ pub(super) async fn call(
     };
     let input = if body.iter().all(u8::is_ascii_whitespace) {
         b"null".to_vec()
-    } else if let Err(err) = serde_json::from_slice::<serde_json::Value>(&body) {
+    } else if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
         return ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
@@ -295,14 +292,7 @@ pub(super) async fn call(
         body.to_vec()
     };
     match state.coordinator.call(&name, &method, input).await {
-        Ok(output) => {
-            // A reply that is not JSON is handed back as a string.
-            let result =
-                serde_json::from_slice::<serde_json::Value>(&output).unwrap_or_else(|_| {
-                    serde_json::Value::String(String::from_utf8_lossy(&output).into_owned())
-                });
-            Json(api::CallResult { result }).into_response()
-        }
+        Ok(output) => call_result(&output),
         Err(err) => {
             let mut response = ApiError::new(
                 call_status(&err),
@@ -319,6 +309,23 @@ pub(super) async fn call(
             response
         }
     }
+}
+
+/// An [`api::CallResult`] around the component's reply, written without parsing the reply
+/// into a tree: JSON is checked and passed through; anything else is handed back as a
+/// string.
+fn call_result(output: &[u8]) -> Response {
+    let body = if serde_json::from_slice::<serde::de::IgnoredAny>(output).is_ok() {
+        let mut body = Vec::with_capacity(output.len() + 11);
+        body.extend_from_slice(b"{\"result\":");
+        body.extend_from_slice(output);
+        body.push(b'}');
+        body
+    } else {
+        let result = serde_json::Value::String(String::from_utf8_lossy(output).into_owned());
+        serde_json::to_vec(&api::CallResult { result }).unwrap_or_default()
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 pub(super) async fn evict(

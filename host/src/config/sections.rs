@@ -19,7 +19,7 @@ pub struct HostConfig {
     pub plugins_dir: PathBuf,
     /// Registry cache directory; empty means `$XDG_CACHE_HOME/plugin-host`. Defaults to empty.
     pub cache_dir: PathBuf,
-    /// Scanner processes run at once. Defaults to 2.
+    /// Scanner processes run at once. Defaults to 4.
     pub scan_concurrency: usize,
     /// Component initialisations run at once. Defaults to 4.
     pub init_concurrency: usize,
@@ -46,7 +46,7 @@ impl Default for HostConfig {
         Self {
             plugins_dir: PathBuf::from("plugins"),
             cache_dir: PathBuf::new(),
-            scan_concurrency: 2,
+            scan_concurrency: 4,
             init_concurrency: 4,
             scan_timeout: Duration::from_secs(10),
             trust: TrustMode::Permissions,

@@ -168,6 +168,27 @@ impl Coordinator {
         )
     }
 
+    /// The state of component `name`, if registered: one map lookup, no figures (see
+    /// [`Self::components`] for those).
+    pub fn state_of(&self, name: &str) -> Option<ComponentState> {
+        let slots = self.inner.slots.load();
+        let slot = slots.get(name)?;
+        let state = slot.state.lock().public();
+        Some(match state {
+            ComponentState::Ready if slot.info.bulkhead.is_quarantined() => {
+                ComponentState::Quarantined
+            }
+            state => state,
+        })
+    }
+
+    /// The names of every registered component, sorted.
+    pub fn component_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.inner.slots.load().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// Whether shutdown has begun: no component starts any more.
     pub fn is_shutting_down(&self) -> bool {
         self.inner

@@ -93,40 +93,33 @@ impl Coordinator {
                     .push(slot.name().to_owned());
             }
         }
+        let catalog = self.inner.catalog.load();
+        let methods: HashMap<&str, &Vec<MethodInfo>> = catalog
+            .usable()
+            .flat_map(|(_, info)| info.components.iter())
+            .map(|component| (component.name.as_str(), &component.methods))
+            .collect();
         let mut list: Vec<ComponentStatus> = slots
             .values()
             .map(|slot| {
                 let mut of = dependents.get(slot.name()).cloned().unwrap_or_default();
                 of.sort();
-                self.status_of(slot, of)
+                let declared = methods.get(slot.name()).map(|m| (*m).clone());
+                self.status_of(slot, of, declared)
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         list
     }
 
-    /// The declared methods of a component, described from its plugin's manifest.
-    fn methods_of(&self, spec: &super::ComponentSpec) -> Vec<MethodInfo> {
-        let catalog = self.inner.catalog.load();
-        let declared = catalog
-            .usable()
-            .filter(|(_, info)| spec.plugin.as_deref() == Some(info.name.as_str()))
-            .flat_map(|(_, info)| info.components.iter())
-            .find(|component| component.name == spec.name)
-            .map(|component| component.methods.clone());
-        declared.unwrap_or_else(|| {
-            spec.methods
-                .iter()
-                .map(|name| MethodInfo {
-                    name: name.clone(),
-                    description: String::new(),
-                    example: String::new(),
-                })
-                .collect()
-        })
-    }
-
-    fn status_of(&self, slot: &Slot, dependents: Vec<String>) -> ComponentStatus {
+    /// One component's status; `declared` is its methods as its plugin's manifest
+    /// describes them (a native component's are names only).
+    fn status_of(
+        &self,
+        slot: &Slot,
+        dependents: Vec<String>,
+        declared: Option<Vec<MethodInfo>>,
+    ) -> ComponentStatus {
         let spec = slot.spec();
         let stats = &slot.info.stats;
         let bulkhead = &slot.info.bulkhead;
@@ -165,7 +158,16 @@ impl Coordinator {
             refused_saturated: bulkhead.refused_saturated.get(),
             refused_quarantined: bulkhead.refused_quarantined.get(),
             log_suppressed: self.inner.services.logs.suppressed_of(&spec.name),
-            methods: self.methods_of(spec),
+            methods: declared.unwrap_or_else(|| {
+                spec.methods
+                    .iter()
+                    .map(|name| MethodInfo {
+                        name: name.clone(),
+                        description: String::new(),
+                        example: String::new(),
+                    })
+                    .collect()
+            }),
             isolation: slot.provider.isolation(),
             worker_pid: slot
                 .ready

@@ -114,8 +114,10 @@ impl RegistryCache {
     /// Drops entries for files under `dir` that are gone.
     pub(crate) fn retain_present(&mut self, dir: &Path, present: &[PathBuf]) {
         let before = self.entries.len();
+        let present: std::collections::HashSet<&Path> =
+            present.iter().map(PathBuf::as_path).collect();
         self.entries
-            .retain(|path, _| !path.starts_with(dir) || present.contains(path));
+            .retain(|path, _| !path.starts_with(dir) || present.contains(path.as_path()));
         self.dirty |= self.entries.len() != before;
     }
 

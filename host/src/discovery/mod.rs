@@ -150,7 +150,7 @@ impl Discovery {
             dir: dir.into(),
             cache_dir: default_cache_dir(),
             mode,
-            concurrency: 2,
+            concurrency: 4,
             scan_timeout: Duration::from_secs(10),
             trust: TrustPolicy::default(),
         }
@@ -169,7 +169,7 @@ impl Discovery {
         self
     }
 
-    /// How many scanners run at once. Defaults to 2.
+    /// How many scanners run at once. Defaults to 4.
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
         self

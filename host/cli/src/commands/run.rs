@@ -48,14 +48,9 @@ pub(crate) async fn run(global: &GlobalArgs, _args: RunArgs) -> CliResult {
 /// The eager components the config names that some plugin provides; the rest are
 /// logged.
 fn eager_components(config: &Config, coordinator: &Coordinator) -> Vec<String> {
-    let known: Vec<String> = coordinator
-        .components()
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
     let mut eager = Vec::new();
     for (name, component) in config.components.iter().filter(|(_, c)| c.eager) {
-        if component.enabled && known.contains(name) {
+        if component.enabled && coordinator.state_of(name).is_some() {
             eager.push(name.clone());
         } else {
             tracing::warn!(component = %name, "eager component is not provided by any plugin");
@@ -93,7 +88,7 @@ impl Admin {
         .await?;
         println!("admin listening on http://{addr}");
         let _ = std::io::stdout().flush();
-        tracing::info!(components = coordinator.components().len(), dir = %config.host.plugins_dir.display(), %addr, "host started");
+        tracing::info!(components = coordinator.component_names().len(), dir = %config.host.plugins_dir.display(), %addr, "host started");
         Ok(Self { stop, server })
     }
 
