@@ -332,10 +332,32 @@ fn errors_come_back_as_json_with_fitting_status_codes() {
         kind(host.post("/timeouts/not-a-number/cancel", "")),
         (400, "bad_request".to_owned())
     );
-    // Last: the server closes the connection after refusing a body it did not read.
-    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(3 << 20));
+    // A body over the limit is refused once the limit is passed: written from one thread
+    // while the answer is read on another, since the server closes the connection without
+    // reading the rest (the writer's broken pipe is expected).
+    let raw = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(host.addr).expect("connect");
+        let mut writer = stream.try_clone().expect("writer");
+        let size = 3 << 20;
+        let head = format!(
+            "POST /components/market-data/call/quote HTTP/1.1\r\nHost: {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n",
+            host.addr
+        );
+        let writing = std::thread::spawn(move || {
+            let _ = writer.write_all(head.as_bytes());
+            let _ = writer.write_all(&vec![b' '; size]);
+        });
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        let _ = writing.join();
+        answer
+    };
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
     assert_eq!(
-        kind(host.post("/components/market-data/call/quote", &huge)),
+        kind((413, body.to_owned())),
         (413, "payload_too_large".to_owned())
     );
 }

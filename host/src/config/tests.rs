@@ -31,7 +31,7 @@ fn the_example_config_is_valid_and_matches_the_defaults() {
 fn an_empty_file_gives_the_documented_defaults() {
     let config = Config::from_toml("").unwrap();
     assert_eq!(config.host.plugins_dir, PathBuf::from("plugins"));
-    assert_eq!(config.host.scan_concurrency, 2);
+    assert_eq!(config.host.scan_concurrency, 4);
     assert_eq!(config.host.init_concurrency, 4);
     assert_eq!(config.timeouts.default, Duration::from_secs(30));
     assert_eq!(config.timeouts.stop, Duration::from_secs(10));
