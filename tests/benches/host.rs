@@ -20,7 +20,7 @@ use std::{
 };
 
 use criterion::Criterion;
-use plugin_host_tests::{binary, generate_plugins, generated_name, ratio, target_dir};
+use plugin_host_tests::{binary, generate_plugins, generated_name, ratio, rss_of, target_dir};
 
 const START: &str = "host_start";
 const SCAN: &str = "host_scan";
@@ -91,18 +91,6 @@ struct Started {
     took: Duration,
     rss: u64,
     addr: String,
-}
-
-fn rss_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 fn start(fixture: &Fixture) -> Started {

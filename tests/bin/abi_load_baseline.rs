@@ -8,15 +8,7 @@ use std::time::Instant;
 use plugin_host::plugin_api::{abi_stable::library::lib_header_from_path, ffi::PluginRootRef};
 
 fn rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    plugin_host_tests::rss_of(std::process::id())
 }
 
 fn main() -> std::process::ExitCode {

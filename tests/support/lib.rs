@@ -8,6 +8,7 @@ mod generate;
 mod host;
 mod isolated;
 mod output;
+mod process;
 pub mod ratio;
 mod sandbox;
 mod trace;
@@ -19,6 +20,7 @@ pub use self::{
     host::RunningHost,
     isolated::isolated,
     output::{listed, stdout_json, success_stdout},
+    process::rss_of,
     sandbox::Sandbox,
     trace::LoadTrace,
 };
