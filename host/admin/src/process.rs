@@ -44,6 +44,13 @@ fn max_fds() -> Option<f64> {
 
 /// Writes the `process_*` families (where `/proc` has them) and the build info.
 pub(crate) fn write(out: &mut Exposition) {
+    write_stat(out);
+    write_files(out);
+    write_build_info(out);
+}
+
+/// What `/proc/self/stat` and `/proc/self/status` tell: CPU, start, memory, threads.
+fn write_stat(out: &mut Exposition) {
     if let Some(fields) = stat_fields() {
         // Index 0 here is field 3 of proc(5): utime is 14, stime 15, num_threads 20,
         // starttime 22, vsize 23.
@@ -90,6 +97,10 @@ pub(crate) fn write(out: &mut Exposition) {
             );
         }
     }
+}
+
+/// Open and allowed file descriptors.
+fn write_files(out: &mut Exposition) {
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
         out.single(
             "process_open_fds",
@@ -106,6 +117,9 @@ pub(crate) fn write(out: &mut Exposition) {
             max,
         );
     }
+}
+
+fn write_build_info(out: &mut Exposition) {
     out.family(
         "plugin_host_build_info",
         Kind::Gauge,

@@ -158,16 +158,7 @@ impl Coordinator {
             refused_saturated: bulkhead.refused_saturated.get(),
             refused_quarantined: bulkhead.refused_quarantined.get(),
             log_suppressed: self.inner.services.logs.suppressed_of(&spec.name),
-            methods: declared.unwrap_or_else(|| {
-                spec.methods
-                    .iter()
-                    .map(|name| MethodInfo {
-                        name: name.clone(),
-                        description: String::new(),
-                        example: String::new(),
-                    })
-                    .collect()
-            }),
+            methods: declared.unwrap_or_else(|| names_only(&spec.methods)),
             isolation: slot.provider.isolation(),
             worker_pid: slot
                 .ready
@@ -182,4 +173,16 @@ impl Coordinator {
             file: slot.file(),
         }
     }
+}
+
+/// Methods known by name only (a native component's).
+fn names_only(names: &[String]) -> Vec<MethodInfo> {
+    names
+        .iter()
+        .map(|name| MethodInfo {
+            name: name.clone(),
+            description: String::new(),
+            example: String::new(),
+        })
+        .collect()
 }

@@ -57,22 +57,7 @@ fn print_table(catalog: &Catalog, config: &Config) {
                 let components: Vec<String> = info
                     .components
                     .iter()
-                    .map(|c| {
-                        let mut text = c.name.clone();
-                        let isolation = config
-                            .components
-                            .get(&c.name)
-                            .map_or(config.host.isolation, |o| {
-                                o.isolation_or(config.host.isolation)
-                            });
-                        if isolation == Isolation::Process {
-                            text.push_str(" [process]");
-                        }
-                        if !c.dependencies.is_empty() {
-                            text.push_str(&format!(" (needs {})", c.dependencies.join(", ")));
-                        }
-                        text
-                    })
+                    .map(|c| component_column(c, config))
                     .collect();
                 println!(
                     "  {file:<width$}  {:<18} {:<8} {:<6} {}",
@@ -92,4 +77,23 @@ fn print_table(catalog: &Catalog, config: &Config) {
             println!("error: {failure}");
         }
     }
+}
+
+/// One component in the table: its name, `[process]` when the config isolates it, and
+/// what it needs.
+fn component_column(component: &plugin_host::ComponentInfo, config: &Config) -> String {
+    let mut text = component.name.clone();
+    let isolation = config
+        .components
+        .get(&component.name)
+        .map_or(config.host.isolation, |o| {
+            o.isolation_or(config.host.isolation)
+        });
+    if isolation == Isolation::Process {
+        text.push_str(" [process]");
+    }
+    if !component.dependencies.is_empty() {
+        text.push_str(&format!(" (needs {})", component.dependencies.join(", ")));
+    }
+    text
 }
