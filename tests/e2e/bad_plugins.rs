@@ -153,6 +153,53 @@ fn a_library_that_hangs_while_loading_times_out_in_the_scanner() {
     );
 }
 
+#[test]
+fn one_scanner_scans_many_files_and_a_library_that_kills_it_costs_only_its_own_verdict() {
+    // One scanner process at a time: every file goes through one batch, the aborting and
+    // the hanging library in the middle of it.
+    let sandbox = Sandbox::with_plugins(&[
+        "market-data",
+        "fixture-abort-on-load",
+        "historical-data",
+        "fixture-hang-on-load",
+        "fixture-leaf",
+    ]);
+    plugin_host_tests::generate_plugins(&sandbox.plugins_dir(), 6).expect("generated");
+    let config = sandbox.write_config("[host]\nscan_concurrency = 1\nscan_timeout = \"2s\"\n");
+    let config = config.to_string_lossy().into_owned();
+    let (output, trace) = sandbox.run_traced(&["--config", &config, "list", "--json"], &[]);
+    let list = stdout_json(&output);
+    // Files sort by name: the aborting library ends the first scanner, the hanging one the
+    // second, the nine others share a third.
+    assert!(
+        trace.child_processes() <= 4,
+        "{} scanner processes for 11 files",
+        trace.child_processes()
+    );
+    let kind =
+        |crate_name: &str| listed(&list, &library_file_name(crate_name))["error"]["kind"].clone();
+    assert_eq!(kind("fixture-abort-on-load"), "scanner_crashed", "{list:#}");
+    assert_eq!(
+        kind("fixture-hang-on-load"),
+        "scanner_timed_out",
+        "{list:#}"
+    );
+    for good in ["market-data", "historical-data", "fixture-leaf"] {
+        assert_eq!(
+            listed(&list, &library_file_name(good))["usable"],
+            true,
+            "{good}: {list:#}"
+        );
+    }
+    let usable = list["plugins"]
+        .as_array()
+        .expect("plugins")
+        .iter()
+        .filter(|p| p["usable"] == true)
+        .count();
+    assert_eq!(usable, 3 + 6, "every good file has its verdict: {list:#}");
+}
+
 #[cfg(unix)]
 #[test]
 fn a_world_writable_plugin_is_refused() {

@@ -18,6 +18,11 @@ use super::{
 };
 use crate::loader::{FileIdentity, LoadError};
 
+/// The most files one scanner process scans. Several files a process spare most of the
+/// process starts (a scan of a small library is mostly exec and dynamic linking); a
+/// library that kills its scanner costs a rescan of the rest of its batch.
+const SCAN_BATCH: usize = 32;
+
 /// A file listed and vetted, waiting for a scan.
 struct Pending {
     path: PathBuf,
@@ -156,37 +161,70 @@ impl Discovery {
         }
     }
 
-    /// Scans `files`, a few at a time.
+    /// Scans `files`: in batches of up to [`SCAN_BATCH`] per scanner process, a few
+    /// processes at a time.
     async fn scan_all(&self, files: Vec<Pending>) -> Vec<DiscoveredPlugin> {
-        stream::iter(files)
-            .map(|pending| self.scan_pending(pending))
+        let per_process = files.len().div_ceil(self.concurrency).clamp(1, SCAN_BATCH);
+        let mut batches: Vec<Vec<Pending>> = Vec::new();
+        let mut files = files.into_iter().peekable();
+        while files.peek().is_some() {
+            batches.push(files.by_ref().take(per_process).collect());
+        }
+        stream::iter(batches)
+            .map(|batch| self.scan_batch(batch))
             .buffer_unordered(self.concurrency)
+            .flat_map(stream::iter)
             .collect()
             .await
     }
 
-    /// Scans one vetted file; a file that is not the one vetted is `changed`.
+    /// Scans one batch in one scanner process. When the process dies or hangs on a file
+    /// that was not its first, that file is scanned again alone (a library before it in
+    /// the same process may have been the cause); the files after it go to a fresh
+    /// process.
+    async fn scan_batch(&self, batch: Vec<Pending>) -> Vec<DiscoveredPlugin> {
+        let mut done = Vec::with_capacity(batch.len());
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let paths: Vec<PathBuf> = rest.iter().map(|p| p.path.clone()).collect();
+            let mut reports = self.scan_paths(&paths).await;
+            reports.truncate(paths.len());
+            let reported = reports.len().max(1);
+            if reported > 1 && reports.last().is_some_and(ScanReport::ended_its_scanner) {
+                let alone = self.scan_paths(&paths[reported - 1..reported]).await;
+                if let (Some(last), Some(again)) = (reports.last_mut(), alone.into_iter().next()) {
+                    *last = again;
+                }
+            }
+            let remaining = rest.split_off(reported.min(rest.len()));
+            for (pending, report) in rest.into_iter().zip(reports) {
+                done.push(checked(pending, report));
+            }
+            rest = remaining;
+        }
+        done
+    }
+
+    /// Scans one vetted file.
     async fn scan_pending(&self, pending: Pending) -> DiscoveredPlugin {
         let report = self.scan_one(&pending.path).await;
-        let outcome = match report.identity {
-            Some(scanned) if scanned != pending.identity => Err(LoadError::Changed {
-                path: pending.path.clone(),
-            }),
-            _ => report.outcome,
-        };
-        match &outcome {
-            Err(LoadError::AbiMismatch { path, report, .. }) => {
-                tracing::debug!(path = %path.display(), %report, "abi_stable's full layout report");
+        checked(pending, report)
+    }
+
+    /// Reports for `paths`, in order; fewer than asked when a scanner process ended early
+    /// (the last one then says how).
+    async fn scan_paths(&self, paths: &[PathBuf]) -> Vec<ScanReport> {
+        match &self.mode {
+            Ok(ScanMode::Subprocess(program)) => {
+                scanner::scan_batch_in_subprocess(program, paths, self.scan_timeout).await
             }
-            Err(err) => tracing::debug!(error = %err, "plugin file cannot be used"),
-            Ok(_) => {}
-        }
-        DiscoveredPlugin {
-            path: pending.path,
-            outcome,
-            cached: false,
-            identity: pending.identity,
-            sha256: pending.sha256,
+            _ => {
+                let mut reports = Vec::with_capacity(paths.len());
+                for path in paths {
+                    reports.push(self.scan_one(path).await);
+                }
+                reports
+            }
         }
     }
 
@@ -200,7 +238,15 @@ impl Discovery {
                 }),
             },
             Ok(ScanMode::Subprocess(program)) => {
-                scanner::scan_in_subprocess(program, path, self.scan_timeout).await
+                let paths = [path.to_path_buf()];
+                let reports =
+                    scanner::scan_batch_in_subprocess(program, &paths, self.scan_timeout).await;
+                reports.into_iter().next().unwrap_or_else(|| {
+                    ScanReport::failed(LoadError::Scanner {
+                        path: path.to_owned(),
+                        reason: "the scanner reported nothing".into(),
+                    })
+                })
             }
             Ok(ScanMode::InProcess) => {
                 let owned = path.to_owned();
@@ -215,6 +261,30 @@ impl Discovery {
                     })
             }
         }
+    }
+}
+
+/// A scan's verdict on a vetted file; a file that is not the one vetted is `changed`.
+fn checked(pending: Pending, report: ScanReport) -> DiscoveredPlugin {
+    let outcome = match report.identity {
+        Some(scanned) if scanned != pending.identity => Err(LoadError::Changed {
+            path: pending.path.clone(),
+        }),
+        _ => report.outcome,
+    };
+    match &outcome {
+        Err(LoadError::AbiMismatch { path, report, .. }) => {
+            tracing::debug!(path = %path.display(), %report, "abi_stable's full layout report");
+        }
+        Err(err) => tracing::debug!(error = %err, "plugin file cannot be used"),
+        Ok(_) => {}
+    }
+    DiscoveredPlugin {
+        path: pending.path,
+        outcome,
+        cached: false,
+        identity: pending.identity,
+        sha256: pending.sha256,
     }
 }
 

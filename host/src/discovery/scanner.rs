@@ -40,7 +40,16 @@ pub struct ScanReport {
 }
 
 impl ScanReport {
-    fn failed(outcome: LoadError) -> Self {
+    /// Whether the scan ended its scanner process (a crash or a hang), rather than
+    /// giving a verdict.
+    pub(crate) fn ended_its_scanner(&self) -> bool {
+        matches!(
+            self.outcome,
+            Err(LoadError::ScannerCrashed { .. } | LoadError::ScannerTimedOut { .. })
+        )
+    }
+
+    pub(crate) fn failed(outcome: LoadError) -> Self {
         Self {
             identity: None,
             outcome: Err(outcome),
@@ -61,21 +70,29 @@ pub fn run_scanner_if_requested() {
     if args.next().as_deref() != Some(SCAN_FLAG.as_ref()) {
         return;
     }
-    let Some(path) = args.next() else {
-        eprintln!("usage: {SCAN_FLAG} FILE");
+    let paths: Vec<_> = args.collect();
+    if paths.is_empty() {
+        eprintln!("usage: {SCAN_FLAG} FILE...");
         std::process::exit(2);
-    };
-    let report = scan_in_process(Path::new(&path));
-    match serde_json::to_string(&report) {
-        Ok(json) => {
-            println!("{RESULT_PREFIX}{json}");
-            std::process::exit(0);
-        }
-        Err(err) => {
-            eprintln!("cannot encode the scan result: {err}");
-            std::process::exit(1);
+    }
+    // One result line per file, in order, each flushed before the next file is opened:
+    // if a library kills this process, the host knows which one did.
+    for path in paths {
+        let report = scan_in_process(Path::new(&path));
+        match serde_json::to_string(&report) {
+            Ok(json) => {
+                use std::io::Write as _;
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(stdout, "{RESULT_PREFIX}{json}");
+                let _ = stdout.flush();
+            }
+            Err(err) => {
+                eprintln!("cannot encode the scan result: {err}");
+                std::process::exit(1);
+            }
         }
     }
+    std::process::exit(0);
 }
 
 /// Scans `path` in this process: the library is mapped here and stays mapped, and
@@ -95,66 +112,97 @@ pub fn scan_in_process(path: &Path) -> ScanReport {
     }
 }
 
-/// Scans `path` by running `program --plugin-host-scan path`, giving up after `timeout`.
-pub(crate) async fn scan_in_subprocess(
+/// Scans `paths` in one scanner process (`program --plugin-host-scan PATH...`), each
+/// file given `timeout`. Returns a report per path, in order. Where the process died or
+/// hung, the file it was on gets that verdict and the rest are not reported: the caller
+/// scans them again in a fresh process.
+pub(crate) async fn scan_batch_in_subprocess(
     program: &Path,
-    path: &Path,
+    paths: &[PathBuf],
     timeout: Duration,
-) -> ScanReport {
-    match run_scanner(program, path, timeout).await {
-        Ok(report) => report,
-        Err(err) => ScanReport::failed(err),
+) -> Vec<ScanReport> {
+    match run_scanner(program, paths, timeout).await {
+        Ok(reports) => reports,
+        Err(err) => vec![ScanReport::failed(err)],
     }
 }
 
 async fn run_scanner(
     program: &Path,
-    path: &Path,
+    paths: &[PathBuf],
     timeout: Duration,
-) -> Result<ScanReport, LoadError> {
-    let scanner_error = |reason: String| LoadError::Scanner {
+) -> Result<Vec<ScanReport>, LoadError> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let first = paths.first().cloned().unwrap_or_default();
+    let scanner_error = |path: &Path, reason: String| LoadError::Scanner {
         path: path.to_owned(),
         reason,
     };
-    let child = tokio::process::Command::new(program)
+    let mut child = tokio::process::Command::new(program)
         .arg(SCAN_FLAG)
-        .arg(path)
+        .args(paths)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|err| {
-            scanner_error(format!(
-                "cannot start scanner `{}`: {err}",
-                program.display()
-            ))
+            scanner_error(
+                &first,
+                format!("cannot start scanner `{}`: {err}", program.display()),
+            )
         })?;
-    tracing::debug!(path = %path.display(), pid = child.id(), "scanner started");
-    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Err(_elapsed) => {
-            return Err(LoadError::ScannerTimedOut {
-                path: path.to_owned(),
-                after: timeout,
-            })
+    tracing::debug!(files = paths.len(), pid = child.id(), "scanner started");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    // Read stderr all along: a library writing much there must not block the scanner.
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let stderr = tokio::spawn(async move {
+        let mut text = Vec::new();
+        let _ = stderr.read_to_end(&mut text).await;
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let mut reports = Vec::with_capacity(paths.len());
+    while reports.len() < paths.len() {
+        let path = &paths[reports.len()];
+        match tokio::time::timeout(timeout, lines.next_line()).await {
+            Err(_elapsed) => {
+                reports.push(ScanReport::failed(LoadError::ScannerTimedOut {
+                    path: path.clone(),
+                    after: timeout,
+                }));
+                return Ok(reports);
+            }
+            Ok(Ok(Some(line))) => {
+                // Anything a library prints itself is not a result line.
+                let Some(json) = line.strip_prefix(RESULT_PREFIX) else {
+                    continue;
+                };
+                let report = serde_json::from_str(json).unwrap_or_else(|err| {
+                    ScanReport::failed(scanner_error(
+                        path,
+                        format!("unreadable scanner result: {err}"),
+                    ))
+                });
+                reports.push(report);
+            }
+            Ok(Ok(None) | Err(_)) => break,
         }
-        Ok(Err(err)) => return Err(scanner_error(format!("waiting for the scanner: {err}"))),
-        Ok(Ok(output)) => output,
-    };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let result = stdout
-        .lines()
-        .rev()
-        .find_map(|line| line.strip_prefix(RESULT_PREFIX));
-    match (output.status.success(), result) {
-        (true, Some(json)) => serde_json::from_str(json)
-            .map_err(|err| scanner_error(format!("unreadable scanner result: {err}"))),
-        _ => Err(LoadError::ScannerCrashed {
-            path: path.to_owned(),
-            status: crate::util::describe_status(output.status),
-            stderr: tail(&String::from_utf8_lossy(&output.stderr)),
-        }),
     }
+    if reports.len() < paths.len() {
+        // The process ended on this file.
+        let path = &paths[reports.len()];
+        let status = child
+            .wait()
+            .await
+            .map_or_else(|err| err.to_string(), crate::util::describe_status);
+        let text = stderr.await.unwrap_or_default();
+        reports.push(ScanReport::failed(LoadError::ScannerCrashed {
+            path: path.clone(),
+            status,
+            stderr: tail(&text),
+        }));
+    }
+    Ok(reports)
 }
 
 /// The last few lines of a scanner's stderr, short enough for one error message.
