@@ -30,6 +30,7 @@
 pub mod config;
 mod context;
 mod coordinator;
+mod dirs;
 pub mod discovery;
 mod executor;
 #[doc(hidden)]
@@ -47,7 +48,7 @@ pub mod trust;
 mod util;
 
 pub use self::{
-    config::{Config, ConfigError, Isolation},
+    config::{Config, ConfigError, Isolation, WatchMode},
     coordinator::{
         CallError, CallFault, CatalogChanges, ComponentHandle, ComponentSpec, ComponentState,
         ComponentStatus, Coordinator, CoordinatorBuilder, Dependencies, ErrorChainDisplay,

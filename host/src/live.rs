@@ -14,6 +14,7 @@ use notify::Watcher;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
+    config::WatchMode,
     coordinator::{CatalogChanges, Coordinator},
     discovery::Discovery,
 };
@@ -61,12 +62,12 @@ pub struct LiveDiscovery {
 }
 
 impl LiveDiscovery {
-    /// Watches `discovery`'s directory and refreshes `coordinator` on every change (with
-    /// `watch` false, only when asked to through [`Self::handle`]). Call it on a tokio
-    /// runtime, after the first catalog is registered.
-    pub fn start(discovery: Discovery, coordinator: Coordinator, watch: bool) -> Self {
+    /// Follows `discovery`'s directory as `mode` says and refreshes `coordinator` on every
+    /// change (with [`WatchMode::Off`], only when asked to through [`Self::handle`]).
+    /// Call it on a tokio runtime, after the first catalog is registered.
+    pub fn start(discovery: Discovery, coordinator: Coordinator, mode: WatchMode) -> Self {
         let (requests, incoming) = mpsc::channel(8);
-        let task = tokio::spawn(follow(discovery, coordinator, incoming, watch));
+        let task = tokio::spawn(follow(discovery, coordinator, incoming, mode));
         Self {
             handle: RescanHandle { requests },
             task,
@@ -111,19 +112,22 @@ async fn follow(
     discovery: Discovery,
     coordinator: Coordinator,
     mut requests: mpsc::Receiver<Reply>,
-    follow_changes: bool,
+    mode: WatchMode,
 ) {
-    let (watcher, mut changed) = if follow_changes {
+    let (watcher, mut changed) = if mode == WatchMode::Notify {
         watch(&discovery)
     } else {
         (None, mpsc::channel(1).1)
     };
     // Without following, nothing but a request rescans.
-    let poll = match (follow_changes, watcher.is_some()) {
-        (false, _) => None,
-        (true, true) => Some(POLL_WITH_WATCHER),
-        (true, false) => Some(POLL_WITHOUT_WATCHER),
+    let poll = match (mode, watcher.is_some()) {
+        (WatchMode::Off, _) => None,
+        (_, true) => Some(POLL_WITH_WATCHER),
+        (_, false) => Some(POLL_WITHOUT_WATCHER),
     };
+    if mode == WatchMode::Poll {
+        tracing::info!(dir = %discovery.dir().display(), "polling the plugins directory every second");
+    }
     loop {
         let reply = tokio::select! {
             Some(()) = changed.recv() => {

@@ -56,31 +56,6 @@ pub fn format_bytes(bytes: u64) -> String {
     }
 }
 
-/// `$XDG_CACHE_HOME/plugin-host`, else `~/.cache/plugin-host`; `None` when neither is known.
-pub fn default_cache_dir() -> Option<std::path::PathBuf> {
-    let from_env = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(std::path::PathBuf::from)
-    };
-    from_env("XDG_CACHE_HOME")
-        .or_else(|| from_env("HOME").map(|home| home.join(".cache")))
-        .map(|base| base.join("plugin-host"))
-}
-
-/// `$XDG_CONFIG_HOME/plugin-host`, else `~/.config/plugin-host`; `None` when neither is
-/// known.
-pub(crate) fn default_config_dir() -> Option<std::path::PathBuf> {
-    let from_env = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(std::path::PathBuf::from)
-    };
-    from_env("XDG_CONFIG_HOME")
-        .or_else(|| from_env("HOME").map(|home| home.join(".config")))
-        .map(|base| base.join("plugin-host"))
-}
-
 /// How a child process ended, naming the signal where one killed it.
 pub(crate) fn describe_status(status: std::process::ExitStatus) -> String {
     #[cfg(unix)]

@@ -252,23 +252,21 @@ fn probes_answer_without_the_token_when_allowed_and_readyz_fails_as_the_stop_beg
     };
     let call = authorized("POST", "/components/sleeper/call/sleep");
     let running =
-        std::thread::spawn(move || RunningHost::answer(call.send_string(r#"{"ms":3000}"#)));
-    std::thread::sleep(std::time::Duration::from_millis(300));
+        std::thread::spawn(move || RunningHost::answer(call.send_string(r#"{"ms":5000}"#)));
+    plugin_host_tests::wait_for("the call to run", || {
+        let (_, body) = RunningHost::answer(authorized("GET", "/components").call());
+        let list: plugin_host_admin::api::Components = serde_json::from_str(&body).ok()?;
+        let sleeper = list.components.into_iter().find(|c| c.name == "sleeper")?;
+        (sleeper.calls_in_flight == 1).then_some(())
+    });
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &host.pid().to_string()])
         .status();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    let stopping = loop {
+    // Within the call's 5 s: the stop waits for it.
+    let stopping = plugin_host_tests::wait_for("/readyz to say 503", || {
         let (status, body) = host.get("/readyz");
-        if status == 503 {
-            break body;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "/readyz still {status}: {body}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+        (status == 503).then_some(body)
+    });
     let stopping: plugin_host_admin::api::Readiness =
         serde_json::from_str(&stopping).expect("readiness");
     assert!(!stopping.ready && stopping.shutting_down);

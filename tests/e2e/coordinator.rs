@@ -334,7 +334,7 @@ async fn a_native_component_can_depend_on_a_plugin_component() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_component_is_retried_after_the_backoff() {
     let coordinator = CoordinatorBuilder::default()
-        .with_failure_backoff(Duration::from_millis(200))
+        .with_failure_backoff(Duration::from_secs(1))
         .build();
     let attempts = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let counter = Arc::clone(&attempts);
@@ -362,11 +362,14 @@ async fn a_failed_component_is_retried_after_the_backoff() {
         .await
         .expect_err("within the backoff");
     assert!(matches!(during, GetError::Backoff { .. }), "{during}");
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    coordinator
-        .get("flaky")
-        .await
-        .expect("retried after the backoff");
+    plugin_host_tests::wait_for_async("a get after the backoff", || async {
+        match coordinator.get("flaky").await {
+            Ok(_) => Some(()),
+            Err(GetError::Backoff { .. }) => None,
+            Err(other) => panic!("retried after the backoff: {other}"),
+        }
+    })
+    .await;
     assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
 
@@ -459,15 +462,12 @@ async fn an_active_call_is_listed_and_can_be_cancelled_by_id() {
                 .await
         })
     };
-    let mut active = Vec::new();
-    for _ in 0..200 {
-        active = coordinator.timeouts().active();
-        if !active.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let entry = active.first().expect("the call is listed while it runs");
+    let active = plugin_host_tests::wait_for_async("the call to be listed while it runs", || {
+        let active = coordinator.timeouts().active();
+        async move { (!active.is_empty()).then_some(active) }
+    })
+    .await;
+    let entry = &active[0];
     assert_eq!(
         (entry.component.as_str(), entry.method.as_deref()),
         ("sleeper", Some("sleep"))

@@ -3,10 +3,16 @@
 //! works again on the next call; dependencies cross between modes; a changed file is
 //! taken up without a failed call.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use plugin_host::{CallError, Coordinator, Isolation};
-use plugin_host_tests::{coordinator, discover, library, Sandbox};
+use plugin_host_tests::{coordinator, discover, library, wait_for_async, Sandbox};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -104,10 +110,7 @@ fn a_hung_isolated_call_times_out_its_worker_is_killed_and_the_host_serves_on() 
         let coordinator = coordinator(&sandbox, HANGING_PROBE).await;
         let before = pid_of(&coordinator, "counter").await;
         let hung = call_json(&coordinator, "counter", "sleep", "{\"ms\":3600000}");
-        let other = async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            call_json(&coordinator, "locker", "ping", "null").await
-        };
+        let other = call_json(&coordinator, "locker", "ping", "null");
         let (hung, other) = tokio::join!(hung, other);
         assert!(matches!(hung, Err(CallError::TimedOut { .. })), "{hung:?}");
         assert_eq!(other.expect("the host serves other components"), "pong");
@@ -143,7 +146,11 @@ fn hundreds_of_hung_isolated_calls_leave_the_host_thread_count_bounded() {
                 }
             }
             // Each wave's worker is killed after the grace; its calls' threads return.
-            tokio::time::sleep(Duration::from_millis(400)).await;
+            wait_for_async("the wave's calls to return", || {
+                let (_, busy) = coordinator.plugin_threads();
+                async move { (busy == 0).then_some(()) }
+            })
+            .await;
         }
         assert!(
             timed_out >= 250,
@@ -300,43 +307,51 @@ fn a_lock_held_in_a_worker_that_crashes_is_released() {
     });
 }
 
-/// Calls `counter.ping` from `tasks` tasks until `stop`; (calls answered, failures).
+/// Calls `counter.ping` from `tasks` tasks until `stop`, counting answers in `answered`;
+/// each task returns the failures it saw.
 fn steady_traffic(
     coordinator: &Coordinator,
     tasks: usize,
-    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> tokio::task::JoinSet<(u64, Vec<String>)> {
+    stop: &Arc<AtomicBool>,
+    answered: &Arc<AtomicU64>,
+) -> tokio::task::JoinSet<Vec<String>> {
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..tasks {
-        let (coordinator, stop) = (coordinator.clone(), std::sync::Arc::clone(stop));
+        let (coordinator, stop, answered) =
+            (coordinator.clone(), Arc::clone(stop), Arc::clone(answered));
         set.spawn(async move {
-            let (mut answered, mut failures) = (0, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
                 match coordinator.call("counter", "ping", b"null".to_vec()).await {
-                    Ok(_) => answered += 1,
+                    Ok(_) => {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
                     Err(err) => failures.push(err.to_string()),
                 }
             }
-            (answered, failures)
+            failures
         });
     }
     set
 }
 
-/// Waits up to 10 s for `counter` to answer from a worker other than `old`.
+/// Waits until `answered` has grown by at least 20: the traffic flows.
+async fn traffic_flows(answered: &AtomicU64) {
+    let from = answered.load(Ordering::Relaxed);
+    wait_for_async("20 more answered calls", || {
+        let now = answered.load(Ordering::Relaxed);
+        async move { (now >= from + 20).then_some(()) }
+    })
+    .await;
+}
+
+/// Waits for `counter` to answer from a worker other than `old`.
 async fn new_worker(coordinator: &Coordinator, old: u32) -> u32 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_for_async(&format!("a worker other than {old}"), || async {
         let pid = pid_of(coordinator, "counter").await;
-        if pid != old {
-            return pid;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still served by {old}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (pid != old).then_some(pid)
+    })
+    .await
 }
 
 #[test]
@@ -345,9 +360,10 @@ fn a_changed_file_and_a_reload_move_an_isolated_plugin_to_a_new_worker_without_a
         let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
         let coordinator = coordinator(&sandbox, ISOLATED_PROBE).await;
         let first = pid_of(&coordinator, "counter").await;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut traffic = steady_traffic(&coordinator, 3, &stop);
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicU64::new(0));
+        let mut traffic = steady_traffic(&coordinator, 3, &stop, &answered);
+        traffic_flows(&answered).await;
 
         // A new build arrives: written aside, renamed over the old file.
         let source = library("fixture-probe");
@@ -361,7 +377,7 @@ fn a_changed_file_and_a_reload_move_an_isolated_plugin_to_a_new_worker_without_a
         assert_eq!(changes.upgraded, ["probe"], "{changes:?}");
         assert!(changes.changed.is_empty(), "{changes:?}");
         let second = new_worker(&coordinator, first).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        traffic_flows(&answered).await;
 
         // A reload starts yet another worker on the same file.
         let report = coordinator.reload_plugin("probe").await.expect("reload");
@@ -370,15 +386,14 @@ fn a_changed_file_and_a_reload_move_an_isolated_plugin_to_a_new_worker_without_a
             "{report:?}"
         );
         let third = new_worker(&coordinator, second).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        traffic_flows(&answered).await;
 
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let (mut answered, mut failures) = (0, Vec::new());
+        stop.store(true, Ordering::Relaxed);
+        let mut failures = Vec::new();
         while let Some(result) = traffic.join_next().await {
-            let (calls, failed) = result.expect("traffic task");
-            answered += calls;
-            failures.extend(failed);
+            failures.extend(result.expect("traffic task"));
         }
+        let answered = answered.load(Ordering::Relaxed);
         assert!(
             failures.is_empty(),
             "{} failed calls: {:?}",
@@ -395,16 +410,12 @@ fn a_changed_file_and_a_reload_move_an_isolated_plugin_to_a_new_worker_without_a
     });
 }
 
-/// Waits up to 10 s for process `pid` to be gone (and reaped).
+/// Waits for process `pid` to be gone (and reaped); true once it is.
 async fn wait_gone(pid: u32) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        if std::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    true
+    wait_for_async(&format!("process {pid} to be gone"), || async move {
+        (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(true)
+    })
+    .await
 }
 
 #[test]
@@ -513,13 +524,61 @@ fn a_worker_that_keeps_crashing_is_restarted_after_a_backoff() {
         let message = refused.to_string();
         assert!(message.contains("crashed 3 times in a row"), "{message}");
         assert!(message.contains("SIGABRT"), "{message}");
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        assert_eq!(
+        let pong = wait_for_async("a start after the backoff", || async {
             call_json(&coordinator, "counter", "ping", "null")
                 .await
-                .expect("after the backoff"),
-            "pong"
-        );
+                .ok()
+        })
+        .await;
+        assert_eq!(pong, "pong");
         coordinator.shutdown(Duration::from_secs(5)).await;
     });
+}
+
+#[test]
+fn over_http_a_worker_crash_is_502_its_metrics_reach_the_host_and_its_environment_is_cleared() {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let config =
+        format!("[admin]\nlisten = \"127.0.0.1:0\"\n{ISOLATED_PROBE}[components.locker]\n");
+    let host = plugin_host_tests::RunningHost::start_with_env(
+        &sandbox,
+        &config,
+        &[("PROBE_SECRET", "hunter2"), ("LANG", "C.UTF-8")],
+    );
+
+    // Metrics a plugin records inside its worker reach the host's /metrics.
+    let (status, answer) = host.call("counter", "record", "null");
+    assert_eq!(status, 200, "{answer:?}");
+    let (_, metrics) = host.get("/metrics");
+    let events = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("plugins_probe_events_total") && l.contains("component=\"counter\"")
+        })
+        .unwrap_or_else(|| panic!("no probe_events of counter in:\n{metrics}"));
+    assert!(events.ends_with(" 2"), "{events}");
+
+    // The worker's environment keeps the allowlist only; the host's own process has all.
+    let env_of = |component: &str| -> Vec<String> {
+        let (status, answer) = host.call(component, "env", "null");
+        let names = answer.unwrap_or_else(|err| panic!("{status}: {err:?}"));
+        serde_json::from_value(names).expect("names")
+    };
+    let in_host = env_of("locker");
+    assert!(in_host.iter().any(|n| n == "PROBE_SECRET"), "{in_host:?}");
+    let in_worker = env_of("counter");
+    assert!(
+        !in_worker.iter().any(|n| n == "PROBE_SECRET"),
+        "{in_worker:?}"
+    );
+    assert!(in_worker.iter().any(|n| n == "LANG"), "{in_worker:?}");
+
+    // A crash answers 502 with kind worker_died; the next call gets a new worker.
+    let (status, answer) = host.call("counter", "crash", r#"{"how":"abort"}"#);
+    assert_eq!(status, 502, "{answer:?}");
+    let error = answer.expect_err("an error");
+    assert_eq!(error.kind, "worker_died", "{error:?}");
+    assert!(error.message.contains("SIGABRT"), "{error:?}");
+    assert_eq!(host.call("counter", "ping", "null").0, 200);
+    assert_eq!(host.stop(), Some(0));
 }

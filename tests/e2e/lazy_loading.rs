@@ -54,6 +54,14 @@ fn calling_historical_data_loads_both_libraries_and_initialises_market_data_firs
     for plugin in ["market-data", "historical-data"] {
         let path = sandbox.plugins_dir().join(library_file_name(plugin));
         assert!(trace.host_mapped(&path), "the host did not load {plugin}");
+        // Through the vetted descriptor (a link of the host's own to /proc/self/fd/N),
+        // never by its path, which another file could have taken meanwhile.
+        for name in trace.host_opened_as(&path) {
+            assert!(
+                name.contains("/plugin-host-load-") && name != path.display().to_string(),
+                "{plugin} was loaded as {name}"
+            );
+        }
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     let initialised: Vec<&str> = stderr

@@ -133,14 +133,23 @@ fn a_deadlock_between_two_calls_is_refused_naming_locks_components_and_methods()
         std::thread::spawn(move || {
             host.post(
                 "/components/locker/call/lock_pair",
-                r#"{"first":"left","second":"right","hold_ms":400,"timeout_ms":5000}"#,
+                r#"{"first":"left","second":"right","hold_ms":2000,"timeout_ms":20000}"#,
             )
         })
     };
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    // The second call starts once the first holds `left`, well inside its 2 s hold.
+    plugin_host_tests::wait_for("the first call to hold `left`", || {
+        let (_, body) = host.get("/locks");
+        let locks: plugin_host_admin::api::Locks = serde_json::from_str(&body).ok()?;
+        locks
+            .locks
+            .iter()
+            .any(|lock| lock.name.ends_with("left") && lock.holder.is_some())
+            .then_some(())
+    });
     let (status, body) = host.post(
         "/components/counter/call/lock_pair",
-        r#"{"first":"right","second":"left","hold_ms":0,"timeout_ms":5000}"#,
+        r#"{"first":"right","second":"left","hold_ms":0,"timeout_ms":20000}"#,
     );
     let (other_status, other_body) = first.join().expect("first call");
     // One of the two is refused at once with the cycle; the other then completes.

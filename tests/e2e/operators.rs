@@ -88,3 +88,55 @@ fn completions_the_manual_page_and_the_version_are_there() {
         "the worker subcommand is hidden: {help}"
     );
 }
+
+#[test]
+fn under_systemd_the_cache_state_and_configuration_directories_are_used() {
+    // What a unit with CacheDirectory=, StateDirectory= and ConfigurationDirectory= hands
+    // the host: no flags, no XDG variables, no home.
+    let sandbox = Sandbox::new();
+    let (cache, state, etc) = (
+        sandbox.root().join("var-cache"),
+        sandbox.root().join("var-lib"),
+        sandbox.root().join("etc"),
+    );
+    for dir in [&cache, &state.join("our-plugins"), &etc] {
+        std::fs::create_dir_all(dir).expect("directory");
+    }
+    let plugin = plugin_host_tests::library("market-data");
+    std::fs::copy(
+        &plugin,
+        state
+            .join("our-plugins")
+            .join(plugin.file_name().expect("name")),
+    )
+    .expect("copying the plugin");
+    // Relative to $STATE_DIRECTORY, read from $CONFIGURATION_DIRECTORY/host.toml.
+    std::fs::write(
+        etc.join("host.toml"),
+        "[host]\nplugins_dir = \"our-plugins\"\n",
+    )
+    .expect("config");
+    let output = std::process::Command::new(plugin_host_tests::binary())
+        .args(["list", "--json"])
+        .current_dir(sandbox.root())
+        .env_clear()
+        .env("CACHE_DIRECTORY", &cache)
+        .env("STATE_DIRECTORY", &state)
+        .env("CONFIGURATION_DIRECTORY", &etc)
+        .output()
+        .expect("running plugin-host");
+    let list = plugin_host_tests::stdout_json(&output);
+    let listed =
+        plugin_host_tests::listed(&list, &plugin_host_tests::library_file_name("market-data"));
+    assert_eq!(listed["usable"], true, "{list:#}");
+    let cached: Vec<_> = std::fs::read_dir(&cache)
+        .expect("the cache directory")
+        .map(|entry| entry.expect("entry").file_name())
+        .collect();
+    assert!(
+        cached
+            .iter()
+            .any(|name| name.to_string_lossy().starts_with("registry")),
+        "the registry cache is written under $CACHE_DIRECTORY: {cached:?}"
+    );
+}

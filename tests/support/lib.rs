@@ -12,6 +12,7 @@ mod process;
 pub mod ratio;
 mod sandbox;
 mod trace;
+mod wait;
 
 pub use self::{
     build::{binary, library, library_file_name, target_dir},
@@ -23,4 +24,5 @@ pub use self::{
     process::rss_of,
     sandbox::Sandbox,
     trace::LoadTrace,
+    wait::{wait_for, wait_for_async, DEADLINE},
 };

@@ -47,26 +47,42 @@ pub struct LoadTrace {
     per_pid: HashMap<u32, String>,
 }
 
-/// Whether the trace shows `library` opened. The host hands the dynamic loader a link
-/// to the descriptor it vetted (in a directory of its own), not the file's path, so the
-/// file is recognised by its name.
-fn mentions(trace: &str, library: &Path) -> bool {
+/// The names under which the trace shows `library` opened. The host hands the dynamic
+/// loader a link to the descriptor it vetted (in a directory of its own), not the file's
+/// path, so the file is recognised by its name.
+fn opened_as(trace: &str, library: &Path) -> Vec<String> {
     let Some(name) = library.file_name().and_then(|n| n.to_str()) else {
-        return false;
+        return Vec::new();
     };
-    trace.lines().any(|line| {
-        line.split_whitespace()
-            .filter_map(|word| word.strip_prefix("file="))
-            .any(|path| {
-                path == library.display().to_string() || path.ends_with(&format!("/{name}"))
-            })
-    })
+    let mut names: Vec<String> = trace
+        .lines()
+        .flat_map(|line| {
+            line.split_whitespace()
+                .filter_map(|word| word.strip_prefix("file="))
+                .filter(|path| {
+                    *path == library.display().to_string() || path.ends_with(&format!("/{name}"))
+                })
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    names.dedup();
+    names
+}
+
+fn mentions(trace: &str, library: &Path) -> bool {
+    !opened_as(trace, library).is_empty()
 }
 
 impl LoadTrace {
     /// Whether the host process itself mapped `library`.
     pub fn host_mapped(&self, library: &Path) -> bool {
         mentions(&self.per_pid[&self.main_pid], library)
+    }
+
+    /// The names the host process handed the dynamic loader for `library`.
+    pub fn host_opened_as(&self, library: &Path) -> Vec<String> {
+        opened_as(&self.per_pid[&self.main_pid], library)
     }
 
     /// How many child processes (scanners) ran.

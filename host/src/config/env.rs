@@ -116,10 +116,12 @@ fn typed(default: &toml::Value, raw: &str) -> Result<toml::Value, String> {
             .parse()
             .map(Value::Float)
             .map_err(|_| format!("expects a number, not `{raw}`")),
+        // A key that is a flag by default may take a word too (`watch = "poll"`): the
+        // key's own type judges a word.
         Value::Boolean(_) => match trimmed.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(Value::Boolean(true)),
             "false" | "0" | "no" | "off" => Ok(Value::Boolean(false)),
-            _ => Err(format!("expects true or false, not `{raw}`")),
+            _ => Ok(Value::String(raw.to_owned())),
         },
         Value::Array(_) => Ok(list(trimmed)),
         Value::Table(_) => Err("is a table; set one of its keys instead".to_owned()),

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use self::{
     sections::{
         AdminConfig, ComponentConfig, HostConfig, Isolation, LimitsConfig, LocksConfig,
-        MemoryConfig, MetricsConfig, TimeoutsConfig,
+        MemoryConfig, MetricsConfig, TimeoutsConfig, WatchMode,
     },
     units::{parse_duration, parse_size, UnitError},
 };
@@ -109,12 +109,15 @@ impl fmt::Display for ConfigError {
 }
 
 impl Config {
-    /// Reads `file` (if given), applies environment overrides and validates.
+    /// Reads `file` (if given; else `$CONFIGURATION_DIRECTORY/host.toml` under systemd, if
+    /// it exists), applies environment overrides and validates.
     ///
     /// # Errors
     ///
     /// [`ConfigError`] with every problem found, each naming its key.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let default_file = crate::dirs::default_config_file();
+        let file = file.or(default_file.as_deref());
         let text = match file {
             Some(path) => std::fs::read_to_string(path).map_err(|err| ConfigError {
                 file: Some(path.to_owned()),
@@ -202,21 +205,33 @@ impl Config {
         }
     }
 
-    /// The trust file: `host.trust_file`, else `$XDG_CONFIG_HOME/plugin-host/trusted.toml`
-    /// (or `~/.config/...`).
+    /// The trust file: `host.trust_file`, else `trusted.toml` in `$CONFIGURATION_DIRECTORY`
+    /// (systemd), else in `$XDG_CONFIG_HOME/plugin-host` (or `~/.config/plugin-host`).
     pub fn trust_file(&self) -> PathBuf {
         if !self.host.trust_file.as_os_str().is_empty() {
             return self.host.trust_file.clone();
         }
-        crate::util::default_config_dir()
+        crate::dirs::default_config_dir()
             .unwrap_or_else(|| PathBuf::from("."))
             .join("trusted.toml")
     }
 
-    /// The registry cache directory: `host.cache_dir`, else the default.
+    /// The plugins directory: `host.plugins_dir`; a relative one is taken under systemd's
+    /// `$STATE_DIRECTORY` when that is set, else under the working directory.
+    pub fn plugins_dir(&self) -> PathBuf {
+        match crate::dirs::state_dir() {
+            Some(state) if self.host.plugins_dir.is_relative() => {
+                state.join(&self.host.plugins_dir)
+            }
+            _ => self.host.plugins_dir.clone(),
+        }
+    }
+
+    /// The registry cache directory: `host.cache_dir`, else `$CACHE_DIRECTORY` (systemd),
+    /// else `$XDG_CACHE_HOME/plugin-host` (or `~/.cache/plugin-host`).
     pub fn cache_dir(&self) -> Option<PathBuf> {
         if self.host.cache_dir.as_os_str().is_empty() {
-            crate::util::default_cache_dir()
+            crate::dirs::default_cache_dir()
         } else {
             Some(self.host.cache_dir.clone())
         }

@@ -15,9 +15,11 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HostConfig {
-    /// Directory scanned for plugin libraries. Defaults to `plugins`.
+    /// Directory scanned for plugin libraries; a relative path is taken under systemd's
+    /// `$STATE_DIRECTORY` when set, else under the working directory. Defaults to `plugins`.
     pub plugins_dir: PathBuf,
-    /// Registry cache directory; empty means `$XDG_CACHE_HOME/plugin-host`. Defaults to empty.
+    /// Registry cache directory; empty means `$CACHE_DIRECTORY` (systemd), else
+    /// `$XDG_CACHE_HOME/plugin-host`. Defaults to empty.
     pub cache_dir: PathBuf,
     /// Scanner processes run at once. Defaults to 4.
     pub scan_concurrency: usize,
@@ -29,12 +31,15 @@ pub struct HostConfig {
     /// Which plugin files the host runs: `permissions` or `pinned`. Defaults to
     /// `permissions`.
     pub trust: TrustMode,
-    /// The trust file of `pinned`; empty means `$XDG_CONFIG_HOME/plugin-host/trusted.toml`.
+    /// The trust file of `pinned`; empty means `trusted.toml` in `$CONFIGURATION_DIRECTORY`
+    /// (systemd), else in `$XDG_CONFIG_HOME/plugin-host`.
     /// Defaults to empty.
     pub trust_file: PathBuf,
-    /// Whether `run` follows the plugins directory (new, removed and changed files);
-    /// without it only SIGHUP and `POST /plugins/rescan` rescan. Defaults to true.
-    pub watch: bool,
+    /// Whether `run` follows the plugins directory (new, removed and changed files):
+    /// `true` (inotify and the like, polling where that cannot be set up), `"poll"`
+    /// (every second, for file systems that report no changes, such as NFS), or `false`
+    /// (only SIGHUP and `POST /plugins/rescan` rescan). Defaults to true.
+    pub watch: WatchMode,
     /// Where components run unless `[components.NAME] isolation` says otherwise:
     /// `in-process`, or `process` (a worker process per plugin library). Defaults to
     /// `in-process`.
@@ -51,7 +56,7 @@ impl Default for HostConfig {
             scan_timeout: Duration::from_secs(10),
             trust: TrustMode::Permissions,
             trust_file: PathBuf::new(),
-            watch: true,
+            watch: WatchMode::Notify,
             isolation: Isolation::InProcess,
         }
     }
@@ -334,6 +339,46 @@ impl ComponentConfig {
     /// When a value has no JSON form; [`Config::problems`] reports it at load.
     pub fn config_json(&self) -> Result<serde_json::Value, serde_json::Error> {
         serde_json::to_value(&self.config)
+    }
+}
+
+/// How `run` follows the plugins directory: `[host] watch`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WatchMode {
+    /// `true`: change notifications from the kernel, polling where they cannot be had.
+    #[default]
+    Notify,
+    /// `"poll"`: a rescan every second, whatever the file system reports.
+    Poll,
+    /// `false`: only when asked (SIGHUP, `POST /plugins/rescan`).
+    Off,
+}
+
+impl Serialize for WatchMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Notify => s.serialize_bool(true),
+            Self::Off => s.serialize_bool(false),
+            Self::Poll => s.serialize_str("poll"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WatchMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Flag(bool),
+            Text(String),
+        }
+        let invalid = || serde::de::Error::custom("expected true, false or \"poll\"");
+        match Repr::deserialize(d).map_err(|_| invalid())? {
+            Repr::Flag(true) => Ok(Self::Notify),
+            Repr::Flag(false) => Ok(Self::Off),
+            Repr::Text(text) if text == "poll" => Ok(Self::Poll),
+            Repr::Text(_) => Err(invalid()),
+        }
     }
 }
 

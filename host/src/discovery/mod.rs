@@ -20,7 +20,7 @@ pub use self::scanner::{
     run_scanner_if_requested, scan_in_process, ScanMode, ScanOutcome, ScanReport, SCAN_FLAG,
 };
 pub use self::verdict::{FileError, Verdict};
-pub use crate::util::default_cache_dir;
+pub use crate::dirs::default_cache_dir;
 
 /// Reads registry cache bytes (for the fuzz targets).
 pub(crate) fn parse_cache(bytes: &[u8]) -> Result<bool, serde_json::Error> {

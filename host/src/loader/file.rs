@@ -177,3 +177,46 @@ impl OpenedFile {
         }
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// A shared library of the system to stand in for a plugin: any ELF library will do.
+    fn system_library() -> PathBuf {
+        [
+            "/lib/x86_64-linux-gnu/libm.so.6",
+            "/usr/lib/x86_64-linux-gnu/libm.so.6",
+            "/lib64/libm.so.6",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+        .expect("a libm to load")
+    }
+
+    #[test]
+    fn the_loader_maps_the_open_file_even_when_the_path_now_names_another() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("libvetted.so");
+        std::fs::copy(system_library(), &path).expect("copy");
+        let opened = OpenedFile::open(&path).expect("open");
+        // Swapped after the check: the path now names a text file.
+        let swap = dir.path().join("swap");
+        std::fs::write(&swap, "not a library").expect("write");
+        std::fs::rename(&swap, &path).expect("rename over");
+
+        // libm's initialisers are the C library's own and run safely in a second copy.
+        let loaded = opened
+            .with_loader_path(abi_stable::library::RawLibrary::load_at)
+            .expect("a loader path");
+        assert!(
+            loaded.is_ok(),
+            "the vetted library loads, not what its path names now: {:?}",
+            loaded.err()
+        );
+        // The text file at the path would not have.
+        let by_path = abi_stable::library::RawLibrary::load_at(&path);
+        assert!(by_path.is_err(), "loading by path maps the swapped-in file");
+    }
+}

@@ -49,7 +49,8 @@ pub(crate) struct GlobalArgs {
     /// Directory of plugin libraries [default: the config's host.plugins_dir, else ./plugins].
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) plugins_dir: Option<PathBuf>,
-    /// Registry cache directory [default: host.cache_dir, else $XDG_CACHE_HOME/plugin-host].
+    /// Registry cache directory [default: host.cache_dir, else $CACHE_DIRECTORY, else
+    /// $XDG_CACHE_HOME/plugin-host].
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) cache_dir: Option<PathBuf>,
     /// Log format on stderr; RUST_LOG sets the filter.
@@ -182,7 +183,8 @@ impl GlobalArgs {
     pub(crate) fn config(&self) -> Result<Config, Failure> {
         let mut config = Config::load(self.config.as_deref()).map_err(Failure::usage)?;
         if let Some(dir) = &self.plugins_dir {
-            config.host.plugins_dir = dir.clone();
+            // A flag is relative to where the command runs, never to $STATE_DIRECTORY.
+            config.host.plugins_dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
         }
         if let Some(dir) = &self.cache_dir {
             config.host.cache_dir = dir.clone();
@@ -201,7 +203,7 @@ pub(crate) fn trust(config: &Config) -> Result<TrustPolicy, Failure> {
 
 /// Discovery as the config says, scanning in subprocesses of this binary.
 pub(crate) fn discovery(config: &Config) -> Result<Discovery, Failure> {
-    Ok(Discovery::new(&config.host.plugins_dir)
+    Ok(Discovery::new(config.plugins_dir())
         .with_cache_dir(config.cache_dir())
         .with_concurrency(config.host.scan_concurrency)
         .with_scan_timeout(config.host.scan_timeout)

@@ -88,7 +88,7 @@ impl Admin {
         .await?;
         println!("admin listening on http://{addr}");
         let _ = std::io::stdout().flush();
-        tracing::info!(components = coordinator.component_names().len(), dir = %config.host.plugins_dir.display(), %addr, "host started");
+        tracing::info!(components = coordinator.component_names().len(), dir = %config.plugins_dir().display(), %addr, "host started");
         Ok(Self { stop, server })
     }
 
