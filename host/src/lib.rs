@@ -53,7 +53,8 @@ pub use self::{
         CallError, CallFault, CatalogChanges, ComponentHandle, ComponentSpec, ComponentState,
         ComponentStatus, Coordinator, CoordinatorBuilder, Dependencies, ErrorChainDisplay,
         EvictError, EvictionReport, FileState, GetError, InitError, Instance, NativeComponent,
-        NotEvictable, Provider, RegisterError, ReloadError, ReloadReport, ShutdownReport,
+        NotEvictable, Provider, RegisterError, ReloadError, ReloadReport, ResolvedComponent,
+        ShutdownReport,
     },
     discovery::{
         run_scanner_if_requested, Catalog, DiscoveredPlugin, Discovery, DiscoveryError, ScanMode,

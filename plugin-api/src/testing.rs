@@ -176,11 +176,7 @@ impl TestHost {
             .map(|m| m.name.to_string())
             .collect();
         let plugin = manifest.name.to_string();
-        let host = FakeHost {
-            shared: Arc::clone(&self.shared),
-            component: name.to_owned(),
-        };
-        let context = Context::new(HostApi_TO::from_ptr(RArc::new(host), TD_Opaque));
+        let context = self.context(name);
         let created = self.capturing(name, || {
             catch_unwind(AssertUnwindSafe(|| P::create(name, context)))
         });
@@ -200,6 +196,17 @@ impl TestHost {
                 &panic_message(&*payload),
             )),
         }
+    }
+
+    /// A context for component `name` served by this fake host, for calling a plugin's
+    /// `create` yourself: to hold the bare component (a benchmark's baseline), or to wrap
+    /// it. Prefer [`Self::create`], which checks the manifest and catches panics.
+    pub fn context(&self, name: &str) -> Context {
+        let host = FakeHost {
+            shared: Arc::clone(&self.shared),
+            component: name.to_owned(),
+        };
+        Context::new(HostApi_TO::from_ptr(RArc::new(host), TD_Opaque))
     }
 
     /// Every record logged so far.

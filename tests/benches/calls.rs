@@ -2,8 +2,10 @@
 //!
 //! - `get` of a ready component against `OnceLock<Arc<T>>` get + clone, on one thread
 //!   and on two (scaling);
-//! - a call through the ABI (`ComponentHandle::call` on a plugin component, empty
-//!   payload) against a direct trait-object call of the same kind of component;
+//! - handle calls against the baseline of a direct call of the same component type
+//!   (the probe fixture's `counter`, as its own crate builds it) with the same request
+//!   and nothing else: through the ABI (`ComponentHandle::call` on the plugin's library)
+//!   and natively (the same type registered as a native component);
 //! - `Coordinator::call` (async caller) against a bare `spawn_blocking` round trip, and
 //!   `Coordinator::call_blocking` (caller on a blocking thread) against the handle call.
 //!
@@ -15,22 +17,17 @@ use std::{
 };
 
 use criterion::{black_box, Criterion};
+use fixture_probe::ProbePlugin;
 use futures::FutureExt;
-use plugin_host::plugin_api::{Component, PluginError, Request};
+use plugin_host::{
+    plugin_api::{testing::TestHost, Plugin, Request},
+    ComponentSpec, NativeComponent,
+};
 use plugin_host_tests::{coordinator, ratio, Sandbox};
 
 const GET: &str = "calls_get";
 const ABI: &str = "calls_abi";
 const COORDINATOR: &str = "calls_coordinator";
-
-/// A component as a plugin author writes it, called directly (no ABI, no host).
-struct Empty;
-
-impl Component for Empty {
-    fn call(&self, _request: Request<'_>) -> Result<Vec<u8>, PluginError> {
-        Ok(Vec::new())
-    }
-}
 
 /// Calls of `f` per second from `threads` threads at once, over `per_thread` calls each.
 fn throughput(threads: usize, per_thread: u64, f: impl Fn() + Send + Sync + 'static) -> f64 {
@@ -62,7 +59,21 @@ fn main() {
         .expect("counter");
     let once: OnceLock<Arc<String>> = OnceLock::new();
     once.get_or_init(|| Arc::new("ready".to_owned()));
-    let direct: Box<dyn Component> = Box::new(Empty);
+    // The same component type, created by the plugin's own code: called directly, and
+    // registered as a native component.
+    let fake = TestHost::new().with_config(serde_json::json!({"delay_ms": 0}));
+    let direct = ProbePlugin::create("counter", fake.context("counter")).expect("direct");
+    coordinator
+        .register_native(
+            ComponentSpec::new("native-counter"),
+            NativeComponent::boxed(move |_| {
+                ProbePlugin::create("counter", fake.context("counter"))
+            }),
+        )
+        .expect("native counter");
+    let native = runtime
+        .block_on(coordinator.get("native-counter"))
+        .expect("native counter");
 
     let mut criterion = Criterion::default()
         .configure_from_args()
@@ -74,14 +85,24 @@ fn main() {
     group.bench_function("coordinator_get_ready", |b| {
         b.iter(|| black_box(coordinator.get("counter").now_or_never()))
     });
+    let mut resolved = coordinator.resolve("counter").expect("resolved");
+    group.bench_function("resolved_get_ready", |b| {
+        b.iter(|| black_box(resolved.get().now_or_never()))
+    });
+    group.bench_function("resolved_get_ready_sync", |b| {
+        b.iter(|| black_box(resolved.get_ready()))
+    });
     group.finish();
 
     let mut group = criterion.benchmark_group(ABI);
-    group.bench_function("direct_trait_call", |b| {
-        b.iter(|| black_box(direct.call(Request::new("empty", b""))))
+    group.bench_function("direct_call", |b| {
+        b.iter(|| black_box(direct.call(Request::new(black_box("empty"), black_box(b"")))))
+    });
+    group.bench_function("native_handle_call", |b| {
+        b.iter(|| black_box(native.call(black_box("empty"), black_box(b""))))
     });
     group.bench_function("handle_call_through_abi", |b| {
-        b.iter(|| black_box(handle.call("empty", b"")))
+        b.iter(|| black_box(handle.call(black_box("empty"), black_box(b""))))
     });
     group.finish();
 
@@ -102,8 +123,11 @@ fn main() {
     criterion.final_summary();
 
     ratio::print_ratio(GET, "coordinator_get_ready", "once_lock_get_clone");
-    ratio::print_ratio(ABI, "handle_call_through_abi", "direct_trait_call");
-    ratio::print_difference(ABI, "handle_call_through_abi", "direct_trait_call");
+    ratio::print_ratio(GET, "resolved_get_ready", "once_lock_get_clone");
+    ratio::print_ratio(GET, "resolved_get_ready_sync", "once_lock_get_clone");
+    ratio::print_ratio(ABI, "handle_call_through_abi", "direct_call");
+    ratio::print_difference(ABI, "handle_call_through_abi", "direct_call");
+    ratio::print_difference(ABI, "native_handle_call", "direct_call");
     ratio::print_ratio(COORDINATOR, "coordinator_call", "spawn_blocking_round_trip");
     ratio::print_difference(COORDINATOR, "coordinator_call_blocking", "handle_call");
 
@@ -139,6 +163,6 @@ fn main() {
         one / 1e6,
         two / one
     );
-    drop(handle);
+    drop((handle, native));
     runtime.block_on(coordinator.shutdown(Duration::from_secs(5)));
 }

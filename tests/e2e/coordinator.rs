@@ -591,3 +591,49 @@ async fn an_init_that_finishes_during_shutdown_is_stopped_not_left_running() {
         ["create slow-a", "drop slow-a"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolved_component_hands_out_the_ready_instance_and_never_keeps_an_evicted_one() {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let log = sandbox.root().join("events.log");
+    let config = format!(
+        "[components.rec-base.config]\nlog_file = {:?}\n",
+        log.display().to_string()
+    );
+    let coordinator = coordinator(&sandbox, &config).await;
+    let unknown = coordinator.resolve("nothing").expect_err("not registered");
+    assert!(
+        matches!(unknown, GetError::UnknownComponent { .. }),
+        "{unknown}"
+    );
+
+    let mut resolved = coordinator.resolve("rec-base").expect("resolved");
+    assert!(resolved.get_ready().is_none(), "cold: nothing ready yet");
+    let first = resolved.get().await.expect("initialised on first get");
+    let again = resolved.get_ready().expect("ready now");
+    assert!(first.same_instance(&again));
+    let by_name = coordinator.get("rec-base").await.expect("by name");
+    assert!(by_name.same_instance(&again));
+    drop((first, again, by_name));
+
+    // Eviction drops the instance although the resolved component is still held.
+    coordinator.evict("rec-base", false).await.expect("evict");
+    plugin_host_tests::wait_for("the evicted instance to be dropped", || {
+        let events = std::fs::read_to_string(&log).unwrap_or_default();
+        events.contains("drop rec-base").then_some(())
+    });
+    assert!(
+        resolved.get_ready().is_none(),
+        "the evicted instance is not handed out"
+    );
+    let fresh = resolved.get().await.expect("initialised again");
+    assert_eq!(state(&coordinator, "rec-base"), ComponentState::Ready);
+    assert!(resolved.get_ready().expect("ready").same_instance(&fresh));
+    let events = std::fs::read_to_string(&log).expect("events");
+    assert_eq!(
+        events.lines().collect::<Vec<_>>(),
+        ["create rec-base", "drop rec-base", "create rec-base"]
+    );
+    drop(fresh);
+    coordinator.shutdown(Duration::from_secs(5)).await;
+}

@@ -72,7 +72,7 @@ impl Coordinator {
         }
         let mut state = slot.state.lock();
         if matches!(*state, SlotState::Ready) {
-            if let Some(ready) = slot.ready.swap(None) {
+            if let Some(ready) = slot.swap_ready(None) {
                 *state = SlotState::Evicted;
                 tracing::info!(component = %name, "component evicted");
                 detached.push((name.to_owned(), ready));

@@ -91,10 +91,10 @@ fn evict_idle(inner: &Inner, slot: &Slot) -> Option<u64> {
         if !matches!(*state, SlotState::Ready) {
             return None;
         }
-        let ready = slot.ready.swap(None)?;
+        let ready = slot.swap_ready(None)?;
         if Arc::strong_count(&ready) > 1 {
             // Someone took a handle since it was chosen: put it back.
-            slot.ready.store(Some(ready));
+            slot.swap_ready(Some(ready));
             return None;
         }
         *state = SlotState::Evicted;

@@ -198,8 +198,9 @@ impl SlotInfo {
         self.bulkhead.in_flight() > 0 || self.dropping.load(Ordering::Acquire) > 0
     }
 
-    /// Records a use: the coarse clock (vDSO, a few nanoseconds), written only when it
+    /// Records a use: the coarse clock (one load), written only when it
     /// moved, so concurrent users of one component do not contend on the cache line.
+    #[inline]
     pub(crate) fn touch(&self) {
         let stamp = crate::util::coarse_millis().saturating_add(1);
         if self.stats.last_used.load(Ordering::Relaxed) != stamp {

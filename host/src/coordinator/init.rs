@@ -167,7 +167,7 @@ fn publish(inner: &Inner, slot: &Slot, instance: Box<dyn Instance>, took: Durati
         Ordering::Relaxed,
     );
     ready.info.touch();
-    slot.ready.store(Some(Arc::clone(&ready)));
+    slot.swap_ready(Some(Arc::clone(&ready)));
     *slot.last_error.lock() = None;
     let mut order = inner.init_order.lock();
     order.retain(|name| name != slot.name());

@@ -17,6 +17,7 @@ mod init;
 mod isolated;
 mod provider;
 mod registry;
+mod resolved;
 mod shutdown;
 mod slot;
 mod spec;
@@ -39,6 +40,7 @@ pub use self::{
     handle::{CallFault, ComponentHandle, Dependencies, Instance},
     provider::{NativeComponent, Provider},
     registry::CatalogChanges,
+    resolved::ResolvedComponent,
     slot::FileState,
     spec::ComponentSpec,
     state::ComponentState,

@@ -63,6 +63,17 @@ impl NativeComponent {
             create: Box::new(move |deps| create(deps).map(|c| Box::new(c) as Box<dyn Component>)),
         }
     }
+
+    /// As [`Self::new`], for a `create` that returns its component boxed already (a
+    /// plugin type's `Plugin::create`, say): no second box.
+    pub fn boxed<F>(create: F) -> Self
+    where
+        F: Fn(&Dependencies) -> Result<Box<dyn Component>, PluginError> + Send + Sync + 'static,
+    {
+        Self {
+            create: Box::new(create),
+        }
+    }
 }
 
 /// A native component's panic, reported like a plugin's but with no plugin named.

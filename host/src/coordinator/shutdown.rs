@@ -83,7 +83,7 @@ async fn stop_slot(
     *slot.state.lock() = SlotState::Stopped;
     // Calls still running, or an earlier instance still dropping: wait for them too,
     // within the stop timeout.
-    let ready = slot.ready.swap(None);
+    let ready = slot.swap_ready(None);
     let info = Arc::clone(&slot.info);
     let task = executor.spawn(move || drop(ready));
     let finished = tokio::time::timeout(stop_timeout, async {

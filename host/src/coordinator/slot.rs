@@ -3,7 +3,7 @@
 use std::{
     path::PathBuf,
     sync::{
-        atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering},
         Arc,
     },
     time::Instant,
@@ -55,8 +55,12 @@ pub(crate) struct Slot {
     pub(crate) info: Arc<SlotInfo>,
     pub(crate) provider: Arc<dyn Provider>,
     pub(crate) config: serde_json::Value,
-    /// The ready instance: the lock-free fast path of `get`.
+    /// The ready instance: the lock-free fast path of `get`. Changed only through
+    /// [`Self::swap_ready`].
     pub(crate) ready: ArcSwapOption<Ready>,
+    /// Bumped after every change of `ready`: a resolved component's cached instance is
+    /// current while this has not moved.
+    pub(crate) ready_generation: AtomicU64,
     pub(crate) state: Mutex<SlotState>,
     /// The last initialisation error, memory refusals included (which leave no failed
     /// state behind).
@@ -112,6 +116,7 @@ impl Slot {
             provider,
             config,
             ready: ArcSwapOption::empty(),
+            ready_generation: AtomicU64::new(0),
             state: Mutex::new(SlotState::Registered),
             last_error: Mutex::new(None),
             init_abandoned: AtomicBool::new(false),
@@ -122,6 +127,13 @@ impl Slot {
 
     pub(crate) fn name(&self) -> &str {
         &self.info.spec.name
+    }
+
+    /// Replaces the ready instance (`None` clears it) and returns the one before.
+    pub(crate) fn swap_ready(&self, ready: Option<Arc<Ready>>) -> Option<Arc<Ready>> {
+        let before = self.ready.swap(ready);
+        self.ready_generation.fetch_add(1, Ordering::Release);
+        before
     }
 
     pub(crate) fn spec(&self) -> &ComponentSpec {
