@@ -151,8 +151,8 @@ mod tests {
                 .collect();
             if manifest(&name, "1", &list) {
                 prop_assert!(!list.is_empty());
-                prop_assert!(crate::manifest::valid_name(&name));
-                prop_assert!(list.iter().all(|c| c.priority <= 100 && crate::manifest::valid_name(&c.name)));
+                prop_assert!(crate::names::valid_name(&name));
+                prop_assert!(list.iter().all(|c| c.priority <= 100 && crate::names::valid_name(&c.name)));
                 let mut names: Vec<&str> = list.iter().map(|c| c.name.as_str()).collect();
                 names.sort_unstable();
                 names.dedup();

@@ -1,32 +1,64 @@
 //! plugin-host: finds native plugins in a directory, knows what each provides without
 //! loading it, loads a library only when one of its components is first needed, and runs
-//! every component under one [`Coordinator`].
+//! every component under one coordinator.
 //!
 //! # Embedding
 //!
+//! A [`Host`] is everything `plugin-host run` is (the trust policy, discovery and its
+//! cache, live discovery, the memory sampler, isolation workers, an ordered shutdown),
+//! started from a [`Config`]. [`plugin_host_admin`](../plugin_host_admin/index.html) serves
+//! the same admin API for it in one call.
+//!
 //! ```no_run
-//! use plugin_host::{Coordinator, Discovery};
+//! use plugin_host::{
+//!     plugin_api::{json_reply, Component, PluginError, Request},
+//!     ComponentSpec, Config, Host, NativeComponent,
+//! };
 //!
-//! # async fn demo() -> anyhow::Result<()> {
-//! // Your binary is the scanner too: let it answer scan requests first thing in main.
-//! plugin_host::run_scanner_if_requested();
+//! fn main() -> anyhow::Result<()> {
+//!     // Your program is also the host's scanner and worker: when started as one, it
+//!     // serves as that and exits here. Call this before anything else.
+//!     plugin_host::run_child_if_requested();
 //!
-//! let catalog = Discovery::new("plugins").discover().await?;
-//! let coordinator = Coordinator::builder().build();
-//! for problem in coordinator.register_catalog(&catalog) {
-//!     eprintln!("{problem}");
+//!     let mut config = Config::load(None)?; // PLUGIN_HOST_* variables apply
+//!     config.host.plugins_dir = "plugins".into();
+//!     tokio::runtime::Runtime::new()?.block_on(async {
+//!         let host = Host::builder(config)
+//!             .with_native(ComponentSpec::new("clock"), NativeComponent::new(|_| Ok(Clock)))
+//!             .start()
+//!             .await?;
+//!         // Plugin code runs on the plugin executor under the call timeout, never on
+//!         // this async task.
+//!         let bars: serde_json::Value = host
+//!             .call_json("historical-data", "bars", &serde_json::json!({"symbol": "AAPL", "count": 3}))
+//!             .await?;
+//!         println!("{bars}");
+//!         let report = host.shutdown().await; // reverse dependency order
+//!         println!("stopped: {:?}", report.stopped);
+//!         Ok(())
+//!     })
 //! }
-//! let quotes = coordinator.get("market-data").await?;
-//! let quote: serde_json::Value = quotes.call_json("quote", &serde_json::json!({"symbol": "AAPL"}))?;
-//! println!("{quote}");
-//! coordinator.shutdown(std::time::Duration::from_secs(10)).await;
-//! # Ok(())
-//! # }
+//!
+//! struct Clock;
+//!
+//! impl Component for Clock {
+//!     fn call(&self, request: Request<'_>) -> Result<Vec<u8>, PluginError> {
+//!         match request.method() {
+//!             "now" => json_reply(&std::time::SystemTime::now()),
+//!             _ => request.unknown_method(),
+//!         }
+//!     }
+//! }
 //! ```
+//!
+//! Inside component code (a native component calling a dependency, on a plugin thread),
+//! [`ComponentHandle::call_blocking`] calls without a hop; from async code use
+//! [`Host::call`] or [`ComponentHandle::call`] and `.await` them.
 
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_code)]
 
+mod child;
 pub mod config;
 mod context;
 mod coordinator;
@@ -35,6 +67,7 @@ pub mod discovery;
 mod executor;
 #[doc(hidden)]
 pub mod fuzzing;
+mod host;
 mod isolation;
 pub mod live;
 mod loader;
@@ -42,12 +75,14 @@ mod locks;
 mod manifest;
 mod memory;
 pub mod metrics;
+mod names;
 mod plugin_log;
 mod timeout;
 pub mod trust;
 mod util;
 
 pub use self::{
+    child::run_child_if_requested,
     config::{Config, ConfigError, Isolation, WatchMode},
     coordinator::{
         CallError, CallFault, CatalogChanges, ComponentHandle, ComponentSpec, ComponentState,
@@ -56,22 +91,28 @@ pub use self::{
         NotEvictable, Provider, RegisterError, ReloadError, ReloadReport, ResolvedComponent,
         ShutdownReport,
     },
-    discovery::{
-        run_scanner_if_requested, Catalog, DiscoveredPlugin, Discovery, DiscoveryError, ScanMode,
-    },
-    isolation::{run_worker, WorkerFault, WORKER_FLAG},
+    discovery::{Catalog, DiscoveredPlugin, Discovery, DiscoveryError, ScanMode},
+    host::{ComponentSummary, EagerReport, Host, HostBuilder, HostError, MetricSummaries},
+    isolation::WorkerFault,
     loader::{FileIdentity, LoadError},
     locks::{
         Holder, LockError, LockGuard, LockManager, LockManagerBuilder, LockRef, LockStats,
         OrderViolation,
     },
-    manifest::{valid_name, ComponentInfo, ManifestError, MethodInfo, PluginInfo, NAME_RULE},
+    manifest::{ComponentInfo, ManifestError, MethodInfo, PluginInfo},
     memory::{
         ComponentMemory, LimitSource, MemoryLimit, MemoryManager, MemoryManagerBuilder,
         MemoryStatus, PressureLevel, PressureThresholds, Reservation, RssReader, Shortfall,
     },
+    names::{valid_name, NAME_RULE},
     plugin_log::PLUGIN_LOG_TARGET,
     timeout::{ActiveTimeout, OperationKind, TimeoutManager, TimeoutStats},
     util::format_bytes,
 };
 pub use plugin_api;
+
+/// The old name of [`run_child_if_requested`]: it serves scanners and workers alike.
+#[deprecated(note = "renamed run_child_if_requested: it serves scanners and workers alike")]
+pub fn run_scanner_if_requested() {
+    run_child_if_requested();
+}

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     config::WatchMode,
     coordinator::{CatalogChanges, Coordinator},
-    discovery::Discovery,
+    discovery::{Discovery, DiscoveryError},
 };
 
 /// How long the directory must be quiet before a change is acted on: a file being copied
@@ -28,7 +28,18 @@ const QUIET: Duration = Duration::from_millis(250);
 const POLL_WITH_WATCHER: Duration = Duration::from_secs(30);
 const POLL_WITHOUT_WATCHER: Duration = Duration::from_secs(1);
 
-type Reply = oneshot::Sender<Result<CatalogChanges, String>>;
+type Reply = oneshot::Sender<Result<CatalogChanges, RescanError>>;
+
+/// Why a rescan did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RescanError {
+    /// The plugins directory could not be scanned.
+    #[error("rescanning the plugins directory failed: {0}")]
+    Discovery(#[from] DiscoveryError),
+    /// The host stopped following its plugins directory (it is stopping).
+    #[error("live discovery has stopped; the host is stopping")]
+    Stopped,
+}
 
 /// Asks a running [`LiveDiscovery`] to rescan now. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -42,15 +53,13 @@ impl RescanHandle {
     /// # Errors
     ///
     /// Why the directory could not be discovered, or that live discovery has stopped.
-    pub async fn rescan(&self) -> Result<CatalogChanges, String> {
+    pub async fn rescan(&self) -> Result<CatalogChanges, RescanError> {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(reply)
             .await
-            .map_err(|_| "live discovery has stopped".to_owned())?;
-        answer
-            .await
-            .map_err(|_| "live discovery has stopped".to_owned())?
+            .map_err(|_| RescanError::Stopped)?;
+        answer.await.map_err(|_| RescanError::Stopped)?
     }
 }
 
@@ -151,10 +160,10 @@ async fn follow(
 async fn rescan(
     discovery: &Discovery,
     coordinator: &Coordinator,
-) -> Result<CatalogChanges, String> {
+) -> Result<CatalogChanges, RescanError> {
     let catalog = discovery.discover().await.map_err(|err| {
         tracing::warn!(error = %err, "rescanning the plugins directory failed");
-        err.to_string()
+        RescanError::Discovery(err)
     })?;
     let changes = coordinator.refresh(catalog);
     for failure in &changes.failed {

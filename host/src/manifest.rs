@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::names::{valid_name, NAME_RULE};
+
 /// What a plugin file provides, as read by the scanner and kept in the registry cache.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginInfo {
@@ -205,16 +207,4 @@ impl ComponentInfo {
     pub fn accepts(&self, method: &str) -> bool {
         self.methods.is_empty() || self.methods.iter().any(|m| m.name == method)
     }
-}
-
-/// How plugin, component and lock names are written; every message about a bad name
-/// quotes it.
-pub const NAME_RULE: &str = "use 1-64 characters of a-z, 0-9, `-`, `_` or `.`";
-
-/// Whether `name` is a usable plugin or component name.
-pub fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
-        })
 }

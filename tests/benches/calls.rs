@@ -23,7 +23,7 @@ use plugin_host::{
     plugin_api::{testing::TestHost, Plugin, Request},
     ComponentSpec, NativeComponent,
 };
-use plugin_host_tests::{coordinator, ratio, Sandbox};
+use plugin_host_tests::{host, ratio, Sandbox};
 
 const GET: &str = "calls_get";
 const ABI: &str = "calls_abi";
@@ -53,7 +53,8 @@ fn main() {
         .expect("runtime");
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
     let config = "[components.counter.config]\ndelay_ms = 0\n[metrics]\nsample_rate = 0.1\n";
-    let coordinator = runtime.block_on(coordinator(&sandbox, config));
+    let host = runtime.block_on(host(&sandbox, config));
+    let coordinator = host.coordinator().clone();
     let handle = runtime
         .block_on(coordinator.get("counter"))
         .expect("counter");

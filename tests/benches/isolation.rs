@@ -14,7 +14,7 @@ use std::{
 
 use criterion::Criterion;
 use plugin_host::{ComponentHandle, Coordinator};
-use plugin_host_tests::{coordinator, Sandbox};
+use plugin_host_tests::{host, Sandbox};
 
 const CONFIG: &str = "[components.counter]\nisolation = \"process\"\n[components.counter.config]\ndelay_ms = 0\n[components.locker]\n";
 
@@ -92,7 +92,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn call(handle: &ComponentHandle) {
-    let reply = handle.call("ping", b"null").expect("ping");
+    let reply = handle.call_blocking("ping", b"null").expect("ping");
     assert_eq!(reply, br#""pong""#);
 }
 
@@ -115,7 +115,8 @@ fn cold_start(runtime: &tokio::runtime::Runtime, coordinator: &Coordinator) -> D
 fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-    let coordinator = runtime.block_on(coordinator(&sandbox, CONFIG));
+    let host = runtime.block_on(host(&sandbox, CONFIG));
+    let coordinator = host.coordinator().clone();
     let isolated = runtime
         .block_on(coordinator.get("counter"))
         .expect("counter");

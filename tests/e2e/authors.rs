@@ -5,7 +5,7 @@
 use std::{path::Path, process::Command};
 
 use plugin_host::CallError;
-use plugin_host_tests::{coordinator, success_stdout, target_dir, Sandbox};
+use plugin_host_tests::{host, success_stdout, target_dir, Sandbox};
 
 /// The workspace root (for its lock file).
 fn workspace_root() -> &'static Path {
@@ -125,7 +125,8 @@ fn inspect_takes_a_file_a_plugin_or_a_component_and_shows_methods() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undeclared_method_is_refused_before_anything_is_loaded() {
     let sandbox = Sandbox::with_plugins(&["fixture-leaf"]);
-    let coordinator = coordinator(&sandbox, "").await;
+    let host = host(&sandbox, "").await;
+    let coordinator = host.coordinator().clone();
     let err = coordinator
         .call("leaf", "grow", b"null".to_vec())
         .await

@@ -5,8 +5,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use plugin_host::{ComponentState, Coordinator, GetError, RssReader};
-use plugin_host_tests::{coordinator, isolated, state, RunningHost, Sandbox};
+use plugin_host::{ComponentState, GetError, RssReader};
+use plugin_host_tests::{host, isolated, state, RunningHost, Sandbox};
 
 const MIB: u64 = 1 << 20;
 
@@ -53,13 +53,15 @@ fn an_evicted_dependency_is_dropped_with_its_dependent_and_its_memory_returns() 
             "[components.leaf.config]\nbytes = {}\n{log_file}[components.user.config]\n{log_file}",
             128 * MIB
         );
-        let coordinator = coordinator(&sandbox, &config).await;
+        let host = host(&sandbox, &config).await;
+        let coordinator = host.coordinator().clone();
         let base = RssReader::new().read();
         let size: u64 = coordinator
             .get("user")
             .await
             .expect("user")
             .call_json("leaf_size", &())
+            .await
             .expect("leaf_size");
         assert_eq!(size, 128 * MIB);
         let with_leaf = RssReader::new().read();
@@ -198,11 +200,12 @@ async fn a_timed_out_init_keeps_its_reservation_and_permit_until_create_returns(
          [components.hang.config]\nhang_ms = 2000\nrecord_threads = true\n{log_file}\
          [components.counter.config]\n{log_file}"
     );
-    let coordinator = coordinator(&sandbox, &config).await;
+    let host = host(&sandbox, &config).await;
+    let coordinator = host.coordinator().clone();
     let err = coordinator.get("hang").await.expect_err("times out");
     assert!(err.is_timeout(), "{err}");
     assert!(
-        coordinator.memory().reserved() >= 40 * MIB,
+        host.memory().reserved() >= 40 * MIB,
         "the abandoned create still holds its reservation"
     );
     let again = coordinator.get("hang").await.expect_err("still running");
@@ -222,7 +225,7 @@ async fn a_timed_out_init_keeps_its_reservation_and_permit_until_create_returns(
         "counter was created only after hang's create returned: {lines:?}"
     );
     assert!(position("drop hang on plugin") < usize::MAX, "{lines:?}");
-    assert_eq!(coordinator.memory().reserved(), 0, "released at last");
+    assert_eq!(host.memory().reserved(), 0, "released at last");
     assert_eq!(state(&coordinator, "hang"), ComponentState::TimedOut);
 }
 
@@ -234,11 +237,12 @@ fn a_memory_refusal_is_not_remembered_as_a_failure() {
     runtime().block_on(async {
         let sandbox = Sandbox::with_plugins(&["fixture-memory-hog"]);
         let limit = RssReader::new().read() + 100 * MIB;
-        let coordinator = coordinator(
+        let host = host(
             &sandbox,
             &format!("[memory]\nlimit = {limit}\nmin_idle = \"0s\"\n"),
         )
         .await;
+        let coordinator = host.coordinator().clone();
         let held = coordinator.get("hog-high").await.expect("hog-high fits");
         let refused = coordinator.get("hog-low").await.expect_err("no room");
         assert!(
@@ -263,7 +267,8 @@ async fn plugin_drops_run_on_plugin_threads_and_a_slow_library_blocks_only_its_c
         "[components.rec-base.config]\nrecord_threads = true\nlog_file = {:?}\n",
         log.display().to_string()
     );
-    let coordinator = coordinator(&sandbox, &config).await;
+    let host = host(&sandbox, &config).await;
+    let coordinator = host.coordinator().clone();
     coordinator.get("rec-base").await.expect("rec-base");
     coordinator.evict("rec-base", false).await.expect("evict");
     coordinator.get("rec-base").await.expect("rec-base again");
@@ -278,7 +283,8 @@ async fn plugin_drops_run_on_plugin_threads_and_a_slow_library_blocks_only_its_c
         ]
     );
 
-    let coordinator: Coordinator = plugin_host_tests::coordinator(&sandbox, "").await;
+    let host = plugin_host_tests::host(&sandbox, "").await;
+    let coordinator = host.coordinator().clone();
     let slow = {
         let coordinator = coordinator.clone();
         tokio::spawn(async move { coordinator.get("slow-load").await.map(drop) })
@@ -300,11 +306,12 @@ async fn plugin_drops_run_on_plugin_threads_and_a_slow_library_blocks_only_its_c
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_plugin_names_is_capped_and_init_history_stays_bounded() {
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-    let coordinator = coordinator(
+    let host = host(
         &sandbox,
         "[limits]\nmetrics_per_plugin = 10\nlocks_per_plugin = 20\n",
     )
     .await;
+    let coordinator = host.coordinator().clone();
     let answer = |bytes: Vec<u8>| -> serde_json::Value { serde_json::from_slice(&bytes).unwrap() };
     let metrics = answer(
         coordinator
@@ -332,7 +339,7 @@ async fn what_a_plugin_names_is_capped_and_init_history_stays_bounded() {
             .is_some_and(|e| e.contains("locks_per_plugin")),
         "{locks}"
     );
-    assert!(coordinator.locks().stats().len() <= 20);
+    assert!(host.locks().stats().len() <= 20);
 
     for _ in 0..3 {
         coordinator.get("rec-base").await.expect("rec-base");

@@ -9,7 +9,7 @@ use plugin_host::{
     CallError, ComponentSpec, ComponentState, Coordinator, CoordinatorBuilder, GetError, InitError,
     NativeComponent, RegisterError,
 };
-use plugin_host_tests::{coordinator, state, Sandbox};
+use plugin_host_tests::{host, state, Sandbox};
 
 /// Where the plugin components of a case run.
 #[derive(Clone, Copy)]
@@ -53,7 +53,8 @@ in_both_modes!(
 
 async fn a_thousand_concurrent_gets_of_a_cold_component_run_its_init_once(mode: Mode) {
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-    let coordinator = coordinator(&sandbox, &mode.config("")).await;
+    let host = host(&sandbox, &mode.config("")).await;
+    let coordinator = host.coordinator().clone();
     let gets = (0..1000).map(|_| {
         let coordinator = coordinator.clone();
         tokio::spawn(async move { coordinator.get("counter").await })
@@ -66,7 +67,7 @@ async fn a_thousand_concurrent_gets_of_a_cold_component_run_its_init_once(mode: 
             "callers got different instances"
         );
     }
-    let creates: u64 = first.call_json("creates", &()).expect("creates");
+    let creates: u64 = first.call_json("creates", &()).await.expect("creates");
     assert_eq!(creates, 1, "counted inside the component");
     assert_eq!(
         first.worker_pid().is_some(),
@@ -89,9 +90,10 @@ in_both_modes!(two_independent_dependencies_initialise_concurrently, 4);
 
 async fn two_independent_dependencies_initialise_concurrently(mode: Mode) {
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-    let coordinator = coordinator(&sandbox, &mode.config("")).await;
+    let host = host(&sandbox, &mode.config("")).await;
+    let coordinator = host.coordinator().clone();
     let joiner = coordinator.get("joiner").await.expect("joiner");
-    let spans: serde_json::Value = joiner.call_json("spans", &()).expect("spans");
+    let spans: serde_json::Value = joiner.call_json("spans", &()).await.expect("spans");
     let (a, b) = (&spans["slow-a"], &spans["slow-b"]);
     let start = |v: &serde_json::Value| v["start_us"].as_u64().expect("start");
     let end = |v: &serde_json::Value| v["end_us"].as_u64().expect("end");
@@ -108,7 +110,8 @@ in_both_modes!(
 
 async fn a_failing_dependency_fails_its_dependent_with_the_cause_chain(mode: Mode) {
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-    let coordinator = coordinator(&sandbox, &mode.config("")).await;
+    let host = host(&sandbox, &mode.config("")).await;
+    let coordinator = host.coordinator().clone();
     let err = coordinator
         .get("needs-fails")
         .await
@@ -146,7 +149,8 @@ async fn a_hanging_init_times_out_while_others_work_and_its_late_result_is_dropp
         "[components.hang.config]\nhang_ms = 4000\nlog_file = {:?}\n",
         log.display().to_string()
     );
-    let coordinator = coordinator(&sandbox, &mode.config(&config)).await;
+    let host = host(&sandbox, &mode.config(&config)).await;
+    let coordinator = host.coordinator().clone();
     let started = std::time::Instant::now();
     let err = coordinator
         .get("hang")
@@ -202,7 +206,8 @@ async fn shutdown_stops_components_in_reverse_init_order(mode: Mode) {
         .iter()
         .map(|name| format!("[components.{name}.config]\n{log_setting}"))
         .collect();
-    let coordinator = coordinator(&sandbox, &mode.config(&config)).await;
+    let host = host(&sandbox, &mode.config(&config)).await;
+    let coordinator = host.coordinator().clone();
     coordinator.get("rec-top").await.expect("rec-top");
     coordinator.get("rec-side").await.expect("rec-side");
     let report = coordinator.shutdown(Duration::from_secs(5)).await;
@@ -234,7 +239,8 @@ in_both_modes!(an_instance_held_by_a_caller_survives_evict, 2);
 
 async fn an_instance_held_by_a_caller_survives_evict(mode: Mode) {
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-    let coordinator = coordinator(&sandbox, &mode.config("")).await;
+    let host = host(&sandbox, &mode.config("")).await;
+    let coordinator = host.coordinator().clone();
     let held = coordinator.get("rec-base").await.expect("rec-base");
     let dependent = coordinator.get("rec-mid").await.expect("rec-mid");
     drop(dependent);
@@ -249,6 +255,7 @@ async fn an_instance_held_by_a_caller_survives_evict(mode: Mode) {
     assert_eq!(state(&coordinator, "rec-base"), ComponentState::Evicted);
     let reply: String = held
         .call_json("ping", &())
+        .await
         .expect("the held instance still answers");
     assert_eq!(reply, "pong");
 
@@ -266,7 +273,8 @@ in_both_modes!(
 
 async fn a_panicking_call_is_an_error_and_the_component_keeps_answering(mode: Mode) {
     let sandbox = Sandbox::with_plugins(&["fixture-panic-call"]);
-    let coordinator = coordinator(&sandbox, &mode.config("")).await;
+    let host = host(&sandbox, &mode.config("")).await;
+    let coordinator = host.coordinator().clone();
     let err = coordinator
         .call("panic-call", "boom", b"null".to_vec())
         .await
@@ -308,7 +316,8 @@ async fn a_cycle_is_refused_with_its_whole_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_native_component_can_depend_on_a_plugin_component() {
     let sandbox = Sandbox::with_plugins(&["market-data"]);
-    let coordinator = coordinator(&sandbox, "").await;
+    let host = host(&sandbox, "").await;
+    let coordinator = host.coordinator().clone();
     coordinator
         .register_native(
             ComponentSpec::new("spread-monitor").with_dependency("market-data"),
@@ -326,6 +335,7 @@ async fn a_native_component_can_depend_on_a_plugin_component() {
         .await
         .expect("spread-monitor")
         .call_json("spread", &serde_json::json!({"symbol": "AAPL"}))
+        .await
         .expect("spread");
     assert!(spread > 0.0 && spread < 1.0, "{spread}");
     assert_eq!(coordinator.init_order(), ["market-data", "spread-monitor"]);
@@ -396,7 +406,7 @@ impl plugin_host::plugin_api::Component for Spread {
         use plugin_host::plugin_api::{json_reply, PluginError};
         let quote: serde_json::Value = self
             .feed
-            .call_json(
+            .call_json_blocking(
                 "quote",
                 &serde_json::from_slice::<serde_json::Value>(request.input())
                     .map_err(|e| PluginError::bad_input(request.method(), e))?,
@@ -413,7 +423,8 @@ async fn a_call_runs_under_its_operation_timeout_most_specific_first() {
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
     let config = "[timeouts]\ndefault = \"20s\"\n[timeouts.operations]\nsleep = \"10s\"\n\
                   [components.sleeper]\ntimeout = \"15s\"\n[components.sleeper.operations]\nsleep = \"200ms\"\n";
-    let coordinator = coordinator(&sandbox, config).await;
+    let host = host(&sandbox, config).await;
+    let coordinator = host.coordinator().clone();
     assert_eq!(
         coordinator.call_timeout("sleeper", "sleep"),
         Duration::from_millis(200)
@@ -445,14 +456,15 @@ async fn a_call_runs_under_its_operation_timeout_most_specific_first() {
         .await
         .expect("fast sleep");
     assert_eq!(fast, b"1");
-    let stats = coordinator.timeouts().stats();
+    let stats = host.timeouts().stats();
     assert_eq!(stats.expired, 1, "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_active_call_is_listed_and_can_be_cancelled_by_id() {
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-    let coordinator = coordinator(&sandbox, "").await;
+    let host = host(&sandbox, "").await;
+    let coordinator = host.coordinator().clone();
     coordinator.get("sleeper").await.expect("sleeper");
     let running = {
         let coordinator = coordinator.clone();
@@ -463,7 +475,7 @@ async fn an_active_call_is_listed_and_can_be_cancelled_by_id() {
         })
     };
     let active = plugin_host_tests::wait_for_async("the call to be listed while it runs", || {
-        let active = coordinator.timeouts().active();
+        let active = host.timeouts().active();
         async move { (!active.is_empty()).then_some(active) }
     })
     .await;
@@ -472,11 +484,11 @@ async fn an_active_call_is_listed_and_can_be_cancelled_by_id() {
         (entry.component.as_str(), entry.method.as_deref()),
         ("sleeper", Some("sleep"))
     );
-    assert!(coordinator.timeouts().cancel(entry.id));
+    assert!(host.timeouts().cancel(entry.id));
     let err = running.await.expect("task").expect_err("cancelled");
     assert!(matches!(err, CallError::Cancelled { .. }), "{err}");
-    assert_eq!(coordinator.timeouts().stats().cancelled, 1);
-    assert!(coordinator.timeouts().active().is_empty());
+    assert_eq!(host.timeouts().stats().cancelled, 1);
+    assert!(host.timeouts().active().is_empty());
 }
 
 in_both_modes!(
@@ -486,7 +498,8 @@ in_both_modes!(
 
 async fn a_plugin_takes_and_releases_a_named_lock_through_the_host_context(mode: Mode) {
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-    let coordinator = coordinator(&sandbox, &mode.config("[locks]\norder = [\"book\"]\n")).await;
+    let host = host(&sandbox, &mode.config("[locks]\norder = [\"book\"]\n")).await;
+    let coordinator = host.coordinator().clone();
     let request = |timeout_ms: u64| {
         serde_json::to_vec(
             &serde_json::json!({"name": "book", "hold_ms": 5, "timeout_ms": timeout_ms}),
@@ -503,11 +516,11 @@ async fn a_plugin_takes_and_releases_a_named_lock_through_the_host_context(mode:
         span["end_us"].as_u64() >= span["start_us"].as_u64(),
         "{span}"
     );
-    let stats = coordinator.locks().stats_of("book").expect("book stats");
+    let stats = host.locks().stats_of("book").expect("book stats");
     assert_eq!((stats.acquisitions, stats.holder.as_deref()), (1, None));
 
     // The host holds the lock: the plugin waits, times out, and is told who holds it.
-    let held = coordinator
+    let held = host
         .locks()
         .acquire("book", "host-task")
         .await
@@ -527,19 +540,20 @@ async fn a_plugin_takes_and_releases_a_named_lock_through_the_host_context(mode:
         .call("locker", "with_lock", request(1000))
         .await
         .expect("free again");
-    let stats = coordinator.locks().stats_of("book").expect("book stats");
+    let stats = host.locks().stats_of("book").expect("book stats");
     assert_eq!(
         (stats.acquisitions, stats.contentions, stats.timeouts),
         (3, 1, 1),
         "{stats:?}"
     );
-    assert!(coordinator.locks().waits().is_empty());
+    assert!(host.locks().waits().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_provider_of_a_component_name_is_rejected_naming_both() {
     let sandbox = Sandbox::with_plugins(&["market-data"]);
-    let coordinator = coordinator(&sandbox, "").await;
+    let host = host(&sandbox, "").await;
+    let coordinator = host.coordinator().clone();
     let err = coordinator
         .register_native(
             ComponentSpec::new("market-data"),
@@ -562,7 +576,8 @@ async fn an_init_that_finishes_during_shutdown_is_stopped_not_left_running() {
         "[components.slow-a.config]\ndelay_ms = 500\nlog_file = {:?}\n",
         log.display().to_string()
     );
-    let coordinator = coordinator(&sandbox, &config).await;
+    let host = host(&sandbox, &config).await;
+    let coordinator = host.coordinator().clone();
     let pending = {
         let coordinator = coordinator.clone();
         tokio::spawn(async move { coordinator.get("slow-a").await })
@@ -600,7 +615,8 @@ async fn a_resolved_component_hands_out_the_ready_instance_and_never_keeps_an_ev
         "[components.rec-base.config]\nlog_file = {:?}\n",
         log.display().to_string()
     );
-    let coordinator = coordinator(&sandbox, &config).await;
+    let host = host(&sandbox, &config).await;
+    let coordinator = host.coordinator().clone();
     let unknown = coordinator.resolve("nothing").expect_err("not registered");
     assert!(
         matches!(unknown, GetError::UnknownComponent { .. }),

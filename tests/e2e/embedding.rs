@@ -1,28 +1,68 @@
-//! The embedding example: a program of its own that uses the host library, scans plugins
-//! with its own executable, and adds a native component on top of a plugin component.
+//! The embedding example: a program of its own that starts the host library's `Host`
+//! (scanning and isolating with its own executable), adds a native component on top of a
+//! plugin component, and gets the binary's trust policy without asking for it.
 
 use std::process::Command;
 
-use plugin_host_tests::{success_stdout, target_dir, Sandbox};
+use plugin_host_tests::{
+    library_file_name, listed, stdout_json, success_stdout, target_dir, Sandbox,
+};
 
-#[test]
-fn the_embedding_example_runs_a_native_component_on_a_plugin_dependency() {
-    let sandbox = Sandbox::with_plugins(&["market-data"]);
-    let output = Command::new(target_dir().join("embedding-example"))
+fn embedding_example(sandbox: &Sandbox) -> std::process::Output {
+    Command::new(target_dir().join("embedding-example"))
         .arg(sandbox.plugins_dir())
         .env("XDG_CACHE_HOME", sandbox.cache_dir())
         .output()
-        .expect("running the embedding example");
-    let stdout = success_stdout(&output);
-    let first = stdout.lines().next().unwrap_or_default();
-    let answer: serde_json::Value = serde_json::from_str(first).expect("JSON answer");
-    assert_eq!(answer["symbol"], "AAPL");
+        .expect("running the embedding example")
+}
+
+#[test]
+fn the_embedding_example_calls_historical_data_and_a_native_component_then_stops_in_order() {
+    let sandbox = Sandbox::with_plugins(&["market-data", "historical-data"]);
+    let stdout = success_stdout(&embedding_example(&sandbox));
+    let mut lines = stdout.lines();
+    let bars: serde_json::Value =
+        serde_json::from_str(lines.next().unwrap_or_default()).expect("bars as JSON");
+    let bars = bars.as_array().expect("an array of bars");
+    assert_eq!(bars.len(), 3);
+    assert_eq!(bars[0]["ts"], 1_704_205_800_000_u64);
+    let spread: serde_json::Value =
+        serde_json::from_str(lines.next().unwrap_or_default()).expect("spread as JSON");
+    assert_eq!(spread["symbol"], "AAPL");
     assert!(
-        answer["spread"].as_f64().is_some_and(|s| s > 0.0),
-        "{answer}"
+        spread["spread"].as_f64().is_some_and(|s| s > 0.0),
+        "{spread}"
     );
+    let stopped = lines.next().unwrap_or_default();
     assert!(
-        stdout.contains("stopped in order: spread-monitor, market-data"),
-        "{stdout}"
+        stopped.starts_with("stopped in order: ") && stopped.ends_with(", market-data"),
+        "dependents stop before their dependency: {stdout}"
     );
+}
+
+#[cfg(unix)]
+#[test]
+fn the_embedding_example_refuses_a_group_writable_plugin_as_the_binary_does() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::with_plugins(&["market-data", "historical-data"]);
+    let file = sandbox
+        .plugins_dir()
+        .join(library_file_name("historical-data"));
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o664)).expect("chmod");
+
+    let binary = stdout_json(&sandbox.run(&["list", "--json"]));
+    let refusal = listed(&binary, &library_file_name("historical-data"))["error"]["message"]
+        .as_str()
+        .expect("the binary's message")
+        .to_owned();
+    assert!(refusal.contains("chmod"), "{refusal}");
+
+    let output = embedding_example(&sandbox);
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("skipping: {refusal}")),
+        "the same message as the binary:\n{refusal}\nin:\n{stderr}"
+    );
+    assert!(stderr.contains("historical-data"), "{stderr}");
 }

@@ -12,7 +12,7 @@ use std::{
 };
 
 use plugin_host::{CallError, Coordinator, Isolation};
-use plugin_host_tests::{coordinator, discover, library, wait_for_async, Sandbox};
+use plugin_host_tests::{discover, host, library, wait_for_async, Sandbox};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -49,7 +49,8 @@ fn an_isolated_component_runs_in_a_worker_and_an_in_process_one_in_the_host() {
     runtime().block_on(async {
         let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
         let config = format!("{ISOLATED_PROBE}[components.locker]\n");
-        let coordinator = coordinator(&sandbox, &config).await;
+        let host = host(&sandbox, &config).await;
+        let coordinator = host.coordinator().clone();
         let worker = pid_of(&coordinator, "counter").await;
         let host = pid_of(&coordinator, "locker").await;
         assert_eq!(host, std::process::id());
@@ -72,7 +73,8 @@ fn an_isolated_component_runs_in_a_worker_and_an_in_process_one_in_the_host() {
 fn a_crash_in_an_isolated_call_is_an_error_naming_the_signal_and_the_next_call_works() {
     runtime().block_on(async {
         let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-        let coordinator = coordinator(&sandbox, ISOLATED_PROBE).await;
+        let host = host(&sandbox, ISOLATED_PROBE).await;
+        let coordinator = host.coordinator().clone();
         for (how, expected) in [
             ("abort", "SIGABRT"),
             ("segfault", "SIGSEGV"),
@@ -107,7 +109,8 @@ const HANGING_PROBE: &str = "[timeouts]\nkill_grace = \"200ms\"\n[components.cou
 fn a_hung_isolated_call_times_out_its_worker_is_killed_and_the_host_serves_on() {
     runtime().block_on(async {
         let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-        let coordinator = coordinator(&sandbox, HANGING_PROBE).await;
+        let host = host(&sandbox, HANGING_PROBE).await;
+        let coordinator = host.coordinator().clone();
         let before = pid_of(&coordinator, "counter").await;
         let hung = call_json(&coordinator, "counter", "sleep", "{\"ms\":3600000}");
         let other = call_json(&coordinator, "locker", "ping", "null");
@@ -127,7 +130,8 @@ fn hundreds_of_hung_isolated_calls_leave_the_host_thread_count_bounded() {
     runtime().block_on(async {
         let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
         let config = HANGING_PROBE.replace("timeout = \"300ms\"", "timeout = \"100ms\"");
-        let coordinator = coordinator(&sandbox, &config).await;
+        let host = host(&sandbox, &config).await;
+        let coordinator = host.coordinator().clone();
         pid_of(&coordinator, "counter").await;
         let baseline = threads();
         let mut timed_out = 0;
@@ -147,7 +151,7 @@ fn hundreds_of_hung_isolated_calls_leave_the_host_thread_count_bounded() {
             }
             // Each wave's worker is killed after the grace; its calls' threads return.
             wait_for_async("the wave's calls to return", || {
-                let (_, busy) = coordinator.plugin_threads();
+                let (_, busy) = host.plugin_threads();
                 async move { (busy == 0).then_some(()) }
             })
             .await;
@@ -181,7 +185,8 @@ fn an_isolated_worker_past_its_memory_limit_is_killed_and_the_error_names_the_li
             "[components.counter.config]\ndelay_ms = 0\nmemory_limit = \"96MiB\"\n",
             "memory_limit = \"96MiB\"\n[components.counter.config]\ndelay_ms = 0\n",
         );
-        let coordinator = coordinator(&sandbox, &config).await;
+        let host = host(&sandbox, &config).await;
+        let coordinator = host.coordinator().clone();
         let before = pid_of(&coordinator, "counter").await;
         let err = call_json(
             &coordinator,
@@ -204,7 +209,8 @@ fn an_isolated_worker_past_its_memory_limit_is_killed_and_the_error_names_the_li
 /// `user` depends on `leaf`; the two come from different libraries.
 async fn dependency_pids(config: &str) -> (u32, u32) {
     let sandbox = Sandbox::with_plugins(&["fixture-leaf", "fixture-user"]);
-    let coordinator = coordinator(&sandbox, config).await;
+    let host = host(&sandbox, config).await;
+    let coordinator = host.coordinator().clone();
     let user = pid_of(&coordinator, "user").await;
     let leaf = call_json(&coordinator, "user", "leaf_pid", "null")
         .await
@@ -242,8 +248,8 @@ fn dependencies_cross_between_modes_both_ways() {
 fn a_lock_is_exclusive_between_an_isolated_and_an_in_process_component() {
     runtime().block_on(async {
         let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-        let coordinator =
-            coordinator(&sandbox, &format!("{ISOLATED_PROBE}[components.locker]\n")).await;
+        let host = host(&sandbox, &format!("{ISOLATED_PROBE}[components.locker]\n")).await;
+        let coordinator = host.coordinator().clone();
         let request = "{\"name\":\"book\",\"hold_ms\":150,\"timeout_ms\":5000}";
         let (a, b) = tokio::join!(
             call_json(&coordinator, "counter", "with_lock", request),
@@ -261,9 +267,9 @@ fn a_lock_is_exclusive_between_an_isolated_and_an_in_process_component() {
             a_end <= b_start || b_end <= a_start,
             "the holds overlapped: {a} {b}"
         );
-        let stats = coordinator.locks().stats_of("book").expect("book");
+        let stats = host.locks().stats_of("book").expect("book");
         assert_eq!(stats.acquisitions, 2);
-        assert!(coordinator
+        assert!(host
             .locks()
             .stats_of("book")
             .expect("book")
@@ -278,12 +284,13 @@ fn a_lock_held_in_a_worker_that_crashes_is_released() {
     runtime().block_on(async {
         let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
         let config = format!("{ISOLATED_PROBE}[components.locker]\n");
-        let coordinator = coordinator(&sandbox, &config).await;
+        let host = host(&sandbox, &config).await;
+        let coordinator = host.coordinator().clone();
         let hold = "{\"name\":\"book\",\"hold_ms\":600000,\"timeout_ms\":1000}";
         let holder = call_json(&coordinator, "counter", "with_lock", hold);
         let crash = async {
             // Once the lock is held in the worker, crash the worker.
-            while coordinator
+            while host
                 .locks()
                 .stats_of("book")
                 .and_then(|s| s.holder)
@@ -358,7 +365,8 @@ async fn new_worker(coordinator: &Coordinator, old: u32) -> u32 {
 fn a_changed_file_and_a_reload_move_an_isolated_plugin_to_a_new_worker_without_a_failed_call() {
     runtime().block_on(async {
         let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-        let coordinator = coordinator(&sandbox, ISOLATED_PROBE).await;
+        let host = host(&sandbox, ISOLATED_PROBE).await;
+        let coordinator = host.coordinator().clone();
         let first = pid_of(&coordinator, "counter").await;
         let stop = Arc::new(AtomicBool::new(false));
         let answered = Arc::new(AtomicU64::new(0));
@@ -423,11 +431,12 @@ fn an_idle_worker_exits_after_min_idle_its_memory_counts_as_reclaimed() {
     runtime().block_on(async {
         let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
         let config = format!("[memory]\nmin_idle = \"300ms\"\n{ISOLATED_PROBE}");
-        let coordinator = coordinator(&sandbox, &config).await;
+        let host = host(&sandbox, &config).await;
+        let coordinator = host.coordinator().clone();
         let first = pid_of(&coordinator, "counter").await;
-        assert!(coordinator.memory().status().workers.contains_key(&first));
+        assert!(host.memory().status().workers.contains_key(&first));
         assert!(wait_gone(first).await, "idle worker {first} still runs");
-        let memory = coordinator.memory().status();
+        let memory = host.memory().status();
         assert!(memory.reclaimed > 0, "{memory:?}");
         assert!(!memory.workers.contains_key(&first), "{memory:?}");
         // The component is still ready; its next call starts a worker again.
@@ -511,7 +520,8 @@ fn check_refuses_a_memory_limit_on_an_in_process_component() {
 fn a_worker_that_keeps_crashing_is_restarted_after_a_backoff() {
     runtime().block_on(async {
         let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-        let coordinator = coordinator(&sandbox, ISOLATED_PROBE).await;
+        let host = host(&sandbox, ISOLATED_PROBE).await;
+        let coordinator = host.coordinator().clone();
         pid_of(&coordinator, "counter").await;
         for _ in 0..3 {
             call_json(&coordinator, "counter", "crash", "{\"how\":\"abort\"}")

@@ -10,8 +10,8 @@ use std::{
     time::Duration,
 };
 
-use plugin_host::{ComponentState, Coordinator, GetError, InitError, RssReader};
-use plugin_host_tests::{coordinator, isolated, state, Sandbox};
+use plugin_host::{ComponentState, GetError, Host, InitError, RssReader};
+use plugin_host_tests::{host, isolated, state, Sandbox};
 
 const MIB: u64 = 1 << 20;
 
@@ -23,18 +23,24 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// A coordinator over the memory-hog fixture whose `[memory] limit` is this process's RSS
-/// now plus `headroom` bytes; `memory_keys` are more lines of the `[memory]` section.
-/// Returns the sandbox (keep it alive), the coordinator and the limit.
-async fn hog_coordinator(headroom: u64, memory_keys: &str) -> (Sandbox, Coordinator, u64) {
+/// A host over the memory-hog fixture whose `[memory] limit` is this process's RSS now
+/// plus `headroom` bytes; `memory_keys` are more lines of the `[memory]` section (the
+/// background sampler waits an hour unless they set `sample_interval`). Returns the
+/// sandbox (keep it alive), the host and the limit.
+async fn hog_host(headroom: u64, memory_keys: &str) -> (Sandbox, Host, u64) {
     let sandbox = Sandbox::with_plugins(&["fixture-memory-hog"]);
     let limit = RssReader::new().read() + headroom;
-    let coordinator = coordinator(
+    let sampler = if memory_keys.contains("sample_interval") {
+        ""
+    } else {
+        "sample_interval = \"1h\"\n"
+    };
+    let host = host(
         &sandbox,
-        &format!("[memory]\nlimit = {limit}\n{memory_keys}"),
+        &format!("[memory]\nlimit = {limit}\n{sampler}{memory_keys}"),
     )
     .await;
-    (sandbox, coordinator, limit)
+    (sandbox, host, limit)
 }
 
 fn refusal(err: &GetError) -> String {
@@ -100,11 +106,11 @@ fn evicting_an_idle_low_priority_component_makes_room_for_a_higher_priority_one(
         return;
     }
     runtime().block_on(async {
-        let (_sandbox, coordinator, limit) =
-            hog_coordinator(110 * MIB, "min_idle = \"0s\"\n").await;
+        let (_sandbox, host, limit) = hog_host(110 * MIB, "min_idle = \"0s\"\n").await;
+        let coordinator = host.coordinator();
         let base = limit - 110 * MIB;
         drop(coordinator.get("hog-low").await.expect("hog-low fits"));
-        let with_low = coordinator.memory().read_rss();
+        let with_low = host.memory().read_rss();
         assert!(
             with_low >= base + 56 * MIB,
             "hog-low touched its 64 MiB: {base} -> {with_low}"
@@ -114,9 +120,9 @@ fn evicting_an_idle_low_priority_component_makes_room_for_a_higher_priority_one(
             .get("hog-high")
             .await
             .expect("room is made for hog-high");
-        assert_eq!(state(&coordinator, "hog-low"), ComponentState::Evicted);
-        assert_eq!(state(&coordinator, "hog-high"), ComponentState::Ready);
-        let status = coordinator.memory().status();
+        assert_eq!(state(coordinator, "hog-low"), ComponentState::Evicted);
+        assert_eq!(state(coordinator, "hog-high"), ComponentState::Ready);
+        let status = host.memory().status();
         assert_eq!(status.evictions, 1);
         assert!(
             status.reclaimed >= 32 * MIB,
@@ -136,7 +142,8 @@ fn an_in_use_component_is_never_evicted() {
         return;
     }
     runtime().block_on(async {
-        let (_sandbox, coordinator, _) = hog_coordinator(110 * MIB, "min_idle = \"0s\"\n").await;
+        let (_sandbox, host, _) = hog_host(110 * MIB, "min_idle = \"0s\"\n").await;
+        let coordinator = host.coordinator();
         let held = coordinator.get("hog-low").await.expect("hog-low fits");
 
         let err = coordinator
@@ -146,8 +153,8 @@ fn an_in_use_component_is_never_evicted() {
         let text = refusal(&err);
         assert!(text.contains("`hog-low`: in use"), "{text}");
         assert_eq!(coordinator.free_memory(64 * MIB).await, 0);
-        assert_eq!(state(&coordinator, "hog-low"), ComponentState::Ready);
-        let size: u64 = held.call_json("size", &()).expect("still answers");
+        assert_eq!(state(coordinator, "hog-low"), ComponentState::Ready);
+        let size: u64 = held.call_json("size", &()).await.expect("still answers");
         assert_eq!(size, 64 * MIB);
     });
 }
@@ -161,7 +168,8 @@ fn eight_concurrent_cold_inits_under_a_tight_budget_never_push_rss_over_the_limi
     }
     runtime().block_on(async {
         // Room for three 32 MiB hogs, not four.
-        let (_sandbox, coordinator, limit) = hog_coordinator(112 * MIB, "").await;
+        let (_sandbox, host, limit) = hog_host(112 * MIB, "").await;
+        let coordinator = host.coordinator();
 
         let done = Arc::new(AtomicBool::new(false));
         let peak = Arc::new(AtomicU64::new(0));
@@ -214,30 +222,24 @@ fn the_sampler_evicts_idle_components_at_high_pressure() {
     runtime().block_on(async {
         let keys = "min_idle = \"0s\"\nsample_interval = \"50ms\"\n\
                     pressure = { medium = 0.2, high = 0.3, critical = 0.99 }\n";
-        let (_sandbox, coordinator, _) = hog_coordinator(200 * MIB, keys).await;
+        let (_sandbox, host, _) = hog_host(200 * MIB, keys).await;
+        let coordinator = host.coordinator();
         drop(coordinator.get("hog-low").await.expect("hog-low"));
         drop(coordinator.get("hog-1").await.expect("hog-1"));
         let vip = coordinator.get("hog-vip").await.expect("hog-vip");
         drop(vip);
-        let level = coordinator
-            .memory()
-            .pressure_at(coordinator.memory().read_rss());
-        assert!(level >= plugin_host::PressureLevel::High, "{level:?}");
-
-        let sampler = coordinator.spawn_memory_sampler();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while state(&coordinator, "hog-low") != ComponentState::Evicted
-            && std::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        sampler.abort();
-        assert_eq!(state(&coordinator, "hog-low"), ComponentState::Evicted);
+        // The host's own sampler, every 50 ms, finds the pressure and evicts.
+        plugin_host_tests::wait_for_async("the sampler to evict hog-low", || {
+            let evicted = state(coordinator, "hog-low") == ComponentState::Evicted;
+            async move { evicted.then_some(()) }
+        })
+        .await;
+        assert_eq!(state(coordinator, "hog-low"), ComponentState::Evicted);
         assert_eq!(
-            state(&coordinator, "hog-vip"),
+            state(coordinator, "hog-vip"),
             ComponentState::Ready,
             "priority 0 is never evicted"
         );
-        assert!(coordinator.memory().status().evictions >= 1);
+        assert!(host.memory().status().evictions >= 1);
     });
 }

@@ -10,7 +10,7 @@ use std::{
 };
 
 use plugin_host_tests::{
-    coordinator, library, library_file_name, listed, stdout_json, wait_for, RunningHost, Sandbox,
+    host, library, library_file_name, listed, stdout_json, wait_for, RunningHost, Sandbox,
 };
 
 /// Replaces `target` with `replacement`'s bytes padded to `target`'s size, in place (the
@@ -66,7 +66,8 @@ fn a_same_size_same_mtime_swap_by_an_aborting_library_is_rescanned_and_refused()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_swapped_between_scan_and_load_is_not_loaded() {
     let sandbox = Sandbox::with_plugins(&["market-data"]);
-    let coordinator = coordinator(&sandbox, "").await;
+    let host = host(&sandbox, "").await;
+    let coordinator = host.coordinator().clone();
     let target = sandbox.plugins_dir().join(library_file_name("market-data"));
     // A new file renamed over the vetted one: another inode. Were it loaded, this test
     // process would abort.

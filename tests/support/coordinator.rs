@@ -1,20 +1,23 @@
-//! A coordinator in the test process, over a sandbox's plugins, through the real scanner.
+//! Hosts in the test process, over a sandbox's plugins, through the real scanner: built
+//! by [`plugin_host::Host`] as the binary and embedders build them.
 
 use crate::{build::binary, sandbox::Sandbox};
 
-/// A coordinator configured by `config` (TOML) with every usable plugin of `sandbox`
-/// registered, discovered through the real scanner binary, which is also the worker of
-/// isolated components.
-pub async fn coordinator(sandbox: &Sandbox, config: &str) -> plugin_host::Coordinator {
-    let config = plugin_host::Config::from_toml(config).expect("test config");
-    let catalog = discover(sandbox).await;
-    // Isolated components run in workers of the real binary.
-    let coordinator = plugin_host::CoordinatorBuilder::from_config(&config)
-        .with_worker_program(binary())
-        .build();
-    let problems = coordinator.register_catalog(&catalog);
-    assert!(problems.is_empty(), "{problems:?}");
-    coordinator
+/// A host configured by `config` (TOML) over `sandbox`'s plugins and cache, discovered
+/// through the real scanner binary, which is also the worker of isolated components.
+/// Live discovery is off unless `config` sets `watch`: tests rescan when they mean to.
+pub async fn host(sandbox: &Sandbox, config: &str) -> plugin_host::Host {
+    let mut parsed = plugin_host::Config::from_toml(config).expect("test config");
+    parsed.host.plugins_dir = sandbox.plugins_dir();
+    parsed.host.cache_dir = sandbox.cache_dir();
+    if !config.contains("watch") {
+        parsed.host.watch = plugin_host::WatchMode::Off;
+    }
+    plugin_host::Host::builder(parsed)
+        .with_child_program(binary())
+        .start()
+        .await
+        .expect("the host starts")
 }
 
 /// The state of component `name`.

@@ -16,7 +16,7 @@ mod wait;
 
 pub use self::{
     build::{binary, library, library_file_name, target_dir},
-    coordinator::{coordinator, discover, state},
+    coordinator::{discover, host, state},
     generate::{generate_plugins, generated_name},
     host::RunningHost,
     isolated::isolated,

@@ -13,7 +13,7 @@ use plugin_host::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::ComponentSummary;
+use plugin_host::ComponentSummary;
 
 /// `GET /healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -489,3 +489,11 @@ pub struct ErrorDetail {
     /// The whole message: what happened and what to do.
     pub message: String,
 }
+
+impl std::fmt::Display for ErrorDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.kind)
+    }
+}
+
+impl std::error::Error for ErrorDetail {}

@@ -1,18 +1,11 @@
 //! The unified metrics collector: gathers every subsystem's figures on demand and renders
 //! them as Prometheus text or JSON; summarises histograms once per aggregation interval.
 
-use std::{
-    collections::BTreeMap,
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
-
-use parking_lot::Mutex;
-use serde::Serialize;
+use std::{collections::BTreeMap, time::SystemTime};
 
 use plugin_host::{
-    metrics::{HistogramSnapshot, PluginInstrument, Quantiles},
-    ComponentState, ComponentStatus, Coordinator,
+    metrics::{HistogramSnapshot, PluginInstrument},
+    ComponentState, ComponentStatus, ComponentSummary, Host,
 };
 
 use crate::{
@@ -20,25 +13,10 @@ use crate::{
     prometheus::{Exposition, Kind},
 };
 
-/// p50/p95/p99 of one component's histograms at the last aggregation.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct ComponentSummary {
-    /// Call latency in seconds.
-    pub call_latency: Quantiles,
-    /// Init duration in seconds.
-    pub init_duration: Quantiles,
-}
-
-#[derive(Debug, Default)]
-struct Summaries {
-    at: Option<SystemTime>,
-    components: BTreeMap<String, ComponentSummary>,
-}
-
-/// Collects metrics from the coordinator, memory, locks, timeouts, discovery and plugins.
+/// Collects metrics from the host: components, memory, locks, timeouts, discovery and
+/// plugins.
 pub struct UnifiedMetricsCollector {
-    coordinator: Coordinator,
-    summaries: Mutex<Summaries>,
+    host: Host,
 }
 
 impl std::fmt::Debug for UnifiedMetricsCollector {
@@ -49,67 +27,29 @@ impl std::fmt::Debug for UnifiedMetricsCollector {
 }
 
 impl UnifiedMetricsCollector {
-    /// A collector over `coordinator` (its components, managers and plugin files).
-    pub fn new(coordinator: Coordinator) -> Self {
-        Self {
-            coordinator,
-            summaries: Mutex::default(),
-        }
-    }
-
-    /// Summarises every component's histograms to p50/p95/p99 now.
-    pub fn aggregate(&self) {
-        let components = self
-            .coordinator
-            .components()
-            .into_iter()
-            .map(|c| {
-                let summary = ComponentSummary {
-                    call_latency: c.call_latency.quantiles(),
-                    init_duration: c.init_duration.quantiles(),
-                };
-                (c.name, summary)
-            })
-            .collect();
-        *self.summaries.lock() = Summaries {
-            at: Some(SystemTime::now()),
-            components,
-        };
+    /// A collector over `host`: its components, managers and plugin files, and the
+    /// summaries of its last metrics aggregation.
+    pub fn new(host: Host) -> Self {
+        Self { host }
     }
 
     /// The summaries of the last aggregation, and when it ran.
     pub fn summaries(&self) -> (Option<SystemTime>, BTreeMap<String, ComponentSummary>) {
-        let summaries = self.summaries.lock();
-        (summaries.at, summaries.components.clone())
-    }
-
-    /// Aggregates every `interval` on the current tokio runtime.
-    pub fn spawn_aggregator(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
-        let collector = Arc::clone(self);
-        tokio::spawn(async move {
-            // The first summary is due one interval in: not at start, when the host has
-            // better things to do than summarise components nobody has called.
-            let first = tokio::time::Instant::now() + interval;
-            let mut ticker = tokio::time::interval_at(first, interval);
-            loop {
-                ticker.tick().await;
-                collector.aggregate();
-            }
-        })
+        self.host.metric_summaries().latest()
     }
 
     /// Everything as Prometheus text exposition.
     pub fn prometheus(&self) -> String {
         let mut out = Exposition::default();
-        let components = self.coordinator.components();
+        let components = self.host.coordinator().components();
         out.table(families::COMPONENT, &components, component_labels);
         component_states(&mut out, &components);
         component_measurements(&mut out, &components);
-        let memory = self.coordinator.memory().status();
+        let memory = self.host.memory().status();
         out.table(families::MEMORY, std::slice::from_ref(&memory), |_| {
             Vec::new()
         });
-        let locks = self.coordinator.locks();
+        let locks = self.host.locks();
         out.table(families::LOCK, &locks.stats(), |s| {
             vec![("lock", s.name.clone())]
         });
@@ -119,11 +59,11 @@ impl UnifiedMetricsCollector {
             "Locks the host released because their holder ended without releasing them.",
             locks.leaked() as f64,
         );
-        let timeouts = self.coordinator.timeouts().stats();
+        let timeouts = self.host.timeouts().stats();
         out.table(families::TIMEOUTS, std::slice::from_ref(&timeouts), |_| {
             Vec::new()
         });
-        let (threads, busy) = self.coordinator.plugin_threads();
+        let (threads, busy) = self.host.plugin_threads();
         out.single(
             "plugin_host_plugin_threads",
             Kind::Gauge,
@@ -144,9 +84,13 @@ impl UnifiedMetricsCollector {
 
     /// One sample per plugin file, and counts by scan result.
     fn plugin_files(&self, out: &mut Exposition) {
-        let loaded: std::collections::HashSet<std::path::PathBuf> =
-            self.coordinator.loaded_libraries().into_iter().collect();
-        let catalog = self.coordinator.catalog();
+        let loaded: std::collections::HashSet<std::path::PathBuf> = self
+            .host
+            .coordinator()
+            .loaded_libraries()
+            .into_iter()
+            .collect();
+        let catalog = self.host.catalog();
         out.family(
             "plugin_host_plugin_info",
             Kind::Gauge,
@@ -198,7 +142,7 @@ impl UnifiedMetricsCollector {
 
     fn plugin_families(&self, out: &mut Exposition) {
         let mut current = String::new();
-        for metric in self.coordinator.plugin_metrics().all() {
+        for metric in self.host.plugin_metrics().all() {
             let family = metric.family();
             let kind = match &metric.instrument {
                 PluginInstrument::Counter(_) => Kind::Counter,
@@ -226,7 +170,8 @@ impl UnifiedMetricsCollector {
     /// Every component's status with its latency summary.
     pub fn components(&self) -> Vec<api::Component> {
         let (_, summaries) = self.summaries();
-        self.coordinator
+        self.host
+            .coordinator()
             .components()
             .into_iter()
             .map(|c| {
@@ -239,9 +184,9 @@ impl UnifiedMetricsCollector {
     /// Everything at once: `GET /metrics.json`.
     pub fn snapshot(&self) -> api::Snapshot {
         let (aggregated_at, _) = self.summaries();
-        let catalog = self.coordinator.catalog();
+        let catalog = self.host.catalog();
         let plugin_metrics = self
-            .coordinator
+            .host
             .plugin_metrics()
             .all()
             .iter()
@@ -268,9 +213,9 @@ impl UnifiedMetricsCollector {
         api::Snapshot {
             aggregated_at: aggregated_at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
             components: self.components(),
-            memory: api::Memory::from(self.coordinator.memory().status()),
-            locks: api::Locks::of(self.coordinator.locks()),
-            timeouts: api::Timeouts::of(self.coordinator.timeouts()),
+            memory: api::Memory::from(self.host.memory().status()),
+            locks: api::Locks::of(self.host.locks()),
+            timeouts: api::Timeouts::of(self.host.timeouts()),
             plugins: api::PluginCounts {
                 files: catalog.plugins.len(),
                 usable: catalog.usable().count(),

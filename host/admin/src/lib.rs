@@ -25,31 +25,85 @@ use axum::{
     Json, Router,
 };
 
-pub use self::collector::{ComponentSummary, UnifiedMetricsCollector};
-use plugin_host::{live::RescanHandle, Coordinator};
+pub use self::collector::UnifiedMetricsCollector;
+use plugin_host::Host;
 
-/// What the admin API serves.
+/// What the admin API serves: a host, with the token and probe settings of its
+/// `[admin]` config.
 pub struct AdminState {
-    /// The coordinator.
-    pub coordinator: Coordinator,
+    /// The host.
+    pub host: Host,
     /// The metrics collector.
     pub collector: Arc<UnifiedMetricsCollector>,
-    /// Components that must be ready for `/readyz`.
-    pub eager: Vec<String>,
     /// The bearer token every request must carry, if any.
     pub token: Option<String>,
     /// Whether `/healthz` and `/readyz` answer without the token.
     pub probes_without_token: bool,
-    /// Live discovery, for `POST /plugins/rescan`; `None` when the host does not follow
-    /// its plugins directory.
-    pub rescan: Option<RescanHandle>,
+}
+
+impl AdminState {
+    /// The admin API of `host`, as its `[admin]` config says.
+    pub fn new(host: &Host) -> Self {
+        let admin = &host.config().admin;
+        Self {
+            host: host.clone(),
+            collector: Arc::new(UnifiedMetricsCollector::new(host.clone())),
+            token: Some(admin.token.clone()).filter(|t| !t.is_empty()),
+            probes_without_token: admin.probes_without_token,
+        }
+    }
 }
 
 impl std::fmt::Debug for AdminState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminState")
-            .field("eager", &self.eager)
+            .field("host", &self.host)
             .finish_non_exhaustive()
+    }
+}
+
+/// The admin API of a host, serving until stopped.
+#[derive(Debug)]
+pub struct AdminServer {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl AdminServer {
+    /// Serves the admin API of `host` on `[admin] listen` (port 0 picks a free one) until
+    /// [`Self::stop`]: the same API the `plugin-host` binary serves.
+    ///
+    /// # Errors
+    ///
+    /// The address cannot be bound.
+    pub async fn start(host: &Host) -> std::io::Result<Self> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (addr, task) = serve(
+            host.config().admin.listen,
+            Arc::new(AdminState::new(host)),
+            async {
+                let _ = stopped.await;
+            },
+        )
+        .await?;
+        Ok(Self { addr, stop, task })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving: requests in flight are answered first, for up to 5 s.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        if tokio::time::timeout(std::time::Duration::from_secs(5), self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("admin API did not stop within 5s");
+        }
     }
 }
 

@@ -16,8 +16,8 @@ use plugin_host::plugin_api::PluginError;
 
 use super::{api, AdminState, ApiError};
 use plugin_host::{
-    discovery::Verdict, CallError, ComponentState, ErrorChainDisplay, EvictError, GetError,
-    InitError, ReloadError,
+    discovery::Verdict, live::RescanError, CallError, ComponentState, ErrorChainDisplay,
+    EvictError, GetError, InitError, ReloadError,
 };
 
 type AppState = State<Arc<AdminState>>;
@@ -55,7 +55,7 @@ pub(super) async fn healthz() -> Json<api::Health> {
 }
 
 pub(super) async fn readyz(State(state): AppState) -> Response {
-    if state.coordinator.is_shutting_down() {
+    if state.host.is_stopping() {
         // A load balancer must stop sending work as soon as the stop begins.
         let stopping = api::Readiness {
             ready: false,
@@ -65,9 +65,10 @@ pub(super) async fn readyz(State(state): AppState) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(stopping)).into_response();
     }
     let waiting: Vec<api::Waiting> = state
-        .eager
+        .host
+        .eager_components()
         .iter()
-        .filter_map(|name| match state.coordinator.state_of(name) {
+        .filter_map(|name| match state.host.coordinator().state_of(name) {
             Some(ComponentState::Ready) => None,
             state => Some(api::Waiting {
                 component: name.clone(),
@@ -129,9 +130,13 @@ pub(super) async fn metrics_json(State(state): AppState) -> Result<Json<api::Sna
 }
 
 pub(super) async fn plugins(State(state): AppState) -> Response {
-    let loaded: std::collections::HashSet<std::path::PathBuf> =
-        state.coordinator.loaded_libraries().into_iter().collect();
-    let catalog = state.coordinator.catalog();
+    let loaded: std::collections::HashSet<std::path::PathBuf> = state
+        .host
+        .coordinator()
+        .loaded_libraries()
+        .into_iter()
+        .collect();
+    let catalog = state.host.catalog();
     let plugins = catalog
         .plugins
         .iter()
@@ -149,19 +154,20 @@ pub(super) async fn plugins(State(state): AppState) -> Response {
 
 /// `POST /plugins/rescan`: discover the plugins directory now; answer what changed.
 pub(super) async fn rescan(State(state): AppState) -> Response {
-    let Some(handle) = &state.rescan else {
-        return ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "this host does not follow its plugins directory",
-        )
-        .into_response();
-    };
-    match handle.rescan().await {
+    match state.host.rescan().await {
         Ok(changes) => Json(changes).into_response(),
-        Err(reason) => {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", reason).into_response()
-        }
+        Err(err @ RescanError::Stopped) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            err.to_string(),
+        )
+        .into_response(),
+        Err(err) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            err.to_string(),
+        )
+        .into_response(),
     }
 }
 
@@ -175,7 +181,7 @@ pub(super) async fn reload(
         Ok(name) => name,
         Err(rejection) => return refused(&rejection),
     };
-    match state.coordinator.reload_plugin(&name).await {
+    match state.host.coordinator().reload_plugin(&name).await {
         Ok(report) => Json(report).into_response(),
         Err(err) => {
             let status = match err {
@@ -199,16 +205,16 @@ pub(super) async fn components(State(state): AppState) -> Result<Json<api::Compo
 }
 
 pub(super) async fn memory(State(state): AppState) -> Result<Json<api::Memory>, ApiError> {
-    let coordinator = state.coordinator.clone();
-    blocking(move || Json(api::Memory::from(coordinator.memory().status()))).await
+    let host = state.host.clone();
+    blocking(move || Json(api::Memory::from(host.memory().status()))).await
 }
 
 pub(super) async fn locks(State(state): AppState) -> Json<api::Locks> {
-    Json(api::Locks::of(state.coordinator.locks()))
+    Json(api::Locks::of(state.host.locks()))
 }
 
 pub(super) async fn timeouts(State(state): AppState) -> Json<api::Timeouts> {
-    Json(api::Timeouts::of(state.coordinator.timeouts()))
+    Json(api::Timeouts::of(state.host.timeouts()))
 }
 
 pub(super) async fn cancel_timeout(
@@ -219,7 +225,7 @@ pub(super) async fn cancel_timeout(
         Ok(id) => id,
         Err(rejection) => return refused(&rejection),
     };
-    if state.coordinator.timeouts().cancel(id) {
+    if state.host.timeouts().cancel(id) {
         Json(api::Cancelled { cancelled: id }).into_response()
     } else {
         ApiError::new(
@@ -291,7 +297,7 @@ pub(super) async fn call(
     } else {
         body.to_vec()
     };
-    match state.coordinator.call(&name, &method, input).await {
+    match state.host.call(&name, &method, input).await {
         Ok(output) => call_result(&output),
         Err(err) => {
             let mut response = ApiError::new(
@@ -342,7 +348,7 @@ pub(super) async fn evict(
         .get("cascade")
         .is_some_and(|v| v == "true" || v == "1");
     // The instances are dropped on the plugin executor.
-    match state.coordinator.evict(&name, cascade).await {
+    match state.host.coordinator().evict(&name, cascade).await {
         Ok(evicted) => Json(api::Evicted { evicted }).into_response(),
         Err(err) => {
             let (status, kind) = match err {

@@ -5,7 +5,7 @@ mod commands;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // A re-executed scanner never reaches argument parsing.
-    plugin_host::run_scanner_if_requested();
+    // A re-executed scanner or worker never reaches argument parsing.
+    plugin_host::run_child_if_requested();
     commands::main()
 }

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use super::Isolation;
 use super::{ComponentConfig, Config, ConfigProblem, MemoryLimit};
-use crate::{format_bytes, manifest::NAME_RULE};
+use crate::{
+    format_bytes,
+    names::{valid_name, NAME_RULE},
+};
 
 /// The least `memory_limit` a worker process can live with.
 const MIN_WORKER_LIMIT: u64 = 8 << 20;
@@ -144,7 +147,7 @@ impl Config {
                     format!("lock `{name}` is named twice; each lock has one place in the order"),
                 );
             }
-            if !crate::manifest::valid_name(name) {
+            if !valid_name(name) {
                 problems.add(
                     "locks.order",
                     format!("lock name `{name}` is not valid: {NAME_RULE}"),
@@ -167,7 +170,7 @@ impl Config {
 
     fn check_component(&self, name: &str, component: &ComponentConfig, problems: &mut Problems) {
         let key = |field: &str| format!("components.{name}{field}");
-        if !crate::manifest::valid_name(name) {
+        if !valid_name(name) {
             problems.add(
                 &key(""),
                 format!("`{name}` is not a valid component name: {NAME_RULE}"),

@@ -100,7 +100,7 @@ impl CoordinatorBuilder {
     }
 
     /// The program run as the worker process of isolated components: it must call
-    /// [`crate::run_scanner_if_requested`] first in `main`. Defaults to this executable
+    /// [`crate::run_child_if_requested`] first in `main`. Defaults to this executable
     /// (the `plugin-host` binary does).
     pub fn with_worker_program(mut self, program: impl Into<PathBuf>) -> Self {
         self.worker_program = Some(program.into());

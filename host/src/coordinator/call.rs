@@ -10,10 +10,10 @@ use std::{sync::Arc, time::Duration};
 
 use futures::FutureExt;
 
-use super::{info::Bulkhead, CallError, ComponentHandle, Coordinator};
+use super::{info::Bulkhead, CallError, ComponentHandle, Coordinator, GetError};
 use crate::{
     context::next_call_id,
-    executor::Hooks,
+    executor::{Hooks, PluginExecutor},
     timeout::{Interrupted, OperationKind},
 };
 
@@ -36,8 +36,20 @@ impl Coordinator {
             slot.spec().check_method(method)?;
         }
         let handle = self.get(component).await?;
+        self.call_handle(handle, method, input).await
+    }
+
+    /// Calls `method` of a component already got, on the plugin executor, inside its
+    /// bulkhead, under its call timeout.
+    pub(crate) async fn call_handle(
+        &self,
+        handle: ComponentHandle,
+        method: &str,
+        input: Vec<u8>,
+    ) -> Result<Vec<u8>, CallError> {
+        let component = handle.name().to_owned();
         let permit = Bulkhead::enter(&handle.ready.info, method)?;
-        let limit = self.call_timeout(component, method);
+        let limit = self.call_timeout(&component, method);
         let id = next_call_id();
         let hooks = abandon_hooks(&handle, method, id);
         let info = Arc::clone(&handle.ready.info);
@@ -56,36 +68,84 @@ impl Coordinator {
         let timed = self
             .inner
             .timeouts
-            .run(OperationKind::Call, component, Some(method), limit, task)
+            .run(OperationKind::Call, &component, Some(method), limit, task)
             .await;
         match timed {
             Ok(result) => result,
             Err(Interrupted::Expired) => {
                 info.stats.call_timeouts.inc();
                 Err(CallError::TimedOut {
-                    component: component.to_owned(),
+                    component,
                     method: method.to_owned(),
                     limit,
                 })
             }
             Err(Interrupted::Cancelled) => Err(CallError::Cancelled {
-                component: component.to_owned(),
+                component,
                 method: method.to_owned(),
             }),
         }
     }
 
-    /// Calls `method` on the calling thread, for callers already on a blocking thread (a
-    /// `spawn_blocking` closure, a thread of their own; never an async worker): no thread
-    /// hop. The component's bulkhead applies; the call timeout cannot, since the caller's
-    /// own thread runs the plugin code, so use [`Self::call`] where a hang must not hold
-    /// the caller. A component not ready yet is initialised first on the runtime the
-    /// coordinator was built in.
+    /// [`Self::call_handle`] for a caller that blocks its own thread: the call runs on the
+    /// plugin executor and this thread waits for it within the call timeout. Needs no
+    /// runtime, so it cannot deadlock a single-threaded one it is called from.
+    pub(crate) fn call_handle_waiting(
+        &self,
+        handle: ComponentHandle,
+        method: &str,
+        input: &[u8],
+    ) -> Result<Vec<u8>, CallError> {
+        let component = handle.name().to_owned();
+        let permit = Bulkhead::enter(&handle.ready.info, method)?;
+        let limit = self.call_timeout(&component, method);
+        let id = next_call_id();
+        let hooks = abandon_hooks(&handle, method, id);
+        let info = Arc::clone(&handle.ready.info);
+        let (job_method, input) = (method.to_owned(), input.to_vec());
+        let (send, receive) = std::sync::mpsc::sync_channel(1);
+        // Dropping the task before the job returns abandons it, as an expired
+        // `Self::call_handle` does: its place in the bulkhead and its locks are handled
+        // by the hooks.
+        let task = self.inner.executor.spawn_with(
+            move || {
+                let result = handle.call_as(id, &job_method, &input);
+                drop(handle);
+                drop(permit);
+                let _ = send.send(result);
+            },
+            hooks,
+        );
+        match receive.recv_timeout(limit) {
+            Ok(result) => {
+                // The job is returning: let it finish, so that it is not taken for
+                // abandoned.
+                futures::executor::block_on(task);
+                result
+            }
+            Err(_) => {
+                drop(task);
+                info.stats.call_timeouts.inc();
+                Err(CallError::TimedOut {
+                    component,
+                    method: method.to_owned(),
+                    limit,
+                })
+            }
+        }
+    }
+
+    /// Calls `method` and waits for it on the calling thread, as
+    /// [`ComponentHandle::call_blocking`] does: inline on a plugin thread or a thread
+    /// outside any tokio runtime (no hop, no timeout), else on the plugin executor while
+    /// this thread waits within the call timeout. A component not ready yet is
+    /// initialised first on the runtime the coordinator was built in.
     ///
     /// # Errors
     ///
-    /// As [`Self::call`], without `TimedOut`; `ShuttingDown` when a cold component
-    /// cannot be initialised because the coordinator was built outside a runtime.
+    /// As [`Self::call`]; `ShuttingDown` when a cold component cannot be initialised
+    /// because the coordinator was built outside a runtime.
+    #[track_caller]
     pub fn call_blocking(
         &self,
         component: &str,
@@ -95,20 +155,38 @@ impl Coordinator {
         let handle = match self.get(component).now_or_never() {
             Some(got) => got?,
             None => match &self.inner.runtime {
-                Some(runtime) => runtime.block_on(self.get(component))?,
+                Some(runtime) if tokio::runtime::Handle::try_current().is_err() => {
+                    runtime.block_on(self.get(component))?
+                }
+                Some(runtime) => {
+                    // Inside a runtime: initialise there, wait here.
+                    let coordinator = self.clone();
+                    let name = component.to_owned();
+                    let (send, receive) = std::sync::mpsc::sync_channel(1);
+                    runtime.spawn(async move {
+                        let _ = send.send(coordinator.get(&name).await);
+                    });
+                    receive.recv().unwrap_or_else(|_| {
+                        Err(GetError::ShuttingDown {
+                            name: component.to_owned(),
+                        })
+                    })?
+                }
                 None => {
-                    return Err(CallError::Get(super::GetError::ShuttingDown {
+                    return Err(CallError::Get(GetError::ShuttingDown {
                         name: component.to_owned(),
                     }))
                 }
             },
         };
-        let permit = Bulkhead::enter(&handle.ready.info, method)?;
-        let result = handle.call_as(next_call_id(), method, input);
-        drop(permit);
-        result
+        if PluginExecutor::on_plugin_thread() || tokio::runtime::Handle::try_current().is_err() {
+            let permit = Bulkhead::enter(&handle.ready.info, method)?;
+            let result = handle.call_as(next_call_id(), method, input);
+            drop(permit);
+            return result;
+        }
+        handle.call_blocking(method, input)
     }
-
     /// The timeout for calls to `component.method`, most specific setting first.
     pub fn call_timeout(&self, component: &str, method: &str) -> Duration {
         let config = &self.inner.config;

@@ -26,7 +26,7 @@ pub enum RegisterError {
         path: Vec<String>,
     },
     /// The name is not usable.
-    #[error("component name `{name}` is not valid: {}", crate::manifest::NAME_RULE)]
+    #[error("component name `{name}` is not valid: {}", crate::names::NAME_RULE)]
     InvalidName {
         /// The name.
         name: String,

@@ -165,7 +165,7 @@ impl Coordinator {
     /// idle components (medium / high / critical) with `min_idle` scaled by 1, 1/2, 1/4.
     /// Returns the level seen and how many components were evicted. Runs on the plugin
     /// executor.
-    pub async fn sample_memory(&self) -> (PressureLevel, usize) {
+    pub(crate) async fn sample_memory(&self) -> (PressureLevel, usize) {
         let worker = self.clone();
         self.inner
             .executor
@@ -196,7 +196,7 @@ impl Coordinator {
     /// Starts the background memory sampler on the current tokio runtime. A round whose
     /// evictions hang (a plugin's `Drop` that never returns) delays the next round, never
     /// the host.
-    pub fn spawn_memory_sampler(&self) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn spawn_memory_sampler(&self) -> tokio::task::JoinHandle<()> {
         let coordinator = self.clone();
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(coordinator.inner.memory.sample_interval());

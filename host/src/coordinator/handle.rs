@@ -2,8 +2,9 @@
 //! provider.
 
 use std::{
-    collections::HashMap,
-    sync::{atomic::Ordering, Arc},
+    collections::{HashMap, HashSet},
+    panic::Location,
+    sync::{atomic::Ordering, Arc, Weak},
     time::Instant,
 };
 
@@ -11,7 +12,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use plugin_api::PluginError;
 
-use super::{info::SlotInfo, CallError};
+use super::{info::SlotInfo, CallError, Coordinator, GetError, Inner};
 use crate::{context::DependencyCall, executor::PluginExecutor, isolation::WorkerFault};
 
 /// A ready component instance and where it came from.
@@ -24,6 +25,9 @@ pub(crate) struct Ready {
     instance: Option<Box<dyn Instance>>,
     pub(crate) info: Arc<SlotInfo>,
     executor: PluginExecutor,
+    /// The coordinator it came from, for calls through a handle (timeouts, the call
+    /// limits); weak, so that a handle kept after the host went keeps nothing else.
+    pub(crate) engine: Weak<Inner>,
 }
 
 impl Ready {
@@ -31,11 +35,13 @@ impl Ready {
         instance: Box<dyn Instance>,
         info: Arc<SlotInfo>,
         executor: PluginExecutor,
+        engine: Weak<Inner>,
     ) -> Self {
         Self {
             instance: Some(instance),
             info,
             executor,
+            engine,
         }
     }
 
@@ -98,7 +104,8 @@ impl From<PluginError> for CallFault {
 
 impl crate::context::DependencyCall for ComponentHandle {
     fn call_dependency(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, PluginError> {
-        match self.call(method, input) {
+        // Plugin code calls its dependencies on its own plugin thread: inline.
+        match self.call_blocking(method, input) {
             Ok(bytes) => Ok(bytes),
             Err(CallError::Failed { source, .. }) => Err(source),
             Err(other) => Err(PluginError::dependency(self.name(), other)),
@@ -117,17 +124,112 @@ impl ComponentHandle {
         Arc::ptr_eq(&self.ready, &other.ready)
     }
 
-    /// Calls `method` with raw input, on this thread, with no timeout.
+    /// Calls `method` with raw input on the plugin executor, under the call timeout and
+    /// the component's bulkhead, as [`Coordinator::call`] does: the plugin code never
+    /// runs on the caller's thread, so this is the call for async code.
     ///
     /// # Errors
     ///
-    /// [`CallError::Failed`] with the component's error.
-    pub fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
-        self.call_as(crate::context::next_call_id(), method, input)
+    /// [`CallError`]: the component's error, an expired timeout, a refusal by the
+    /// bulkhead, or `ShuttingDown` when its coordinator is gone.
+    pub async fn call(
+        &self,
+        method: &str,
+        input: impl Into<Vec<u8>>,
+    ) -> Result<Vec<u8>, CallError> {
+        let Some(inner) = self.ready.engine.upgrade() else {
+            return Err(CallError::Get(GetError::ShuttingDown {
+                name: self.name().to_owned(),
+            }));
+        };
+        Coordinator { inner }
+            .call_handle(self.clone(), method, input.into())
+            .await
     }
 
-    /// Calls `method` as call `id`: locks the component takes meanwhile belong to this
-    /// call, and whatever it still holds when it returns is released.
+    /// [`Self::call`] with a JSON request and a JSON reply.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::call`], and [`CallError::Json`] when either side does not (de)serialise.
+    pub async fn call_json<Req, Resp>(&self, method: &str, request: &Req) -> Result<Resp, CallError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let input = serde_json::to_vec(request)
+            .map_err(|e| self.json_error(method, format!("request: {e}")))?;
+        let output = self.call(method, input).await?;
+        self.parse_reply(method, &output)
+    }
+
+    /// Calls `method` and waits for it on this thread: for plugin code calling its
+    /// dependencies, native components, and threads of the caller's own. Where this thread
+    /// may run the plugin code without harm (a plugin thread, or a thread outside any
+    /// tokio runtime) it does, with no hop and no timeout: the fastest call there is.
+    /// On a thread of a tokio runtime the code runs on the plugin executor instead and this
+    /// thread waits within the call timeout, logged once per calling location: from async
+    /// code use [`Self::call`] and `.await` it rather than block a worker.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Failed`] with the component's error; inside a runtime, as
+    /// [`Self::call`].
+    #[track_caller]
+    pub fn call_blocking(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
+        if PluginExecutor::on_plugin_thread() || tokio::runtime::Handle::try_current().is_err() {
+            return self.call_as(crate::context::next_call_id(), method, input);
+        }
+        warn_blocking_in_runtime(Location::caller());
+        let Some(inner) = self.ready.engine.upgrade() else {
+            return Err(CallError::Get(GetError::ShuttingDown {
+                name: self.name().to_owned(),
+            }));
+        };
+        Coordinator { inner }.call_handle_waiting(self.clone(), method, input)
+    }
+
+    /// [`Self::call_blocking`] with a JSON request and a JSON reply.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::call_blocking`], and [`CallError::Json`] when either side does not
+    /// (de)serialise.
+    #[track_caller]
+    pub fn call_json_blocking<Req, Resp>(
+        &self,
+        method: &str,
+        request: &Req,
+    ) -> Result<Resp, CallError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let input = serde_json::to_vec(request)
+            .map_err(|e| self.json_error(method, format!("request: {e}")))?;
+        let output = self.call_blocking(method, &input)?;
+        self.parse_reply(method, &output)
+    }
+
+    fn json_error(&self, method: &str, message: String) -> CallError {
+        CallError::Json {
+            component: self.name().to_owned(),
+            method: method.to_owned(),
+            message,
+        }
+    }
+
+    fn parse_reply<Resp: DeserializeOwned>(
+        &self,
+        method: &str,
+        output: &[u8],
+    ) -> Result<Resp, CallError> {
+        serde_json::from_slice(output)
+            .map_err(|e| self.json_error(method, format!("reply is not the expected JSON: {e}")))
+    }
+
+    /// Calls `method` as call `id` on this thread: locks the component takes meanwhile
+    /// belong to this call, and whatever it still holds when it returns is released.
     pub(crate) fn call_as(
         &self,
         id: u64,
@@ -173,26 +275,22 @@ impl ComponentHandle {
     pub fn worker_pid(&self) -> Option<u32> {
         self.ready.instance().worker_pid()
     }
+}
 
-    /// Calls `method` with a JSON request and parses the JSON reply.
-    ///
-    /// # Errors
-    ///
-    /// [`CallError::Json`] when either side does not (de)serialise, else as [`Self::call`].
-    pub fn call_json<Req, Resp>(&self, method: &str, request: &Req) -> Result<Resp, CallError>
-    where
-        Req: Serialize + ?Sized,
-        Resp: DeserializeOwned,
-    {
-        let json_error = |message: String| CallError::Json {
-            component: self.name().to_owned(),
-            method: method.to_owned(),
-            message,
-        };
-        let input = serde_json::to_vec(request).map_err(|e| json_error(format!("request: {e}")))?;
-        let output = self.call(method, &input)?;
-        serde_json::from_slice(&output)
-            .map_err(|e| json_error(format!("reply is not the expected JSON: {e}")))
+/// Logs, once per calling location, a blocking call made from a thread of a tokio runtime
+/// (an async worker, or a `spawn_blocking` thread: tokio does not say which).
+fn warn_blocking_in_runtime(location: &'static Location<'static>) {
+    use parking_lot::Mutex;
+    // Locations are few (call sites in the program); the set is bounded by the code.
+    type Place = (&'static str, u32, u32);
+    static WARNED: Mutex<Option<HashSet<Place>>> = Mutex::new(None);
+    let key = (location.file(), location.line(), location.column());
+    let first = WARNED.lock().get_or_insert_with(HashSet::new).insert(key);
+    if first {
+        tracing::warn!(
+            caller = %location,
+            "a blocking component call from a thread of a tokio runtime: the call ran on the plugin executor while this thread waited; from async code, `.await` ComponentHandle::call or Host::call instead"
+        );
     }
 }
 
@@ -241,5 +339,106 @@ impl Dependencies {
     /// The handle of dependency `name`, if it was declared.
     pub fn get(&self, name: &str) -> Option<&ComponentHandle> {
         self.handles.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use plugin_api::{json_reply, Component, PluginError, Request};
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use crate::{ComponentSpec, Coordinator, NativeComponent};
+
+    /// Answers with the name of the thread its code runs on.
+    struct ThreadName;
+
+    impl Component for ThreadName {
+        fn call(&self, _request: Request<'_>) -> Result<Vec<u8>, PluginError> {
+            json_reply(&std::thread::current().name().unwrap_or("unnamed"))
+        }
+    }
+
+    /// Keeps the messages of warnings.
+    struct Warnings(Arc<Mutex<Vec<String>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            struct Text(String);
+            impl tracing::field::Visit for Text {
+                fn record_debug(
+                    &mut self,
+                    field: &tracing::field::Field,
+                    value: &dyn std::fmt::Debug,
+                ) {
+                    self.0.push_str(&format!("{}={value:?} ", field.name()));
+                }
+            }
+            if *event.metadata().level() == tracing::Level::WARN {
+                let mut text = Text(String::new());
+                event.record(&mut text);
+                self.0.lock().unwrap().push(text.0);
+            }
+        }
+    }
+
+    #[test]
+    fn a_blocking_call_from_an_async_task_runs_on_a_plugin_thread_and_is_logged_once() {
+        let warnings = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry().with(Warnings(Arc::clone(&warnings)));
+        let _default = tracing::subscriber::set_default(subscriber);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let names: Vec<String> = runtime.block_on(async {
+            let coordinator = Coordinator::builder().build();
+            coordinator
+                .register_native(
+                    ComponentSpec::new("where"),
+                    NativeComponent::new(|_| Ok(ThreadName)),
+                )
+                .unwrap();
+            let handle = coordinator.get("where").await.unwrap();
+            // On the runtime's only thread: run inline, this would block the runtime;
+            // the call must go to the plugin executor and still answer.
+            let names = (0..3)
+                .map(|_| {
+                    handle
+                        .call_json_blocking::<_, String>("where", &())
+                        .unwrap()
+                })
+                .collect();
+            let awaited: String = handle.call_json("where", &()).await.unwrap();
+            assert_eq!(awaited, "plugin");
+            names
+        });
+        assert_eq!(names, ["plugin", "plugin", "plugin"]);
+        let warnings = warnings.lock().unwrap();
+        let about_blocking: Vec<&String> = warnings
+            .iter()
+            .filter(|w| w.contains("blocking component call"))
+            .collect();
+        assert_eq!(about_blocking.len(), 1, "once per location: {warnings:?}");
+        assert!(
+            about_blocking[0].contains("handle.rs"),
+            "names the caller's location: {about_blocking:?}"
+        );
+        // Outside any runtime the call runs inline, on this thread.
+        let coordinator = Coordinator::builder().build();
+        coordinator
+            .register_native(
+                ComponentSpec::new("here"),
+                NativeComponent::new(|_| Ok(ThreadName)),
+            )
+            .unwrap();
+        let here = runtime.block_on(coordinator.get("here")).unwrap();
+        let name: String = here.call_json_blocking("where", &()).unwrap();
+        assert_eq!(Some(name.as_str()), std::thread::current().name());
     }
 }

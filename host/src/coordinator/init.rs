@@ -153,12 +153,18 @@ async fn run_init(inner: Arc<Inner>, slot: Arc<Slot>) -> InitResult {
 }
 
 /// Makes a new instance the slot's ready one and records the init.
-fn publish(inner: &Inner, slot: &Slot, instance: Box<dyn Instance>, took: Duration) -> Arc<Ready> {
+fn publish(
+    inner: &Arc<Inner>,
+    slot: &Slot,
+    instance: Box<dyn Instance>,
+    took: Duration,
+) -> Arc<Ready> {
     let stats = &slot.info.stats;
     let ready = Arc::new(Ready::new(
         instance,
         Arc::clone(&slot.info),
         inner.executor.clone(),
+        Arc::downgrade(inner),
     ));
     stats.inits.inc();
     stats.init_duration.record(took.as_secs_f64());

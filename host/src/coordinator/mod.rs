@@ -65,7 +65,7 @@ use crate::{
     timeout::TimeoutManager,
 };
 
-struct Inner {
+pub(crate) struct Inner {
     /// Copy-on-write: readers never lock, registration swaps in a new map.
     slots: ArcSwap<SlotMap>,
     /// The plugin files last registered or refreshed.
@@ -257,33 +257,33 @@ impl Coordinator {
     }
 
     /// Metrics plugins registered through their host context.
-    pub fn plugin_metrics(&self) -> &PluginMetrics {
+    pub(crate) fn plugin_metrics(&self) -> &PluginMetrics {
         &self.inner.services.metrics
     }
 
     /// The memory manager: limit, RSS, reservations, per-component figures.
-    pub fn memory(&self) -> &MemoryManager {
+    pub(crate) fn memory(&self) -> &MemoryManager {
         &self.inner.memory
     }
 
     /// The named locks shared by the host and every plugin component.
-    pub fn locks(&self) -> &LockManager {
+    pub(crate) fn locks(&self) -> &LockManager {
         &self.inner.services.locks
     }
 
     /// Writes a "suppressed N records" line for each component whose records were
-    /// dropped since its last one. `run` calls it every second.
-    pub fn flush_log_suppression(&self) {
+    /// dropped since its last one. The host calls it every second.
+    pub(crate) fn flush_log_suppression(&self) {
         self.inner.services.logs.flush();
     }
 
     /// Threads of the plugin executor alive now, and how many run plugin code.
-    pub fn plugin_threads(&self) -> (usize, usize) {
+    pub(crate) fn plugin_threads(&self) -> (usize, usize) {
         (self.inner.executor.threads(), self.inner.executor.busy())
     }
 
     /// The timeout manager: operations in flight, cancellation, counters.
-    pub fn timeouts(&self) -> &TimeoutManager {
+    pub(crate) fn timeouts(&self) -> &TimeoutManager {
         &self.inner.timeouts
     }
 

@@ -27,7 +27,8 @@ use super::{
 use crate::{
     config::Isolation,
     discovery::{Catalog, DiscoveredPlugin},
-    manifest::{valid_name, ComponentInfo, PluginInfo},
+    manifest::{ComponentInfo, PluginInfo},
+    names::valid_name,
 };
 
 /// What a refresh changed.

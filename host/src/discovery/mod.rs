@@ -16,9 +16,7 @@ use std::{
 
 use serde::Serialize;
 
-pub use self::scanner::{
-    run_scanner_if_requested, scan_in_process, ScanMode, ScanOutcome, ScanReport, SCAN_FLAG,
-};
+pub use self::scanner::{scan_in_process, ScanMode, ScanOutcome, ScanReport, SCAN_FLAG};
 pub use self::verdict::{FileError, Verdict};
 pub use crate::dirs::default_cache_dir;
 
@@ -138,7 +136,7 @@ pub struct Discovery {
 impl Discovery {
     /// Discovery of `dir`, scanning in subprocesses of the current executable.
     ///
-    /// The current executable must call [`run_scanner_if_requested`] first in `main`
+    /// The current executable must call [`crate::run_child_if_requested`] first in `main`
     /// (the `plugin-host` binary does); otherwise name another with [`Self::with_scan_mode`].
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         // Never a silent fall back to scanning in-process: without an executable, discovery

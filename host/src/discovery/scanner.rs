@@ -57,42 +57,30 @@ impl ScanReport {
     }
 }
 
-/// If this process was started as a scanner (`BINARY --plugin-host-scan FILE`), scans the
-/// file, prints the result and exits; if it was started as a worker for an isolated
-/// plugin ([`crate::WORKER_FLAG`]), serves the host until it hangs up, then exits.
-/// Otherwise returns and does nothing.
-///
-/// An embedder that uses its own executable as the scanner and worker (the default)
-/// calls this first in `main`.
-pub fn run_scanner_if_requested() {
-    crate::isolation::run_if_requested();
-    let mut args = std::env::args_os().skip(1);
-    if args.next().as_deref() != Some(SCAN_FLAG.as_ref()) {
-        return;
-    }
-    let paths: Vec<_> = args.collect();
+/// Serves as a scanner of `paths` (the arguments after [`SCAN_FLAG`]): one result line
+/// per file, in order, each flushed before the next file is opened, so that if a library
+/// kills this process the host knows which one did. Returns the exit code.
+pub(crate) fn serve(paths: &[std::ffi::OsString]) -> i32 {
+    use std::io::Write as _;
     if paths.is_empty() {
         eprintln!("usage: {SCAN_FLAG} FILE...");
-        std::process::exit(2);
+        return 2;
     }
-    // One result line per file, in order, each flushed before the next file is opened:
-    // if a library kills this process, the host knows which one did.
     for path in paths {
-        let report = scan_in_process(Path::new(&path));
+        let report = scan_in_process(Path::new(path));
         match serde_json::to_string(&report) {
             Ok(json) => {
-                use std::io::Write as _;
                 let mut stdout = std::io::stdout().lock();
                 let _ = writeln!(stdout, "{RESULT_PREFIX}{json}");
                 let _ = stdout.flush();
             }
             Err(err) => {
                 eprintln!("cannot encode the scan result: {err}");
-                std::process::exit(1);
+                return 1;
             }
         }
     }
-    std::process::exit(0);
+    0
 }
 
 /// Scans `path` in this process: the library is mapped here and stays mapped, and

@@ -21,14 +21,12 @@ mod process;
 mod protocol;
 mod serve;
 mod spawn;
-mod worker;
+pub(crate) mod worker;
 
-pub use self::worker::{run_worker, WORKER_FLAG};
 pub(crate) use self::{
     instance::{Bound, Created},
     pool::{PoolSetup, PoolTimes, WorkerPool},
     process::{Failure, Shared},
-    worker::run_if_requested,
 };
 
 /// What happened to a worker process.

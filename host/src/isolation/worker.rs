@@ -36,7 +36,7 @@ use crate::{
 
 /// The first argument that makes a binary a worker: `BINARY --plugin-host-worker ARGS`,
 /// with the socket as descriptor 3.
-pub const WORKER_FLAG: &str = "--plugin-host-worker";
+pub(crate) const WORKER_FLAG: &str = "--plugin-host-worker";
 
 /// The descriptor the socket arrives on.
 pub(crate) const SOCKET_FD: i32 = 3;
@@ -52,22 +52,15 @@ const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// from the host's call ids.
 const THREAD_HOLDER: u64 = 1 << 62;
 
-/// If this process was started as a worker (`BINARY --plugin-host-worker ARGS`), serves
-/// the host until it hangs up, then exits. Otherwise returns and does nothing.
-pub(crate) fn run_if_requested() {
-    let mut args = std::env::args_os().skip(1);
-    if args.next().as_deref() != Some(WORKER_FLAG.as_ref()) {
-        return;
-    }
-    let json = args.next().unwrap_or_default();
-    std::process::exit(run_worker(&json.to_string_lossy()));
-}
-
-/// Runs this process as a worker for the host that started it, with `args` as the host
-/// wrote them and the host's socket and library file as descriptors 3 and 4; returns the
-/// exit code. Only a host starts workers: `plugin-host worker` is this, hidden.
-pub fn run_worker(args: &str) -> i32 {
-    let Ok(worker_args) = serde_json::from_str::<WorkerArgs>(args) else {
+/// Serves as the worker the host started, with `args` (after [`WORKER_FLAG`]) as the
+/// host wrote them and the host's socket and library file as descriptors 3 and 4; returns
+/// the exit code.
+pub(crate) fn serve_host(args: &[std::ffi::OsString]) -> i32 {
+    let json = args
+        .first()
+        .map(|a| a.to_string_lossy())
+        .unwrap_or_default();
+    let Ok(worker_args) = serde_json::from_str::<WorkerArgs>(&json) else {
         eprintln!(
             "a worker is started by the host for isolated plugins, with its arguments and its socket as descriptor 3; it is not run by hand"
         );

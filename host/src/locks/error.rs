@@ -64,7 +64,7 @@ pub enum LockError {
         holder: String,
     },
     /// The name is not usable.
-    #[error("lock name `{lock}` is not valid: {}", crate::manifest::NAME_RULE)]
+    #[error("lock name `{lock}` is not valid: {}", crate::names::NAME_RULE)]
     InvalidName {
         /// The name.
         lock: String,

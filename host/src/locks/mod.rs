@@ -272,7 +272,7 @@ impl LockManager {
                 entry: Arc::clone(entry),
             });
         }
-        if !crate::manifest::valid_name(name) {
+        if !crate::names::valid_name(name) {
             return Err(LockError::InvalidName {
                 lock: name.to_owned(),
             });
@@ -369,7 +369,7 @@ impl LockManager {
         let valid: Vec<&str> = locks
             .iter()
             .copied()
-            .filter(|name| crate::manifest::valid_name(name))
+            .filter(|name| crate::names::valid_name(name))
             .collect();
         self.ordered(&valid)
             .unwrap_or_default()

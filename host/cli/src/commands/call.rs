@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use super::{coordinator, CliResult, Failure, GlobalArgs};
+use plugin_host::{config::WatchMode, Host};
+
+use super::{CliResult, Failure, GlobalArgs};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CallArgs {
@@ -17,7 +19,9 @@ pub(crate) struct CallArgs {
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: CallArgs) -> CliResult {
-    let config = global.config()?;
+    let mut config = global.config()?;
+    // One call: the directory is read once, and only what the call needs starts.
+    config.host.watch = WatchMode::Off;
     let input = match &args.json {
         Some(text) => {
             let value: serde_json::Value = serde_json::from_str(text)
@@ -27,9 +31,9 @@ pub(crate) async fn run(global: &GlobalArgs, args: CallArgs) -> CliResult {
         }
         None => b"null".to_vec(),
     };
-    let (coordinator, _catalog) = coordinator(&config).await?;
-    let result = coordinator.call(&args.component, &args.method, input).await;
-    coordinator.shutdown(config.timeouts.stop).await;
+    let host = Host::builder(config).with_eager(false).start().await?;
+    let result = host.call(&args.component, &args.method, input).await;
+    host.shutdown().await;
     let output = result?;
     match serde_json::from_slice::<serde_json::Value>(&output) {
         Ok(value) => println!("{}", serde_json::to_string_pretty(&value)?),

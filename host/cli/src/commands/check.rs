@@ -35,7 +35,7 @@ pub(crate) async fn run(global: &GlobalArgs, _args: CheckArgs) -> CliResult {
         catalog.dir.display()
     );
     println!("components: {}", coordinator.components().len());
-    let memory = coordinator.memory();
+    let memory = config.memory.builder().build();
     println!(
         "memory limit: {} ({})",
         plugin_host::format_bytes(memory.limit()),

@@ -14,7 +14,7 @@ mod trust;
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use plugin_host::{trust::TrustPolicy, Config, Coordinator, CoordinatorBuilder, Discovery};
+use plugin_host::{trust::TrustPolicy, Config, Discovery};
 
 /// `--version`: this binary's version and the plugin-api version plugins must match.
 static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -84,12 +84,6 @@ pub(crate) enum Command {
     },
     /// Print the manual page (roff): `plugin-host man > plugin-host.1`.
     Man,
-    /// The worker process of isolated plugins: started by the host, not by hand.
-    #[command(hide = true)]
-    Worker {
-        /// The arguments the host wrote.
-        args: String,
-    },
 }
 
 /// An error with the exit code it maps to.
@@ -120,10 +114,6 @@ pub(crate) type CliResult = Result<ExitCode, Failure>;
 
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Worker { args } = &cli.command {
-        let code = plugin_host::run_worker(args);
-        return ExitCode::from(u8::try_from(code).unwrap_or(EXIT_FAILURE));
-    }
     let default_level = match cli.command {
         Command::Run(_) => "info",
         _ => "warn",
@@ -172,9 +162,6 @@ async fn dispatch(cli: Cli) -> CliResult {
             clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Worker { .. } => Err(Failure::usage(anyhow::anyhow!(
-            "a worker is started by the host, not by hand"
-        ))),
     }
 }
 
@@ -208,30 +195,4 @@ pub(crate) fn discovery(config: &Config) -> Result<Discovery, Failure> {
         .with_concurrency(config.host.scan_concurrency)
         .with_scan_timeout(config.host.scan_timeout)
         .with_trust(trust(config)?))
-}
-
-/// Discovers plugins and registers every usable component; problems are logged.
-pub(crate) async fn coordinator(
-    config: &Config,
-) -> Result<(Coordinator, plugin_host::Catalog), Failure> {
-    let discovery = discovery(config)?;
-    let catalog = discovery.discover().await?;
-    for failure in catalog.failures() {
-        tracing::warn!("{failure}");
-    }
-    let coordinator = CoordinatorBuilder::from_config(config)
-        .with_trust(discovery.trust().clone())
-        .build();
-    for problem in coordinator.register_catalog(&catalog) {
-        tracing::warn!("{problem}");
-    }
-    for problem in coordinator.validate() {
-        tracing::warn!("{problem}");
-    }
-    for name in coordinator.overrides_without_component() {
-        tracing::warn!(
-            "config has [components.{name}], but no plugin provides a component `{name}`"
-        );
-    }
-    Ok((coordinator, catalog))
 }

@@ -1,0 +1,163 @@
+//! Building a host: the config, and what the config does not say.
+
+use std::{path::PathBuf, sync::Arc};
+
+use parking_lot::Mutex;
+
+use super::{background, eager::Eager, Host, HostError, Inner, MetricSummaries};
+use crate::{
+    config::Config,
+    coordinator::{ComponentSpec, Coordinator, CoordinatorBuilder, NativeComponent},
+    discovery::{Discovery, ScanMode},
+    live::LiveDiscovery,
+    trust::TrustPolicy,
+};
+
+/// Builds a [`Host`] from a [`Config`]; see [`Host::builder`].
+pub struct HostBuilder {
+    config: Config,
+    child_program: Option<PathBuf>,
+    scan_mode: Option<ScanMode>,
+    natives: Vec<(ComponentSpec, NativeComponent)>,
+    trust: Option<TrustPolicy>,
+    eager: bool,
+}
+
+impl std::fmt::Debug for HostBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostBuilder")
+            .field("child_program", &self.child_program)
+            .field("natives", &self.natives.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostBuilder {
+    pub(super) fn new(config: Config) -> Self {
+        Self {
+            config,
+            child_program: None,
+            scan_mode: None,
+            natives: Vec::new(),
+            trust: None,
+            eager: true,
+        }
+    }
+
+    /// The program started as the host's scanners and isolation workers: it must call
+    /// [`crate::run_child_if_requested`] first in `main`. Defaults to this executable.
+    pub fn with_child_program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.child_program = Some(program.into());
+        self
+    }
+
+    /// How plugin files are scanned; [`ScanMode::InProcess`] maps every file into this
+    /// process, a risk the embedder takes knowingly. Defaults to a scanner subprocess of
+    /// the child program.
+    pub fn with_scan_mode(mut self, mode: ScanMode) -> Self {
+        self.scan_mode = Some(mode);
+        self
+    }
+
+    /// Registers a native Rust component beside the plugins' (before eager components
+    /// start). Defaults to none.
+    pub fn with_native(mut self, spec: ComponentSpec, component: NativeComponent) -> Self {
+        self.natives.push((spec, component));
+        self
+    }
+
+    /// The trust policy plugin files must pass. Defaults to what `[host] trust` says, the
+    /// trust file of `pinned` read at start, as the `plugin-host` binary does.
+    pub fn with_trust(mut self, trust: TrustPolicy) -> Self {
+        self.trust = Some(trust);
+        self
+    }
+
+    /// Whether the components `[components.NAME] eager = true` names start with the host.
+    /// Defaults to true; a host started for one call (`plugin-host call`) starts only what
+    /// that call needs.
+    pub fn with_eager(mut self, eager: bool) -> Self {
+        self.eager = eager;
+        self
+    }
+
+    /// Discovers the plugins, registers their components and the native ones, and starts
+    /// the host's background work: live discovery (as `[host] watch` says), the memory
+    /// sampler, metrics aggregation, the lock watchdog, and the eager components (see
+    /// [`Host::eager_started`]). Bad plugin files are logged and listed in the catalog,
+    /// never fatal.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError`]: the trust file cannot be read, the plugins directory cannot be
+    /// scanned, a native component cannot be registered, or no tokio runtime runs.
+    pub async fn start(self) -> Result<Host, HostError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(HostError::NoRuntime);
+        }
+        let config = self.config;
+        let trust = match self.trust {
+            Some(trust) => trust,
+            None => config.trust_policy()?,
+        };
+        let mut discovery = Discovery::new(config.plugins_dir())
+            .with_cache_dir(config.cache_dir())
+            .with_concurrency(config.host.scan_concurrency)
+            .with_scan_timeout(config.host.scan_timeout)
+            .with_trust(trust.clone());
+        let scan_mode = self
+            .scan_mode
+            .or_else(|| self.child_program.clone().map(ScanMode::Subprocess));
+        if let Some(mode) = scan_mode {
+            discovery = discovery.with_scan_mode(mode);
+        }
+        let catalog = discovery.discover().await?;
+        for failure in catalog.failures() {
+            tracing::warn!("{failure}");
+        }
+        let mut engine = CoordinatorBuilder::from_config(&config).with_trust(trust);
+        if let Some(program) = self.child_program {
+            engine = engine.with_worker_program(program);
+        }
+        let coordinator = engine.build();
+        for problem in coordinator.register_catalog(&catalog) {
+            tracing::warn!("{problem}");
+        }
+        for (spec, component) in self.natives {
+            coordinator.register_native(spec, component)?;
+        }
+        check_graph(&coordinator);
+        let live = LiveDiscovery::start(discovery, coordinator.clone(), config.host.watch);
+        let summaries = Arc::new(MetricSummaries::default());
+        let background = background::start(&config, &coordinator, &summaries);
+        let eager = Eager::start(&config, &coordinator, self.eager);
+        tracing::info!(
+            components = coordinator.component_names().len(),
+            dir = %config.plugins_dir().display(),
+            "host started"
+        );
+        Ok(Host {
+            inner: Arc::new(Inner {
+                rescan: live.handle(),
+                live: Mutex::new(Some(live)),
+                config,
+                coordinator,
+                summaries,
+                background: Mutex::new(background),
+                eager,
+            }),
+        })
+    }
+}
+
+/// Logs what is wrong with the registered graph and the config's component sections.
+fn check_graph(coordinator: &Coordinator) {
+    for problem in coordinator.validate() {
+        tracing::warn!("{problem}");
+    }
+    for name in coordinator.overrides_without_component() {
+        tracing::warn!(
+            "config has [components.{name}], but no plugin provides a component `{name}`"
+        );
+    }
+}
