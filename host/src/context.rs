@@ -433,6 +433,10 @@ impl HostApi for PluginHostContext {
             .map_err(PluginError::failed)
             .into()
     }
+
+    fn host_api_version(&self) -> RString {
+        RString::from(plugin_api::API_VERSION)
+    }
 }
 
 /// Exposes a host-side dependency to a plugin as an FFI component object.

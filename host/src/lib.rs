@@ -94,7 +94,7 @@ pub use self::{
     discovery::{Catalog, DiscoveredPlugin, Discovery, DiscoveryError, ScanMode},
     host::{ComponentSummary, EagerReport, Host, HostBuilder, HostError, MetricSummaries},
     isolation::WorkerFault,
-    loader::{FileIdentity, LoadError},
+    loader::{loadable_plugin_api, FileIdentity, LoadError},
     locks::{
         Holder, LockError, LockGuard, LockManager, LockManagerBuilder, LockRef, LockStats,
         OrderViolation,

@@ -26,6 +26,13 @@ impl Context {
         Self { host }
     }
 
+    /// The plugin-api version of the host this plugin runs in. A plugin can use what a
+    /// later plugin-api added only where the host has it too; a host built before 0.1.1
+    /// says "0.1.0".
+    pub fn host_api_version(&self) -> String {
+        self.host.host_api_version().into()
+    }
+
     /// The name of the component being created.
     pub fn component(&self) -> String {
         self.host.component_name().into()

@@ -82,6 +82,46 @@ impl PluginError {
         }))
     }
 
+    /// A failure of kind `kind` (`snake_case`, such as `not_found`, `unavailable`,
+    /// `permission_denied`), for kinds the enum does not have. The enum's layout is fixed
+    /// for the whole 0.1 line (a new variant would break every compiled plugin), so the
+    /// kind travels in a [`Self::Failed`] message as `[kind] message`: a host that knows
+    /// the kind reads it with [`Self::kind`] (and answers HTTP with a fitting status), and
+    /// any host, however old, still shows the whole text.
+    ///
+    /// ```
+    /// use plugin_api::PluginError;
+    ///
+    /// let err = PluginError::with_kind("not_found", "no bars for NOPE");
+    /// assert_eq!(err.kind(), "not_found");
+    /// assert_eq!(err.to_string(), "[not_found] no bars for NOPE");
+    /// ```
+    pub fn with_kind(kind: &str, message: impl fmt::Display) -> Self {
+        if valid_kind(kind) {
+            Self::Failed(format!("[{kind}] {message}").into())
+        } else {
+            Self::failed(message)
+        }
+    }
+
+    /// The kind of failure, `snake_case`: the variant's name, or the kind given to
+    /// [`Self::with_kind`].
+    pub fn kind(&self) -> &str {
+        match self {
+            Self::Failed(message) => message
+                .strip_prefix('[')
+                .and_then(|rest| rest.split_once("] "))
+                .map(|(kind, _)| kind)
+                .filter(|kind| valid_kind(kind))
+                .unwrap_or("failed"),
+            Self::BadInput { .. } => "bad_input",
+            Self::UnknownMethod(_) => "unknown_method",
+            Self::UnknownComponent(_) => "unknown_component",
+            Self::Dependency { .. } => "dependency",
+            Self::Panicked(_) => "panicked",
+        }
+    }
+
     /// A dependency failed or is unavailable.
     pub fn dependency(name: &str, message: impl fmt::Display) -> Self {
         Self::Dependency {
@@ -120,6 +160,15 @@ impl fmt::Display for PluginError {
 }
 
 impl std::error::Error for PluginError {}
+
+/// Whether `kind` is a kind name: 1-40 characters of `a-z`, `0-9` and `_`, a letter first.
+fn valid_kind(kind: &str) -> bool {
+    (1..=40).contains(&kind.len())
+        && kind.starts_with(|c: char| c.is_ascii_lowercase())
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
 
 /// Turns a panic payload (from `catch_unwind`) into the message it carried.
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

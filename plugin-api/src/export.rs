@@ -47,6 +47,25 @@ pub fn root_module<P: Plugin>() -> PluginRootRef {
     .leak_into_prefix()
 }
 
+/// The body of the [`crate::ffi::DESCRIBE_SYMBOL`] function `export_plugin!` exports:
+/// writes plugin `P`'s description into `out` if it fits in `capacity` bytes, and returns
+/// its length either way (0 if it could not be made).
+///
+/// # Safety
+///
+/// `out` must be valid for writes of `capacity` bytes (or `capacity` must be 0).
+#[allow(unsafe_code)]
+pub unsafe fn describe_into<P: Plugin>(out: *mut u8, capacity: usize) -> usize {
+    let Ok(json) = catch_unwind(|| crate::describe::Description::of::<P>().to_json()) else {
+        return 0;
+    };
+    if json.len() <= capacity && !out.is_null() {
+        // SAFETY: the caller gives `capacity` writable bytes at `out`; `json` fits.
+        unsafe { std::ptr::copy_nonoverlapping(json.as_ptr(), out, json.len()) };
+    }
+    json.len()
+}
+
 extern "C" fn manifest_adapter<P: Plugin>() -> RResult<Manifest, PluginError> {
     match catch_unwind(P::manifest) {
         Ok(manifest) => {
@@ -143,6 +162,18 @@ macro_rules! export_plugin {
         #[::abi_stable::export_root_module]
         pub fn plugin_host_root_module() -> $crate::ffi::PluginRootRef {
             $crate::export::root_module::<$plugin>()
+        }
+
+        /// This plugin's description, beyond its manifest: see
+        /// `plugin_api::ffi::DESCRIBE_SYMBOL`.
+        ///
+        /// # Safety
+        ///
+        /// `out` must be valid for writes of `capacity` bytes.
+        #[no_mangle]
+        pub unsafe extern "C" fn plugin_host_describe_v1(out: *mut u8, capacity: usize) -> usize {
+            // SAFETY: the same contract, passed on.
+            unsafe { $crate::export::describe_into::<$plugin>(out, capacity) }
         }
     };
 }

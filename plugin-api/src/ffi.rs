@@ -129,6 +129,16 @@ pub trait HostApi: Send + Sync + Clone {
         help: RStr<'_>,
         buckets: RSlice<'_, f64>,
     ) -> RResult<MetricBox, PluginError>;
+
+    // Methods added after 0.1.0 come below, each with a default body: a host built before
+    // the method existed has no entry for it, and a plugin calling it there gets the
+    // default instead.
+
+    /// The plugin-api version the host was built with (since 0.1.1; a host older than
+    /// that answers "0.1.0").
+    fn host_api_version(&self) -> RString {
+        RString::from("0.1.0")
+    }
 }
 
 /// The host context object passed to `create`.
@@ -136,8 +146,10 @@ pub type HostBox = HostApi_TO<'static, RArc<()>>;
 
 /// The root module every plugin library exports.
 ///
-/// It is an abi_stable prefix type: a later minor version of plugin-api may append fields
-/// after the last one, and libraries built against this version keep loading.
+/// It is an abi_stable prefix type, but its fields are public and plugins could build it
+/// themselves, so a new field would break their source: it stays as 0.1.0 made it for
+/// the whole 0.1 line. What a plugin says of itself beyond it travels as the versioned
+/// document of [`crate::describe`], through the symbol [`DESCRIBE_SYMBOL`].
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PluginRootRef)))]
@@ -157,6 +169,14 @@ impl RootModule for PluginRootRef {
     const NAME: &'static str = "plugin-host plugin";
     const VERSION_STRINGS: VersionStrings = package_version_strings!();
 }
+
+/// The C symbol through which a plugin built against plugin-api 0.1.1 or later gives its
+/// [`crate::describe::Description`]: `extern "C" fn(out: *mut u8, capacity: usize) ->
+/// usize` writes the JSON document into `out` if it fits in `capacity` bytes and returns
+/// its length either way. Plain C types only: nothing is allocated on one side and freed on
+/// the other, and no layout needs checking. A plugin built against 0.1.0 has no such
+/// symbol. `export_plugin!` exports it.
+pub const DESCRIBE_SYMBOL: &str = "plugin_host_describe_v1";
 
 /// The plugin-api version this crate was built as; plugins record it in their library.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");

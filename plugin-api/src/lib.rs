@@ -84,6 +84,7 @@
 
 mod component;
 mod context;
+pub mod describe;
 mod error;
 #[doc(hidden)]
 pub mod export;

@@ -431,6 +431,10 @@ impl HostApi for FakeHost {
         };
         RResult::ROk(MetricObj_TO::from_ptr(RArc::new(metric), TD_Opaque))
     }
+
+    fn host_api_version(&self) -> RString {
+        RString::from(crate::API_VERSION)
+    }
 }
 
 /// Records go through the capturing subscriber, not through a sink.

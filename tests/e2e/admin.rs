@@ -301,6 +301,18 @@ fn errors_come_back_as_json_with_fitting_status_codes() {
         host.post("/components/market-data/call/quote", r#"{"symbol":"NOPE"}"#),
     );
     expect(404, host.post("/components/market-data/call/teleport", ""));
+    // A kind a plugin names itself: its status and its kind, the whole text as message.
+    let (status, body) = host.post("/components/counter/call/missing", "");
+    assert_eq!(status, 404, "{body}");
+    let error: plugin_host_admin::api::ErrorBody = serde_json::from_str(&body).expect("error");
+    assert_eq!(error.error.kind, "not_found");
+    assert!(
+        error
+            .error
+            .message
+            .contains("[not_found] no such thing here"),
+        "{body}"
+    );
     let message = expect(
         504,
         host.post("/components/sleeper/call/sleep", r#"{"ms": 2000}"#),

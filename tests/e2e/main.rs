@@ -6,6 +6,7 @@ mod architecture;
 mod authors;
 mod bad_plugins;
 mod cli;
+mod compat;
 mod containment;
 mod coordinator;
 mod embedding;

@@ -79,7 +79,7 @@ fn completions_the_manual_page_and_the_version_are_there() {
         version.contains(&format!(
             "plugin-api {}",
             plugin_host::plugin_api::API_VERSION
-        )),
+        )) && version.contains("loads plugins built against plugin-api 0.1.0 to 0.1.x"),
         "{version}"
     );
     let help = success_stdout(&sandbox.run(&["--help"]));

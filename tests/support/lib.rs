@@ -15,7 +15,7 @@ mod trace;
 mod wait;
 
 pub use self::{
-    build::{binary, library, library_file_name, target_dir},
+    build::{binary, compat_dir, library, library_file_name, target_dir},
     coordinator::{discover, host, state},
     generate::{generate_plugins, generated_name},
     host::RunningHost,

@@ -110,15 +110,19 @@ impl AdminServer {
 /// An error answer: a status code and `{"error": {"kind": "...", "message": "..."}}`.
 pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
-    pub(crate) kind: &'static str,
+    pub(crate) kind: String,
     pub(crate) message: String,
 }
 
 impl ApiError {
-    pub(crate) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        kind: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
-            kind,
+            kind: kind.into(),
             message: message.into(),
         }
     }

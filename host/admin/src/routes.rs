@@ -12,7 +12,6 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use plugin_host::plugin_api::PluginError;
 
 use super::{api, AdminState, ApiError};
 use plugin_host::{
@@ -264,9 +263,13 @@ fn call_status(err: &CallError) -> StatusCode {
         CallError::Cancelled { .. }
         | CallError::Saturated { .. }
         | CallError::Quarantined { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        CallError::Failed { source, .. } => match source {
-            PluginError::BadInput { .. } => StatusCode::BAD_REQUEST,
-            PluginError::UnknownMethod(_) => StatusCode::NOT_FOUND,
+        CallError::Failed { source, .. } => match source.kind() {
+            "bad_input" => StatusCode::BAD_REQUEST,
+            "unknown_method" | "not_found" => StatusCode::NOT_FOUND,
+            // Kinds plugins name with `PluginError::with_kind`.
+            "permission_denied" => StatusCode::FORBIDDEN,
+            "conflict" => StatusCode::CONFLICT,
+            "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         },
         CallError::Json { .. } => StatusCode::INTERNAL_SERVER_ERROR,

@@ -407,16 +407,15 @@ pub enum CallError {
 }
 
 impl CallError {
-    /// A short machine-readable name for the failure (`saturated`, `timed_out`, ...).
-    pub fn kind(&self) -> &'static str {
+    /// A short machine-readable name for the failure (`saturated`, `timed_out`, ...). A
+    /// component's own error gives its kind: a variant's, or one a plugin named with
+    /// `PluginError::with_kind` (`not_found`, `unavailable`, ...).
+    pub fn kind(&self) -> &str {
         match self {
             Self::Get(get) => get.kind(),
             Self::Failed { source, .. } => match source {
-                PluginError::BadInput { .. } => "bad_input",
-                PluginError::UnknownMethod(_) => "unknown_method",
-                PluginError::Panicked(_) => "panicked",
                 PluginError::Dependency { .. } => "dependency_failed",
-                _ => "failed",
+                other => other.kind(),
             },
             Self::TimedOut { .. } => "timed_out",
             Self::Cancelled { .. } => "cancelled",

@@ -376,6 +376,10 @@ impl HostApi for WorkerHost {
             other => RResult::RErr(reply_error(other)),
         }
     }
+
+    fn host_api_version(&self) -> RString {
+        RString::from(plugin_api::API_VERSION)
+    }
 }
 
 /// Log records go to the host, which filters and rate-limits them.

@@ -116,6 +116,20 @@ pub enum LoadError {
         /// The host's plugin-api version.
         host_api: String,
     },
+    /// Built against a later plugin-api and needs a feature this host does not have.
+    #[error("{path}: plugin `{plugin}` was built against plugin-api {plugin_api} and needs {}, which this host (plugin-api {host_api}) does not have; upgrade plugin-host, or rebuild the plugin against plugin-api {host_api} without it", missing.join(", "))]
+    NeedsNewerHost {
+        /// The plugin file.
+        path: PathBuf,
+        /// The plugin's name.
+        plugin: String,
+        /// The plugin's plugin-api version.
+        plugin_api: String,
+        /// The host's plugin-api version.
+        host_api: String,
+        /// The features it needs that this host lacks.
+        missing: Vec<String>,
+    },
     /// Same version number, different type layouts.
     #[error("{path}: its plugin-api {plugin_api} types do not match this host's plugin-api {host_api}: {first_mismatch}; rebuild the plugin against the host's plugin-api (RUST_LOG=debug shows the full report)")]
     AbiMismatch {
@@ -209,6 +223,7 @@ impl LoadError {
             | Self::Foreign { path, .. }
             | Self::AbiHeader { path, .. }
             | Self::IncompatibleVersion { path, .. }
+            | Self::NeedsNewerHost { path, .. }
             | Self::AbiMismatch { path, .. }
             | Self::RootModule { path, .. }
             | Self::Manifest { path, .. }
@@ -234,6 +249,7 @@ impl LoadError {
             Self::Foreign { .. } => "not_a_plugin",
             Self::AbiHeader { .. } => "abi_header",
             Self::IncompatibleVersion { .. } => "incompatible_version",
+            Self::NeedsNewerHost { .. } => "needs_newer_host",
             Self::AbiMismatch { .. } => "abi_mismatch",
             Self::RootModule { .. } => "root_module",
             Self::Manifest { .. } => "manifest",

@@ -13,7 +13,7 @@ mod filecheck;
 use std::{collections::HashMap, path::Path, path::PathBuf, sync::Arc};
 
 use abi_stable::{
-    library::{lib_header_from_path, LibraryError},
+    library::{lib_header_from_path, LibraryError, RawLibrary},
     std_types::RStr,
 };
 use parking_lot::Mutex;
@@ -77,14 +77,21 @@ pub(crate) unsafe fn open_library(opened: &OpenedFile) -> Result<LoadedLibrary, 
     let path = opened.path();
     filecheck::check(opened)?;
     let host_api = plugin_api::API_VERSION.to_owned();
-    let header = opened
-        .with_loader_path(lib_header_from_path)?
-        .map_err(|err| classify(path, err, None))?;
+    let (header, library) = opened.with_loader_path(|at| {
+        let header = lib_header_from_path(at);
+        // The same file, already mapped by the line above: this only hands out a handle
+        // to look symbols up with (`None` if the header could not be read).
+        let library = header
+            .is_ok()
+            .then(|| RawLibrary::load_at(at).ok())
+            .flatten();
+        (header, library)
+    })?;
+    let header = header.map_err(|err| classify(path, err, None))?;
     refuse_foreign(path, header)?;
     let plugin_api_version = header.version_strings().version.as_str().to_owned();
-    let root = header
-        .init_root_module::<PluginRootRef>()
-        .map_err(|err| classify(path, err, Some(&plugin_api_version)))?;
+    let root =
+        init_root_module(header).map_err(|err| classify(path, err, Some(&plugin_api_version)))?;
     let manifest = (root.manifest())()
         .into_result()
         .map_err(|err| LoadError::Manifest {
@@ -96,12 +103,120 @@ pub(crate) unsafe fn open_library(opened: &OpenedFile) -> Result<LoadedLibrary, 
             path: path.to_owned(),
             reason: err.to_string(),
         })?;
+    check_description(path, library, &info)?;
     tracing::debug!(path = %path.display(), plugin = %info.name, host_api, "plugin library opened");
     Ok(LoadedLibrary {
         path: path.to_owned(),
         root,
         info,
     })
+}
+
+/// The root module of `header`'s library, after abi_stable's version and layout checks.
+///
+/// abi_stable accepts a library whose prefix types (the root module, the vtables of the
+/// `sabi_trait`s) have *at least* the fields of the loading side's: a host may be older
+/// than its plugins, not newer. A plugin built against an earlier plugin-api 0.1.z has
+/// fewer fields, which is safe for prefix types (the accessors of later fields say
+/// `None`, the trait methods added later fall back to their default bodies). So a layout
+/// refused that way is checked again the other way round, the library's layout as the
+/// expected one: where only prefix types differ, and only in their number of fields,
+/// that passes, and every other difference still refuses the library.
+fn init_root_module(
+    header: &'static abi_stable::library::LibHeader,
+) -> Result<PluginRootRef, LibraryError> {
+    use abi_stable::{abi_stability::abi_checking::check_layout_compatibility, StableAbi};
+    match header.init_root_module::<PluginRootRef>() {
+        Err(LibraryError::AbiInstability(refused)) => {
+            let older = header.layout().is_some_and(|library| {
+                check_layout_compatibility(library, <PluginRootRef as StableAbi>::LAYOUT).is_ok()
+            });
+            if !older {
+                return Err(LibraryError::AbiInstability(refused));
+            }
+            // SAFETY: the layouts were just checked, with the library's as the expected
+            // one: they differ at most in how many fields their prefix types have, which
+            // the prefix types' accessors check at run time.
+            #[allow(unsafe_code)]
+            unsafe {
+                header.init_root_module_with_unchecked_layout::<PluginRootRef>()
+            }
+        }
+        loaded => loaded,
+    }
+}
+
+/// Which plugin-api versions this host loads plugins of: every release of its plugin-api
+/// line (`0.1.0 to 0.1.x`), later ones unless they need a feature it lacks.
+pub fn loadable_plugin_api() -> String {
+    let line: Vec<&str> = plugin_api::API_VERSION.splitn(3, '.').take(2).collect();
+    let line = line.join(".");
+    format!("{line}.0 to {line}.x")
+}
+
+/// What plugin-api features this host has, by the names plugins use in
+/// [`plugin_api::describe::Description::requires`].
+pub(crate) const HOST_FEATURES: &[&str] = &[];
+
+/// Reads the description a plugin built against plugin-api 0.1.1 or later gives (one
+/// built against 0.1.0 has none) and refuses it if it needs a feature this host lacks.
+fn check_description(
+    path: &Path,
+    library: Option<RawLibrary>,
+    info: &PluginInfo,
+) -> Result<(), LoadError> {
+    let Some(text) = library.and_then(|library| read_description(&library)) else {
+        return Ok(());
+    };
+    let description =
+        plugin_api::describe::Description::from_json(&text).map_err(|err| LoadError::Manifest {
+            path: path.to_owned(),
+            reason: format!("its description is not readable: {err}"),
+        })?;
+    let missing: Vec<String> = description
+        .requires
+        .iter()
+        .filter(|feature| !HOST_FEATURES.contains(&feature.as_str()))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(LoadError::NeedsNewerHost {
+        path: path.to_owned(),
+        plugin: info.name.clone(),
+        plugin_api: description.api_version,
+        host_api: plugin_api::API_VERSION.to_owned(),
+        missing,
+    })
+}
+
+/// The description document `library` exports through
+/// [`plugin_api::ffi::DESCRIBE_SYMBOL`], if it has the symbol.
+fn read_description(library: &RawLibrary) -> Option<String> {
+    type Describe = unsafe extern "C" fn(*mut u8, usize) -> usize;
+    /// Longer than any description; a plugin claiming more is not believed.
+    const MOST: usize = 1 << 20;
+    let symbol = format!("{}\0", plugin_api::ffi::DESCRIBE_SYMBOL);
+    // SAFETY: a symbol of this name is plugin-api's describe function, of this type
+    // (`export_plugin!` defines it so); the library stays mapped for good.
+    #[allow(unsafe_code)]
+    let describe: Describe = *unsafe { library.get::<Describe>(symbol.as_bytes()) }.ok()?;
+    let mut buffer = vec![0u8; 4096];
+    for _ in 0..2 {
+        // SAFETY: the buffer has `len` writable bytes.
+        #[allow(unsafe_code)]
+        let needed = unsafe { describe(buffer.as_mut_ptr(), buffer.len()) };
+        if needed <= buffer.len() {
+            buffer.truncate(needed);
+            return String::from_utf8(buffer).ok();
+        }
+        if needed > MOST {
+            return None;
+        }
+        buffer.resize(needed, 0);
+    }
+    None
 }
 
 /// Refuses an abi_stable library whose root module is not plugin-api's (another

@@ -74,9 +74,10 @@ fn print_info(plugin: &DiscoveredPlugin, info: &PluginInfo, only: Option<&str>) 
         println!("  description: {}", info.description);
     }
     println!(
-        "  plugin-api:  {} (host: {})",
+        "  plugin-api:  {} (this host: {}, loads {})",
         info.api_version,
-        plugin_host::plugin_api::API_VERSION
+        plugin_host::plugin_api::API_VERSION,
+        plugin_host::loadable_plugin_api()
     );
     for component in &info.components {
         if only.is_none_or(|name| name == component.name) {

@@ -16,12 +16,13 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use plugin_host::{trust::TrustPolicy, Config, Discovery};
 
-/// `--version`: this binary's version and the plugin-api version plugins must match.
+/// `--version`: this binary's version, its plugin-api, and the plugin-api versions it loads.
 static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "{} (plugin-api {}, abi_stable {})",
+        "{} (plugin-api {}; loads plugins built against plugin-api {}; abi_stable {})",
         env!("CARGO_PKG_VERSION"),
         plugin_host::plugin_api::API_VERSION,
+        plugin_host::loadable_plugin_api(),
         plugin_host::plugin_api::ABI_STABLE_VERSION
     )
 });

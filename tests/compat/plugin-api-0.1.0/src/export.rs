@@ -1,0 +1,148 @@
+//! The adapters behind [`crate::export_plugin!`]: every entry point runs under
+//! `catch_unwind`, so no panic ever unwinds into the host (since Rust 1.81 that would abort
+//! the whole process).
+
+use std::{
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::OnceLock,
+};
+
+use abi_stable::{
+    prefix_type::PrefixTypeTrait,
+    sabi_trait::TD_Opaque,
+    std_types::{RResult, RSlice, RStr, RVec},
+};
+
+use crate::{
+    error::panic_message,
+    ffi::{
+        ComponentBox, ComponentObj, ComponentObj_TO, HostBox, LogLevel, PluginRoot, PluginRootRef,
+    },
+    logging::{self, ComponentScope},
+    Component, Context, Manifest, Plugin, PluginError, Request,
+};
+
+/// The plugin's name, remembered for error messages. One plugin per library.
+static PLUGIN_NAME: OnceLock<String> = OnceLock::new();
+
+fn plugin_name<P: Plugin>() -> &'static str {
+    PLUGIN_NAME.get_or_init(|| {
+        catch_unwind(P::manifest)
+            .map(|manifest| manifest.name.into_string())
+            .unwrap_or_else(|_| "<unnamed plugin>".to_owned())
+    })
+}
+
+fn panicked(component: &str, method: &str, payload: &(dyn std::any::Any + Send)) -> PluginError {
+    let plugin = PLUGIN_NAME.get().map_or("<unnamed plugin>", String::as_str);
+    PluginError::panicked(plugin, component, method, &panic_message(payload))
+}
+
+/// Builds the root module for plugin type `P`. Called by [`crate::export_plugin!`].
+pub fn root_module<P: Plugin>() -> PluginRootRef {
+    PluginRoot {
+        manifest: manifest_adapter::<P>,
+        create: create_adapter::<P>,
+    }
+    .leak_into_prefix()
+}
+
+extern "C" fn manifest_adapter<P: Plugin>() -> RResult<Manifest, PluginError> {
+    match catch_unwind(P::manifest) {
+        Ok(manifest) => {
+            let _ = PLUGIN_NAME.set(manifest.name.to_string());
+            RResult::ROk(manifest)
+        }
+        Err(payload) => RResult::RErr(panicked("", "manifest", &*payload)),
+    }
+}
+
+extern "C" fn create_adapter<P: Plugin>(
+    name: RStr<'_>,
+    host: HostBox,
+) -> RResult<ComponentBox, PluginError> {
+    let plugin = plugin_name::<P>();
+    logging::install(&host);
+    let name = name.as_str();
+    let _scope = ComponentScope::enter(name);
+    // The context moves into the component (or is dropped with a failed create): nothing
+    // else on this side of the boundary keeps it.
+    let created = catch_unwind(AssertUnwindSafe(move || {
+        P::create(name, Context::new(host))
+    }));
+    match created {
+        Ok(Ok(inner)) => {
+            let guarded = Guarded {
+                plugin,
+                component: name.to_owned(),
+                inner: Some(inner),
+            };
+            RResult::ROk(ComponentObj_TO::from_value(guarded, TD_Opaque))
+        }
+        Ok(Err(err)) => RResult::RErr(err),
+        Err(payload) => RResult::RErr(panicked(name, "create", &*payload)),
+    }
+}
+
+/// A component instance whose every entry point, drop included, is panic-safe.
+struct Guarded {
+    plugin: &'static str,
+    component: String,
+    /// Always `Some` until dropped.
+    inner: Option<Box<dyn Component>>,
+}
+
+impl ComponentObj for Guarded {
+    fn call(&self, method: RStr<'_>, input: RSlice<'_, u8>) -> RResult<RVec<u8>, PluginError> {
+        let _scope = ComponentScope::enter(&self.component);
+        let request = Request::new(method.as_str(), input.as_slice());
+        let Some(inner) = self.inner.as_ref() else {
+            return RResult::RErr(PluginError::failed("component already shut down"));
+        };
+        match catch_unwind(AssertUnwindSafe(|| inner.call(request))) {
+            Ok(Ok(bytes)) => RResult::ROk(bytes.into()),
+            Ok(Err(err)) => RResult::RErr(err),
+            Err(payload) => RResult::RErr(panicked(&self.component, method.as_str(), &*payload)),
+        }
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _scope = ComponentScope::enter(&self.component);
+        let inner = self.inner.take();
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(inner))) {
+            let message = format!(
+                "plugin `{}` panicked while dropping component `{}`: {}",
+                self.plugin,
+                self.component,
+                panic_message(&*payload)
+            );
+            logging::emit(
+                LogLevel::Error,
+                &self.component,
+                "plugin_api::drop",
+                &message,
+            );
+        }
+    }
+}
+
+/// Exports a [`Plugin`] implementation as this library's root module.
+///
+/// The plugin crate must be a `cdylib` and list `abi_stable` as a dependency (the
+/// attribute this expands to refers to it by its crate name).
+///
+/// ```ignore
+/// plugin_api::export_plugin!(MyPlugin);
+/// ```
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        /// The root module of this plugin library, read by plugin-host.
+        #[::abi_stable::export_root_module]
+        pub fn plugin_host_root_module() -> $crate::ffi::PluginRootRef {
+            $crate::export::root_module::<$plugin>()
+        }
+    };
+}
