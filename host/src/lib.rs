@@ -76,6 +76,7 @@ mod manifest;
 mod memory;
 pub mod metrics;
 mod names;
+mod platform;
 mod plugin_log;
 mod timeout;
 pub mod trust;
@@ -93,7 +94,7 @@ pub use self::{
     },
     discovery::{Catalog, DiscoveredPlugin, Discovery, DiscoveryError, ScanMode},
     host::{ComponentSummary, EagerReport, Host, HostBuilder, HostError, MetricSummaries},
-    isolation::WorkerFault,
+    isolation::{FaultKind, WorkerFault},
     loader::{loadable_plugin_api, FileIdentity, LoadError},
     locks::{
         Holder, LockError, LockGuard, LockManager, LockManagerBuilder, LockRef, LockStats,

@@ -273,7 +273,7 @@ fn call_status(err: &CallError) -> StatusCode {
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         },
         CallError::Json { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        CallError::WorkerFailed { .. } => StatusCode::BAD_GATEWAY,
+        CallError::WorkerFailed { .. } | CallError::ReplyTooLarge { .. } => StatusCode::BAD_GATEWAY,
         CallError::UndeclaredMethod { .. } => StatusCode::NOT_FOUND,
     }
 }

@@ -257,6 +257,11 @@ pub struct LimitsConfig {
     pub locks_per_plugin: usize,
     /// Distinct metric names one plugin may register. Defaults to 64.
     pub metrics_per_plugin: usize,
+    /// The largest reply one call may return, in process and isolated alike; a larger one
+    /// fails that call as `reply_too_large` (an isolated worker never sends it, and keeps
+    /// running). Defaults to 64 MiB.
+    #[serde(with = "units::size")]
+    pub max_reply: u64,
 }
 
 impl Default for LimitsConfig {
@@ -268,6 +273,7 @@ impl Default for LimitsConfig {
             log_burst: 2000,
             locks_per_plugin: 256,
             metrics_per_plugin: 64,
+            max_reply: 64 << 20,
         }
     }
 }

@@ -159,6 +159,24 @@ pub(crate) fn opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D
     }
 }
 
+/// Serde helpers for a size written with units (`"64MiB"`) or as bytes.
+pub(crate) mod size {
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    use super::{parse_size, SizeRepr};
+
+    pub(crate) fn serialize<S: Serializer>(value: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::util::format_bytes(*value).replace(' ', ""))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match SizeRepr::deserialize(d)? {
+            SizeRepr::Number(bytes) => Ok(bytes),
+            SizeRepr::Text(text) => parse_size(&text).map_err(de::Error::custom),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

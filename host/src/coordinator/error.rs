@@ -265,7 +265,7 @@ impl InitError {
         match self {
             Self::Load { .. } => "load_failed",
             Self::Create { .. } => "init_failed",
-            Self::WorkerFailed { .. } => "worker_died",
+            Self::WorkerFailed { fault, .. } => fault.kind.as_str(),
             Self::Dependency { source, .. } => source.kind(),
             Self::TimedOut { .. } => "init_timed_out",
             Self::MemoryRefused { .. } => "memory_refused",
@@ -365,6 +365,19 @@ pub enum CallError {
         /// What happened to the worker.
         fault: WorkerFault,
     },
+    /// The component's reply was larger than `[limits] max_reply`. An isolated worker
+    /// does not send it and keeps running.
+    #[error("component `{component}` method `{method}` answered {size} bytes, more than [limits] max_reply ({limit} bytes); ask for less per call, or raise max_reply")]
+    ReplyTooLarge {
+        /// The component.
+        component: String,
+        /// The method.
+        method: String,
+        /// The reply's size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// The component already runs as many calls as it may; retry shortly.
     #[error("component `{component}` already runs {limit} calls, its limit; `{method}` was refused at once (retry later, or raise max_concurrent_calls)")]
     Saturated {
@@ -419,7 +432,8 @@ impl CallError {
             },
             Self::TimedOut { .. } => "timed_out",
             Self::Cancelled { .. } => "cancelled",
-            Self::WorkerFailed { .. } => "worker_died",
+            Self::WorkerFailed { fault, .. } => fault.kind.as_str(),
+            Self::ReplyTooLarge { .. } => "reply_too_large",
             Self::UndeclaredMethod { .. } => "unknown_method",
             Self::Saturated { .. } => "saturated",
             Self::Quarantined { .. } => "quarantined",

@@ -94,6 +94,13 @@ pub enum CallFault {
     Plugin(PluginError),
     /// Its worker process died or was killed while the call ran.
     Worker(WorkerFault),
+    /// Its reply was larger than `[limits] max_reply`.
+    ReplyTooLarge {
+        /// The reply's size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
 }
 
 impl From<PluginError> for CallFault {
@@ -250,7 +257,14 @@ impl ComponentHandle {
         let stats = &slot.stats;
         stats.calls.inc();
         let started = stats.sampler.sample().then(Instant::now);
-        let result = self.ready.instance().call(method, input);
+        let limit = slot.max_reply;
+        let result = match self.ready.instance().call(method, input) {
+            Ok(reply) if reply.len() as u64 > limit => Err(CallFault::ReplyTooLarge {
+                size: reply.len() as u64,
+                limit,
+            }),
+            other => other,
+        };
         if let Some(started) = started {
             stats.call_latency.record(started.elapsed().as_secs_f64());
         }
@@ -267,6 +281,12 @@ impl ComponentHandle {
                 component: self.name().to_owned(),
                 method: method.to_owned(),
                 fault,
+            },
+            CallFault::ReplyTooLarge { size, limit } => CallError::ReplyTooLarge {
+                component: self.name().to_owned(),
+                method: method.to_owned(),
+                size,
+                limit,
             },
         })
     }

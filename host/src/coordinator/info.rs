@@ -68,6 +68,8 @@ impl Stats {
 pub(crate) struct CallLimits {
     pub(crate) max_in_flight: usize,
     pub(crate) quarantine_after: usize,
+    /// `[limits] max_reply`, in bytes.
+    pub(crate) max_reply: u64,
 }
 
 /// A component's share of the plugin executor: calls in flight, and calls abandoned by
@@ -188,6 +190,8 @@ pub(crate) struct SlotInfo {
     pub(crate) bulkhead: Bulkhead,
     /// Instances whose drop has begun and not finished.
     pub(crate) dropping: AtomicUsize,
+    /// `[limits] max_reply`: the largest reply a call may return.
+    pub(crate) max_reply: u64,
 }
 
 impl SlotInfo {

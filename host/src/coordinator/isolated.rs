@@ -51,10 +51,12 @@ impl Provider for WorkerProvider {
                 component: spec.name.clone(),
                 fault,
             }),
-            Err(Created::Failed(Failure::NotSent)) => Err(InitError::Thread {
-                component: spec.name.clone(),
-                reason: "its worker stopped before the component could be created".into(),
-            }),
+            Err(Created::Failed(Failure::NotSent | Failure::ReplyTooLarge { .. })) => {
+                Err(InitError::Thread {
+                    component: spec.name.clone(),
+                    reason: "its worker stopped before the component could be created".into(),
+                })
+            }
         }
     }
 
@@ -72,6 +74,7 @@ impl Instance for WorkerInstance {
         self.0.call(method, input).map_err(|failure| match failure {
             Failure::Plugin(err) => CallFault::Plugin(err),
             Failure::Worker(fault) => CallFault::Worker(fault),
+            Failure::ReplyTooLarge { size, limit } => CallFault::ReplyTooLarge { size, limit },
             Failure::NotSent => {
                 CallFault::Plugin(plugin_api::PluginError::failed("its worker took no call"))
             }

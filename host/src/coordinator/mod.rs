@@ -141,6 +141,7 @@ impl Coordinator {
                 .and_then(|o| o.quarantine_after)
                 .unwrap_or(limits.quarantine_after)
                 .max(1),
+            max_reply: limits.max_reply,
         };
         let log = LogRate {
             per_second: overrides

@@ -112,6 +112,7 @@ impl Slot {
                 stats: Stats::new(sampler),
                 bulkhead: Bulkhead::new(limits),
                 dropping: AtomicUsize::new(0),
+                max_reply: limits.max_reply,
             }),
             provider,
             config,

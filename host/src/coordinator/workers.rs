@@ -108,6 +108,8 @@ impl Coordinator {
                             executor: inner.executor.clone(),
                             memory: inner.memory.clone(),
                             services: Arc::clone(&inner.services),
+                            max_reply: usize::try_from(inner.config.limits.max_reply)
+                                .unwrap_or(usize::MAX),
                         },
                     }))
                 }),

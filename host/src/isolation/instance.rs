@@ -16,7 +16,7 @@ use plugin_api::PluginError;
 use super::{
     pool::WorkerPool,
     process::{Failure, Worker},
-    WorkerFault,
+    FaultKind, WorkerFault,
 };
 use crate::{
     context::{self, PluginHostContext},
@@ -82,6 +82,7 @@ impl Bound {
                 plugin: pool.plugin.clone(),
                 pid: Some(worker.pid),
                 reason: "stopped before the component could be created in it".into(),
+                kind: FaultKind::Died,
             }))),
             Err(failure) => Err(Created::Failed(failure)),
         }
@@ -106,6 +107,7 @@ impl Bound {
             plugin: self.pool.plugin.clone(),
             pid: None,
             reason: "took no call: every worker tried was stopping".into(),
+            kind: FaultKind::Died,
         }))
     }
 
@@ -170,6 +172,7 @@ impl Bound {
                 plugin: self.pool.plugin.clone(),
                 pid: None,
                 reason: format!("could not be started again: {err}"),
+                kind: FaultKind::Died,
             })
         })?;
         match self.create_in(&worker) {
@@ -181,11 +184,12 @@ impl Bound {
             Err(Failure::Plugin(err)) => Err(Failure::Plugin(PluginError::failed(format!(
                 "its worker was restarted, and creating the component in it again failed: {err}"
             )))),
-            Err(Failure::Worker(fault)) => Err(Failure::Worker(fault)),
+            Err(failure @ (Failure::Worker(_) | Failure::ReplyTooLarge { .. })) => Err(failure),
             Err(Failure::NotSent) => Err(Failure::Worker(WorkerFault {
                 plugin: self.pool.plugin.clone(),
                 pid: Some(worker.pid),
                 reason: "stopped while the component was created in it again".into(),
+                kind: FaultKind::Died,
             })),
         }
     }

@@ -39,4 +39,26 @@ pub struct WorkerFault {
     pub pid: Option<u32>,
     /// What happened: how it ended, and why if the host ended it.
     pub reason: String,
+    /// Whether it died, or was killed for breaking the protocol.
+    pub kind: FaultKind,
+}
+
+/// How a worker failed its calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// It ended: crashed, exited, or killed by the host (a hang, its memory limit).
+    Died,
+    /// It broke the protocol (a frame that did not decode, was too large, or answered
+    /// what was not asked) and was killed for it.
+    Protocol,
+}
+
+impl FaultKind {
+    /// The error kind a call fails with: `worker_died` or `worker_protocol`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Died => "worker_died",
+            Self::Protocol => "worker_protocol",
+        }
+    }
 }

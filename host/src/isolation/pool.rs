@@ -162,6 +162,7 @@ impl WorkerPool {
             memory_limit: (limit > 0).then_some(limit),
             start_timeout: self.times.start,
             stop_timeout: self.times.stop,
+            max_reply: self.shared.max_reply,
         };
         Worker::start(&spawn, &self.shared)
     }

@@ -8,7 +8,6 @@
 use std::{
     collections::HashMap,
     os::unix::net::UnixStream,
-    process::Child,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc, Arc,
@@ -21,8 +20,9 @@ use plugin_api::{ffi::MetricBox, PluginError};
 
 use super::{
     monitor::Watch,
-    protocol::{FrameWriter, FromWorker, ToWorker, WireError},
+    protocol::{FrameReader, FrameWriter, FromWorker, ToWorker, WireError},
     spawn::{self, Spawn},
+    FaultKind,
 };
 use crate::{
     context::{HostServices, PluginHostContext},
@@ -30,6 +30,7 @@ use crate::{
     isolation::WorkerFault,
     loader::LoadError,
     memory::MemoryManager,
+    platform::ProcessWatch,
     plugin_log::PluginLogSink,
 };
 
@@ -41,6 +42,25 @@ pub(super) enum Answer {
     Died(WorkerFault),
 }
 
+/// Which answer a request expects: any other is a breach of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Created,
+    Returned,
+    Dropped,
+}
+
+impl Answer {
+    fn kind(&self) -> Option<Expect> {
+        match self {
+            Self::Created(_) => Some(Expect::Created),
+            Self::Returned(_) => Some(Expect::Returned),
+            Self::Dropped => Some(Expect::Dropped),
+            Self::Died(_) => None,
+        }
+    }
+}
+
 /// Why a request to a worker failed.
 pub(crate) enum Failure {
     /// The plugin's own error.
@@ -50,6 +70,8 @@ pub(crate) enum Failure {
     /// The worker takes no new requests (it ended, or is retiring); nothing was sent, so
     /// the request may go to another worker.
     NotSent,
+    /// The reply was larger than `[limits] max_reply`: the worker did not send it.
+    ReplyTooLarge { size: u64, limit: u64 },
 }
 
 impl std::fmt::Display for Failure {
@@ -58,6 +80,10 @@ impl std::fmt::Display for Failure {
             Self::Plugin(err) => err.fmt(f),
             Self::Worker(fault) => fault.fmt(f),
             Self::NotSent => f.write_str("the worker was stopping and took no request"),
+            Self::ReplyTooLarge { size, limit } => write!(
+                f,
+                "its reply of {size} bytes is larger than [limits] max_reply ({limit} bytes)"
+            ),
         }
     }
 }
@@ -65,7 +91,7 @@ impl std::fmt::Display for Failure {
 /// The requests in flight and whether new ones are taken, under one lock: a worker is
 /// retired only when nothing is in flight, and nothing is sent to a retired one.
 struct Requests {
-    pending: HashMap<u64, mpsc::SyncSender<Answer>>,
+    pending: HashMap<u64, (Expect, mpsc::SyncSender<Answer>)>,
     accepting: bool,
 }
 
@@ -73,7 +99,10 @@ struct Requests {
 pub(crate) struct Worker {
     pub(crate) pid: u32,
     pub(crate) plugin: String,
-    child: Mutex<Child>,
+    /// The process, as the kernel knows it; killed only under `life`'s lock.
+    process: ProcessWatch,
+    /// Held to kill the process or to mark it ended: a kill never races the reaping.
+    life: Mutex<()>,
     writer: Mutex<FrameWriter>,
     requests: Mutex<Requests>,
     next_req: AtomicU64,
@@ -82,6 +111,8 @@ pub(crate) struct Worker {
     ending: Mutex<Option<String>>,
     /// How it ended, once it has.
     ended_as: Mutex<Option<String>>,
+    /// How it broke the protocol, if it did: it is killed for it.
+    broke_protocol: Mutex<Option<String>>,
     /// The host-side context of each instance, for the requests its code makes.
     pub(super) contexts: Mutex<HashMap<u64, PluginHostContext>>,
     pub(super) metrics: Mutex<Vec<MetricBox>>,
@@ -114,6 +145,8 @@ pub(crate) struct Shared {
     pub(crate) executor: PluginExecutor,
     pub(crate) memory: MemoryManager,
     pub(crate) services: Arc<HostServices>,
+    /// `[limits] max_reply`.
+    pub(crate) max_reply: usize,
 }
 
 impl Worker {
@@ -125,19 +158,23 @@ impl Worker {
         };
         let (host_end, worker_end) =
             UnixStream::pair().map_err(|err| error(format!("cannot make a socket pair: {err}")))?;
-        let mut child = spawn::command(spawn, &worker_end)
-            .spawn()
+        let mut child = crate::platform::spawn_worker(spawn::command(spawn, &worker_end))
             .map_err(|err| error(format!("cannot start {}: {err}", spawn.program.display())))?;
         drop(worker_end);
         let pid = child.id();
+        let process = ProcessWatch::new(&child).map_err(|err| error(err.to_string()))?;
         spawn::forward_output(&mut child, spawn.plugin, pid);
-        let mut reader =
-            spawn::await_hello(&host_end, &mut child, spawn.start_timeout).map_err(&error)?;
+        // From here on the kernel's word on the process is `process`'s, not `child`'s.
+        drop(child);
+        let reader =
+            spawn::await_hello(&host_end, &process, spawn.start_timeout, spawn.max_frame())
+                .map_err(&error)?;
         let worker = Arc::new(Self {
             pid,
             plugin: spawn.plugin.to_owned(),
-            child: Mutex::new(child),
-            writer: Mutex::new(FrameWriter::new(host_end)),
+            process,
+            life: Mutex::new(()),
+            writer: Mutex::new(FrameWriter::new(host_end, spawn.max_frame())),
             requests: Mutex::new(Requests {
                 pending: HashMap::new(),
                 accepting: true,
@@ -146,6 +183,7 @@ impl Worker {
             exited: AtomicBool::new(false),
             ending: Mutex::new(None),
             ended_as: Mutex::new(None),
+            broke_protocol: Mutex::new(None),
             contexts: Mutex::default(),
             metrics: Mutex::default(),
             sink: PluginLogSink {
@@ -161,22 +199,34 @@ impl Worker {
             stop_limit: spawn.stop_timeout,
         });
         worker.memory.track_process(pid, spawn.plugin);
-        let reading = Arc::clone(&worker);
-        let started = std::thread::Builder::new()
-            .name(format!("worker-{pid}"))
-            .spawn(move || {
-                while let Ok(Some(message)) = reader.read::<FromWorker>() {
-                    reading.dispatch(message);
-                }
-                reading.ended();
-            });
-        if let Err(err) = started {
-            worker.kill("the host could not start its reader thread");
-            return Err(error(format!("cannot start the worker's reader: {err}")));
+        if let Err(err) = worker.start_threads(reader) {
+            worker.kill("the host could not start its threads for it");
+            return Err(error(format!("cannot start the worker's threads: {err}")));
         }
         super::monitor::start(&worker);
         tracing::info!(plugin = %spawn.plugin, pid, "worker started");
         Ok(worker)
+    }
+
+    /// The reader (what the worker says) and the reaper (when the kernel says it ended).
+    fn start_threads(self: &Arc<Self>, mut reader: FrameReader) -> std::io::Result<()> {
+        let reading = Arc::clone(self);
+        std::thread::Builder::new()
+            .name(format!("worker-{}", self.pid))
+            .spawn(move || loop {
+                match reader.read::<FromWorker>() {
+                    Ok(Some(message)) => reading.dispatch(message),
+                    Ok(None) => return reading.hung_up(),
+                    Err(err) => {
+                        return reading.breach(&format!("it sent an unreadable frame: {err}"))
+                    }
+                }
+            })?;
+        let reaping = Arc::clone(self);
+        std::thread::Builder::new()
+            .name(format!("worker-{}-reaper", self.pid))
+            .spawn(move || reaping.reap())?;
+        Ok(())
     }
 
     /// Whether it takes new requests.
@@ -225,7 +275,7 @@ impl Worker {
             config,
             dependencies,
         };
-        let result = match self.ask(req, &message) {
+        let result = match self.ask(req, Expect::Created, &message) {
             Ok(Answer::Created(result)) => result.map_err(|err| Failure::Plugin(err.into())),
             Ok(_) => Err(Failure::Plugin(PluginError::failed(
                 "the worker answered out of turn",
@@ -252,9 +302,12 @@ impl Worker {
             method: method.to_owned(),
             input: input.to_vec(),
         };
-        let answer = self.ask(req, &message)?;
+        let answer = self.ask(req, Expect::Returned, &message)?;
         self.answered.fetch_add(1, Ordering::Relaxed);
         match answer {
+            Answer::Returned(Err(WireError::ReplyTooLarge { size, limit })) => {
+                Err(Failure::ReplyTooLarge { size, limit })
+            }
             Answer::Returned(result) => result.map_err(|err| Failure::Plugin(err.into())),
             _ => Err(Failure::Plugin(PluginError::failed(
                 "the worker answered out of turn",
@@ -277,25 +330,31 @@ impl Worker {
     pub(crate) fn drop_instance(&self, instance: u64) -> usize {
         let req = self.next_req.fetch_add(1, Ordering::Relaxed) | (1 << 63);
         // A worker that is retiring still drops: its instances go in order.
-        let _ = self.ask_even_retiring(req, &ToWorker::Drop { req, instance });
+        let _ = self.ask_even_retiring(req, Expect::Dropped, &ToWorker::Drop { req, instance });
         let context = self.contexts.lock().remove(&instance);
         drop(context);
         self.contexts.lock().len()
     }
 
     /// Sends `message` and waits for its answer, or for the worker's end.
-    fn ask(&self, req: u64, message: &ToWorker) -> Result<Answer, Failure> {
-        self.send_and_wait(req, message, false)
+    fn ask(&self, req: u64, expect: Expect, message: &ToWorker) -> Result<Answer, Failure> {
+        self.send_and_wait(req, expect, message, false)
     }
 
     /// As [`Self::ask`], also while the worker drains (not once it has ended).
-    fn ask_even_retiring(&self, req: u64, message: &ToWorker) -> Result<Answer, Failure> {
-        self.send_and_wait(req, message, true)
+    fn ask_even_retiring(
+        &self,
+        req: u64,
+        expect: Expect,
+        message: &ToWorker,
+    ) -> Result<Answer, Failure> {
+        self.send_and_wait(req, expect, message, true)
     }
 
     fn send_and_wait(
         &self,
         req: u64,
+        expect: Expect,
         message: &ToWorker,
         even_retiring: bool,
     ) -> Result<Answer, Failure> {
@@ -306,7 +365,7 @@ impl Worker {
             if !open {
                 return Err(Failure::NotSent);
             }
-            requests.pending.insert(req, sender);
+            requests.pending.insert(req, (expect, sender));
         }
         let elapsed = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_used_ms.store(elapsed, Ordering::Relaxed);
@@ -335,6 +394,7 @@ impl Worker {
             plugin: self.plugin.clone(),
             pid: Some(self.pid),
             reason: reason.to_owned(),
+            kind: FaultKind::Died,
         }
     }
 
@@ -345,14 +405,58 @@ impl Worker {
         }
     }
 
-    /// Kills the worker now (SIGKILL), saying why.
+    /// Kills the worker now (SIGKILL), with everything it started, saying why.
     pub(crate) fn kill(&self, why: &str) {
         self.note_ending(why);
         self.requests.lock().accepting = false;
+        let _life = self.life.lock();
         if !self.has_exited() {
             tracing::warn!(plugin = %self.plugin, pid = self.pid, "killing the worker: {why}");
-            let _ = self.child.lock().kill();
+            self.process.kill_group();
         }
+    }
+
+    /// The worker broke the protocol (a frame that does not decode, is too large, or
+    /// answers what was not asked): nothing it says can be trusted any more, so it is
+    /// killed at once and its calls fail with `worker_protocol`.
+    fn breach(&self, what: &str) {
+        if self.has_exited() {
+            return;
+        }
+        self.broke_protocol
+            .lock()
+            .get_or_insert_with(|| what.to_owned());
+        self.kill(&format!("it broke the protocol: {what}"));
+    }
+
+    /// The worker's end of the socket closed. When the worker exits, that comes just
+    /// before the kernel says so; a worker that closes it and stays has broken the
+    /// protocol.
+    fn hung_up(&self) {
+        if self.ending.lock().is_some() {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_millis(200);
+        while !self.has_exited() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.breach("it closed its end of the socket and kept running");
+    }
+
+    /// Waits for the kernel to say the worker ended, kills what it left in its group,
+    /// reaps it and ends it here.
+    fn reap(&self) {
+        let status = self.process.wait();
+        {
+            let _life = self.life.lock();
+            // Its descendants go with it; the group is still named by the unreaped pid.
+            self.process.kill_group();
+            self.exited.store(true, Ordering::Release);
+        }
+        self.process.reap();
+        let status =
+            status.map_or_else(|err| format!("ended ({err})"), crate::util::describe_status);
+        self.ended(&status);
     }
 
     /// Asks the worker to stop: it takes no new request, drops its instances and exits.
@@ -439,40 +543,60 @@ impl Worker {
                     let _ = worker.writer.lock().write(&ToWorker::Reply { req, reply });
                 });
             }
-            FromWorker::Hello { .. } | FromWorker::Refused { .. } => {}
+            FromWorker::Hello { .. } | FromWorker::Refused { .. } => {
+                self.breach("it said hello again after it was started");
+            }
         }
     }
 
     fn answer(&self, req: u64, answer: Answer) {
-        let waiting = self.requests.lock().pending.remove(&req);
-        if let Some(waiting) = waiting {
-            let _ = waiting.send(answer);
+        let mut requests = self.requests.lock();
+        let expected = requests.pending.get(&req).map(|(expect, _)| *expect);
+        match expected {
+            Some(expect) if answer.kind() == Some(expect) => {
+                if let Some((_, waiting)) = requests.pending.remove(&req) {
+                    drop(requests);
+                    let _ = waiting.send(answer);
+                }
+            }
+            Some(expect) => {
+                drop(requests);
+                self.breach(&format!(
+                    "it answered request {req}, which waits for {expect:?}, with {:?}",
+                    answer.kind()
+                ));
+            }
+            None => {
+                drop(requests);
+                self.breach(&format!(
+                    "it answered request {req}, which does not wait for an answer"
+                ));
+            }
         }
     }
 
-    /// The worker is gone: reap it, fail what waits, say how it ended.
-    fn ended(&self) {
+    /// The worker is gone, as the kernel says: fail what waits, say how it ended.
+    fn ended(&self, status: &str) {
         self.requests.lock().accepting = false;
-        let status = self
-            .child
-            .lock()
-            .wait()
-            .map(crate::util::describe_status)
-            .unwrap_or_else(|err| format!("ended ({err})"));
         let ending = self.ending.lock().clone();
         let reason = match &ending {
             Some(why) => format!("{status}: {why}"),
             None => format!("{status}; it crashed"),
         };
         *self.ended_as.lock() = Some(reason.clone());
-        let fault = self.fault(&format!("ended ({reason})"));
-        // Marked ended and emptied under one lock: a request is either failed here or
+        let mut fault = self.fault(&format!("ended ({reason})"));
+        if self.broke_protocol.lock().is_some() {
+            fault.kind = FaultKind::Protocol;
+        }
+        // Emptied under the lock that sends take: a request is either failed here or
         // never sent.
-        let waiting: Vec<mpsc::SyncSender<Answer>> = {
-            let mut requests = self.requests.lock();
-            self.exited.store(true, Ordering::Release);
-            requests.pending.drain().map(|(_, s)| s).collect()
-        };
+        let waiting: Vec<mpsc::SyncSender<Answer>> = self
+            .requests
+            .lock()
+            .pending
+            .drain()
+            .map(|(_, (_, s))| s)
+            .collect();
         self.watch.wake();
         for waiter in waiting {
             let _ = waiter.send(Answer::Died(fault.clone()));

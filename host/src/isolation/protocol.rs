@@ -15,8 +15,9 @@ use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 use crate::{loader::FileIdentity, manifest::PluginInfo};
 
-/// The largest frame either side accepts: a call's payload included.
-const MAX_FRAME: usize = 64 << 20;
+/// What a frame holds besides its payload (the message's other fields, postcard's
+/// lengths): a frame may be this much larger than the largest reply.
+pub(crate) const FRAME_OVERHEAD: usize = 64 << 10;
 
 /// From the host to a worker.
 #[derive(Debug, Serialize, Deserialize)]
@@ -131,6 +132,11 @@ pub(crate) enum WireError {
         method: String,
         message: String,
     },
+    /// The reply was larger than `[limits] max_reply`; the worker did not send it.
+    ReplyTooLarge {
+        size: u64,
+        limit: u64,
+    },
 }
 
 impl From<PluginError> for WireError {
@@ -171,6 +177,10 @@ impl From<WireError> for PluginError {
                 method,
                 message,
             } => Self::panicked(&plugin, &component, &method, &message),
+            // Turned into a call error before it gets here; as a plugin error, it says so.
+            WireError::ReplyTooLarge { size, limit } => Self::failed(format!(
+                "its reply of {size} bytes is larger than [limits] max_reply ({limit} bytes)"
+            )),
         }
     }
 }
@@ -185,11 +195,14 @@ pub(crate) struct WorkerArgs {
     /// The lowest log level the host records for plugins (0 trace .. 4 error, 5 none):
     /// records below it are not sent at all.
     pub(crate) log_level: u8,
+    /// The largest reply a call may return (`[limits] max_reply`): a larger one is the
+    /// call's error, and never sent.
+    pub(crate) max_reply: usize,
 }
 
-fn codec() -> LengthDelimitedCodec {
+fn codec(max_frame: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
-        .max_frame_length(MAX_FRAME)
+        .max_frame_length(max_frame)
         .new_codec()
 }
 
@@ -205,11 +218,12 @@ pub(crate) struct FrameReader {
 }
 
 impl FrameReader {
-    pub(crate) fn new(stream: UnixStream) -> Self {
+    /// Reads frames of at most `max_frame` bytes; a larger one is an error.
+    pub(crate) fn new(stream: UnixStream, max_frame: usize) -> Self {
         Self {
             stream,
             buffer: BytesMut::with_capacity(8 * 1024),
-            codec: codec(),
+            codec: codec(max_frame),
         }
     }
 
@@ -244,11 +258,12 @@ pub(crate) struct FrameWriter {
 }
 
 impl FrameWriter {
-    pub(crate) fn new(stream: UnixStream) -> Self {
+    /// Writes frames of at most `max_frame` bytes; a larger message is an error.
+    pub(crate) fn new(stream: UnixStream, max_frame: usize) -> Self {
         Self {
             stream,
             buffer: BytesMut::with_capacity(8 * 1024),
-            codec: codec(),
+            codec: codec(max_frame),
         }
     }
 

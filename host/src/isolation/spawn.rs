@@ -14,10 +14,10 @@ use std::{
 };
 
 use super::{
-    protocol::{FrameReader, FromWorker, WorkerArgs},
+    protocol::{FrameReader, FromWorker, WorkerArgs, FRAME_OVERHEAD},
     worker::{LIBRARY_FD, SOCKET_FD, WORKER_FLAG},
 };
-use crate::loader::OpenedFile;
+use crate::{loader::OpenedFile, platform::ProcessWatch};
 
 /// Environment variables a worker keeps; everything else is cleared.
 const ENV_ALLOWLIST: [&str; 9] = [
@@ -45,6 +45,16 @@ pub(crate) struct Spawn<'a> {
     pub(crate) start_timeout: Duration,
     /// How long it may take to exit once asked to stop.
     pub(crate) stop_timeout: Duration,
+    /// `[limits] max_reply`: the worker refuses to send a larger reply.
+    pub(crate) max_reply: usize,
+}
+
+impl Spawn<'_> {
+    /// The largest frame either side accepts: the largest reply, and the rest of its
+    /// message.
+    pub(crate) fn max_frame(&self) -> usize {
+        self.max_reply.saturating_add(FRAME_OVERHEAD)
+    }
 }
 
 /// The worker's command line.
@@ -53,6 +63,7 @@ pub(super) fn command(spawn: &Spawn<'_>, socket: &UnixStream) -> Command {
         library: spawn.opened.path().to_owned(),
         identity: spawn.opened.identity(),
         log_level: crate::plugin_log::lowest_enabled_level(),
+        max_reply: spawn.max_reply,
     };
     let mut command = Command::new(spawn.program);
     command
@@ -91,23 +102,26 @@ pub(super) fn command(spawn: &Spawn<'_>, socket: &UnixStream) -> Command {
 }
 
 /// Waits for the worker's first word: it opened the library (a reader for what follows),
-/// or why not.
+/// or why not. A worker that does not get there is killed.
 pub(super) fn await_hello(
     socket: &UnixStream,
-    child: &mut Child,
+    process: &ProcessWatch,
     timeout: Duration,
+    max_frame: usize,
 ) -> Result<FrameReader, String> {
     let read_half = socket.try_clone().map_err(|err| format!("socket: {err}"))?;
     read_half
         .set_read_timeout(Some(timeout))
         .map_err(|err| format!("socket: {err}"))?;
-    let mut reader = FrameReader::new(read_half);
+    let mut reader = FrameReader::new(read_half, max_frame);
     let first = reader.read::<FromWorker>();
-    let ended = |child: &mut Child| {
-        let _ = child.kill();
-        child
+    let ended = || {
+        process.kill_group();
+        let status = process
             .wait()
-            .map_or_else(|err| err.to_string(), crate::util::describe_status)
+            .map_or_else(|err| err.to_string(), crate::util::describe_status);
+        process.reap();
+        status
     };
     match first {
         Ok(Some(FromWorker::Hello { .. })) => {
@@ -117,16 +131,16 @@ pub(super) fn await_hello(
             Ok(reader)
         }
         Ok(Some(FromWorker::Refused { error })) => {
-            let _ = child.wait();
+            ended();
             Err(format!("the worker could not open it: {error}"))
         }
         Ok(Some(other)) => Err(format!(
             "the worker said {other:?} before it was ready ({})",
-            ended(child)
+            ended()
         )),
         Ok(None) => Err(format!(
             "the worker ended before it was ready ({})",
-            ended(child)
+            ended()
         )),
         Err(err)
             if err.kind() == std::io::ErrorKind::WouldBlock
@@ -134,12 +148,12 @@ pub(super) fn await_hello(
         {
             Err(format!(
                 "the worker did not open it within {timeout:?} ({})",
-                ended(child)
+                ended()
             ))
         }
         Err(err) => Err(format!(
             "the worker's first message was unreadable: {err} ({})",
-            ended(child)
+            ended()
         )),
     }
 }

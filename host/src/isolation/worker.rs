@@ -27,7 +27,8 @@ use plugin_api::{
 };
 
 use super::protocol::{
-    FrameReader, FrameWriter, FromWorker, Reply, ToWorker, WorkerArgs, WorkerRequest,
+    FrameReader, FrameWriter, FromWorker, Reply, ToWorker, WireError, WorkerArgs, WorkerRequest,
+    FRAME_OVERHEAD,
 };
 use crate::{
     executor::PluginExecutor,
@@ -98,8 +99,12 @@ fn serve(stream: UnixStream, library: std::fs::File, args: &WorkerArgs) -> i32 {
     let Ok(write_half) = stream.try_clone() else {
         return 1;
     };
+    let max_frame = args.max_reply.saturating_add(FRAME_OVERHEAD);
+    // The host, while it lives: if this changes, the host died.
+    let host = parent_pid();
+    crate::platform::end_group_when_host_dies();
     let conn = Arc::new(Conn {
-        writer: Mutex::new(FrameWriter::new(write_half)),
+        writer: Mutex::new(FrameWriter::new(write_half, max_frame)),
         pending: Mutex::default(),
         next_req: AtomicU64::new(1),
         log_level: args.log_level,
@@ -120,21 +125,45 @@ fn serve(stream: UnixStream, library: std::fs::File, args: &WorkerArgs) -> i32 {
         library,
         instances: Arc::default(),
         executor: PluginExecutor::new(),
+        max_reply: args.max_reply,
     };
-    let mut reader = FrameReader::new(stream);
+    let mut reader = FrameReader::new(stream, max_frame);
     while let Ok(Some(message)) = reader.read::<ToWorker>() {
         worker.handle(message);
     }
     // The host hung up: drop every instance (their `Drop` runs), then leave; if a drop
-    // hangs, leave anyway.
-    let _ = std::thread::Builder::new().spawn(|| {
+    // hangs, leave anyway. A host that asked this worker to stop reaps it and whatever it
+    // started; a host that died cannot, so the worker ends its own process group, and
+    // with it what its plugin started.
+    let _ = std::thread::Builder::new().spawn(move || {
         std::thread::sleep(EXIT_GRACE);
-        std::process::exit(4);
+        leave(host, 4);
     });
     let instances: Vec<Arc<ComponentBox>> =
         worker.instances.lock().drain().map(|(_, c)| c).collect();
     drop(instances);
-    0
+    leave(host, 0)
+}
+
+/// This process's parent: the host, while it lives.
+fn parent_pid() -> i32 {
+    // SAFETY: getppid has no memory effects.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::getppid()
+    }
+}
+
+/// Exits with `code`; if the host (`host`) is gone, takes this process group down first.
+fn leave(host: i32, code: i32) -> i32 {
+    if parent_pid() != host || host == 1 {
+        // SAFETY: kill has no memory effects; group 0 is this process's own.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(0, libc::SIGKILL);
+        }
+    }
+    std::process::exit(code)
 }
 
 fn open(file: std::fs::File, args: &WorkerArgs) -> Result<LoadedLibrary, String> {
@@ -205,6 +234,8 @@ struct Worker {
     library: Arc<LoadedLibrary>,
     instances: Arc<Instances>,
     executor: PluginExecutor,
+    /// `[limits] max_reply`.
+    max_reply: usize,
 }
 
 impl Worker {
@@ -242,13 +273,20 @@ impl Worker {
                 instance,
                 method,
                 input,
-            } => self.executor.execute(move || {
-                let result = call(&instances, instance, req, &method, &input);
-                conn.send(&FromWorker::Returned {
-                    req,
-                    result: result.map_err(Into::into),
+            } => {
+                let max_reply = self.max_reply;
+                self.executor.execute(move || {
+                    let result = match call(&instances, instance, req, &method, &input) {
+                        // Too large to send: the call's error, and the worker carries on.
+                        Ok(reply) if reply.len() > max_reply => Err(WireError::ReplyTooLarge {
+                            size: reply.len() as u64,
+                            limit: max_reply as u64,
+                        }),
+                        other => other.map_err(Into::into),
+                    };
+                    conn.send(&FromWorker::Returned { req, result });
                 });
-            }),
+            }
             ToWorker::Drop { req, instance } => self.executor.execute(move || {
                 let removed = instances.lock().remove(&instance);
                 drop(removed);

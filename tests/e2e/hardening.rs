@@ -1,0 +1,171 @@
+//! Workers the host always knows and always kills: a worker's death comes from the kernel
+//! even when a child it forked holds its socket; its descendants go with it, and with a
+//! host killed by SIGKILL; a worker that breaks the protocol is killed at once; a reply
+//! past `[limits] max_reply` fails its call and nothing else.
+
+use plugin_host::{CallError, FaultKind};
+use plugin_host_tests::{host, wait_for, wait_for_async, RunningHost, Sandbox};
+
+const ROGUE: &str = "[components.rogue]\nisolation = \"process\"\ntimeout = \"60s\"\n";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+async fn pid(host: &plugin_host::Host) -> u32 {
+    let pid: u32 = host.call_json("rogue", "pid", &()).await.expect("pid");
+    pid
+}
+
+#[test]
+fn a_worker_that_aborts_with_a_forked_child_holding_its_socket_fails_its_call_at_once() {
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-rogue"]);
+        let host = host(&sandbox, ROGUE).await;
+        let worker = pid(&host).await;
+        let pid_file = sandbox.root().join("forked.pid");
+        let request = serde_json::json!({ "pid_file": pid_file });
+        // Within the 60 s call timeout: the kernel says the worker died, whatever its
+        // child still holds open.
+        let err = host
+            .call_json::<_, serde_json::Value>("rogue", "fork_then_abort", &request)
+            .await
+            .expect_err("the worker aborted");
+        let CallError::WorkerFailed { fault, .. } = &err else {
+            panic!("expected worker_died, got {err}");
+        };
+        assert_eq!(fault.kind, FaultKind::Died, "{err}");
+        assert!(err.to_string().contains("SIGABRT"), "{err}");
+        let forked: u32 = std::fs::read_to_string(&pid_file)
+            .expect("the child's pid")
+            .trim()
+            .parse()
+            .expect("a pid");
+        wait_for("the forked child to go with its worker", || {
+            (!alive(forked)).then_some(())
+        });
+        assert!(!alive(worker));
+        assert_ne!(pid(&host).await, worker, "the next call gets a new worker");
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn a_worker_writing_garbage_on_its_socket_is_killed_for_it_and_the_next_call_works() {
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-rogue"]);
+        let host = host(&sandbox, ROGUE).await;
+        let worker = pid(&host).await;
+        let err = host
+            .call_json::<_, serde_json::Value>("rogue", "garbage", &())
+            .await
+            .expect_err("the worker broke the protocol");
+        let CallError::WorkerFailed { fault, .. } = &err else {
+            panic!("expected worker_protocol, got {err}");
+        };
+        assert_eq!(fault.kind, FaultKind::Protocol, "{err}");
+        assert_eq!(err.kind(), "worker_protocol");
+        assert!(err.to_string().contains("broke the protocol"), "{err}");
+        wait_for("the worker to be gone", || (!alive(worker)).then_some(()));
+        assert_ne!(pid(&host).await, worker, "the next call gets a new worker");
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn a_reply_past_max_reply_fails_its_call_and_the_worker_keeps_running() {
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-rogue"]);
+        // Isolated with the default 64 MiB; in process with a small limit of its own.
+        let host = host(&sandbox, ROGUE).await;
+        let worker = pid(&host).await;
+        let too_large = serde_json::json!({ "bytes": (64 << 20) + 1 });
+        let err = host
+            .call_json::<_, serde_json::Value>("rogue", "reply", &too_large)
+            .await
+            .expect_err("too large");
+        assert!(
+            matches!(err, CallError::ReplyTooLarge { size, limit, .. } if size == (64 << 20) + 1 && limit == 64 << 20),
+            "{err}"
+        );
+        assert_eq!(err.kind(), "reply_too_large");
+        assert!(err.to_string().contains("max_reply"), "{err}");
+        assert_eq!(pid(&host).await, worker, "the same worker serves on");
+        let fits: String = host
+            .call_json("rogue", "reply", &serde_json::json!({ "bytes": 1 << 20 }))
+            .await
+            .expect("a reply within the limit");
+        assert_eq!(fits.len(), (1 << 20) - 2);
+        host.shutdown().await;
+
+        let in_process = plugin_host_tests::host(&sandbox, "[limits]\nmax_reply = \"1MiB\"\n").await;
+        let err = in_process
+            .call_json::<_, serde_json::Value>("rogue", "reply", &serde_json::json!({ "bytes": (1 << 20) + 1 }))
+            .await
+            .expect_err("too large in process too");
+        assert!(matches!(err, CallError::ReplyTooLarge { .. }), "{err}");
+        in_process.shutdown().await;
+    });
+}
+
+#[test]
+fn a_program_a_worker_started_ends_with_the_worker() {
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-rogue"]);
+        let host = host(&sandbox, ROGUE).await;
+        let worker = pid(&host).await;
+        let sleeper: u32 = host.call_json("rogue", "spawn", &()).await.expect("spawn");
+        assert!(alive(sleeper));
+        host.coordinator()
+            .evict("rogue", false)
+            .await
+            .expect("evict");
+        wait_for_async("the worker to retire", || async {
+            (!alive(worker)).then_some(())
+        })
+        .await;
+        wait_for("the program it started to go with it", || {
+            (!alive(sleeper)).then_some(())
+        });
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn a_host_killed_with_sigkill_takes_its_workers_and_their_programs_with_it() {
+    let sandbox = Sandbox::with_plugins(&["fixture-rogue"]);
+    let config = format!("[admin]\nlisten = \"127.0.0.1:0\"\n{ROGUE}");
+    let host = RunningHost::start(&sandbox, &config);
+    let (status, worker) = host.call("rogue", "pid", "null");
+    let worker = worker.unwrap_or_else(|err| panic!("{status}: {err:?}"));
+    let (status, sleeper) = host.call("rogue", "spawn", "null");
+    let sleeper = sleeper.unwrap_or_else(|err| panic!("{status}: {err:?}"));
+    let (worker, sleeper) = (
+        u32::try_from(worker.as_u64().expect("pid")).expect("pid"),
+        u32::try_from(sleeper.as_u64().expect("pid")).expect("pid"),
+    );
+    assert!(alive(worker) && alive(sleeper));
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &host.pid().to_string()])
+        .status();
+    wait_for(
+        "the worker and the program it started to die with the host",
+        || (!alive(worker) && !alive(sleeper)).then_some(()),
+    );
+    drop(host);
+}
