@@ -169,3 +169,50 @@ fn a_host_killed_with_sigkill_takes_its_workers_and_their_programs_with_it() {
     );
     drop(host);
 }
+
+#[test]
+fn isolation_auto_moves_a_component_that_timed_out_into_a_worker_for_good() {
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+        let config = "[components.sleeper]\nisolation = \"auto\"\n\
+                      [components.sleeper.operations]\nsleep = \"300ms\"\n";
+        let host = host(&sandbox, config).await;
+        let here: u32 = host.call_json("sleeper", "pid", &()).await.expect("pid");
+        assert_eq!(here, std::process::id(), "auto starts in process");
+        let err = host
+            .call_json::<_, u64>("sleeper", "sleep", &serde_json::json!({ "ms": 3000 }))
+            .await
+            .expect_err("times out");
+        assert!(matches!(err, CallError::TimedOut { .. }), "{err}");
+        let moved_at = std::time::Instant::now();
+        let worker: u32 = wait_for_async("a call served by a worker", || async {
+            let pid: u32 = host.call_json("sleeper", "pid", &()).await.ok()?;
+            (pid != here).then_some(pid)
+        })
+        .await;
+        eprintln!("moved to a worker within {:?}", moved_at.elapsed());
+        let status = host
+            .coordinator()
+            .components()
+            .into_iter()
+            .find(|c| c.name == "sleeper")
+            .expect("sleeper");
+        assert_eq!(status.isolation, plugin_host::Isolation::Auto);
+        assert_eq!(status.worker_pid, Some(worker));
+        assert!(
+            status
+                .moved_to_worker
+                .as_deref()
+                .is_some_and(|why| why.contains("timed out")),
+            "{:?}",
+            status.moved_to_worker
+        );
+        // For good: the next fault does not move it again, and it stays in a worker.
+        let fast: u64 = host
+            .call_json("sleeper", "sleep", &serde_json::json!({ "ms": 1 }))
+            .await
+            .expect("a call in the worker");
+        assert_eq!(fast, 1);
+        host.shutdown().await;
+    });
+}

@@ -70,6 +70,9 @@ pub struct Component {
     pub plugin: Option<String>,
     /// Where it runs.
     pub isolation: Isolation,
+    /// With `isolation = "auto"`: why it moved to a worker process, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_to_worker: Option<String>,
     /// Its worker process, when isolated and running.
     pub worker_pid: Option<u32>,
     /// What became of its plugin file; `None` for a native component.
@@ -157,6 +160,7 @@ impl Component {
         Self {
             state: status.state.as_str().to_owned(),
             isolation: status.isolation,
+            moved_to_worker: status.moved_to_worker.clone(),
             worker_pid: status.worker_pid,
             file: status.file,
             methods: status.methods,

@@ -398,6 +398,10 @@ pub enum Isolation {
     /// In a worker process of its library, which the host can kill.
     #[serde(rename = "process")]
     Process,
+    /// In the host's process until one of its calls panics, times out or it is
+    /// quarantined; from then on in a worker process (until the host restarts).
+    #[serde(rename = "auto")]
+    Auto,
 }
 
 impl Isolation {
@@ -406,6 +410,7 @@ impl Isolation {
         match self {
             Self::InProcess => "in-process",
             Self::Process => "process",
+            Self::Auto => "auto",
         }
     }
 }

@@ -229,10 +229,10 @@ impl Config {
             return;
         };
         let key = format!("components.{name}.memory_limit");
-        if component.isolation_or(self.host.isolation) != Isolation::Process {
+        if component.isolation_or(self.host.isolation) == Isolation::InProcess {
             problems.add(
                 &key,
-                "applies to isolated components only; set isolation = \"process\" for it, or drop it".into(),
+                "applies to isolated components only; set isolation = \"process\" (or \"auto\") for it, or drop it".into(),
             );
         }
         if limit < MIN_WORKER_LIMIT {

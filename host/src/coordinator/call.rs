@@ -48,6 +48,20 @@ impl Coordinator {
         input: Vec<u8>,
     ) -> Result<Vec<u8>, CallError> {
         let component = handle.name().to_owned();
+        let result = self.run_call(handle, method, input).await;
+        if let Err(err) = &result {
+            self.note_fault(&component, err);
+        }
+        result
+    }
+
+    async fn run_call(
+        &self,
+        handle: ComponentHandle,
+        method: &str,
+        input: Vec<u8>,
+    ) -> Result<Vec<u8>, CallError> {
+        let component = handle.name().to_owned();
         let permit = Bulkhead::enter(&handle.ready.info, method)?;
         let limit = self.call_timeout(&component, method);
         let id = next_call_id();
@@ -91,6 +105,20 @@ impl Coordinator {
     /// plugin executor and this thread waits for it within the call timeout. Needs no
     /// runtime, so it cannot deadlock a single-threaded one it is called from.
     pub(crate) fn call_handle_waiting(
+        &self,
+        handle: ComponentHandle,
+        method: &str,
+        input: &[u8],
+    ) -> Result<Vec<u8>, CallError> {
+        let component = handle.name().to_owned();
+        let result = self.run_call_waiting(handle, method, input);
+        if let Err(err) = &result {
+            self.note_fault(&component, err);
+        }
+        result
+    }
+
+    fn run_call_waiting(
         &self,
         handle: ComponentHandle,
         method: &str,
@@ -187,6 +215,47 @@ impl Coordinator {
         }
         handle.call_blocking(method, input)
     }
+    /// A call of `component` failed with `err`. If that is a panic, a timeout or
+    /// quarantine and the component runs with `isolation = "auto"`, its next instances
+    /// run in a worker: the in-process one is evicted (with its dependents, which hold
+    /// handles to it) and dropped once its running calls return.
+    fn note_fault(&self, component: &str, err: &CallError) {
+        let reason = match err {
+            CallError::Failed {
+                method,
+                source: plugin_api::PluginError::Panicked(report),
+                ..
+            } => format!("a call of `{method}` panicked: {}", report.message),
+            CallError::TimedOut { method, limit, .. } => {
+                format!("a call of `{method}` timed out after {limit:?}")
+            }
+            CallError::Quarantined { .. } => "it was quarantined (too many hung calls)".to_owned(),
+            _ => return,
+        };
+        let Some(slot) = self.inner.slots.load().get(component).cloned() else {
+            return;
+        };
+        if !slot.provider.move_to_worker(&reason) {
+            return;
+        }
+        tracing::warn!(component, reason = %reason, "isolation = \"auto\": the component moves to a worker process; its next calls are served there until the host restarts");
+        let coordinator = self.clone();
+        let name = component.to_owned();
+        let evict = async move {
+            if let Err(err) = coordinator.evict(&name, true).await {
+                tracing::debug!(component = %name, error = %err, "nothing to evict before the move to a worker");
+            }
+        };
+        match &self.inner.runtime {
+            Some(runtime) => drop(runtime.spawn(evict)),
+            None => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    drop(runtime.spawn(evict));
+                }
+            }
+        }
+    }
+
     /// The timeout for calls to `component.method`, most specific setting first.
     pub fn call_timeout(&self, component: &str, method: &str) -> Duration {
         let config = &self.inner.config;

@@ -42,6 +42,61 @@ pub trait Provider: Send + Sync + 'static {
     fn isolation(&self) -> Isolation {
         Isolation::InProcess
     }
+
+    /// For `isolation = "auto"`: why its instances moved to a worker process, once they
+    /// have. Defaults to `None`.
+    fn moved_to_worker(&self) -> Option<String> {
+        None
+    }
+
+    /// For `isolation = "auto"`: moves its next instances to a worker process because of
+    /// `reason`; true the first time. Defaults to doing nothing (false).
+    fn move_to_worker(&self, reason: &str) -> bool {
+        let _ = reason;
+        false
+    }
+}
+
+/// `isolation = "auto"`: a component created in the host's process until it misbehaves
+/// (a panic, a timeout, quarantine), then in a worker process of the same file.
+pub(super) struct AutoProvider {
+    pub(super) in_process: Arc<dyn Provider>,
+    pub(super) isolated: Arc<dyn Provider>,
+    /// Why it moved, once it has: never back until the host restarts.
+    pub(super) moved: parking_lot::Mutex<Option<String>>,
+}
+
+impl Provider for AutoProvider {
+    fn create(
+        &self,
+        spec: &ComponentSpec,
+        config: &serde_json::Value,
+        dependencies: Dependencies,
+    ) -> Result<Box<dyn Instance>, InitError> {
+        let provider = if self.moved.lock().is_some() {
+            &self.isolated
+        } else {
+            &self.in_process
+        };
+        provider.create(spec, config, dependencies)
+    }
+
+    fn isolation(&self) -> Isolation {
+        Isolation::Auto
+    }
+
+    fn moved_to_worker(&self) -> Option<String> {
+        self.moved.lock().clone()
+    }
+
+    fn move_to_worker(&self, reason: &str) -> bool {
+        let mut moved = self.moved.lock();
+        if moved.is_some() {
+            return false;
+        }
+        *moved = Some(reason.to_owned());
+        true
+    }
 }
 
 type CreateFn = dyn Fn(&Dependencies) -> Result<Box<dyn Component>, PluginError> + Send + Sync;

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::{
     graph,
-    provider::{PluginProvider, Provider},
+    provider::{AutoProvider, PluginProvider, Provider},
     slot::{FileState, Slot, SlotState},
     ComponentSpec, Coordinator, RegisterError,
 };
@@ -217,21 +217,29 @@ impl Coordinator {
                 !disabled
             })
             .filter_map(|component| {
-                let provider: Arc<dyn Provider> = match self.isolation_of(&component.name) {
-                    Isolation::InProcess => Arc::new(PluginProvider {
+                let in_process = || -> Arc<dyn Provider> {
+                    Arc::new(PluginProvider {
                         plugin: plugin.clone(),
                         loader: Arc::clone(&self.inner.loader),
                         memory: self.inner.memory.clone(),
                         services: Arc::clone(&self.inner.services),
+                    })
+                };
+                let isolated = || match self.worker_provider(plugin, info, &component.name) {
+                    Ok(provider) => Some(provider),
+                    Err(problem) => {
+                        tracing::error!("{problem}; the component is not registered");
+                        None
+                    }
+                };
+                let provider: Arc<dyn Provider> = match self.isolation_of(&component.name) {
+                    Isolation::InProcess => in_process(),
+                    Isolation::Process => isolated()?,
+                    Isolation::Auto => Arc::new(AutoProvider {
+                        in_process: in_process(),
+                        isolated: isolated()?,
+                        moved: parking_lot::Mutex::new(None),
                     }),
-                    Isolation::Process => match self.worker_provider(plugin, info, &component.name)
-                    {
-                        Ok(provider) => provider,
-                        Err(problem) => {
-                            tracing::error!("{problem}; the component is not registered");
-                            return None;
-                        }
-                    },
                 };
                 Some(Registration {
                     spec: self.spec_of(&info.name, component),

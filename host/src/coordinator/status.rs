@@ -72,8 +72,10 @@ pub struct ComponentStatus {
     /// What became of its plugin file (`changed`: a restart upgrades it); `None` for a
     /// native component.
     pub file: Option<FileState>,
-    /// Where it runs: `in-process` or `process`.
+    /// Where it runs: `in-process`, `process` or `auto`.
     pub isolation: Isolation,
+    /// With `auto`: why it moved to a worker process, once it has.
+    pub moved_to_worker: Option<String>,
     /// The pid of the worker process its instance runs in (isolated, ready, worker up).
     pub worker_pid: Option<u32>,
     /// The methods it declares (empty: any name is passed on).
@@ -160,6 +162,7 @@ impl Coordinator {
             log_suppressed: self.inner.services.logs.suppressed_of(&spec.name),
             methods: declared.unwrap_or_else(|| names_only(&spec.methods)),
             isolation: slot.provider.isolation(),
+            moved_to_worker: slot.provider.moved_to_worker(),
             worker_pid: slot
                 .ready
                 .load()

@@ -79,7 +79,8 @@ fn print_table(catalog: &Catalog, config: &Config) {
     }
 }
 
-/// One component in the table: its name, `[process]` when the config isolates it, and
+/// One component in the table: its name, `[process]` or `[auto]` when the config isolates
+/// it (or may), and
 /// what it needs.
 fn component_column(component: &plugin_host::ComponentInfo, config: &Config) -> String {
     let mut text = component.name.clone();
@@ -89,8 +90,10 @@ fn component_column(component: &plugin_host::ComponentInfo, config: &Config) -> 
         .map_or(config.host.isolation, |o| {
             o.isolation_or(config.host.isolation)
         });
-    if isolation == Isolation::Process {
-        text.push_str(" [process]");
+    match isolation {
+        Isolation::Process => text.push_str(" [process]"),
+        Isolation::Auto => text.push_str(" [auto]"),
+        Isolation::InProcess => {}
     }
     if !component.dependencies.is_empty() {
         text.push_str(&format!(" (needs {})", component.dependencies.join(", ")));

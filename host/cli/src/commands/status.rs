@@ -199,6 +199,7 @@ fn print_components(components: &[api::Component]) {
     for component in components {
         let mode = match (component.isolation, component.worker_pid) {
             (Isolation::Process, Some(pid)) => format!("pid {pid}"),
+            (Isolation::Auto, Some(pid)) => format!("auto, pid {pid}"),
             (isolation, _) => isolation.to_string(),
         };
         let p99 = component.call_latency.p99_ms;
