@@ -90,7 +90,7 @@ pub use self::{
         ComponentStatus, Coordinator, CoordinatorBuilder, Dependencies, ErrorChainDisplay,
         EvictError, EvictionReport, FileState, GetError, InitError, Instance, NativeComponent,
         NotEvictable, Provider, RegisterError, ReloadError, ReloadReport, ResolvedComponent,
-        ShutdownReport,
+        SandboxStatus, ShutdownReport,
     },
     discovery::{Catalog, DiscoveredPlugin, Discovery, DiscoveryError, ScanMode},
     host::{ComponentSummary, EagerReport, Host, HostBuilder, HostError, MetricSummaries},

@@ -19,6 +19,10 @@ pub struct PluginInfo {
     pub api_version: String,
     /// The components it provides.
     pub components: Vec<ComponentInfo>,
+    /// What its code needs in a sandbox, as it declares (nothing for a plugin built
+    /// against plugin-api 0.1.0, which cannot declare it).
+    #[serde(default)]
+    pub sandbox: plugin_api::SandboxNeeds,
 }
 
 /// One component a plugin declares.
@@ -115,6 +119,7 @@ impl PluginInfo {
             version: manifest.version.into_string(),
             description: manifest.description.into_string(),
             api_version,
+            sandbox: plugin_api::SandboxNeeds::default(),
             components: manifest
                 .components
                 .into_iter()

@@ -21,6 +21,22 @@ pub trait Plugin: 'static {
     ///
     /// Return [`PluginError`] when the component cannot be created; the host marks it failed.
     fn create(name: &str, ctx: Context) -> Result<Box<dyn Component>, PluginError>;
+
+    /// What the plugin's code needs when the host runs it in a sandbox (`sandbox = true`
+    /// for an isolated component): paths to read and write, network connections, starting
+    /// programs. Without it, a sandboxed plugin may read its own library and the system's
+    /// shared libraries, and nothing else. The operator may narrow or widen it per
+    /// component. Since plugin-api 0.1.1; defaults to nothing.
+    ///
+    /// ```
+    /// use plugin_api::SandboxNeeds;
+    ///
+    /// let needs = SandboxNeeds::new().read("/etc/ssl/certs").connect();
+    /// assert!(needs.wants_connect());
+    /// ```
+    fn sandbox() -> crate::SandboxNeeds {
+        crate::SandboxNeeds::new()
+    }
 }
 
 /// A running component instance. Dropping it shuts it down.

@@ -26,6 +26,64 @@ pub struct Description {
     /// of them refuses the plugin, naming it.
     #[serde(default)]
     pub requires: Vec<String>,
+    /// What its code needs in a sandbox (since 0.1.1; absent: nothing).
+    #[serde(default)]
+    pub sandbox: SandboxNeeds,
+}
+
+/// What a plugin's code needs when the host runs it in a sandbox: see
+/// [`crate::Plugin::sandbox`]. A builder; new kinds of needs are added as new methods.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SandboxNeeds {
+    /// Paths (files, or directories with everything beneath) it reads.
+    #[serde(default)]
+    pub read: Vec<String>,
+    /// Paths (files, or directories with everything beneath) it reads and writes.
+    #[serde(default)]
+    pub write: Vec<String>,
+    /// Whether it opens network connections.
+    #[serde(default)]
+    pub connect: bool,
+    /// Whether it starts programs (or forks).
+    #[serde(default)]
+    pub spawn: bool,
+}
+
+impl SandboxNeeds {
+    /// Needs nothing beyond its own library and the system's shared libraries.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also reads `path` (a file, or a directory and everything beneath it).
+    pub fn read(mut self, path: &str) -> Self {
+        self.read.push(path.to_owned());
+        self
+    }
+
+    /// Also reads and writes `path` (a file, or a directory and everything beneath it).
+    pub fn write(mut self, path: &str) -> Self {
+        self.write.push(path.to_owned());
+        self
+    }
+
+    /// Also opens network connections.
+    pub fn connect(mut self) -> Self {
+        self.connect = true;
+        self
+    }
+
+    /// Also starts programs.
+    pub fn spawn(mut self) -> Self {
+        self.spawn = true;
+        self
+    }
+
+    /// Whether it opens network connections.
+    pub fn wants_connect(&self) -> bool {
+        self.connect
+    }
 }
 
 impl Description {
@@ -35,14 +93,19 @@ impl Description {
             format: FORMAT,
             api_version: crate::API_VERSION.to_owned(),
             requires,
+            sandbox: SandboxNeeds::default(),
         }
     }
 
     /// The description of plugin `P`, built against this plugin-api.
     pub fn of<P: crate::Plugin>() -> Self {
         // Nothing a plugin built against this version can use needs a newer host than
-        // 0.1.0 yet; later versions add what their features need here.
-        Self::new(Vec::new())
+        // 0.1.0 yet (an older host runs it unsandboxed, as it runs every plugin); later
+        // versions add what their features need here.
+        Self {
+            sandbox: P::sandbox(),
+            ..Self::new(Vec::new())
+        }
     }
 
     /// The document's text.

@@ -96,6 +96,7 @@ pub mod testing;
 pub use self::{
     component::{json_reply, Component, Plugin, Request},
     context::{Context, Dependency, HostLock, MetricCounter, MetricHistogram},
+    describe::SandboxNeeds,
     error::{panic_message, PanicReport, PluginError},
     ffi::{LogLevel, ABI_STABLE_VERSION, API_VERSION},
     logging::HostLayer,

@@ -216,3 +216,106 @@ fn isolation_auto_moves_a_component_that_timed_out_into_a_worker_for_good() {
         host.shutdown().await;
     });
 }
+
+/// What the rogue gets for each attempt, in `host`.
+async fn attempts(host: &plugin_host::Host, dir: &std::path::Path, port: u16) -> Vec<String> {
+    let tries = [
+        serde_json::json!({ "read": dir.join("secret").display().to_string() }),
+        serde_json::json!({ "write": dir.join("granted/out.txt").display().to_string() }),
+        serde_json::json!({ "write": dir.join("elsewhere.txt").display().to_string() }),
+        serde_json::json!({ "connect": format!("127.0.0.1:{port}") }),
+        serde_json::json!({ "exec": "/bin/true" }),
+        serde_json::json!({ "read": "/etc/hostname" }),
+    ];
+    let mut answers = Vec::new();
+    for attempt in tries {
+        let answer: String = host.call_json("rogue", "try", &attempt).await.expect("try");
+        answers.push(answer);
+    }
+    answers
+}
+
+#[test]
+fn a_sandboxed_worker_is_refused_what_was_not_granted_and_allowed_what_was() {
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-rogue"]);
+        let dir = sandbox.root().join("files");
+        std::fs::create_dir_all(dir.join("granted")).expect("dirs");
+        std::fs::write(dir.join("secret"), "not yours").expect("secret");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        let port = listener.local_addr().expect("addr").port();
+
+        // Unsandboxed, everything works.
+        let open = host(&sandbox, ROGUE).await;
+        assert_eq!(attempts(&open, &dir, port).await, ["ok"; 6]);
+        open.shutdown().await;
+
+        // Sandboxed: granted writing beneath `granted`; the plugin declared /etc/hostname.
+        let config = format!(
+            "{ROGUE}sandbox = true\n[components.rogue.sandbox_grants]\nwrite = [{:?}]\n",
+            dir.join("granted").display().to_string()
+        );
+        let fenced = host(&sandbox, &config).await;
+        let answers = attempts(&fenced, &dir, port).await;
+        let refused = |answer: &String| {
+            answer.contains("Permission denied") || answer.contains("Operation not permitted")
+        };
+        assert!(refused(&answers[0]), "read outside the grant: {answers:?}");
+        assert_eq!(answers[1], "ok", "write inside the grant: {answers:?}");
+        assert!(refused(&answers[2]), "write outside the grant: {answers:?}");
+        assert!(refused(&answers[3]), "connect: {answers:?}");
+        assert!(refused(&answers[4]), "exec: {answers:?}");
+        assert_eq!(answers[5], "ok", "what the plugin declared: {answers:?}");
+        let status = fenced
+            .coordinator()
+            .components()
+            .into_iter()
+            .find(|c| c.name == "rogue")
+            .and_then(|c| c.sandbox)
+            .expect("a sandbox status");
+        assert_eq!(status.mode, "on");
+        assert_eq!(status.declared.read, ["/etc/hostname"]);
+        assert_eq!(
+            status.granted.write,
+            [dir.join("granted").display().to_string()]
+        );
+        assert!(
+            status
+                .applied
+                .as_deref()
+                .is_some_and(|a| a.contains("Landlock") && a.contains("seccomp on")),
+            "{status:?}"
+        );
+        fenced.shutdown().await;
+
+        // Widened: connections and programs granted by the operator.
+        let widened = host(
+            &sandbox,
+            &format!("{ROGUE}sandbox = true\n[components.rogue.sandbox_grants]\nconnect = true\nspawn = true\n"),
+        )
+        .await;
+        let answers = attempts(&widened, &dir, port).await;
+        assert_eq!((answers[3].as_str(), answers[4].as_str()), ("ok", "ok"), "{answers:?}");
+        assert!(refused(&answers[0]), "still no reading outside: {answers:?}");
+        widened.shutdown().await;
+        drop(listener);
+    });
+}
+
+#[test]
+fn sandbox_on_an_in_process_component_is_refused_by_check() {
+    let sandbox = Sandbox::with_plugins(&["fixture-rogue"]);
+    let config = sandbox.write_config("[components.rogue]\nsandbox = true\n");
+    let output = sandbox.run(&["--config", &config.to_string_lossy(), "check"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("components.rogue.sandbox") && stderr.contains("isolated components only"),
+        "{stderr}"
+    );
+    let inspected = plugin_host_tests::success_stdout(&sandbox.run(&["inspect", "rogue"]));
+    assert!(
+        inspected.contains("sandbox needs: read /etc/hostname, write nothing, connect no, spawn no"),
+        "{inspected}"
+    );
+}

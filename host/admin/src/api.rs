@@ -73,6 +73,9 @@ pub struct Component {
     /// With `isolation = "auto"`: why it moved to a worker process, once it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved_to_worker: Option<String>,
+    /// Its sandbox: declared, granted and applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<plugin_host::SandboxStatus>,
     /// Its worker process, when isolated and running.
     pub worker_pid: Option<u32>,
     /// What became of its plugin file; `None` for a native component.
@@ -161,6 +164,7 @@ impl Component {
             state: status.state.as_str().to_owned(),
             isolation: status.isolation,
             moved_to_worker: status.moved_to_worker.clone(),
+            sandbox: status.sandbox.clone(),
             worker_pid: status.worker_pid,
             file: status.file,
             methods: status.methods,

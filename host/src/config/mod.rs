@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use self::{
     sections::{
         AdminConfig, ComponentConfig, HostConfig, Isolation, LimitsConfig, LocksConfig,
-        MemoryConfig, MetricsConfig, TimeoutsConfig, WatchMode,
+        MemoryConfig, MetricsConfig, SandboxGrants, SandboxMode, TimeoutsConfig, WatchMode,
     },
     units::{parse_duration, parse_size, UnitError},
 };

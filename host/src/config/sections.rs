@@ -40,6 +40,9 @@ pub struct HostConfig {
     /// (every second, for file systems that report no changes, such as NFS), or `false`
     /// (only SIGHUP and `POST /plugins/rescan` rescan). Defaults to true.
     pub watch: WatchMode,
+    /// Whether isolated components run in a sandbox unless `[components.NAME] sandbox`
+    /// says otherwise: `false`, `true` or `"best-effort"`. Defaults to false.
+    pub sandbox: SandboxMode,
     /// Where components run unless `[components.NAME] isolation` says otherwise:
     /// `in-process`, or `process` (a worker process per plugin library). Defaults to
     /// `in-process`.
@@ -57,6 +60,7 @@ impl Default for HostConfig {
             trust: TrustMode::Permissions,
             trust_file: PathBuf::new(),
             watch: WatchMode::Notify,
+            sandbox: SandboxMode::Off,
             isolation: Isolation::InProcess,
         }
     }
@@ -309,8 +313,81 @@ pub struct ComponentConfig {
     /// is killed past it. A worker's limit is the largest among its components'.
     #[serde(deserialize_with = "units::opt_size")]
     pub memory_limit: Option<u64>,
+    /// Overrides `[host] sandbox` (isolated components only).
+    pub sandbox: Option<SandboxMode>,
+    /// What the sandbox grants, each key replacing what the plugin declares (narrowing or
+    /// widening it).
+    pub sandbox_grants: SandboxGrants,
     /// The component's own settings, handed to it as JSON.
     pub config: toml::Table,
+}
+
+/// Whether an isolated component's worker runs in a sandbox: `[host] sandbox` or
+/// `[components.NAME] sandbox`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// `false`: no sandbox.
+    #[default]
+    Off,
+    /// `true`: no_new_privs, a Landlock ruleset and a seccomp filter, before the library's
+    /// first instruction; where the kernel lacks Landlock, the component does not start.
+    On,
+    /// `"best-effort"`: as `true`, with a warning naming what this kernel cannot enforce.
+    BestEffort,
+}
+
+impl SandboxMode {
+    /// As in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::On => "on",
+            Self::BestEffort => "best-effort",
+        }
+    }
+}
+
+impl Serialize for SandboxMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Off => s.serialize_bool(false),
+            Self::On => s.serialize_bool(true),
+            Self::BestEffort => s.serialize_str("best-effort"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SandboxMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Flag(bool),
+            Text(String),
+        }
+        let invalid = || serde::de::Error::custom("expected true, false or \"best-effort\"");
+        match Repr::deserialize(d).map_err(|_| invalid())? {
+            Repr::Flag(true) => Ok(Self::On),
+            Repr::Flag(false) => Ok(Self::Off),
+            Repr::Text(text) if text == "best-effort" => Ok(Self::BestEffort),
+            Repr::Text(_) => Err(invalid()),
+        }
+    }
+}
+
+/// `[components.NAME.sandbox_grants]`: what the sandbox grants a component's code; each
+/// key set replaces what the plugin declares.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxGrants {
+    /// Paths it may read (files, or directories and what is beneath).
+    pub read: Option<Vec<PathBuf>>,
+    /// Paths it may read and write.
+    pub write: Option<Vec<PathBuf>>,
+    /// Whether it may open network connections.
+    pub connect: Option<bool>,
+    /// Whether it may start programs.
+    pub spawn: Option<bool>,
 }
 
 impl Default for ComponentConfig {
@@ -327,6 +404,8 @@ impl Default for ComponentConfig {
             log_records_per_second: None,
             isolation: None,
             memory_limit: None,
+            sandbox: None,
+            sandbox_grants: SandboxGrants::default(),
             config: toml::Table::new(),
         }
     }
@@ -336,6 +415,11 @@ impl ComponentConfig {
     /// Where the component runs, given the host-wide default.
     pub fn isolation_or(&self, default: Isolation) -> Isolation {
         self.isolation.unwrap_or(default)
+    }
+
+    /// Whether it runs sandboxed, given the host-wide default.
+    pub fn sandbox_or(&self, default: SandboxMode) -> SandboxMode {
+        self.sandbox.unwrap_or(default)
     }
 
     /// The component's own settings (`[components.NAME.config]`) as the JSON handed to it.

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use super::Isolation;
 use super::{ComponentConfig, Config, ConfigProblem, MemoryLimit};
+use super::{Isolation, SandboxMode};
 use crate::{
     format_bytes,
     names::{valid_name, NAME_RULE},
@@ -35,6 +35,12 @@ impl Config {
         self.check_durations(&mut problems);
         self.check_metrics_and_locks(&mut problems);
         self.check_admin(&mut problems);
+        if self.host.sandbox != SandboxMode::Off && self.host.isolation != Isolation::Process {
+            problems.add(
+                "host.sandbox",
+                "applies to isolated components only (the sandbox fences in a worker process); set [host] isolation = \"process\" too, or sandbox the isolated components one by one".into(),
+            );
+        }
         for (name, component) in &self.components {
             self.check_component(name, component, &mut problems);
         }
@@ -225,6 +231,17 @@ impl Config {
     }
 
     fn check_isolation(&self, name: &str, component: &ComponentConfig, problems: &mut Problems) {
+        let isolation = component.isolation_or(self.host.isolation);
+        if component
+            .sandbox
+            .is_some_and(|mode| mode != SandboxMode::Off)
+            && isolation != Isolation::Process
+        {
+            problems.add(
+                &format!("components.{name}.sandbox"),
+                "applies to isolated components only (the sandbox fences in a worker process); set isolation = \"process\" for it, or drop it".into(),
+            );
+        }
         let Some(limit) = component.memory_limit else {
             return;
         };

@@ -63,6 +63,10 @@ impl Provider for WorkerProvider {
     fn isolation(&self) -> Isolation {
         Isolation::Process
     }
+
+    fn sandbox_applied(&self) -> Option<String> {
+        self.pool.sandbox_applied()
+    }
 }
 
 /// The coordinator's handle on an isolated instance; dropping it drops the instance in

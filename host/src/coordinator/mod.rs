@@ -44,7 +44,7 @@ pub use self::{
     slot::FileState,
     spec::ComponentSpec,
     state::ComponentState,
-    status::ComponentStatus,
+    status::{ComponentStatus, SandboxStatus},
     workers::{ReloadError, ReloadReport},
 };
 use self::{

@@ -49,6 +49,12 @@ pub trait Provider: Send + Sync + 'static {
         None
     }
 
+    /// What the sandbox of its running worker enforces; `None` when it has none (or no
+    /// worker runs). Defaults to `None`.
+    fn sandbox_applied(&self) -> Option<String> {
+        None
+    }
+
     /// For `isolation = "auto"`: moves its next instances to a worker process because of
     /// `reason`; true the first time. Defaults to doing nothing (false).
     fn move_to_worker(&self, reason: &str) -> bool {

@@ -80,6 +80,25 @@ pub struct ComponentStatus {
     pub worker_pid: Option<u32>,
     /// The methods it declares (empty: any name is passed on).
     pub methods: Vec<MethodInfo>,
+    /// Its sandbox, when it has one.
+    pub sandbox: Option<SandboxStatus>,
+}
+
+/// An isolated component's sandbox: what its plugin declares, what the host grants, and
+/// what its worker enforces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SandboxStatus {
+    /// `on` or `best-effort`.
+    pub mode: String,
+    /// What the plugin declares it needs.
+    pub declared: plugin_api::SandboxNeeds,
+    /// What the host grants (the declaration, with the config's grants in its place),
+    /// together with what the library's other sandboxed components are granted: they
+    /// share one worker.
+    pub granted: plugin_api::SandboxNeeds,
+    /// What its running worker enforces, as the worker reported when it started; `None`
+    /// while no worker runs.
+    pub applied: Option<String>,
 }
 
 impl Coordinator {
@@ -101,13 +120,27 @@ impl Coordinator {
             .flat_map(|(_, info)| info.components.iter())
             .map(|component| (component.name.as_str(), &component.methods))
             .collect();
+        let plugins: HashMap<&str, &crate::manifest::PluginInfo> = catalog
+            .usable()
+            .flat_map(|(_, info)| info.components.iter().map(move |c| (c.name.as_str(), info)))
+            .collect();
         let mut list: Vec<ComponentStatus> = slots
             .values()
             .map(|slot| {
                 let mut of = dependents.get(slot.name()).cloned().unwrap_or_default();
                 of.sort();
                 let declared = methods.get(slot.name()).map(|m| (*m).clone());
-                self.status_of(slot, of, declared)
+                let mut status = self.status_of(slot, of, declared);
+                status.sandbox = plugins.get(slot.name()).and_then(|info| {
+                    let (mode, granted) = self.sandbox_of(info, slot.name())?;
+                    Some(SandboxStatus {
+                        mode: mode.as_str().to_owned(),
+                        declared: info.sandbox.clone(),
+                        granted,
+                        applied: slot.provider.sandbox_applied(),
+                    })
+                });
+                status
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
@@ -174,6 +207,7 @@ impl Coordinator {
             init_failures: stats.init_failures.get(),
             last_error,
             file: slot.file(),
+            sandbox: None,
         }
     }
 }

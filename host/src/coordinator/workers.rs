@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use super::{isolated::WorkerProvider, provider::Provider, Coordinator};
 use crate::{
-    config::Isolation,
+    config::{Isolation, SandboxMode},
     discovery::DiscoveredPlugin,
-    isolation::{PoolSetup, PoolTimes, Shared, WorkerPool},
+    isolation::{PoolSetup, PoolTimes, SandboxPlan, Shared, WorkerPool},
     manifest::PluginInfo,
 };
 
@@ -111,6 +111,7 @@ impl Coordinator {
                             max_reply: usize::try_from(inner.config.limits.max_reply)
                                 .unwrap_or(usize::MAX),
                         },
+                        sandbox: self.sandbox_plan(info),
                     }))
                 }),
         );
@@ -126,6 +127,71 @@ impl Coordinator {
             pool,
             services: Arc::clone(&inner.services),
         }))
+    }
+
+    /// The sandbox component `name` of `info` asks for: its mode and what it grants (the
+    /// plugin's declaration, each key the config sets replacing it); `None` without one.
+    pub(super) fn sandbox_of(
+        &self,
+        info: &PluginInfo,
+        name: &str,
+    ) -> Option<(SandboxMode, plugin_api::SandboxNeeds)> {
+        let config = &self.inner.config;
+        let overrides = config.components.get(name);
+        let mode = overrides.map_or(config.host.sandbox, |c| c.sandbox_or(config.host.sandbox));
+        if mode == SandboxMode::Off || self.isolation_of(name) != Isolation::Process {
+            return None;
+        }
+        let mut granted = info.sandbox.clone();
+        if let Some(grants) = overrides.map(|c| &c.sandbox_grants) {
+            let paths = |list: &Vec<std::path::PathBuf>| {
+                list.iter().map(|p| p.display().to_string()).collect()
+            };
+            if let Some(read) = &grants.read {
+                granted.read = paths(read);
+            }
+            if let Some(write) = &grants.write {
+                granted.write = paths(write);
+            }
+            if let Some(connect) = grants.connect {
+                granted.connect = connect;
+            }
+            if let Some(spawn) = grants.spawn {
+                granted.spawn = spawn;
+            }
+        }
+        Some((mode, granted))
+    }
+
+    /// The sandbox the worker of `info`'s library enters: the components of one library
+    /// share a worker, so it is sandboxed if any of its isolated components asks for it,
+    /// strictly if any asks strictly, and grants what all of them are granted.
+    fn sandbox_plan(&self, info: &PluginInfo) -> Option<SandboxPlan> {
+        let asked: Vec<(SandboxMode, plugin_api::SandboxNeeds)> = info
+            .components
+            .iter()
+            .filter_map(|c| self.sandbox_of(info, &c.name))
+            .collect();
+        if asked.is_empty() {
+            return None;
+        }
+        let mut plan = SandboxPlan {
+            best_effort: asked
+                .iter()
+                .all(|(mode, _)| *mode == SandboxMode::BestEffort),
+            ..SandboxPlan::default()
+        };
+        for (_, granted) in asked {
+            plan.read.extend(granted.read.iter().map(Into::into));
+            plan.write.extend(granted.write.iter().map(Into::into));
+            plan.connect |= granted.connect;
+            plan.spawn |= granted.spawn;
+        }
+        plan.read.sort();
+        plan.read.dedup();
+        plan.write.sort();
+        plan.write.dedup();
+        Some(plan)
     }
 
     /// The worker pool of the library at `path`, if it has isolated components.

@@ -27,6 +27,7 @@ pub(crate) use self::{
     instance::{Bound, Created},
     pool::{PoolSetup, PoolTimes, WorkerPool},
     process::{Failure, Shared},
+    protocol::SandboxPlan,
 };
 
 /// What happened to a worker process.

@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use super::{
     instance::Bound,
     process::{Shared, Worker},
+    protocol::SandboxPlan,
     spawn::Spawn,
 };
 use crate::loader::{FileIdentity, LoadError, Loader, Vetted};
@@ -63,6 +64,8 @@ pub(crate) struct WorkerPool {
     pub(crate) times: PoolTimes,
     loader: Arc<Loader>,
     pub(crate) shared: Shared,
+    /// The sandbox its workers enter, if any.
+    pub(crate) sandbox: Option<SandboxPlan>,
     current: Mutex<Option<Arc<Worker>>>,
     /// One start (or upgrade) at a time.
     starting: Mutex<()>,
@@ -80,6 +83,7 @@ pub(crate) struct PoolSetup {
     pub(crate) times: PoolTimes,
     pub(crate) loader: Arc<Loader>,
     pub(crate) shared: Shared,
+    pub(crate) sandbox: Option<SandboxPlan>,
 }
 
 impl WorkerPool {
@@ -96,6 +100,7 @@ impl WorkerPool {
             times: setup.times,
             loader: setup.loader,
             shared: setup.shared,
+            sandbox: setup.sandbox,
             current: Mutex::default(),
             starting: Mutex::new(()),
             crashes: Mutex::default(),
@@ -163,6 +168,7 @@ impl WorkerPool {
             start_timeout: self.times.start,
             stop_timeout: self.times.stop,
             max_reply: self.shared.max_reply,
+            sandbox: self.sandbox.clone(),
         };
         Worker::start(&spawn, &self.shared)
     }
@@ -269,5 +275,17 @@ impl WorkerPool {
         if let Some(worker) = self.current.lock().take() {
             worker.stop("the host stopped it");
         }
+    }
+}
+
+impl WorkerPool {
+    /// What the sandbox of its current worker enforces, as the worker said when it
+    /// started; `None` without a sandbox or a running worker.
+    pub(crate) fn sandbox_applied(&self) -> Option<String> {
+        self.current
+            .lock()
+            .as_ref()
+            .filter(|worker| !worker.has_exited())
+            .and_then(|worker| worker.sandbox.clone())
     }
 }

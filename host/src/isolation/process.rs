@@ -128,6 +128,8 @@ pub(crate) struct Worker {
     pub(super) watch: Watch,
     /// How long it may take to drop its instances and exit once asked to stop.
     stop_limit: Duration,
+    /// What its sandbox enforces, as it said when it started; `None` without one.
+    pub(crate) sandbox: Option<String>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -166,7 +168,7 @@ impl Worker {
         spawn::forward_output(&mut child, spawn.plugin, pid);
         // From here on the kernel's word on the process is `process`'s, not `child`'s.
         drop(child);
-        let reader =
+        let (reader, sandbox) =
             spawn::await_hello(&host_end, &process, spawn.start_timeout, spawn.max_frame())
                 .map_err(&error)?;
         let worker = Arc::new(Self {
@@ -197,6 +199,7 @@ impl Worker {
             answered: AtomicU64::new(0),
             watch: Watch::new(spawn.memory_limit, shared.memory.min_idle()),
             stop_limit: spawn.stop_timeout,
+            sandbox,
         });
         worker.memory.track_process(pid, spawn.plugin);
         if let Err(err) = worker.start_threads(reader) {

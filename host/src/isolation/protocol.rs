@@ -46,8 +46,12 @@ pub(crate) enum ToWorker {
 /// From a worker to the host.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum FromWorker {
-    /// The library is open: the worker is ready.
-    Hello { pid: u32, plugin: PluginInfo },
+    /// The library is open: the worker is ready, in the sandbox it says (if any).
+    Hello {
+        pid: u32,
+        plugin: PluginInfo,
+        sandbox: Option<String>,
+    },
     /// The library could not be opened; the worker exits.
     Refused { error: String },
     /// Answer to `Create`.
@@ -198,6 +202,24 @@ pub(crate) struct WorkerArgs {
     /// The largest reply a call may return (`[limits] max_reply`): a larger one is the
     /// call's error, and never sent.
     pub(crate) max_reply: usize,
+    /// The sandbox to enter before the library is opened, if any.
+    pub(crate) sandbox: Option<SandboxPlan>,
+}
+
+/// The sandbox a worker enters: what it grants beyond the library itself and the
+/// system's shared libraries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SandboxPlan {
+    /// Start anyway, with a warning, where something cannot be enforced.
+    pub(crate) best_effort: bool,
+    /// Paths it may read.
+    pub(crate) read: Vec<std::path::PathBuf>,
+    /// Paths it may read and write.
+    pub(crate) write: Vec<std::path::PathBuf>,
+    /// Whether it may open network connections.
+    pub(crate) connect: bool,
+    /// Whether it may start programs.
+    pub(crate) spawn: bool,
 }
 
 fn codec(max_frame: usize) -> LengthDelimitedCodec {

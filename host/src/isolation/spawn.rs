@@ -14,7 +14,7 @@ use std::{
 };
 
 use super::{
-    protocol::{FrameReader, FromWorker, WorkerArgs, FRAME_OVERHEAD},
+    protocol::{FrameReader, FromWorker, SandboxPlan, WorkerArgs, FRAME_OVERHEAD},
     worker::{LIBRARY_FD, SOCKET_FD, WORKER_FLAG},
 };
 use crate::{loader::OpenedFile, platform::ProcessWatch};
@@ -47,6 +47,8 @@ pub(crate) struct Spawn<'a> {
     pub(crate) stop_timeout: Duration,
     /// `[limits] max_reply`: the worker refuses to send a larger reply.
     pub(crate) max_reply: usize,
+    /// The sandbox the worker enters before it opens the library.
+    pub(crate) sandbox: Option<SandboxPlan>,
 }
 
 impl Spawn<'_> {
@@ -64,6 +66,7 @@ pub(super) fn command(spawn: &Spawn<'_>, socket: &UnixStream) -> Command {
         identity: spawn.opened.identity(),
         log_level: crate::plugin_log::lowest_enabled_level(),
         max_reply: spawn.max_reply,
+        sandbox: spawn.sandbox.clone(),
     };
     let mut command = Command::new(spawn.program);
     command
@@ -101,14 +104,15 @@ pub(super) fn command(spawn: &Spawn<'_>, socket: &UnixStream) -> Command {
     command
 }
 
-/// Waits for the worker's first word: it opened the library (a reader for what follows),
-/// or why not. A worker that does not get there is killed.
+/// Waits for the worker's first word: it opened the library (a reader for what follows,
+/// and what its sandbox enforces), or why not. A worker that does not get there is
+/// killed.
 pub(super) fn await_hello(
     socket: &UnixStream,
     process: &ProcessWatch,
     timeout: Duration,
     max_frame: usize,
-) -> Result<FrameReader, String> {
+) -> Result<(FrameReader, Option<String>), String> {
     let read_half = socket.try_clone().map_err(|err| format!("socket: {err}"))?;
     read_half
         .set_read_timeout(Some(timeout))
@@ -124,11 +128,11 @@ pub(super) fn await_hello(
         status
     };
     match first {
-        Ok(Some(FromWorker::Hello { .. })) => {
+        Ok(Some(FromWorker::Hello { sandbox, .. })) => {
             reader
                 .set_read_timeout(None)
                 .map_err(|err| format!("socket: {err}"))?;
-            Ok(reader)
+            Ok((reader, sandbox))
         }
         Ok(Some(FromWorker::Refused { error })) => {
             ended();

@@ -32,7 +32,7 @@ use super::protocol::{
 };
 use crate::{
     executor::PluginExecutor,
-    loader::{open_library, LoadedLibrary, OpenedFile},
+    loader::{open_library_at, LoadedLibrary, OpenedFile, Via},
 };
 
 /// The first argument that makes a binary a worker: `BINARY --plugin-host-worker ARGS`,
@@ -109,6 +109,20 @@ fn serve(stream: UnixStream, library: std::fs::File, args: &WorkerArgs) -> i32 {
         next_req: AtomicU64::new(1),
         log_level: args.log_level,
     });
+    // The sandbox first: before the library's first instruction, and before this
+    // process starts a thread (every thread it starts inherits it).
+    let sandbox = match &args.sandbox {
+        None => None,
+        Some(plan) => match crate::platform::enter_sandbox(plan, &library) {
+            Ok(applied) => Some(applied),
+            Err(why) => {
+                conn.send(&FromWorker::Refused {
+                    error: format!("its sandbox could not be set up: {why}"),
+                });
+                return 3;
+            }
+        },
+    };
     let library = match open(library, args) {
         Ok(library) => Arc::new(library),
         Err(error) => {
@@ -119,6 +133,7 @@ fn serve(stream: UnixStream, library: std::fs::File, args: &WorkerArgs) -> i32 {
     conn.send(&FromWorker::Hello {
         pid: std::process::id(),
         plugin: library.info().clone(),
+        sandbox,
     });
     let worker = Worker {
         conn,
@@ -171,9 +186,10 @@ fn open(file: std::fs::File, args: &WorkerArgs) -> Result<LoadedLibrary, String>
     opened
         .expect_identity(args.identity)
         .map_err(|err| err.to_string())?;
-    // SAFETY: this process exists to take that risk: the host isolates it.
+    // SAFETY: this process exists to take that risk: the host isolates it. It maps this
+    // library alone, through the descriptor (a sandbox may forbid writing a link).
     #[allow(unsafe_code)]
-    unsafe { open_library(&opened) }.map_err(|err| err.to_string())
+    unsafe { open_library_at(&opened, Via::Descriptor) }.map_err(|err| err.to_string())
 }
 
 /// The worker's side of the socket.

@@ -143,6 +143,24 @@ impl OpenedFile {
         })
     }
 
+    /// Runs `open` with the descriptor's own path (`/proc/self/fd/N` on Linux), for a
+    /// process that maps no other library this way (a worker): no temporary link, so it
+    /// works where nothing may be written (a sandbox).
+    pub(crate) fn with_descriptor_path<T>(&self, open: impl FnOnce(&Path) -> T) -> T {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            open(Path::new(&format!(
+                "/proc/self/fd/{}",
+                self.file.as_raw_fd()
+            )))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            open(&self.path)
+        }
+    }
+
     /// Runs `open` with a path the dynamic loader can open that leads to this very open
     /// file.
     ///

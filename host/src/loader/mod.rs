@@ -74,10 +74,38 @@ impl LoadedLibrary {
 /// vetted and that cannot have changed since (the loader checks its identity first).
 #[allow(unsafe_code)] // An unsafe contract, not unsafe code: see `# Safety`.
 pub(crate) unsafe fn open_library(opened: &OpenedFile) -> Result<LoadedLibrary, LoadError> {
+    // SAFETY: the same contract, passed on.
+    unsafe { open_library_at(opened, Via::Link) }
+}
+
+/// How the dynamic loader is pointed at the vetted file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// A link of a name used once: safe where several libraries are mapped (the host).
+    Link,
+    /// The descriptor's own path: for a process that maps this library alone (a
+    /// worker), and writes nothing to do so.
+    Descriptor,
+}
+
+/// [`open_library`], pointing the loader at the file `via` a link or the descriptor.
+///
+/// # Errors
+///
+/// As [`open_library`].
+///
+/// # Safety
+///
+/// As [`open_library`].
+#[allow(unsafe_code)] // An unsafe contract, not unsafe code: see `# Safety`.
+pub(crate) unsafe fn open_library_at(
+    opened: &OpenedFile,
+    via: Via,
+) -> Result<LoadedLibrary, LoadError> {
     let path = opened.path();
     filecheck::check(opened)?;
     let host_api = plugin_api::API_VERSION.to_owned();
-    let (header, library) = opened.with_loader_path(|at| {
+    let load = |at: &Path| {
         let header = lib_header_from_path(at);
         // The same file, already mapped by the line above: this only hands out a handle
         // to look symbols up with (`None` if the header could not be read).
@@ -86,7 +114,11 @@ pub(crate) unsafe fn open_library(opened: &OpenedFile) -> Result<LoadedLibrary, 
             .then(|| RawLibrary::load_at(at).ok())
             .flatten();
         (header, library)
-    })?;
+    };
+    let (header, library) = match via {
+        Via::Link => opened.with_loader_path(load)?,
+        Via::Descriptor => opened.with_descriptor_path(load),
+    };
     let header = header.map_err(|err| classify(path, err, None))?;
     refuse_foreign(path, header)?;
     let plugin_api_version = header.version_strings().version.as_str().to_owned();
@@ -98,12 +130,14 @@ pub(crate) unsafe fn open_library(opened: &OpenedFile) -> Result<LoadedLibrary, 
             path: path.to_owned(),
             reason: err.to_string(),
         })?;
-    let info =
+    let mut info =
         PluginInfo::from_ffi(manifest, plugin_api_version).map_err(|err| LoadError::Manifest {
             path: path.to_owned(),
             reason: err.to_string(),
         })?;
-    check_description(path, library, &info)?;
+    if let Some(description) = check_description(path, library, &info)? {
+        info.sandbox = description.sandbox;
+    }
     tracing::debug!(path = %path.display(), plugin = %info.name, host_api, "plugin library opened");
     Ok(LoadedLibrary {
         path: path.to_owned(),
@@ -164,9 +198,9 @@ fn check_description(
     path: &Path,
     library: Option<RawLibrary>,
     info: &PluginInfo,
-) -> Result<(), LoadError> {
+) -> Result<Option<plugin_api::describe::Description>, LoadError> {
     let Some(text) = library.and_then(|library| read_description(&library)) else {
-        return Ok(());
+        return Ok(None);
     };
     let description =
         plugin_api::describe::Description::from_json(&text).map_err(|err| LoadError::Manifest {
@@ -180,7 +214,7 @@ fn check_description(
         .cloned()
         .collect();
     if missing.is_empty() {
-        return Ok(());
+        return Ok(Some(description));
     }
     Err(LoadError::NeedsNewerHost {
         path: path.to_owned(),

@@ -6,3 +6,30 @@ mod unix;
 
 #[cfg(unix)]
 pub(crate) use self::unix::{end_group_when_host_dies, spawn_worker, ProcessWatch};
+
+#[cfg(target_os = "linux")]
+mod sandbox;
+
+/// Enters the worker sandbox `plan` describes, fencing in `library` (the vetted file, by
+/// its descriptor); what was applied, or why the worker must not go on.
+#[cfg(target_os = "linux")]
+pub(crate) fn enter_sandbox(
+    plan: &crate::isolation::SandboxPlan,
+    library: &std::fs::File,
+) -> Result<String, String> {
+    sandbox::enter(plan, library)
+}
+
+/// There is no worker sandbox here: `sandbox = true` refuses to start, best-effort
+/// starts unsandboxed.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn enter_sandbox(
+    plan: &crate::isolation::SandboxPlan,
+    _library: &std::fs::File,
+) -> Result<String, String> {
+    if plan.best_effort {
+        Ok("none (no sandbox on this platform)".into())
+    } else {
+        Err("this platform has no worker sandbox; use sandbox = \"best-effort\"".into())
+    }
+}

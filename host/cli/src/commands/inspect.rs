@@ -79,10 +79,34 @@ fn print_info(plugin: &DiscoveredPlugin, info: &PluginInfo, only: Option<&str>) 
         plugin_host::plugin_api::API_VERSION,
         plugin_host::loadable_plugin_api()
     );
+    let needs = &info.sandbox;
+    println!(
+        "  sandbox needs: read {}, write {}, connect {}, spawn {}",
+        list_or_none(&needs.read),
+        list_or_none(&needs.write),
+        yes_no(needs.connect),
+        yes_no(needs.spawn)
+    );
     for component in &info.components {
         if only.is_none_or(|name| name == component.name) {
             print_component(component);
         }
+    }
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "nothing".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn yes_no(flag: bool) -> &'static str {
+    if flag {
+        "yes"
+    } else {
+        "no"
     }
 }
 
