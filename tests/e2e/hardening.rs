@@ -315,7 +315,8 @@ fn sandbox_on_an_in_process_component_is_refused_by_check() {
     );
     let inspected = plugin_host_tests::success_stdout(&sandbox.run(&["inspect", "rogue"]));
     assert!(
-        inspected.contains("sandbox needs: read /etc/hostname, write nothing, connect no, spawn no"),
+        inspected
+            .contains("sandbox needs: read /etc/hostname, write nothing, connect no, spawn no"),
         "{inspected}"
     );
 }

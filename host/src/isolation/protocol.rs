@@ -13,6 +13,7 @@ use plugin_api::PluginError;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
+pub(crate) use crate::platform::SandboxPlan;
 use crate::{loader::FileIdentity, manifest::PluginInfo};
 
 /// What a frame holds besides its payload (the message's other fields, postcard's
@@ -204,22 +205,6 @@ pub(crate) struct WorkerArgs {
     pub(crate) max_reply: usize,
     /// The sandbox to enter before the library is opened, if any.
     pub(crate) sandbox: Option<SandboxPlan>,
-}
-
-/// The sandbox a worker enters: what it grants beyond the library itself and the
-/// system's shared libraries.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct SandboxPlan {
-    /// Start anyway, with a warning, where something cannot be enforced.
-    pub(crate) best_effort: bool,
-    /// Paths it may read.
-    pub(crate) read: Vec<std::path::PathBuf>,
-    /// Paths it may read and write.
-    pub(crate) write: Vec<std::path::PathBuf>,
-    /// Whether it may open network connections.
-    pub(crate) connect: bool,
-    /// Whether it may start programs.
-    pub(crate) spawn: bool,
 }
 
 fn codec(max_frame: usize) -> LengthDelimitedCodec {

@@ -4,6 +4,24 @@
 #[cfg(unix)]
 mod unix;
 
+use serde::{Deserialize, Serialize};
+
+/// The sandbox a worker enters: what it grants beyond the library itself and the
+/// system's shared libraries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SandboxPlan {
+    /// Start anyway, with a warning, where something cannot be enforced.
+    pub(crate) best_effort: bool,
+    /// Paths it may read.
+    pub(crate) read: Vec<std::path::PathBuf>,
+    /// Paths it may read and write.
+    pub(crate) write: Vec<std::path::PathBuf>,
+    /// Whether it may open network connections.
+    pub(crate) connect: bool,
+    /// Whether it may start programs.
+    pub(crate) spawn: bool,
+}
+
 #[cfg(unix)]
 pub(crate) use self::unix::{end_group_when_host_dies, spawn_worker, ProcessWatch};
 
@@ -13,10 +31,7 @@ mod sandbox;
 /// Enters the worker sandbox `plan` describes, fencing in `library` (the vetted file, by
 /// its descriptor); what was applied, or why the worker must not go on.
 #[cfg(target_os = "linux")]
-pub(crate) fn enter_sandbox(
-    plan: &crate::isolation::SandboxPlan,
-    library: &std::fs::File,
-) -> Result<String, String> {
+pub(crate) fn enter_sandbox(plan: &SandboxPlan, library: &std::fs::File) -> Result<String, String> {
     sandbox::enter(plan, library)
 }
 
@@ -24,7 +39,7 @@ pub(crate) fn enter_sandbox(
 /// starts unsandboxed.
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn enter_sandbox(
-    plan: &crate::isolation::SandboxPlan,
+    plan: &SandboxPlan,
     _library: &std::fs::File,
 ) -> Result<String, String> {
     if plan.best_effort {

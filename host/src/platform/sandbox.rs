@@ -25,7 +25,7 @@ use seccompiler::{
     SeccompRule, TargetArch,
 };
 
-use crate::isolation::SandboxPlan;
+use super::SandboxPlan;
 
 /// What the system's dynamic loader and shared libraries live in.
 const SYSTEM_LIBRARIES: [&str; 6] = [
