@@ -78,6 +78,7 @@ pub mod metrics;
 mod names;
 mod platform;
 mod plugin_log;
+mod stream_buffer;
 mod timeout;
 pub mod trust;
 mod util;
@@ -87,6 +88,7 @@ pub use self::{
     config::{Config, ConfigError, Isolation, WatchMode},
     coordinator::{
         CallError, CallFault, CatalogChanges, ComponentHandle, ComponentSpec, ComponentState,
+        ComponentStream, ItemSender,
         ComponentStatus, Coordinator, CoordinatorBuilder, Dependencies, ErrorChainDisplay,
         EvictError, EvictionReport, FileState, GetError, InitError, Instance, NativeComponent,
         NotEvictable, Provider, RegisterError, ReloadError, ReloadReport, ResolvedComponent,

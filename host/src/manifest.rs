@@ -53,6 +53,10 @@ pub struct MethodInfo {
     pub description: String,
     /// An example input (JSON); empty when it takes none.
     pub example: String,
+    /// Whether it streams (answers many items), as the plugin declares (since plugin-api
+    /// 0.1.1).
+    #[serde(default)]
+    pub streams: bool,
 }
 
 /// What is wrong with a plugin's manifest.
@@ -109,6 +113,27 @@ pub enum ManifestError {
 }
 
 impl PluginInfo {
+    /// Marks the streaming methods a plugin's description names (declaring any it did
+    /// not declare as methods).
+    pub(crate) fn mark_streams(&mut self, streams: &std::collections::BTreeMap<String, Vec<String>>) {
+        for component in &mut self.components {
+            let Some(methods) = streams.get(&component.name) else {
+                continue;
+            };
+            for name in methods {
+                match component.methods.iter_mut().find(|m| &m.name == name) {
+                    Some(method) => method.streams = true,
+                    None => component.methods.push(MethodInfo {
+                        name: name.clone(),
+                        description: String::new(),
+                        example: String::new(),
+                        streams: true,
+                    }),
+                }
+            }
+        }
+    }
+
     /// Converts the FFI manifest and checks it, naming the first problem found.
     pub(crate) fn from_ffi(
         manifest: plugin_api::Manifest,
@@ -143,6 +168,7 @@ impl PluginInfo {
                             name: method.name.into_string(),
                             description: method.description.into_string(),
                             example: method.example.into_string(),
+                            streams: false,
                         })
                         .collect(),
                 })

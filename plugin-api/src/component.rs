@@ -37,6 +37,20 @@ pub trait Plugin: 'static {
     fn sandbox() -> crate::SandboxNeeds {
         crate::SandboxNeeds::new()
     }
+
+    /// Which methods of its components stream (answer with many items through
+    /// [`Component::stream`]). Declare them with `ComponentDecl::with_method` too, for
+    /// their description and example. Since plugin-api 0.1.1; defaults to none.
+    ///
+    /// ```
+    /// use plugin_api::Streams;
+    ///
+    /// let streams = Streams::new().method("market-data", "subscribe");
+    /// # let _ = streams;
+    /// ```
+    fn streams() -> crate::Streams {
+        crate::Streams::new()
+    }
 }
 
 /// A running component instance. Dropping it shuts it down.
@@ -47,6 +61,19 @@ pub trait Component: Send + Sync + 'static {
     ///
     /// Return [`PluginError`] for unknown methods, bad input or failures.
     fn call(&self, request: Request<'_>) -> Result<Vec<u8>, PluginError>;
+
+    /// Answers one streaming call: sends its items to `sink` and returns when done (or
+    /// once `sink` says the consumer has gone). Called only for methods
+    /// [`Plugin::streams`] declares. Since plugin-api 0.1.1; defaults to "unknown
+    /// method".
+    ///
+    /// # Errors
+    ///
+    /// Return [`PluginError`] when the stream fails; items sent before it stay sent.
+    fn stream(&self, request: Request<'_>, sink: &crate::StreamSink) -> Result<(), PluginError> {
+        let _ = sink;
+        request.unknown_method()
+    }
 }
 
 /// One call to a component: a method name and its input bytes (JSON by convention).

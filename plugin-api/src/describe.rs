@@ -29,6 +29,9 @@ pub struct Description {
     /// What its code needs in a sandbox (since 0.1.1; absent: nothing).
     #[serde(default)]
     pub sandbox: SandboxNeeds,
+    /// Its streaming methods, by component (since 0.1.1; absent: none).
+    #[serde(default)]
+    pub streams: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// What a plugin's code needs when the host runs it in a sandbox: see
@@ -94,6 +97,7 @@ impl Description {
             api_version: crate::API_VERSION.to_owned(),
             requires,
             sandbox: SandboxNeeds::default(),
+            streams: std::collections::BTreeMap::new(),
         }
     }
 
@@ -102,8 +106,13 @@ impl Description {
         // Nothing a plugin built against this version can use needs a newer host than
         // 0.1.0 yet (an older host runs it unsandboxed, as it runs every plugin); later
         // versions add what their features need here.
+        let mut streams = std::collections::BTreeMap::<String, Vec<String>>::new();
+        for (component, method) in P::streams().methods {
+            streams.entry(component).or_default().push(method);
+        }
         Self {
             sandbox: P::sandbox(),
+            streams,
             ..Self::new(Vec::new())
         }
     }

@@ -112,6 +112,24 @@ struct Guarded {
 }
 
 impl ComponentObj for Guarded {
+    fn stream(
+        &self,
+        method: RStr<'_>,
+        input: RSlice<'_, u8>,
+        sink: crate::ffi::StreamSinkBox,
+    ) -> RResult<(), PluginError> {
+        let _scope = ComponentScope::enter(&self.component);
+        let request = Request::new(method.as_str(), input.as_slice());
+        let Some(inner) = self.inner.as_ref() else {
+            return RResult::RErr(PluginError::failed("component already shut down"));
+        };
+        let sink = crate::StreamSink::from_host(sink);
+        match catch_unwind(AssertUnwindSafe(|| inner.stream(request, &sink))) {
+            Ok(result) => result.into(),
+            Err(payload) => RResult::RErr(panicked(&self.component, method.as_str(), &*payload)),
+        }
+    }
+
     fn call(&self, method: RStr<'_>, input: RSlice<'_, u8>) -> RResult<RVec<u8>, PluginError> {
         let _scope = ComponentScope::enter(&self.component);
         let request = Request::new(method.as_str(), input.as_slice());

@@ -64,7 +64,40 @@ pub trait ComponentObj: Send + Sync {
     /// Runs `method` with `input` (usually JSON) and returns the output bytes.
     #[sabi(last_prefix_field)]
     fn call(&self, method: RStr<'_>, input: RSlice<'_, u8>) -> RResult<RVec<u8>, PluginError>;
+
+    // Methods added after 0.1.0 come below, each with a default body: a plugin built
+    // before the method existed has no entry for it, and the host calling it there gets
+    // the default instead.
+
+    /// Runs streaming method `method` with `input`, sending its items to `sink`; returns
+    /// when the stream is done (since 0.1.1; a plugin built before cannot stream).
+    fn stream(
+        &self,
+        method: RStr<'_>,
+        input: RSlice<'_, u8>,
+        sink: StreamSinkBox,
+    ) -> RResult<(), PluginError> {
+        let _ = (input, sink);
+        RResult::RErr(PluginError::with_kind(
+            "not_streaming",
+            format!(
+                "method `{method}` cannot stream: the plugin was built against plugin-api 0.1.0, before streams"
+            ),
+        ))
+    }
 }
+
+/// The host's end of one stream, handed to a streaming call (since 0.1.1).
+#[sabi_trait]
+pub trait StreamSinkObj: Send + Sync {
+    /// Hands one item to the host, waiting while its consumer is behind; false once the
+    /// consumer has gone.
+    #[sabi(last_prefix_field)]
+    fn send(&self, item: RVec<u8>) -> bool;
+}
+
+/// The stream sink handed to a plugin.
+pub type StreamSinkBox = StreamSinkObj_TO<'static, RBox<()>>;
 
 /// An owned component instance, as returned by a plugin's `create`.
 pub type ComponentBox = ComponentObj_TO<'static, RBox<()>>;

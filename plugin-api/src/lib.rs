@@ -91,6 +91,7 @@ pub mod export;
 pub mod ffi;
 mod logging;
 mod manifest;
+mod stream;
 pub mod testing;
 
 pub use self::{
@@ -101,6 +102,7 @@ pub use self::{
     ffi::{LogLevel, ABI_STABLE_VERSION, API_VERSION},
     logging::HostLayer,
     manifest::{ComponentDecl, Manifest, MethodDecl, DEFAULT_PRIORITY},
+    stream::{StreamClosed, StreamSink, Streams},
 };
 
 #[doc(hidden)]

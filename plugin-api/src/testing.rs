@@ -299,6 +299,69 @@ impl TestComponent {
     }
 }
 
+impl TestComponent {
+    /// Drives streaming method `method` as a consumer that takes `max` items and then
+    /// goes away (the component's next `send` fails), or takes them all if the stream
+    /// ends first. Like the host, turns a panic into an error.
+    ///
+    /// # Errors
+    ///
+    /// The component's error.
+    pub fn stream(
+        &self,
+        method: &str,
+        input: &[u8],
+        max: usize,
+    ) -> Result<Vec<Vec<u8>>, PluginError> {
+        let Some(component) = self.component.as_ref() else {
+            return Err(PluginError::failed("the component was dropped"));
+        };
+        self.host.capturing(&self.name, || {
+            catch_unwind(AssertUnwindSafe(|| {
+                collect_stream(&**component, method, input, max)
+            }))
+        })
+        .unwrap_or_else(|payload| {
+            Err(PluginError::panicked(
+                &self.plugin,
+                &self.name,
+                method,
+                &panic_message(&*payload),
+            ))
+        })
+    }
+}
+
+/// Runs `component`'s streaming method `method` as a consumer that takes up to `max`
+/// items and then goes away; returns the items taken.
+///
+/// # Errors
+///
+/// The component's error (a stream ended by the consumer going is not one).
+pub fn collect_stream(
+    component: &dyn Component,
+    method: &str,
+    input: &[u8],
+    max: usize,
+) -> Result<Vec<Vec<u8>>, PluginError> {
+    let items = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let taken = Arc::clone(&items);
+    let sink = crate::StreamSink::from_fn(move |item| {
+        let mut items = locked(&taken);
+        if items.len() >= max {
+            return false;
+        }
+        items.push(item.to_vec());
+        true
+    });
+    let result = component.stream(Request::new(method, input), &sink);
+    let items = std::mem::take(&mut *locked(&items));
+    match result {
+        Err(err) if err.kind() == "cancelled" && items.len() >= max => Ok(items),
+        other => other.map(|()| items),
+    }
+}
+
 impl Drop for TestComponent {
     fn drop(&mut self) {
         let component = self.component.take();

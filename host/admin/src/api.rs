@@ -104,6 +104,9 @@ pub struct Component {
     pub call_errors: u64,
     /// Calls that timed out.
     pub call_timeouts: u64,
+    /// Streams open now.
+    #[serde(default)]
+    pub streams_open: u64,
     /// Calls running now, abandoned ones included.
     pub calls_in_flight: usize,
     /// Calls abandoned by their callers that still run.
@@ -180,6 +183,7 @@ impl Component {
             call_errors: status.call_errors,
             call_timeouts: status.call_timeouts,
             calls_in_flight: status.calls_in_flight,
+            streams_open: status.streams_open,
             calls_abandoned: status.calls_abandoned,
             stuck_methods: status.stuck_methods.into_iter().collect(),
             max_concurrent_calls: status.max_concurrent_calls,

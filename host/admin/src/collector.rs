@@ -273,7 +273,7 @@ fn component_measurements(out: &mut Exposition, components: &[ComponentStatus]) 
         &measured,
         |(c, _)| component_labels(c),
     );
-    let histograms: [HistogramFamily; 2] = [
+    let histograms: [HistogramFamily; 3] = [
         (
             "plugin_host_component_call_duration_seconds",
             "Latency of a sample of calls ([metrics] sample_rate); its _count is the calls timed, plugin_host_component_calls_total counts every call.",
@@ -283,6 +283,11 @@ fn component_measurements(out: &mut Exposition, components: &[ComponentStatus]) 
             "plugin_host_component_init_duration_seconds",
             "Duration of successful initialisations.",
             |c| &c.init_duration,
+        ),
+        (
+            "plugin_host_stream_duration_seconds",
+            "How long the component's streams ran, from open to end.",
+            |c| &c.stream_duration,
         ),
     ];
     for (name, help, pick) in histograms {

@@ -17,6 +17,24 @@ pub(crate) struct Family<T> {
 /// One sample per component, labelled by component and plugin.
 pub(crate) const COMPONENT: &[Family<ComponentStatus>] = &[
     Family {
+        name: "plugin_host_streams_open",
+        kind: Kind::Gauge,
+        help: "Streams of the component open now.",
+        value: |c| c.streams_open as f64,
+    },
+    Family {
+        name: "plugin_host_stream_items_total",
+        kind: Kind::Counter,
+        help: "Items the component's streams sent.",
+        value: |c| c.stream_items as f64,
+    },
+    Family {
+        name: "plugin_host_stream_bytes_total",
+        kind: Kind::Counter,
+        help: "Bytes the component's streams sent.",
+        value: |c| c.stream_bytes as f64,
+    },
+    Family {
         name: "plugin_host_component_calls_total",
         kind: Kind::Counter,
         help: "Calls made to the component.",

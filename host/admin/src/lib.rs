@@ -13,6 +13,7 @@ mod families;
 mod process;
 mod prometheus;
 mod routes;
+mod stream;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -165,6 +166,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/timeouts", get(routes::timeouts))
         .route("/timeouts/{id}/cancel", post(routes::cancel_timeout))
         .route("/components/{name}/call/{method}", post(routes::call))
+        .route("/components/{name}/stream/{method}", post(stream::stream))
         .route("/components/{name}/evict", post(routes::evict))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")

@@ -23,7 +23,7 @@ type AppState = State<Arc<AdminState>>;
 
 /// What axum's extractors refuse (a body too large, a path parameter that does not
 /// parse), answered in the one error shape.
-trait Rejection {
+pub(super) trait Rejection {
     fn status(&self) -> StatusCode;
     fn body_text(&self) -> String;
 }
@@ -43,7 +43,7 @@ macro_rules! rejection {
 
 rejection!(PathRejection, BytesRejection, QueryRejection);
 
-fn refused(rejection: &impl Rejection) -> Response {
+pub(super) fn refused(rejection: &impl Rejection) -> Response {
     ApiError::rejected(rejection.status(), rejection.body_text()).into_response()
 }
 
@@ -256,7 +256,7 @@ fn get_status(err: &GetError) -> StatusCode {
     }
 }
 
-fn call_status(err: &CallError) -> StatusCode {
+pub(super) fn call_status(err: &CallError) -> StatusCode {
     match err {
         CallError::Get(get) => get_status(get),
         CallError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -274,6 +274,8 @@ fn call_status(err: &CallError) -> StatusCode {
         },
         CallError::Json { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         CallError::WorkerFailed { .. } | CallError::ReplyTooLarge { .. } => StatusCode::BAD_GATEWAY,
+        CallError::NotAStream { .. } => StatusCode::BAD_REQUEST,
+        CallError::StreamIdle { .. } => StatusCode::GATEWAY_TIMEOUT,
         CallError::UndeclaredMethod { .. } => StatusCode::NOT_FOUND,
     }
 }
@@ -288,17 +290,9 @@ pub(super) async fn call(
         (Err(rejection), _) => return refused(&rejection),
         (_, Err(rejection)) => return refused(&rejection),
     };
-    let input = if body.iter().all(u8::is_ascii_whitespace) {
-        b"null".to_vec()
-    } else if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-        return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("the request body is not valid JSON: {err}"),
-        )
-        .into_response();
-    } else {
-        body.to_vec()
+    let input = match json_input(&body) {
+        Ok(input) => input,
+        Err(refusal) => return refusal.into_response(),
     };
     match state.host.call(&name, &method, input).await {
         Ok(output) => call_result(&output),
@@ -318,6 +312,22 @@ pub(super) async fn call(
             response
         }
     }
+}
+
+/// A call's or a stream's input: the body, checked to be JSON (empty means `null`).
+pub(super) fn json_input(body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(b"null".to_vec());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map(|_| body.to_vec())
+        .map_err(|err| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("the request body is not valid JSON: {err}"),
+            )
+        })
 }
 
 /// An [`api::CallResult`] around the component's reply, written without parsing the reply

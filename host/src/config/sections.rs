@@ -144,6 +144,10 @@ pub struct TimeoutsConfig {
     /// worker process is killed. Defaults to 1 s.
     #[serde(with = "units::duration")]
     pub kill_grace: Duration,
+    /// The longest gap between two items of a stream before the stream is ended (not a
+    /// bound on the whole stream). Defaults to 30 s.
+    #[serde(with = "units::duration")]
+    pub stream_idle: Duration,
 }
 
 impl Default for TimeoutsConfig {
@@ -153,6 +157,7 @@ impl Default for TimeoutsConfig {
             stop: Duration::from_secs(10),
             operations: BTreeMap::new(),
             kill_grace: Duration::from_secs(1),
+            stream_idle: Duration::from_secs(30),
         }
     }
 }

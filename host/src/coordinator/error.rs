@@ -365,6 +365,26 @@ pub enum CallError {
         /// What happened to the worker.
         fault: WorkerFault,
     },
+    /// A stream was asked of a method that does not stream.
+    #[error("component `{component}` method `{method}` does not stream; {}", if .streams.is_empty() { "the component has no streaming methods; call it instead".to_owned() } else { format!("its streaming methods: {}", .streams.join(", ")) })]
+    NotAStream {
+        /// The component.
+        component: String,
+        /// The method.
+        method: String,
+        /// The methods that do stream.
+        streams: Vec<String>,
+    },
+    /// A stream produced no item for `[timeouts] stream_idle`.
+    #[error("component `{component}` stream `{method}` sent nothing for {limit:?} ([timeouts] stream_idle); it was ended")]
+    StreamIdle {
+        /// The component.
+        component: String,
+        /// The method.
+        method: String,
+        /// The idle limit.
+        limit: std::time::Duration,
+    },
     /// The component's reply was larger than `[limits] max_reply`. An isolated worker
     /// does not send it and keeps running.
     #[error("component `{component}` method `{method}` answered {size} bytes, more than [limits] max_reply ({limit} bytes); ask for less per call, or raise max_reply")]
@@ -434,6 +454,8 @@ impl CallError {
             Self::Cancelled { .. } => "cancelled",
             Self::WorkerFailed { fault, .. } => fault.kind.as_str(),
             Self::ReplyTooLarge { .. } => "reply_too_large",
+            Self::NotAStream { .. } => "not_a_stream",
+            Self::StreamIdle { .. } => "stream_idle",
             Self::UndeclaredMethod { .. } => "unknown_method",
             Self::Saturated { .. } => "saturated",
             Self::Quarantined { .. } => "quarantined",

@@ -271,24 +271,30 @@ impl ComponentHandle {
         if result.is_err() {
             stats.call_errors.inc();
         }
-        result.map_err(|fault| match fault {
+        result.map_err(|fault| self.fault_error(method, fault))
+    }
+
+    /// The call error of `fault` in a call of `method`.
+    pub(crate) fn fault_error(&self, method: &str, fault: CallFault) -> CallError {
+        let (component, method) = (self.name().to_owned(), method.to_owned());
+        match fault {
             CallFault::Plugin(source) => CallError::Failed {
-                component: self.name().to_owned(),
-                method: method.to_owned(),
+                component,
+                method,
                 source,
             },
             CallFault::Worker(fault) => CallError::WorkerFailed {
-                component: self.name().to_owned(),
-                method: method.to_owned(),
+                component,
+                method,
                 fault,
             },
             CallFault::ReplyTooLarge { size, limit } => CallError::ReplyTooLarge {
-                component: self.name().to_owned(),
-                method: method.to_owned(),
+                component,
+                method,
                 size,
                 limit,
             },
-        })
+        }
     }
 
     /// The worker process its instance runs in, if isolated and running.
@@ -323,6 +329,26 @@ pub trait Instance: Send + Sync + 'static {
     ///
     /// The component's error.
     fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFault>;
+
+    /// Answers one streaming call, handing each item to `items` (which waits while the
+    /// consumer is behind, and says when it has gone); returns when the stream is done.
+    /// Must not panic. Defaults to refusing: the instance does not stream.
+    ///
+    /// # Errors
+    ///
+    /// The component's error.
+    fn stream(
+        &self,
+        method: &str,
+        input: &[u8],
+        items: &super::stream::ItemSender,
+    ) -> Result<(), CallFault> {
+        let _ = (input, items);
+        Err(CallFault::Plugin(PluginError::with_kind(
+            "not_streaming",
+            format!("this component cannot stream `{method}`"),
+        )))
+    }
 
     /// The worker process it runs in, if it is isolated and its worker runs. Defaults to
     /// `None`.

@@ -34,6 +34,13 @@ pub(crate) struct Stats {
     /// The coarse clock's milliseconds at the last use ([`crate::util::coarse_millis`]),
     /// plus one; 0 means never used.
     last_used: AtomicU64,
+    /// Streams open now.
+    pub(crate) streams_open: AtomicU64,
+    /// Items and bytes its streams sent.
+    pub(crate) stream_items: Counter,
+    pub(crate) stream_bytes: Counter,
+    /// How long its streams ran.
+    pub(crate) stream_duration: Histogram,
 }
 
 impl Stats {
@@ -49,6 +56,10 @@ impl Stats {
             sampler,
             init_micros: AtomicU64::new(0),
             last_used: AtomicU64::new(0),
+            streams_open: AtomicU64::new(0),
+            stream_items: Counter::default(),
+            stream_bytes: Counter::default(),
+            stream_duration: Histogram::default(),
         }
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::{
     handle::{CallFault, Dependencies, Instance},
+    stream::ItemSender,
     provider::Provider,
     spec::ComponentSpec,
     InitError,
@@ -13,6 +14,7 @@ use crate::{
     config::Isolation,
     context::{HostServices, PluginHostContext},
     isolation::{Bound, Created, Failure, WorkerPool},
+    stream_buffer::{Consumer, ItemSink},
 };
 
 /// Creates a component's instances in its library's worker process.
@@ -69,6 +71,21 @@ impl Provider for WorkerProvider {
     }
 }
 
+/// A stream's buffer as a worker's frames feed it: each item counted in the component's
+/// metrics.
+struct CountingSink(ItemSender);
+
+impl ItemSink for CountingSink {
+    fn push(&self, item: Vec<u8>) -> bool {
+        self.0.count(item.len());
+        self.0.queue().push(item)
+    }
+
+    fn set_consumer(&self, consumer: Arc<dyn Consumer>) {
+        self.0.queue().set_consumer(consumer);
+    }
+}
+
 /// The coordinator's handle on an isolated instance; dropping it drops the instance in
 /// its worker.
 struct WorkerInstance(Arc<Bound>);
@@ -81,6 +98,18 @@ impl Instance for WorkerInstance {
             Failure::ReplyTooLarge { size, limit } => CallFault::ReplyTooLarge { size, limit },
             Failure::NotSent => {
                 CallFault::Plugin(plugin_api::PluginError::failed("its worker took no call"))
+            }
+        })
+    }
+
+    fn stream(&self, method: &str, input: &[u8], items: &ItemSender) -> Result<(), CallFault> {
+        let sink: Arc<dyn ItemSink> = Arc::new(CountingSink(items.clone()));
+        self.0.stream(method, input, &sink).map_err(|failure| match failure {
+            Failure::Plugin(err) => CallFault::Plugin(err),
+            Failure::Worker(fault) => CallFault::Worker(fault),
+            Failure::ReplyTooLarge { size, limit } => CallFault::ReplyTooLarge { size, limit },
+            Failure::NotSent => {
+                CallFault::Plugin(plugin_api::PluginError::failed("its worker took no stream"))
             }
         })
     }

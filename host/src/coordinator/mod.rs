@@ -23,6 +23,7 @@ mod slot;
 mod spec;
 mod state;
 mod status;
+mod stream;
 mod workers;
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
@@ -45,6 +46,7 @@ pub use self::{
     spec::ComponentSpec,
     state::ComponentState,
     status::{ComponentStatus, SandboxStatus},
+    stream::{ComponentStream, ItemSender},
     workers::{ReloadError, ReloadReport},
 };
 use self::{

@@ -11,6 +11,7 @@ use plugin_api::{ffi::ComponentBox, Component, PluginError, Request};
 
 use super::{
     handle::{CallFault, Dependencies, Instance},
+    stream::ItemSender,
     spec::ComponentSpec,
     InitError,
 };
@@ -182,6 +183,25 @@ impl Instance for NativeInstance {
         .unwrap_or_else(|payload| Err(native_panic(&self.name, method, &*payload)))
         .map_err(CallFault::Plugin)
     }
+
+    fn stream(&self, method: &str, input: &[u8], items: &ItemSender) -> Result<(), CallFault> {
+        let items = items.clone();
+        let sink = plugin_api::StreamSink::from_fn(move |item| items.send(item.to_vec()));
+        catch_unwind(AssertUnwindSafe(|| {
+            self.component.stream(Request::new(method, input), &sink)
+        }))
+        .unwrap_or_else(|payload| Err(native_panic(&self.name, method, &*payload)))
+        .map_err(CallFault::Plugin)
+    }
+}
+
+/// The host's end of a plugin's stream, across the boundary.
+struct HostSink(ItemSender);
+
+impl plugin_api::ffi::StreamSinkObj for HostSink {
+    fn send(&self, item: abi_stable::std_types::RVec<u8>) -> bool {
+        self.0.send(item.into_vec())
+    }
 }
 
 /// A component provided by a plugin library, loaded on first use.
@@ -255,6 +275,18 @@ impl Instance for PluginInstance {
             .call(RStr::from_str(method), RSlice::from_slice(input))
             .into_result()
             .map(Vec::from)
+            .map_err(CallFault::Plugin)
+    }
+
+    fn stream(&self, method: &str, input: &[u8], items: &ItemSender) -> Result<(), CallFault> {
+        use abi_stable::{
+            sabi_trait::TD_Opaque,
+            std_types::{RSlice, RStr},
+        };
+        let sink = plugin_api::ffi::StreamSinkObj_TO::from_value(HostSink(items.clone()), TD_Opaque);
+        self.component
+            .stream(RStr::from_str(method), RSlice::from_slice(input), sink)
+            .into_result()
             .map_err(CallFault::Plugin)
     }
 

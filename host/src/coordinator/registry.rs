@@ -265,6 +265,12 @@ impl Coordinator {
                 .unwrap_or(component.priority),
             init_timeout: overrides.and_then(|o| o.timeout).or(component.init_timeout),
             methods: component.methods.iter().map(|m| m.name.clone()).collect(),
+            streams: component
+                .methods
+                .iter()
+                .filter(|m| m.streams)
+                .map(|m| m.name.clone())
+                .collect(),
         }
     }
 

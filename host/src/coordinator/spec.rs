@@ -19,6 +19,8 @@ pub struct ComponentSpec {
     pub init_timeout: Option<Duration>,
     /// The methods it declares; empty accepts any method name.
     pub methods: Vec<String>,
+    /// The methods that stream (answer many items through `Coordinator::stream`).
+    pub streams: Vec<String>,
 }
 
 impl ComponentSpec {
@@ -32,7 +34,17 @@ impl ComponentSpec {
             priority: plugin_api::DEFAULT_PRIORITY,
             init_timeout: None,
             methods: Vec::new(),
+            streams: Vec::new(),
         }
+    }
+
+    /// Declares a streaming method, which is a declared method too (so, as with
+    /// [`Self::with_method`], undeclared methods are refused). Defaults to none.
+    pub fn with_stream_method(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.methods.push(name.clone());
+        self.streams.push(name);
+        self
     }
 
     /// Declares a method: calls to undeclared ones are then refused. Defaults to none
@@ -56,6 +68,18 @@ impl ComponentSpec {
             component: self.name.clone(),
             method: method.to_owned(),
             declared: self.methods.clone(),
+        })
+    }
+
+    /// Refuses to stream a method that is not declared streaming, naming those that are.
+    pub(crate) fn check_stream_method(&self, method: &str) -> Result<(), super::CallError> {
+        if self.streams.iter().any(|m| m == method) {
+            return Ok(());
+        }
+        Err(super::CallError::NotAStream {
+            component: self.name.clone(),
+            method: method.to_owned(),
+            streams: self.streams.clone(),
         })
     }
 

@@ -82,6 +82,14 @@ pub struct ComponentStatus {
     pub methods: Vec<MethodInfo>,
     /// Its sandbox, when it has one.
     pub sandbox: Option<SandboxStatus>,
+    /// Streams open now.
+    pub streams_open: u64,
+    /// Items and bytes its streams sent.
+    pub stream_items: u64,
+    /// Bytes its streams sent.
+    pub stream_bytes: u64,
+    /// How long its streams ran, in seconds.
+    pub stream_duration: HistogramSnapshot,
 }
 
 /// An isolated component's sandbox: what its plugin declares, what the host grants, and
@@ -193,7 +201,7 @@ impl Coordinator {
             refused_saturated: bulkhead.refused_saturated.get(),
             refused_quarantined: bulkhead.refused_quarantined.get(),
             log_suppressed: self.inner.services.logs.suppressed_of(&spec.name),
-            methods: declared.unwrap_or_else(|| names_only(&spec.methods)),
+            methods: declared.unwrap_or_else(|| names_only(&spec.methods, &spec.streams)),
             isolation: slot.provider.isolation(),
             moved_to_worker: slot.provider.moved_to_worker(),
             worker_pid: slot
@@ -208,18 +216,23 @@ impl Coordinator {
             last_error,
             file: slot.file(),
             sandbox: None,
+            streams_open: stats.streams_open.load(Ordering::Relaxed),
+            stream_items: stats.stream_items.get(),
+            stream_bytes: stats.stream_bytes.get(),
+            stream_duration: stats.stream_duration.snapshot(),
         }
     }
 }
 
 /// Methods known by name only (a native component's).
-fn names_only(names: &[String]) -> Vec<MethodInfo> {
+fn names_only(names: &[String], streams: &[String]) -> Vec<MethodInfo> {
     names
         .iter()
         .map(|name| MethodInfo {
             name: name.clone(),
             description: String::new(),
             example: String::new(),
+            streams: streams.contains(name),
         })
         .collect()
 }

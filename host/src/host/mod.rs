@@ -137,6 +137,24 @@ impl Host {
             .map_err(|e| json_error(format!("reply is not the expected JSON: {e}")))
     }
 
+    /// Opens a stream of streaming method `method` of `component`: its items as they
+    /// come (see [`crate::ComponentStream`]); dropping it cancels the stream.
+    ///
+    /// # Errors
+    ///
+    /// As [`Coordinator::stream`].
+    pub async fn stream(
+        &self,
+        component: &str,
+        method: &str,
+        input: impl Into<Vec<u8>>,
+    ) -> Result<crate::ComponentStream, CallError> {
+        self.inner
+            .coordinator
+            .stream(component, method, input.into())
+            .await
+    }
+
     /// Rescans the plugins directory now and applies what changed.
     ///
     /// # Errors

@@ -21,6 +21,7 @@ use super::{
 use crate::{
     context::{self, PluginHostContext},
     loader::LoadError,
+    stream_buffer::ItemSink,
 };
 
 /// Why an instance could not be created.
@@ -107,6 +108,34 @@ impl Bound {
             plugin: self.pool.plugin.clone(),
             pid: None,
             reason: "took no call: every worker tried was stopping".into(),
+            kind: FaultKind::Died,
+        }))
+    }
+
+    /// Streams `method` into `items` in its worker, creating it again in a new worker
+    /// first if its worker ended; returns when the stream is done.
+    pub(crate) fn stream(
+        &self,
+        method: &str,
+        input: &[u8],
+        items: &Arc<dyn ItemSink>,
+    ) -> Result<(), Failure> {
+        let req = context::current_call_id().unwrap_or_else(context::next_call_id);
+        for _ in 0..SEND_ATTEMPTS {
+            let worker = self.bound_worker()?;
+            match worker.stream(self.id, req, method, input, Arc::clone(items)) {
+                Err(Failure::NotSent) => {}
+                Err(Failure::Worker(fault)) => return Err(Failure::Worker(fault)),
+                answered => {
+                    self.pool.note_success();
+                    return answered;
+                }
+            }
+        }
+        Err(Failure::Worker(WorkerFault {
+            plugin: self.pool.plugin.clone(),
+            pid: None,
+            reason: "took no stream: every worker tried was stopping".into(),
             kind: FaultKind::Died,
         }))
     }

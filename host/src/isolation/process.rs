@@ -32,6 +32,7 @@ use crate::{
     memory::MemoryManager,
     platform::ProcessWatch,
     plugin_log::PluginLogSink,
+    stream_buffer::{Consumer, ItemSink},
 };
 
 /// What a request from the host waits for.
@@ -39,6 +40,7 @@ pub(super) enum Answer {
     Created(Result<(), WireError>),
     Returned(Result<Vec<u8>, WireError>),
     Dropped,
+    StreamEnd(Result<(), WireError>),
     Died(WorkerFault),
 }
 
@@ -48,6 +50,7 @@ enum Expect {
     Created,
     Returned,
     Dropped,
+    StreamEnd,
 }
 
 impl Answer {
@@ -56,7 +59,41 @@ impl Answer {
             Self::Created(_) => Some(Expect::Created),
             Self::Returned(_) => Some(Expect::Returned),
             Self::Dropped => Some(Expect::Dropped),
+            Self::StreamEnd(_) => Some(Expect::StreamEnd),
             Self::Died(_) => None,
+        }
+    }
+}
+
+/// Grants a worker's stream more credit as its consumer reads, in batches, and cancels it
+/// when the consumer goes.
+struct Credits {
+    worker: std::sync::Weak<Worker>,
+    req: u64,
+    taken: std::sync::atomic::AtomicU32,
+}
+
+/// Items read before the worker is told it may send that many more.
+const CREDIT_BATCH: u32 = 16;
+
+impl Consumer for Credits {
+    fn took(&self) {
+        let taken = self.taken.fetch_add(1, Ordering::AcqRel) + 1;
+        if taken < CREDIT_BATCH {
+            return;
+        }
+        self.taken.fetch_sub(taken, Ordering::AcqRel);
+        if let Some(worker) = self.worker.upgrade() {
+            worker.send_later(ToWorker::Credit {
+                req: self.req,
+                n: taken,
+            });
+        }
+    }
+
+    fn gone(&self) {
+        if let Some(worker) = self.worker.upgrade() {
+            worker.send_later(ToWorker::Cancel { req: self.req });
         }
     }
 }
@@ -115,6 +152,8 @@ pub(crate) struct Worker {
     broke_protocol: Mutex<Option<String>>,
     /// The host-side context of each instance, for the requests its code makes.
     pub(super) contexts: Mutex<HashMap<u64, PluginHostContext>>,
+    /// Where the items of each open stream go, by request.
+    streams: Mutex<HashMap<u64, Arc<dyn ItemSink>>>,
     pub(super) metrics: Mutex<Vec<MetricBox>>,
     pub(super) sink: PluginLogSink,
     pub(super) executor: PluginExecutor,
@@ -187,6 +226,7 @@ impl Worker {
             ended_as: Mutex::new(None),
             broke_protocol: Mutex::new(None),
             contexts: Mutex::default(),
+            streams: Mutex::default(),
             metrics: Mutex::default(),
             sink: PluginLogSink {
                 plugin: Arc::from(spawn.plugin),
@@ -316,6 +356,56 @@ impl Worker {
                 "the worker answered out of turn",
             ))),
         }
+    }
+
+    /// Streams `method` of `instance` as request `req` into `items`, and waits until the
+    /// stream is done. The worker sends items within the credit it is given: the
+    /// consumer's reads grant more, its end cancels the stream in the worker.
+    pub(crate) fn stream(
+        self: &Arc<Self>,
+        instance: u64,
+        req: u64,
+        method: &str,
+        input: &[u8],
+        items: Arc<dyn ItemSink>,
+    ) -> Result<(), Failure> {
+        items.set_consumer(Arc::new(Credits {
+            worker: Arc::downgrade(self),
+            req,
+            taken: std::sync::atomic::AtomicU32::new(0),
+        }));
+        self.streams.lock().insert(req, items);
+        let message = ToWorker::Stream {
+            req,
+            instance,
+            method: method.to_owned(),
+            input: input.to_vec(),
+            credit: u32::try_from(crate::stream_buffer::MAX_ITEMS).unwrap_or(u32::MAX),
+        };
+        let answer = self.ask(req, Expect::StreamEnd, &message);
+        self.streams.lock().remove(&req);
+        match answer? {
+            Answer::StreamEnd(Err(WireError::ReplyTooLarge { size, limit })) => {
+                Err(Failure::ReplyTooLarge { size, limit })
+            }
+            Answer::StreamEnd(result) => {
+                self.answered.fetch_add(1, Ordering::Relaxed);
+                result.map_err(|err| Failure::Plugin(err.into()))
+            }
+            _ => Err(Failure::Plugin(PluginError::failed(
+                "the worker answered out of turn",
+            ))),
+        }
+    }
+
+    /// Sends `message` from a plugin thread (never an async worker: a write may wait).
+    fn send_later(self: &Arc<Self>, message: ToWorker) {
+        let worker = Arc::clone(self);
+        self.executor.execute(move || {
+            if !worker.has_exited() {
+                let _ = worker.writer.lock().write(&message);
+            }
+        });
     }
 
     /// Whether request `req` still waits for its answer.
@@ -522,6 +612,18 @@ impl Worker {
             FromWorker::Created { req, result } => self.answer(req, Answer::Created(result)),
             FromWorker::Returned { req, result } => self.answer(req, Answer::Returned(result)),
             FromWorker::Dropped { req } => self.answer(req, Answer::Dropped),
+            FromWorker::StreamEnd { req, result } => self.answer(req, Answer::StreamEnd(result)),
+            FromWorker::Item { req, item } => {
+                let sink = self.streams.lock().get(&req).cloned();
+                match sink {
+                    // A consumer that went is told by a Cancel already on its way.
+                    Some(sink) => drop(sink.push(item)),
+                    None if self.has_exited() => {}
+                    None => self.breach(&format!(
+                        "it sent an item of request {req}, which streams nothing"
+                    )),
+                }
+            }
             FromWorker::Log {
                 level,
                 component,

@@ -40,6 +40,19 @@ pub(crate) enum ToWorker {
     },
     /// Drop `instance`; answered once its `Drop` returned.
     Drop { req: u64, instance: u64 },
+    /// Open a stream of `method` on `instance` as request `req`; the worker may send
+    /// `credit` items before it is given more.
+    Stream {
+        req: u64,
+        instance: u64,
+        method: String,
+        input: Vec<u8>,
+        credit: u32,
+    },
+    /// The consumer of stream `req` took items: `n` more may come.
+    Credit { req: u64, n: u32 },
+    /// The consumer of stream `req` has gone: its sink says so from now on.
+    Cancel { req: u64 },
     /// The answer to the worker's request `req`.
     Reply { req: u64, reply: Reply },
 }
@@ -66,6 +79,13 @@ pub(crate) enum FromWorker {
     Returned {
         req: u64,
         result: Result<Vec<u8>, WireError>,
+    },
+    /// One item of stream `req` (within its credit).
+    Item { req: u64, item: Vec<u8> },
+    /// Stream `req` is done.
+    StreamEnd {
+        req: u64,
+        result: Result<(), WireError>,
     },
     /// A log record of the plugin's.
     Log {

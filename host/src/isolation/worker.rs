@@ -141,6 +141,7 @@ fn serve(stream: UnixStream, library: std::fs::File, args: &WorkerArgs) -> i32 {
         instances: Arc::default(),
         executor: PluginExecutor::new(),
         max_reply: args.max_reply,
+        streams: Arc::default(),
     };
     let mut reader = FrameReader::new(stream, max_frame);
     while let Ok(Some(message)) = reader.read::<ToWorker>() {
@@ -252,6 +253,50 @@ struct Worker {
     executor: PluginExecutor,
     /// `[limits] max_reply`.
     max_reply: usize,
+    /// The open streams, by request: their credit and whether they were cancelled.
+    streams: Arc<Mutex<HashMap<u64, Arc<StreamCredit>>>>,
+}
+
+/// What the host allows one of this worker's streams: how many items it may still send,
+/// and whether its consumer has gone.
+#[derive(Default)]
+struct StreamCredit {
+    state: Mutex<(u32, bool)>,
+    changed: parking_lot::Condvar,
+    /// An item was larger than `[limits] max_reply`: the stream ends with that error.
+    too_large: Mutex<Option<u64>>,
+}
+
+/// The sink of one of this worker's streams: each item goes to the host as a frame, once
+/// the host has given credit for it.
+struct StreamFrames {
+    conn: Arc<Conn>,
+    req: u64,
+    credit: Arc<StreamCredit>,
+    max_reply: usize,
+}
+
+impl plugin_api::ffi::StreamSinkObj for StreamFrames {
+    fn send(&self, item: RVec<u8>) -> bool {
+        if item.len() > self.max_reply {
+            *self.credit.too_large.lock() = Some(item.len() as u64);
+            return false;
+        }
+        let mut state = self.credit.state.lock();
+        while state.0 == 0 && !state.1 {
+            self.credit.changed.wait(&mut state);
+        }
+        if state.1 {
+            return false;
+        }
+        state.0 -= 1;
+        drop(state);
+        self.conn.send(&FromWorker::Item {
+            req: self.req,
+            item: item.into_vec(),
+        });
+        true
+    }
 }
 
 impl Worker {
@@ -308,6 +353,48 @@ impl Worker {
                 drop(removed);
                 conn.send(&FromWorker::Dropped { req });
             }),
+            ToWorker::Stream {
+                req,
+                instance,
+                method,
+                input,
+                credit,
+            } => {
+                let state = Arc::new(StreamCredit::default());
+                state.state.lock().0 = credit;
+                self.streams.lock().insert(req, Arc::clone(&state));
+                let (streams, max_reply) = (Arc::clone(&self.streams), self.max_reply);
+                self.executor.execute(move || {
+                    let sink = StreamFrames {
+                        conn: Arc::clone(&conn),
+                        req,
+                        credit: Arc::clone(&state),
+                        max_reply,
+                    };
+                    let result = stream(&instances, instance, req, &method, &input, sink);
+                    streams.lock().remove(&req);
+                    let result = match *state.too_large.lock() {
+                        Some(size) => Err(WireError::ReplyTooLarge {
+                            size,
+                            limit: max_reply as u64,
+                        }),
+                        None => result.map_err(Into::into),
+                    };
+                    conn.send(&FromWorker::StreamEnd { req, result });
+                });
+            }
+            ToWorker::Credit { req, n } => {
+                if let Some(state) = self.streams.lock().get(&req) {
+                    state.state.lock().0 += n;
+                    state.changed.notify_all();
+                }
+            }
+            ToWorker::Cancel { req } => {
+                if let Some(state) = self.streams.lock().get(&req) {
+                    state.state.lock().1 = true;
+                    state.changed.notify_all();
+                }
+            }
             ToWorker::Reply { req, reply } => {
                 if let Some(waiting) = conn.pending.lock().remove(&req) {
                     let _ = waiting.send(reply);
@@ -334,6 +421,27 @@ fn call(
         .call(RStr::from_str(method), RSlice::from_slice(input))
         .into_result()
         .map(Vec::from);
+    CALL.with(|call| *call.borrow_mut() = None);
+    result
+}
+
+/// Runs one stream on this thread, as call `req` (its locks belong to it).
+fn stream(
+    instances: &Instances,
+    instance: u64,
+    req: u64,
+    method: &str,
+    input: &[u8],
+    sink: StreamFrames,
+) -> Result<(), PluginError> {
+    let Some(component) = instances.lock().get(&instance).cloned() else {
+        return Err(PluginError::failed("no such instance in this worker"));
+    };
+    CALL.with(|call| *call.borrow_mut() = Some((req, method.to_owned())));
+    let sink = plugin_api::ffi::StreamSinkObj_TO::from_value(sink, TD_Opaque);
+    let result = component
+        .stream(RStr::from_str(method), RSlice::from_slice(input), sink)
+        .into_result();
     CALL.with(|call| *call.borrow_mut() = None);
     result
 }

@@ -136,6 +136,7 @@ pub(crate) unsafe fn open_library_at(
             reason: err.to_string(),
         })?;
     if let Some(description) = check_description(path, library, &info)? {
+        info.mark_streams(&description.streams);
         info.sandbox = description.sandbox;
     }
     tracing::debug!(path = %path.display(), plugin = %info.name, host_api, "plugin library opened");

@@ -4,7 +4,9 @@
 //! symbol the feed knows; `bars` serves from the cache and extends it on demand. Methods:
 //!
 //! - `bars {"symbol","count"}` -> `[{"ts","open","high","low","close","volume"}, ...]`,
-//!   the first `count` bars from tick 0, oldest first.
+//!   the first `count` bars from tick 0, oldest first. Streamed (`bars {"symbol","count",
+//!   "chunk"?}`), the same bars come in arrays of `chunk` (100 by default), each sent as
+//!   soon as it is built.
 
 #![forbid(unsafe_code)]
 
@@ -39,10 +41,14 @@ impl Plugin for HistoricalDataPlugin {
                     .with_priority(60)
                     .with_method(
                         "bars",
-                        "the last count one-minute OHLCV bars of a symbol",
+                        "the last count one-minute OHLCV bars of a symbol (streamed: in chunks)",
                         r#"{"symbol": "AAPL", "count": 5}"#,
                     ),
             )
+    }
+
+    fn streams() -> plugin_api::Streams {
+        plugin_api::Streams::new().method("historical-data", "bars")
     }
 
     fn create(name: &str, ctx: Context) -> Result<Box<dyn Component>, PluginError> {
@@ -97,6 +103,13 @@ struct Tick {
 struct BarsRequest {
     symbol: String,
     count: usize,
+    /// Bars per streamed chunk.
+    #[serde(default = "default_chunk")]
+    chunk: usize,
+}
+
+fn default_chunk() -> usize {
+    100
 }
 
 struct HistoricalData {
@@ -158,6 +171,31 @@ impl Component for HistoricalData {
                     ));
                 }
                 json_reply(&self.bars(&input.symbol, input.count)?)
+            }
+            _ => request.unknown_method(),
+        }
+    }
+
+    fn stream(&self, request: Request<'_>, sink: &plugin_api::StreamSink) -> Result<(), PluginError> {
+        match request.method() {
+            "bars" => {
+                let input: BarsRequest = request.json()?;
+                if input.count > MAX_BARS || input.chunk == 0 {
+                    return Err(PluginError::bad_input(
+                        "bars",
+                        format!("count must be at most {MAX_BARS} and chunk at least 1"),
+                    ));
+                }
+                let mut sent = 0;
+                while sent < input.count {
+                    let upto = (sent + input.chunk).min(input.count);
+                    let bars = self.bars(&input.symbol, upto)?;
+                    if sink.send_json(&bars[sent..upto]).is_err() {
+                        return Ok(());
+                    }
+                    sent = upto;
+                }
+                Ok(())
             }
             _ => request.unknown_method(),
         }

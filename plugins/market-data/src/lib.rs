@@ -6,6 +6,9 @@
 //! - `symbols` -> `["AAPL", ...]`
 //! - `quote {"symbol", "tick"?}` -> `{"symbol","bid","ask","last","ts"}` (tick defaults to 0)
 //! - `ticks {"symbol","from","count"}` -> `[{"ts","price","volume"}, ...]`
+//! - `subscribe {"symbols", "interval_ms"?}` (a stream) -> one quote per symbol per tick,
+//!   as they are made (a tick every `interval_ms`, 50 by default), until the subscriber
+//!   goes
 
 #![forbid(unsafe_code)]
 
@@ -44,8 +47,17 @@ impl Plugin for MarketDataPlugin {
                         "ticks",
                         "count ticks of a symbol from a tick on",
                         r#"{"symbol": "AAPL", "from": 0, "count": 10}"#,
+                    )
+                    .with_method(
+                        "subscribe",
+                        "(stream) quotes of symbols as they are made, every interval_ms",
+                        r#"{"symbols": ["AAPL", "MSFT"], "interval_ms": 50}"#,
                     ),
             )
+    }
+
+    fn streams() -> plugin_api::Streams {
+        plugin_api::Streams::new().method("market-data", "subscribe")
     }
 
     fn create(name: &str, _ctx: Context) -> Result<Box<dyn Component>, PluginError> {
@@ -98,6 +110,17 @@ struct QuoteRequest {
 }
 
 #[derive(Deserialize)]
+struct SubscribeRequest {
+    symbols: Vec<String>,
+    #[serde(default = "default_interval")]
+    interval_ms: u64,
+}
+
+fn default_interval() -> u64 {
+    50
+}
+
+#[derive(Deserialize)]
 struct TicksRequest {
     symbol: String,
     #[serde(default)]
@@ -130,6 +153,29 @@ impl Component for MarketData {
                     })
                     .collect();
                 json_reply(&ticks)
+            }
+            _ => request.unknown_method(),
+        }
+    }
+
+    fn stream(&self, request: Request<'_>, sink: &plugin_api::StreamSink) -> Result<(), PluginError> {
+        match request.method() {
+            "subscribe" => {
+                let input: SubscribeRequest = request.json()?;
+                for symbol in &input.symbols {
+                    known(&request, symbol)?;
+                }
+                let interval = std::time::Duration::from_millis(input.interval_ms);
+                for tick in 0.. {
+                    for symbol in &input.symbols {
+                        // The subscriber went: the feed ends here.
+                        if sink.send_json(&quote(symbol, tick)).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    std::thread::sleep(interval);
+                }
+                Ok(())
             }
             _ => request.unknown_method(),
         }
@@ -219,6 +265,20 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, PluginError::BadInput { .. }));
         assert!(err.to_string().contains("NOPE"), "{err}");
+    }
+
+    #[test]
+    fn subscribe_streams_quotes_until_the_subscriber_goes() {
+        let items = plugin_api::testing::collect_stream(
+            &MarketData,
+            "subscribe",
+            br#"{"symbols":["AAPL","MSFT"],"interval_ms":0}"#,
+            5,
+        )
+        .unwrap();
+        assert_eq!(items.len(), 5);
+        let third: Quote = serde_json::from_slice(&items[2]).unwrap();
+        assert_eq!(third, quote("AAPL", 1));
     }
 
     #[test]

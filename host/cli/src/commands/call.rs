@@ -16,6 +16,10 @@ pub(crate) struct CallArgs {
     method: String,
     /// Request as JSON [default: null].
     json: Option<String>,
+    /// The method streams: print each item as it arrives, one per line, until the stream
+    /// ends (or Ctrl-C).
+    #[arg(long)]
+    stream: bool,
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: CallArgs) -> CliResult {
@@ -32,6 +36,12 @@ pub(crate) async fn run(global: &GlobalArgs, args: CallArgs) -> CliResult {
         None => b"null".to_vec(),
     };
     let host = Host::builder(config).with_eager(false).start().await?;
+    if args.stream {
+        let result = print_stream(&host, &args, input).await;
+        host.shutdown().await;
+        result?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let result = host.call(&args.component, &args.method, input).await;
     host.shutdown().await;
     let output = result?;
@@ -40,4 +50,28 @@ pub(crate) async fn run(global: &GlobalArgs, args: CallArgs) -> CliResult {
         Err(_) => println!("{}", String::from_utf8_lossy(&output)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the items of a stream as they arrive, one per line.
+async fn print_stream(host: &Host, args: &CallArgs, input: Vec<u8>) -> anyhow::Result<()> {
+    use futures::StreamExt as _;
+    use std::io::Write as _;
+    let mut items = host.stream(&args.component, &args.method, input).await?;
+    let mut stdout = std::io::stdout();
+    loop {
+        let item = tokio::select! {
+            item = items.next() => item,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        match item {
+            Some(Ok(item)) => {
+                stdout.write_all(&item)?;
+                stdout.write_all(b"\n")?;
+                stdout.flush()?;
+            }
+            Some(Err(err)) => return Err(err.into()),
+            None => break,
+        }
+    }
+    Ok(())
 }

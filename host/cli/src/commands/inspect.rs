@@ -130,7 +130,8 @@ fn print_component(component: &ComponentInfo) {
         println!("    methods:         not declared (any name is passed on)");
     }
     for method in &component.methods {
-        println!("    method {}: {}", method.name, method.description);
+        let kind = if method.streams { " (stream)" } else { "" };
+        println!("    method {}{kind}: {}", method.name, method.description);
         if !method.example.is_empty() {
             println!("      example: {}", method.example);
         }
