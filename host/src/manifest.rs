@@ -115,7 +115,10 @@ pub enum ManifestError {
 impl PluginInfo {
     /// Marks the streaming methods a plugin's description names (declaring any it did
     /// not declare as methods).
-    pub(crate) fn mark_streams(&mut self, streams: &std::collections::BTreeMap<String, Vec<String>>) {
+    pub(crate) fn mark_streams(
+        &mut self,
+        streams: &std::collections::BTreeMap<String, Vec<String>>,
+    ) {
         for component in &mut self.components {
             let Some(methods) = streams.get(&component.name) else {
                 continue;
@@ -233,9 +236,11 @@ impl ComponentInfo {
         Ok(())
     }
 
-    /// Whether a call to `method` may go through: it is declared, or the component
-    /// declares no methods at all.
+    /// Whether a call to `method` may go through: it is not a streaming method, and it
+    /// is declared or the component declares no call methods at all.
     pub fn accepts(&self, method: &str) -> bool {
-        self.methods.is_empty() || self.methods.iter().any(|m| m.name == method)
+        let mut calls = self.methods.iter().filter(|m| !m.streams).peekable();
+        !self.methods.iter().any(|m| m.streams && m.name == method)
+            && (calls.peek().is_none() || calls.any(|m| m.name == method))
     }
 }

@@ -14,7 +14,6 @@ use std::{
 use futures::task::AtomicWaker;
 use parking_lot::{Condvar, Mutex};
 
-
 /// Items a stream buffers at most.
 pub(crate) const MAX_ITEMS: usize = 64;
 

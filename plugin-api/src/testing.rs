@@ -316,19 +316,20 @@ impl TestComponent {
         let Some(component) = self.component.as_ref() else {
             return Err(PluginError::failed("the component was dropped"));
         };
-        self.host.capturing(&self.name, || {
-            catch_unwind(AssertUnwindSafe(|| {
-                collect_stream(&**component, method, input, max)
-            }))
-        })
-        .unwrap_or_else(|payload| {
-            Err(PluginError::panicked(
-                &self.plugin,
-                &self.name,
-                method,
-                &panic_message(&*payload),
-            ))
-        })
+        self.host
+            .capturing(&self.name, || {
+                catch_unwind(AssertUnwindSafe(|| {
+                    collect_stream(&**component, method, input, max)
+                }))
+            })
+            .unwrap_or_else(|payload| {
+                Err(PluginError::panicked(
+                    &self.plugin,
+                    &self.name,
+                    method,
+                    &panic_message(&*payload),
+                ))
+            })
     }
 }
 

@@ -1,25 +1,10 @@
 //! The admin HTTP API of a real `plugin-host run`, over loopback.
 
-use plugin_host_tests::{library_file_name, RunningHost, Sandbox};
-
-fn scrape(text: &str) -> prometheus_parse::Scrape {
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
-        .expect("valid Prometheus exposition")
-}
-
-fn value_of(scrape: &prometheus_parse::Scrape, name: &str, component: &str) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == name && s.labels.get("component") == Some(component))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => panic!("{name} is not a plain value"),
-        })
-        .unwrap_or_else(|| panic!("no sample {name}{{component={component}}}"))
-}
+use plugin_host_tests::{
+    library_file_name,
+    metrics::{scrape, value_of},
+    RunningHost, Sandbox,
+};
 
 fn histogram_count(scrape: &prometheus_parse::Scrape, name: &str, component: &str) -> f64 {
     let sample = scrape

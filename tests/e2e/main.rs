@@ -18,4 +18,5 @@ mod memory;
 mod operators;
 mod run;
 mod soak;
+mod streams;
 mod trust;

@@ -103,6 +103,13 @@ impl RunningHost {
         (status, parsed)
     }
 
+    /// The value of plain metric `name` for `component` in `GET /metrics`, if there is one.
+    pub fn metric(&self, name: &str, component: &str) -> Option<f64> {
+        let (status, text) = self.get("/metrics");
+        assert_eq!(status, 200, "{text}");
+        crate::metrics::sample_of(&crate::metrics::scrape(&text), name, component)
+    }
+
     /// `GET /components`, typed.
     pub fn components(&self) -> Vec<api::Component> {
         let (status, text) = self.get("/components");

@@ -1,12 +1,13 @@
 //! Support for the end-to-end tests, one concern a module: the built binary and
 //! libraries, sandboxes, loader traces, reading output, isolated tests, a running host
-//! with its admin API, coordinators in the test process, and the benches' ratio printing.
+//! with its admin API and its metrics, coordinators in the test process, and the benches' ratio printing.
 
 mod build;
 mod coordinator;
 mod generate;
 mod host;
 mod isolated;
+pub mod metrics;
 mod output;
 mod process;
 pub mod ratio;

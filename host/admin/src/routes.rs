@@ -274,7 +274,7 @@ pub(super) fn call_status(err: &CallError) -> StatusCode {
         },
         CallError::Json { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         CallError::WorkerFailed { .. } | CallError::ReplyTooLarge { .. } => StatusCode::BAD_GATEWAY,
-        CallError::NotAStream { .. } => StatusCode::BAD_REQUEST,
+        CallError::NotAStream { .. } | CallError::StreamOnly { .. } => StatusCode::BAD_REQUEST,
         CallError::StreamIdle { .. } => StatusCode::GATEWAY_TIMEOUT,
         CallError::UndeclaredMethod { .. } => StatusCode::NOT_FOUND,
     }

@@ -64,7 +64,10 @@ impl Framing {
         let body = serde_json::json!({
             "error": { "kind": err.kind(), "message": ErrorChainDisplay(err).to_string() }
         });
-        self.frame(Some("error"), &serde_json::to_vec(&body).unwrap_or_default())
+        self.frame(
+            Some("error"),
+            &serde_json::to_vec(&body).unwrap_or_default(),
+        )
     }
 
     fn frame(self, event: Option<&str>, json: &[u8]) -> Bytes {

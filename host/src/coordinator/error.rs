@@ -365,6 +365,14 @@ pub enum CallError {
         /// What happened to the worker.
         fault: WorkerFault,
     },
+    /// A call (one answer) was asked of a method that streams: open it as a stream.
+    #[error("component `{component}` method `{method}` streams: open it as a stream (POST /components/{component}/stream/{method}, or plugin-host call --stream)")]
+    StreamOnly {
+        /// The component.
+        component: String,
+        /// The method.
+        method: String,
+    },
     /// A stream was asked of a method that does not stream.
     #[error("component `{component}` method `{method}` does not stream; {}", if .streams.is_empty() { "the component has no streaming methods; call it instead".to_owned() } else { format!("its streaming methods: {}", .streams.join(", ")) })]
     NotAStream {
@@ -455,6 +463,7 @@ impl CallError {
             Self::WorkerFailed { fault, .. } => fault.kind.as_str(),
             Self::ReplyTooLarge { .. } => "reply_too_large",
             Self::NotAStream { .. } => "not_a_stream",
+            Self::StreamOnly { .. } => "stream_only",
             Self::StreamIdle { .. } => "stream_idle",
             Self::UndeclaredMethod { .. } => "unknown_method",
             Self::Saturated { .. } => "saturated",

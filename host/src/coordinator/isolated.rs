@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use super::{
     handle::{CallFault, Dependencies, Instance},
-    stream::ItemSender,
     provider::Provider,
     spec::ComponentSpec,
+    stream::ItemSender,
     InitError,
 };
 use crate::{
@@ -104,14 +104,16 @@ impl Instance for WorkerInstance {
 
     fn stream(&self, method: &str, input: &[u8], items: &ItemSender) -> Result<(), CallFault> {
         let sink: Arc<dyn ItemSink> = Arc::new(CountingSink(items.clone()));
-        self.0.stream(method, input, &sink).map_err(|failure| match failure {
-            Failure::Plugin(err) => CallFault::Plugin(err),
-            Failure::Worker(fault) => CallFault::Worker(fault),
-            Failure::ReplyTooLarge { size, limit } => CallFault::ReplyTooLarge { size, limit },
-            Failure::NotSent => {
-                CallFault::Plugin(plugin_api::PluginError::failed("its worker took no stream"))
-            }
-        })
+        self.0
+            .stream(method, input, &sink)
+            .map_err(|failure| match failure {
+                Failure::Plugin(err) => CallFault::Plugin(err),
+                Failure::Worker(fault) => CallFault::Worker(fault),
+                Failure::ReplyTooLarge { size, limit } => CallFault::ReplyTooLarge { size, limit },
+                Failure::NotSent => {
+                    CallFault::Plugin(plugin_api::PluginError::failed("its worker took no stream"))
+                }
+            })
     }
 
     fn end_call(&self, id: u64) {

@@ -11,8 +11,8 @@ use plugin_api::{ffi::ComponentBox, Component, PluginError, Request};
 
 use super::{
     handle::{CallFault, Dependencies, Instance},
-    stream::ItemSender,
     spec::ComponentSpec,
+    stream::ItemSender,
     InitError,
 };
 use crate::{
@@ -283,7 +283,8 @@ impl Instance for PluginInstance {
             sabi_trait::TD_Opaque,
             std_types::{RSlice, RStr},
         };
-        let sink = plugin_api::ffi::StreamSinkObj_TO::from_value(HostSink(items.clone()), TD_Opaque);
+        let sink =
+            plugin_api::ffi::StreamSinkObj_TO::from_value(HostSink(items.clone()), TD_Opaque);
         self.component
             .stream(RStr::from_str(method), RSlice::from_slice(input), sink)
             .into_result()

@@ -264,13 +264,8 @@ impl Coordinator {
                 .and_then(|o| o.priority)
                 .unwrap_or(component.priority),
             init_timeout: overrides.and_then(|o| o.timeout).or(component.init_timeout),
-            methods: component.methods.iter().map(|m| m.name.clone()).collect(),
-            streams: component
-                .methods
-                .iter()
-                .filter(|m| m.streams)
-                .map(|m| m.name.clone())
-                .collect(),
+            methods: method_names(&component.methods, false),
+            streams: method_names(&component.methods, true),
         }
     }
 
@@ -350,4 +345,13 @@ fn find_cycle(slots: &super::SlotMap) -> Option<Vec<String>> {
         .map(|slot| (slot.name(), slot.spec().dependencies.as_slice()))
         .collect();
     graph::find_cycle(&deps)
+}
+
+/// The names of the call methods (`streams` false) or the streaming ones.
+fn method_names(methods: &[crate::manifest::MethodInfo], streams: bool) -> Vec<String> {
+    methods
+        .iter()
+        .filter(|m| m.streams == streams)
+        .map(|m| m.name.clone())
+        .collect()
 }

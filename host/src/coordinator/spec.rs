@@ -17,9 +17,10 @@ pub struct ComponentSpec {
     pub priority: u8,
     /// Init timeout; `None` uses the coordinator's default.
     pub init_timeout: Option<Duration>,
-    /// The methods it declares; empty accepts any method name.
+    /// The methods it declares for calls; empty accepts any name but a streaming one.
     pub methods: Vec<String>,
-    /// The methods that stream (answer many items through `Coordinator::stream`).
+    /// The methods that stream (answer many items through `Coordinator::stream`); they
+    /// are not called.
     pub streams: Vec<String>,
 }
 
@@ -41,9 +42,7 @@ impl ComponentSpec {
     /// Declares a streaming method, which is a declared method too (so, as with
     /// [`Self::with_method`], undeclared methods are refused). Defaults to none.
     pub fn with_stream_method(mut self, name: impl Into<String>) -> Self {
-        let name = name.into();
-        self.methods.push(name.clone());
-        self.streams.push(name);
+        self.streams.push(name.into());
         self
     }
 
@@ -56,13 +55,20 @@ impl ComponentSpec {
 
     /// Whether a call to `method` may go through.
     pub fn accepts(&self, method: &str) -> bool {
-        self.methods.is_empty() || self.methods.iter().any(|m| m == method)
+        !self.streams.iter().any(|m| m == method)
+            && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
     }
 
-    /// Refuses a call to an undeclared method, naming the declared ones.
+    /// Refuses a call to an undeclared or a streaming method, naming the declared ones.
     pub(crate) fn check_method(&self, method: &str) -> Result<(), super::CallError> {
         if self.accepts(method) {
             return Ok(());
+        }
+        if self.streams.iter().any(|m| m == method) {
+            return Err(super::CallError::StreamOnly {
+                component: self.name.clone(),
+                method: method.to_owned(),
+            });
         }
         Err(super::CallError::UndeclaredMethod {
             component: self.name.clone(),

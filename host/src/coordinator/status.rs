@@ -84,7 +84,7 @@ pub struct ComponentStatus {
     pub sandbox: Option<SandboxStatus>,
     /// Streams open now.
     pub streams_open: u64,
-    /// Items and bytes its streams sent.
+    /// Items its streams sent.
     pub stream_items: u64,
     /// Bytes its streams sent.
     pub stream_bytes: u64,
@@ -225,14 +225,16 @@ impl Coordinator {
 }
 
 /// Methods known by name only (a native component's).
-fn names_only(names: &[String], streams: &[String]) -> Vec<MethodInfo> {
-    names
+fn names_only(calls: &[String], streams: &[String]) -> Vec<MethodInfo> {
+    let info = |name: &String, streams: bool| MethodInfo {
+        name: name.clone(),
+        description: String::new(),
+        example: String::new(),
+        streams,
+    };
+    calls
         .iter()
-        .map(|name| MethodInfo {
-            name: name.clone(),
-            description: String::new(),
-            example: String::new(),
-            streams: streams.contains(name),
-        })
+        .map(|name| info(name, false))
+        .chain(streams.iter().map(|name| info(name, true)))
         .collect()
 }

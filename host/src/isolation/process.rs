@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use plugin_api::{ffi::MetricBox, PluginError};
 
 use super::{
@@ -150,6 +150,8 @@ pub(crate) struct Worker {
     ended_as: Mutex<Option<String>>,
     /// How it broke the protocol, if it did: it is killed for it.
     broke_protocol: Mutex<Option<String>>,
+    /// Whether the reader has stopped reading (end of the socket, or a breach).
+    reader_done: (Mutex<bool>, Condvar),
     /// The host-side context of each instance, for the requests its code makes.
     pub(super) contexts: Mutex<HashMap<u64, PluginHostContext>>,
     /// Where the items of each open stream go, by request.
@@ -225,6 +227,7 @@ impl Worker {
             ending: Mutex::new(None),
             ended_as: Mutex::new(None),
             broke_protocol: Mutex::new(None),
+            reader_done: (Mutex::new(false), Condvar::new()),
             contexts: Mutex::default(),
             streams: Mutex::default(),
             metrics: Mutex::default(),
@@ -256,14 +259,18 @@ impl Worker {
         let reading = Arc::clone(self);
         std::thread::Builder::new()
             .name(format!("worker-{}", self.pid))
-            .spawn(move || loop {
-                match reader.read::<FromWorker>() {
-                    Ok(Some(message)) => reading.dispatch(message),
-                    Ok(None) => return reading.hung_up(),
-                    Err(err) => {
-                        return reading.breach(&format!("it sent an unreadable frame: {err}"))
+            .spawn(move || {
+                loop {
+                    match reader.read::<FromWorker>() {
+                        Ok(Some(message)) => reading.dispatch(message),
+                        Ok(None) => break reading.hung_up(),
+                        Err(err) => {
+                            break reading.breach(&format!("it sent an unreadable frame: {err}"))
+                        }
                     }
                 }
+                *reading.reader_done.0.lock() = true;
+                reading.reader_done.1.notify_all();
             })?;
         let reaping = Arc::clone(self);
         std::thread::Builder::new()
@@ -683,6 +690,17 @@ impl Worker {
     /// The worker is gone, as the kernel says: fail what waits, say how it ended.
     fn ended(&self, status: &str) {
         self.requests.lock().accepting = false;
+        // What it wrote before it ended (answers, stream items) is still in the socket:
+        // the reader hands it on first. Bounded, for a process it forked may hold the
+        // socket open.
+        let mut done = self.reader_done.0.lock();
+        if !*done {
+            let _ = self
+                .reader_done
+                .1
+                .wait_for(&mut done, Duration::from_millis(250));
+        }
+        drop(done);
         let ending = self.ending.lock().clone();
         let reason = match &ending {
             Some(why) => format!("{status}: {why}"),

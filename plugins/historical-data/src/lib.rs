@@ -176,7 +176,11 @@ impl Component for HistoricalData {
         }
     }
 
-    fn stream(&self, request: Request<'_>, sink: &plugin_api::StreamSink) -> Result<(), PluginError> {
+    fn stream(
+        &self,
+        request: Request<'_>,
+        sink: &plugin_api::StreamSink,
+    ) -> Result<(), PluginError> {
         match request.method() {
             "bars" => {
                 let input: BarsRequest = request.json()?;

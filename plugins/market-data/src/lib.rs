@@ -158,7 +158,11 @@ impl Component for MarketData {
         }
     }
 
-    fn stream(&self, request: Request<'_>, sink: &plugin_api::StreamSink) -> Result<(), PluginError> {
+    fn stream(
+        &self,
+        request: Request<'_>,
+        sink: &plugin_api::StreamSink,
+    ) -> Result<(), PluginError> {
         match request.method() {
             "subscribe" => {
                 let input: SubscribeRequest = request.json()?;

@@ -65,9 +65,16 @@ async fn print_stream(host: &Host, args: &CallArgs, input: Vec<u8>) -> anyhow::R
         };
         match item {
             Some(Ok(item)) => {
-                stdout.write_all(&item)?;
-                stdout.write_all(b"\n")?;
-                stdout.flush()?;
+                let written = stdout
+                    .write_all(&item)
+                    .and_then(|()| stdout.write_all(b"\n"))
+                    .and_then(|()| stdout.flush());
+                match written {
+                    Ok(()) => {}
+                    // The reader went (`| head`): the stream ends, and that is no error.
+                    Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => break,
+                    Err(err) => return Err(err.into()),
+                }
             }
             Some(Err(err)) => return Err(err.into()),
             None => break,

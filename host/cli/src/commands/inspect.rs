@@ -126,8 +126,8 @@ fn print_component(component: &ComponentInfo) {
             humantime::format_duration(timeout)
         );
     }
-    if component.methods.is_empty() {
-        println!("    methods:         not declared (any name is passed on)");
+    if component.methods.iter().all(|m| m.streams) {
+        println!("    calls:           not declared (any name is passed on)");
     }
     for method in &component.methods {
         let kind = if method.streams { " (stream)" } else { "" };
