@@ -44,3 +44,20 @@ pub fn print_difference(group: &str, subject: &str, baseline: &str) {
         ),
     }
 }
+
+/// Prints the throughput of `subject` as a share of `baseline`'s in `group` (both
+/// measured over the same work per iteration), with the goal it is held to.
+pub fn print_throughput_share(group: &str, subject: &str, baseline: &str, goal: f64) {
+    match (mean_ns(group, subject), mean_ns(group, baseline)) {
+        (Some(s), Some(b)) if s > 0.0 => {
+            let share = b / s;
+            let verdict = if share >= goal { "met" } else { "not met" };
+            println!(
+                "throughput {group}: {subject} / {baseline} = {share:.2}x (goal >= {goal}x, {verdict})"
+            );
+        }
+        _ => println!(
+            "throughput {group}: {subject} vs {baseline}: no estimates (run without --test)"
+        ),
+    }
+}

@@ -617,7 +617,10 @@ impl Worker {
     fn dispatch(self: &Arc<Self>, message: FromWorker) {
         match message {
             FromWorker::Created { req, result } => self.answer(req, Answer::Created(result)),
-            FromWorker::Returned { req, result } => self.answer(req, Answer::Returned(result)),
+            FromWorker::Returned { req, result } => self.answer(
+                req,
+                Answer::Returned(result.map(serde_bytes::ByteBuf::into_vec)),
+            ),
             FromWorker::Dropped { req } => self.answer(req, Answer::Dropped),
             FromWorker::StreamEnd { req, result } => self.answer(req, Answer::StreamEnd(result)),
             FromWorker::Item { req, item } => {

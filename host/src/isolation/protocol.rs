@@ -36,6 +36,7 @@ pub(crate) enum ToWorker {
         req: u64,
         instance: u64,
         method: String,
+        #[serde(with = "serde_bytes")]
         input: Vec<u8>,
     },
     /// Drop `instance`; answered once its `Drop` returned.
@@ -46,6 +47,7 @@ pub(crate) enum ToWorker {
         req: u64,
         instance: u64,
         method: String,
+        #[serde(with = "serde_bytes")]
         input: Vec<u8>,
         credit: u32,
     },
@@ -78,10 +80,14 @@ pub(crate) enum FromWorker {
     /// Answer to `Call`.
     Returned {
         req: u64,
-        result: Result<Vec<u8>, WireError>,
+        result: Result<serde_bytes::ByteBuf, WireError>,
     },
     /// One item of stream `req` (within its credit).
-    Item { req: u64, item: Vec<u8> },
+    Item {
+        req: u64,
+        #[serde(with = "serde_bytes")]
+        item: Vec<u8>,
+    },
     /// Stream `req` is done.
     StreamEnd {
         req: u64,
@@ -113,6 +119,7 @@ pub(crate) enum WorkerRequest {
     Dependency {
         name: String,
         method: String,
+        #[serde(with = "serde_bytes")]
         input: Vec<u8>,
     },
     /// Take lock `name`.
@@ -131,7 +138,7 @@ pub(crate) enum WorkerRequest {
 /// The host's answer to a worker request.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Reply {
-    Bytes(Vec<u8>),
+    Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
     Token(u64),
     Done,
     Error(WireError),

@@ -345,7 +345,10 @@ impl Worker {
                         }),
                         other => other.map_err(Into::into),
                     };
-                    conn.send(&FromWorker::Returned { req, result });
+                    conn.send(&FromWorker::Returned {
+                        req,
+                        result: result.map(serde_bytes::ByteBuf::from),
+                    });
                 });
             }
             ToWorker::Drop { req, instance } => self.executor.execute(move || {
