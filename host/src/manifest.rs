@@ -57,6 +57,14 @@ pub struct MethodInfo {
     /// 0.1.1).
     #[serde(default)]
     pub streams: bool,
+    /// Whether calls reach it: the manifest declares it. A method only
+    /// `Plugin::streams` names is streamed, never called.
+    #[serde(default = "calls_by_default")]
+    pub calls: bool,
+}
+
+fn calls_by_default() -> bool {
+    true
 }
 
 /// What is wrong with a plugin's manifest.
@@ -131,6 +139,7 @@ impl PluginInfo {
                         description: String::new(),
                         example: String::new(),
                         streams: true,
+                        calls: false,
                     }),
                 }
             }
@@ -172,6 +181,7 @@ impl PluginInfo {
                             description: method.description.into_string(),
                             example: method.example.into_string(),
                             streams: false,
+                            calls: true,
                         })
                         .collect(),
                 })
@@ -236,11 +246,12 @@ impl ComponentInfo {
         Ok(())
     }
 
-    /// Whether a call to `method` may go through: it is not a streaming method, and it
-    /// is declared or the component declares no call methods at all.
+    /// Whether a call to `method` may go through: the manifest declares it, or declares
+    /// no methods at all and `method` is not one that only streams.
     pub fn accepts(&self, method: &str) -> bool {
-        let mut calls = self.methods.iter().filter(|m| !m.streams).peekable();
-        !self.methods.iter().any(|m| m.streams && m.name == method)
-            && (calls.peek().is_none() || calls.any(|m| m.name == method))
+        match self.methods.iter().find(|m| m.name == method) {
+            Some(found) => found.calls,
+            None => !self.methods.iter().any(|m| m.calls),
+        }
     }
 }

@@ -102,7 +102,7 @@ fn inspect_takes_a_file_a_plugin_or_a_component_and_shows_methods() {
     }
     let by_component = success_stdout(&sandbox.run(&["inspect", "historical-data"]));
     assert!(
-        by_component.contains("method bars: ") && by_component.contains(r#""count": 5"#),
+        by_component.contains("method bars (stream): ") && by_component.contains(r#""count": 5"#),
         "{by_component}"
     );
     let file = sandbox

@@ -264,8 +264,8 @@ impl Coordinator {
                 .and_then(|o| o.priority)
                 .unwrap_or(component.priority),
             init_timeout: overrides.and_then(|o| o.timeout).or(component.init_timeout),
-            methods: method_names(&component.methods, false),
-            streams: method_names(&component.methods, true),
+            methods: method_names(&component.methods, |m| m.calls),
+            streams: method_names(&component.methods, |m| m.streams),
         }
     }
 
@@ -347,11 +347,14 @@ fn find_cycle(slots: &super::SlotMap) -> Option<Vec<String>> {
     graph::find_cycle(&deps)
 }
 
-/// The names of the call methods (`streams` false) or the streaming ones.
-fn method_names(methods: &[crate::manifest::MethodInfo], streams: bool) -> Vec<String> {
+/// The names of the methods that are `kind` (called, or streamed).
+fn method_names(
+    methods: &[crate::manifest::MethodInfo],
+    kind: impl Fn(&crate::manifest::MethodInfo) -> bool,
+) -> Vec<String> {
     methods
         .iter()
-        .filter(|m| m.streams == streams)
+        .filter(|m| kind(m))
         .map(|m| m.name.clone())
         .collect()
 }

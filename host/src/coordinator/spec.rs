@@ -17,10 +17,11 @@ pub struct ComponentSpec {
     pub priority: u8,
     /// Init timeout; `None` uses the coordinator's default.
     pub init_timeout: Option<Duration>,
-    /// The methods it declares for calls; empty accepts any name but a streaming one.
+    /// The methods it declares for calls; empty accepts any name but one that only
+    /// streams.
     pub methods: Vec<String>,
-    /// The methods that stream (answer many items through `Coordinator::stream`); they
-    /// are not called.
+    /// The methods that stream (answer many items through `Coordinator::stream`); one
+    /// that is not in `methods` too is never called.
     pub streams: Vec<String>,
 }
 
@@ -39,8 +40,8 @@ impl ComponentSpec {
         }
     }
 
-    /// Declares a streaming method, which is a declared method too (so, as with
-    /// [`Self::with_method`], undeclared methods are refused). Defaults to none.
+    /// Declares a streaming method. It is not called unless [`Self::with_method`]
+    /// declares it too; calls to other methods are not affected. Defaults to none.
     pub fn with_stream_method(mut self, name: impl Into<String>) -> Self {
         self.streams.push(name.into());
         self
@@ -53,13 +54,17 @@ impl ComponentSpec {
         self
     }
 
-    /// Whether a call to `method` may go through.
+    /// Whether a call to `method` may go through: it is declared for calls, or none is
+    /// and it is not one that only streams.
     pub fn accepts(&self, method: &str) -> bool {
-        !self.streams.iter().any(|m| m == method)
-            && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+        if self.methods.iter().any(|m| m == method) {
+            return true;
+        }
+        self.methods.is_empty() && !self.streams.iter().any(|m| m == method)
     }
 
-    /// Refuses a call to an undeclared or a streaming method, naming the declared ones.
+    /// Refuses a call to an undeclared method, or to one that only streams, naming the
+    /// declared ones.
     pub(crate) fn check_method(&self, method: &str) -> Result<(), super::CallError> {
         if self.accepts(method) {
             return Ok(());

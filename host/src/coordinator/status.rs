@@ -226,15 +226,16 @@ impl Coordinator {
 
 /// Methods known by name only (a native component's).
 fn names_only(calls: &[String], streams: &[String]) -> Vec<MethodInfo> {
-    let info = |name: &String, streams: bool| MethodInfo {
+    let info = |name: &String| MethodInfo {
         name: name.clone(),
         description: String::new(),
         example: String::new(),
-        streams,
+        streams: streams.contains(name),
+        calls: calls.contains(name),
     };
     calls
         .iter()
-        .map(|name| info(name, false))
-        .chain(streams.iter().map(|name| info(name, true)))
+        .chain(streams.iter().filter(|name| !calls.contains(name)))
+        .map(info)
         .collect()
 }

@@ -126,7 +126,7 @@ fn print_component(component: &ComponentInfo) {
             humantime::format_duration(timeout)
         );
     }
-    if component.methods.iter().all(|m| m.streams) {
+    if !component.methods.iter().any(|m| m.calls) {
         println!("    calls:           not declared (any name is passed on)");
     }
     for method in &component.methods {
