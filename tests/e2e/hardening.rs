@@ -320,3 +320,44 @@ fn sandbox_on_an_in_process_component_is_refused_by_check() {
         "{inspected}"
     );
 }
+
+#[test]
+fn a_worker_that_sends_stream_items_past_its_credit_is_killed_for_breaking_the_protocol() {
+    use std::io::BufRead;
+    let sandbox = Sandbox::with_plugins(&["fixture-rogue"]);
+    let config = format!("[admin]\nlisten = \"127.0.0.1:0\"\n{ROGUE}");
+    let host = RunningHost::start_with_env(
+        &sandbox,
+        &config,
+        &[("RUST_LOG", "info,plugin_host::isolation=debug")],
+    );
+    let req_file = sandbox.root().join("req");
+    let request = serde_json::json!({ "req_file": req_file, "items": 200 });
+    let response = host
+        .request("POST", "/components/rogue/stream/overrun")
+        .send_string(&request.to_string())
+        .expect("stream");
+    // The stream's request id, as the host logs it, for the rogue to forge items of.
+    let req = wait_for("the host to log the stream's request id", || {
+        let log = std::fs::read_to_string(sandbox.root().join("run.log")).unwrap_or_default();
+        let line = log.lines().find(|l| l.contains("stream opened"))?;
+        let req = line.split("req=").nth(1)?.split_whitespace().next()?;
+        Some(req.to_owned())
+    });
+    std::fs::write(&req_file, req).expect("req file");
+
+    let lines: Vec<String> = std::io::BufReader::new(response.into_reader())
+        .lines()
+        .map(|line| line.expect("a line"))
+        .collect();
+    let (last, items) = lines.split_last().expect("an error line at least");
+    // Never more than the window the host granted: nothing was read before.
+    assert!(items.len() <= 64, "{} items passed", items.len());
+    let error: serde_json::Value = serde_json::from_str(last).expect("JSON");
+    assert_eq!(error["error"]["kind"], "worker_protocol", "{last}");
+    let message = error["error"]["message"].as_str().expect("message");
+    assert!(message.contains("beyond the credit"), "{message}");
+    // A new worker serves the next call.
+    let (status, pid) = host.call("rogue", "pid", "null");
+    assert!(pid.is_ok(), "{status}: {pid:?}");
+}

@@ -71,6 +71,15 @@ struct Credits {
     worker: std::sync::Weak<Worker>,
     req: u64,
     taken: std::sync::atomic::AtomicU32,
+    /// Items the worker may still send: an item past it breaks the protocol.
+    window: std::sync::atomic::AtomicI64,
+}
+
+impl Credits {
+    /// One item came: false if the worker had no credit left for it.
+    fn spend(&self) -> bool {
+        self.window.fetch_sub(1, Ordering::AcqRel) > 0
+    }
 }
 
 /// Items read before the worker is told it may send that many more.
@@ -83,6 +92,8 @@ impl Consumer for Credits {
             return;
         }
         self.taken.fetch_sub(taken, Ordering::AcqRel);
+        // Granted here before the worker hears of it: its items never outrun the window.
+        self.window.fetch_add(i64::from(taken), Ordering::AcqRel);
         if let Some(worker) = self.worker.upgrade() {
             worker.send_later(ToWorker::Credit {
                 req: self.req,
@@ -155,7 +166,7 @@ pub(crate) struct Worker {
     /// The host-side context of each instance, for the requests its code makes.
     pub(super) contexts: Mutex<HashMap<u64, PluginHostContext>>,
     /// Where the items of each open stream go, by request.
-    streams: Mutex<HashMap<u64, Arc<dyn ItemSink>>>,
+    streams: Mutex<HashMap<u64, (Arc<dyn ItemSink>, Arc<Credits>)>>,
     pub(super) metrics: Mutex<Vec<MetricBox>>,
     pub(super) sink: PluginLogSink,
     pub(super) executor: PluginExecutor,
@@ -376,18 +387,22 @@ impl Worker {
         input: &[u8],
         items: Arc<dyn ItemSink>,
     ) -> Result<(), Failure> {
-        items.set_consumer(Arc::new(Credits {
+        let credit = u32::try_from(crate::stream_buffer::MAX_ITEMS).unwrap_or(u32::MAX);
+        let credits = Arc::new(Credits {
             worker: Arc::downgrade(self),
             req,
             taken: std::sync::atomic::AtomicU32::new(0),
-        }));
-        self.streams.lock().insert(req, items);
+            window: std::sync::atomic::AtomicI64::new(i64::from(credit)),
+        });
+        items.set_consumer(Arc::clone(&credits) as Arc<dyn Consumer>);
+        self.streams.lock().insert(req, (items, credits));
+        tracing::debug!(plugin = %self.plugin, pid = self.pid, req, method, "stream opened");
         let message = ToWorker::Stream {
             req,
             instance,
             method: method.to_owned(),
             input: input.to_vec(),
-            credit: u32::try_from(crate::stream_buffer::MAX_ITEMS).unwrap_or(u32::MAX),
+            credit,
         };
         let answer = self.ask(req, Expect::StreamEnd, &message);
         self.streams.lock().remove(&req);
@@ -626,8 +641,11 @@ impl Worker {
             FromWorker::Item { req, item } => {
                 let sink = self.streams.lock().get(&req).cloned();
                 match sink {
+                    Some((_, credits)) if !credits.spend() => self.breach(&format!(
+                        "it sent an item of stream {req} beyond the credit it was given"
+                    )),
                     // A consumer that went is told by a Cancel already on its way.
-                    Some(sink) => drop(sink.push(item)),
+                    Some((sink, _)) => drop(sink.push(item)),
                     None if self.has_exited() => {}
                     None => self.breach(&format!(
                         "it sent an item of request {req}, which streams nothing"
