@@ -50,11 +50,14 @@ pub struct StreamSink {
     inner: SinkInner,
 }
 
+/// A function that takes an item and says whether the consumer is still there.
+type Accept = Box<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
 enum SinkInner {
     /// The host's end, across the boundary.
     Host(StreamSinkBox),
     /// A function, for tests and adapters.
-    Local(Box<dyn Fn(&[u8]) -> bool + Send + Sync>),
+    Local(Accept),
 }
 
 /// The consumer of a stream has gone (cancelled, disconnected, timed out): stop

@@ -51,16 +51,23 @@ async fn produced(host: &plugin_host::Host) -> u64 {
         .expect("produced")
 }
 
+/// A real `run` serving market-data as `config` says, and a subscription to AAPL every
+/// 10 ms over its admin API.
+fn subscribed(config: &str) -> (Sandbox, RunningHost, ureq::Response) {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let config = format!("[admin]\nlisten = \"127.0.0.1:0\"\n{config}");
+    let host = RunningHost::start(&sandbox, &config);
+    let response = host
+        .request("POST", "/components/market-data/stream/subscribe")
+        .send_string(r#"{"symbols": ["AAPL"], "interval_ms": 10}"#)
+        .expect("a stream");
+    (sandbox, host, response)
+}
+
 #[test]
 fn subscribe_over_http_gives_json_lines_and_a_client_that_leaves_closes_its_stream() {
     for (mode, config) in [("in process", IN_PROCESS), ("isolated", ISOLATED)] {
-        let sandbox = Sandbox::with_plugins(&["market-data"]);
-        let config = format!("[admin]\nlisten = \"127.0.0.1:0\"\n{config}");
-        let host = RunningHost::start(&sandbox, &config);
-        let response = host
-            .request("POST", "/components/market-data/stream/subscribe")
-            .send_string(r#"{"symbols": ["AAPL"], "interval_ms": 10}"#)
-            .unwrap_or_else(|err| panic!("{mode}: {err}"));
+        let (_sandbox, host, response) = subscribed(config);
         assert_eq!(response.status(), 200, "{mode}");
         assert_eq!(response.content_type(), "application/x-ndjson", "{mode}");
         let mut lines = BufReader::new(response.into_reader()).lines();
@@ -456,4 +463,28 @@ fn call_stream_prints_items_as_they_come_and_inspect_names_streaming_methods() {
         stderr.contains("not_a_stream") || stderr.contains("does not stream"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_host_that_stops_ends_its_open_streams_and_exits() {
+    for (mode, config) in [("in process", IN_PROCESS), ("isolated", ISOLATED)] {
+        let (_sandbox, host, response) = subscribed(config);
+        let mut lines = BufReader::new(response.into_reader()).lines();
+        lines.next().expect("an item").expect("a line");
+
+        // SIGTERM with the stream open: the host stops, and the stream ends.
+        let stopping = std::thread::spawn(move || host.stop());
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let code = stopping.join().expect("stop");
+        assert_eq!(code, Some(0), "{mode}: {:?}", rest.last());
+        if let Some(last) = rest.last().filter(|l| l.contains("\"error\"")) {
+            // In process the stream's code is told to stop; isolated, its worker is.
+            assert!(
+                last.contains("shutting_down")
+                    || last.contains("cancelled")
+                    || last.contains("the host stopped it"),
+                "{mode}: {last}"
+            );
+        }
+    }
 }

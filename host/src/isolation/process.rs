@@ -82,6 +82,9 @@ impl Credits {
     }
 }
 
+/// An open stream of a worker's: where its items go, and the credit it has.
+type OpenStream = (Arc<dyn ItemSink>, Arc<Credits>);
+
 /// Items read before the worker is told it may send that many more.
 const CREDIT_BATCH: u32 = 16;
 
@@ -166,7 +169,7 @@ pub(crate) struct Worker {
     /// The host-side context of each instance, for the requests its code makes.
     pub(super) contexts: Mutex<HashMap<u64, PluginHostContext>>,
     /// Where the items of each open stream go, by request.
-    streams: Mutex<HashMap<u64, (Arc<dyn ItemSink>, Arc<Credits>)>>,
+    streams: Mutex<HashMap<u64, OpenStream>>,
     pub(super) metrics: Mutex<Vec<MetricBox>>,
     pub(super) sink: PluginLogSink,
     pub(super) executor: PluginExecutor,
