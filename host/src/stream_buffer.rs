@@ -151,13 +151,27 @@ impl<E> StreamQueue<E> {
 
     /// The consumer goes: the producer's next (or waiting) send fails.
     pub(crate) fn close(&self) {
-        if self.consumer_gone.swap(true, Ordering::AcqRel) {
+        if self.consumer_gone.load(Ordering::Acquire) {
             return;
         }
         let mut state = self.state.lock();
         state.items.clear();
         state.bytes = 0;
         drop(state);
+        self.stop_producer();
+    }
+
+    /// The host ends the stream: the consumer gets what is buffered, then `err`; the
+    /// producer's next (or waiting) send fails.
+    pub(crate) fn stop(&self, err: E) {
+        self.finish(Err(err));
+        self.stop_producer();
+    }
+
+    fn stop_producer(&self) {
+        if self.consumer_gone.swap(true, Ordering::AcqRel) {
+            return;
+        }
         self.room.notify_all();
         if let Some(consumer) = self.consumer.lock().take() {
             consumer.gone();

@@ -472,19 +472,15 @@ fn a_host_that_stops_ends_its_open_streams_and_exits() {
         let mut lines = BufReader::new(response.into_reader()).lines();
         lines.next().expect("an item").expect("a line");
 
-        // SIGTERM with the stream open: the host stops, and the stream ends.
+        // SIGTERM with the stream open: the host ends it and stops.
+        let stop_began = Instant::now();
         let stopping = std::thread::spawn(move || host.stop());
         let rest: Vec<String> = lines.map_while(Result::ok).collect();
         let code = stopping.join().expect("stop");
+        println!("{mode}: stopped in {:?}", stop_began.elapsed());
         assert_eq!(code, Some(0), "{mode}: {:?}", rest.last());
-        if let Some(last) = rest.last().filter(|l| l.contains("\"error\"")) {
-            // In process the stream's code is told to stop; isolated, its worker is.
-            assert!(
-                last.contains("shutting_down")
-                    || last.contains("cancelled")
-                    || last.contains("the host stopped it"),
-                "{mode}: {last}"
-            );
-        }
+        // The stop ends the stream itself (its code is told), not by waiting for it.
+        let last = rest.last().expect("an end");
+        assert!(last.contains("shutting_down"), "{mode}: {last}");
     }
 }

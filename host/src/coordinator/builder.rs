@@ -142,6 +142,7 @@ impl CoordinatorBuilder {
                 loader: Arc::new(Loader::new(self.trust)),
                 init_order: Mutex::new(Vec::new()),
                 shutting_down: std::sync::atomic::AtomicBool::new(false),
+                streams: super::stream::OpenStreams::default(),
                 timeouts: TimeoutManager::new(),
                 memory,
                 sampler,

@@ -82,6 +82,8 @@ pub(crate) struct Inner {
     /// Components in the order their last initialisation finished; each at most once.
     init_order: Mutex<Vec<String>>,
     shutting_down: std::sync::atomic::AtomicBool,
+    /// Streams open now, by call id: a stop ends them.
+    streams: stream::OpenStreams,
     timeouts: TimeoutManager,
     memory: MemoryManager,
     sampler: Sampler,

@@ -19,6 +19,9 @@ impl Coordinator {
     /// ones concurrently, each drop under `stop_timeout`. No component starts afterwards.
     pub async fn shutdown(&self, stop_timeout: Duration) -> ShutdownReport {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
+        // Open streams end now, each with what it buffered and then `shutting_down`:
+        // their code is told to stop, so it does not hold the stop up.
+        self.inner.streams.stop_all();
         let slots = self.inner.slots.load_full();
         let mut remaining: HashSet<String> = slots
             .values()

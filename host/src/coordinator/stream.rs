@@ -6,13 +6,16 @@
 //! plugin's next `send` fails.
 
 use std::{
+    collections::HashMap,
     pin::Pin,
-    sync::{atomic::Ordering, Arc},
+    sync::{atomic::Ordering, Arc, Weak},
     task::{Context, Poll},
     time::{Duration, Instant},
 };
 
-use super::{info::Bulkhead, CallError, ComponentHandle, Coordinator};
+use parking_lot::Mutex;
+
+use super::{info::Bulkhead, CallError, ComponentHandle, Coordinator, GetError};
 use crate::{
     context::{next_call_id, CallScope},
     stream_buffer::StreamQueue,
@@ -58,6 +61,35 @@ impl ItemSender {
     pub(crate) fn count(&self, bytes: usize) {
         self.info.stats.stream_items.inc();
         self.info.stats.stream_bytes.add(bytes as u64);
+    }
+}
+
+/// The streams open in a coordinator, by call id, so that a stop can end them.
+#[derive(Default)]
+pub(crate) struct OpenStreams {
+    open: Mutex<HashMap<u64, (String, Weak<StreamQueue<CallError>>)>>,
+}
+
+impl OpenStreams {
+    fn add(&self, id: u64, component: &str, queue: &Arc<StreamQueue<CallError>>) {
+        self.open
+            .lock()
+            .insert(id, (component.to_owned(), Arc::downgrade(queue)));
+    }
+
+    fn remove(&self, id: u64) {
+        self.open.lock().remove(&id);
+    }
+
+    /// Ends every open stream with `shutting_down` after what it buffered, and tells its
+    /// code to stop.
+    pub(crate) fn stop_all(&self) {
+        let open: Vec<_> = self.open.lock().drain().collect();
+        for (_, (component, queue)) in open {
+            if let Some(queue) = queue.upgrade() {
+                queue.stop(CallError::Get(GetError::ShuttingDown { name: component }));
+            }
+        }
     }
 }
 
@@ -162,6 +194,12 @@ impl Coordinator {
         let started = Instant::now();
         let (name, job_method) = (handle.name().to_owned(), method.to_owned());
         let id = next_call_id();
+        let coordinator = Arc::clone(&self.inner);
+        coordinator.streams.add(id, &name, &queue);
+        if self.is_shutting_down() {
+            // A stop that began since `get`: it may have missed this stream.
+            coordinator.streams.stop_all();
+        }
         self.inner.executor.execute(move || {
             let scope = CallScope::enter(id, &job_method);
             let result = handle.ready.instance().stream(&job_method, &input, &sender);
@@ -172,6 +210,7 @@ impl Coordinator {
                 info.stats.call_errors.inc();
             }
             sender.queue.finish(result);
+            coordinator.streams.remove(id);
             info.stats.streams_open.fetch_sub(1, Ordering::Relaxed);
             info.stats
                 .stream_duration
