@@ -67,8 +67,11 @@ impl ItemSender {
 /// The streams open in a coordinator, by call id, so that a stop can end them.
 #[derive(Default)]
 pub(crate) struct OpenStreams {
-    open: Mutex<HashMap<u64, (String, Weak<StreamQueue<CallError>>)>>,
+    open: Mutex<HashMap<u64, OpenStream>>,
 }
+
+/// An open stream: its component, and its buffer while anything holds it.
+type OpenStream = (String, Weak<StreamQueue<CallError>>);
 
 impl OpenStreams {
     fn add(&self, id: u64, component: &str, queue: &Arc<StreamQueue<CallError>>) {
