@@ -3,7 +3,9 @@
 //! Under systemd, a unit's `CacheDirectory=`, `StateDirectory=` and
 //! `ConfigurationDirectory=` create directories the service may use and pass them as
 //! `CACHE_DIRECTORY`, `STATE_DIRECTORY` and `CONFIGURATION_DIRECTORY`; everywhere else the
-//! XDG base directories apply. An explicit config key or flag beats both.
+//! XDG base directories apply; on Windows the user's application data folders
+//! (`%LOCALAPPDATA%` for the cache, `%APPDATA%` for configuration). An explicit config key
+//! or flag beats them all.
 
 use std::{ffi::OsString, path::PathBuf};
 
@@ -14,11 +16,15 @@ fn process_env(name: &str) -> Option<OsString> {
     std::env::var_os(name)
 }
 
-/// The first path of systemd's variable `name` (it may list several, separated by `:`).
+/// The first path of systemd's variable `name` (it may list several, separated by `:`
+/// whatever the system's own separator). systemd is Linux's: elsewhere, none.
 fn systemd_dir(env: Env<'_>, name: &str) -> Option<PathBuf> {
+    if !cfg!(unix) {
+        return None;
+    }
     let value = env(name)?;
-    let first = std::env::split_paths(&value).next()?;
-    (!first.as_os_str().is_empty()).then_some(first)
+    let first = value.to_str()?.split(':').next()?;
+    (!first.is_empty()).then(|| PathBuf::from(first))
 }
 
 /// `$name` if set and not empty.
@@ -26,31 +32,59 @@ fn env_dir(env: Env<'_>, name: &str) -> Option<PathBuf> {
     env(name).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
-/// `$systemd`, else `$xdg/plugin-host`, else `~/home_sub/plugin-host`.
-fn dir(env: Env<'_>, systemd: &str, xdg: &str, home_sub: &str) -> Option<PathBuf> {
-    systemd_dir(env, systemd).or_else(|| {
-        env_dir(env, xdg)
-            .or_else(|| env_dir(env, "HOME").map(|home| home.join(home_sub)))
+/// Where one kind of directory lives on each system.
+struct Kind {
+    /// systemd's variable.
+    systemd: &'static str,
+    /// The XDG base directory variable.
+    xdg: &'static str,
+    /// The XDG default under `$HOME`.
+    home_sub: &'static str,
+    /// The Windows folder variable, and the path under its `plugin-host`.
+    windows: (&'static str, &'static str),
+}
+
+const CACHE: Kind = Kind {
+    systemd: "CACHE_DIRECTORY",
+    xdg: "XDG_CACHE_HOME",
+    home_sub: ".cache",
+    windows: ("LOCALAPPDATA", "cache"),
+};
+
+const CONFIG: Kind = Kind {
+    systemd: "CONFIGURATION_DIRECTORY",
+    xdg: "XDG_CONFIG_HOME",
+    home_sub: ".config",
+    windows: ("APPDATA", ""),
+};
+
+/// `$systemd`, else `$xdg/plugin-host`, else `~/home_sub/plugin-host`; on Windows
+/// `%windows%\plugin-host`.
+fn dir(env: Env<'_>, kind: &Kind) -> Option<PathBuf> {
+    if cfg!(windows) {
+        let (variable, sub) = kind.windows;
+        let base = env_dir(env, variable)?.join("plugin-host");
+        return Some(if sub.is_empty() { base } else { base.join(sub) });
+    }
+    systemd_dir(env, kind.systemd).or_else(|| {
+        env_dir(env, kind.xdg)
+            .or_else(|| env_dir(env, "HOME").map(|home| home.join(kind.home_sub)))
             .map(|base| base.join("plugin-host"))
     })
 }
 
 /// The registry cache directory: `$CACHE_DIRECTORY`, else `$XDG_CACHE_HOME/plugin-host`,
-/// else `~/.cache/plugin-host`; `None` when none is known.
+/// else `~/.cache/plugin-host` (Windows: `%LOCALAPPDATA%\plugin-host\cache`); `None`
+/// when none is known.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    dir(&process_env, "CACHE_DIRECTORY", "XDG_CACHE_HOME", ".cache")
+    dir(&process_env, &CACHE)
 }
 
 /// The configuration directory (the trust file, the default config file):
 /// `$CONFIGURATION_DIRECTORY`, else `$XDG_CONFIG_HOME/plugin-host`, else
-/// `~/.config/plugin-host`; `None` when none is known.
+/// `~/.config/plugin-host` (Windows: `%APPDATA%\plugin-host`); `None` when none is known.
 pub(crate) fn default_config_dir() -> Option<PathBuf> {
-    dir(
-        &process_env,
-        "CONFIGURATION_DIRECTORY",
-        "XDG_CONFIG_HOME",
-        ".config",
-    )
+    dir(&process_env, &CONFIG)
 }
 
 /// What a relative plugins directory is relative to: `$STATE_DIRECTORY` under systemd,
@@ -79,6 +113,7 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
     #[test]
     fn systemd_directories_come_before_the_xdg_ones_and_the_first_of_several_is_taken() {
         let env = fake(&[
@@ -86,21 +121,37 @@ mod tests {
             ("XDG_CACHE_HOME", "/home/u/xdg"),
             ("HOME", "/home/u"),
         ]);
-        let cache = dir(&env, "CACHE_DIRECTORY", "XDG_CACHE_HOME", ".cache");
+        let cache = dir(&env, &CACHE);
         assert_eq!(cache, Some(PathBuf::from("/var/cache/plugin-host")));
     }
 
+    #[cfg(unix)]
     #[test]
     fn without_systemd_the_xdg_directory_then_home_is_used() {
         let xdg = fake(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/home/u")]);
-        let cache = dir(&xdg, "CACHE_DIRECTORY", "XDG_CACHE_HOME", ".cache");
+        let cache = dir(&xdg, &CACHE);
         assert_eq!(cache, Some(PathBuf::from("/x/plugin-host")));
         let home = fake(&[("CACHE_DIRECTORY", ""), ("HOME", "/home/u")]);
-        let cache = dir(&home, "CACHE_DIRECTORY", "XDG_CACHE_HOME", ".cache");
+        let cache = dir(&home, &CACHE);
         assert_eq!(cache, Some(PathBuf::from("/home/u/.cache/plugin-host")));
+        assert_eq!(dir(&fake(&[]), &CACHE), None);
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn on_windows_the_application_data_folders_are_used() {
+        let env = fake(&[
+            ("CACHE_DIRECTORY", "/var/cache/plugin-host"),
+            ("LOCALAPPDATA", r"C:\Users\u\AppData\Local"),
+            ("APPDATA", r"C:\Users\u\AppData\Roaming"),
+        ]);
         assert_eq!(
-            dir(&fake(&[]), "CACHE_DIRECTORY", "XDG_CACHE_HOME", ".cache"),
-            None
+            dir(&env, &CACHE),
+            Some(PathBuf::from(r"C:\Users\u\AppData\Local\plugin-host\cache"))
+        );
+        assert_eq!(
+            dir(&env, &CONFIG),
+            Some(PathBuf::from(r"C:\Users\u\AppData\Roaming\plugin-host"))
         );
     }
 }

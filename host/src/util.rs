@@ -56,29 +56,6 @@ pub fn format_bytes(bytes: u64) -> String {
     }
 }
 
-/// How a child process ended, naming the signal where one killed it.
-pub(crate) fn describe_status(status: std::process::ExitStatus) -> String {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(signal) = status.signal() {
-            let name = match signal {
-                4 => " (SIGILL)",
-                6 => " (SIGABRT)",
-                7 => " (SIGBUS)",
-                9 => " (SIGKILL)",
-                11 => " (SIGSEGV)",
-                _ => "",
-            };
-            return format!("killed by signal {signal}{name}");
-        }
-    }
-    match status.code() {
-        Some(code) => format!("exit code {code}"),
-        None => status.to_string(),
-    }
-}
-
 /// Milliseconds on a coarse monotonic clock, for marking uses on hot paths: one relaxed
 /// load of a counter that a ticker thread (started by the first call, one per process)
 /// advances every [`COARSE_TICK`]. Reading even a coarse system clock costs several times

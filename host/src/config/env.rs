@@ -201,6 +201,7 @@ mod tests {
     #[test]
     fn unknown_and_non_utf8_variables_are_warnings_not_failures() {
         let mut table = toml::Table::new();
+        #[cfg_attr(not(unix), allow(unused_mut))]
         let mut pairs = env(&[("PLUGIN_HOST_NOPE_KEY", "1"), ("OTHER", "x")]);
         #[cfg(unix)]
         {

@@ -26,8 +26,7 @@ const FILE_NAME: &str = "registry-v2.json";
 /// rebuilt or upgraded host rescans (a plugin-api change without a version bump included).
 fn host_build() -> String {
     let exe = std::env::current_exe()
-        .and_then(std::fs::metadata)
-        .map(|m| FileIdentity::of(&m))
+        .and_then(|exe| FileIdentity::of_path(&exe))
         .map_or_else(
             |_| "unknown".to_owned(),
             |s| format!("{}-{}-{}", s.size, s.mtime_ns, s.ino),

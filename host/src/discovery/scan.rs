@@ -74,7 +74,7 @@ impl Discovery {
 
     /// Scans one file now, bypassing the cache (but not the trust policy).
     pub async fn scan_file(&self, path: &Path) -> DiscoveredPlugin {
-        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        let path = crate::platform::canonicalize(path).unwrap_or_else(|_| path.to_owned());
         let dir_refusal = path
             .parent()
             .and_then(|dir| self.trust.check_dir(dir).err());
@@ -90,7 +90,7 @@ impl Discovery {
             dir: self.dir.clone(),
             source,
         };
-        let dir = std::fs::canonicalize(&self.dir).map_err(read_dir_error)?;
+        let dir = crate::platform::canonicalize(&self.dir).map_err(read_dir_error)?;
         let mut paths = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(read_dir_error)? {
             let path = entry.map_err(read_dir_error)?.path();
@@ -120,8 +120,10 @@ impl Discovery {
             identity,
             sha256,
         };
-        let metadata = match std::fs::metadata(path) {
-            Ok(metadata) => metadata,
+        let stat = std::fs::metadata(path)
+            .and_then(|metadata| Ok((FileIdentity::of_path(path)?, metadata)));
+        let (identity, metadata) = match stat {
+            Ok(found) => found,
             Err(err) => {
                 let outcome = Err(LoadError::Io {
                     path: path.to_owned(),
@@ -130,7 +132,6 @@ impl Discovery {
                 return Ok(known(FileIdentity::default(), outcome, false, None));
             }
         };
-        let identity = FileIdentity::of(&metadata);
         let entry = cache.lookup(path, identity);
         let mut sha256 = entry.and_then(|entry| entry.sha256.clone());
         let verdict = match dir_refusal {
@@ -316,7 +317,7 @@ fn remember(cache: &mut RegistryCache, plugin: &DiscoveredPlugin) {
 /// the file of `identity` (else the file changed since it was stat'ed).
 fn sha256_of_identity(path: &Path, identity: FileIdentity) -> std::io::Result<String> {
     let file = std::fs::File::open(path)?;
-    if FileIdentity::of(&file.metadata()?) != identity {
+    if FileIdentity::of_file(&file)? != identity {
         return Err(std::io::Error::other(
             "the file changed while it was being hashed; it is looked at again",
         ));

@@ -182,7 +182,7 @@ async fn run_scanner(
         let status = child
             .wait()
             .await
-            .map_or_else(|err| err.to_string(), crate::util::describe_status);
+            .map_or_else(|err| err.to_string(), crate::platform::describe_status);
         let text = stderr.await.unwrap_or_default();
         reports.push(ScanReport::failed(LoadError::ScannerCrashed {
             path: path.clone(),

@@ -7,7 +7,6 @@
 
 use std::{
     collections::HashMap,
-    os::unix::net::UnixStream,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc, Arc,
@@ -30,7 +29,7 @@ use crate::{
     isolation::WorkerFault,
     loader::LoadError,
     memory::MemoryManager,
-    platform::ProcessWatch,
+    platform::{PendingLink, ProcessWatch},
     plugin_log::PluginLogSink,
     stream_buffer::{Consumer, ItemSink},
 };
@@ -213,25 +212,41 @@ impl Worker {
             path: spawn.opened.path().to_owned(),
             reason,
         };
-        let (host_end, worker_end) =
-            UnixStream::pair().map_err(|err| error(format!("cannot make a socket pair: {err}")))?;
-        let mut child = crate::platform::spawn_worker(spawn::command(spawn, &worker_end))
+        let mut command = spawn::command(spawn);
+        let link = PendingLink::prepare(&mut command, spawn.opened.file())
+            .map_err(|err| error(format!("cannot link a worker to the host: {err}")))?;
+        let mut child = crate::platform::spawn_worker(command)
             .map_err(|err| error(format!("cannot start {}: {err}", spawn.program.display())))?;
-        drop(worker_end);
         let pid = child.id();
-        let process = ProcessWatch::new(&child).map_err(|err| error(err.to_string()))?;
+        let process = match ProcessWatch::new(&child) {
+            Ok(process) => process,
+            Err(err) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(error(format!("cannot watch the worker: {err}")));
+            }
+        };
+        let (read, write) = match link.connect(&mut child) {
+            Ok(halves) => halves,
+            Err(err) => {
+                process.kill_group();
+                let _ = process.wait();
+                process.reap();
+                return Err(error(format!("cannot reach the worker: {err}")));
+            }
+        };
         spawn::forward_output(&mut child, spawn.plugin, pid);
         // From here on the kernel's word on the process is `process`'s, not `child`'s.
         drop(child);
+        let reader = FrameReader::new(read, spawn.max_frame());
         let (reader, sandbox) =
-            spawn::await_hello(&host_end, &process, spawn.start_timeout, spawn.max_frame())
-                .map_err(&error)?;
+            spawn::await_hello(reader, &process, spawn.start_timeout).map_err(&error)?;
         let worker = Arc::new(Self {
             pid,
             plugin: spawn.plugin.to_owned(),
             process,
             life: Mutex::new(()),
-            writer: Mutex::new(FrameWriter::new(host_end, spawn.max_frame())),
+            writer: Mutex::new(FrameWriter::new(write, spawn.max_frame())),
             requests: Mutex::new(Requests {
                 pending: HashMap::new(),
                 accepting: true,
@@ -572,8 +587,10 @@ impl Worker {
             self.exited.store(true, Ordering::Release);
         }
         self.process.reap();
-        let status =
-            status.map_or_else(|err| format!("ended ({err})"), crate::util::describe_status);
+        let status = status.map_or_else(
+            |err| format!("ended ({err})"),
+            crate::platform::describe_status,
+        );
         self.ended(&status);
     }
 

@@ -1,12 +1,10 @@
-//! What host and worker say to each other: length-prefixed frames (tokio-util's
-//! `LengthDelimitedCodec`, used synchronously) carrying postcard-encoded messages.
+//! What host and worker say to each other over their link (see `platform::link`):
+//! length-prefixed frames (tokio-util's `LengthDelimitedCodec`, used synchronously)
+//! carrying postcard-encoded messages.
 //! Requests carry ids, so calls in flight are multiplexed on one socket; payloads are raw
 //! bytes.
 
-use std::{
-    io::{Read, Write},
-    os::unix::net::UnixStream,
-};
+use std::io::{Read, Write};
 
 use bytes::{Bytes, BytesMut};
 use plugin_api::PluginError;
@@ -14,6 +12,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 pub(crate) use crate::platform::SandboxPlan;
+use crate::platform::{LinkRead, LinkWrite};
 use crate::{loader::FileIdentity, manifest::PluginInfo};
 
 /// What a frame holds besides its payload (the message's other fields, postcard's
@@ -244,29 +243,21 @@ fn invalid(err: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, err.to_string())
 }
 
-/// Reads whole messages from a stream.
+/// Reads whole messages from the link.
 pub(crate) struct FrameReader {
-    stream: UnixStream,
+    stream: LinkRead,
     buffer: BytesMut,
     codec: LengthDelimitedCodec,
 }
 
 impl FrameReader {
     /// Reads frames of at most `max_frame` bytes; a larger one is an error.
-    pub(crate) fn new(stream: UnixStream, max_frame: usize) -> Self {
+    pub(crate) fn new(stream: LinkRead, max_frame: usize) -> Self {
         Self {
             stream,
             buffer: BytesMut::with_capacity(8 * 1024),
             codec: codec(max_frame),
         }
-    }
-
-    /// How long a read may wait; `None` for ever.
-    pub(crate) fn set_read_timeout(
-        &self,
-        timeout: Option<std::time::Duration>,
-    ) -> std::io::Result<()> {
-        self.stream.set_read_timeout(timeout)
     }
 
     /// The next message; `None` at end of stream.
@@ -284,16 +275,16 @@ impl FrameReader {
     }
 }
 
-/// Writes whole messages to a stream; share it behind a mutex.
+/// Writes whole messages to the link; share it behind a mutex.
 pub(crate) struct FrameWriter {
-    stream: UnixStream,
+    stream: LinkWrite,
     buffer: BytesMut,
     codec: LengthDelimitedCodec,
 }
 
 impl FrameWriter {
     /// Writes frames of at most `max_frame` bytes; a larger message is an error.
-    pub(crate) fn new(stream: UnixStream, max_frame: usize) -> Self {
+    pub(crate) fn new(stream: LinkWrite, max_frame: usize) -> Self {
         Self {
             stream,
             buffer: BytesMut::with_capacity(8 * 1024),
@@ -311,8 +302,8 @@ impl FrameWriter {
         self.stream.write_all(&self.buffer)
     }
 
-    /// Closes the stream for writing: the other side reads the end.
-    pub(crate) fn shutdown(&self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+    /// Closes the link for writing: the other side reads the end.
+    pub(crate) fn shutdown(&mut self) {
+        self.stream.close();
     }
 }

@@ -1,26 +1,22 @@
-//! Starting a worker process: this program again, in worker mode, with the socket as
-//! descriptor 3 and the vetted library file, already open, as descriptor 4. Stdin is
-//! closed, the environment cleared to an allowlist, stdout and stderr go to the host log.
+//! Starting a worker process: this program again, in worker mode, linked to the host and
+//! handed the vetted library file as the platform does it (`platform::link`). The
+//! environment is cleared to an allowlist; what the worker prints goes to the host log.
 
 use std::{
     io::BufRead,
-    os::{
-        fd::AsRawFd,
-        unix::{net::UnixStream, process::CommandExt},
-    },
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::Duration,
 };
 
 use super::{
     protocol::{FrameReader, FromWorker, SandboxPlan, WorkerArgs, FRAME_OVERHEAD},
-    worker::{LIBRARY_FD, SOCKET_FD, WORKER_FLAG},
+    worker::WORKER_FLAG,
 };
 use crate::{loader::OpenedFile, platform::ProcessWatch};
 
 /// Environment variables a worker keeps; everything else is cleared.
-const ENV_ALLOWLIST: [&str; 9] = [
+const ENV_ALLOWLIST: [&str; 14] = [
     "PATH",
     "HOME",
     "USER",
@@ -30,6 +26,12 @@ const ENV_ALLOWLIST: [&str; 9] = [
     "TMPDIR",
     "LD_LIBRARY_PATH",
     "RUST_BACKTRACE",
+    // Windows: a process without these cannot find its system directory or a temp one.
+    "SYSTEMROOT",
+    "WINDIR",
+    "TEMP",
+    "TMP",
+    "USERPROFILE",
 ];
 
 /// How a worker is started.
@@ -59,8 +61,8 @@ impl Spawn<'_> {
     }
 }
 
-/// The worker's command line.
-pub(super) fn command(spawn: &Spawn<'_>, socket: &UnixStream) -> Command {
+/// The worker's command line (its link and library are the platform's to add).
+pub(super) fn command(spawn: &Spawn<'_>) -> Command {
     let args = WorkerArgs {
         library: spawn.opened.path().to_owned(),
         identity: spawn.opened.identity(),
@@ -77,63 +79,49 @@ pub(super) fn command(spawn: &Spawn<'_>, socket: &UnixStream) -> Command {
             ENV_ALLOWLIST
                 .iter()
                 .filter_map(|name| std::env::var_os(name).map(|value| (name, value))),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let socket = socket.as_raw_fd();
-    let library = spawn.opened.file().as_raw_fd();
-    // SAFETY: between fork and exec only async-signal-safe calls are made (fcntl, dup2)
-    // on descriptors this process owns. Both are first copied above the targets
-    // (close-on-exec), so neither can overwrite the other.
-    #[allow(unsafe_code)]
-    unsafe {
-        command.pre_exec(move || {
-            let high_socket = libc::fcntl(socket, libc::F_DUPFD_CLOEXEC, 10);
-            let high_library = libc::fcntl(library, libc::F_DUPFD_CLOEXEC, 10);
-            if high_socket < 0
-                || high_library < 0
-                || libc::dup2(high_socket, SOCKET_FD) < 0
-                || libc::dup2(high_library, LIBRARY_FD) < 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+        );
     command
 }
 
-/// Waits for the worker's first word: it opened the library (a reader for what follows,
-/// and what its sandbox enforces), or why not. A worker that does not get there is
-/// killed.
+/// Waits for the worker's first word on `reader`: it opened the library (the reader for
+/// what follows, and what its sandbox enforces), or why not. A worker that does not get
+/// there within `timeout` is killed.
 pub(super) fn await_hello(
-    socket: &UnixStream,
+    mut reader: FrameReader,
     process: &ProcessWatch,
     timeout: Duration,
-    max_frame: usize,
 ) -> Result<(FrameReader, Option<String>), String> {
-    let read_half = socket.try_clone().map_err(|err| format!("socket: {err}"))?;
-    read_half
-        .set_read_timeout(Some(timeout))
-        .map_err(|err| format!("socket: {err}"))?;
-    let mut reader = FrameReader::new(read_half, max_frame);
-    let first = reader.read::<FromWorker>();
+    let timed_out = std::sync::atomic::AtomicBool::new(false);
+    let (heard, hearing) = std::sync::mpsc::channel::<()>();
+    let first = std::thread::scope(|scope| {
+        // The watchdog: a worker silent past the timeout is killed, which ends the read.
+        let timed_out = &timed_out;
+        scope.spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = hearing.recv_timeout(timeout) {
+                timed_out.store(true, std::sync::atomic::Ordering::Release);
+                process.kill_group();
+            }
+        });
+        let first = reader.read::<FromWorker>();
+        let _ = heard.send(());
+        first
+    });
     let ended = || {
         process.kill_group();
         let status = process
             .wait()
-            .map_or_else(|err| err.to_string(), crate::util::describe_status);
+            .map_or_else(|err| err.to_string(), crate::platform::describe_status);
         process.reap();
         status
     };
+    if timed_out.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(format!(
+            "the worker did not open it within {timeout:?} ({})",
+            ended()
+        ));
+    }
     match first {
-        Ok(Some(FromWorker::Hello { sandbox, .. })) => {
-            reader
-                .set_read_timeout(None)
-                .map_err(|err| format!("socket: {err}"))?;
-            Ok((reader, sandbox))
-        }
+        Ok(Some(FromWorker::Hello { sandbox, .. })) => Ok((reader, sandbox)),
         Ok(Some(FromWorker::Refused { error })) => {
             ended();
             Err(format!("the worker could not open it: {error}"))
@@ -146,15 +134,6 @@ pub(super) fn await_hello(
             "the worker ended before it was ready ({})",
             ended()
         )),
-        Err(err)
-            if err.kind() == std::io::ErrorKind::WouldBlock
-                || err.kind() == std::io::ErrorKind::TimedOut =>
-        {
-            Err(format!(
-                "the worker did not open it within {timeout:?} ({})",
-                ended()
-            ))
-        }
         Err(err) => Err(format!(
             "the worker's first message was unreadable: {err} ({})",
             ended()

@@ -1,12 +1,11 @@
 //! The worker process: one plugin library, opened with the host's own checks, serving
-//! create / call / drop for the host over the socket it inherited as descriptor 3. Plugin
-//! code here asks the host for everything a context offers (logs, metrics, locks,
-//! dependencies) over the same socket; the host answers.
+//! create / call / drop for the host over the link it inherited (`platform::link`).
+//! Plugin code here asks the host for everything a context offers (logs, metrics, locks,
+//! dependencies) over the same link; the host answers.
 
 use std::{
     cell::RefCell,
     collections::HashMap,
-    os::unix::net::UnixStream,
     sync::{
         atomic::{AtomicU64, Ordering},
         mpsc, Arc,
@@ -33,17 +32,12 @@ use super::protocol::{
 use crate::{
     executor::PluginExecutor,
     loader::{open_library_at, LoadedLibrary, OpenedFile, Via},
+    platform::{HostWatch, LinkRead, LinkWrite},
 };
 
 /// The first argument that makes a binary a worker: `BINARY --plugin-host-worker ARGS`,
-/// with the socket as descriptor 3.
+/// linked to its host.
 pub(crate) const WORKER_FLAG: &str = "--plugin-host-worker";
-
-/// The descriptor the socket arrives on.
-pub(crate) const SOCKET_FD: i32 = 3;
-
-/// The descriptor the library file arrives on, opened and vetted by the host.
-pub(crate) const LIBRARY_FD: i32 = 4;
 
 /// How long a worker whose host hung up may take to drop its instances before it exits
 /// regardless.
@@ -54,8 +48,7 @@ const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 const THREAD_HOLDER: u64 = 1 << 62;
 
 /// Serves as the worker the host started, with `args` (after [`WORKER_FLAG`]) as the
-/// host wrote them and the host's socket and library file as descriptors 3 and 4; returns
-/// the exit code.
+/// host wrote them, and the link and library file it handed over; returns the exit code.
 pub(crate) fn serve_host(args: &[std::ffi::OsString]) -> i32 {
     let json = args
         .first()
@@ -63,48 +56,27 @@ pub(crate) fn serve_host(args: &[std::ffi::OsString]) -> i32 {
         .unwrap_or_default();
     let Ok(worker_args) = serde_json::from_str::<WorkerArgs>(&json) else {
         eprintln!(
-            "a worker is started by the host for isolated plugins, with its arguments and its socket as descriptor 3; it is not run by hand"
+            "a worker is started by the host for isolated plugins, with its arguments and its link to the host; it is not run by hand"
         );
         return 2;
     };
-    if !descriptor_is_socket(SOCKET_FD) {
-        eprintln!("descriptor 3 is not the host's socket; a worker is started by the host only");
-        return 2;
-    }
-    // SAFETY: the host hands this process the socket as descriptor 3 and the library as
-    // descriptor 4 (dup2 before exec); nothing else in this process owns them.
-    #[allow(unsafe_code)]
-    let (stream, library) = unsafe {
-        use std::os::fd::FromRawFd;
-        (
-            UnixStream::from_raw_fd(SOCKET_FD),
-            std::fs::File::from_raw_fd(LIBRARY_FD),
-        )
+    let (read, write, library) = match crate::platform::worker_link(&worker_args.library) {
+        Ok(link) => link,
+        Err(why) => {
+            eprintln!("{why}; a worker is started by the host only");
+            return 2;
+        }
     };
-    serve(stream, library, &worker_args)
+    serve(read, write, library, &worker_args)
 }
 
-/// Whether descriptor `fd` is open and a socket.
-fn descriptor_is_socket(fd: i32) -> bool {
-    // SAFETY: fstat writes into the zeroed struct it is given and reads nothing else.
-    #[allow(unsafe_code)]
-    unsafe {
-        let mut stat: libc::stat = std::mem::zeroed();
-        libc::fstat(fd, &raw mut stat) == 0 && (stat.st_mode & libc::S_IFMT) == libc::S_IFSOCK
-    }
-}
-
-/// Serves the host on `stream`; the exit code.
-fn serve(stream: UnixStream, library: std::fs::File, args: &WorkerArgs) -> i32 {
-    let Ok(write_half) = stream.try_clone() else {
-        return 1;
-    };
+/// Serves the host on its link; the exit code.
+fn serve(read: LinkRead, write: LinkWrite, library: std::fs::File, args: &WorkerArgs) -> i32 {
     let max_frame = args.max_reply.saturating_add(FRAME_OVERHEAD);
-    // The host, while it lives: if this changes, the host died.
-    let host = parent_pid();
+    let host = HostWatch::now();
     crate::platform::end_group_when_host_dies();
     let conn = Arc::new(Conn {
-        writer: Mutex::new(FrameWriter::new(write_half, max_frame)),
+        writer: Mutex::new(FrameWriter::new(write, max_frame)),
         pending: Mutex::default(),
         next_req: AtomicU64::new(1),
         log_level: args.log_level,
@@ -143,7 +115,7 @@ fn serve(stream: UnixStream, library: std::fs::File, args: &WorkerArgs) -> i32 {
         max_reply: args.max_reply,
         streams: Arc::default(),
     };
-    let mut reader = FrameReader::new(stream, max_frame);
+    let mut reader = FrameReader::new(read, max_frame);
     while let Ok(Some(message)) = reader.read::<ToWorker>() {
         worker.handle(message);
     }
@@ -153,31 +125,18 @@ fn serve(stream: UnixStream, library: std::fs::File, args: &WorkerArgs) -> i32 {
     // with it what its plugin started.
     let _ = std::thread::Builder::new().spawn(move || {
         std::thread::sleep(EXIT_GRACE);
-        leave(host, 4);
+        leave(&host, 4);
     });
     let instances: Vec<Arc<ComponentBox>> =
         worker.instances.lock().drain().map(|(_, c)| c).collect();
     drop(instances);
-    leave(host, 0)
+    leave(&host, 0)
 }
 
-/// This process's parent: the host, while it lives.
-fn parent_pid() -> i32 {
-    // SAFETY: getppid has no memory effects.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::getppid()
-    }
-}
-
-/// Exits with `code`; if the host (`host`) is gone, takes this process group down first.
-fn leave(host: i32, code: i32) -> i32 {
-    if parent_pid() != host || host == 1 {
-        // SAFETY: kill has no memory effects; group 0 is this process's own.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::kill(0, libc::SIGKILL);
-        }
+/// Exits with `code`; if the host is gone, takes what this worker started down first.
+fn leave(host: &HostWatch, code: i32) -> i32 {
+    if host.host_gone() {
+        host.end_own_group();
     }
     std::process::exit(code)
 }

@@ -83,7 +83,7 @@ pub enum LoadError {
     },
     /// An abi_stable library of another application: its root module is not
     /// plugin-api's.
-    #[error("{path}: not a plugin-host plugin: it is an abi_stable library exporting root module `{root_module}` (type `{root_type}` from package `{package}` {package_version}); remove it from the plugins directory")]
+    #[error("{path}: not a plugin-host plugin: it is an abi_stable library exporting root module `{root_module}` (type `{root_type}` from package {package}); remove it from the plugins directory")]
     Foreign {
         /// The file.
         path: PathBuf,
@@ -91,10 +91,8 @@ pub enum LoadError {
         root_module: String,
         /// The root module's type.
         root_type: String,
-        /// The package that type comes from.
+        /// The package that type comes from, and its version (`name 1.2.3`).
         package: String,
-        /// That package's version.
-        package_version: String,
     },
     /// Built with an abi_stable whose ABI this host cannot read.
     #[error("{path}: built with an incompatible abi_stable ({detail}); rebuild it against plugin-api {host_api}")]

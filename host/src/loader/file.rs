@@ -2,64 +2,28 @@
 //!
 //! Checking a file by path and then opening it by path again leaves a window in which
 //! the file can be swapped. So the file is opened once, its identity is read from that
-//! descriptor (`fstat`), every check reads through it, and the dynamic loader is handed
-//! the same open file (`/proc/self/fd/N` on Linux), not the path.
+//! descriptor, every check reads through it, and the dynamic loader is handed the same
+//! open file (`/proc/self/fd/N` on Linux); on Windows the open file admits no writer, no
+//! rename and no delete while it is loaded, so its path names what was vetted.
 
 use std::{
     fs::File,
     path::{Path, PathBuf},
 };
 
-use serde::{Deserialize, Serialize};
+pub use crate::platform::FileIdentity;
 
 use super::LoadError;
-
-/// The identity of one version of a file, as git's index keeps it: device, inode, size,
-/// modification and status-change times (nanoseconds). A file replaced by another, even
-/// one of the same size and mtime (`cp -p`, `rsync -a`), gets another inode or ctime.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct FileIdentity {
-    /// Device.
-    pub dev: u64,
-    /// Inode.
-    pub ino: u64,
-    /// Size in bytes.
-    pub size: u64,
-    /// Last modification, nanoseconds since the epoch.
-    pub mtime_ns: i128,
-    /// Last status change (content, permissions, owner, links), nanoseconds since the
-    /// epoch. Unlike mtime it cannot be set back by a copying tool.
-    pub ctime_ns: i128,
-}
+use crate::platform;
 
 impl FileIdentity {
-    /// The identity in `metadata`.
-    pub fn of(metadata: &std::fs::Metadata) -> Self {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            let ns = |secs: i64, nanos: i64| i128::from(secs) * 1_000_000_000 + i128::from(nanos);
-            Self {
-                dev: metadata.dev(),
-                ino: metadata.ino(),
-                size: metadata.size(),
-                mtime_ns: ns(metadata.mtime(), metadata.mtime_nsec()),
-                ctime_ns: ns(metadata.ctime(), metadata.ctime_nsec()),
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let mtime_ns = metadata
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos() as i128);
-            Self {
-                size: metadata.len(),
-                mtime_ns,
-                ..Self::default()
-            }
-        }
+    /// The identity of the open `file`.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error.
+    pub fn of_file(file: &File) -> std::io::Result<Self> {
+        platform::identity_of(file)
     }
 
     /// The identity of the file at `path` now.
@@ -68,7 +32,7 @@ impl FileIdentity {
     ///
     /// The operating system's error.
     pub fn of_path(path: &Path) -> std::io::Result<Self> {
-        std::fs::metadata(path).map(|m| Self::of(&m))
+        platform::identity_of_path(path)
     }
 }
 
@@ -82,31 +46,26 @@ pub(crate) struct OpenedFile {
 }
 
 impl OpenedFile {
-    /// Opens `path` (read-only) and reads its identity from the descriptor.
+    /// Opens `path` (read-only; on Windows shared with readers only) and reads its
+    /// identity from the open file.
     pub(crate) fn open(path: &Path) -> Result<Self, LoadError> {
-        let io = |err: std::io::Error| LoadError::Io {
+        let file = platform::open_for_load(path).map_err(|err| LoadError::Io {
             path: path.to_owned(),
             reason: err.to_string(),
-        };
-        let file = File::open(path).map_err(io)?;
-        let metadata = file.metadata().map_err(io)?;
-        Ok(Self {
-            identity: FileIdentity::of(&metadata),
-            file,
-            path: path.to_owned(),
-            metadata,
-        })
+        })?;
+        Self::from_file(file, path)
     }
 
     /// A file opened elsewhere (a worker process inherits the host's descriptor), known
     /// by `path`.
     pub(crate) fn from_file(file: File, path: &Path) -> Result<Self, LoadError> {
-        let metadata = file.metadata().map_err(|err| LoadError::Io {
+        let io = |err: std::io::Error| LoadError::Io {
             path: path.to_owned(),
             reason: err.to_string(),
-        })?;
+        };
+        let metadata = file.metadata().map_err(io)?;
         Ok(Self {
-            identity: FileIdentity::of(&metadata),
+            identity: FileIdentity::of_file(&file).map_err(io)?,
             file,
             path: path.to_owned(),
             metadata,
@@ -147,52 +106,19 @@ impl OpenedFile {
     /// process that maps no other library this way (a worker): no temporary link, so it
     /// works where nothing may be written (a sandbox).
     pub(crate) fn with_descriptor_path<T>(&self, open: impl FnOnce(&Path) -> T) -> T {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            open(Path::new(&format!(
-                "/proc/self/fd/{}",
-                self.file.as_raw_fd()
-            )))
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            open(&self.path)
-        }
+        platform::with_descriptor_path(&self.file, &self.path, open)
     }
 
     /// Runs `open` with a path the dynamic loader can open that leads to this very open
-    /// file.
-    ///
-    /// On Linux that is `/proc/self/fd/N`, reached through a symlink of a name used once:
-    /// glibc's `dlopen` first matches a new name against the names of libraries already
-    /// loaded, and descriptor numbers are reused, so `/proc/self/fd/N` itself could name
-    /// an earlier library.
+    /// file (see `platform::with_loader_path`).
     pub(crate) fn with_loader_path<T>(
         &self,
         open: impl FnOnce(&Path) -> T,
     ) -> Result<T, LoadError> {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            let io = |err: std::io::Error| LoadError::Io {
-                path: self.path.clone(),
-                reason: format!("cannot prepare the file for the dynamic loader: {err}"),
-            };
-            let dir = tempfile::Builder::new()
-                .prefix("plugin-host-load-")
-                .tempdir()
-                .map_err(io)?;
-            let file_name = self.path.file_name().unwrap_or("plugin.so".as_ref());
-            let link = dir.path().join(file_name);
-            let target = format!("/proc/self/fd/{}", self.file.as_raw_fd());
-            std::os::unix::fs::symlink(target, &link).map_err(io)?;
-            Ok(open(&link))
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            Ok(open(&self.path))
-        }
+        platform::with_loader_path(&self.file, &self.path, open).map_err(|err| LoadError::Io {
+            path: self.path.clone(),
+            reason: format!("cannot prepare the file for the dynamic loader: {err}"),
+        })
     }
 }
 

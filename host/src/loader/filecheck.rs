@@ -24,7 +24,7 @@ pub(crate) fn check(opened: &OpenedFile) -> Result<(), LoadError> {
             path: path.to_owned(),
         });
     }
-    let mut header = [0u8; 64];
+    let mut header = [0u8; HEADER_BYTES];
     let filled = read_header(opened, &mut header).map_err(|err| LoadError::Io {
         path: path.to_owned(),
         reason: err.to_string(),
@@ -32,29 +32,20 @@ pub(crate) fn check(opened: &OpenedFile) -> Result<(), LoadError> {
     check_header(path, &header[..filled], metadata.len())
 }
 
-/// Reads the first bytes of the file (without moving its offset).
+/// How much of a file the checks read: the ELF header, or a PE file's headers and
+/// section table (a DLL's section table ends well within its first page).
+const HEADER_BYTES: usize = 4096;
+
+/// Reads the first bytes of the file.
 fn read_header(opened: &OpenedFile, header: &mut [u8]) -> std::io::Result<usize> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileExt;
-        let mut filled = 0;
-        while filled < header.len() {
-            match opened
-                .file()
-                .read_at(&mut header[filled..], filled as u64)?
-            {
-                0 => break,
-                n => filled += n,
-            }
+    let mut filled = 0;
+    while filled < header.len() {
+        match crate::platform::read_at(opened.file(), &mut header[filled..], filled as u64)? {
+            0 => break,
+            n => filled += n,
         }
-        Ok(filled)
     }
-    #[cfg(not(unix))]
-    {
-        use std::io::Read;
-        let mut file = opened.file();
-        file.read(header)
-    }
+    Ok(filled)
 }
 
 /// Checks a header read from a file of `file_len` bytes. Public to the crate for the
@@ -67,9 +58,10 @@ pub(crate) fn check_header(path: &Path, header: &[u8], file_len: u64) -> Result<
     if header.starts_with(b"\x7fELF") {
         return check_elf(path, header, file_len);
     }
-    let kind = if header.starts_with(b"MZ") {
-        "a Windows PE file"
-    } else if matches!(
+    if header.starts_with(b"MZ") {
+        return check_pe(path, header, file_len);
+    }
+    if matches!(
         header.get(..4),
         Some(
             [0xfe, 0xed, 0xfa, 0xce | 0xcf]
@@ -77,24 +69,139 @@ pub(crate) fn check_header(path: &Path, header: &[u8], file_len: u64) -> Result<
                 | [0xca, 0xfe, 0xba, 0xbe]
         )
     ) {
-        "a Mach-O file"
-    } else if header
+        // Mach-O: the host checks no further on macOS, and it is foreign anywhere else.
+        return if cfg!(target_os = "macos") {
+            Ok(())
+        } else {
+            Err(wrong_platform(path, "a Mach-O file".into()))
+        };
+    }
+    if header
         .iter()
         .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
     {
         return Err(not_a_library("it is a text file".into()));
-    } else {
-        return Err(not_a_library("unknown file format".into()));
-    };
-    if cfg!(target_os = "linux") {
-        Err(LoadError::WrongPlatform {
-            path: path.to_owned(),
-            found: kind.into(),
-            expected: expected_platform(),
-        })
-    } else {
-        Ok(())
     }
+    Err(not_a_library("unknown file format".into()))
+}
+
+fn wrong_platform(path: &Path, found: String) -> LoadError {
+    LoadError::WrongPlatform {
+        path: path.to_owned(),
+        found,
+        expected: expected_platform(),
+    }
+}
+
+/// A header cut off before the fields the check needs.
+fn header_cut_short(path: &Path, what: &str) -> LoadError {
+    LoadError::Open {
+        path: path.to_owned(),
+        reason: format!("the {what} header is cut short"),
+    }
+}
+
+/// A little-endian number of `len` bytes at `at`, if the header holds it.
+fn le(header: &[u8], at: usize, len: usize) -> Option<u64> {
+    let bytes = header.get(at..at.checked_add(len)?)?;
+    Some(
+        bytes
+            .iter()
+            .rev()
+            .fold(0, |acc, b| (acc << 8) | u64::from(*b)),
+    )
+}
+
+/// The fields of a PE file's headers this check reads.
+struct PeHeader {
+    machine: u16,
+    is_dll: bool,
+    /// 32 (PE32) or 64 (PE32+).
+    bits: usize,
+    /// Where the last section's raw data ends, if the section table was within the bytes
+    /// read.
+    data_end: Option<u64>,
+}
+
+impl PeHeader {
+    /// Reads the headers, or None when they are cut short.
+    fn parse(header: &[u8]) -> Option<Self> {
+        let pe = usize::try_from(le(header, 0x3c, 4)?).ok()?;
+        if header.get(pe..pe.checked_add(4)?)? != b"PE\0\0" {
+            return None;
+        }
+        let coff = pe + 4;
+        let machine = le(header, coff, 2)? as u16;
+        let sections = le(header, coff + 2, 2)? as usize;
+        let optional_len = le(header, coff + 16, 2)? as usize;
+        let characteristics = le(header, coff + 18, 2)? as u16;
+        let optional = coff + 20;
+        let bits = match le(header, optional, 2)? {
+            0x10b => 32,
+            0x20b => 64,
+            _ => 0,
+        };
+        let table = optional + optional_len;
+        let data_end = (0..sections)
+            .map(|i| {
+                let entry = table + i * 40;
+                Some(le(header, entry + 16, 4)? + le(header, entry + 20, 4)?)
+            })
+            .try_fold(0u64, |end, section| Some(end.max(section?)));
+        Some(Self {
+            machine,
+            is_dll: characteristics & 0x2000 != 0,
+            bits,
+            data_end,
+        })
+    }
+}
+
+/// The architecture a PE machine number names.
+fn pe_machine_name(machine: u16) -> String {
+    match machine {
+        0x14c => "x86".into(),
+        0x8664 => "x86_64".into(),
+        0xaa64 => "aarch64".into(),
+        0x1c4 => "arm".into(),
+        other => format!("#{other:#x}"),
+    }
+}
+
+fn check_pe(path: &Path, header: &[u8], file_len: u64) -> Result<(), LoadError> {
+    let Some(pe) = PeHeader::parse(header) else {
+        return if cfg!(windows) {
+            Err(header_cut_short(path, "PE"))
+        } else {
+            Err(wrong_platform(path, "a Windows PE file".into()))
+        };
+    };
+    let found = format!(
+        "{}-bit PE {}, machine {}",
+        pe.bits,
+        if pe.is_dll { "DLL" } else { "executable" },
+        pe_machine_name(pe.machine)
+    );
+    if !cfg!(windows)
+        || pe.bits != usize::BITS as usize
+        || pe_machine_name(pe.machine) != std::env::consts::ARCH
+    {
+        return Err(wrong_platform(path, found));
+    }
+    if let Some(end) = pe.data_end.filter(|&end| end > file_len) {
+        return Err(LoadError::Truncated {
+            path: path.to_owned(),
+            expected: end,
+            actual: file_len,
+        });
+    }
+    if !pe.is_dll {
+        return Err(LoadError::NotALibrary {
+            path: path.to_owned(),
+            detail: "a Windows executable, not a DLL".into(),
+        });
+    }
+    Ok(())
 }
 
 /// The fields of an ELF header this check reads.
@@ -141,18 +248,14 @@ impl ElfHeader {
 }
 
 fn check_elf(path: &Path, header: &[u8], file_len: u64) -> Result<(), LoadError> {
-    if !cfg!(target_os = "linux") {
-        return Err(LoadError::WrongPlatform {
-            path: path.to_owned(),
-            found: "an ELF file".into(),
-            expected: expected_platform(),
-        });
+    if cfg!(windows) || cfg!(target_os = "macos") {
+        return Err(wrong_platform(
+            path,
+            "Linux or another Unix (an ELF file)".into(),
+        ));
     }
     if header.len() < 64 {
-        return Err(LoadError::Open {
-            path: path.to_owned(),
-            reason: "the ELF header is cut short".into(),
-        });
+        return Err(header_cut_short(path, "ELF"));
     }
     let elf = ElfHeader::parse(header);
     let expected_machine = elf_machine(std::env::consts::ARCH);
@@ -160,15 +263,14 @@ fn check_elf(path: &Path, header: &[u8], file_len: u64) -> Result<(), LoadError>
         || expected_machine.is_some_and(|m| m != elf.machine)
         || elf.little_endian != cfg!(target_endian = "little")
     {
-        return Err(LoadError::WrongPlatform {
-            path: path.to_owned(),
-            found: format!(
+        return Err(wrong_platform(
+            path,
+            format!(
                 "{}-bit ELF, machine {}",
                 elf.class_bits,
                 machine_name(elf.machine)
             ),
-            expected: expected_platform(),
-        });
+        ));
     }
     // The section header table sits at the end of a linked library, so a file cut short
     // anywhere loses it; the dynamic loader itself would only notice if a loaded segment
@@ -286,5 +388,77 @@ mod tests {
         assert!(text.to_string().contains("text file"), "{text}");
         let pe = check_header(Path::new("x.so"), b"MZ\x90\x00\x03", LEN).unwrap_err();
         assert!(matches!(pe, LoadError::WrongPlatform { .. }), "{pe}");
+    }
+}
+
+#[cfg(test)]
+mod pe_tests {
+    use super::*;
+
+    /// A PE file's headers: `bits` 32 or 64, one section whose raw data ends at `data_end`.
+    fn pe(bits: usize, machine: u16, dll: bool, data_end: u32) -> Vec<u8> {
+        let mut header = vec![0u8; 1024];
+        header[..2].copy_from_slice(b"MZ");
+        header[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+        header[0x80..0x84].copy_from_slice(b"PE\0\0");
+        let coff = 0x84;
+        header[coff..coff + 2].copy_from_slice(&machine.to_le_bytes());
+        header[coff + 2..coff + 4].copy_from_slice(&1u16.to_le_bytes());
+        let optional_len: u16 = if bits == 64 { 240 } else { 224 };
+        header[coff + 16..coff + 18].copy_from_slice(&optional_len.to_le_bytes());
+        let characteristics: u16 = if dll { 0x2022 } else { 0x0022 };
+        header[coff + 18..coff + 20].copy_from_slice(&characteristics.to_le_bytes());
+        let magic: u16 = if bits == 64 { 0x20b } else { 0x10b };
+        header[coff + 20..coff + 22].copy_from_slice(&magic.to_le_bytes());
+        let section = coff + 20 + usize::from(optional_len);
+        header[section + 16..section + 20].copy_from_slice(&(data_end - 0x400).to_le_bytes());
+        header[section + 20..section + 24].copy_from_slice(&0x400u32.to_le_bytes());
+        header
+    }
+
+    const X86_64: u16 = 0x8664;
+
+    #[test]
+    fn a_pe_header_names_its_bits_kind_and_machine() {
+        let parsed = PeHeader::parse(&pe(32, 0x14c, true, 0x2000)).unwrap();
+        assert_eq!((parsed.bits, parsed.is_dll), (32, true));
+        assert_eq!(pe_machine_name(parsed.machine), "x86");
+        assert_eq!(parsed.data_end, Some(0x2000));
+        assert!(PeHeader::parse(&pe(64, X86_64, true, 0x2000)[..0x90]).is_none());
+    }
+
+    #[cfg(not(windows))]
+    #[test]
+    fn a_windows_dll_is_for_another_platform() {
+        let err =
+            check_header(Path::new("x.so"), &pe(64, X86_64, true, 0x2000), 0x2000).unwrap_err();
+        assert!(matches!(err, LoadError::WrongPlatform { .. }), "{err}");
+        assert!(
+            err.to_string().contains("64-bit PE DLL, machine x86_64"),
+            "{err}"
+        );
+    }
+
+    #[cfg(all(windows, target_arch = "x86_64"))]
+    #[test]
+    fn on_windows_a_64_bit_dll_passes_and_every_other_file_is_named() {
+        let path = Path::new("x.dll");
+        check_header(path, &pe(64, X86_64, true, 0x2000), 0x2000).unwrap();
+        let bits32 = check_header(path, &pe(32, 0x14c, true, 0x2000), 0x2000).unwrap_err();
+        assert!(bits32.to_string().contains("32-bit PE DLL"), "{bits32}");
+        let exe = check_header(path, &pe(64, X86_64, false, 0x2000), 0x2000).unwrap_err();
+        assert!(matches!(exe, LoadError::NotALibrary { .. }), "{exe}");
+        let cut = check_header(path, &pe(64, X86_64, true, 0x2000), 0x1000).unwrap_err();
+        assert_eq!(cut.kind(), "truncated", "{cut}");
+        let short = check_header(path, &pe(64, X86_64, true, 0x2000)[..0x90], 0x90).unwrap_err();
+        assert!(
+            short.to_string().contains("PE header is cut short"),
+            "{short}"
+        );
+        let elf = check_header(path, b"\x7fELF\x02\x01\x01", 4096).unwrap_err();
+        assert!(matches!(elf, LoadError::WrongPlatform { .. }), "{elf}");
+        assert!(elf.to_string().contains("ELF"), "{elf}");
+        let text = check_header(path, b"not a library\n", 14).unwrap_err();
+        assert!(text.to_string().contains("text file"), "{text}");
     }
 }

@@ -263,13 +263,12 @@ fn refuse_foreign(path: &Path, header: &abi_stable::library::LibHeader) -> Resul
     if consts.name().as_str() == <PluginRootRef as RootModule>::NAME {
         return Ok(());
     }
-    let (root_type, package, package_version) = header.layout().map(application_type).map_or_else(
-        || ("unknown".to_owned(), "unknown".to_owned(), String::new()),
+    let (root_type, package) = header.layout().map(application_type).map_or_else(
+        || ("unknown".to_owned(), "unknown".to_owned()),
         |layout| {
             (
                 layout.name().trim_end_matches("_Prefix").to_owned(),
-                layout.package().as_str().to_owned(),
-                layout.package_version().to_string(),
+                format!("`{}` {}", layout.package(), layout.package_version()),
             )
         },
     );
@@ -278,7 +277,6 @@ fn refuse_foreign(path: &Path, header: &abi_stable::library::LibHeader) -> Resul
         root_module: consts.name().as_str().to_owned(),
         root_type,
         package,
-        package_version,
     })
 }
 

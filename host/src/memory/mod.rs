@@ -520,6 +520,7 @@ mod tests {
     }
 
     /// `MemTotal` of `/proc/meminfo`, in bytes.
+    #[cfg(target_os = "linux")]
     fn meminfo_total() -> u64 {
         let meminfo = std::fs::read_to_string("/proc/meminfo").expect("/proc/meminfo");
         let kib: u64 = meminfo

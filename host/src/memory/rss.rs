@@ -1,5 +1,6 @@
-//! Reads resident set sizes: this process's (from `/proc/self/statm` on Linux, else with
-//! sysinfo refreshing only this one pid) and worker processes' (`/proc/PID/statm`).
+//! Reads resident set sizes: this process's and worker processes' as the platform layer
+//! gives them (`/proc/PID/statm` on Linux, the process's working set on Windows), else
+//! with sysinfo refreshing only this one pid.
 
 use parking_lot::Mutex;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
@@ -47,7 +48,7 @@ impl RssReader {
     /// read of `/proc/self/statm` (a few microseconds, cheap enough to run around every
     /// initialisation); elsewhere sysinfo's refresh of this one process.
     pub fn read(&self) -> u64 {
-        if let Some(rss) = rss_of_self() {
+        if let Some(rss) = crate::platform::own_rss() {
             return rss;
         }
         let (Some(pid), mut guard) = (self.pid, self.system.lock()) else {
@@ -75,28 +76,8 @@ impl RssReader {
     }
 }
 
-/// This process's resident set size, from `/proc/self/statm`.
-fn rss_of_self() -> Option<u64> {
-    statm_rss("/proc/self/statm")
-}
-
-/// The resident pages (second field) of a `statm` file, in bytes.
-fn statm_rss(path: &str) -> Option<u64> {
-    let statm = std::fs::read_to_string(path).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages.saturating_mul(page_size()))
-}
-
-/// The resident set size of process `pid` in bytes, from `/proc/PID/statm` (one small
-/// read, cheap enough for a sampler running many times a second); `None` when the
-/// process is gone or the platform has no `/proc`.
+/// The resident set size of process `pid` in bytes (cheap enough for a sampler running
+/// many times a second); `None` when the process is gone or the platform cannot say.
 pub(crate) fn rss_of(pid: u32) -> Option<u64> {
-    statm_rss(&format!("/proc/{pid}/statm"))
-}
-
-fn page_size() -> u64 {
-    // SAFETY: sysconf reads a constant of the system; it has no preconditions.
-    #[allow(unsafe_code)]
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
+    crate::platform::rss_of(pid)
 }

@@ -1,10 +1,59 @@
-//! What differs between operating systems, behind one small interface per concern; the
-//! logic above it has no `cfg`. Today only Unix is implemented.
+//! What differs between operating systems, one module per concern, each with a Unix and a
+//! Windows implementation behind the same names; the logic above has no `cfg`:
+//!
+//! - `file`: a file's identity; opening a plugin file so that what was vetted is what is
+//!   loaded; the path the dynamic loader opens it by; reading at an offset;
+//! - `process`: starting a worker, learning of its end from the kernel, killing it with
+//!   everything it started, a worker dying with its host, how a process ended in words;
+//! - `link`: a worker's transport to its host (a socket pair on Unix, the worker's
+//!   standard input and output pipes on Windows) and the vetted library handed over;
+//! - `memory`: resident set sizes of this process and of workers;
+//! - `trust`: whether anyone but the owner (and the system's administrators) may change
+//!   a plugin file or its directory: mode and owner on Unix, the DACL on Windows.
+//!
+//! The worker sandbox is Linux's alone (`sandbox`); signals are the binary's (`run`).
 
 #[cfg(unix)]
 mod unix;
+#[cfg(windows)]
+mod windows;
+
+#[cfg(unix)]
+use self::unix as os;
+#[cfg(windows)]
+use self::windows as os;
 
 use serde::{Deserialize, Serialize};
+
+pub(crate) use self::os::{
+    file::{
+        canonicalize, identity_of, identity_of_path, open_for_load, read_at, with_descriptor_path,
+        with_loader_path,
+    },
+    link::{worker_link, LinkRead, LinkWrite, PendingLink},
+    memory::{own_rss, rss_of},
+    process::{describe_status, end_group_when_host_dies, spawn_worker, HostWatch, ProcessWatch},
+    trust::check_owner_only,
+};
+
+/// The identity of one version of a file, as git's index keeps it. On Unix: device,
+/// inode, size, modification and status-change times (a file replaced by another, even
+/// one of the same size and mtime, gets another inode or ctime). On Windows: volume
+/// serial number, file index, size, last-write and creation times.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileIdentity {
+    /// Device (Unix), volume serial number (Windows).
+    pub dev: u64,
+    /// Inode (Unix), file index (Windows).
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+    /// Last status change (Unix: content, permissions, owner, links; it cannot be set
+    /// back by a copying tool), creation (Windows), nanoseconds since the epoch.
+    pub ctime_ns: i128,
+}
 
 /// The sandbox a worker enters: what it grants beyond the library itself and the
 /// system's shared libraries.
@@ -21,9 +70,6 @@ pub(crate) struct SandboxPlan {
     /// Whether it may start programs.
     pub(crate) spawn: bool,
 }
-
-#[cfg(unix)]
-pub(crate) use self::unix::{end_group_when_host_dies, spawn_worker, ProcessWatch};
 
 #[cfg(target_os = "linux")]
 mod sandbox;
@@ -45,6 +91,6 @@ pub(crate) fn enter_sandbox(
     if plan.best_effort {
         Ok("none (no sandbox on this platform)".into())
     } else {
-        Err("this platform has no worker sandbox; use sandbox = \"best-effort\"".into())
+        Err("this platform has no worker sandbox, so the component is not started; sandbox = \"best-effort\" starts it unsandboxed".into())
     }
 }

@@ -5,7 +5,9 @@
 //!
 //! - `permissions` (the default), as sshd's `StrictModes`: the plugins directory and each
 //!   plugin file must be writable by their owner only (not group or world), and owned by
-//!   root or the host's own user.
+//!   root or the host's own user. On Windows: their access control lists grant write,
+//!   delete and permission changes to no one but the owner, Administrators, SYSTEM and
+//!   TrustedInstaller.
 //! - `pinned`: the same, and the file's SHA-256 must be listed in the trust file, managed
 //!   with `plugin-host trust add|list|rm`.
 //!
@@ -70,7 +72,7 @@ impl TrustPolicy {
     pub(crate) fn check_dir(&self, dir: &Path) -> Result<(), String> {
         let metadata = std::fs::metadata(dir)
             .map_err(|err| format!("cannot read the plugins directory {}: {err}", dir.display()))?;
-        check_owner_only(dir, "plugins directory", &metadata)
+        crate::platform::check_owner_only(dir, "plugins directory", &metadata)
     }
 
     /// Refuses a plugin file others may write to, someone else owns, or (pinned) whose
@@ -85,7 +87,7 @@ impl TrustPolicy {
         metadata: &std::fs::Metadata,
         sha256: impl FnOnce() -> std::io::Result<String>,
     ) -> Result<(), String> {
-        check_owner_only(path, "file", metadata)?;
+        crate::platform::check_owner_only(path, "file", metadata)?;
         let Some(store) = self.store.as_ref().filter(|_| self.needs_hash()) else {
             return Ok(());
         };
@@ -98,45 +100,6 @@ impl TrustPolicy {
             store.path().display(),
             path.display()
         ))
-    }
-}
-
-/// Refuses `path` if group or others may write to it, or its owner is neither root nor
-/// this process's user.
-fn check_owner_only(path: &Path, what: &str, metadata: &std::fs::Metadata) -> Result<(), String> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let mode = metadata.mode() & 0o7777;
-        if mode & 0o022 != 0 {
-            return Err(format!(
-                "the {what} {} is writable by {} (mode {mode:o}), so anyone there could make the host run their code; `chmod go-w {}`",
-                path.display(),
-                if mode & 0o002 != 0 { "every user" } else { "its group" },
-                path.display()
-            ));
-        }
-        let (owner, me) = (metadata.uid(), effective_uid());
-        if owner != 0 && owner != me {
-            return Err(format!(
-                "the {what} {} is owned by uid {owner}, neither root nor the host's user (uid {me}); `chown {me} {}` or run the host as its owner",
-                path.display(),
-                path.display()
-            ));
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (path, what, metadata);
-    Ok(())
-}
-
-/// This process's effective user id.
-#[cfg(unix)]
-fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::geteuid()
     }
 }
 

@@ -1,5 +1,6 @@
 //! `plugin-host run`: start a [`Host`] and its admin API, tell systemd, and run until
-//! SIGINT/SIGTERM (SIGHUP rescans), then stop in reverse dependency order.
+//! SIGINT/SIGTERM (SIGHUP rescans), on Windows Ctrl-C or Ctrl-Break, then stop in reverse
+//! dependency order.
 
 use std::{io::Write as _, process::ExitCode};
 
@@ -60,49 +61,67 @@ enum Signal {
     /// SIGINT or SIGTERM: stop.
     Stop,
     /// SIGHUP: rescan the plugins directory.
+    #[cfg_attr(windows, allow(dead_code))]
     Rescan,
 }
 
 /// SIGINT, SIGTERM and SIGHUP, listened for from the start: a signal that arrives while
 /// the host is still starting is handled, not fatal.
+#[cfg(unix)]
 struct Signals {
-    #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
-    #[cfg(unix)]
     terminate: tokio::signal::unix::Signal,
-    #[cfg(unix)]
     hangup: tokio::signal::unix::Signal,
 }
 
+#[cfg(unix)]
 impl Signals {
     fn install() -> std::io::Result<Self> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            Ok(Self {
-                interrupt: signal(SignalKind::interrupt())?,
-                terminate: signal(SignalKind::terminate())?,
-                hangup: signal(SignalKind::hangup())?,
-            })
-        }
-        #[cfg(not(unix))]
-        {
-            Ok(Self {})
-        }
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
     }
 
     async fn wait(&mut self) -> std::io::Result<Signal> {
-        #[cfg(unix)]
-        {
-            tokio::select! {
-                _ = self.interrupt.recv() => Ok(Signal::Stop),
-                _ = self.terminate.recv() => Ok(Signal::Stop),
-                _ = self.hangup.recv() => Ok(Signal::Rescan),
-            }
+        tokio::select! {
+            _ = self.interrupt.recv() => Ok(Signal::Stop),
+            _ = self.terminate.recv() => Ok(Signal::Stop),
+            _ = self.hangup.recv() => Ok(Signal::Rescan),
         }
-        #[cfg(not(unix))]
-        {
-            tokio::signal::ctrl_c().await.map(|()| Signal::Stop)
+    }
+}
+
+/// Ctrl-C, Ctrl-Break, the console closing and the system shutting down: each stops the
+/// host. Windows has no SIGHUP: `POST /plugins/rescan` rescans.
+#[cfg(windows)]
+struct Signals {
+    ctrl_c: tokio::signal::windows::CtrlC,
+    ctrl_break: tokio::signal::windows::CtrlBreak,
+    close: tokio::signal::windows::CtrlClose,
+    shutdown: tokio::signal::windows::CtrlShutdown,
+}
+
+#[cfg(windows)]
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close, ctrl_shutdown};
+        Ok(Self {
+            ctrl_c: ctrl_c()?,
+            ctrl_break: ctrl_break()?,
+            close: ctrl_close()?,
+            shutdown: ctrl_shutdown()?,
+        })
+    }
+
+    async fn wait(&mut self) -> std::io::Result<Signal> {
+        tokio::select! {
+            _ = self.ctrl_c.recv() => Ok(Signal::Stop),
+            _ = self.ctrl_break.recv() => Ok(Signal::Stop),
+            _ = self.close.recv() => Ok(Signal::Stop),
+            _ = self.shutdown.recv() => Ok(Signal::Stop),
         }
     }
 }

@@ -1,29 +1,44 @@
 //! Talking to systemd when it supervises the host (`Type=notify`): READY=1 once the eager
 //! components are up, STOPPING=1 when the stop begins, and watchdog pings when the unit
-//! sets `WatchdogSec`. Outside systemd (no `NOTIFY_SOCKET`) every call does nothing.
+//! sets `WatchdogSec`. Outside systemd (no `NOTIFY_SOCKET`), and on every system but
+//! Linux, every call does nothing.
 
 use std::time::Duration;
 
 /// What the host tells systemd.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) enum State<'a> {
     Ready,
     Stopping,
     Status(&'a str),
+    Watchdog,
 }
 
 /// Sends `states`; a failure is logged, never fatal.
 pub(crate) fn notify(states: &[State<'_>]) {
+    if let Err(err) = send(states) {
+        tracing::warn!(error = %err, "cannot notify systemd");
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn send(states: &[State<'_>]) -> std::io::Result<()> {
     let states: Vec<sd_notify::NotifyState<'_>> = states
         .iter()
         .map(|state| match state {
             State::Ready => sd_notify::NotifyState::Ready,
             State::Stopping => sd_notify::NotifyState::Stopping,
             State::Status(text) => sd_notify::NotifyState::Status(text),
+            State::Watchdog => sd_notify::NotifyState::Watchdog,
         })
         .collect();
-    if let Err(err) = sd_notify::notify(false, &states) {
-        tracing::warn!(error = %err, "cannot notify systemd");
-    }
+    sd_notify::notify(false, &states)
+}
+
+/// systemd is Linux only.
+#[cfg(not(target_os = "linux"))]
+fn send(_states: &[State<'_>]) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// The watchdog interval systemd set, as `sd_watchdog_enabled(3)` reads it:
@@ -40,6 +55,9 @@ fn watchdog_usec() -> Option<u64> {
 /// interval, from the async runtime: if the runtime stalls, the pings stop and systemd
 /// restarts the host.
 pub(crate) fn watchdog() -> Option<tokio::task::JoinHandle<()>> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
     let usec = watchdog_usec()?;
     let every = Duration::from_micros(usec / 2);
     tracing::info!(interval = ?every, "systemd watchdog enabled");
@@ -47,7 +65,7 @@ pub(crate) fn watchdog() -> Option<tokio::task::JoinHandle<()>> {
         let mut interval = tokio::time::interval(every);
         loop {
             interval.tick().await;
-            if let Err(err) = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]) {
+            if let Err(err) = send(&[State::Watchdog]) {
                 tracing::warn!(error = %err, "cannot ping the systemd watchdog");
             }
         }

@@ -167,3 +167,58 @@ impl ProcessWatch {
         }
     }
 }
+
+/// In a worker: the host it serves, to learn whether it has gone.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HostWatch {
+    host: libc::pid_t,
+}
+
+impl HostWatch {
+    /// Notes the host: this process's parent now.
+    pub(crate) fn now() -> Self {
+        Self { host: parent_pid() }
+    }
+
+    /// Whether the host has died (this process was handed to another parent).
+    pub(crate) fn host_gone(&self) -> bool {
+        parent_pid() != self.host || self.host == 1
+    }
+
+    /// Ends this worker's whole process group (this process included): what its plugin
+    /// started goes with it.
+    pub(crate) fn end_own_group(&self) {
+        // SAFETY: kill has no memory effects; group 0 is this process's own.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(0, libc::SIGKILL);
+        }
+    }
+}
+
+fn parent_pid() -> libc::pid_t {
+    // SAFETY: getppid has no memory effects.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::getppid()
+    }
+}
+
+/// How a child process ended, naming the signal where one killed it.
+pub(crate) fn describe_status(status: ExitStatus) -> String {
+    if let Some(signal) = status.signal() {
+        let name = match signal {
+            4 => " (SIGILL)",
+            6 => " (SIGABRT)",
+            7 => " (SIGBUS)",
+            9 => " (SIGKILL)",
+            11 => " (SIGSEGV)",
+            _ => "",
+        };
+        return format!("killed by signal {signal}{name}");
+    }
+    match status.code() {
+        Some(code) => format!("exit code {code}"),
+        None => status.to_string(),
+    }
+}

@@ -1,0 +1,98 @@
+//! Plugin files on Unix: identity from `stat`, opened read-only (a file cannot be
+//! locked against writers here; the identity says whether it changed), and handed to the
+//! dynamic loader as the open descriptor itself (`/proc/self/fd/N` on Linux).
+
+use std::{
+    fs::File,
+    io,
+    os::unix::fs::{FileExt, MetadataExt},
+    path::Path,
+};
+
+use crate::platform::FileIdentity;
+
+fn identity_from(metadata: &std::fs::Metadata) -> FileIdentity {
+    let ns = |secs: i64, nanos: i64| i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+    FileIdentity {
+        dev: metadata.dev(),
+        ino: metadata.ino(),
+        size: metadata.size(),
+        mtime_ns: ns(metadata.mtime(), metadata.mtime_nsec()),
+        ctime_ns: ns(metadata.ctime(), metadata.ctime_nsec()),
+    }
+}
+
+/// The identity of the open `file`.
+pub(crate) fn identity_of(file: &File) -> io::Result<FileIdentity> {
+    file.metadata().map(|m| identity_from(&m))
+}
+
+/// The identity of the file at `path` now.
+pub(crate) fn identity_of_path(path: &Path) -> io::Result<FileIdentity> {
+    std::fs::metadata(path).map(|m| identity_from(&m))
+}
+
+/// Opens a plugin file to vet and load it, read-only.
+pub(crate) fn open_for_load(path: &Path) -> io::Result<File> {
+    File::open(path)
+}
+
+/// Reads into `buf` from `offset`, without moving the file's offset.
+pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    file.read_at(buf, offset)
+}
+
+/// Runs `open` with the descriptor's own path (`/proc/self/fd/N` on Linux), for a process
+/// that maps no other library this way (a worker): no temporary link, so it works where
+/// nothing may be written (a sandbox).
+pub(crate) fn with_descriptor_path<T>(
+    file: &File,
+    path: &Path,
+    open: impl FnOnce(&Path) -> T,
+) -> T {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let _ = path;
+        open(Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd())))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        open(path)
+    }
+}
+
+/// Runs `open` with a path the dynamic loader can open that leads to the open `file`.
+///
+/// On Linux that is `/proc/self/fd/N`, reached through a symlink of a name used once:
+/// glibc's `dlopen` first matches a new name against the names of libraries already
+/// loaded, and descriptor numbers are reused, so `/proc/self/fd/N` itself could name an
+/// earlier library.
+pub(crate) fn with_loader_path<T>(
+    file: &File,
+    path: &Path,
+    open: impl FnOnce(&Path) -> T,
+) -> io::Result<T> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::Builder::new()
+            .prefix("plugin-host-load-")
+            .tempdir()?;
+        let file_name = path.file_name().unwrap_or("plugin.so".as_ref());
+        let link = dir.path().join(file_name);
+        std::os::unix::fs::symlink(format!("/proc/self/fd/{}", file.as_raw_fd()), &link)?;
+        Ok(open(&link))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        Ok(open(path))
+    }
+}
+
+/// The absolute path with every link resolved.
+pub(crate) fn canonicalize(path: &Path) -> io::Result<std::path::PathBuf> {
+    std::fs::canonicalize(path)
+}

@@ -1,0 +1,27 @@
+//! Resident set sizes on Unix: one small read of `/proc/PID/statm` (Linux); `None` where
+//! there is no `/proc`.
+
+/// This process's resident set size in bytes.
+pub(crate) fn own_rss() -> Option<u64> {
+    statm_rss("/proc/self/statm")
+}
+
+/// The resident set size of process `pid` in bytes (cheap enough for a sampler running
+/// many times a second); `None` when the process is gone or there is no `/proc`.
+pub(crate) fn rss_of(pid: u32) -> Option<u64> {
+    statm_rss(&format!("/proc/{pid}/statm"))
+}
+
+/// The resident pages (second field) of a `statm` file, in bytes.
+fn statm_rss(path: &str) -> Option<u64> {
+    let statm = std::fs::read_to_string(path).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages.saturating_mul(page_size()))
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf reads a constant of the system; it has no preconditions.
+    #[allow(unsafe_code)]
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
+}

@@ -1,0 +1,39 @@
+//! Who may change a plugin file on Unix: its mode and owner, as sshd's `StrictModes`.
+
+use std::{os::unix::fs::MetadataExt, path::Path};
+
+/// Refuses `path` if group or others may write to it, or its owner is neither root nor
+/// this process's user.
+pub(crate) fn check_owner_only(
+    path: &Path,
+    what: &str,
+    metadata: &std::fs::Metadata,
+) -> Result<(), String> {
+    let mode = metadata.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "the {what} {} is writable by {} (mode {mode:o}), so anyone there could make the host run their code; `chmod go-w {}`",
+            path.display(),
+            if mode & 0o002 != 0 { "every user" } else { "its group" },
+            path.display()
+        ));
+    }
+    let (owner, me) = (metadata.uid(), effective_uid());
+    if owner != 0 && owner != me {
+        return Err(format!(
+            "the {what} {} is owned by uid {owner}, neither root nor the host's user (uid {me}); `chown {me} {}` or run the host as its owner",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// This process's effective user id.
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::geteuid()
+    }
+}

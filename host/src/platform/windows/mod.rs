@@ -1,0 +1,7 @@
+//! The Windows implementation of each concern (see the parent module).
+
+pub(crate) mod file;
+pub(crate) mod link;
+pub(crate) mod memory;
+pub(crate) mod process;
+pub(crate) mod trust;
