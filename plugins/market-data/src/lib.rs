@@ -50,7 +50,7 @@ impl Plugin for MarketDataPlugin {
                     )
                     .with_method(
                         "subscribe",
-                        "(stream) quotes of symbols as they are made, every interval_ms",
+                        "quotes of symbols as they are made, every interval_ms",
                         r#"{"symbols": ["AAPL", "MSFT"], "interval_ms": 50}"#,
                     ),
             )

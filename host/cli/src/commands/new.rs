@@ -57,7 +57,7 @@ pub(crate) fn run(args: NewArgs) -> CliResult {
             .replace("{{crate}}", &crate_name)
             .replace("{{library}}", &library)
             .replace("{{abi_stable}}", ABI_STABLE_VERSION)
-            .replace("{{api}}", &api.display().to_string())
+            .replace("{{api}}", &toml_string(&api.display().to_string()))
     };
     let files = [
         ("Cargo.toml", fill(CARGO_TOML)),
@@ -82,9 +82,13 @@ pub(crate) fn run(args: NewArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The plugin-api crate to depend on, absolute.
+/// The plugin-api crate to depend on, absolute (as written: on Windows `C:\...`, not
+/// the verbatim `\\?\C:\...` that resolving links gives).
 fn api_path(given: Option<&Path>) -> Result<PathBuf, Failure> {
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugin-api");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2);
+    let built_from = workspace
+        .map(|root| root.join("plugin-api"))
+        .unwrap_or_default();
     let path = given.map_or(built_from, Path::to_path_buf);
     let manifest = path.join("Cargo.toml");
     let is_api =
@@ -95,7 +99,13 @@ fn api_path(given: Option<&Path>) -> Result<PathBuf, Failure> {
             path.display()
         )));
     }
-    path.canonicalize()
+    std::path::absolute(&path)
         .with_context(|| format!("cannot resolve {}", path.display()))
         .map_err(Failure::from)
+}
+
+/// `text` as a TOML basic string, quoted: JSON's escapes are TOML's (a Windows path's
+/// backslashes among them).
+fn toml_string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
 }
