@@ -47,7 +47,8 @@ pub fn registry_cache(bytes: &[u8]) {
     let _ = crate::discovery::parse_cache(bytes);
 }
 
-/// The ELF header check on arbitrary bytes, as a file of `file_len` bytes.
+/// The library header check (ELF, PE, Mach-O, text) on arbitrary bytes, as a file of
+/// `file_len` bytes.
 pub fn elf_header(bytes: &[u8], file_len: u64) {
     let _ = crate::loader::check_header(Path::new("fuzz.so"), bytes, file_len);
 }

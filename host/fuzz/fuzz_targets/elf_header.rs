@@ -1,4 +1,5 @@
-//! The ELF header check on arbitrary headers and file lengths.
+//! The library header check (ELF, and PE for Windows DLLs) on arbitrary headers and
+//! file lengths.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|input: (u64, &[u8])| {
