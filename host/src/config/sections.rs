@@ -19,7 +19,8 @@ pub struct HostConfig {
     /// `$STATE_DIRECTORY` when set, else under the working directory. Defaults to `plugins`.
     pub plugins_dir: PathBuf,
     /// Registry cache directory; empty means `$CACHE_DIRECTORY` (systemd), else
-    /// `$XDG_CACHE_HOME/plugin-host`. Defaults to empty.
+    /// `$XDG_CACHE_HOME/plugin-host` (Windows: `%LOCALAPPDATA%\plugin-host\cache`).
+    /// Defaults to empty.
     pub cache_dir: PathBuf,
     /// Scanner processes run at once. Defaults to 4.
     pub scan_concurrency: usize,
@@ -32,7 +33,7 @@ pub struct HostConfig {
     /// `permissions`.
     pub trust: TrustMode,
     /// The trust file of `pinned`; empty means `trusted.toml` in `$CONFIGURATION_DIRECTORY`
-    /// (systemd), else in `$XDG_CONFIG_HOME/plugin-host`.
+    /// (systemd), else in `$XDG_CONFIG_HOME/plugin-host` (Windows: `%APPDATA%\plugin-host`).
     /// Defaults to empty.
     pub trust_file: PathBuf,
     /// Whether `run` follows the plugins directory (new, removed and changed files):

@@ -51,7 +51,7 @@ pub(crate) struct GlobalArgs {
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) plugins_dir: Option<PathBuf>,
     /// Registry cache directory [default: host.cache_dir, else $CACHE_DIRECTORY, else
-    /// $XDG_CACHE_HOME/plugin-host].
+    /// $XDG_CACHE_HOME/plugin-host; on Windows %LOCALAPPDATA%\plugin-host\cache].
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) cache_dir: Option<PathBuf>,
     /// Log format on stderr; RUST_LOG sets the filter.
