@@ -1,7 +1,8 @@
 //! Workers the host always knows and always kills: a worker's death comes from the kernel
 //! even when a child it forked holds its socket; its descendants go with it, and with a
 //! host killed by SIGKILL; a worker that breaks the protocol is killed at once; a reply
-//! past `[limits] max_reply` fails its call and nothing else.
+//! past `[limits] max_reply` fails its call and nothing else; plugin code using standard
+//! input and output cannot reach the worker's link.
 
 use plugin_host::{CallError, FaultKind};
 use plugin_host_tests::{host, wait_for, wait_for_async, RunningHost, Sandbox};
@@ -360,4 +361,22 @@ fn a_worker_that_sends_stream_items_past_its_credit_is_killed_for_breaking_the_p
     // A new worker serves the next call.
     let (status, pid) = host.call("rogue", "pid", "null");
     assert!(pid.is_ok(), "{status}: {pid:?}");
+}
+
+#[test]
+fn plugin_code_using_standard_input_and_output_leaves_the_workers_link_alone() {
+    let sandbox = Sandbox::with_plugins(&["fixture-rogue"]);
+    let config = format!("[admin]\nlisten = \"127.0.0.1:0\"\n{ROGUE}");
+    let host = RunningHost::start_with_env(&sandbox, &config, &[("RUST_LOG", "info")]);
+    let worker = host.call("rogue", "pid", "null").1.expect("pid");
+    // It reads nothing from standard input, and what it writes reaches the host's log.
+    let (status, read) = host.call("rogue", "stdio", "null");
+    assert_eq!(read.expect("an answer"), serde_json::json!(0), "{status}");
+    let same = host.call("rogue", "pid", "null").1.expect("pid");
+    assert_eq!(same, worker, "the same worker serves on");
+    wait_for("the plugin's output in the host's log", || {
+        let log = std::fs::read_to_string(sandbox.root().join("run.log")).unwrap_or_default();
+        (log.contains("rogue writes on descriptor 1") && log.contains("rogue says hello on stdout"))
+            .then_some(())
+    });
 }

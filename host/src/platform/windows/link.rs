@@ -1,7 +1,9 @@
 //! A worker's link to its host on Windows: the worker's standard input and output,
 //! anonymous pipes the host made; its standard error goes to the host's log. The worker
-//! points its own standard handles away from the link (output to standard error, input
-//! to nothing), so plugin code cannot write into the protocol or read from it. It opens
+//! takes the pipes for itself and points everything else away from them, the process's
+//! standard handles and the C runtime's descriptors 0 and 1 alike (output to standard
+//! error, input to `NUL`), so plugin code (Rust or C) cannot write into the protocol or
+//! read from it. It opens
 //! the library by path: the host holds it open shared with readers only, so it cannot
 //! change, and the worker checks its identity against what the host vetted.
 
@@ -14,9 +16,12 @@ use std::{
 };
 
 use windows_sys::Win32::{
-    Foundation::INVALID_HANDLE_VALUE,
-    System::Console::{
-        GetStdHandle, SetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
+    Foundation::{DuplicateHandle, DUPLICATE_SAME_ACCESS, HANDLE, INVALID_HANDLE_VALUE},
+    System::{
+        Console::{
+            GetStdHandle, SetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
+        },
+        Threading::GetCurrentProcess,
     },
 };
 
@@ -90,20 +95,32 @@ impl PendingLink {
 /// In a worker: the link to the host (its standard input and output, taken away from
 /// the rest of the process) and the library file it vetted, opened by `library`.
 pub(crate) fn worker_link(library: &Path) -> Result<(LinkRead, LinkWrite, File), String> {
-    // SAFETY: the standard handles are this process's; each taken one is owned from here
-    // on (the process's standard slots no longer name it), so it is closed once.
+    // SAFETY: the standard handles are this process's; the link gets copies of its own
+    // (so the C runtime closing its descriptors 0 and 1 below cannot close the link),
+    // and the process's standard slots and those descriptors are pointed elsewhere.
     #[allow(unsafe_code)]
     let (mut read, write) = unsafe {
         let input = GetStdHandle(STD_INPUT_HANDLE);
         let output = GetStdHandle(STD_OUTPUT_HANDLE);
-        let usable =
-            |handle: *mut core::ffi::c_void| !handle.is_null() && handle != INVALID_HANDLE_VALUE;
+        let usable = |handle: HANDLE| !handle.is_null() && handle != INVALID_HANDLE_VALUE;
         if !usable(input) || !usable(output) {
             return Err("standard input and output are not the host's pipes".into());
         }
+        let (Some(input), Some(output)) = (duplicate(input), duplicate(output)) else {
+            return Err(format!(
+                "cannot take the host's pipes: {}",
+                io::Error::last_os_error()
+            ));
+        };
         SetStdHandle(STD_INPUT_HANDLE, std::ptr::null_mut());
         SetStdHandle(STD_OUTPUT_HANDLE, GetStdHandle(STD_ERROR_HANDLE));
-        (File::from_raw_handle(input), File::from_raw_handle(output))
+        let nul = libc::open(c"NUL".as_ptr(), libc::O_RDONLY);
+        if nul >= 0 {
+            libc::dup2(nul, 0);
+            libc::close(nul);
+        }
+        libc::dup2(2, 1);
+        (File::from(input), File::from(output))
     };
     let mut go = [0u8; 1];
     match read.read_exact(&mut go) {
@@ -113,4 +130,32 @@ pub(crate) fn worker_link(library: &Path) -> Result<(LinkRead, LinkWrite, File),
     let library = super::file::open_for_load(library)
         .map_err(|err| format!("cannot open {}: {err}", library.display()))?;
     Ok((LinkRead(read), LinkWrite(Some(write)), library))
+}
+
+/// A handle of this process's own to what `handle` names.
+///
+/// # Safety
+///
+/// `handle` must be open.
+#[allow(unsafe_code)]
+unsafe fn duplicate(handle: HANDLE) -> Option<OwnedHandle> {
+    let mut copy: HANDLE = std::ptr::null_mut();
+    // SAFETY: `handle` is open (the caller's promise); the copy is written by the call and
+    // owned by the returned value.
+    unsafe {
+        let process = GetCurrentProcess();
+        if DuplicateHandle(
+            process,
+            handle,
+            process,
+            &raw mut copy,
+            0,
+            0,
+            DUPLICATE_SAME_ACCESS,
+        ) == 0
+        {
+            return None;
+        }
+        Some(OwnedHandle::from_raw_handle(copy))
+    }
 }
