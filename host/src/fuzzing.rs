@@ -31,15 +31,7 @@ pub fn env_overlay(text: &str, data: &[u8]) {
 }
 
 fn os_string(bytes: &[u8]) -> OsString {
-    #[cfg(unix)]
-    {
-        use std::os::unix::ffi::OsStringExt;
-        OsString::from_vec(bytes.to_vec())
-    }
-    #[cfg(not(unix))]
-    {
-        OsString::from(String::from_utf8_lossy(bytes).into_owned())
-    }
+    crate::platform::bytes_to_os_string(bytes)
 }
 
 /// The registry cache reader on arbitrary bytes.

@@ -203,15 +203,14 @@ mod tests {
         let mut table = toml::Table::new();
         #[cfg_attr(not(unix), allow(unused_mut))]
         let mut pairs = env(&[("PLUGIN_HOST_NOPE_KEY", "1"), ("OTHER", "x")]);
+        // Names and values that are no UTF-8: only Unix has them (Windows strings are
+        // UTF-16, and bytes become them lossily).
         #[cfg(unix)]
         {
-            use std::os::unix::ffi::OsStringExt;
-            pairs.push((OsString::from_vec(b"PLUGIN_HOST_\xff".to_vec()), "1".into()));
-            pairs.push((
-                OsString::from("PLUGIN_HOST_ADMIN_TOKEN"),
-                OsString::from_vec(b"\xfe".to_vec()),
-            ));
-            pairs.push((OsString::from_vec(b"ELSEWHERE_\xff".to_vec()), "1".into()));
+            let bytes = crate::platform::bytes_to_os_string;
+            pairs.push((bytes(b"PLUGIN_HOST_\xff"), "1".into()));
+            pairs.push((OsString::from("PLUGIN_HOST_ADMIN_TOKEN"), bytes(b"\xfe")));
+            pairs.push((bytes(b"ELSEWHERE_\xff"), "1".into()));
         }
         let warnings = apply(&mut table, pairs).unwrap();
         assert!(table.is_empty());

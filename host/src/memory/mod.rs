@@ -8,7 +8,6 @@
 mod cgroup;
 mod options;
 mod rss;
-mod trim;
 
 use std::{
     collections::HashMap,
@@ -24,11 +23,11 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 pub(crate) use self::rss::rss_of;
-pub(crate) use self::trim::release_free_memory;
 pub use self::{
     options::{MemoryLimit, MemoryManagerBuilder, PressureThresholds},
     rss::RssReader,
 };
+pub(crate) use crate::platform::release_free_memory;
 use crate::util::format_bytes;
 
 /// Where the memory limit came from.

@@ -7,7 +7,7 @@
 //!   everything it started, a worker dying with its host, how a process ended in words;
 //! - `link`: a worker's transport to its host (a socket pair on Unix, the worker's
 //!   standard input and output pipes on Windows) and the vetted library handed over;
-//! - `memory`: resident set sizes of this process and of workers;
+//! - `memory`: resident set sizes of this process and of workers; freed heap given back;
 //! - `trust`: whether anyone but the owner (and the system's administrators) may change
 //!   a plugin file or its directory: mode and owner on Unix, the DACL on Windows.
 //!
@@ -27,13 +27,13 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use self::os::{
     file::{
-        canonicalize, identity_of, identity_of_path, open_for_load, read_at, with_descriptor_path,
-        with_loader_path,
+        bytes_to_os_string, canonicalize, identity_of, identity_of_path, open_for_load, read_at,
+        with_descriptor_path, with_loader_path,
     },
     link::{worker_link, LinkRead, LinkWrite, PendingLink},
-    memory::{own_rss, rss_of},
+    memory::{own_rss, release_free_memory, rss_of},
     process::{describe_status, end_group_when_host_dies, spawn_worker, HostWatch, ProcessWatch},
-    trust::check_owner_only,
+    trust::{check_owner_only, owner_writes_only},
 };
 
 /// The identity of one version of a file, as git's index keeps it. On Unix: device,

@@ -147,11 +147,7 @@ impl TrustStore {
             .path
             .with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, text).map_err(io)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(io)?;
-        }
+        crate::platform::owner_writes_only(&tmp).map_err(io)?;
         std::fs::rename(&tmp, &self.path).map_err(io)
     }
 }

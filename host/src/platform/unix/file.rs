@@ -96,3 +96,9 @@ pub(crate) fn with_loader_path<T>(
 pub(crate) fn canonicalize(path: &Path) -> io::Result<std::path::PathBuf> {
     std::fs::canonicalize(path)
 }
+
+/// Bytes as an OS string, as they are: any bytes are one on Unix.
+pub(crate) fn bytes_to_os_string(bytes: &[u8]) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    std::ffi::OsString::from_vec(bytes.to_vec())
+}

@@ -1,5 +1,5 @@
 //! Resident set sizes on Unix: one small read of `/proc/PID/statm` (Linux); `None` where
-//! there is no `/proc`.
+//! there is no `/proc`. Giving freed heap back to the kernel (glibc).
 
 /// This process's resident set size in bytes.
 pub(crate) fn own_rss() -> Option<u64> {
@@ -24,4 +24,17 @@ fn page_size() -> u64 {
     #[allow(unsafe_code)]
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     u64::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
+}
+
+/// Asks glibc to give free heap pages back to the kernel (`malloc_trim(0)`), so that RSS
+/// really drops after an eviction. Plugins share the host's malloc, so their freed memory
+/// is covered too. A no-op with other C libraries.
+pub(crate) fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists under its own locks;
+    // it has no preconditions and touches no memory the caller owns.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

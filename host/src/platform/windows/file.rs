@@ -111,6 +111,11 @@ pub(crate) fn canonicalize(path: &Path) -> io::Result<std::path::PathBuf> {
     Ok(plain.map_or_else(|| resolved.clone(), std::path::PathBuf::from))
 }
 
+/// Bytes as an OS string: as UTF-8, what is not replaced (a Windows string is UTF-16).
+pub(crate) fn bytes_to_os_string(bytes: &[u8]) -> std::ffi::OsString {
+    String::from_utf8_lossy(bytes).into_owned().into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
