@@ -5,7 +5,7 @@
 
 use std::ffi::OsString;
 
-use crate::{discovery::scanner, isolation::worker};
+use crate::{discovery::scanner, worker};
 
 /// If this process was started as one of the host's children, serves as that child and
 /// exits; otherwise returns at once and does nothing.

@@ -78,10 +78,12 @@ pub mod metrics;
 mod names;
 mod platform;
 mod plugin_log;
+mod protocol;
 mod stream_buffer;
 mod timeout;
 pub mod trust;
 mod util;
+mod worker;
 
 pub use self::{
     child::run_child_if_requested,

@@ -10,8 +10,9 @@ use super::{isolated::WorkerProvider, provider::Provider, Coordinator};
 use crate::{
     config::{Isolation, SandboxMode},
     discovery::DiscoveredPlugin,
-    isolation::{PoolSetup, PoolTimes, SandboxPlan, Shared, WorkerPool},
+    isolation::{PoolSetup, PoolTimes, Shared, WorkerPool},
     manifest::PluginInfo,
+    protocol::SandboxPlan,
 };
 
 /// How long a worker may take to open its library and say it is ready.

@@ -15,7 +15,7 @@ use plugin_api::PluginError;
 
 use super::{
     pool::WorkerPool,
-    process::{Failure, Worker},
+    process::{Failure, WorkerProcess},
     FaultKind, WorkerFault,
 };
 use crate::{
@@ -45,7 +45,7 @@ pub(crate) struct Bound {
     /// Its view of the host, the same whichever worker its code runs in.
     context: PluginHostContext,
     pool: Arc<WorkerPool>,
-    worker: ArcSwapOption<Worker>,
+    worker: ArcSwapOption<WorkerProcess>,
     /// One rebinding at a time.
     rebinding: Mutex<()>,
 }
@@ -172,7 +172,7 @@ impl Bound {
     }
 
     /// Creates this instance in `worker` (not yet bound to it).
-    pub(crate) fn create_in(&self, worker: &Worker) -> Result<(), Failure> {
+    pub(crate) fn create_in(&self, worker: &WorkerProcess) -> Result<(), Failure> {
         worker.create(
             self.id,
             &self.component,
@@ -183,12 +183,12 @@ impl Bound {
     }
 
     /// Sends its calls to `worker` from now on.
-    pub(crate) fn switch_to(&self, worker: &Arc<Worker>) {
+    pub(crate) fn switch_to(&self, worker: &Arc<WorkerProcess>) {
         self.worker.store(Some(Arc::clone(worker)));
     }
 
     /// The worker its calls go to, creating it in a new one if its worker ended.
-    fn bound_worker(&self) -> Result<Arc<Worker>, Failure> {
+    fn bound_worker(&self) -> Result<Arc<WorkerProcess>, Failure> {
         if let Some(worker) = self.worker.load_full().filter(|w| w.is_accepting()) {
             return Ok(worker);
         }

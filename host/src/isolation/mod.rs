@@ -1,10 +1,11 @@
 //! Process isolation: the same plugin file, run in a worker process the host can kill.
 //!
-//! A component with `isolation = "process"` is created and called in a worker process
-//! of its library (one per library, shared by its isolated components): this program
-//! again, started with [`WORKER_FLAG`], which opens the very file the host vetted (the
-//! host hands it over open) with the same abi_stable checks, and serves create / call /
-//! drop over a socket pair. Plugin code there reaches the host's services (logs, metrics,
+//! This is the host's side: starting, watching, pooling and calling workers. A component
+//! with `isolation = "process"` is created and called in a worker process of its library
+//! (one per library, shared by its isolated components): this program again, started
+//! with `crate::worker::WORKER_FLAG`, which opens the very file the host vetted (the host
+//! hands it over open) with the same abi_stable checks, and serves create / call / drop
+//! over a socket pair (`crate::worker` is that program; the two share `crate::protocol`). Plugin code there reaches the host's services (logs, metrics,
 //! locks, config, dependencies in either mode) through the same socket.
 //!
 //! What isolation buys: an abort, a segfault or an exit in plugin code ends the worker,
@@ -18,16 +19,13 @@ mod instance;
 mod monitor;
 mod pool;
 mod process;
-mod protocol;
 mod serve;
 mod spawn;
-pub(crate) mod worker;
 
 pub(crate) use self::{
     instance::{Bound, Created},
     pool::{PoolSetup, PoolTimes, WorkerPool},
     process::{Failure, Shared},
-    protocol::SandboxPlan,
 };
 
 /// What happened to a worker process.

@@ -10,7 +10,7 @@ use std::{
 
 use parking_lot::{Condvar, Mutex};
 
-use super::process::Worker;
+use super::process::WorkerProcess;
 use crate::util::format_bytes;
 
 /// How often the RSS of a worker with a memory limit is read.
@@ -80,7 +80,7 @@ impl Watch {
 }
 
 /// Starts the watcher of `worker`; it ends with the worker.
-pub(super) fn start(worker: &Arc<Worker>) {
+pub(super) fn start(worker: &Arc<WorkerProcess>) {
     let weak = Arc::downgrade(worker);
     let started = std::thread::Builder::new()
         .name(format!("worker-{}-watch", worker.pid))
@@ -90,7 +90,7 @@ pub(super) fn start(worker: &Arc<Worker>) {
     }
 }
 
-fn watch(weak: &Weak<Worker>) {
+fn watch(weak: &Weak<WorkerProcess>) {
     loop {
         let Some(worker) = weak.upgrade() else { return };
         if worker.has_exited() {
@@ -122,7 +122,7 @@ fn watch(weak: &Weak<Worker>) {
 
 /// The reason to kill the worker if a call abandoned by its caller is still unanswered
 /// past its deadline.
-fn overdue(worker: &Worker) -> Option<String> {
+fn overdue(worker: &WorkerProcess) -> Option<String> {
     let now = Instant::now();
     let mut deadlines = worker.watch.deadlines.lock();
     deadlines.retain(|(req, _, _)| worker.is_pending(*req));
@@ -133,7 +133,7 @@ fn overdue(worker: &Worker) -> Option<String> {
 }
 
 /// The reason to kill the worker if its RSS is past its limit.
-fn over_memory(worker: &Worker) -> Option<String> {
+fn over_memory(worker: &WorkerProcess) -> Option<String> {
     let limit = worker.watch.memory_limit?;
     let rss = crate::memory::rss_of(worker.pid)?;
     (rss > limit).then(|| {

@@ -17,11 +17,13 @@ use parking_lot::Mutex;
 
 use super::{
     instance::Bound,
-    process::{Shared, Worker},
-    protocol::SandboxPlan,
+    process::{Shared, WorkerProcess},
     spawn::Spawn,
 };
-use crate::loader::{FileIdentity, LoadError, Loader, Vetted};
+use crate::{
+    loader::{FileIdentity, LoadError, Loader, Vetted},
+    protocol::SandboxPlan,
+};
 
 /// After this many crashes in a row, starts wait (doubling up to [`MAX_BACKOFF`]).
 const FREE_RESTARTS: u32 = 2;
@@ -66,7 +68,7 @@ pub(crate) struct WorkerPool {
     pub(crate) shared: Shared,
     /// The sandbox its workers enter, if any.
     pub(crate) sandbox: Option<SandboxPlan>,
-    current: Mutex<Option<Arc<Worker>>>,
+    current: Mutex<Option<Arc<WorkerProcess>>>,
     /// One start (or upgrade) at a time.
     starting: Mutex<()>,
     crashes: Mutex<Crashes>,
@@ -130,7 +132,7 @@ impl WorkerPool {
     ///
     /// The file no longer passes its checks, the worker could not start, or it keeps
     /// crashing and the next start is not due yet.
-    pub(crate) fn worker(&self) -> Result<Arc<Worker>, LoadError> {
+    pub(crate) fn worker(&self) -> Result<Arc<WorkerProcess>, LoadError> {
         if let Some(worker) = self.running() {
             return Ok(worker);
         }
@@ -145,7 +147,7 @@ impl WorkerPool {
         Ok(worker)
     }
 
-    fn running(&self) -> Option<Arc<Worker>> {
+    fn running(&self) -> Option<Arc<WorkerProcess>> {
         self.current
             .lock()
             .as_ref()
@@ -153,7 +155,7 @@ impl WorkerPool {
             .cloned()
     }
 
-    fn start(&self, target: &Target) -> Result<Arc<Worker>, LoadError> {
+    fn start(&self, target: &Target) -> Result<Arc<WorkerProcess>, LoadError> {
         let vetted = Vetted {
             identity: target.identity,
             sha256: target.sha256.as_deref(),
@@ -170,7 +172,7 @@ impl WorkerPool {
             max_reply: self.shared.max_reply,
             sandbox: self.sandbox.clone(),
         };
-        Worker::start(&spawn, &self.shared)
+        WorkerProcess::start(&spawn, &self.shared)
     }
 
     /// Counts the last worker's crash, if it crashed, and refuses a start that comes too

@@ -19,7 +19,6 @@ use plugin_api::{ffi::MetricBox, PluginError};
 
 use super::{
     monitor::Watch,
-    protocol::{FrameReader, FrameWriter, FromWorker, ToWorker, WireError},
     spawn::{self, Spawn},
     FaultKind,
 };
@@ -31,6 +30,7 @@ use crate::{
     memory::MemoryManager,
     platform::{PendingLink, ProcessWatch},
     plugin_log::PluginLogSink,
+    protocol::{FrameReader, FrameWriter, FromWorker, ToWorker, WireError},
     stream_buffer::{Consumer, ItemSink},
 };
 
@@ -67,7 +67,7 @@ impl Answer {
 /// Grants a worker's stream more credit as its consumer reads, in batches, and cancels it
 /// when the consumer goes.
 struct Credits {
-    worker: std::sync::Weak<Worker>,
+    worker: std::sync::Weak<WorkerProcess>,
     req: u64,
     taken: std::sync::atomic::AtomicU32,
     /// Items the worker may still send: an item past it breaks the protocol.
@@ -146,7 +146,7 @@ struct Requests {
 }
 
 /// One worker process and the host's end of its socket.
-pub(crate) struct Worker {
+pub(crate) struct WorkerProcess {
     pub(crate) pid: u32,
     pub(crate) plugin: String,
     /// The process, as the kernel knows it; killed only under `life`'s lock.
@@ -186,9 +186,9 @@ pub(crate) struct Worker {
     pub(crate) sandbox: Option<String>,
 }
 
-impl std::fmt::Debug for Worker {
+impl std::fmt::Debug for WorkerProcess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker")
+        f.debug_struct("WorkerProcess")
             .field("pid", &self.pid)
             .field("plugin", &self.plugin)
             .finish()
@@ -205,7 +205,7 @@ pub(crate) struct Shared {
     pub(crate) max_reply: usize,
 }
 
-impl Worker {
+impl WorkerProcess {
     /// Starts a worker on `spawn.library` and waits until it has opened it.
     pub(crate) fn start(spawn: &Spawn<'_>, shared: &Shared) -> Result<Arc<Self>, LoadError> {
         let error = |reason: String| LoadError::Worker {

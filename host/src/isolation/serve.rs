@@ -9,13 +9,13 @@ use plugin_api::{
     PluginError,
 };
 
-use super::{
-    process::Worker,
+use super::process::WorkerProcess;
+use crate::{
+    context::{CallScope, PluginHostContext},
     protocol::{Reply, WorkerRequest},
 };
-use crate::context::{CallScope, PluginHostContext};
 
-impl Worker {
+impl WorkerProcess {
     /// Answers one request of plugin code in the worker, made by instance `instance`
     /// inside call `call` (its id and method), or outside any call.
     pub(super) fn serve(

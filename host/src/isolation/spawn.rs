@@ -9,11 +9,12 @@ use std::{
     time::Duration,
 };
 
-use super::{
+use crate::{
+    loader::OpenedFile,
+    platform::ProcessWatch,
     protocol::{FrameReader, FromWorker, SandboxPlan, WorkerArgs, FRAME_OVERHEAD},
     worker::WORKER_FLAG,
 };
-use crate::{loader::OpenedFile, platform::ProcessWatch};
 
 /// Environment variables a worker keeps; everything else is cleared.
 const ENV_ALLOWLIST: [&str; 14] = [

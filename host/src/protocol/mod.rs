@@ -1,18 +1,16 @@
-//! What host and worker say to each other over their link (see `platform::link`):
-//! length-prefixed frames (tokio-util's `LengthDelimitedCodec`, used synchronously)
-//! carrying postcard-encoded messages.
+//! What host and worker say to each other over their link (see `platform::link`), the
+//! one module the host's side of isolation (`crate::isolation`) and the worker program
+//! (`crate::worker`) share: the messages, and the frames they travel in (`frames`).
 //! Requests carry ids, so calls in flight are multiplexed on one socket; payloads are raw
 //! bytes.
 
-use std::io::{Read, Write};
+mod frames;
 
-use bytes::{Bytes, BytesMut};
 use plugin_api::PluginError;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+use serde::{Deserialize, Serialize};
 
+pub(crate) use self::frames::{FrameReader, FrameWriter};
 pub(crate) use crate::platform::SandboxPlan;
-use crate::platform::{LinkRead, LinkWrite};
 use crate::{loader::FileIdentity, manifest::PluginInfo};
 
 /// What a frame holds besides its payload (the message's other fields, postcard's
@@ -231,79 +229,4 @@ pub(crate) struct WorkerArgs {
     pub(crate) max_reply: usize,
     /// The sandbox to enter before the library is opened, if any.
     pub(crate) sandbox: Option<SandboxPlan>,
-}
-
-fn codec(max_frame: usize) -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .max_frame_length(max_frame)
-        .new_codec()
-}
-
-fn invalid(err: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, err.to_string())
-}
-
-/// Reads whole messages from the link.
-pub(crate) struct FrameReader {
-    stream: LinkRead,
-    buffer: BytesMut,
-    codec: LengthDelimitedCodec,
-}
-
-impl FrameReader {
-    /// Reads frames of at most `max_frame` bytes; a larger one is an error.
-    pub(crate) fn new(stream: LinkRead, max_frame: usize) -> Self {
-        Self {
-            stream,
-            buffer: BytesMut::with_capacity(8 * 1024),
-            codec: codec(max_frame),
-        }
-    }
-
-    /// The next message; `None` at end of stream.
-    pub(crate) fn read<T: DeserializeOwned>(&mut self) -> std::io::Result<Option<T>> {
-        loop {
-            if let Some(frame) = self.codec.decode(&mut self.buffer).map_err(invalid)? {
-                return postcard::from_bytes(&frame).map(Some).map_err(invalid);
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            match self.stream.read(&mut chunk)? {
-                0 => return Ok(None),
-                n => self.buffer.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-}
-
-/// Writes whole messages to the link; share it behind a mutex.
-pub(crate) struct FrameWriter {
-    stream: LinkWrite,
-    buffer: BytesMut,
-    codec: LengthDelimitedCodec,
-}
-
-impl FrameWriter {
-    /// Writes frames of at most `max_frame` bytes; a larger message is an error.
-    pub(crate) fn new(stream: LinkWrite, max_frame: usize) -> Self {
-        Self {
-            stream,
-            buffer: BytesMut::with_capacity(8 * 1024),
-            codec: codec(max_frame),
-        }
-    }
-
-    /// Sends one message, whole.
-    pub(crate) fn write<T: Serialize>(&mut self, message: &T) -> std::io::Result<()> {
-        let payload = postcard::to_stdvec(message).map_err(invalid)?;
-        self.buffer.clear();
-        self.codec
-            .encode(Bytes::from(payload), &mut self.buffer)
-            .map_err(invalid)?;
-        self.stream.write_all(&self.buffer)
-    }
-
-    /// Closes the link for writing: the other side reads the end.
-    pub(crate) fn shutdown(&mut self) {
-        self.stream.close();
-    }
 }

@@ -1,0 +1,96 @@
+//! The worker's open streams: each item goes to the host as a frame once the host has
+//! given credit for it, and a cancelled stream's next (or waiting) send fails.
+
+use std::{collections::HashMap, sync::Arc};
+
+use abi_stable::std_types::RVec;
+use parking_lot::{Condvar, Mutex};
+
+use super::conn::Conn;
+use crate::protocol::FromWorker;
+
+/// What the host allows one stream: how many items it may still send, and whether its
+/// consumer has gone.
+#[derive(Default)]
+pub(super) struct StreamCredit {
+    state: Mutex<(u32, bool)>,
+    changed: Condvar,
+    /// An item was larger than `[limits] max_reply`: the stream ends with that error.
+    too_large: Mutex<Option<u64>>,
+}
+
+impl StreamCredit {
+    /// The size of the item that was too large to send, if one was.
+    pub(super) fn too_large(&self) -> Option<u64> {
+        *self.too_large.lock()
+    }
+}
+
+/// The open streams, by request.
+#[derive(Default)]
+pub(super) struct OpenStreams {
+    open: Mutex<HashMap<u64, Arc<StreamCredit>>>,
+}
+
+impl OpenStreams {
+    /// Opens stream `req` with `credit` items.
+    pub(super) fn open(&self, req: u64, credit: u32) -> Arc<StreamCredit> {
+        let state = Arc::new(StreamCredit::default());
+        state.state.lock().0 = credit;
+        self.open.lock().insert(req, Arc::clone(&state));
+        state
+    }
+
+    /// Stream `req` is done.
+    pub(super) fn close(&self, req: u64) {
+        self.open.lock().remove(&req);
+    }
+
+    /// The host granted stream `req` `n` more items.
+    pub(super) fn grant(&self, req: u64, n: u32) {
+        if let Some(state) = self.open.lock().get(&req) {
+            state.state.lock().0 += n;
+            state.changed.notify_all();
+        }
+    }
+
+    /// The consumer of stream `req` has gone.
+    pub(super) fn cancel(&self, req: u64) {
+        if let Some(state) = self.open.lock().get(&req) {
+            state.state.lock().1 = true;
+            state.changed.notify_all();
+        }
+    }
+}
+
+/// The sink of one stream: each item goes to the host as a frame, once the host has
+/// given credit for it.
+pub(super) struct StreamFrames {
+    pub(super) conn: Arc<Conn>,
+    pub(super) req: u64,
+    pub(super) credit: Arc<StreamCredit>,
+    pub(super) max_reply: usize,
+}
+
+impl plugin_api::ffi::StreamSinkObj for StreamFrames {
+    fn send(&self, item: RVec<u8>) -> bool {
+        if item.len() > self.max_reply {
+            *self.credit.too_large.lock() = Some(item.len() as u64);
+            return false;
+        }
+        let mut state = self.credit.state.lock();
+        while state.0 == 0 && !state.1 {
+            self.credit.changed.wait(&mut state);
+        }
+        if state.1 {
+            return false;
+        }
+        state.0 -= 1;
+        drop(state);
+        self.conn.send(&FromWorker::Item {
+            req: self.req,
+            item: item.into_vec(),
+        });
+        true
+    }
+}
