@@ -45,9 +45,14 @@ pub struct SandboxNeeds {
     /// Paths (files, or directories with everything beneath) it reads and writes.
     #[serde(default)]
     pub write: Vec<String>,
-    /// Whether it opens network connections.
+    /// Whether it opens network connections anywhere (TCP to any port, and UDP, which
+    /// name resolution needs).
     #[serde(default)]
     pub connect: bool,
+    /// The TCP ports it connects to, at any address, when it does not connect anywhere
+    /// (since 0.1.2; absent: none).
+    #[serde(default)]
+    pub connect_ports: Vec<u16>,
     /// Whether it starts programs (or forks).
     #[serde(default)]
     pub spawn: bool,
@@ -71,9 +76,19 @@ impl SandboxNeeds {
         self
     }
 
-    /// Also opens network connections.
+    /// Also opens network connections, anywhere: TCP to any port, and UDP (name
+    /// resolution needs it). Prefer [`Self::connect_to`] where the ports are known.
     pub fn connect(mut self) -> Self {
         self.connect = true;
+        self
+    }
+
+    /// Also connects to TCP port `port`, at any address (since 0.1.2). Names are not
+    /// resolved for it (that needs UDP): connect to addresses, or use [`Self::connect`].
+    pub fn connect_to(mut self, port: u16) -> Self {
+        if !self.connect_ports.contains(&port) {
+            self.connect_ports.push(port);
+        }
         self
     }
 
@@ -83,9 +98,9 @@ impl SandboxNeeds {
         self
     }
 
-    /// Whether it opens network connections.
+    /// Whether it opens network connections (anywhere, or to some ports).
     pub fn wants_connect(&self) -> bool {
-        self.connect
+        self.connect || !self.connect_ports.is_empty()
     }
 }
 

@@ -284,7 +284,7 @@ fn a_sandboxed_worker_is_refused_what_was_not_granted_and_allowed_what_was() {
             status
                 .applied
                 .as_deref()
-                .is_some_and(|a| a.contains("Landlock") && a.contains("seccomp on")),
+                .is_some_and(|a| a.contains("Landlock") && a.contains("seccomp allowlist")),
             "{status:?}"
         );
         fenced.shutdown().await;

@@ -78,6 +78,9 @@ pub struct Component {
     pub sandbox: Option<plugin_host::SandboxStatus>,
     /// Its worker process, when isolated and running.
     pub worker_pid: Option<u32>,
+    /// What ends everything its worker starts (a PID namespace, or its process group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<String>,
     /// What became of its plugin file; `None` for a native component.
     pub file: Option<FileState>,
     /// The methods it declares (empty: any name is passed on).
@@ -169,6 +172,7 @@ impl Component {
             moved_to_worker: status.moved_to_worker.clone(),
             sandbox: status.sandbox.clone(),
             worker_pid: status.worker_pid,
+            fence: status.fence.clone(),
             file: status.file,
             methods: status.methods,
             dependencies: status.dependencies,

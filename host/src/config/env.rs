@@ -27,6 +27,8 @@ pub(super) fn apply(
     let mut warnings = Vec::new();
     for (name, value) in env {
         let (name, value) = match (name.to_str(), value.to_str()) {
+            // Test switches of scanners and workers (`platform::TEST_SWITCH_PREFIX`).
+            (Some(name), Some(_)) if name.starts_with("PLUGIN_HOST_TEST_") => continue,
             (Some(name), Some(value)) if name.starts_with(ENV_PREFIX) => (name, value),
             (Some(_), Some(_)) => continue,
             (name_text, _) => {

@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 
 pub use self::{
     sections::{
-        AdminConfig, ComponentConfig, HostConfig, Isolation, LimitsConfig, LocksConfig,
-        MemoryConfig, MetricsConfig, SandboxGrants, SandboxMode, TimeoutsConfig, WatchMode,
+        AdminConfig, ComponentConfig, ConnectGrant, HostConfig, Isolation, LimitsConfig,
+        LocksConfig, MemoryConfig, MetricsConfig, SandboxGrants, SandboxMode, TimeoutsConfig,
+        WatchMode,
     },
     units::{parse_duration, parse_size, UnitError},
 };

@@ -390,10 +390,21 @@ pub struct SandboxGrants {
     pub read: Option<Vec<PathBuf>>,
     /// Paths it may read and write.
     pub write: Option<Vec<PathBuf>>,
-    /// Whether it may open network connections.
-    pub connect: Option<bool>,
+    /// Which network connections it may open: `true` (anywhere), `false` (none), or a
+    /// list of TCP ports (`[5432, 443]`, at any address).
+    pub connect: Option<ConnectGrant>,
     /// Whether it may start programs.
     pub spawn: Option<bool>,
+}
+
+/// `connect` in `[components.NAME.sandbox_grants]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ConnectGrant {
+    /// `true`: TCP to any port and UDP (name resolution); `false`: no connection.
+    Anywhere(bool),
+    /// TCP to these ports only, at any address.
+    Ports(Vec<u16>),
 }
 
 impl Default for ComponentConfig {

@@ -69,6 +69,10 @@ impl Provider for WorkerProvider {
     fn sandbox_applied(&self) -> Option<String> {
         self.pool.sandbox_applied()
     }
+
+    fn fence(&self) -> Option<String> {
+        self.pool.fence()
+    }
 }
 
 /// A stream's buffer as a worker's frames feed it: each item counted in the component's

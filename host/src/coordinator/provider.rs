@@ -56,6 +56,12 @@ pub trait Provider: Send + Sync + 'static {
         None
     }
 
+    /// What ends everything its running worker starts, in words; `None` when no worker
+    /// runs. Defaults to `None`.
+    fn fence(&self) -> Option<String> {
+        None
+    }
+
     /// For `isolation = "auto"`: moves its next instances to a worker process because of
     /// `reason`; true the first time. Defaults to doing nothing (false).
     fn move_to_worker(&self, reason: &str) -> bool {
@@ -94,6 +100,11 @@ impl Provider for AutoProvider {
 
     fn moved_to_worker(&self) -> Option<String> {
         self.moved.lock().clone()
+    }
+
+    fn fence(&self) -> Option<String> {
+        self.moved.lock().as_ref()?;
+        self.isolated.fence()
     }
 
     fn move_to_worker(&self, reason: &str) -> bool {

@@ -78,6 +78,9 @@ pub struct ComponentStatus {
     pub moved_to_worker: Option<String>,
     /// The pid of the worker process its instance runs in (isolated, ready, worker up).
     pub worker_pid: Option<u32>,
+    /// What ends everything that worker starts when it ends: a PID namespace of its
+    /// own, or (where none can be made) its process group, and why.
+    pub fence: Option<String>,
     /// The methods it declares (empty: any name is passed on).
     pub methods: Vec<MethodInfo>,
     /// Its sandbox, when it has one.
@@ -209,6 +212,7 @@ impl Coordinator {
                 .load()
                 .as_ref()
                 .and_then(|ready| ready.instance().worker_pid()),
+            fence: slot.provider.fence(),
             call_latency: stats.call_latency.snapshot(),
             init_duration: stats.init_duration.snapshot(),
             inits: stats.inits.get(),

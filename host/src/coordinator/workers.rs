@@ -8,10 +8,11 @@ use serde::Serialize;
 
 use super::{isolated::WorkerProvider, provider::Provider, Coordinator};
 use crate::{
-    config::{Isolation, SandboxMode},
+    config::{ConnectGrant, Isolation, SandboxMode},
     discovery::DiscoveredPlugin,
     isolation::{PoolSetup, PoolTimes, Shared, WorkerPool},
     manifest::PluginInfo,
+    platform::Connect,
     protocol::SandboxPlan,
 };
 
@@ -154,8 +155,16 @@ impl Coordinator {
             if let Some(write) = &grants.write {
                 granted.write = paths(write);
             }
-            if let Some(connect) = grants.connect {
-                granted.connect = connect;
+            match &grants.connect {
+                Some(ConnectGrant::Anywhere(anywhere)) => {
+                    granted.connect = *anywhere;
+                    granted.connect_ports.clear();
+                }
+                Some(ConnectGrant::Ports(ports)) => {
+                    granted.connect = false;
+                    granted.connect_ports.clone_from(ports);
+                }
+                None => {}
             }
             if let Some(spawn) = grants.spawn {
                 granted.spawn = spawn;
@@ -182,12 +191,22 @@ impl Coordinator {
                 .all(|(mode, _)| *mode == SandboxMode::BestEffort),
             ..SandboxPlan::default()
         };
+        let mut ports = Vec::new();
+        let mut anywhere = false;
         for (_, granted) in asked {
             plan.read.extend(granted.read.iter().map(Into::into));
             plan.write.extend(granted.write.iter().map(Into::into));
-            plan.connect |= granted.connect;
+            anywhere |= granted.connect;
+            ports.extend(granted.connect_ports.iter().copied());
             plan.spawn |= granted.spawn;
         }
+        ports.sort_unstable();
+        ports.dedup();
+        plan.connect = match (anywhere, ports.is_empty()) {
+            (true, _) => Connect::Anywhere,
+            (false, false) => Connect::Ports(ports),
+            (false, true) => Connect::Nothing,
+        };
         plan.read.sort();
         plan.read.dedup();
         plan.write.sort();

@@ -91,10 +91,16 @@ pub(super) fn start(worker: &Arc<WorkerProcess>) {
 }
 
 fn watch(weak: &Weak<WorkerProcess>) {
+    let mut kills = KillRetry::default();
     loop {
         let Some(worker) = weak.upgrade() else { return };
         if worker.has_exited() {
             return;
+        }
+        if worker.was_killed() {
+            // Whatever it did to its process group, it is killed again, not in a loop.
+            kills.again(&worker);
+            continue;
         }
         let stop_overdue = worker
             .watch
@@ -117,6 +123,43 @@ fn watch(weak: &Weak<WorkerProcess>) {
         // Holding the worker while asleep is fine: the watcher ends when the process
         // does, and a stopped process that does not end is killed at its stop deadline.
         worker.watch.sleep();
+    }
+}
+
+/// A killed worker that has not ended yet is killed again, at growing intervals, and
+/// said once to be stuck: never a tight loop, never a line per attempt.
+#[derive(Default)]
+struct KillRetry {
+    since: Option<Instant>,
+    interval: Duration,
+    reported: bool,
+}
+
+impl KillRetry {
+    const FIRST: Duration = Duration::from_millis(50);
+    const MAX: Duration = Duration::from_secs(1);
+    const REPORT_AFTER: Duration = Duration::from_secs(5);
+
+    fn again(&mut self, worker: &WorkerProcess) {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        self.interval = (self.interval * 2).clamp(Self::FIRST, Self::MAX);
+        let mut deadlines = worker.watch.deadlines.lock();
+        worker.watch.wake.wait_for(&mut deadlines, self.interval);
+        drop(deadlines);
+        if worker.has_exited() {
+            return;
+        }
+        worker.kill("it was killed and has not ended");
+        if !self.reported && since.elapsed() >= Self::REPORT_AFTER {
+            self.reported = true;
+            tracing::error!(
+                plugin = %worker.plugin,
+                pid = worker.pid,
+                "the worker has not ended {:?} after it was killed; the host keeps killing it every {:?}",
+                Self::REPORT_AFTER,
+                Self::MAX
+            );
+        }
     }
 }
 

@@ -290,4 +290,14 @@ impl WorkerPool {
             .filter(|worker| !worker.has_exited())
             .and_then(|worker| worker.sandbox.clone())
     }
+
+    /// What ends everything its current worker starts, as the worker said when it
+    /// started; `None` without a running worker.
+    pub(crate) fn fence(&self) -> Option<String> {
+        self.current
+            .lock()
+            .as_ref()
+            .filter(|worker| !worker.has_exited())
+            .map(|worker| worker.fence.clone())
+    }
 }

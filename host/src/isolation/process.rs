@@ -147,6 +147,8 @@ struct Requests {
 
 /// One worker process and the host's end of its socket.
 pub(crate) struct WorkerProcess {
+    /// The process that runs the plugin (its memory is the worker's). Its warden, when
+    /// it has one, is the host's child, which `process` watches.
     pub(crate) pid: u32,
     pub(crate) plugin: String,
     /// The process, as the kernel knows it; killed only under `life`'s lock.
@@ -184,6 +186,10 @@ pub(crate) struct WorkerProcess {
     stop_limit: Duration,
     /// What its sandbox enforces, as it said when it started; `None` without one.
     pub(crate) sandbox: Option<String>,
+    /// What ends everything it starts when it ends, as it said when it started.
+    pub(crate) fence: String,
+    /// Whether the host has killed it: it is killed (and that logged) once.
+    killed: AtomicBool,
 }
 
 impl std::fmt::Debug for WorkerProcess {
@@ -215,9 +221,9 @@ impl WorkerProcess {
         let mut command = spawn::command(spawn);
         let link = PendingLink::prepare(&mut command, spawn.opened.file())
             .map_err(|err| error(format!("cannot link a worker to the host: {err}")))?;
-        let mut child = crate::platform::spawn_worker(command)
+        let mut child = crate::platform::spawn_child(command)
             .map_err(|err| error(format!("cannot start {}: {err}", spawn.program.display())))?;
-        let pid = child.id();
+        let leader = child.id();
         let process = match ProcessWatch::new(&child) {
             Ok(process) => process,
             Err(err) => {
@@ -235,12 +241,13 @@ impl WorkerProcess {
                 return Err(error(format!("cannot reach the worker: {err}")));
             }
         };
-        spawn::forward_output(&mut child, spawn.plugin, pid);
+        spawn::forward_output(&mut child, spawn.plugin, leader);
         // From here on the kernel's word on the process is `process`'s, not `child`'s.
         drop(child);
         let reader = FrameReader::new(read, spawn.max_frame());
-        let (reader, sandbox) =
-            spawn::await_hello(reader, &process, spawn.start_timeout).map_err(&error)?;
+        let hello = spawn::await_hello(reader, &process, spawn.plugin, spawn.start_timeout)
+            .map_err(&error)?;
+        let pid = hello.pid;
         let worker = Arc::new(Self {
             pid,
             plugin: spawn.plugin.to_owned(),
@@ -271,10 +278,12 @@ impl WorkerProcess {
             answered: AtomicU64::new(0),
             watch: Watch::new(spawn.memory_limit, shared.memory.min_idle()),
             stop_limit: spawn.stop_timeout,
-            sandbox,
+            sandbox: hello.sandbox,
+            fence: hello.fence,
+            killed: AtomicBool::new(false),
         });
         worker.memory.track_process(pid, spawn.plugin);
-        if let Err(err) = worker.start_threads(reader) {
+        if let Err(err) = worker.start_threads(hello.reader) {
             worker.kill("the host could not start its threads for it");
             return Err(error(format!("cannot start the worker's threads: {err}")));
         }
@@ -538,15 +547,23 @@ impl WorkerProcess {
         }
     }
 
-    /// Kills the worker now (SIGKILL), with everything it started, saying why.
+    /// Kills the worker now (SIGKILL), with everything it started, saying why. Logged
+    /// once; a kill asked for again is sent again, quietly.
     pub(crate) fn kill(&self, why: &str) {
         self.note_ending(why);
         self.requests.lock().accepting = false;
         let _life = self.life.lock();
         if !self.has_exited() {
-            tracing::warn!(plugin = %self.plugin, pid = self.pid, "killing the worker: {why}");
+            if !self.killed.swap(true, Ordering::AcqRel) {
+                tracing::warn!(plugin = %self.plugin, pid = self.pid, "killing the worker: {why}");
+            }
             self.process.kill_group();
         }
+    }
+
+    /// Whether the host has killed it (it may not have ended yet).
+    pub(super) fn was_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
     }
 
     /// The worker broke the protocol (a frame that does not decode, is too large, or
@@ -678,6 +695,17 @@ impl WorkerProcess {
                 target,
                 message,
             } => self.log(level, &component, &target, &message),
+            FromWorker::WorkerLog {
+                level,
+                target,
+                message,
+            } => super::serve::log_worker_record(
+                &self.plugin,
+                Some(self.pid),
+                level,
+                &target,
+                &message,
+            ),
             FromWorker::Record { metric, value } => {
                 let index = usize::try_from(metric).unwrap_or(usize::MAX);
                 if let Some(metric) = self.metrics.lock().get(index) {

@@ -80,18 +80,32 @@ pub(super) fn command(spawn: &Spawn<'_>) -> Command {
             ENV_ALLOWLIST
                 .iter()
                 .filter_map(|name| std::env::var_os(name).map(|value| (name, value))),
-        );
+        )
+        .envs(crate::platform::test_switches());
     command
 }
 
-/// Waits for the worker's first word on `reader`: it opened the library (the reader for
-/// what follows, and what its sandbox enforces), or why not. A worker that does not get
-/// there within `timeout` is killed.
+/// What a worker said when it was ready.
+pub(super) struct Hello {
+    /// The reader for what follows.
+    pub(super) reader: FrameReader,
+    /// The process that runs the plugin, as the host sees it.
+    pub(super) pid: u32,
+    /// What its sandbox enforces; `None` without one.
+    pub(super) sandbox: Option<String>,
+    /// What ends everything it starts.
+    pub(super) fence: String,
+}
+
+/// Waits for the worker's word on `reader`: it opened the library, or why not (its own
+/// log records before that go to the host's log). A worker that does not get there
+/// within `timeout` is killed.
 pub(super) fn await_hello(
-    mut reader: FrameReader,
+    reader: FrameReader,
     process: &ProcessWatch,
+    plugin: &str,
     timeout: Duration,
-) -> Result<(FrameReader, Option<String>), String> {
+) -> Result<Hello, String> {
     let timed_out = std::sync::atomic::AtomicBool::new(false);
     let (heard, hearing) = std::sync::mpsc::channel::<()>();
     let first = std::thread::scope(|scope| {
@@ -103,7 +117,7 @@ pub(super) fn await_hello(
                 process.kill_group();
             }
         });
-        let first = reader.read::<FromWorker>();
+        let first = first_word(reader, plugin);
         let _ = heard.send(());
         first
     });
@@ -122,23 +136,54 @@ pub(super) fn await_hello(
         ));
     }
     match first {
-        Ok(Some(FromWorker::Hello { sandbox, .. })) => Ok((reader, sandbox)),
-        Ok(Some(FromWorker::Refused { error })) => {
+        (
+            reader,
+            Ok(Some(FromWorker::Hello {
+                pid,
+                sandbox,
+                fence,
+                ..
+            })),
+        ) => Ok(Hello {
+            reader,
+            pid,
+            sandbox,
+            fence,
+        }),
+        (_, Ok(Some(FromWorker::Refused { error }))) => {
             ended();
             Err(format!("the worker could not open it: {error}"))
         }
-        Ok(Some(other)) => Err(format!(
+        (_, Ok(Some(other))) => Err(format!(
             "the worker said {other:?} before it was ready ({})",
             ended()
         )),
-        Ok(None) => Err(format!(
+        (_, Ok(None)) => Err(format!(
             "the worker ended before it was ready ({})",
             ended()
         )),
-        Err(err) => Err(format!(
+        (_, Err(err)) => Err(format!(
             "the worker's first message was unreadable: {err} ({})",
             ended()
         )),
+    }
+}
+
+/// The first message of the worker's that is not one of its own log records, which go
+/// to the host's log as they come.
+fn first_word(
+    mut reader: FrameReader,
+    plugin: &str,
+) -> (FrameReader, std::io::Result<Option<FromWorker>>) {
+    loop {
+        match reader.read::<FromWorker>() {
+            Ok(Some(FromWorker::WorkerLog {
+                level,
+                target,
+                message,
+            })) => super::serve::log_worker_record(plugin, None, level, &target, &message),
+            other => return (reader, other),
+        }
     }
 }
 

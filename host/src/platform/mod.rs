@@ -9,9 +9,13 @@
 //!   standard input and output pipes on Windows) and the vetted library handed over;
 //! - `memory`: resident set sizes of this process and of workers; freed heap given back;
 //! - `trust`: whether anyone but the owner (and the system's administrators) may change
-//!   a plugin file or its directory: mode and owner on Unix, the DACL on Windows.
+//!   a plugin file or its directory: mode and owner on Unix, the DACL on Windows;
+//! - `contain`: a child of the host (scanner or worker) starting clean and fenced in so
+//!   that nothing it starts outlives it: a PID namespace on Linux, a process group
+//!   elsewhere on Unix, a Job object on Windows;
+//! - `privileges`: dropping every capability (Unix).
 //!
-//! The worker sandbox is Linux's alone (`sandbox`); signals are the binary's (`run`).
+//! The sandbox is Linux's alone (`sandbox`); signals are the binary's (`run`).
 
 #[cfg(unix)]
 mod unix;
@@ -26,15 +30,45 @@ use self::windows as os;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use self::os::{
+    contain::{contain, leave, pid_for_host, Containment},
     file::{
         bytes_to_os_string, canonicalize, identity_of, identity_of_path, open_for_load, read_at,
         with_descriptor_path, with_loader_path,
     },
     link::{worker_link, LinkRead, LinkWrite, PendingLink},
     memory::{own_rss, release_free_memory, rss_of},
-    process::{describe_status, end_group_when_host_dies, spawn_worker, HostWatch, ProcessWatch},
+    process::{describe_status, spawn_child, ProcessWatch},
     trust::{check_owner_only, owner_writes_only},
 };
+
+/// The prefix of the environment variables that weaken a child's fence for a test (see
+/// `contain` and `sandbox`); the config ignores them, and workers keep them.
+pub(crate) const TEST_SWITCH_PREFIX: &str = "PLUGIN_HOST_TEST_";
+
+/// The test switches set in this process's environment, for a child to keep; each is
+/// logged once as a warning.
+pub(crate) fn test_switches() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let switches: Vec<_> = std::env::vars_os()
+        .filter(|(name, _)| {
+            name.to_str()
+                .is_some_and(|name| name.starts_with(TEST_SWITCH_PREFIX))
+        })
+        .collect();
+    if !switches.is_empty() {
+        WARNED.call_once(|| {
+            let names: Vec<_> = switches
+                .iter()
+                .map(|(n, v)| format!("{}={}", n.to_string_lossy(), v.to_string_lossy()))
+                .collect();
+            tracing::warn!(
+                "test switches weaken the fence of scanners and workers: {}",
+                names.join(" ")
+            );
+        });
+    }
+    switches
+}
 
 /// The identity of one version of a file, as git's index keeps it. On Unix: device,
 /// inode, size, modification and status-change times (a file replaced by another, even
@@ -55,8 +89,8 @@ pub struct FileIdentity {
     pub ctime_ns: i128,
 }
 
-/// The sandbox a worker enters: what it grants beyond the library itself and the
-/// system's shared libraries.
+/// The sandbox a worker (or a scanner) enters: what it grants beyond the library itself
+/// and the system's shared libraries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SandboxPlan {
     /// Start anyway, with a warning, where something cannot be enforced.
@@ -65,28 +99,47 @@ pub(crate) struct SandboxPlan {
     pub(crate) read: Vec<std::path::PathBuf>,
     /// Paths it may read and write.
     pub(crate) write: Vec<std::path::PathBuf>,
-    /// Whether it may open network connections.
-    pub(crate) connect: bool,
+    /// Which network connections it may open.
+    pub(crate) connect: Connect,
     /// Whether it may start programs.
     pub(crate) spawn: bool,
+}
+
+/// Which network connections a sandbox allows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Connect {
+    /// None: no socket but its link to the host and pairs of its own.
+    #[default]
+    Nothing,
+    /// TCP to these ports (any address), nothing else.
+    Ports(Vec<u16>),
+    /// TCP and UDP anywhere (and what name resolution reads).
+    Anywhere,
 }
 
 #[cfg(target_os = "linux")]
 mod sandbox;
 
-/// Enters the worker sandbox `plan` describes, fencing in `library` (the vetted file, by
-/// its descriptor); what was applied, or why the worker must not go on.
+/// Enters the sandbox `plan` describes, fencing in `libraries` (the vetted files, by
+/// their descriptors); what was applied, or why the process must not go on.
 #[cfg(target_os = "linux")]
-pub(crate) fn enter_sandbox(plan: &SandboxPlan, library: &std::fs::File) -> Result<String, String> {
-    sandbox::enter(plan, library)
+pub(crate) fn enter_sandbox(
+    plan: &SandboxPlan,
+    libraries: &[&std::fs::File],
+) -> Result<String, String> {
+    sandbox::enter(plan, libraries)
 }
 
-/// There is no worker sandbox here: `sandbox = true` refuses to start, best-effort
-/// starts unsandboxed.
+/// Drops every capability this process holds.
+#[cfg(unix)]
+pub(crate) use self::unix::privileges::drop_capabilities;
+
+/// There is no sandbox here: `sandbox = true` refuses to start, best-effort starts
+/// unsandboxed.
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn enter_sandbox(
     plan: &SandboxPlan,
-    _library: &std::fs::File,
+    _libraries: &[&std::fs::File],
 ) -> Result<String, String> {
     if plan.best_effort {
         Ok("none (no sandbox on this platform)".into())

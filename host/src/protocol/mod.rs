@@ -61,9 +61,13 @@ pub(crate) enum ToWorker {
 pub(crate) enum FromWorker {
     /// The library is open: the worker is ready, in the sandbox it says (if any).
     Hello {
+        /// The process that runs the plugin, as the host sees it (its memory is the
+        /// worker's).
         pid: u32,
         plugin: PluginInfo,
         sandbox: Option<String>,
+        /// What ends everything it starts when it ends, in words.
+        fence: String,
     },
     /// The library could not be opened; the worker exits.
     Refused { error: String },
@@ -94,6 +98,12 @@ pub(crate) enum FromWorker {
     Log {
         level: u8,
         component: String,
+        target: String,
+        message: String,
+    },
+    /// A log record of the worker's own (0 trace .. 4 error), not its plugin's.
+    WorkerLog {
+        level: u8,
         target: String,
         message: String,
     },

@@ -42,7 +42,7 @@ impl Conn {
     /// Sends a message; if the host is gone there is nothing left to do.
     pub(super) fn send(&self, message: &FromWorker) {
         if self.writer.lock().write(message).is_err() {
-            std::process::exit(0);
+            crate::platform::leave(0);
         }
     }
 

@@ -1,5 +1,6 @@
 //! The worker program: what runs inside the child process the host starts for isolated
-//! components. It opens one plugin library with the host's own checks and serves
+//! components. It fences itself in (`platform::contain`, then the sandbox if the host
+//! asks for one), opens one plugin library with the host's own checks, and serves
 //! create / call / drop / stream for the host over the link it inherited
 //! (`platform::link`). Plugin code here asks the host for everything a context offers
 //! (logs, metrics, locks, dependencies) over the same link; the host answers.
@@ -9,6 +10,7 @@
 
 mod conn;
 mod host_api;
+mod logs;
 mod server;
 mod streams;
 
@@ -18,7 +20,7 @@ use self::{conn::Conn, server::Server};
 use crate::{
     executor::PluginExecutor,
     loader::{open_library_at, LoadedLibrary, OpenedFile, Via},
-    platform::{HostWatch, LinkRead, LinkWrite},
+    platform::{Containment, LinkRead, LinkWrite},
     protocol::{FrameReader, FrameWriter, FromWorker, ToWorker, WorkerArgs, FRAME_OVERHEAD},
 };
 
@@ -29,6 +31,10 @@ pub(crate) const WORKER_FLAG: &str = "--plugin-host-worker";
 /// How long a worker whose host hung up may take to drop its instances before it exits
 /// regardless.
 const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The descriptors a worker keeps: standard input, output and error, its link and its
+/// library (`platform::link`); every other one it inherited is closed.
+const KEEP_DESCRIPTORS: i32 = 5;
 
 /// Serves as the worker the host started, with `args` (after [`WORKER_FLAG`]) as the
 /// host wrote them, and the link and library file it handed over; returns the exit code.
@@ -43,6 +49,9 @@ pub(crate) fn serve_host(args: &[std::ffi::OsString]) -> i32 {
         );
         return 2;
     };
+    // Before anything else (it closes every descriptor but the link and the library):
+    // from here on this is the process that runs the plugin.
+    let containment = crate::platform::contain(KEEP_DESCRIPTORS);
     let (read, write, library) = match crate::platform::worker_link(&worker_args.library) {
         Ok(link) => link,
         Err(why) => {
@@ -50,31 +59,32 @@ pub(crate) fn serve_host(args: &[std::ffi::OsString]) -> i32 {
             return 2;
         }
     };
-    serve(read, write, library, &worker_args)
+    serve(read, write, library, &worker_args, &containment)
 }
 
-/// Serves the host on its link; the exit code.
-fn serve(read: LinkRead, write: LinkWrite, library: std::fs::File, args: &WorkerArgs) -> i32 {
+/// Fences the worker in, opens the library and serves the host on its link; the exit
+/// code.
+fn serve(
+    read: LinkRead,
+    write: LinkWrite,
+    library: std::fs::File,
+    args: &WorkerArgs,
+    containment: &Containment,
+) -> i32 {
     let max_frame = args.max_reply.saturating_add(FRAME_OVERHEAD);
-    let host = HostWatch::now();
-    crate::platform::end_group_when_host_dies();
     let conn = Arc::new(Conn::new(
         FrameWriter::new(write, max_frame),
         args.log_level,
     ));
+    logs::forward_to(&conn);
     // The sandbox first: before the library's first instruction, and before this
     // process starts a thread (every thread it starts inherits it).
-    let sandbox = match &args.sandbox {
-        None => None,
-        Some(plan) => match crate::platform::enter_sandbox(plan, &library) {
-            Ok(applied) => Some(applied),
-            Err(why) => {
-                conn.send(&FromWorker::Refused {
-                    error: format!("its sandbox could not be set up: {why}"),
-                });
-                return 3;
-            }
-        },
+    let sandbox = match fence(args, &library, containment) {
+        Ok(sandbox) => sandbox,
+        Err(error) => {
+            conn.send(&FromWorker::Refused { error });
+            return 3;
+        }
     };
     let library = match open(library, args) {
         Ok(library) => Arc::new(library),
@@ -84,9 +94,10 @@ fn serve(read: LinkRead, write: LinkWrite, library: std::fs::File, args: &Worker
         }
     };
     conn.send(&FromWorker::Hello {
-        pid: std::process::id(),
+        pid: crate::platform::pid_for_host(),
         plugin: library.info().clone(),
         sandbox,
+        fence: containment.fence.clone(),
     });
     let server = Server {
         conn,
@@ -101,23 +112,45 @@ fn serve(read: LinkRead, write: LinkWrite, library: std::fs::File, args: &Worker
         server.handle(message);
     }
     // The host hung up: drop every instance (their `Drop` runs), then leave; if a drop
-    // hangs, leave anyway. A host that asked this worker to stop reaps it and whatever it
-    // started; a host that died cannot, so the worker ends its own process group, and
-    // with it what its plugin started.
-    let _ = std::thread::Builder::new().spawn(move || {
+    // hangs, leave anyway. Whatever the plugin started ends with the worker.
+    let _ = std::thread::Builder::new().spawn(|| {
         std::thread::sleep(EXIT_GRACE);
-        leave(&host, 4);
+        crate::platform::leave(4);
     });
     server.drop_all();
-    leave(&host, 0)
+    crate::platform::leave(0)
 }
 
-/// Exits with `code`; if the host is gone, takes what this worker started down first.
-fn leave(host: &HostWatch, code: i32) -> i32 {
-    if host.host_gone() {
-        host.end_own_group();
+/// Enters the sandbox the host asked for, if any (what it enforces), and drops the
+/// capabilities a user namespace handed this process in any case.
+fn fence(
+    args: &WorkerArgs,
+    library: &std::fs::File,
+    containment: &Containment,
+) -> Result<Option<String>, String> {
+    match &args.sandbox {
+        Some(plan) => crate::platform::enter_sandbox(plan, &[library])
+            .map(Some)
+            .map_err(|why| format!("its sandbox could not be set up: {why}")),
+        None => {
+            if containment.gained_capabilities {
+                drop_gained_capabilities()?;
+            }
+            Ok(None)
+        }
     }
-    std::process::exit(code)
+}
+
+#[cfg(unix)]
+fn drop_gained_capabilities() -> Result<(), String> {
+    crate::platform::drop_capabilities().map_err(|why| {
+        format!("the capabilities of its user namespace could not be dropped: {why}")
+    })
+}
+
+#[cfg(not(unix))]
+fn drop_gained_capabilities() -> Result<(), String> {
+    Ok(())
 }
 
 fn open(file: std::fs::File, args: &WorkerArgs) -> Result<LoadedLibrary, String> {

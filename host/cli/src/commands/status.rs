@@ -222,6 +222,12 @@ fn print_components(components: &[api::Component]) {
                 "-".to_owned()
             },
         );
+        if let (Some(_), Some(fence)) = (component.worker_pid, &component.fence) {
+            println!("    fence: {fence}");
+        }
+        if let Some(sandbox) = component.sandbox.as_ref().and_then(|s| s.applied.as_ref()) {
+            println!("    sandbox: {sandbox}");
+        }
         if let Some(error) = &component.last_error {
             println!("    last error: {error}");
         }

@@ -1,7 +1,9 @@
-//! Worker processes on Unix: each leads a process group of its own (so it and whatever it
-//! starts end together), dies with the host (`PR_SET_PDEATHSIG` on Linux, set by a thread
-//! that lives as long as the host), and its death is learned from the kernel
-//! (`waitid`), not from its socket, which a descendant may hold open.
+//! The host's children on Unix (workers and scanners): each leads a session and process
+//! group of its own (so it and whatever it starts end together, and nothing it starts
+//! can join the host's group), dies with the host (`PR_SET_PDEATHSIG` on Linux, set by a
+//! thread that lives as long as the host), and its death is learned from the kernel
+//! (`waitid`), not from its socket, which a descendant may hold open. What the child
+//! does to fence itself in is `contain`'s.
 
 use std::{
     io,
@@ -12,30 +14,32 @@ use std::{
 
 type SpawnJob = (Command, mpsc::SyncSender<io::Result<Child>>);
 
-/// Starts `command` as a worker: the leader of a new process group, killed when the host
-/// dies. The spawn happens on one thread that lives as long as the process, because
+/// Starts `command` as a child of the host: the leader of a new session, killed when the
+/// host dies. The spawn happens on one thread that lives as long as the process, because
 /// Linux delivers the parent-death signal when the *thread* that forked the child exits.
-pub(crate) fn spawn_worker(mut command: Command) -> io::Result<Child> {
-    command.process_group(0);
-    #[cfg(target_os = "linux")]
-    {
-        let host = std::process::id();
-        // SAFETY: prctl and getppid are async-signal-safe; nothing else runs between fork
-        // and exec here.
-        #[allow(unsafe_code)]
-        unsafe {
-            command.pre_exec(move || {
+pub(crate) fn spawn_child(mut command: Command) -> io::Result<Child> {
+    let host = std::process::id();
+    // SAFETY: setsid, prctl and getppid are async-signal-safe; nothing else runs between
+    // fork and exec here.
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            #[cfg(target_os = "linux")]
+            {
                 let signal = libc::c_ulong::try_from(host_death_signal()).unwrap_or(9);
                 if libc::prctl(libc::PR_SET_PDEATHSIG, signal) != 0 {
                     return Err(io::Error::last_os_error());
                 }
-                // The host may have died before the line above: then nothing kills us.
-                if u32::try_from(libc::getppid()).ok() != Some(host) {
-                    return Err(io::Error::other("the host is gone"));
-                }
-                Ok(())
-            });
-        }
+            }
+            // The host may have died before the line above: then nothing kills us.
+            if u32::try_from(libc::getppid()).ok() != Some(host) {
+                return Err(io::Error::other("the host is gone"));
+            }
+            Ok(())
+        });
     }
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
@@ -48,33 +52,35 @@ pub(crate) fn spawn_worker(mut command: Command) -> io::Result<Child> {
                 }
             });
         if let Err(err) = started {
-            tracing::error!(error = %err, "cannot start the worker spawner thread");
+            tracing::error!(error = %err, "cannot start the child spawner thread");
         }
         Mutex::new(jobs)
     });
     let (reply, answer) = mpsc::sync_channel(1);
     let sent = spawner
         .lock()
-        .map_err(|_| io::Error::other("the worker spawner failed"))?
+        .map_err(|_| io::Error::other("the child spawner failed"))?
         .send((command, reply));
     if sent.is_err() {
-        return Err(io::Error::other("the worker spawner thread is not running"));
+        return Err(io::Error::other("the child spawner thread is not running"));
     }
     answer
         .recv()
-        .unwrap_or_else(|_| Err(io::Error::other("the worker spawner thread ended")))
+        .unwrap_or_else(|_| Err(io::Error::other("the child spawner thread ended")))
 }
 
-/// The signal a worker gets when its host dies (Linux): a real-time one that nothing else
-/// sends, whose handler ends the worker's whole process group, so that what its plugin
+/// The signal a child gets when its host dies (Linux): a real-time one that nothing else
+/// sends, whose handler ends the child's whole process group, so that what its plugin
 /// started dies too. Before the handler is in place (between exec and
-/// [`end_group_when_host_dies`]) its default action ends the worker alone, which has
+/// [`end_group_when_host_dies`]) its default action ends the child alone, which has
 /// started nothing yet.
 fn host_death_signal() -> libc::c_int {
     libc::SIGRTMIN() + 4
 }
 
-/// In a worker: on the host's death, end this process group (this process included).
+/// In a child: on the host's death, end this process group (this process included).
+/// Installed by the process that runs no plugin code (the warden, where there is one),
+/// so no plugin can take it away.
 pub(crate) fn end_group_when_host_dies() {
     extern "C" fn end_group(_signal: libc::c_int) {
         // SAFETY: kill is async-signal-safe; group 0 is this process's own.
@@ -107,7 +113,7 @@ pub(crate) struct ProcessWatch {
 }
 
 impl ProcessWatch {
-    /// Watches the worker `child` started by [`spawn_worker`] (its pid is its group's).
+    /// Watches the worker `child` started by [`spawn_child`] (its pid is its group's).
     pub(crate) fn new(child: &Child) -> io::Result<Self> {
         let pid = libc::pid_t::try_from(child.id())
             .map_err(|_| io::Error::other("a process id out of range"))?;
@@ -147,13 +153,17 @@ impl ProcessWatch {
         }
     }
 
-    /// Kills the worker's whole process group: the worker and what it started (what has
-    /// not left the group). Call it only before [`Self::reap`].
+    /// Kills the child's whole process group, and the child itself should it have left
+    /// the group: the child and what it started (in a PID namespace, everything it
+    /// started; outside one, what has not left the group). Call it only before
+    /// [`Self::reap`].
     pub(crate) fn kill_group(&self) {
-        // SAFETY: kill has no memory effects; the group is named by an unreaped pid.
+        // SAFETY: kill has no memory effects; group and process are named by an
+        // unreaped pid, which cannot have been reused.
         #[allow(unsafe_code)]
         unsafe {
             libc::kill(-self.pid, libc::SIGKILL);
+            libc::kill(self.pid, libc::SIGKILL);
         }
     }
 
@@ -165,42 +175,6 @@ impl ProcessWatch {
         unsafe {
             libc::waitpid(self.pid, &raw mut status, 0);
         }
-    }
-}
-
-/// In a worker: the host it serves, to learn whether it has gone.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct HostWatch {
-    host: libc::pid_t,
-}
-
-impl HostWatch {
-    /// Notes the host: this process's parent now.
-    pub(crate) fn now() -> Self {
-        Self { host: parent_pid() }
-    }
-
-    /// Whether the host has died (this process was handed to another parent).
-    pub(crate) fn host_gone(&self) -> bool {
-        parent_pid() != self.host || self.host == 1
-    }
-
-    /// Ends this worker's whole process group (this process included): what its plugin
-    /// started goes with it.
-    pub(crate) fn end_own_group(&self) {
-        // SAFETY: kill has no memory effects; group 0 is this process's own.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::kill(0, libc::SIGKILL);
-        }
-    }
-}
-
-fn parent_pid() -> libc::pid_t {
-    // SAFETY: getppid has no memory effects.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::getppid()
     }
 }
 

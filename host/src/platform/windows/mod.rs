@@ -1,5 +1,6 @@
 //! The Windows implementation of each concern (see the parent module).
 
+pub(crate) mod contain;
 pub(crate) mod file;
 pub(crate) mod link;
 pub(crate) mod memory;

@@ -32,13 +32,10 @@ const KILLED: u32 = 0xC0DE_0009;
 
 /// Starts `command` as a worker, without a console of its own (console events such as
 /// Ctrl-C are the host's to handle; it stops its workers itself).
-pub(crate) fn spawn_worker(mut command: Command) -> io::Result<Child> {
+pub(crate) fn spawn_child(mut command: Command) -> io::Result<Child> {
     command.creation_flags(CREATE_NO_WINDOW);
     command.spawn()
 }
-
-/// In a worker: nothing to do, the host's job object ends this process with the host.
-pub(crate) fn end_group_when_host_dies() {}
 
 /// A running worker in its job object: learn its end, kill it and what it started.
 #[derive(Debug)]
@@ -110,26 +107,6 @@ impl ProcessWatch {
 
     /// Nothing to reap on Windows: the handles close when this is dropped.
     pub(crate) fn reap(&self) {}
-}
-
-/// In a worker: its host. A worker never has to notice its host's death on Windows: the
-/// job object it runs in ends it then.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct HostWatch;
-
-impl HostWatch {
-    /// Notes the host.
-    pub(crate) fn now() -> Self {
-        Self
-    }
-
-    /// Whether the host has died: when it has, this process is ended with its job.
-    pub(crate) fn host_gone(&self) -> bool {
-        false
-    }
-
-    /// What this worker started ends with its job.
-    pub(crate) fn end_own_group(&self) {}
 }
 
 /// How a child process ended: its exit code, or what an NTSTATUS code says.

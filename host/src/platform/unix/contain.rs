@@ -1,0 +1,352 @@
+//! Containment of the host's children on Unix (workers and scanners, which run plugin
+//! code): a clean start, and a fence that ends everything the child starts when it ends.
+//!
+//! On Linux, where the kernel allows it (as root, or through an unprivileged user
+//! namespace), the child becomes three processes:
+//!
+//! ```text
+//! host ── warden (the host's child: waits, mirrors, never runs plugin code)
+//!           ├── init   (pid 1 of a new PID namespace: reaps orphans, nothing else)
+//!           └── worker (pid 2 there: runs the plugin)
+//! ```
+//!
+//! When the worker ends, the warden kills the namespace's init, and the kernel kills
+//! every process left in the namespace, whatever it did (`setsid` included); then the
+//! warden exits as the worker did (its exit code, or the signal that killed it), so the
+//! host sees the worker's own end. When the warden dies (the host killed it, or the host
+//! died and its parent-death signal fired), init and worker get SIGKILL from the kernel
+//! (their own parent-death signal), and the namespace goes with init. The worker is not
+//! the namespace's init because an init cannot be killed by its own signals: an
+//! `abort()` there would end as a segfault.
+//!
+//! Elsewhere (no namespaces: a container that forbids them, or another Unix), the child
+//! stays one process, the leader of its own session and process group, and a child
+//! subreaper: the host kills the group, and what the plugin started but left behind is
+//! reparented to the worker rather than lost, and dies with the group.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether this process runs inside a PID namespace of its own (its warden ends what it
+/// leaves behind), rather than as the leader of a process group that it must end itself.
+static IN_NAMESPACE: AtomicBool = AtomicBool::new(false);
+
+/// The test switch that keeps children out of namespaces, so the fallback is tested.
+const NO_NAMESPACES: &str = "PLUGIN_HOST_TEST_NO_NAMESPACES";
+
+/// Which fence holds a child of the host.
+#[derive(Debug, Clone)]
+pub(crate) struct Containment {
+    /// In words, for `status`: "PID namespace", or why there is none.
+    pub(crate) fence: String,
+    /// Whether the child holds capabilities it did not have before: those of the user
+    /// namespace it entered (all of them, there). It must drop them before plugin code
+    /// runs.
+    pub(crate) gained_capabilities: bool,
+}
+
+/// Starts a child of the host cleanly and fences it in, as the module says: descriptors
+/// from `keep` up are closed, core dumps are off, and the process is not dumpable (no
+/// process of the same user may read its memory or attach to it). Call it first, before
+/// any thread starts. Returns, in the process that goes on to run plugin code, which
+/// fence holds it.
+pub(crate) fn contain(keep: i32) -> Containment {
+    clean_start(keep);
+    super::process::end_group_when_host_dies();
+    #[cfg(target_os = "linux")]
+    let containment = match linux::enter_pid_namespace() {
+        Ok(user) => {
+            IN_NAMESPACE.store(true, Ordering::Release);
+            Containment {
+                fence: if user {
+                    "PID namespace (in a user namespace)".to_owned()
+                } else {
+                    "PID namespace".to_owned()
+                },
+                gained_capabilities: user,
+            }
+        }
+        Err(why) => fallback(&why),
+    };
+    #[cfg(not(target_os = "linux"))]
+    let containment = fallback("no PID namespaces on this system");
+    set_not_dumpable();
+    containment
+}
+
+/// Exits this child with `code`. Outside a namespace it first ends its process group,
+/// so what its plugin started goes with it (and a host that died cannot be relied on to).
+pub(crate) fn leave(code: i32) -> ! {
+    if !IN_NAMESPACE.load(Ordering::Acquire) {
+        // SAFETY: kill has no memory effects; group 0 is this process's own.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(0, libc::SIGKILL);
+        }
+    }
+    std::process::exit(code)
+}
+
+/// The fence without namespaces: the process group the host kills, and this process as
+/// the subreaper of what it starts.
+fn fallback(why: &str) -> Containment {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with these arguments only sets a flag of this process.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+    Containment {
+        fence: format!("process group and subreaper (no PID namespace: {why})"),
+        gained_capabilities: false,
+    }
+}
+
+fn clean_start(keep: i32) {
+    let keep = libc::c_uint::try_from(keep).unwrap_or(3);
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: close_range closes descriptors this process owns and nothing in it uses
+    // (it has just started); setrlimit reads the struct it is given.
+    #[allow(unsafe_code)]
+    unsafe {
+        #[cfg(target_os = "linux")]
+        libc::syscall(libc::SYS_close_range, keep, libc::c_uint::MAX, 0);
+        #[cfg(not(target_os = "linux"))]
+        for fd in keep..1024 {
+            libc::close(fd as libc::c_int);
+        }
+        libc::setrlimit(libc::RLIMIT_CORE, &raw const no_core);
+    }
+}
+
+fn set_not_dumpable() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with these arguments only sets a flag of this process.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
+/// This process's id as the host sees it (inside a PID namespace, `getpid` says 2; the
+/// `/proc` the host mounted says the truth).
+pub(crate) fn pid_for_host() -> u32 {
+    std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|target| target.to_str()?.parse().ok())
+        .unwrap_or_else(std::process::id)
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    //! The PID namespace, its init and the warden.
+
+    use std::io;
+
+    use super::NO_NAMESPACES;
+
+    /// Enters a new PID namespace (and IPC namespace), forks its init and the worker, and
+    /// returns in the worker (whether it is in a user namespace of its own); the calling
+    /// process becomes the warden and never returns.
+    pub(super) fn enter_pid_namespace() -> Result<bool, String> {
+        if std::env::var_os(NO_NAMESPACES).is_some() {
+            return Err(format!("{NO_NAMESPACES} is set"));
+        }
+        if threads() != 1 {
+            return Err("the program started threads before run_child_if_requested".into());
+        }
+        let user = unshare()?;
+        let alive = Pipe::new().map_err(|err| format!("pipe: {err}"))?;
+        // SAFETY: this process has one thread (checked above), so the child may run any
+        // code; fork has no memory effects on this process.
+        #[allow(unsafe_code)]
+        let init = unsafe { libc::fork() };
+        match init {
+            -1 => return Err(format!("fork: {}", io::Error::last_os_error())),
+            0 => run_init(&alive),
+            _ => {}
+        }
+        // SAFETY: as above.
+        #[allow(unsafe_code)]
+        let worker = unsafe { libc::fork() };
+        match worker {
+            -1 => {
+                let err = io::Error::last_os_error();
+                kill(init);
+                Err(format!("fork: {err}"))
+            }
+            0 => {
+                die_with_parent(&alive);
+                Ok(user)
+            }
+            _ => supervise(init, worker, alive),
+        }
+    }
+
+    /// How many threads this process runs.
+    fn threads() -> usize {
+        std::fs::read_dir("/proc/self/task").map_or(0, Iterator::count)
+    }
+
+    /// Unshares the PID and IPC namespaces, in a user namespace of its own when this
+    /// process may not do it alone; whether it took a user namespace.
+    fn unshare() -> Result<bool, String> {
+        let namespaces = libc::CLONE_NEWPID | libc::CLONE_NEWIPC;
+        // SAFETY: unshare has no memory effects; it changes the namespaces of this
+        // process's future children.
+        #[allow(unsafe_code)]
+        if unsafe { libc::unshare(namespaces) } == 0 {
+            return Ok(false);
+        }
+        let alone = io::Error::last_os_error();
+        // SAFETY: as above.
+        #[allow(unsafe_code)]
+        let unshared = unsafe { libc::unshare(namespaces | libc::CLONE_NEWUSER) } == 0;
+        if !unshared {
+            let err = io::Error::last_os_error();
+            return Err(format!("unshare: {alone}; with a user namespace: {err}"));
+        }
+        map_ids().map_err(|err| format!("mapping ids into the user namespace: {err}"))?;
+        Ok(true)
+    }
+
+    /// Maps this process's user and group to themselves in its new user namespace, so
+    /// files keep their owners as it sees them.
+    fn map_ids() -> io::Result<()> {
+        // SAFETY: getuid and getgid have no memory effects.
+        #[allow(unsafe_code)]
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        std::fs::write("/proc/self/setgroups", "deny")?;
+        std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
+        std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"))
+    }
+
+    /// A pipe whose write end only the warden keeps: its children see the read end hang
+    /// up when the warden is gone.
+    struct Pipe {
+        read: libc::c_int,
+        write: libc::c_int,
+    }
+
+    impl Pipe {
+        fn new() -> io::Result<Self> {
+            let mut fds = [0; 2];
+            // SAFETY: pipe2 writes two descriptors into the array it is given.
+            #[allow(unsafe_code)]
+            if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Self {
+                read: fds[0],
+                write: fds[1],
+            })
+        }
+    }
+
+    /// In a child of the warden: SIGKILL when the warden dies, and if it died already,
+    /// go now (the parent-death signal cannot be set for a parent that is gone).
+    fn die_with_parent(alive: &Pipe) {
+        // SAFETY: prctl sets a flag of this process; close and poll work on this
+        // process's own descriptors, poll writes only the struct it is given.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+            libc::close(alive.write);
+            let mut poll = libc::pollfd {
+                fd: alive.read,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if libc::poll(&raw mut poll, 1, 0) > 0 && poll.revents & libc::POLLHUP != 0 {
+                libc::_exit(1);
+            }
+            libc::close(alive.read);
+        }
+    }
+
+    /// The namespace's init: holds nothing, reaps whatever is reparented to it, ends
+    /// when the warden kills it (or dies).
+    fn run_init(alive: &Pipe) -> ! {
+        die_with_parent(alive);
+        // SAFETY: this process owns every descriptor it closes and uses none; the
+        // signal set is initialised by sigemptyset before use, and waitpid writes only
+        // the status it is given.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::syscall(libc::SYS_close_range, 0, libc::c_uint::MAX, 0);
+            let mut children: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&raw mut children);
+            libc::sigaddset(&raw mut children, libc::SIGCHLD);
+            libc::sigprocmask(libc::SIG_BLOCK, &raw const children, std::ptr::null_mut());
+            loop {
+                let mut status = 0;
+                while libc::waitpid(-1, &raw mut status, libc::WNOHANG) > 0 {}
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                libc::sigwaitinfo(&raw const children, &raw mut info);
+            }
+        }
+    }
+
+    /// The warden: waits for the worker, ends the namespace, exits as the worker did.
+    fn supervise(init: libc::pid_t, worker: libc::pid_t, alive: Pipe) -> ! {
+        // SAFETY: this process closes its own copies of descriptors its children use
+        // (the link, the library): it uses none of them; the pipe's write end stays
+        // open until it exits.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::close(alive.read);
+            let keep = libc::c_uint::try_from(alive.write).unwrap_or(0);
+            if keep > 3 {
+                libc::syscall(libc::SYS_close_range, 3, keep - 1, 0);
+            }
+            libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0);
+        }
+        let status = loop {
+            let mut status = 0;
+            // SAFETY: waitpid writes only the status it is given.
+            #[allow(unsafe_code)]
+            let ended = unsafe { libc::waitpid(-1, &raw mut status, 0) };
+            if ended == worker {
+                break status;
+            }
+            if ended == -1 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                // No children left: the worker is gone without a word (cannot happen).
+                break 0;
+            }
+        };
+        kill(init);
+        mirror(status)
+    }
+
+    fn kill(pid: libc::pid_t) {
+        let mut status = 0;
+        // SAFETY: kill and waitpid have no memory effects beyond the status written.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, &raw mut status, 0);
+        }
+    }
+
+    /// Ends this process the way the worker ended (`status` from waitpid).
+    fn mirror(status: libc::c_int) -> ! {
+        // SAFETY: signal, sigprocmask and kill change only this process's signal state
+        // and deliver the signal to it; _exit ends it.
+        #[allow(unsafe_code)]
+        unsafe {
+            if libc::WIFSIGNALED(status) {
+                let signal = libc::WTERMSIG(status);
+                libc::signal(signal, libc::SIG_DFL);
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&raw mut set);
+                libc::sigaddset(&raw mut set, signal);
+                libc::sigprocmask(libc::SIG_UNBLOCK, &raw const set, std::ptr::null_mut());
+                libc::kill(libc::getpid(), signal);
+                libc::_exit(128 + signal);
+            }
+            libc::_exit(libc::WEXITSTATUS(status))
+        }
+    }
+}

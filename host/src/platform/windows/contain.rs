@@ -1,0 +1,30 @@
+//! Containment of the host's children on Windows (workers; scanners are not fenced
+//! here): the host puts each worker in a Job object that kills everything in it when the
+//! job is closed or the host dies, so a child has only to start clean.
+
+/// Which fence holds a child of the host.
+#[derive(Debug, Clone)]
+pub(crate) struct Containment {
+    /// In words, for `status`.
+    pub(crate) fence: String,
+    /// Never on Windows: no capabilities to gain.
+    pub(crate) gained_capabilities: bool,
+}
+
+/// Starts a child of the host: its Job object is the host's to make.
+pub(crate) fn contain(_keep: i32) -> Containment {
+    Containment {
+        fence: "Job object (kill on close)".to_owned(),
+        gained_capabilities: false,
+    }
+}
+
+/// Exits this child with `code`: what it started ends with its Job object.
+pub(crate) fn leave(code: i32) -> ! {
+    std::process::exit(code)
+}
+
+/// This process's id as the host sees it.
+pub(crate) fn pid_for_host() -> u32 {
+    std::process::id()
+}
