@@ -10,6 +10,7 @@ mod compat;
 mod containment;
 mod coordinator;
 mod embedding;
+mod fence;
 mod hardening;
 mod isolation;
 mod lazy_loading;

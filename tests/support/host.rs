@@ -24,11 +24,23 @@ impl RunningHost {
 
     /// As [`Self::start`], with extra environment variables.
     pub fn start_with_env(sandbox: &Sandbox, config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with(sandbox, config, |command| {
+            command.envs(env.iter().copied());
+        })
+    }
+
+    /// As [`Self::start`], with the command set up further by `configure` (environment,
+    /// descriptors, another user) before it starts.
+    pub fn start_with(
+        sandbox: &Sandbox,
+        config: &str,
+        configure: impl FnOnce(&mut Command),
+    ) -> Self {
         use std::io::BufRead;
         let config = sandbox.write_config(config);
-        let mut child = sandbox
-            .host()
-            .envs(env.iter().copied())
+        let mut command = sandbox.host();
+        configure(&mut command);
+        let mut child = command
             .arg("--config")
             .arg(&config)
             .arg("run")

@@ -143,9 +143,11 @@ fn fence(
 
 #[cfg(unix)]
 fn drop_gained_capabilities() -> Result<(), String> {
-    crate::platform::drop_capabilities().map_err(|why| {
-        format!("the capabilities of its user namespace could not be dropped: {why}")
-    })
+    crate::platform::drop_capabilities()
+        .map(drop)
+        .map_err(|why| {
+            format!("the capabilities of its user namespace could not be dropped: {why}")
+        })
 }
 
 #[cfg(not(unix))]

@@ -9,29 +9,49 @@ use std::io;
 const SETS: [&str; 5] = ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"];
 
 /// Drops every capability from every set (bounding, ambient, inheritable, permitted,
-/// effective) and locks the secure bits that would give them back to a root process.
+/// effective) and locks the secure bits that would give them back to a root process;
+/// what it did, in words.
+///
+/// An unprivileged process cannot empty its bounding set (that takes `CAP_SETPCAP`),
+/// and needs not: the set only limits what running a program could grant, and
+/// `no_new_privs` (which every sandbox sets) grants nothing.
 ///
 /// # Errors
 ///
 /// A set that is not empty afterwards, named.
-pub(crate) fn drop_capabilities() -> Result<(), String> {
+pub(crate) fn drop_capabilities() -> Result<String, String> {
     #[cfg(target_os = "linux")]
-    linux::drop_all();
-    let held = held().map_err(|err| format!("cannot read /proc/self/status: {err}"))?;
-    if held.is_empty() {
-        Ok(())
+    let bounding_dropped = linux::drop_all();
+    #[cfg(not(target_os = "linux"))]
+    let bounding_dropped = true;
+    let sets: &[&str] = if bounding_dropped {
+        &SETS
     } else {
-        Err(format!("capabilities still held: {}", held.join(", ")))
+        &SETS_BUT_BOUNDING
+    };
+    let held = held(sets).map_err(|err| format!("cannot read /proc/self/status: {err}"))?;
+    if !held.is_empty() {
+        return Err(format!("capabilities still held: {}", held.join(", ")));
     }
+    Ok(if bounding_dropped {
+        "no capabilities".to_owned()
+    } else {
+        "no capabilities (an unprivileged bounding set, inert under no_new_privs)".to_owned()
+    })
 }
 
-/// The capability sets that are not empty, as `Set=mask`.
-pub(crate) fn held() -> io::Result<Vec<String>> {
+/// The sets but the bounding one.
+const SETS_BUT_BOUNDING: [&str; 4] = ["CapInh", "CapPrm", "CapEff", "CapAmb"];
+
+/// Which of `sets` are not empty, as `Set=mask`.
+fn held(sets: &[&str]) -> io::Result<Vec<String>> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     Ok(status
         .lines()
         .filter_map(|line| line.split_once(':'))
-        .filter(|(name, mask)| SETS.contains(name) && !mask.trim().trim_start_matches('0').is_empty())
+        .filter(|(name, mask)| {
+            sets.contains(name) && !mask.trim().trim_start_matches('0').is_empty()
+        })
         .map(|(name, mask)| format!("{name}={}", mask.trim()))
         .collect())
 }
@@ -41,9 +61,10 @@ mod linux {
     /// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets in two 32-bit halves.
     const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-    /// `SECBIT_NOROOT`, `SECBIT_NO_SETUID_FIXUP` and `SECBIT_KEEP_CAPS`, with their locks:
-    /// root gets no capabilities from running a program, and none of this can be undone.
-    const SECURE_BITS: libc::c_ulong = 0b0010_1111;
+    /// `SECBIT_NOROOT`, `SECBIT_NO_SETUID_FIXUP` and `SECBIT_NO_CAP_AMBIENT_RAISE` set,
+    /// `SECBIT_KEEP_CAPS` clear, each locked: root gets no capabilities from running a
+    /// program, and none of this can be undone.
+    const SECURE_BITS: libc::c_ulong = 0b1110_1111;
 
     #[repr(C)]
     struct Header {
@@ -59,7 +80,9 @@ mod linux {
         inheritable: u32,
     }
 
-    pub(super) fn drop_all() {
+    /// Drops everything; whether the bounding set could be emptied.
+    pub(super) fn drop_all() -> bool {
+        let mut bounding_dropped = true;
         // SAFETY: prctl with these arguments changes only this process's capabilities;
         // capset reads the header and the two data structs it is given.
         #[allow(unsafe_code)]
@@ -67,10 +90,11 @@ mod linux {
             // The bounding set first (it needs CAP_SETPCAP, which goes last): every
             // capability the kernel knows, until it says there is no such capability.
             for capability in 0..64 {
-                if libc::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0) != 0
-                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL)
-                {
-                    break;
+                if libc::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0) != 0 {
+                    match std::io::Error::last_os_error().raw_os_error() {
+                        Some(libc::EINVAL) => break,
+                        _ => bounding_dropped = false,
+                    }
                 }
             }
             libc::prctl(
@@ -92,5 +116,6 @@ mod linux {
             }; 2];
             libc::syscall(libc::SYS_capset, &raw const header, none.as_ptr());
         }
+        bounding_dropped
     }
 }
