@@ -70,9 +70,9 @@ impl Bucket {
 /// Every component's log bucket, and the count of records dropped.
 #[derive(Default)]
 pub(crate) struct LogLimits {
-    /// Component name -> its bucket. Keys come from registration only, never from what a
-    /// plugin sends, so the map cannot grow at a plugin's will.
-    buckets: Mutex<HashMap<String, Arc<Mutex<Bucket>>>>,
+    /// Component name -> its plugin and its bucket. Keys come from registration only,
+    /// never from what a plugin sends, so the map cannot grow at a plugin's will.
+    buckets: Mutex<HashMap<String, (String, Arc<Mutex<Bucket>>)>>,
     /// Per plugin, for records that name no registered component.
     plugin_buckets: Mutex<HashMap<String, Arc<Mutex<Bucket>>>>,
     suppressed: Mutex<HashMap<String, Arc<AtomicU64>>>,
@@ -89,7 +89,7 @@ impl LogLimits {
     pub(crate) fn register(&self, plugin: &str, component: &str, rate: LogRate) {
         self.buckets.lock().insert(
             component.to_owned(),
-            Arc::new(Mutex::new(Bucket::new(rate))),
+            (plugin.to_owned(), Arc::new(Mutex::new(Bucket::new(rate)))),
         );
         self.plugin_buckets
             .lock()
@@ -101,9 +101,14 @@ impl LogLimits {
             .or_default();
     }
 
+    /// The bucket a record of `plugin` naming `component` counts against, and the
+    /// component it is logged under: the one named if it is `plugin`'s own, else none
+    /// (a plugin cannot log under another plugin's component).
     fn bucket(&self, plugin: &str, component: &str) -> Option<(String, Arc<Mutex<Bucket>>)> {
-        if let Some(bucket) = self.buckets.lock().get(component) {
-            return Some((component.to_owned(), Arc::clone(bucket)));
+        if let Some((owner, bucket)) = self.buckets.lock().get(component) {
+            if owner == plugin {
+                return Some((component.to_owned(), Arc::clone(bucket)));
+            }
         }
         self.plugin_buckets
             .lock()
@@ -126,7 +131,7 @@ impl LogLimits {
             .buckets
             .lock()
             .iter()
-            .map(|(name, bucket)| (name.clone(), Arc::clone(bucket)))
+            .map(|(name, (_, bucket))| (name.clone(), Arc::clone(bucket)))
             .collect();
         for (component, bucket) in buckets {
             let pending = std::mem::take(&mut bucket.lock().pending);
@@ -207,11 +212,13 @@ impl LogSink for PluginLogSink {
             std::mem::take(&mut bucket.pending)
         };
         report_suppressed(&known, pending);
+        // Its own words, as one line each: a line break cannot start a forged record.
+        let (target, message) = (printable(target.as_str()), printable(message.as_str()));
         at_level!(
             level,
             event!(
                 plugin = %self.plugin,
-                component = %component,
+                component = %known,
                 module = %target,
                 "{}",
                 message
@@ -254,6 +261,32 @@ mod tests {
         assert!(bucket.pending >= 94);
         std::thread::sleep(std::time::Duration::from_millis(250));
         assert!(bucket.admit(), "refilled after a quarter second");
+    }
+
+    #[test]
+    fn a_record_naming_another_plugins_component_is_not_logged_under_it() {
+        let limits = Arc::new(LogLimits::default());
+        let rate = LogRate {
+            per_second: 0,
+            burst: 0,
+        };
+        limits.register("victim", "ledger", rate);
+        limits.register("hostile", "hostile", rate);
+        let (own, _) = limits.bucket("hostile", "hostile").expect("its own");
+        assert_eq!(own, "hostile");
+        let (claimed, _) = limits
+            .bucket("hostile", "ledger")
+            .expect("its plugin's bucket");
+        assert_eq!(claimed, "", "another plugin's component is not taken");
+        let (theirs, _) = limits.bucket("victim", "ledger").expect("the owner's");
+        assert_eq!(theirs, "ledger");
+    }
+
+    #[test]
+    fn a_line_break_in_a_record_is_written_as_an_escape() {
+        assert_eq!(printable("plain text"), "plain text");
+        assert_eq!(printable("a\nforged"), "a\\nforged");
+        assert_eq!(printable("bell\u{7}"), "bell\\u{7}");
     }
 
     #[test]
