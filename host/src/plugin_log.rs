@@ -67,12 +67,15 @@ impl Bucket {
     }
 }
 
+/// A component's bucket and the plugin it belongs to.
+type OwnedBucket = (String, Arc<Mutex<Bucket>>);
+
 /// Every component's log bucket, and the count of records dropped.
 #[derive(Default)]
 pub(crate) struct LogLimits {
     /// Component name -> its plugin and its bucket. Keys come from registration only,
     /// never from what a plugin sends, so the map cannot grow at a plugin's will.
-    buckets: Mutex<HashMap<String, (String, Arc<Mutex<Bucket>>)>>,
+    buckets: Mutex<HashMap<String, OwnedBucket>>,
     /// Per plugin, for records that name no registered component.
     plugin_buckets: Mutex<HashMap<String, Arc<Mutex<Bucket>>>>,
     suppressed: Mutex<HashMap<String, Arc<AtomicU64>>>,
