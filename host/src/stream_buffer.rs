@@ -23,8 +23,9 @@ pub(crate) const MAX_BYTES: usize = 4 << 20;
 /// What happens when the consumer takes an item or goes: an isolated stream grants its
 /// worker credit, or cancels it.
 pub(crate) trait Consumer: Send + Sync {
-    /// The consumer took an item: there is room for one more.
-    fn took(&self);
+    /// The consumer took an item of `len` bytes: there is room for one more (`drained`:
+    /// the buffer is empty now).
+    fn took(&self, len: usize, drained: bool);
     /// The consumer went.
     fn gone(&self);
 }
@@ -129,10 +130,11 @@ impl<E> StreamQueue<E> {
         let mut state = self.state.lock();
         if let Some(item) = state.items.pop_front() {
             state.bytes -= item.len();
+            let drained = state.items.is_empty();
             drop(state);
             self.room.notify_one();
             if let Some(consumer) = self.consumer.lock().as_ref() {
-                consumer.took();
+                consumer.took(item.len(), drained);
             }
             return Poll::Ready(Some(Ok(item)));
         }

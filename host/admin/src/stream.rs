@@ -48,15 +48,25 @@ impl Framing {
         }
     }
 
-    /// One item, as JSON: passed through when it is JSON, else as a JSON string.
-    fn item(self, item: &[u8]) -> Bytes {
-        let json = if serde_json::from_slice::<serde::de::IgnoredAny>(item).is_ok() {
-            item.to_vec()
+    /// One item, as JSON: passed through when it is JSON, else as a JSON string; in as
+    /// many pieces as keep it from being copied (a large item is the plugin's bytes,
+    /// moved, not copied twice into a frame).
+    fn item(self, item: Vec<u8>) -> Vec<Bytes> {
+        let json = if serde_json::from_slice::<serde::de::IgnoredAny>(&item).is_ok() {
+            item
         } else {
-            let text = serde_json::Value::String(String::from_utf8_lossy(item).into_owned());
+            let text = serde_json::Value::String(String::from_utf8_lossy(&item).into_owned());
             serde_json::to_vec(&text).unwrap_or_default()
         };
-        self.frame(None, &json)
+        match self {
+            // A JSON value from serde has no raw newline in it.
+            Self::NdJson => vec![Bytes::from(json), Bytes::from_static(b"\n")],
+            Self::Events => vec![
+                Bytes::from_static(b"data: "),
+                Bytes::from(json),
+                Bytes::from_static(b"\n\n"),
+            ],
+        }
     }
 
     /// The error that ended the stream.
@@ -120,12 +130,13 @@ pub(super) async fn stream(
     let framing = Framing::of(&headers);
     // Each item becomes one chunk as it comes; when the client goes, axum drops the
     // body, the body drops the stream, and the stream's code is told to stop.
-    let chunks = items.map(move |item| {
-        Ok::<_, std::convert::Infallible>(match item {
-            Ok(item) => framing.item(&item),
-            Err(err) => framing.error(&err),
+    let chunks = items
+        .map(move |item| match item {
+            Ok(item) => framing.item(item),
+            Err(err) => vec![framing.error(&err)],
         })
-    });
+        .flat_map(futures::stream::iter)
+        .map(Ok::<_, std::convert::Infallible>);
     (
         StatusCode::OK,
         [

@@ -15,6 +15,7 @@
 //! memory budget; an idle worker exits after `min_idle`; a changed file is taken up by a
 //! new worker while the old one finishes its calls.
 
+mod credits;
 mod instance;
 mod monitor;
 mod pool;

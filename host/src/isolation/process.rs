@@ -18,6 +18,7 @@ use parking_lot::{Condvar, Mutex};
 use plugin_api::{ffi::MetricBox, PluginError};
 
 use super::{
+    credits::Credits,
     monitor::Watch,
     spawn::{self, Spawn},
     FaultKind,
@@ -64,52 +65,8 @@ impl Answer {
     }
 }
 
-/// Grants a worker's stream more credit as its consumer reads, in batches, and cancels it
-/// when the consumer goes.
-struct Credits {
-    worker: std::sync::Weak<WorkerProcess>,
-    req: u64,
-    taken: std::sync::atomic::AtomicU32,
-    /// Items the worker may still send: an item past it breaks the protocol.
-    window: std::sync::atomic::AtomicI64,
-}
-
-impl Credits {
-    /// One item came: false if the worker had no credit left for it.
-    fn spend(&self) -> bool {
-        self.window.fetch_sub(1, Ordering::AcqRel) > 0
-    }
-}
-
 /// An open stream of a worker's: where its items go, and the credit it has.
 type OpenStream = (Arc<dyn ItemSink>, Arc<Credits>);
-
-/// Items read before the worker is told it may send that many more.
-const CREDIT_BATCH: u32 = 16;
-
-impl Consumer for Credits {
-    fn took(&self) {
-        let taken = self.taken.fetch_add(1, Ordering::AcqRel) + 1;
-        if taken < CREDIT_BATCH {
-            return;
-        }
-        self.taken.fetch_sub(taken, Ordering::AcqRel);
-        // Granted here before the worker hears of it: its items never outrun the window.
-        self.window.fetch_add(i64::from(taken), Ordering::AcqRel);
-        if let Some(worker) = self.worker.upgrade() {
-            worker.send_later(ToWorker::Credit {
-                req: self.req,
-                n: taken,
-            });
-        }
-    }
-
-    fn gone(&self) {
-        if let Some(worker) = self.worker.upgrade() {
-            worker.send_later(ToWorker::Cancel { req: self.req });
-        }
-    }
-}
 
 /// Why a request to a worker failed.
 pub(crate) enum Failure {
@@ -414,13 +371,7 @@ impl WorkerProcess {
         input: &[u8],
         items: Arc<dyn ItemSink>,
     ) -> Result<(), Failure> {
-        let credit = u32::try_from(crate::stream_buffer::MAX_ITEMS).unwrap_or(u32::MAX);
-        let credits = Arc::new(Credits {
-            worker: Arc::downgrade(self),
-            req,
-            taken: std::sync::atomic::AtomicU32::new(0),
-            window: std::sync::atomic::AtomicI64::new(i64::from(credit)),
-        });
+        let credits = Arc::new(Credits::new(self, req));
         items.set_consumer(Arc::clone(&credits) as Arc<dyn Consumer>);
         self.streams.lock().insert(req, (items, credits));
         tracing::debug!(plugin = %self.plugin, pid = self.pid, req, method, "stream opened");
@@ -429,7 +380,8 @@ impl WorkerProcess {
             instance,
             method: method.to_owned(),
             input: input.to_vec(),
-            credit,
+            credit: super::credits::WINDOW.0,
+            credit_bytes: super::credits::WINDOW.1,
         };
         let answer = self.ask(req, Expect::StreamEnd, &message);
         self.streams.lock().remove(&req);
@@ -448,7 +400,7 @@ impl WorkerProcess {
     }
 
     /// Sends `message` from a plugin thread (never an async worker: a write may wait).
-    fn send_later(self: &Arc<Self>, message: ToWorker) {
+    pub(super) fn send_later(self: &Arc<Self>, message: ToWorker) {
         let worker = Arc::clone(self);
         self.executor.execute(move || {
             if !worker.has_exited() {
@@ -678,7 +630,7 @@ impl WorkerProcess {
             FromWorker::Item { req, item } => {
                 let sink = self.streams.lock().get(&req).cloned();
                 match sink {
-                    Some((_, credits)) if !credits.spend() => self.breach(&format!(
+                    Some((_, credits)) if !credits.spend(item.len()) => self.breach(&format!(
                         "it sent an item of stream {req} beyond the credit it was given"
                     )),
                     // A consumer that went is told by a Cancel already on its way.

@@ -39,7 +39,7 @@ pub(crate) enum ToWorker {
     /// Drop `instance`; answered once its `Drop` returned.
     Drop { req: u64, instance: u64 },
     /// Open a stream of `method` on `instance` as request `req`; the worker may send
-    /// `credit` items before it is given more.
+    /// `credit` items and `credit_bytes` bytes (by [`charge`]) before it is given more.
     Stream {
         req: u64,
         instance: u64,
@@ -47,13 +47,22 @@ pub(crate) enum ToWorker {
         #[serde(with = "serde_bytes")]
         input: Vec<u8>,
         credit: u32,
+        credit_bytes: u64,
     },
-    /// The consumer of stream `req` took items: `n` more may come.
-    Credit { req: u64, n: u32 },
+    /// The consumer of stream `req` took items: `n` more items and `bytes` more bytes may
+    /// come.
+    Credit { req: u64, n: u32, bytes: u64 },
     /// The consumer of stream `req` has gone: its sink says so from now on.
     Cancel { req: u64 },
     /// The answer to the worker's request `req`.
     Reply { req: u64, reply: Reply },
+}
+
+/// What an item of `len` bytes costs of a stream's byte credit, whose whole window is
+/// `window` bytes: its size, or the whole window for an item larger than it (which is sent
+/// alone, once everything before it has been taken).
+pub(crate) fn charge(len: usize, window: u64) -> u64 {
+    u64::try_from(len).unwrap_or(u64::MAX).min(window)
 }
 
 /// From a worker to the host.

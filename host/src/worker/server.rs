@@ -72,8 +72,9 @@ impl Server {
                 method,
                 input,
                 credit,
-            } => self.stream(req, instance, method, input, credit),
-            ToWorker::Credit { req, n } => self.streams.grant(req, n),
+                credit_bytes,
+            } => self.stream(req, instance, method, input, (credit, credit_bytes)),
+            ToWorker::Credit { req, n, bytes } => self.streams.grant(req, n, bytes),
             ToWorker::Cancel { req } => self.streams.cancel(req),
             ToWorker::Reply { req, reply } => self.conn.answered(req, reply),
         }
@@ -123,7 +124,7 @@ impl Server {
         });
     }
 
-    fn stream(&self, req: u64, instance: u64, method: String, input: Vec<u8>, credit: u32) {
+    fn stream(&self, req: u64, instance: u64, method: String, input: Vec<u8>, credit: (u32, u64)) {
         let (conn, instances) = (Arc::clone(&self.conn), Arc::clone(&self.instances));
         let state = self.streams.open(req, credit);
         let (streams, max_reply) = (Arc::clone(&self.streams), self.max_reply);

@@ -1,5 +1,7 @@
 //! The worker's open streams: each item goes to the host as a frame once the host has
-//! given credit for it, and a cancelled stream's next (or waiting) send fails.
+//! given credit for it, in items and in bytes (`protocol::charge`; the host keeps the
+//! same account and kills a worker that sends past it), and a cancelled stream's next
+//! (or waiting) send fails.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -7,14 +9,24 @@ use abi_stable::std_types::RVec;
 use parking_lot::{Condvar, Mutex};
 
 use super::conn::Conn;
-use crate::protocol::FromWorker;
+use crate::protocol::{charge, FromWorker};
 
-/// What the host allows one stream: how many items it may still send, and whether its
-/// consumer has gone.
+/// What the host allows one stream now.
+#[derive(Debug, Default)]
+struct Allowed {
+    items: u32,
+    bytes: u64,
+    /// Its consumer has gone.
+    cancelled: bool,
+}
+
+/// What the host allows one stream: how many items and bytes it may still send (of a
+/// window of `window_bytes`), and whether its consumer has gone.
 #[derive(Default)]
 pub(super) struct StreamCredit {
-    state: Mutex<(u32, bool)>,
+    state: Mutex<Allowed>,
     changed: Condvar,
+    window_bytes: u64,
     /// An item was larger than `[limits] max_reply`: the stream ends with that error.
     too_large: Mutex<Option<u64>>,
 }
@@ -33,10 +45,17 @@ pub(super) struct OpenStreams {
 }
 
 impl OpenStreams {
-    /// Opens stream `req` with `credit` items.
-    pub(super) fn open(&self, req: u64, credit: u32) -> Arc<StreamCredit> {
-        let state = Arc::new(StreamCredit::default());
-        state.state.lock().0 = credit;
+    /// Opens stream `req` with `credit` (items, bytes), its whole window.
+    pub(super) fn open(&self, req: u64, credit: (u32, u64)) -> Arc<StreamCredit> {
+        let state = Arc::new(StreamCredit {
+            state: Mutex::new(Allowed {
+                items: credit.0,
+                bytes: credit.1,
+                cancelled: false,
+            }),
+            window_bytes: credit.1,
+            ..StreamCredit::default()
+        });
         self.open.lock().insert(req, Arc::clone(&state));
         state
     }
@@ -46,10 +65,13 @@ impl OpenStreams {
         self.open.lock().remove(&req);
     }
 
-    /// The host granted stream `req` `n` more items.
-    pub(super) fn grant(&self, req: u64, n: u32) {
+    /// The host granted stream `req` `n` more items and `bytes` more bytes.
+    pub(super) fn grant(&self, req: u64, n: u32, bytes: u64) {
         if let Some(state) = self.open.lock().get(&req) {
-            state.state.lock().0 += n;
+            let mut allowed = state.state.lock();
+            allowed.items = allowed.items.saturating_add(n);
+            allowed.bytes = allowed.bytes.saturating_add(bytes);
+            drop(allowed);
             state.changed.notify_all();
         }
     }
@@ -57,7 +79,7 @@ impl OpenStreams {
     /// The consumer of stream `req` has gone.
     pub(super) fn cancel(&self, req: u64) {
         if let Some(state) = self.open.lock().get(&req) {
-            state.state.lock().1 = true;
+            state.state.lock().cancelled = true;
             state.changed.notify_all();
         }
     }
@@ -78,14 +100,16 @@ impl plugin_api::ffi::StreamSinkObj for StreamFrames {
             *self.credit.too_large.lock() = Some(item.len() as u64);
             return false;
         }
+        let cost = charge(item.len(), self.credit.window_bytes);
         let mut state = self.credit.state.lock();
-        while state.0 == 0 && !state.1 {
+        while (state.items == 0 || state.bytes < cost) && !state.cancelled {
             self.credit.changed.wait(&mut state);
         }
-        if state.1 {
+        if state.cancelled {
             return false;
         }
-        state.0 -= 1;
+        state.items -= 1;
+        state.bytes -= cost;
         drop(state);
         self.conn.send(&FromWorker::Item {
             req: self.req,
