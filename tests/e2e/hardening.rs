@@ -5,7 +5,7 @@
 //! input and output cannot reach the worker's link.
 
 use plugin_host::{CallError, FaultKind};
-use plugin_host_tests::{host, wait_for, wait_for_async, RunningHost, Sandbox};
+use plugin_host_tests::{alive, descendants, host, wait_for, wait_for_async, RunningHost, Sandbox};
 
 const ROGUE: &str = "[components.rogue]\nisolation = \"process\"\ntimeout = \"60s\"\n";
 
@@ -15,17 +15,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
 }
 
 async fn pid(host: &plugin_host::Host) -> u32 {
@@ -148,27 +137,75 @@ fn a_program_a_worker_started_ends_with_the_worker() {
 }
 
 #[test]
+fn a_program_that_leaves_its_session_still_ends_with_its_worker() {
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-rogue"]);
+        let host = host(&sandbox, ROGUE).await;
+        let worker = pid(&host).await;
+        let daemon: u32 = host
+            .call_json("rogue", "spawn_detached", &())
+            .await
+            .expect("spawn");
+        assert!(alive(daemon));
+        let status = host
+            .coordinator()
+            .components()
+            .into_iter()
+            .find(|c| c.name == "rogue")
+            .expect("rogue");
+        assert!(
+            status
+                .fence
+                .as_deref()
+                .is_some_and(|f| f.starts_with("PID namespace")),
+            "{:?}",
+            status.fence
+        );
+        host.coordinator()
+            .evict("rogue", false)
+            .await
+            .expect("evict");
+        wait_for("the worker to retire", || (!alive(worker)).then_some(()));
+        wait_for("the program in a session of its own to go with it", || {
+            (!alive(daemon)).then_some(())
+        });
+        host.shutdown().await;
+    });
+}
+
+/// Runs of the host killed with SIGKILL: each must leave nothing behind.
+const SIGKILL_RUNS: usize = 100;
+
+#[test]
 fn a_host_killed_with_sigkill_takes_its_workers_and_their_programs_with_it() {
     let sandbox = Sandbox::with_plugins(&["fixture-rogue"]);
     let config = format!("[admin]\nlisten = \"127.0.0.1:0\"\n{ROGUE}");
-    let host = RunningHost::start(&sandbox, &config);
-    let (status, worker) = host.call("rogue", "pid", "null");
-    let worker = worker.unwrap_or_else(|err| panic!("{status}: {err:?}"));
-    let (status, sleeper) = host.call("rogue", "spawn", "null");
-    let sleeper = sleeper.unwrap_or_else(|err| panic!("{status}: {err:?}"));
-    let (worker, sleeper) = (
-        u32::try_from(worker.as_u64().expect("pid")).expect("pid"),
-        u32::try_from(sleeper.as_u64().expect("pid")).expect("pid"),
-    );
-    assert!(alive(worker) && alive(sleeper));
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", &host.pid().to_string()])
-        .status();
-    wait_for(
-        "the worker and the program it started to die with the host",
-        || (!alive(worker) && !alive(sleeper)).then_some(()),
-    );
-    drop(host);
+    let pid_of = |host: &RunningHost, method: &str| {
+        let (status, pid) = host.call("rogue", method, "null");
+        let pid = pid.unwrap_or_else(|err| panic!("{status}: {err:?}"));
+        u32::try_from(pid.as_u64().expect("pid")).expect("pid")
+    };
+    for run in 0..SIGKILL_RUNS {
+        let host = RunningHost::start(&sandbox, &config);
+        let programs = [
+            pid_of(&host, "pid"),
+            pid_of(&host, "spawn"),
+            pid_of(&host, "spawn_detached"),
+        ];
+        let left = descendants(host.pid());
+        assert!(
+            programs.iter().all(|p| left.contains(p)),
+            "run {run}: {programs:?} among {left:?}"
+        );
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &host.pid().to_string()])
+            .status();
+        wait_for(
+            &format!("run {run}: everything the host started ({left:?}) to die with it"),
+            || left.iter().all(|p| !alive(*p)).then_some(()),
+        );
+        drop(host);
+    }
 }
 
 #[test]

@@ -22,7 +22,7 @@ pub use self::{
     host::RunningHost,
     isolated::isolated,
     output::{listed, stdout_json, success_stdout},
-    process::rss_of,
+    process::{alive, descendants, rss_of},
     sandbox::Sandbox,
     trace::LoadTrace,
     wait::{wait_for, wait_for_async, DEADLINE},

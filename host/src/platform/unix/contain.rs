@@ -6,18 +6,20 @@
 //!
 //! ```text
 //! host ── warden (the host's child: waits, mirrors, never runs plugin code)
-//!           ├── init   (pid 1 of a new PID namespace: reaps orphans, nothing else)
-//!           └── worker (pid 2 there: runs the plugin)
+//!           └── init (pid 1 of a new PID namespace: waits, reaps, nothing else)
+//!                 └── worker (pid 2 there: runs the plugin)
 //! ```
 //!
-//! When the worker ends, the warden kills the namespace's init, and the kernel kills
-//! every process left in the namespace, whatever it did (`setsid` included); then the
-//! warden exits as the worker did (its exit code, or the signal that killed it), so the
-//! host sees the worker's own end. When the warden dies (the host killed it, or the host
-//! died and its parent-death signal fired), init and worker get SIGKILL from the kernel
-//! (their own parent-death signal), and the namespace goes with init. The worker is not
-//! the namespace's init because an init cannot be killed by its own signals: an
-//! `abort()` there would end as a segfault.
+//! When the worker ends, init tells the warden how and exits, and the kernel kills every
+//! process left in the namespace, whatever it did (`setsid` included); then the warden
+//! exits as the worker did (its exit code, or the signal that killed it), so the host sees
+//! the worker's own end. When the warden dies (the host killed its group, or the host
+//! died and its parent-death signal fired), init gets SIGKILL from the kernel (its own
+//! parent-death signal), and the namespace goes with it. Every process in the namespace
+//! is init's child or reparented to it, so init reaps them all as the namespace ends and
+//! the teardown never waits on another reaper. The worker is not the namespace's init
+//! because an init cannot be killed by its own signals: an `abort()` there would end as
+//! a segfault.
 //!
 //! Elsewhere (no namespaces: a container that forbids them, or another Unix), the child
 //! stays one process, the leader of its own session and process group, and a child
@@ -147,9 +149,9 @@ mod linux {
 
     use super::NO_NAMESPACES;
 
-    /// Enters a new PID namespace (and IPC namespace), forks its init and the worker, and
-    /// returns in the worker (whether it is in a user namespace of its own); the calling
-    /// process becomes the warden and never returns.
+    /// Enters a new PID namespace (and IPC namespace), forks its init, which forks the
+    /// worker, and returns in the worker (whether it is in a user namespace of its own);
+    /// the calling process becomes the warden and never returns.
     pub(super) fn enter_pid_namespace() -> Result<bool, String> {
         if std::env::var_os(NO_NAMESPACES).is_some() {
             return Err(format!("{NO_NAMESPACES} is set"));
@@ -159,29 +161,19 @@ mod linux {
         }
         let user = unshare()?;
         let alive = Pipe::new().map_err(|err| format!("pipe: {err}"))?;
+        let report = Pipe::new().map_err(|err| format!("pipe: {err}"))?;
         // SAFETY: this process has one thread (checked above), so the child may run any
         // code; fork has no memory effects on this process.
         #[allow(unsafe_code)]
         let init = unsafe { libc::fork() };
         match init {
-            -1 => return Err(format!("fork: {}", io::Error::last_os_error())),
-            0 => run_init(&alive),
-            _ => {}
-        }
-        // SAFETY: as above.
-        #[allow(unsafe_code)]
-        let worker = unsafe { libc::fork() };
-        match worker {
-            -1 => {
-                let err = io::Error::last_os_error();
-                kill(init);
-                Err(format!("fork: {err}"))
-            }
+            -1 => Err(format!("fork: {}", io::Error::last_os_error())),
             0 => {
                 die_with_parent(&alive);
+                run_init(&report);
                 Ok(user)
             }
-            _ => supervise(init, worker, alive),
+            _ => supervise(init, &alive, &report),
         }
     }
 
@@ -223,8 +215,9 @@ mod linux {
         std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"))
     }
 
-    /// A pipe whose write end only the warden keeps: its children see the read end hang
-    /// up when the warden is gone.
+    /// A pipe between the warden and init: `alive`, whose write end only the warden
+    /// keeps (init sees it hang up when the warden is gone), and `report`, on which init
+    /// writes how the worker ended.
     struct Pipe {
         read: libc::c_int,
         write: libc::c_int,
@@ -245,8 +238,8 @@ mod linux {
         }
     }
 
-    /// In a child of the warden: SIGKILL when the warden dies, and if it died already,
-    /// go now (the parent-death signal cannot be set for a parent that is gone).
+    /// In init: SIGKILL when the warden dies, and if it died already, go now (the
+    /// parent-death signal cannot be set for a parent that is gone).
     fn die_with_parent(alive: &Pipe) {
         // SAFETY: prctl sets a flag of this process; close and poll work on this
         // process's own descriptors, poll writes only the struct it is given.
@@ -266,67 +259,86 @@ mod linux {
         }
     }
 
-    /// The namespace's init: holds nothing, reaps whatever is reparented to it, ends
-    /// when the warden kills it (or dies).
-    fn run_init(alive: &Pipe) -> ! {
-        die_with_parent(alive);
-        // SAFETY: this process owns every descriptor it closes and uses none; the
-        // signal set is initialised by sigemptyset before use, and waitpid writes only
-        // the status it is given.
+    /// The namespace's init: forks the worker (and returns in it); in init itself, holds
+    /// nothing, reaps whatever is reparented to it, and when the worker ends writes its
+    /// status on `report` and exits, which ends the namespace.
+    fn run_init(report: &Pipe) {
+        // SAFETY: init has one thread (a fork of the warden's only one); fork has no
+        // memory effects on it.
+        #[allow(unsafe_code)]
+        let worker = unsafe { libc::fork() };
+        if worker == 0 {
+            // SAFETY: closes the worker's copies of the report pipe, which it never uses.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                libc::close(report.read);
+                libc::close(report.write);
+            }
+            return;
+        }
+        // SAFETY: init closes every descriptor but the report's write end (it uses none
+        // of them); waitpid writes only the status it is given, write reads the four
+        // bytes of it.
         #[allow(unsafe_code)]
         unsafe {
-            libc::syscall(libc::SYS_close_range, 0, libc::c_uint::MAX, 0);
-            let mut children: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&raw mut children);
-            libc::sigaddset(&raw mut children, libc::SIGCHLD);
-            libc::sigprocmask(libc::SIG_BLOCK, &raw const children, std::ptr::null_mut());
+            close_all_but(report.write);
+            if worker < 0 {
+                libc::_exit(126);
+            }
             loop {
                 let mut status = 0;
-                while libc::waitpid(-1, &raw mut status, libc::WNOHANG) > 0 {}
-                let mut info: libc::siginfo_t = std::mem::zeroed();
-                libc::sigwaitinfo(&raw const children, &raw mut info);
+                let ended = libc::waitpid(-1, &raw mut status, 0);
+                if ended == worker {
+                    libc::write(report.write, (&raw const status).cast(), 4);
+                    libc::_exit(0);
+                }
+                if ended < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    libc::_exit(126);
+                }
             }
         }
     }
 
-    /// The warden: waits for the worker, ends the namespace, exits as the worker did.
-    fn supervise(init: libc::pid_t, worker: libc::pid_t, alive: Pipe) -> ! {
-        // SAFETY: this process closes its own copies of descriptors its children use
-        // (the link, the library): it uses none of them; the pipe's write end stays
-        // open until it exits.
+    /// Closes every descriptor of this process but `keep`.
+    fn close_all_but(keep: libc::c_int) {
+        let keep = libc::c_uint::try_from(keep).unwrap_or(0);
+        // SAFETY: close_range closes descriptors this process owns; the caller uses none.
         #[allow(unsafe_code)]
         unsafe {
-            libc::close(alive.read);
-            let keep = libc::c_uint::try_from(alive.write).unwrap_or(0);
-            if keep > 3 {
-                libc::syscall(libc::SYS_close_range, 3, keep - 1, 0);
+            if keep > 0 {
+                libc::syscall(libc::SYS_close_range, 0, keep - 1, 0);
             }
             libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0);
         }
-        let status = loop {
-            let mut status = 0;
-            // SAFETY: waitpid writes only the status it is given.
-            #[allow(unsafe_code)]
-            let ended = unsafe { libc::waitpid(-1, &raw mut status, 0) };
-            if ended == worker {
-                break status;
-            }
-            if ended == -1 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                // No children left: the worker is gone without a word (cannot happen).
-                break 0;
-            }
-        };
-        kill(init);
-        mirror(status)
     }
 
-    fn kill(pid: libc::pid_t) {
-        let mut status = 0;
-        // SAFETY: kill and waitpid have no memory effects beyond the status written.
+    /// The warden: waits for init's word on how the worker ended, and exits as it did
+    /// (or as init did, should it die without a word).
+    fn supervise(init: libc::pid_t, alive: &Pipe, report: &Pipe) -> ! {
+        // SAFETY: the warden closes its copies of what init and the worker use (the
+        // link, the library, the pipes' other ends); the alive pipe's write end stays
+        // open until it exits. read writes at most the four bytes it is given; waitpid
+        // only the status.
         #[allow(unsafe_code)]
         unsafe {
-            libc::kill(pid, libc::SIGKILL);
-            libc::waitpid(pid, &raw mut status, 0);
+            libc::close(alive.read);
+            libc::close(report.write);
+            for fd in 3..alive.write.min(report.read) {
+                libc::close(fd);
+            }
+            let mut word = 0;
+            let read = loop {
+                let read = libc::read(report.read, (&raw mut word).cast(), 4);
+                if read >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    break read;
+                }
+            };
+            let mut status = 0;
+            while libc::waitpid(init, &raw mut status, 0) < 0
+                && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+            {}
+            mirror(if read == 4 { word } else { status })
         }
     }
 
