@@ -423,3 +423,113 @@ fn plugin_code_using_standard_input_and_output_leaves_the_workers_link_alone() {
             .then_some(())
     });
 }
+
+/// `plugin-host call rogue METHOD INPUT` with `config`, `env` set: its output.
+fn call_rogue(
+    sandbox: &Sandbox,
+    config: &str,
+    env: &[(&str, &str)],
+    method: &str,
+    input: &str,
+) -> std::process::Output {
+    let config = sandbox.write_config(config);
+    sandbox
+        .host()
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .args([
+            "--config",
+            &config.to_string_lossy(),
+            "call",
+            "rogue",
+            method,
+            input,
+        ])
+        .output()
+        .expect("plugin-host call")
+}
+
+#[test]
+fn on_a_kernel_that_lacks_what_the_sandbox_needs_true_refuses_and_best_effort_warns() {
+    let sandbox = Sandbox::with_plugins(&["fixture-rogue"]);
+    let strict = format!("{ROGUE}sandbox = true\n");
+    let lenient = format!("{ROGUE}sandbox = \"best-effort\"\n");
+    let kernel_5 = [("PLUGIN_HOST_TEST_LANDLOCK_ABI", "5")];
+
+    // Without scopes, a strict sandbox does not start, and says what is missing.
+    let refused = call_rogue(&sandbox, &strict, &kernel_5, "pid", "null");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Landlock pretends to be V5")
+            && stderr.contains("lacks signal and abstract Unix socket scoping")
+            && stderr.contains("sandbox = true refuses to run without it"),
+        "{stderr}"
+    );
+
+    // Best effort starts, and the worker's warning (from before the library loaded)
+    // reaches the host's log, naming what is missing.
+    for (abi, missing) in [
+        ("5", "lacks signal and abstract Unix socket scoping"),
+        ("0", "files and network are not fenced in"),
+    ] {
+        let started = call_rogue(
+            &sandbox,
+            &lenient,
+            &[("PLUGIN_HOST_TEST_LANDLOCK_ABI", abi)],
+            "pid",
+            "null",
+        );
+        let stdout = plugin_host_tests::success_stdout(&started);
+        let stderr = String::from_utf8_lossy(&started.stderr);
+        assert!(stdout.trim().parse::<u32>().is_ok(), "{stdout}");
+        let warning = stderr
+            .lines()
+            .find(|line| line.contains(" WARN ") && line.contains("worker: sandbox in part"))
+            .unwrap_or_else(|| panic!("ABI {abi}: no warning from the worker:\n{stderr}"));
+        assert!(
+            warning.contains(missing) && warning.contains(" plugin=rogue"),
+            "ABI {abi}: {warning}"
+        );
+    }
+}
+
+#[test]
+fn operator_grants_narrow_and_widen_what_a_plugin_declares_ports_included() {
+    let sandbox = Sandbox::with_plugins(&["fixture-rogue"]);
+    let open = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let (open_port, closed_port) = (
+        open.local_addr().expect("addr").port(),
+        closed.local_addr().expect("addr").port(),
+    );
+    // [host] sandbox for every component; the plugin declares it reads /etc/hostname;
+    // the operator takes that away and grants one port.
+    let config = format!(
+        "[host]\nisolation = \"process\"\nsandbox = true\n\
+         [components.rogue.sandbox_grants]\nread = []\nconnect = [{open_port}]\n"
+    );
+    let attempt = |what: serde_json::Value| {
+        let output = call_rogue(&sandbox, &config, &[], "try", &what.to_string());
+        let answer: String =
+            serde_json::from_str(plugin_host_tests::success_stdout(&output).trim())
+                .expect("answer");
+        answer
+    };
+    let refused = |answer: &str| {
+        answer.contains("Permission denied") || answer.contains("Operation not permitted")
+    };
+    assert_eq!(
+        attempt(serde_json::json!({ "connect": format!("127.0.0.1:{open_port}") })),
+        "ok",
+        "the granted port"
+    );
+    let other = attempt(serde_json::json!({ "connect": format!("127.0.0.1:{closed_port}") }));
+    assert!(refused(&other), "another port: {other}");
+    let read = attempt(serde_json::json!({ "read": "/etc/hostname" }));
+    assert!(
+        refused(&read),
+        "what the plugin declared, narrowed away: {read}"
+    );
+    drop((open, closed));
+}

@@ -127,8 +127,10 @@ pub(super) fn log_worker_record(
 ) {
     let message = crate::plugin_log::printable(message);
     match level {
-        0..=2 => tracing::info!(plugin, worker = pid, source = target, "worker: {message}"),
-        3 => tracing::warn!(plugin, worker = pid, source = target, "worker: {message}"),
-        _ => tracing::error!(plugin, worker = pid, source = target, "worker: {message}"),
+        0..=2 => {
+            tracing::info!(plugin = %plugin, worker = pid, source = %target, "worker: {message}")
+        }
+        3 => tracing::warn!(plugin = %plugin, worker = pid, source = %target, "worker: {message}"),
+        _ => tracing::error!(plugin = %plugin, worker = pid, source = %target, "worker: {message}"),
     }
 }

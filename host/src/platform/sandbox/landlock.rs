@@ -59,9 +59,10 @@ const NEEDED: [(ABI, &str); 6] = [
     (ABI::V6, "signal and abstract Unix socket scoping"),
 ];
 
-/// Restricts this process as `plan` says; what is enforced, or what the kernel lacks
-/// (with what it has applied, for a best-effort plan).
-pub(super) fn restrict(plan: &SandboxPlan, libraries: &[&File]) -> Result<String, String> {
+/// Restricts this process as `plan` says: what is enforced, and what the kernel lacks
+/// (for a best-effort plan, the rest is enforced).
+pub(super) fn restrict(plan: &SandboxPlan, libraries: &[&File]) -> super::Outcome {
+    use super::Outcome;
     let (abi, pretended) = effective_abi();
     let lacking: Vec<&str> = NEEDED
         .iter()
@@ -69,26 +70,26 @@ pub(super) fn restrict(plan: &SandboxPlan, libraries: &[&File]) -> Result<String
         .map(|(_, what)| *what)
         .collect();
     let kernel = match (abi, pretended) {
-        (ABI::Unsupported, _) => "this kernel has no Landlock".to_owned(),
-        (abi, false) => format!("this kernel's Landlock is {abi:?}"),
         (abi, true) => format!("Landlock pretends to be {abi:?} ({PRETEND_ABI})"),
+        (ABI::Unsupported, false) => "this kernel has no Landlock".to_owned(),
+        (abi, false) => format!("this kernel's Landlock is {abi:?}"),
     };
     if abi == ABI::Unsupported {
-        return Err(format!("{kernel}: files and network are not fenced in"));
+        return Outcome::Off(format!("{kernel}: files and network are not fenced in"));
     }
+    let missing = format!("{kernel}, which lacks {}", lacking.join(", "));
     if !lacking.is_empty() && !plan.best_effort {
-        return Err(format!("{kernel}, which lacks {}", lacking.join(", ")));
+        return Outcome::Off(missing);
     }
-    let status = ruleset(plan, libraries, abi)
-        .map_err(|err| format!("the Landlock ruleset could not be set: {err}"))?;
-    if status != RulesetStatus::FullyEnforced {
-        return Err(format!("{kernel}; the ruleset is {status:?}"));
-    }
-    let enforced = format!("Landlock {abi:?} (files, TCP, scopes)");
-    if lacking.is_empty() {
-        Ok(enforced)
-    } else {
-        Err(format!("{kernel}, which lacks {}", lacking.join(", ")))
+    match ruleset(plan, libraries, abi) {
+        Err(err) => Outcome::Off(format!("the Landlock ruleset could not be set: {err}")),
+        Ok(status) if status != RulesetStatus::FullyEnforced => {
+            Outcome::Off(format!("{kernel}; the ruleset is {status:?}"))
+        }
+        Ok(_) if lacking.is_empty() => {
+            Outcome::Full(format!("Landlock {abi:?} (files, TCP, scopes)"))
+        }
+        Ok(_) => Outcome::Partial(format!("Landlock {abi:?} (in part)"), missing),
     }
 }
 

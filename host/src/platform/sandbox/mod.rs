@@ -47,12 +47,35 @@ struct Applied {
     missing: Vec<String>,
 }
 
+/// How one layer went.
+enum Outcome {
+    /// Enforced, as said.
+    Full(String),
+    /// Enforced in part (what is), and what is missing.
+    Partial(String, String),
+    /// Not enforced, and why.
+    Off(String),
+}
+
+impl From<Result<String, String>> for Outcome {
+    fn from(result: Result<String, String>) -> Self {
+        match result {
+            Ok(what) => Self::Full(what),
+            Err(why) => Self::Off(why),
+        }
+    }
+}
+
 impl Applied {
-    /// Records `layer`'s outcome: what it enforces, or what it could not.
-    fn layer(&mut self, name: &str, outcome: Result<String, String>) {
-        match outcome {
-            Ok(what) => self.layers.push(what),
-            Err(why) => {
+    /// Records `layer`'s outcome: what it enforces, and what it could not.
+    fn layer(&mut self, name: &str, outcome: impl Into<Outcome>) {
+        match outcome.into() {
+            Outcome::Full(what) => self.layers.push(what),
+            Outcome::Partial(what, missing) => {
+                self.layers.push(what);
+                self.missing.push(missing);
+            }
+            Outcome::Off(why) => {
                 self.layers.push(format!("{name} off"));
                 self.missing.push(why);
             }
