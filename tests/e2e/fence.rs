@@ -170,6 +170,7 @@ const ATTACKS: &[(&str, &[Layer], Control)] = &[
     ("chroot", &[Seccomp, Capabilities], Control::Root),
     ("sysv_shared_memory", &[Seccomp], Control::Anyone),
     ("inherited_descriptor", &[], Control::Never),
+    ("core_dump", &[], Control::Never),
 ];
 
 /// Attacks that the worker's user namespace also fences, when the host is unprivileged
