@@ -90,10 +90,25 @@ impl LoadTrace {
         self.per_pid.len() - 1
     }
 
-    /// Whether any child process mapped `library`.
-    pub fn child_mapped(&self, library: &Path) -> bool {
+    /// How many libraries the child processes (scanners) mapped through a vetted
+    /// descriptor: a scanner opens every file it is given, then fences itself in, then
+    /// hands the loader each file as `/proc/self/fd/N` (it may write no link in its
+    /// sandbox), so the trace does not name the file.
+    pub fn child_mapped_descriptors(&self) -> usize {
         self.per_pid
             .iter()
-            .any(|(pid, trace)| *pid != self.main_pid && mentions(trace, library))
+            .filter(|(pid, _)| **pid != self.main_pid)
+            .map(|(_, trace)| {
+                let mut names: Vec<&str> = trace
+                    .lines()
+                    .flat_map(str::split_whitespace)
+                    .filter_map(|word| word.strip_prefix("file=/proc/self/fd/"))
+                    .map(|fd| fd.trim_end_matches(|c: char| !c.is_ascii_digit()))
+                    .collect();
+                names.sort_unstable();
+                names.dedup();
+                names.len()
+            })
+            .sum()
     }
 }

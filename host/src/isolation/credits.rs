@@ -1,7 +1,7 @@
 //! Flow control of a worker's stream, the host's side: the worker may have so many items
 //! and so many bytes in flight (sent, not yet taken by the consumer), as much as the
 //! stream's buffer holds. The consumer's reads grant more, in batches; an item past the
-//! credit breaks the protocol. The worker keeps the same account (`crate::worker`), by
+//! credit breaks the protocol. The worker keeps the same account (the worker program), by
 //! the same rule (`protocol::charge`).
 
 use std::sync::{Arc, Weak};

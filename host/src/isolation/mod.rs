@@ -2,11 +2,12 @@
 //!
 //! This is the host's side: starting, watching, pooling and calling workers. A component
 //! with `isolation = "process"` is created and called in a worker process of its library
-//! (one per library, shared by its isolated components): this program again, started
-//! with `crate::worker::WORKER_FLAG`, which opens the very file the host vetted (the host
+//! (one per library, shared by its isolated components): this program again, started as
+//! the worker program (`worker`), which opens the very file the host vetted (the host
 //! hands it over open) with the same abi_stable checks, and serves create / call / drop
-//! over a socket pair (`crate::worker` is that program; the two share `crate::protocol`). Plugin code there reaches the host's services (logs, metrics,
-//! locks, config, dependencies in either mode) through the same socket.
+//! over a socket pair; the two share only `protocol`. Plugin code there reaches the host's
+//! services (logs, metrics, locks, config, dependencies in either mode) through the same
+//! socket.
 //!
 //! What isolation buys: an abort, a segfault or an exit in plugin code ends the worker,
 //! not the host, and its calls get a [`crate::WorkerFault`] naming the signal or exit

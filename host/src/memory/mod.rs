@@ -290,11 +290,13 @@ impl MemoryManager {
         self.inner.reclaimed.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// The RSS of each worker process counted, by pid.
+    /// The RSS of each worker process counted, by pid. A worker that has ended is not
+    /// listed, even before the host has learned of its end: a process gone from `/proc`,
+    /// or dead and not yet reaped (no memory left), uses none.
     pub fn worker_rss(&self) -> HashMap<u32, u64> {
         let pids: Vec<u32> = self.inner.processes.lock().keys().copied().collect();
         pids.into_iter()
-            .map(|pid| (pid, rss_of(pid).unwrap_or(0)))
+            .filter_map(|pid| Some((pid, rss_of(pid).filter(|rss| *rss > 0)?)))
             .collect()
     }
 

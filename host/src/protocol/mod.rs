@@ -1,6 +1,6 @@
 //! What host and worker say to each other over their link (see `platform::link`), the
-//! one module the host's side of isolation (`crate::isolation`) and the worker program
-//! (`crate::worker`) share: the messages, and the frames they travel in (`frames`).
+//! one module the host's side of isolation (`isolation`) and the worker program
+//! (`worker`) share: the messages, and the frames they travel in (`frames`).
 //! Requests carry ids, so calls in flight are multiplexed on one socket; payloads are raw
 //! bytes.
 

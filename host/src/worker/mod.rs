@@ -6,7 +6,7 @@
 //! (logs, metrics, locks, dependencies) over the same link; the host answers.
 //!
 //! The host's side of a worker (starting, watching, pooling, calling it) is
-//! `crate::isolation`; the two share only `crate::protocol`.
+//! `isolation`; the two share only `protocol`.
 
 mod conn;
 mod host_api;

@@ -104,22 +104,54 @@ fn fallback(why: &str) -> Containment {
 }
 
 fn clean_start(keep: i32) {
-    let keep = libc::c_uint::try_from(keep).unwrap_or(3);
     let no_core = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: close_range closes descriptors this process owns and nothing in it uses
-    // (it has just started); setrlimit reads the struct it is given.
+    close_from(keep, loader_trace());
+    // SAFETY: setrlimit reads the struct it is given.
     #[allow(unsafe_code)]
     unsafe {
-        #[cfg(target_os = "linux")]
-        libc::syscall(libc::SYS_close_range, keep, libc::c_uint::MAX, 0);
-        #[cfg(not(target_os = "linux"))]
-        for fd in keep..1024 {
-            libc::close(fd as libc::c_int);
-        }
         libc::setrlimit(libc::RLIMIT_CORE, &raw const no_core);
+    }
+}
+
+/// The descriptor of this process's own dynamic-loader trace (`LD_DEBUG_OUTPUT`, which
+/// the loader opened for it as `PREFIX.PID` before `main`), which debugging keeps.
+fn loader_trace() -> Option<i32> {
+    let prefix = std::env::var_os("LD_DEBUG_OUTPUT")?;
+    let own = format!("{}.{}", prefix.to_string_lossy(), std::process::id());
+    std::fs::read_dir("/proc/self/fd")
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|entry| {
+            std::fs::read_link(entry.path()).is_ok_and(|target| target.as_os_str() == own.as_str())
+        })
+        .and_then(|entry| entry.file_name().to_str()?.parse().ok())
+}
+
+/// Closes every descriptor from `keep` up, but `except`.
+fn close_from(keep: i32, except: Option<i32>) {
+    let ranges = match except {
+        Some(fd) if fd >= keep => vec![(keep, fd - 1), (fd + 1, i32::MAX)],
+        _ => vec![(keep, i32::MAX)],
+    };
+    for (first, last) in ranges.into_iter().filter(|(first, last)| first <= last) {
+        let (first, last) = (
+            libc::c_uint::try_from(first).unwrap_or(0),
+            libc::c_uint::try_from(last).unwrap_or(libc::c_uint::MAX),
+        );
+        // SAFETY: close_range closes descriptors this process owns and nothing in it
+        // uses (it has just started).
+        #[allow(unsafe_code)]
+        unsafe {
+            #[cfg(target_os = "linux")]
+            libc::syscall(libc::SYS_close_range, first, last, 0);
+            #[cfg(not(target_os = "linux"))]
+            for fd in first..last.min(1024) {
+                libc::close(fd as libc::c_int);
+            }
+        }
     }
 }
 
