@@ -76,6 +76,7 @@ mod manifest;
 mod memory;
 pub mod metrics;
 mod names;
+mod plan;
 mod platform;
 mod plugin_log;
 mod protocol;
@@ -109,6 +110,7 @@ pub use self::{
         MemoryStatus, PressureLevel, PressureThresholds, Reservation, RssReader, Shortfall,
     },
     names::{valid_name, NAME_RULE},
+    plan::{ComponentPlan, EnginePlan, Plans},
     plugin_log::PLUGIN_LOG_TARGET,
     timeout::{ActiveTimeout, OperationKind, TimeoutManager, TimeoutStats},
     util::format_bytes,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::names::{valid_name, NAME_RULE};
 
 /// What a plugin file provides, as read by the scanner and kept in the registry cache.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginInfo {
     /// Plugin name.
     pub name: String,
@@ -26,7 +26,7 @@ pub struct PluginInfo {
 }
 
 /// One component a plugin declares.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ComponentInfo {
     /// Component name.
     pub name: String,

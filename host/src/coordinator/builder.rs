@@ -1,7 +1,8 @@
-//! Building a coordinator: concurrency, timeouts, per-component overrides, and the
-//! managers it owns, from code or from a [`Config`].
+//! Building a coordinator: concurrency, timeouts, per-component plans, and the managers
+//! it owns, from code or from [`Plans`] (the planner resolves a `Config` into them:
+//! `CoordinatorBuilder::from_config`).
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -9,12 +10,14 @@ use tokio::sync::Semaphore;
 
 use super::{Coordinator, Inner};
 use crate::{
-    config::Config,
     context::HostServices,
     discovery::Catalog,
     executor::PluginExecutor,
     loader::Loader,
+    locks::LockManager,
+    memory::MemoryManager,
     metrics::{PluginMetrics, Sampler},
+    plan::Plans,
     plugin_log::LogLimits,
     timeout::TimeoutManager,
     trust::TrustPolicy,
@@ -23,72 +26,61 @@ use crate::{
 /// Builds a [`Coordinator`].
 #[derive(Debug, Clone)]
 pub struct CoordinatorBuilder {
-    init_concurrency: usize,
-    default_timeout: Duration,
+    plans: Plans,
     failure_backoff: Duration,
-    component_configs: HashMap<String, serde_json::Value>,
-    config: Config,
+    locks: Option<LockManager>,
+    memory: Option<MemoryManager>,
     trust: TrustPolicy,
     worker_program: Option<PathBuf>,
 }
 
 impl Default for CoordinatorBuilder {
     fn default() -> Self {
-        Self {
-            init_concurrency: 4,
-            default_timeout: Duration::from_secs(30),
-            failure_backoff: Duration::from_secs(5),
-            component_configs: HashMap::new(),
-            config: Config::default(),
-            trust: TrustPolicy::default(),
-            worker_program: None,
-        }
+        Self::from_plans(Plans::default())
     }
 }
 
 impl CoordinatorBuilder {
-    /// Takes concurrency, timeouts and per-component overrides from a [`Config`]:
-    /// disabled components are not registered, priority, memory estimate and timeout
-    /// overrides replace the manifest's, and `[components.NAME.config]` is handed to the
-    /// component.
-    pub fn from_config(config: &Config) -> Self {
-        // Validation rejects a section without a JSON form, so this only logs for a
-        // config built in code that skipped validation.
-        let component_configs = config
-            .components
-            .iter()
-            .filter_map(|(name, c)| match c.config_json() {
-                Ok(value) => Some((name.clone(), value)),
-                Err(err) => {
-                    tracing::error!(component = %name, error = %err, "[components.{name}.config] has no JSON form; the component gets {{}}");
-                    None
-                }
-            })
-            .collect();
+    /// Works by `plans`: each component's settings and the engine's.
+    pub fn from_plans(plans: Plans) -> Self {
         Self {
-            init_concurrency: config.host.init_concurrency.max(1),
-            default_timeout: config.timeouts.default,
-            component_configs,
-            config: config.clone(),
-            ..Self::default()
+            plans,
+            failure_backoff: Duration::from_secs(5),
+            locks: None,
+            memory: None,
+            trust: TrustPolicy::default(),
+            worker_program: None,
         }
     }
 
     /// How many `create`s may run at once. Defaults to 4.
     pub fn with_init_concurrency(mut self, n: usize) -> Self {
-        self.init_concurrency = n.max(1);
+        self.plans.engine.init_concurrency = n.max(1);
         self
     }
 
     /// Init and call timeout when nothing more specific is set. Defaults to 30 s.
     pub fn with_default_timeout(mut self, timeout: Duration) -> Self {
-        self.default_timeout = timeout;
+        self.plans.engine.default_timeout = timeout;
         self
     }
 
     /// How long a failed component is left alone before a `get` retries it. Defaults to 5 s.
     pub fn with_failure_backoff(mut self, backoff: Duration) -> Self {
         self.failure_backoff = backoff;
+        self
+    }
+
+    /// The lock manager components share. Defaults to one with the documented defaults.
+    pub fn with_locks(mut self, locks: LockManager) -> Self {
+        self.locks = Some(locks);
+        self
+    }
+
+    /// The memory manager that admits and evicts components. Defaults to one with the
+    /// documented defaults.
+    pub fn with_memory(mut self, memory: MemoryManager) -> Self {
+        self.memory = Some(memory);
         self
     }
 
@@ -113,32 +105,32 @@ impl CoordinatorBuilder {
         component: impl Into<String>,
         config: serde_json::Value,
     ) -> Self {
-        self.component_configs.insert(component.into(), config);
+        self.plans.component_mut(&component.into()).config = config;
         self
     }
 
     /// The coordinator, with no components yet.
     pub fn build(self) -> Coordinator {
-        let locks = self.config.locks.builder().build();
-        let memory = self.config.memory.builder().build();
-        let sampler = Sampler::new(self.config.metrics.sample_rate);
-        let limits = &self.config.limits;
+        let engine = &self.plans.engine;
+        let locks = self.locks.unwrap_or_else(|| LockManager::builder().build());
+        let memory = self
+            .memory
+            .unwrap_or_else(|| MemoryManager::builder().build());
+        let sampler = Sampler::new(engine.sample_rate);
         let services = Arc::new(HostServices::new(
             locks,
-            Arc::new(PluginMetrics::new(limits.metrics_per_plugin)),
+            Arc::new(PluginMetrics::new(engine.metrics_per_plugin)),
             Arc::new(LogLimits::default()),
-            limits.locks_per_plugin,
+            engine.locks_per_plugin,
         ));
         Coordinator {
             inner: Arc::new(Inner {
                 slots: ArcSwap::from_pointee(super::SlotMap::default()),
                 catalog: ArcSwap::from_pointee(Catalog::default()),
                 registry_lock: Mutex::new(()),
-                init_permits: Arc::new(Semaphore::new(self.init_concurrency)),
-                default_timeout: self.default_timeout,
+                init_permits: Arc::new(Semaphore::new(engine.init_concurrency)),
                 failure_backoff: self.failure_backoff,
-                component_configs: self.component_configs,
-                config: self.config,
+                plans: self.plans,
                 loader: Arc::new(Loader::new(self.trust)),
                 init_order: Mutex::new(Vec::new()),
                 shutting_down: std::sync::atomic::AtomicBool::new(false),

@@ -256,15 +256,15 @@ impl Coordinator {
         }
     }
 
-    /// The timeout for calls to `component.method`, most specific setting first.
+    /// The timeout for calls to `component.method`, most specific setting first: the
+    /// method's (the component's own, then the host's), the component's, the default.
     pub fn call_timeout(&self, component: &str, method: &str) -> Duration {
-        let config = &self.inner.config;
-        let overrides = config.components.get(component);
-        overrides
-            .and_then(|c| c.operations.get(method).copied())
-            .or_else(|| config.timeouts.operations.get(method).copied())
-            .or_else(|| overrides.and_then(|c| c.timeout))
-            .unwrap_or(self.inner.default_timeout)
+        let plan = self.inner.plans.component(component);
+        plan.operations
+            .get(method)
+            .copied()
+            .or(plan.timeout)
+            .unwrap_or(self.inner.plans.engine.default_timeout)
     }
 }
 

@@ -23,7 +23,7 @@ impl Coordinator {
         let result = self.detach(name, cascade, &mut detached);
         let names: Vec<String> = detached.iter().map(|(name, _)| name.clone()).collect();
         if !detached.is_empty() {
-            self.drop_instances(detached, self.inner.config.timeouts.stop)
+            self.drop_instances(detached, self.inner.plans.engine.stop_timeout)
                 .await;
         }
         result.map(|()| names)

@@ -226,7 +226,9 @@ async fn create_with_dependencies(
 ) -> Result<Box<dyn Instance>, InitError> {
     let dependencies = dependencies(inner, slot).await?;
     let spec = slot.spec();
-    let limit = spec.init_timeout.unwrap_or(inner.default_timeout);
+    let limit = spec
+        .init_timeout
+        .unwrap_or(inner.plans.engine.default_timeout);
     let timed_out = || InitError::TimedOut {
         component: spec.name.clone(),
         limit,

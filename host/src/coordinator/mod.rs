@@ -54,7 +54,6 @@ use self::{
     slot::{Slot, SlotState},
 };
 use crate::{
-    config::Config,
     context::HostServices,
     discovery::Catalog,
     executor::PluginExecutor,
@@ -63,6 +62,7 @@ use crate::{
     locks::LockManager,
     memory::MemoryManager,
     metrics::{PluginMetrics, Sampler},
+    plan::{ComponentPlan, Plans},
     plugin_log::LogRate,
     timeout::TimeoutManager,
 };
@@ -74,10 +74,9 @@ pub(crate) struct Inner {
     catalog: ArcSwap<Catalog>,
     registry_lock: Mutex<()>,
     init_permits: Arc<Semaphore>,
-    default_timeout: Duration,
     failure_backoff: Duration,
-    component_configs: HashMap<String, serde_json::Value>,
-    config: Config,
+    /// What each component, and the engine, works by.
+    plans: Plans,
     loader: Arc<Loader>,
     /// Components in the order their last initialisation finished; each at most once.
     init_order: Mutex<Vec<String>>,
@@ -132,28 +131,24 @@ impl Coordinator {
         CoordinatorBuilder::default()
     }
 
-    /// The call limits and log rate of `component`: its overrides, else `[limits]`.
+    /// The call limits and log rate of `component`, as planned.
     fn limits_of(&self, component: &str) -> (CallLimits, LogRate) {
-        let limits = &self.inner.config.limits;
-        let overrides = self.inner.config.components.get(component);
+        let plan = self.inner.plans.component(component);
         let calls = CallLimits {
-            max_in_flight: overrides
-                .and_then(|o| o.max_concurrent_calls)
-                .unwrap_or(limits.max_concurrent_calls)
-                .max(1),
-            quarantine_after: overrides
-                .and_then(|o| o.quarantine_after)
-                .unwrap_or(limits.quarantine_after)
-                .max(1),
-            max_reply: limits.max_reply,
+            max_in_flight: plan.max_in_flight,
+            quarantine_after: plan.quarantine_after,
+            max_reply: self.inner.plans.engine.max_reply,
         };
         let log = LogRate {
-            per_second: overrides
-                .and_then(|o| o.log_records_per_second)
-                .unwrap_or(limits.log_records_per_second),
-            burst: limits.log_burst,
+            per_second: plan.log_records_per_second,
+            burst: plan.log_burst,
         };
         (calls, log)
+    }
+
+    /// What component `name` works by.
+    pub fn plan_of(&self, name: &str) -> &ComponentPlan {
+        self.inner.plans.component(name)
     }
 
     /// Registers a native Rust component.
@@ -207,11 +202,11 @@ impl Coordinator {
     pub fn overrides_without_component(&self) -> Vec<String> {
         let slots = self.inner.slots.load();
         self.inner
-            .config
-            .components
-            .keys()
-            .filter(|name| !slots.contains_key(name.as_str()))
-            .cloned()
+            .plans
+            .named()
+            .into_iter()
+            .filter(|name| !slots.contains_key(*name))
+            .map(str::to_owned)
             .collect()
     }
 

@@ -205,12 +205,7 @@ impl Coordinator {
         info.components
             .iter()
             .filter(|component| {
-                let disabled = self
-                    .inner
-                    .config
-                    .components
-                    .get(&component.name)
-                    .is_some_and(|o| !o.enabled);
+                let disabled = !self.inner.plans.component(&component.name).enabled;
                 if disabled {
                     tracing::info!(component = %component.name, "component disabled in the config");
                 }
@@ -250,20 +245,16 @@ impl Coordinator {
             .collect()
     }
 
-    /// A plugin component's spec, with its config overrides.
+    /// A plugin component's spec, its plan over its manifest.
     fn spec_of(&self, plugin: &str, component: &ComponentInfo) -> ComponentSpec {
-        let overrides = self.inner.config.components.get(&component.name);
+        let plan = self.inner.plans.component(&component.name);
         ComponentSpec {
             name: component.name.clone(),
             plugin: Some(plugin.to_owned()),
             dependencies: component.dependencies.clone(),
-            memory_estimate: overrides
-                .and_then(|o| o.memory_estimate)
-                .unwrap_or(component.memory_estimate),
-            priority: overrides
-                .and_then(|o| o.priority)
-                .unwrap_or(component.priority),
-            init_timeout: overrides.and_then(|o| o.timeout).or(component.init_timeout),
+            memory_estimate: plan.memory_estimate.unwrap_or(component.memory_estimate),
+            priority: plan.priority.unwrap_or(component.priority),
+            init_timeout: plan.timeout.or(component.init_timeout),
             methods: method_names(&component.methods, |m| m.calls),
             streams: method_names(&component.methods, |m| m.streams),
         }
@@ -311,12 +302,7 @@ impl Coordinator {
 
     fn slot_for(&self, registration: Registration) -> Slot {
         let spec = registration.spec;
-        let config = self
-            .inner
-            .component_configs
-            .get(&spec.name)
-            .cloned()
-            .unwrap_or_else(|| serde_json::json!({}));
+        let config = self.inner.plans.component(&spec.name).config.clone();
         let (limits, log_rate) = self.limits_of(&spec.name);
         self.inner.services.logs.register(
             spec.plugin.as_deref().unwrap_or_default(),

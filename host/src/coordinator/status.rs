@@ -143,7 +143,7 @@ impl Coordinator {
                 let declared = methods.get(slot.name()).map(|m| (*m).clone());
                 let mut status = self.status_of(slot, of, declared);
                 status.sandbox = plugins.get(slot.name()).and_then(|info| {
-                    let (mode, granted) = self.sandbox_of(info, slot.name())?;
+                    let (mode, granted) = self.plan_of(slot.name()).sandbox_for(&info.sandbox)?;
                     Some(SandboxStatus {
                         mode: mode.as_str().to_owned(),
                         declared: info.sandbox.clone(),

@@ -236,6 +236,6 @@ impl Coordinator {
     /// `[timeouts] stream_idle`.
     pub fn stream_idle(&self, component: &str, method: &str) -> Duration {
         let _ = (component, method);
-        self.inner.config.timeouts.stream_idle
+        self.inner.plans.engine.stream_idle
     }
 }

@@ -8,12 +8,10 @@ use serde::Serialize;
 
 use super::{isolated::WorkerProvider, provider::Provider, Coordinator};
 use crate::{
-    config::{ConnectGrant, Isolation, SandboxMode},
+    config::Isolation,
     discovery::DiscoveredPlugin,
     isolation::{PoolSetup, PoolTimes, Shared, WorkerPool},
     manifest::PluginInfo,
-    platform::Connect,
-    protocol::SandboxPlan,
 };
 
 /// How long a worker may take to open its library and say it is ready.
@@ -66,15 +64,9 @@ impl ReloadError {
 }
 
 impl Coordinator {
-    /// Where component `name` runs, by the config.
+    /// Where component `name` runs, as planned.
     pub fn isolation_of(&self, name: &str) -> Isolation {
-        let config = &self.inner.config;
-        config
-            .components
-            .get(name)
-            .map_or(config.host.isolation, |c| {
-                c.isolation_or(config.host.isolation)
-            })
+        self.inner.plans.component(name).isolation
     }
 
     /// The provider of an isolated component of `plugin`: its library's worker pool.
@@ -102,116 +94,28 @@ impl Coordinator {
                         sha256: plugin.sha256.clone(),
                         times: PoolTimes {
                             start: WORKER_START_TIMEOUT,
-                            stop: inner.config.timeouts.stop,
-                            kill_grace: inner.config.timeouts.kill_grace,
+                            stop: inner.plans.engine.stop_timeout,
+                            kill_grace: inner.plans.engine.kill_grace,
                         },
                         loader: Arc::clone(&inner.loader),
                         shared: Shared {
                             executor: inner.executor.clone(),
                             memory: inner.memory.clone(),
                             services: Arc::clone(&inner.services),
-                            max_reply: usize::try_from(inner.config.limits.max_reply)
+                            max_reply: usize::try_from(inner.plans.engine.max_reply)
                                 .unwrap_or(usize::MAX),
                         },
-                        sandbox: self.sandbox_plan(info),
+                        sandbox: crate::plan::worker_sandbox(&inner.plans, info),
                     }))
                 }),
         );
-        if let Some(limit) = inner
-            .config
-            .components
-            .get(component)
-            .and_then(|c| c.memory_limit)
-        {
+        if let Some(limit) = inner.plans.component(component).memory_limit {
             pool.raise_memory_limit(limit);
         }
         Ok(Arc::new(WorkerProvider {
             pool,
             services: Arc::clone(&inner.services),
         }))
-    }
-
-    /// The sandbox component `name` of `info` asks for: its mode and what it grants (the
-    /// plugin's declaration, each key the config sets replacing it); `None` without one.
-    pub(super) fn sandbox_of(
-        &self,
-        info: &PluginInfo,
-        name: &str,
-    ) -> Option<(SandboxMode, plugin_api::SandboxNeeds)> {
-        let config = &self.inner.config;
-        let overrides = config.components.get(name);
-        let mode = overrides.map_or(config.host.sandbox, |c| c.sandbox_or(config.host.sandbox));
-        if mode == SandboxMode::Off || self.isolation_of(name) != Isolation::Process {
-            return None;
-        }
-        let mut granted = info.sandbox.clone();
-        if let Some(grants) = overrides.map(|c| &c.sandbox_grants) {
-            let paths = |list: &Vec<std::path::PathBuf>| {
-                list.iter().map(|p| p.display().to_string()).collect()
-            };
-            if let Some(read) = &grants.read {
-                granted.read = paths(read);
-            }
-            if let Some(write) = &grants.write {
-                granted.write = paths(write);
-            }
-            match &grants.connect {
-                Some(ConnectGrant::Anywhere(anywhere)) => {
-                    granted.connect = *anywhere;
-                    granted.connect_ports.clear();
-                }
-                Some(ConnectGrant::Ports(ports)) => {
-                    granted.connect = false;
-                    granted.connect_ports.clone_from(ports);
-                }
-                None => {}
-            }
-            if let Some(spawn) = grants.spawn {
-                granted.spawn = spawn;
-            }
-        }
-        Some((mode, granted))
-    }
-
-    /// The sandbox the worker of `info`'s library enters: the components of one library
-    /// share a worker, so it is sandboxed if any of its isolated components asks for it,
-    /// strictly if any asks strictly, and grants what all of them are granted.
-    fn sandbox_plan(&self, info: &PluginInfo) -> Option<SandboxPlan> {
-        let asked: Vec<(SandboxMode, plugin_api::SandboxNeeds)> = info
-            .components
-            .iter()
-            .filter_map(|c| self.sandbox_of(info, &c.name))
-            .collect();
-        if asked.is_empty() {
-            return None;
-        }
-        let mut plan = SandboxPlan {
-            best_effort: asked
-                .iter()
-                .all(|(mode, _)| *mode == SandboxMode::BestEffort),
-            ..SandboxPlan::default()
-        };
-        let mut ports = Vec::new();
-        let mut anywhere = false;
-        for (_, granted) in asked {
-            plan.read.extend(granted.read.iter().map(Into::into));
-            plan.write.extend(granted.write.iter().map(Into::into));
-            anywhere |= granted.connect;
-            ports.extend(granted.connect_ports.iter().copied());
-            plan.spawn |= granted.spawn;
-        }
-        ports.sort_unstable();
-        ports.dedup();
-        plan.connect = match (anywhere, ports.is_empty()) {
-            (true, _) => Connect::Anywhere,
-            (false, false) => Connect::Ports(ports),
-            (false, true) => Connect::Nothing,
-        };
-        plan.read.sort();
-        plan.read.dedup();
-        plan.write.sort();
-        plan.write.dedup();
-        Some(plan)
     }
 
     /// The worker pool of the library at `path`, if it has isolated components.
