@@ -97,7 +97,9 @@ pub use self::{
         ReloadReport, ResolvedComponent, SandboxStatus, ShutdownReport,
     },
     discovery::{Catalog, DiscoveredPlugin, Discovery, DiscoveryError, ScanMode},
-    host::{ComponentSummary, EagerReport, Host, HostBuilder, HostError, MetricSummaries},
+    host::{
+        CheckReport, ComponentSummary, EagerReport, Host, HostBuilder, HostError, MetricSummaries,
+    },
     isolation::{FaultKind, WorkerFault},
     loader::{loadable_plugin_api, FileIdentity, LoadError},
     locks::{

@@ -230,6 +230,25 @@ impl LogSink for PluginLogSink {
     }
 }
 
+/// A log record of a worker's own (its setup, its sandbox), into the host's log with the
+/// plugin and the worker's pid; `pid` is `None` before the worker said it.
+pub(crate) fn worker_record(
+    plugin: &str,
+    pid: Option<u32>,
+    level: u8,
+    target: &str,
+    message: &str,
+) {
+    let message = printable(message);
+    match level {
+        0..=2 => {
+            tracing::info!(plugin = %plugin, worker = pid, source = %target, "worker: {message}")
+        }
+        3 => tracing::warn!(plugin = %plugin, worker = pid, source = %target, "worker: {message}"),
+        _ => tracing::error!(plugin = %plugin, worker = pid, source = %target, "worker: {message}"),
+    }
+}
+
 /// `text` as one line of a log: control characters (a line break that would start a
 /// forged record, a terminal escape) are written as escapes.
 pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {

@@ -41,7 +41,7 @@ impl UnifiedMetricsCollector {
     /// Everything as Prometheus text exposition.
     pub fn prometheus(&self) -> String {
         let mut out = Exposition::default();
-        let components = self.host.coordinator().components();
+        let components = self.host.components();
         out.table(families::COMPONENT, &components, component_labels);
         component_states(&mut out, &components);
         component_measurements(&mut out, &components);
@@ -84,12 +84,8 @@ impl UnifiedMetricsCollector {
 
     /// One sample per plugin file, and counts by scan result.
     fn plugin_files(&self, out: &mut Exposition) {
-        let loaded: std::collections::HashSet<std::path::PathBuf> = self
-            .host
-            .coordinator()
-            .loaded_libraries()
-            .into_iter()
-            .collect();
+        let loaded: std::collections::HashSet<std::path::PathBuf> =
+            self.host.loaded_libraries().into_iter().collect();
         let catalog = self.host.catalog();
         out.family(
             "plugin_host_plugin_info",
@@ -171,7 +167,6 @@ impl UnifiedMetricsCollector {
     pub fn components(&self) -> Vec<api::Component> {
         let (_, summaries) = self.summaries();
         self.host
-            .coordinator()
             .components()
             .into_iter()
             .map(|c| {

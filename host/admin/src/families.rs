@@ -4,15 +4,8 @@
 
 use plugin_host::{ComponentStatus, LockStats, MemoryStatus, PressureLevel, TimeoutStats};
 
+pub(crate) use crate::prometheus::Family;
 use crate::prometheus::Kind;
-
-/// One metric family whose samples are read from items of type `T`.
-pub(crate) struct Family<T> {
-    pub(crate) name: &'static str,
-    pub(crate) kind: Kind,
-    pub(crate) help: &'static str,
-    pub(crate) value: fn(&T) -> f64,
-}
 
 /// One sample per component, labelled by component and plugin.
 pub(crate) const COMPONENT: &[Family<ComponentStatus>] = &[

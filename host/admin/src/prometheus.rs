@@ -5,12 +5,18 @@ use std::fmt::Write as _;
 
 use plugin_host::metrics::HistogramSnapshot;
 
-use crate::families::Family;
-
 /// Builds one exposition document.
 #[derive(Default)]
 pub(crate) struct Exposition {
     out: String,
+}
+
+/// One metric family whose samples are read from items of type `T`.
+pub(crate) struct Family<T> {
+    pub(crate) name: &'static str,
+    pub(crate) kind: Kind,
+    pub(crate) help: &'static str,
+    pub(crate) value: fn(&T) -> f64,
 }
 
 /// Metric type of a family.

@@ -67,7 +67,7 @@ pub(super) async fn readyz(State(state): AppState) -> Response {
         .host
         .eager_components()
         .iter()
-        .filter_map(|name| match state.host.coordinator().state_of(name) {
+        .filter_map(|name| match state.host.state_of(name) {
             Some(ComponentState::Ready) => None,
             state => Some(api::Waiting {
                 component: name.clone(),
@@ -129,12 +129,8 @@ pub(super) async fn metrics_json(State(state): AppState) -> Result<Json<api::Sna
 }
 
 pub(super) async fn plugins(State(state): AppState) -> Response {
-    let loaded: std::collections::HashSet<std::path::PathBuf> = state
-        .host
-        .coordinator()
-        .loaded_libraries()
-        .into_iter()
-        .collect();
+    let loaded: std::collections::HashSet<std::path::PathBuf> =
+        state.host.loaded_libraries().into_iter().collect();
     let catalog = state.host.catalog();
     let plugins = catalog
         .plugins
@@ -180,7 +176,7 @@ pub(super) async fn reload(
         Ok(name) => name,
         Err(rejection) => return refused(&rejection),
     };
-    match state.host.coordinator().reload_plugin(&name).await {
+    match state.host.reload_plugin(&name).await {
         Ok(report) => Json(report).into_response(),
         Err(err) => {
             let status = match err {
@@ -361,7 +357,7 @@ pub(super) async fn evict(
         .get("cascade")
         .is_some_and(|v| v == "true" || v == "1");
     // The instances are dropped on the plugin executor.
-    match state.host.coordinator().evict(&name, cascade).await {
+    match state.host.evict(&name, cascade).await {
         Ok(evicted) => Json(api::Evicted { evicted }).into_response(),
         Err(err) => {
             let (status, kind) = match err {

@@ -7,9 +7,10 @@ use parking_lot::Mutex;
 use super::{background, eager::Eager, Host, HostError, Inner, MetricSummaries};
 use crate::{
     config::Config,
-    coordinator::{ComponentSpec, Coordinator, CoordinatorBuilder, NativeComponent},
-    discovery::{Discovery, ScanMode},
+    coordinator::{ComponentSpec, Coordinator, CoordinatorBuilder, NativeComponent, RegisterError},
+    discovery::{Catalog, Discovery, ScanMode},
     live::LiveDiscovery,
+    plan::Plans,
     trust::TrustPolicy,
 };
 
@@ -95,42 +96,24 @@ impl HostBuilder {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(HostError::NoRuntime);
         }
-        let config = self.config;
-        let trust = match self.trust {
-            Some(trust) => trust,
-            None => config.trust_policy()?,
-        };
-        let mut discovery = Discovery::new(config.plugins_dir())
-            .with_cache_dir(config.cache_dir())
-            .with_concurrency(config.host.scan_concurrency)
-            .with_scan_timeout(config.host.scan_timeout)
-            .with_trust(trust.clone());
-        let scan_mode = self
-            .scan_mode
-            .or_else(|| self.child_program.clone().map(ScanMode::Subprocess));
-        if let Some(mode) = scan_mode {
-            discovery = discovery.with_scan_mode(mode);
-        }
-        let catalog = discovery.discover().await?;
-        for failure in catalog.failures() {
-            tracing::warn!("{failure}");
-        }
-        let mut engine = CoordinatorBuilder::from_config(&config).with_trust(trust);
-        if let Some(program) = self.child_program {
-            engine = engine.with_worker_program(program);
-        }
-        let coordinator = engine.build();
-        for problem in coordinator.register_catalog(&catalog) {
+        let eager = self.eager;
+        let assembled = self.assemble().await?;
+        for problem in assembled.problems() {
             tracing::warn!("{problem}");
         }
-        for (spec, component) in self.natives {
-            coordinator.register_native(spec, component)?;
+        for name in assembled.coordinator.overrides_without_component() {
+            tracing::warn!("{}", unprovided(&name));
         }
-        check_graph(&coordinator);
+        let Assembled {
+            config,
+            discovery,
+            coordinator,
+            ..
+        } = assembled;
         let live = LiveDiscovery::start(discovery, coordinator.clone(), config.host.watch);
         let summaries = Arc::new(MetricSummaries::default());
         let background = background::start(&config, &coordinator, &summaries);
-        let eager = Eager::start(&config, &coordinator, self.eager);
+        let eager = Eager::start(&config, &coordinator, eager);
         tracing::info!(
             components = coordinator.component_names().len(),
             dir = %config.plugins_dir().display(),
@@ -148,16 +131,133 @@ impl HostBuilder {
             }),
         })
     }
+
+    /// What a host of this config would run, and every problem in it, without running
+    /// it: the plugins discovered (loading none), the components registered, the graph
+    /// validated, the config's sections checked against what plugins provide. What
+    /// `plugin-host check` reports.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::start`].
+    pub async fn check(self) -> Result<CheckReport, HostError> {
+        let assembled = self.assemble().await?;
+        let problems = assembled.problems();
+        let coordinator = &assembled.coordinator;
+        Ok(CheckReport {
+            problems,
+            warnings: coordinator
+                .overrides_without_component()
+                .iter()
+                .map(|name| unprovided(name))
+                .collect(),
+            components: coordinator.component_names().len(),
+            memory_limit: coordinator.memory().limit(),
+            memory_limit_source: coordinator.memory().limit_source().to_string(),
+            catalog: assembled.catalog,
+        })
+    }
+
+    /// The discovery a host of this config runs (its plugins directory, cache, trust
+    /// policy and scanners), for what reads plugins without running them (`list`,
+    /// `inspect`).
+    ///
+    /// # Errors
+    ///
+    /// The trust file of `pinned` cannot be read.
+    pub fn discovery(&self) -> Result<Discovery, HostError> {
+        let trust = match &self.trust {
+            Some(trust) => trust.clone(),
+            None => self.config.trust_policy()?,
+        };
+        let config = &self.config;
+        let mut discovery = Discovery::new(config.plugins_dir())
+            .with_cache_dir(config.cache_dir())
+            .with_concurrency(config.host.scan_concurrency)
+            .with_scan_timeout(config.host.scan_timeout)
+            .with_trust(trust);
+        let scan_mode = self
+            .scan_mode
+            .clone()
+            .or_else(|| self.child_program.clone().map(ScanMode::Subprocess));
+        if let Some(mode) = scan_mode {
+            discovery = discovery.with_scan_mode(mode);
+        }
+        Ok(discovery)
+    }
+
+    /// The trust policy, discovery and its catalog, and a coordinator with every
+    /// component registered: a host before its background work starts.
+    async fn assemble(self) -> Result<Assembled, HostError> {
+        let discovery = self.discovery()?;
+        let trust = discovery.trust().clone();
+        let config = self.config;
+        let catalog = discovery.discover().await?;
+        // The one place a config becomes the engine's plans and managers.
+        let mut engine = CoordinatorBuilder::from_plans(Plans::resolve(&config))
+            .with_locks(config.locks.builder().build())
+            .with_memory(config.memory.builder().build())
+            .with_trust(trust);
+        if let Some(program) = self.child_program {
+            engine = engine.with_worker_program(program);
+        }
+        let coordinator = engine.build();
+        let registration = coordinator.register_catalog(&catalog);
+        for (spec, component) in self.natives {
+            coordinator.register_native(spec, component)?;
+        }
+        Ok(Assembled {
+            config,
+            discovery,
+            catalog,
+            coordinator,
+            registration,
+        })
+    }
 }
 
-/// Logs what is wrong with the registered graph and the config's component sections.
-fn check_graph(coordinator: &Coordinator) {
-    for problem in coordinator.validate() {
-        tracing::warn!("{problem}");
+/// A host before its background work starts.
+struct Assembled {
+    config: Config,
+    discovery: Discovery,
+    catalog: Catalog,
+    coordinator: Coordinator,
+    registration: Vec<RegisterError>,
+}
+
+impl Assembled {
+    /// Every problem: plugin files that cannot be used, components that could not be
+    /// registered, dependencies nothing provides.
+    fn problems(&self) -> Vec<String> {
+        let files = self.catalog.failures().map(ToString::to_string);
+        let registration = self.registration.iter().map(ToString::to_string);
+        let graph = self.coordinator.validate();
+        files
+            .chain(registration)
+            .chain(graph.iter().map(ToString::to_string))
+            .collect()
     }
-    for name in coordinator.overrides_without_component() {
-        tracing::warn!(
-            "config has [components.{name}], but no plugin provides a component `{name}`"
-        );
-    }
+}
+
+/// What a config names that no plugin provides.
+fn unprovided(name: &str) -> String {
+    format!("config has [components.{name}], but no plugin provides a component `{name}`")
+}
+
+/// What [`HostBuilder::check`] found.
+#[derive(Debug)]
+pub struct CheckReport {
+    /// Every problem, one line each: bad plugin files, registrations refused, missing
+    /// dependencies.
+    pub problems: Vec<String>,
+    /// What is not wrong but likely a mistake (a config section nothing provides).
+    pub warnings: Vec<String>,
+    /// The plugins discovered.
+    pub catalog: Catalog,
+    /// Components registered.
+    pub components: usize,
+    /// The memory limit admission works by, and where it comes from.
+    pub memory_limit: u64,
+    /// Where the memory limit comes from, in words.
+    pub memory_limit_source: String,
 }

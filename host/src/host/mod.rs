@@ -19,14 +19,17 @@ use parking_lot::Mutex;
 use serde::{de::DeserializeOwned, Serialize};
 
 pub use self::{
-    builder::HostBuilder,
+    builder::{CheckReport, HostBuilder},
     eager::EagerReport,
     error::HostError,
     summary::{ComponentSummary, MetricSummaries},
 };
 use crate::{
     config::Config,
-    coordinator::{CallError, CatalogChanges, Coordinator, ShutdownReport},
+    coordinator::{
+        CallError, CatalogChanges, ComponentState, ComponentStatus, Coordinator, EvictError,
+        ReloadError, ReloadReport, ShutdownReport,
+    },
     discovery::Catalog,
     live::{LiveDiscovery, RescanError, RescanHandle},
     locks::LockManager,
@@ -89,6 +92,41 @@ impl Host {
     /// The component engine: register, get, call, evict, status.
     pub fn coordinator(&self) -> &Coordinator {
         &self.inner.coordinator
+    }
+
+    /// Every registered component's state and figures, sorted by name.
+    pub fn components(&self) -> Vec<ComponentStatus> {
+        self.inner.coordinator.components()
+    }
+
+    /// The state of component `name`, if registered.
+    pub fn state_of(&self, name: &str) -> Option<ComponentState> {
+        self.inner.coordinator.state_of(name)
+    }
+
+    /// The plugin libraries mapped into this process.
+    pub fn loaded_libraries(&self) -> Vec<std::path::PathBuf> {
+        self.inner.coordinator.loaded_libraries()
+    }
+
+    /// Drops component `name`'s instance (and, with `cascade`, its dependents'); the
+    /// next call creates it again. What was evicted.
+    ///
+    /// # Errors
+    ///
+    /// As [`Coordinator::evict`].
+    pub async fn evict(&self, name: &str, cascade: bool) -> Result<Vec<String>, EvictError> {
+        self.inner.coordinator.evict(name, cascade).await
+    }
+
+    /// Moves plugin `plugin`'s isolated components to a new worker on its file as last
+    /// vetted; the old worker finishes its calls.
+    ///
+    /// # Errors
+    ///
+    /// As [`Coordinator::reload_plugin`].
+    pub async fn reload_plugin(&self, plugin: &str) -> Result<ReloadReport, ReloadError> {
+        self.inner.coordinator.reload_plugin(plugin).await
     }
 
     /// Calls `method` of `component` with `input`, initialising it (and its dependencies)

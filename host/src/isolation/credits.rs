@@ -8,7 +8,6 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use super::process::WorkerProcess;
 use crate::{
     protocol::{charge, ToWorker},
     stream_buffer::{Consumer, MAX_BYTES, MAX_ITEMS},
@@ -75,18 +74,25 @@ impl Window {
     }
 }
 
+/// Where a stream's credit and its cancellation go: its worker.
+pub(super) trait CreditLink: Send + Sync {
+    /// Sends `message` to the worker, from another thread than the caller's (a write may
+    /// wait, and the caller may be an async task).
+    fn send_later(self: Arc<Self>, message: ToWorker);
+}
+
 /// Grants a worker's stream more credit as its consumer reads, and cancels it when the
 /// consumer goes.
 pub(super) struct Credits {
-    worker: Weak<WorkerProcess>,
+    worker: Weak<dyn CreditLink>,
     req: u64,
     window: Mutex<Window>,
 }
 
 impl Credits {
-    pub(super) fn new(worker: &Arc<WorkerProcess>, req: u64) -> Self {
+    pub(super) fn new(worker: Weak<dyn CreditLink>, req: u64) -> Self {
         Self {
-            worker: Arc::downgrade(worker),
+            worker,
             req,
             window: Mutex::new(Window::new()),
         }

@@ -7,14 +7,14 @@
 //! the worker running the new file. A component that keeps state in memory must expect
 //! it to start afresh whenever its worker does.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
 use plugin_api::PluginError;
 
 use super::{
-    pool::WorkerPool,
+    pool::{Member, WorkerPool},
     process::{Failure, WorkerProcess},
     FaultKind, WorkerFault,
 };
@@ -70,7 +70,7 @@ impl Bound {
             worker: ArcSwapOption::empty(),
             rebinding: Mutex::new(()),
         });
-        pool.add_instance(bound.id, Arc::downgrade(&bound));
+        pool.add_instance(bound.id, Arc::downgrade(&bound) as Weak<Bound>);
         let worker = pool
             .worker()
             .map_err(|err| Created::NoWorker(Box::new(err)))?;
@@ -171,22 +171,6 @@ impl Bound {
             .map(|w| w.pid)
     }
 
-    /// Creates this instance in `worker` (not yet bound to it).
-    pub(crate) fn create_in(&self, worker: &WorkerProcess) -> Result<(), Failure> {
-        worker.create(
-            self.id,
-            &self.component,
-            self.context.clone(),
-            self.config.clone(),
-            self.dependencies.clone(),
-        )
-    }
-
-    /// Sends its calls to `worker` from now on.
-    pub(crate) fn switch_to(&self, worker: &Arc<WorkerProcess>) {
-        self.worker.store(Some(Arc::clone(worker)));
-    }
-
     /// The worker its calls go to, creating it in a new one if its worker ended.
     fn bound_worker(&self) -> Result<Arc<WorkerProcess>, Failure> {
         if let Some(worker) = self.worker.load_full().filter(|w| w.is_accepting()) {
@@ -232,5 +216,26 @@ impl Drop for Bound {
                 worker.stop("its last component instance was dropped");
             }
         }
+    }
+}
+
+impl Member for Bound {
+    fn component(&self) -> &str {
+        &self.component
+    }
+
+    /// Creates this instance in `worker` (not yet bound to it).
+    fn create_in(&self, worker: &WorkerProcess) -> Result<(), Failure> {
+        worker.create(
+            self.id,
+            &self.component,
+            self.context.clone(),
+            self.config.clone(),
+            self.dependencies.clone(),
+        )
+    }
+
+    fn switch_to(&self, worker: &Arc<WorkerProcess>) {
+        self.worker.store(Some(Arc::clone(worker)));
     }
 }

@@ -18,11 +18,13 @@
 
 mod credits;
 mod instance;
+mod launch;
 mod monitor;
 mod pool;
 mod process;
 mod serve;
 mod spawn;
+mod watch;
 
 pub(crate) use self::{
     instance::{Bound, Created},

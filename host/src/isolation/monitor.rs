@@ -8,76 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use parking_lot::{Condvar, Mutex};
-
 use super::process::WorkerProcess;
 use crate::util::format_bytes;
-
-/// How often the RSS of a worker with a memory limit is read.
-const MEMORY_TICK: Duration = Duration::from_millis(20);
-
-/// What the watcher of one worker checks.
-pub(crate) struct Watch {
-    /// Requests abandoned by their callers: (request, kill deadline, why).
-    deadlines: Mutex<Vec<(u64, Instant, String)>>,
-    /// When a worker asked to stop is killed if it has not exited.
-    stop_deadline: Mutex<Option<Instant>>,
-    wake: Condvar,
-    memory_limit: Option<u64>,
-    min_idle: Duration,
-}
-
-impl Watch {
-    pub(super) fn new(memory_limit: Option<u64>, min_idle: Duration) -> Self {
-        Self {
-            deadlines: Mutex::default(),
-            stop_deadline: Mutex::default(),
-            wake: Condvar::new(),
-            memory_limit,
-            min_idle,
-        }
-    }
-
-    /// Kill the worker at `at` unless request `req` is answered by then.
-    pub(super) fn deadline(&self, req: u64, at: Instant, why: String) {
-        self.deadlines.lock().push((req, at, why));
-        self.wake.notify_one();
-    }
-
-    /// Kill the worker at `at` if it has not exited by then.
-    pub(super) fn stop_deadline(&self, at: Instant) {
-        let mut deadline = self.stop_deadline.lock();
-        if deadline.is_none_or(|d| at < d) {
-            *deadline = Some(at);
-        }
-        drop(deadline);
-        self.wake.notify_one();
-    }
-
-    /// Wakes the watcher (the worker ended).
-    pub(super) fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    /// Waits until the next check is due.
-    fn sleep(&self) {
-        let mut deadlines = self.deadlines.lock();
-        let mut next = Instant::now()
-            + self
-                .min_idle
-                .clamp(Duration::from_millis(50), Duration::from_secs(1));
-        if self.memory_limit.is_some() {
-            next = next.min(Instant::now() + MEMORY_TICK);
-        }
-        if let Some(first) = deadlines.iter().map(|(_, at, _)| *at).min() {
-            next = next.min(first);
-        }
-        if let Some(stop) = *self.stop_deadline.lock() {
-            next = next.min(stop);
-        }
-        self.wake.wait_until(&mut deadlines, next);
-    }
-}
 
 /// Starts the watcher of `worker`; it ends with the worker.
 pub(super) fn start(worker: &Arc<WorkerProcess>) {
@@ -102,20 +34,16 @@ fn watch(weak: &Weak<WorkerProcess>) {
             kills.again(&worker);
             continue;
         }
-        let stop_overdue = worker
-            .watch
-            .stop_deadline
-            .lock()
-            .is_some_and(|at| at <= Instant::now());
+        let stop_overdue = worker.watch.stop_overdue();
         if stop_overdue {
             worker.kill("it did not exit in time after it was asked to stop");
         } else if let Some(why) = overdue(&worker).or_else(|| over_memory(&worker)) {
             worker.kill(&why);
-        } else if worker.watch.min_idle > Duration::ZERO
-            && worker.idle_for() >= worker.watch.min_idle
+        } else if worker.watch.min_idle() > Duration::ZERO
+            && worker.idle_for() >= worker.watch.min_idle()
             && worker.retire_if_idle(&format!(
                 "it was stopped after {:?} without calls (min_idle)",
-                worker.watch.min_idle
+                worker.watch.min_idle()
             ))
         {
             tracing::info!(plugin = %worker.plugin, pid = worker.pid, "idle worker stopped");
@@ -143,9 +71,7 @@ impl KillRetry {
     fn again(&mut self, worker: &WorkerProcess) {
         let since = *self.since.get_or_insert_with(Instant::now);
         self.interval = (self.interval * 2).clamp(Self::FIRST, Self::MAX);
-        let mut deadlines = worker.watch.deadlines.lock();
-        worker.watch.wake.wait_for(&mut deadlines, self.interval);
-        drop(deadlines);
+        worker.watch.pause(self.interval);
         if worker.has_exited() {
             return;
         }
@@ -167,7 +93,7 @@ impl KillRetry {
 /// past its deadline.
 fn overdue(worker: &WorkerProcess) -> Option<String> {
     let now = Instant::now();
-    let mut deadlines = worker.watch.deadlines.lock();
+    let mut deadlines = worker.watch.deadlines();
     deadlines.retain(|(req, _, _)| worker.is_pending(*req));
     deadlines
         .iter()
@@ -177,7 +103,7 @@ fn overdue(worker: &WorkerProcess) -> Option<String> {
 
 /// The reason to kill the worker if its RSS is past its limit.
 fn over_memory(worker: &WorkerProcess) -> Option<String> {
-    let limit = worker.watch.memory_limit?;
+    let limit = worker.watch.memory_limit()?;
     let rss = crate::memory::rss_of(worker.pid)?;
     (rss > limit).then(|| {
         format!(

@@ -16,8 +16,7 @@ use std::{
 use parking_lot::Mutex;
 
 use super::{
-    instance::Bound,
-    process::{Shared, WorkerProcess},
+    process::{Failure, Shared, WorkerProcess},
     spawn::Spawn,
 };
 use crate::{
@@ -55,6 +54,16 @@ struct Crashes {
     last: Option<(Instant, String)>,
 }
 
+/// An instance a pool's workers serve, as an upgrade moves it to a new worker.
+pub(crate) trait Member: Send + Sync {
+    /// Its component's name.
+    fn component(&self) -> &str;
+    /// Creates it in `worker` (before calls move there).
+    fn create_in(&self, worker: &WorkerProcess) -> Result<(), Failure>;
+    /// Sends its calls to `worker` from now on.
+    fn switch_to(&self, worker: &Arc<WorkerProcess>);
+}
+
 /// The worker process of one plugin library, and the instances bound to it.
 pub(crate) struct WorkerPool {
     library: PathBuf,
@@ -72,7 +81,7 @@ pub(crate) struct WorkerPool {
     /// One start (or upgrade) at a time.
     starting: Mutex<()>,
     crashes: Mutex<Crashes>,
-    instances: Mutex<HashMap<u64, Weak<Bound>>>,
+    instances: Mutex<HashMap<u64, Weak<dyn Member>>>,
 }
 
 /// How a pool is made.
@@ -118,7 +127,7 @@ impl WorkerPool {
 
     /// Remembers `bound` as one of the instances its workers serve (an upgrade moves
     /// them all).
-    pub(crate) fn add_instance(&self, id: u64, bound: Weak<Bound>) {
+    pub(crate) fn add_instance(&self, id: u64, bound: Weak<dyn Member>) {
         self.instances.lock().insert(id, bound);
     }
 
@@ -172,7 +181,7 @@ impl WorkerPool {
             max_reply: self.shared.max_reply,
             sandbox: self.sandbox.clone(),
         };
-        WorkerProcess::start(&spawn, &self.shared)
+        super::launch::launch(&spawn, &self.shared)
     }
 
     /// Counts the last worker's crash, if it crashed, and refuses a start that comes too
@@ -241,7 +250,7 @@ impl WorkerPool {
             return Ok(None);
         }
         let new = self.start(&target).map_err(|err| err.to_string())?;
-        let instances: Vec<Arc<Bound>> = self
+        let instances: Vec<Arc<dyn Member>> = self
             .instances
             .lock()
             .values()
@@ -252,7 +261,7 @@ impl WorkerPool {
                 new.stop("an upgrade was abandoned");
                 return Err(format!(
                     "component `{}` could not be created in the new worker: {err}",
-                    bound.component
+                    bound.component()
                 ));
             }
         }

@@ -9,7 +9,7 @@ use std::{
     collections::HashMap,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc, Arc,
+        mpsc, Arc, Weak,
     },
     time::{Duration, Instant},
 };
@@ -18,18 +18,17 @@ use parking_lot::{Condvar, Mutex};
 use plugin_api::{ffi::MetricBox, PluginError};
 
 use super::{
-    credits::Credits,
-    monitor::Watch,
-    spawn::{self, Spawn},
+    credits::{CreditLink, Credits, WINDOW},
+    spawn::{Hello, Spawn},
+    watch::Watch,
     FaultKind,
 };
 use crate::{
     context::{HostServices, PluginHostContext},
     executor::PluginExecutor,
     isolation::WorkerFault,
-    loader::LoadError,
     memory::MemoryManager,
-    platform::{PendingLink, ProcessWatch},
+    platform::{LinkWrite, ProcessWatch},
     plugin_log::PluginLogSink,
     protocol::{FrameReader, FrameWriter, FromWorker, ToWorker, WireError},
     stream_buffer::{Consumer, ItemSink},
@@ -67,6 +66,18 @@ impl Answer {
 
 /// An open stream of a worker's: where its items go, and the credit it has.
 type OpenStream = (Arc<dyn ItemSink>, Arc<Credits>);
+
+impl CreditLink for WorkerProcess {
+    /// Sends `message` from a plugin thread (never an async worker: a write may wait).
+    fn send_later(self: Arc<Self>, message: ToWorker) {
+        let worker = Arc::clone(&self);
+        self.executor.execute(move || {
+            if !worker.has_exited() {
+                let _ = worker.writer.lock().write(&message);
+            }
+        });
+    }
+}
 
 /// Why a request to a worker failed.
 pub(crate) enum Failure {
@@ -169,44 +180,17 @@ pub(crate) struct Shared {
 }
 
 impl WorkerProcess {
-    /// Starts a worker on `spawn.library` and waits until it has opened it.
-    pub(crate) fn start(spawn: &Spawn<'_>, shared: &Shared) -> Result<Arc<Self>, LoadError> {
-        let error = |reason: String| LoadError::Worker {
-            path: spawn.opened.path().to_owned(),
-            reason,
-        };
-        let mut command = spawn::command(spawn);
-        let link = PendingLink::prepare(&mut command, spawn.opened.file())
-            .map_err(|err| error(format!("cannot link a worker to the host: {err}")))?;
-        let mut child = crate::platform::spawn_child(command)
-            .map_err(|err| error(format!("cannot start {}: {err}", spawn.program.display())))?;
-        let leader = child.id();
-        let process = match ProcessWatch::new(&child) {
-            Ok(process) => process,
-            Err(err) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(error(format!("cannot watch the worker: {err}")));
-            }
-        };
-        let (read, write) = match link.connect(&mut child) {
-            Ok(halves) => halves,
-            Err(err) => {
-                process.kill_group();
-                let _ = process.wait();
-                process.reap();
-                return Err(error(format!("cannot reach the worker: {err}")));
-            }
-        };
-        spawn::forward_output(&mut child, spawn.plugin, leader);
-        // From here on the kernel's word on the process is `process`'s, not `child`'s.
-        drop(child);
-        let reader = FrameReader::new(read, spawn.max_frame());
-        let hello = spawn::await_hello(reader, &process, spawn.plugin, spawn.start_timeout)
-            .map_err(&error)?;
-        let pid = hello.pid;
-        let worker = Arc::new(Self {
-            pid,
+    /// The host's side of a worker that has said it is ready: `hello` from it, `process`
+    /// as the kernel knows it, `write` the link's half for requests.
+    pub(super) fn new(
+        spawn: &Spawn<'_>,
+        shared: &Shared,
+        process: ProcessWatch,
+        write: LinkWrite,
+        hello: &Hello,
+    ) -> Self {
+        Self {
+            pid: hello.pid,
             plugin: spawn.plugin.to_owned(),
             process,
             life: Mutex::new(()),
@@ -235,22 +219,14 @@ impl WorkerProcess {
             answered: AtomicU64::new(0),
             watch: Watch::new(spawn.memory_limit, shared.memory.min_idle()),
             stop_limit: spawn.stop_timeout,
-            sandbox: hello.sandbox,
-            fence: hello.fence,
+            sandbox: hello.sandbox.clone(),
+            fence: hello.fence.clone(),
             killed: AtomicBool::new(false),
-        });
-        worker.memory.track_process(pid, spawn.plugin);
-        if let Err(err) = worker.start_threads(hello.reader) {
-            worker.kill("the host could not start its threads for it");
-            return Err(error(format!("cannot start the worker's threads: {err}")));
         }
-        super::monitor::start(&worker);
-        tracing::info!(plugin = %spawn.plugin, pid, "worker started");
-        Ok(worker)
     }
 
     /// The reader (what the worker says) and the reaper (when the kernel says it ended).
-    fn start_threads(self: &Arc<Self>, mut reader: FrameReader) -> std::io::Result<()> {
+    pub(super) fn start_threads(self: &Arc<Self>, mut reader: FrameReader) -> std::io::Result<()> {
         let reading = Arc::clone(self);
         std::thread::Builder::new()
             .name(format!("worker-{}", self.pid))
@@ -371,7 +347,8 @@ impl WorkerProcess {
         input: &[u8],
         items: Arc<dyn ItemSink>,
     ) -> Result<(), Failure> {
-        let credits = Arc::new(Credits::new(self, req));
+        let link: Weak<dyn CreditLink> = Arc::downgrade(self) as Weak<Self>;
+        let credits = Arc::new(Credits::new(link, req));
         items.set_consumer(Arc::clone(&credits) as Arc<dyn Consumer>);
         self.streams.lock().insert(req, (items, credits));
         tracing::debug!(plugin = %self.plugin, pid = self.pid, req, method, "stream opened");
@@ -380,8 +357,8 @@ impl WorkerProcess {
             instance,
             method: method.to_owned(),
             input: input.to_vec(),
-            credit: super::credits::WINDOW.0,
-            credit_bytes: super::credits::WINDOW.1,
+            credit: WINDOW.0,
+            credit_bytes: WINDOW.1,
         };
         let answer = self.ask(req, Expect::StreamEnd, &message);
         self.streams.lock().remove(&req);
@@ -397,16 +374,6 @@ impl WorkerProcess {
                 "the worker answered out of turn",
             ))),
         }
-    }
-
-    /// Sends `message` from a plugin thread (never an async worker: a write may wait).
-    pub(super) fn send_later(self: &Arc<Self>, message: ToWorker) {
-        let worker = Arc::clone(self);
-        self.executor.execute(move || {
-            if !worker.has_exited() {
-                let _ = worker.writer.lock().write(&message);
-            }
-        });
     }
 
     /// Whether request `req` still waits for its answer.
@@ -651,7 +618,7 @@ impl WorkerProcess {
                 level,
                 target,
                 message,
-            } => super::serve::log_worker_record(
+            } => crate::plugin_log::worker_record(
                 &self.plugin,
                 Some(self.pid),
                 level,

@@ -115,22 +115,3 @@ fn dependency(
         .into_result()
         .map(Into::into)
 }
-
-/// A log record of a worker's own (its setup, its sandbox), into the host's log with the
-/// plugin and the worker's pid; `pid` is `None` before the worker said it.
-pub(super) fn log_worker_record(
-    plugin: &str,
-    pid: Option<u32>,
-    level: u8,
-    target: &str,
-    message: &str,
-) {
-    let message = crate::plugin_log::printable(message);
-    match level {
-        0..=2 => {
-            tracing::info!(plugin = %plugin, worker = pid, source = %target, "worker: {message}")
-        }
-        3 => tracing::warn!(plugin = %plugin, worker = pid, source = %target, "worker: {message}"),
-        _ => tracing::error!(plugin = %plugin, worker = pid, source = %target, "worker: {message}"),
-    }
-}

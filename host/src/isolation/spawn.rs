@@ -181,7 +181,7 @@ fn first_word(
                 level,
                 target,
                 message,
-            })) => super::serve::log_worker_record(plugin, None, level, &target, &message),
+            })) => crate::plugin_log::worker_record(plugin, None, level, &target, &message),
             other => return (reader, other),
         }
     }

@@ -11,10 +11,7 @@ mod sandbox;
 use std::{collections::BTreeMap, collections::HashMap, time::Duration};
 
 pub(crate) use self::sandbox::worker_sandbox;
-use crate::{
-    config::{ComponentConfig, Config, Isolation, SandboxGrants, SandboxMode},
-    coordinator::CoordinatorBuilder,
-};
+use crate::config::{ComponentConfig, Config, Isolation, SandboxGrants, SandboxMode};
 
 /// How the host runs one component.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,18 +121,6 @@ impl Plans {
         let mut names: Vec<&str> = self.named.keys().map(String::as_str).collect();
         names.sort_unstable();
         names
-    }
-}
-
-impl CoordinatorBuilder {
-    /// Resolves `config` into plans (disabled components are not registered; priority,
-    /// memory estimate and timeout overrides replace the manifest's;
-    /// `[components.NAME.config]` is handed to the component) and builds the lock and
-    /// memory managers from `[locks]` and `[memory]`.
-    pub fn from_config(config: &Config) -> Self {
-        Self::from_plans(Plans::resolve(config))
-            .with_locks(config.locks.builder().build())
-            .with_memory(config.memory.builder().build())
     }
 }
 

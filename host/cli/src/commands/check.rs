@@ -3,52 +3,42 @@
 
 use std::process::ExitCode;
 
-use plugin_host::CoordinatorBuilder;
+use plugin_host::Host;
 
-use super::{discovery, CliResult, GlobalArgs, EXIT_FAILURE};
+use super::{CliResult, Failure, GlobalArgs, EXIT_FAILURE};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckArgs {}
 
 pub(crate) async fn run(global: &GlobalArgs, _args: CheckArgs) -> CliResult {
     let config = global.config()?;
+    // The trust file is the config's: a bad one is a configuration error.
+    config.trust_policy().map_err(Failure::usage)?;
     println!("config: ok");
-    let catalog = discovery(&config)?.discover().await?;
-    let mut problems: Vec<String> = catalog.failures().map(ToString::to_string).collect();
-    let coordinator = CoordinatorBuilder::from_config(&config).build();
-    problems.extend(
-        coordinator
-            .register_catalog(&catalog)
-            .iter()
-            .map(ToString::to_string),
-    );
-    problems.extend(coordinator.validate().iter().map(ToString::to_string));
-    for name in coordinator.overrides_without_component() {
-        println!(
-            "warning: config has [components.{name}], but no plugin provides a component `{name}`"
-        );
+    let report = Host::builder(config).check().await?;
+    for warning in &report.warnings {
+        println!("warning: {warning}");
     }
     println!(
         "plugins: {} usable of {} in {}",
-        catalog.usable().count(),
-        catalog.plugins.len(),
-        catalog.dir.display()
+        report.catalog.usable().count(),
+        report.catalog.plugins.len(),
+        report.catalog.dir.display()
     );
-    println!("components: {}", coordinator.components().len());
-    let memory = config.memory.builder().build();
+    println!("components: {}", report.components);
     println!(
         "memory limit: {} ({})",
-        plugin_host::format_bytes(memory.limit()),
-        memory.limit_source()
+        plugin_host::format_bytes(report.memory_limit),
+        report.memory_limit_source
     );
-    if problems.is_empty() {
+    if report.problems.is_empty() {
         println!("no problems found");
         Ok(ExitCode::SUCCESS)
     } else {
-        for problem in &problems {
+        for problem in &report.problems {
             println!("problem: {problem}");
         }
-        println!("{} problem(s) found", problems.len());
+        println!("{} problem(s) found", report.problems.len());
         Ok(ExitCode::from(EXIT_FAILURE))
     }
 }

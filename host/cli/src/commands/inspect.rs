@@ -4,7 +4,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::anyhow;
-use plugin_host::{format_bytes, ComponentInfo, DiscoveredPlugin, Discovery, PluginInfo};
+use plugin_host::{format_bytes, ComponentInfo, DiscoveredPlugin, PluginInfo};
 
 use super::{discovery, CliResult, Failure, GlobalArgs, EXIT_FAILURE};
 
@@ -22,13 +22,9 @@ pub(crate) async fn run(global: &GlobalArgs, args: InspectArgs) -> CliResult {
     let config = global.config()?;
     let path = PathBuf::from(&args.target);
     let (plugin, component) = if path.is_file() {
-        // Vetted and scanned in a subprocess like any other, without the registry cache.
-        let scanned = Discovery::new(".")
-            .with_cache_dir(None)
-            .with_scan_timeout(config.host.scan_timeout)
-            .with_trust(super::trust(&config)?)
-            .scan_file(&path)
-            .await;
+        // Vetted and scanned in a subprocess like any other (the scan bypasses the
+        // registry cache).
+        let scanned = discovery(&config)?.scan_file(&path).await;
         (scanned, None)
     } else {
         find(&discovery(&config)?.discover().await?, &args.target)?

@@ -14,7 +14,7 @@ mod trust;
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use plugin_host::{trust::TrustPolicy, Config, Discovery};
+use plugin_host::{Config, Discovery, Host};
 
 /// `--version`: this binary's version, its plugin-api, and the plugin-api versions it loads.
 static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -184,16 +184,10 @@ impl GlobalArgs {
     }
 }
 
-/// The trust policy the config names, its trust file read.
-pub(crate) fn trust(config: &Config) -> Result<TrustPolicy, Failure> {
-    config.trust_policy().map_err(Failure::usage)
-}
-
-/// Discovery as the config says, scanning in subprocesses of this binary.
+/// Discovery as a host of the config runs it (scanning in subprocesses of this binary);
+/// a trust file that cannot be read is a configuration error.
 pub(crate) fn discovery(config: &Config) -> Result<Discovery, Failure> {
-    Ok(Discovery::new(config.plugins_dir())
-        .with_cache_dir(config.cache_dir())
-        .with_concurrency(config.host.scan_concurrency)
-        .with_scan_timeout(config.host.scan_timeout)
-        .with_trust(trust(config)?))
+    Host::builder(config.clone())
+        .discovery()
+        .map_err(Failure::usage)
 }
