@@ -96,14 +96,26 @@ fn module_imports(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
 
 /// The first segment of every `crate::` path in `text`, `use crate::{a, b::c}` included.
 fn crate_paths(text: &str) -> Vec<String> {
+    paths_after(text, "crate::")
+}
+
+/// The first segment of every path that starts with `prefix` in the code of `text` (not
+/// its comments: a doc link is no import).
+fn paths_after(text: &str, prefix: &str) -> Vec<String> {
+    let code: String = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = code.as_str();
     let ident = |s: &str| -> String {
         s.chars()
             .take_while(|c| c.is_alphanumeric() || *c == '_')
             .collect()
     };
     let mut found = Vec::new();
-    for (at, _) in text.match_indices("crate::") {
-        let rest = text[at + "crate::".len()..].trim_start();
+    for (at, _) in text.match_indices(prefix) {
+        let rest = text[at + prefix.len()..].trim_start();
         if let Some(group) = rest.strip_prefix('{') {
             let mut depth = 0;
             let mut item = String::new();
@@ -175,6 +187,77 @@ fn the_host_library_modules_import_each_other_without_circles() {
     }
 }
 
+/// In every folder module under `src`, which sibling files each file names through
+/// `super::` (the folder's `mod.rs`, which declares and re-exports them, aside).
+fn file_imports(src: &Path) -> Vec<(PathBuf, BTreeMap<String, BTreeSet<String>>)> {
+    let mut folders = Vec::new();
+    let mut dirs = vec![src.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .expect("source directory")
+            .map(|entry| entry.expect("entry").path())
+            .collect();
+        let siblings: BTreeSet<String> = entries
+            .iter()
+            .filter_map(|path| {
+                let name = path.file_stem()?.to_str()?.to_owned();
+                (name != "mod" && name != "tests").then_some(name)
+            })
+            .collect();
+        for path in entries {
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let Some(name) = path.file_stem().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if !siblings.contains(name) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("source file");
+            let used: BTreeSet<String> = paths_after(&text, "super::")
+                .into_iter()
+                .filter(|target| target != name && siblings.contains(target))
+                .collect();
+            graph.insert(name.to_owned(), used);
+        }
+        folders.push((dir, graph));
+    }
+    folders
+}
+
+#[test]
+fn no_file_imports_a_file_that_imports_it_back_in_any_crate() {
+    let root = workspace_root();
+    for crate_src in [
+        "host/src",
+        "host/admin/src",
+        "host/cli/src",
+        "plugin-api/src",
+    ] {
+        let modules = module_imports(&root.join(crate_src));
+        if let Some(cycle) = find_cycle(&modules) {
+            panic!("{crate_src}: module circle: {}", cycle.join(" -> "));
+        }
+        for (folder, files) in file_imports(&root.join(crate_src)) {
+            if let Some(cycle) = find_cycle(&files) {
+                panic!("{}: file circle: {}", folder.display(), cycle.join(" -> "));
+            }
+        }
+    }
+    let isolation = file_imports(&root.join("host/src"))
+        .into_iter()
+        .find(|(folder, _)| folder.ends_with("isolation"))
+        .expect("the isolation folder");
+    assert!(
+        isolation.1["monitor"].contains("process"),
+        "the reader sees sibling imports: {:?}",
+        isolation.1
+    );
+}
+
 #[test]
 fn the_circle_finder_finds_a_circle() {
     let graph: BTreeMap<String, BTreeSet<String>> = [
@@ -193,5 +276,9 @@ fn the_circle_finder_finds_a_circle() {
     assert_eq!(
         crate_paths("use crate::{a::B, c::{d, e}, f};\nlet x = crate::g::h();"),
         ["a", "c", "f", "g"]
+    );
+    assert_eq!(
+        paths_after("use super::{a::B, c};\nsuper::d::e();", "super::"),
+        ["a", "c", "d"]
     );
 }

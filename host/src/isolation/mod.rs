@@ -17,8 +17,10 @@
 //! new worker while the old one finishes its calls.
 
 mod credits;
+mod inbound;
 mod instance;
 mod launch;
+mod life;
 mod monitor;
 mod pool;
 mod process;

@@ -21,7 +21,6 @@ use super::{
     credits::{CreditLink, Credits, WINDOW},
     spawn::{Hello, Spawn},
     watch::Watch,
-    FaultKind,
 };
 use crate::{
     context::{HostServices, PluginHostContext},
@@ -45,7 +44,7 @@ pub(super) enum Answer {
 
 /// Which answer a request expects: any other is a breach of the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
+pub(super) enum Expect {
     Created,
     Returned,
     Dropped,
@@ -53,7 +52,7 @@ enum Expect {
 }
 
 impl Answer {
-    fn kind(&self) -> Option<Expect> {
+    pub(super) fn kind(&self) -> Option<Expect> {
         match self {
             Self::Created(_) => Some(Expect::Created),
             Self::Returned(_) => Some(Expect::Returned),
@@ -65,7 +64,7 @@ impl Answer {
 }
 
 /// An open stream of a worker's: where its items go, and the credit it has.
-type OpenStream = (Arc<dyn ItemSink>, Arc<Credits>);
+pub(super) type OpenStream = (Arc<dyn ItemSink>, Arc<Credits>);
 
 impl CreditLink for WorkerProcess {
     /// Sends `message` from a plugin thread (never an async worker: a write may wait).
@@ -108,9 +107,9 @@ impl std::fmt::Display for Failure {
 
 /// The requests in flight and whether new ones are taken, under one lock: a worker is
 /// retired only when nothing is in flight, and nothing is sent to a retired one.
-struct Requests {
-    pending: HashMap<u64, (Expect, mpsc::SyncSender<Answer>)>,
-    accepting: bool,
+pub(super) struct Requests {
+    pub(super) pending: HashMap<u64, (Expect, mpsc::SyncSender<Answer>)>,
+    pub(super) accepting: bool,
 }
 
 /// One worker process and the host's end of its socket.
@@ -120,44 +119,44 @@ pub(crate) struct WorkerProcess {
     pub(crate) pid: u32,
     pub(crate) plugin: String,
     /// The process, as the kernel knows it; killed only under `life`'s lock.
-    process: ProcessWatch,
+    pub(super) process: ProcessWatch,
     /// Held to kill the process or to mark it ended: a kill never races the reaping.
-    life: Mutex<()>,
-    writer: Mutex<FrameWriter>,
-    requests: Mutex<Requests>,
-    next_req: AtomicU64,
-    exited: AtomicBool,
+    pub(super) life: Mutex<()>,
+    pub(super) writer: Mutex<FrameWriter>,
+    pub(super) requests: Mutex<Requests>,
+    pub(super) next_req: AtomicU64,
+    pub(super) exited: AtomicBool,
     /// Why the host is ending it, if it is.
-    ending: Mutex<Option<String>>,
+    pub(super) ending: Mutex<Option<String>>,
     /// How it ended, once it has.
-    ended_as: Mutex<Option<String>>,
+    pub(super) ended_as: Mutex<Option<String>>,
     /// How it broke the protocol, if it did: it is killed for it.
-    broke_protocol: Mutex<Option<String>>,
+    pub(super) broke_protocol: Mutex<Option<String>>,
     /// Whether the reader has stopped reading (end of the socket, or a breach).
-    reader_done: (Mutex<bool>, Condvar),
+    pub(super) reader_done: (Mutex<bool>, Condvar),
     /// The host-side context of each instance, for the requests its code makes.
     pub(super) contexts: Mutex<HashMap<u64, PluginHostContext>>,
     /// Where the items of each open stream go, by request.
-    streams: Mutex<HashMap<u64, OpenStream>>,
+    pub(super) streams: Mutex<HashMap<u64, OpenStream>>,
     pub(super) metrics: Mutex<Vec<MetricBox>>,
     pub(super) sink: PluginLogSink,
     pub(super) executor: PluginExecutor,
-    memory: MemoryManager,
-    started: Instant,
+    pub(super) memory: MemoryManager,
+    pub(super) started: Instant,
     /// Milliseconds from `started` to the last request sent.
-    last_used_ms: AtomicU64,
+    pub(super) last_used_ms: AtomicU64,
     /// Calls answered without a worker fault: a worker that served any is not crashing
     /// at once.
-    answered: AtomicU64,
+    pub(super) answered: AtomicU64,
     pub(super) watch: Watch,
     /// How long it may take to drop its instances and exit once asked to stop.
-    stop_limit: Duration,
+    pub(super) stop_limit: Duration,
     /// What its sandbox enforces, as it said when it started; `None` without one.
     pub(crate) sandbox: Option<String>,
     /// What ends everything it starts when it ends, as it said when it started.
     pub(crate) fence: String,
     /// Whether the host has killed it: it is killed (and that logged) once.
-    killed: AtomicBool,
+    pub(super) killed: AtomicBool,
 }
 
 impl std::fmt::Debug for WorkerProcess {
@@ -441,289 +440,6 @@ impl WorkerProcess {
             Ok(Answer::Died(fault)) => Err(Failure::Worker(fault)),
             Ok(other) => Ok(other),
             Err(_) => Err(Failure::Worker(self.fault("hung up"))),
-        }
-    }
-
-    /// How long since the host last sent it a request.
-    pub(super) fn idle_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last_used_ms.load(Ordering::Relaxed));
-        self.started.elapsed().saturating_sub(last)
-    }
-
-    pub(super) fn fault(&self, reason: &str) -> WorkerFault {
-        WorkerFault {
-            plugin: self.plugin.clone(),
-            pid: Some(self.pid),
-            reason: reason.to_owned(),
-            kind: FaultKind::Died,
-        }
-    }
-
-    fn note_ending(&self, why: &str) {
-        let mut ending = self.ending.lock();
-        if ending.is_none() {
-            *ending = Some(why.to_owned());
-        }
-    }
-
-    /// Kills the worker now (SIGKILL), with everything it started, saying why. Logged
-    /// once; a kill asked for again is sent again, quietly.
-    pub(crate) fn kill(&self, why: &str) {
-        self.note_ending(why);
-        self.requests.lock().accepting = false;
-        let _life = self.life.lock();
-        if !self.has_exited() {
-            if !self.killed.swap(true, Ordering::AcqRel) {
-                tracing::warn!(plugin = %self.plugin, pid = self.pid, "killing the worker: {why}");
-            }
-            self.process.kill_group();
-        }
-    }
-
-    /// Whether the host has killed it (it may not have ended yet).
-    pub(super) fn was_killed(&self) -> bool {
-        self.killed.load(Ordering::Acquire)
-    }
-
-    /// The worker broke the protocol (a frame that does not decode, is too large, or
-    /// answers what was not asked): nothing it says can be trusted any more, so it is
-    /// killed at once and its calls fail with `worker_protocol`.
-    fn breach(&self, what: &str) {
-        if self.has_exited() {
-            return;
-        }
-        self.broke_protocol
-            .lock()
-            .get_or_insert_with(|| what.to_owned());
-        self.kill(&format!("it broke the protocol: {what}"));
-    }
-
-    /// The worker's end of the socket closed. When the worker exits, that comes just
-    /// before the kernel says so; a worker that closes it and stays has broken the
-    /// protocol.
-    fn hung_up(&self) {
-        if self.ending.lock().is_some() {
-            return;
-        }
-        let deadline = Instant::now() + Duration::from_millis(200);
-        while !self.has_exited() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        self.breach("it closed its end of the socket and kept running");
-    }
-
-    /// Waits for the kernel to say the worker ended, kills what it left in its group,
-    /// reaps it and ends it here.
-    fn reap(&self) {
-        let status = self.process.wait();
-        {
-            let _life = self.life.lock();
-            // Its descendants go with it; the group is still named by the unreaped pid.
-            self.process.kill_group();
-            self.exited.store(true, Ordering::Release);
-        }
-        self.process.reap();
-        let status = status.map_or_else(
-            |err| format!("ended ({err})"),
-            crate::platform::describe_status,
-        );
-        self.ended(&status);
-    }
-
-    /// Asks the worker to stop: it takes no new request, drops its instances and exits.
-    /// Requests in flight get a fault if it ends before answering them.
-    pub(crate) fn stop(&self, why: &str) {
-        self.note_ending(why);
-        self.requests.lock().accepting = false;
-        self.writer.lock().shutdown();
-        self.watch.stop_deadline(Instant::now() + self.stop_limit);
-    }
-
-    /// Stops it if nothing is in flight; returns whether it did.
-    pub(super) fn retire_if_idle(&self, why: &str) -> bool {
-        {
-            let mut requests = self.requests.lock();
-            if !requests.pending.is_empty() || !requests.accepting {
-                return false;
-            }
-            requests.accepting = false;
-        }
-        let rss = crate::memory::rss_of(self.pid).unwrap_or(0);
-        self.stop(why);
-        self.memory.record_reclaimed(rss);
-        true
-    }
-
-    /// Takes no new request; stops once those in flight are answered, or kills it after
-    /// `limit`. For a worker replaced by a new one (an upgrade, a reload).
-    pub(crate) fn drain(self: &Arc<Self>, limit: Duration, why: String) {
-        self.requests.lock().accepting = false;
-        let worker = Arc::clone(self);
-        let drained = std::thread::Builder::new()
-            .name(format!("worker-{}-drain", self.pid))
-            .spawn(move || {
-                let deadline = Instant::now() + limit;
-                while worker.is_busy() && !worker.has_exited() && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                if worker.is_busy() {
-                    worker.kill(&format!(
-                        "{why}, and its calls did not finish within {limit:?}"
-                    ));
-                } else {
-                    worker.stop(&why);
-                }
-            });
-        if drained.is_err() {
-            self.stop("it was replaced (the host could not wait for its calls)");
-        }
-    }
-
-    /// Kills the worker once `grace` passed, unless request `req` is answered by then:
-    /// its caller gave up on it.
-    pub(crate) fn kill_unless_answered(&self, req: u64, grace: Duration, why: String) {
-        self.watch.deadline(req, Instant::now() + grace, why);
-    }
-
-    fn dispatch(self: &Arc<Self>, message: FromWorker) {
-        match message {
-            FromWorker::Created { req, result } => self.answer(req, Answer::Created(result)),
-            FromWorker::Returned { req, result } => self.answer(
-                req,
-                Answer::Returned(result.map(serde_bytes::ByteBuf::into_vec)),
-            ),
-            FromWorker::Dropped { req } => self.answer(req, Answer::Dropped),
-            FromWorker::StreamEnd { req, result } => self.answer(req, Answer::StreamEnd(result)),
-            FromWorker::Item { req, item } => {
-                let sink = self.streams.lock().get(&req).cloned();
-                match sink {
-                    Some((_, credits)) if !credits.spend(item.len()) => self.breach(&format!(
-                        "it sent an item of stream {req} beyond the credit it was given"
-                    )),
-                    // A consumer that went is told by a Cancel already on its way.
-                    Some((sink, _)) => drop(sink.push(item)),
-                    None if self.has_exited() => {}
-                    None => self.breach(&format!(
-                        "it sent an item of request {req}, which streams nothing"
-                    )),
-                }
-            }
-            FromWorker::Log {
-                level,
-                component,
-                target,
-                message,
-            } => self.log(level, &component, &target, &message),
-            FromWorker::WorkerLog {
-                level,
-                target,
-                message,
-            } => crate::plugin_log::worker_record(
-                &self.plugin,
-                Some(self.pid),
-                level,
-                &target,
-                &message,
-            ),
-            FromWorker::Record { metric, value } => {
-                let index = usize::try_from(metric).unwrap_or(usize::MAX);
-                if let Some(metric) = self.metrics.lock().get(index) {
-                    metric.record(value);
-                }
-            }
-            FromWorker::Request {
-                req,
-                instance,
-                call,
-                request,
-            } => {
-                let worker = Arc::clone(self);
-                self.executor.execute(move || {
-                    let reply = worker.serve(instance, call, request);
-                    let _ = worker.writer.lock().write(&ToWorker::Reply { req, reply });
-                });
-            }
-            FromWorker::Hello { .. } | FromWorker::Refused { .. } => {
-                self.breach("it said hello again after it was started");
-            }
-        }
-    }
-
-    fn answer(&self, req: u64, answer: Answer) {
-        let mut requests = self.requests.lock();
-        let expected = requests.pending.get(&req).map(|(expect, _)| *expect);
-        match expected {
-            Some(expect) if answer.kind() == Some(expect) => {
-                if let Some((_, waiting)) = requests.pending.remove(&req) {
-                    drop(requests);
-                    let _ = waiting.send(answer);
-                }
-            }
-            Some(expect) => {
-                drop(requests);
-                self.breach(&format!(
-                    "it answered request {req}, which waits for {expect:?}, with {:?}",
-                    answer.kind()
-                ));
-            }
-            None => {
-                drop(requests);
-                self.breach(&format!(
-                    "it answered request {req}, which does not wait for an answer"
-                ));
-            }
-        }
-    }
-
-    /// The worker is gone, as the kernel says: fail what waits, say how it ended.
-    fn ended(&self, status: &str) {
-        self.requests.lock().accepting = false;
-        // What it wrote before it ended (answers, stream items) is still in the socket:
-        // the reader hands it on first. Bounded, for a process it forked may hold the
-        // socket open.
-        let mut done = self.reader_done.0.lock();
-        if !*done {
-            let _ = self
-                .reader_done
-                .1
-                .wait_for(&mut done, Duration::from_millis(250));
-        }
-        drop(done);
-        let ending = self.ending.lock().clone();
-        let reason = match &ending {
-            Some(why) => format!("{status}: {why}"),
-            None => format!("{status}; it crashed"),
-        };
-        *self.ended_as.lock() = Some(reason.clone());
-        let mut fault = self.fault(&format!("ended ({reason})"));
-        if self.broke_protocol.lock().is_some() {
-            fault.kind = FaultKind::Protocol;
-        }
-        // Emptied under the lock that sends take: a request is either failed here or
-        // never sent.
-        let waiting: Vec<mpsc::SyncSender<Answer>> = self
-            .requests
-            .lock()
-            .pending
-            .drain()
-            .map(|(_, (_, s))| s)
-            .collect();
-        self.watch.wake();
-        for waiter in waiting {
-            let _ = waiter.send(Answer::Died(fault.clone()));
-        }
-        self.memory.untrack_process(self.pid);
-        // Locks its code took through the contexts die with it.
-        let contexts: Vec<PluginHostContext> =
-            self.contexts.lock().drain().map(|(_, c)| c).collect();
-        for context in contexts {
-            context.release_all("its worker process ended");
-        }
-        self.metrics.lock().clear();
-        if ending.is_some() {
-            tracing::info!(plugin = %self.plugin, pid = self.pid, "worker {reason}");
-        } else {
-            tracing::error!(plugin = %self.plugin, pid = self.pid, "worker {reason}");
         }
     }
 }

@@ -1,0 +1,100 @@
+//! What a worker says, read by the host's reader thread of it: answers to requests,
+//! stream items within their credit, log records, metric values, and requests of its
+//! plugin code, each served on the plugin executor. Anything else breaks the protocol.
+
+use std::sync::Arc;
+
+use super::process::{Answer, WorkerProcess};
+use crate::protocol::{FromWorker, ToWorker};
+
+impl WorkerProcess {
+    pub(super) fn dispatch(self: &Arc<Self>, message: FromWorker) {
+        match message {
+            FromWorker::Created { req, result } => self.answer(req, Answer::Created(result)),
+            FromWorker::Returned { req, result } => self.answer(
+                req,
+                Answer::Returned(result.map(serde_bytes::ByteBuf::into_vec)),
+            ),
+            FromWorker::Dropped { req } => self.answer(req, Answer::Dropped),
+            FromWorker::StreamEnd { req, result } => self.answer(req, Answer::StreamEnd(result)),
+            FromWorker::Item { req, item } => {
+                let sink = self.streams.lock().get(&req).cloned();
+                match sink {
+                    Some((_, credits)) if !credits.spend(item.len()) => self.breach(&format!(
+                        "it sent an item of stream {req} beyond the credit it was given"
+                    )),
+                    // A consumer that went is told by a Cancel already on its way.
+                    Some((sink, _)) => drop(sink.push(item)),
+                    None if self.has_exited() => {}
+                    None => self.breach(&format!(
+                        "it sent an item of request {req}, which streams nothing"
+                    )),
+                }
+            }
+            FromWorker::Log {
+                level,
+                component,
+                target,
+                message,
+            } => self.log(level, &component, &target, &message),
+            FromWorker::WorkerLog {
+                level,
+                target,
+                message,
+            } => crate::plugin_log::worker_record(
+                &self.plugin,
+                Some(self.pid),
+                level,
+                &target,
+                &message,
+            ),
+            FromWorker::Record { metric, value } => {
+                let index = usize::try_from(metric).unwrap_or(usize::MAX);
+                if let Some(metric) = self.metrics.lock().get(index) {
+                    metric.record(value);
+                }
+            }
+            FromWorker::Request {
+                req,
+                instance,
+                call,
+                request,
+            } => {
+                let worker = Arc::clone(self);
+                self.executor.execute(move || {
+                    let reply = worker.serve(instance, call, request);
+                    let _ = worker.writer.lock().write(&ToWorker::Reply { req, reply });
+                });
+            }
+            FromWorker::Hello { .. } | FromWorker::Refused { .. } => {
+                self.breach("it said hello again after it was started");
+            }
+        }
+    }
+
+    pub(super) fn answer(&self, req: u64, answer: Answer) {
+        let mut requests = self.requests.lock();
+        let expected = requests.pending.get(&req).map(|(expect, _)| *expect);
+        match expected {
+            Some(expect) if answer.kind() == Some(expect) => {
+                if let Some((_, waiting)) = requests.pending.remove(&req) {
+                    drop(requests);
+                    let _ = waiting.send(answer);
+                }
+            }
+            Some(expect) => {
+                drop(requests);
+                self.breach(&format!(
+                    "it answered request {req}, which waits for {expect:?}, with {:?}",
+                    answer.kind()
+                ));
+            }
+            None => {
+                drop(requests);
+                self.breach(&format!(
+                    "it answered request {req}, which does not wait for an answer"
+                ));
+            }
+        }
+    }
+}
