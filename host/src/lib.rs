@@ -65,6 +65,7 @@ mod coordinator;
 mod dirs;
 pub mod discovery;
 mod executor;
+mod fault;
 #[doc(hidden)]
 pub mod fuzzing;
 mod host;
@@ -90,17 +91,17 @@ pub use self::{
     child::run_child_if_requested,
     config::{Config, ConfigError, Isolation, WatchMode},
     coordinator::{
-        CallError, CallFault, CatalogChanges, ComponentHandle, ComponentSpec, ComponentState,
-        ComponentStatus, ComponentStream, Coordinator, CoordinatorBuilder, Dependencies,
-        ErrorChainDisplay, EvictError, EvictionReport, FileState, GetError, InitError, Instance,
-        ItemSender, NativeComponent, NotEvictable, Provider, RegisterError, ReloadError,
-        ReloadReport, ResolvedComponent, SandboxStatus, ShutdownReport,
+        CallError, CatalogChanges, ComponentHandle, ComponentSpec, ComponentState, ComponentStatus,
+        ComponentStream, Coordinator, CoordinatorBuilder, Dependencies, ErrorChainDisplay,
+        EvictError, EvictionReport, FileState, GetError, InitError, Instance, ItemSender,
+        NativeComponent, NotEvictable, Provider, RegisterError, ReloadError, ReloadReport,
+        ResolvedComponent, SandboxStatus, ShutdownReport,
     },
     discovery::{Catalog, DiscoveredPlugin, Discovery, DiscoveryError, ScanMode},
+    fault::{CallFault, FaultKind, WorkerFault},
     host::{
         CheckReport, ComponentSummary, EagerReport, Host, HostBuilder, HostError, MetricSummaries,
     },
-    isolation::{FaultKind, WorkerFault},
     loader::{loadable_plugin_api, FileIdentity, LoadError},
     locks::{
         Holder, LockError, LockGuard, LockManager, LockManagerBuilder, LockRef, LockStats,

@@ -94,19 +94,27 @@ impl<E> StreamQueue<E> {
 
     /// Hands over one item, waiting while the buffer is full; false once the consumer has
     /// gone. Blocking: for plugin threads.
+    #[cfg(test)]
     pub(crate) fn send(&self, item: Vec<u8>) -> bool {
+        self.send_with(item.len(), || item)
+    }
+
+    /// As [`Self::send`], for an item of `len` bytes made by `make` only once there is
+    /// room for it: a producer that waits holds no copy of its item in the host.
+    pub(crate) fn send_with(&self, len: usize, make: impl FnOnce() -> Vec<u8>) -> bool {
         let mut state = self.state.lock();
         loop {
             if self.is_closed() {
                 return false;
             }
             let full = state.items.len() >= MAX_ITEMS
-                || (!state.items.is_empty() && state.bytes + item.len() > MAX_BYTES);
+                || (!state.items.is_empty() && state.bytes + len > MAX_BYTES);
             if !full {
                 break;
             }
             self.room.wait(&mut state);
         }
+        let item = make();
         state.bytes += item.len();
         state.items.push_back(item);
         drop(state);
@@ -178,5 +186,139 @@ impl<E> StreamQueue<E> {
         if let Some(consumer) = self.consumer.lock().take() {
             consumer.gone();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::atomic::AtomicUsize,
+        task::{Poll, Waker},
+        time::Duration,
+    };
+
+    use super::*;
+
+    type Queue = Arc<StreamQueue<String>>;
+
+    fn poll(queue: &Queue) -> Poll<Option<Result<Vec<u8>, String>>> {
+        queue.poll_next(&mut Context::from_waker(Waker::noop()))
+    }
+
+    /// Sends `item` from another thread; whether it went through within `wait`.
+    fn sent_within(queue: &Queue, item: Vec<u8>, wait: Duration) -> bool {
+        let queue = Arc::clone(queue);
+        let (done, sent) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(queue.send(item));
+        });
+        sent.recv_timeout(wait).unwrap_or(false)
+    }
+
+    #[test]
+    fn a_full_buffer_holds_the_producer_until_the_consumer_takes_an_item() {
+        let queue: Queue = StreamQueue::new();
+        for n in 0..MAX_ITEMS {
+            assert!(queue.send(vec![n as u8]), "item {n} fits");
+        }
+        let (done, sent) = std::sync::mpsc::channel();
+        let producer = Arc::clone(&queue);
+        std::thread::spawn(move || done.send(producer.send(vec![0])));
+        assert!(
+            sent.recv_timeout(Duration::from_millis(100)).is_err(),
+            "the 65th item waits"
+        );
+        assert_eq!(poll(&queue), Poll::Ready(Some(Ok(vec![0]))));
+        assert_eq!(sent.recv_timeout(Duration::from_secs(10)), Ok(true));
+    }
+
+    #[test]
+    fn the_buffer_holds_so_many_bytes_but_one_larger_item_when_empty() {
+        let queue: Queue = StreamQueue::new();
+        let large = vec![0u8; MAX_BYTES * 2];
+        assert!(queue.send(large.clone()), "alone, any size");
+        assert!(
+            !sent_within(&queue, vec![1], Duration::from_millis(100)),
+            "nothing more while it is buffered"
+        );
+        assert_eq!(poll(&queue), Poll::Ready(Some(Ok(large))));
+        let bytes: Queue = StreamQueue::new();
+        let half = vec![2u8; MAX_BYTES / 2];
+        assert!(bytes.send(half.clone()) && bytes.send(half.clone()));
+        assert!(
+            !sent_within(&bytes, vec![3], Duration::from_millis(100)),
+            "4 MiB buffered: full"
+        );
+    }
+
+    #[test]
+    fn the_end_comes_after_every_item_and_once() {
+        let queue: Queue = StreamQueue::new();
+        assert!(queue.send(vec![1]));
+        queue.finish(Err("failed".into()));
+        queue.finish(Ok(()));
+        assert_eq!(poll(&queue), Poll::Ready(Some(Ok(vec![1]))));
+        assert_eq!(poll(&queue), Poll::Ready(Some(Err("failed".into()))));
+        assert_eq!(poll(&queue), Poll::Ready(None));
+        let open: Queue = StreamQueue::new();
+        assert_eq!(poll(&open), Poll::Pending);
+    }
+
+    #[test]
+    fn a_consumer_that_goes_fails_the_producers_send_and_drops_what_was_buffered() {
+        let queue: Queue = StreamQueue::new();
+        assert!(queue.send(vec![1]));
+        queue.close();
+        assert!(!queue.send(vec![2]), "the consumer has gone");
+        assert!(queue.is_closed());
+        let stopped: Queue = StreamQueue::new();
+        assert!(stopped.send(vec![1]));
+        stopped.stop("shutting_down".into());
+        assert!(!stopped.send(vec![2]));
+        assert_eq!(poll(&stopped), Poll::Ready(Some(Ok(vec![1]))), "kept");
+        assert_eq!(
+            poll(&stopped),
+            Poll::Ready(Some(Err("shutting_down".into())))
+        );
+    }
+
+    /// Counts what a consumer is told.
+    #[derive(Default)]
+    struct Counting {
+        took: AtomicUsize,
+        drained: AtomicUsize,
+        gone: AtomicBool,
+    }
+
+    impl Consumer for Counting {
+        fn took(&self, len: usize, drained: bool) {
+            self.took.fetch_add(len, Ordering::SeqCst);
+            if drained {
+                self.drained.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+
+        fn gone(&self) {
+            self.gone.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_consumer_hears_of_every_item_taken_of_the_buffer_draining_and_of_its_end() {
+        let queue: Queue = StreamQueue::new();
+        let counting = Arc::new(Counting::default());
+        queue.set_consumer(Arc::clone(&counting) as Arc<dyn Consumer>);
+        assert!(queue.push(vec![0; 10]) && queue.push(vec![0; 5]));
+        let _ = poll(&queue);
+        let _ = poll(&queue);
+        assert_eq!(counting.took.load(Ordering::SeqCst), 15);
+        assert_eq!(
+            counting.drained.load(Ordering::SeqCst),
+            1,
+            "once, at the last"
+        );
+        queue.close();
+        assert!(counting.gone.load(Ordering::SeqCst));
+        assert!(!queue.push(vec![1]), "nothing is taken after");
     }
 }

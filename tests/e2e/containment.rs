@@ -127,23 +127,14 @@ fn six_hundred_hung_calls_stall_only_their_component() {
         "[admin]\nlisten = \"127.0.0.1:0\"\n[timeouts.operations]\nsleep = \"200ms\"\n",
     ));
     let threads_before = thread_count(host.pid());
-    // Each client on a connection of its own. On a loaded machine a few of 600 connections
-    // made at once were reset (seen twice in some twenty CI runs, with the soak test
-    // beside it; the cause is not found): such a client tries once more, and those
-    // retries are printed, counted and bounded.
-    let retried = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Each client on a connection of its own, all at once: every connection is served
+    // (with the listener's old backlog of 128, some were reset under load).
     let clients: Vec<_> = (0..600)
         .map(|_| {
-            let (host, retried) = (Arc::clone(&host), Arc::clone(&retried));
+            let host = Arc::clone(&host);
             std::thread::spawn(move || {
                 let url = format!("http://{}/components/sleeper/call/sleep", host.addr);
-                let mut result = ureq::post(&url).send_string(r#"{"ms":90000}"#);
-                if let Err(ureq::Error::Transport(err)) = &result {
-                    eprintln!("a client's connection failed, trying once more: {err}");
-                    retried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    result = ureq::post(&url).send_string(r#"{"ms":90000}"#);
-                }
-                RunningHost::answer(result)
+                RunningHost::answer(ureq::post(&url).send_string(r#"{"ms":90000}"#))
             })
         })
         .collect();
@@ -151,8 +142,6 @@ fn six_hundred_hung_calls_stall_only_their_component() {
         .into_iter()
         .map(|c| c.join().expect("client thread"))
         .collect();
-    let retried = retried.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(retried <= 30, "{retried} of 600 connections failed");
     let timed_out = answers.iter().filter(|(status, _)| *status == 504).count();
     let refused = answers.iter().filter(|(status, _)| *status == 503).count();
     assert_eq!(timed_out + refused, 600, "every call got 504 or 503");

@@ -224,6 +224,26 @@ async fn authorize(State(state): State<Arc<AdminState>>, request: Request, next:
     next.run(request).await
 }
 
+/// Connections the kernel queues for the server before it accepts them (capped by
+/// `net.core.somaxconn`). The default of Rust's listeners, 128, overflowed when hundreds
+/// of clients connected at once: the kernel answered with SYN cookies, some failed, and
+/// those connections were reset (seen as `ListenOverflows` and `SyncookiesFailed` in
+/// `nstat`).
+const BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a backlog of [`BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(not(windows))]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// Binds `addr` and serves the admin API until `shutdown` completes. Returns the bound
 /// address (useful with port 0) and the server task.
 ///
@@ -235,7 +255,7 @@ pub async fn serve(
     state: Arc<AdminState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|err| {
+    let listener = listen(addr).map_err(|err| {
         std::io::Error::new(
             err.kind(),
             format!("cannot listen on {addr} for the admin API: {err}"),

@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use plugin_api::PluginError;
 
-use crate::{isolation::WorkerFault, loader::LoadError};
+use crate::{fault::WorkerFault, loader::LoadError};
 
 /// Why a component could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

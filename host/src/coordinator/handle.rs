@@ -13,7 +13,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use plugin_api::PluginError;
 
 use super::{info::SlotInfo, CallError, Coordinator, GetError, Inner};
-use crate::{context::DependencyCall, executor::PluginExecutor, isolation::WorkerFault};
+use crate::{context::DependencyCall, executor::PluginExecutor, fault::CallFault};
 
 /// A ready component instance and where it came from.
 ///
@@ -84,28 +84,6 @@ impl std::fmt::Debug for ComponentHandle {
         f.debug_struct("ComponentHandle")
             .field("name", &self.name())
             .finish()
-    }
-}
-
-/// Why an instance's call failed.
-#[derive(Debug)]
-pub enum CallFault {
-    /// The component's own error (a caught panic included).
-    Plugin(PluginError),
-    /// Its worker process died or was killed while the call ran.
-    Worker(WorkerFault),
-    /// Its reply was larger than `[limits] max_reply`.
-    ReplyTooLarge {
-        /// The reply's size in bytes.
-        size: u64,
-        /// The limit in bytes.
-        limit: u64,
-    },
-}
-
-impl From<PluginError> for CallFault {
-    fn from(err: PluginError) -> Self {
-        Self::Plugin(err)
     }
 }
 

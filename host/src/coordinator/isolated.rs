@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{
-    handle::{CallFault, Dependencies, Instance},
+    handle::{Dependencies, Instance},
     provider::Provider,
     spec::ComponentSpec,
     stream::ItemSender,
@@ -13,7 +13,8 @@ use super::{
 use crate::{
     config::Isolation,
     context::{HostServices, PluginHostContext},
-    isolation::{Bound, Created, Failure, WorkerPool},
+    fault::CallFault,
+    isolation::{Bound, CreateFault, Created, WorkerPool},
     stream_buffer::{Consumer, ItemSink},
 };
 
@@ -44,21 +45,15 @@ impl Provider for WorkerProvider {
                 component: spec.name.clone(),
                 source,
             }),
-            Err(Created::Failed(Failure::Plugin(source))) => Err(InitError::Create {
+            Err(Created::Failed(CreateFault::Plugin(source))) => Err(InitError::Create {
                 component: spec.name.clone(),
                 plugin: Some(self.pool.plugin.clone()),
                 source,
             }),
-            Err(Created::Failed(Failure::Worker(fault))) => Err(InitError::WorkerFailed {
+            Err(Created::Failed(CreateFault::Worker(fault))) => Err(InitError::WorkerFailed {
                 component: spec.name.clone(),
                 fault,
             }),
-            Err(Created::Failed(Failure::NotSent | Failure::ReplyTooLarge { .. })) => {
-                Err(InitError::Thread {
-                    component: spec.name.clone(),
-                    reason: "its worker stopped before the component could be created".into(),
-                })
-            }
         }
     }
 
@@ -96,28 +91,12 @@ struct WorkerInstance(Arc<Bound>);
 
 impl Instance for WorkerInstance {
     fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFault> {
-        self.0.call(method, input).map_err(|failure| match failure {
-            Failure::Plugin(err) => CallFault::Plugin(err),
-            Failure::Worker(fault) => CallFault::Worker(fault),
-            Failure::ReplyTooLarge { size, limit } => CallFault::ReplyTooLarge { size, limit },
-            Failure::NotSent => {
-                CallFault::Plugin(plugin_api::PluginError::failed("its worker took no call"))
-            }
-        })
+        self.0.call(method, input)
     }
 
     fn stream(&self, method: &str, input: &[u8], items: &ItemSender) -> Result<(), CallFault> {
         let sink: Arc<dyn ItemSink> = Arc::new(CountingSink(items.clone()));
-        self.0
-            .stream(method, input, &sink)
-            .map_err(|failure| match failure {
-                Failure::Plugin(err) => CallFault::Plugin(err),
-                Failure::Worker(fault) => CallFault::Worker(fault),
-                Failure::ReplyTooLarge { size, limit } => CallFault::ReplyTooLarge { size, limit },
-                Failure::NotSent => {
-                    CallFault::Plugin(plugin_api::PluginError::failed("its worker took no stream"))
-                }
-            })
+        self.0.stream(method, input, &sink)
     }
 
     fn end_call(&self, id: u64) {

@@ -38,7 +38,7 @@ pub use self::{
     error::{
         CallError, EvictError, EvictionReport, GetError, InitError, NotEvictable, RegisterError,
     },
-    handle::{CallFault, ComponentHandle, Dependencies, Instance},
+    handle::{ComponentHandle, Dependencies, Instance},
     provider::{NativeComponent, Provider},
     registry::CatalogChanges,
     resolved::ResolvedComponent,

@@ -10,7 +10,7 @@ use std::{
 use plugin_api::{ffi::ComponentBox, Component, PluginError, Request};
 
 use super::{
-    handle::{CallFault, Dependencies, Instance},
+    handle::{Dependencies, Instance},
     spec::ComponentSpec,
     stream::ItemSender,
     InitError,
@@ -19,6 +19,7 @@ use crate::{
     config::Isolation,
     context::{HostServices, PluginHostContext},
     discovery::DiscoveredPlugin,
+    fault::CallFault,
     loader::{Loader, Vetted},
     memory::MemoryManager,
 };
@@ -211,7 +212,7 @@ struct HostSink(ItemSender);
 
 impl plugin_api::ffi::StreamSinkObj for HostSink {
     fn send(&self, item: abi_stable::std_types::RVec<u8>) -> bool {
-        self.0.send(item.into_vec())
+        self.0.send_with(item.len(), || item.into_vec())
     }
 }
 

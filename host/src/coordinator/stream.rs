@@ -38,8 +38,14 @@ impl ItemSender {
     /// Hands over one item, waiting while the consumer is behind; false once it has gone.
     /// Blocking: call it from the thread running the stream's code.
     pub fn send(&self, item: Vec<u8>) -> bool {
-        let bytes = item.len() as u64;
-        let sent = self.queue.send(item);
+        self.send_with(item.len(), || item)
+    }
+
+    /// As [`Self::send`], for an item of `len` bytes made by `make` once there is room for
+    /// it (a plugin's item is copied into the host's memory then, not while it waits).
+    pub(crate) fn send_with(&self, len: usize, make: impl FnOnce() -> Vec<u8>) -> bool {
+        let bytes = len as u64;
+        let sent = self.queue.send_with(len, make);
         if sent {
             self.info.stats.stream_items.inc();
             self.info.stats.stream_bytes.add(bytes);

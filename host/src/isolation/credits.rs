@@ -19,8 +19,11 @@ const ITEM_BATCH: u64 = 16;
 /// Bytes read before the worker is told it may send that many more.
 const BYTE_BATCH: u64 = (MAX_BYTES / 4) as u64;
 
-/// The credit a stream opens with: items and bytes.
-pub(super) const WINDOW: (u32, u64) = (MAX_ITEMS as u32, MAX_BYTES as u64);
+/// The credit a stream opens with: items, and bytes. A stream's buffer holds 4 MiB; an
+/// isolated one is granted 1 MiB less, which is what its reader may hold of the frame it
+/// is reading and decoding: an isolated stream too holds at most 4 MiB of the host's
+/// memory (one item larger than that once its buffer is empty).
+pub(super) const WINDOW: (u32, u64) = (MAX_ITEMS as u32, (MAX_BYTES - (1 << 20)) as u64);
 
 /// One stream's account.
 #[derive(Debug, PartialEq, Eq)]

@@ -4,17 +4,21 @@
 
 use std::sync::Arc;
 
-use super::process::{Answer, WorkerProcess};
-use crate::protocol::{FromWorker, ToWorker};
+use super::{process::WorkerProcess, requests::Answer};
+use crate::protocol::{FromWorker, Outcome, ToWorker};
 
 impl WorkerProcess {
     pub(super) fn dispatch(self: &Arc<Self>, message: FromWorker) {
         match message {
             FromWorker::Created { req, result } => self.answer(req, Answer::Created(result)),
-            FromWorker::Returned { req, result } => self.answer(
-                req,
-                Answer::Returned(result.map(serde_bytes::ByteBuf::into_vec)),
-            ),
+            FromWorker::Returned { req, result } => {
+                let outcome = match result {
+                    Outcome::Done(bytes) => Outcome::Done(bytes.into_vec()),
+                    Outcome::Failed(err) => Outcome::Failed(err),
+                    Outcome::TooLarge { size, limit } => Outcome::TooLarge { size, limit },
+                };
+                self.answer(req, Answer::Returned(outcome));
+            }
             FromWorker::Dropped { req } => self.answer(req, Answer::Dropped),
             FromWorker::StreamEnd { req, result } => self.answer(req, Answer::StreamEnd(result)),
             FromWorker::Item { req, item } => {
@@ -72,29 +76,22 @@ impl WorkerProcess {
         }
     }
 
+    /// Hands `answer` to request `req`, which must wait for an answer of that kind.
     pub(super) fn answer(&self, req: u64, answer: Answer) {
-        let mut requests = self.requests.lock();
-        let expected = requests.pending.get(&req).map(|(expect, _)| *expect);
-        match expected {
-            Some(expect) if answer.kind() == Some(expect) => {
-                if let Some((_, waiting)) = requests.pending.remove(&req) {
-                    drop(requests);
-                    let _ = waiting.send(answer);
-                }
-            }
-            Some(expect) => {
-                drop(requests);
-                self.breach(&format!(
-                    "it answered request {req}, which waits for {expect:?}, with {:?}",
-                    answer.kind()
-                ));
-            }
-            None => {
-                drop(requests);
-                self.breach(&format!(
-                    "it answered request {req}, which does not wait for an answer"
-                ));
-            }
+        let waiter = self.requests.lock().pending.remove(&req);
+        let Some(waiter) = waiter else {
+            self.breach(&format!(
+                "it answered request {req}, which does not wait for an answer"
+            ));
+            return;
+        };
+        if let Err((waiter, answer)) = waiter.answer(answer) {
+            let expected = waiter.kind();
+            // Failed with the breach, as every request in flight.
+            self.requests.lock().pending.insert(req, waiter);
+            self.breach(&format!(
+                "it answered request {req}, which waits for {expected}, with {answer:?}"
+            ));
         }
     }
 }

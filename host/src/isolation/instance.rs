@@ -15,11 +15,12 @@ use plugin_api::PluginError;
 
 use super::{
     pool::{Member, WorkerPool},
-    process::{Failure, WorkerProcess},
-    FaultKind, WorkerFault,
+    process::WorkerProcess,
+    requests::{CreateFault, Failure},
 };
 use crate::{
     context::{self, PluginHostContext},
+    fault::{CallFault, FaultKind, WorkerFault},
     loader::LoadError,
     stream_buffer::ItemSink,
 };
@@ -29,7 +30,7 @@ pub(crate) enum Created {
     /// No worker could be started.
     NoWorker(Box<LoadError>),
     /// The worker or the plugin failed the creation.
-    Failed(Failure),
+    Failed(CreateFault),
 }
 
 /// How many times a call looks for a worker that takes it (one may retire meanwhile).
@@ -79,37 +80,32 @@ impl Bound {
                 bound.switch_to(&worker);
                 Ok(bound)
             }
-            Err(Failure::NotSent) => Err(Created::Failed(Failure::Worker(WorkerFault {
+            Err(Failure::NotSent) => Err(Created::Failed(CreateFault::Worker(WorkerFault {
                 plugin: pool.plugin.clone(),
                 pid: Some(worker.pid),
                 reason: "stopped before the component could be created in it".into(),
                 kind: FaultKind::Died,
             }))),
-            Err(failure) => Err(Created::Failed(failure)),
+            Err(Failure::Failed(fault)) => Err(Created::Failed(fault)),
         }
     }
 
     /// Calls `method`: in the current call's name (locks its code takes belong to it),
     /// in its worker, creating it again in a new worker first if its worker ended.
-    pub(crate) fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, Failure> {
+    pub(crate) fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFault> {
         let req = context::current_call_id().unwrap_or_else(context::next_call_id);
         for _ in 0..SEND_ATTEMPTS {
             let worker = self.bound_worker()?;
             match worker.call(self.id, req, method, input) {
                 Err(Failure::NotSent) => {}
-                Err(Failure::Worker(fault)) => return Err(Failure::Worker(fault)),
+                Err(Failure::Failed(fault @ CallFault::Worker(_))) => return Err(fault),
                 answered => {
                     self.pool.note_success();
-                    return answered;
+                    return answered.map_err(Failure::into_fault);
                 }
             }
         }
-        Err(Failure::Worker(WorkerFault {
-            plugin: self.pool.plugin.clone(),
-            pid: None,
-            reason: "took no call: every worker tried was stopping".into(),
-            kind: FaultKind::Died,
-        }))
+        Err(self.untaken("call"))
     }
 
     /// Streams `method` into `items` in its worker, creating it again in a new worker
@@ -119,25 +115,30 @@ impl Bound {
         method: &str,
         input: &[u8],
         items: &Arc<dyn ItemSink>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), CallFault> {
         let req = context::current_call_id().unwrap_or_else(context::next_call_id);
         for _ in 0..SEND_ATTEMPTS {
             let worker = self.bound_worker()?;
             match worker.stream(self.id, req, method, input, Arc::clone(items)) {
                 Err(Failure::NotSent) => {}
-                Err(Failure::Worker(fault)) => return Err(Failure::Worker(fault)),
+                Err(Failure::Failed(fault @ CallFault::Worker(_))) => return Err(fault),
                 answered => {
                     self.pool.note_success();
-                    return answered;
+                    return answered.map_err(Failure::into_fault);
                 }
             }
         }
-        Err(Failure::Worker(WorkerFault {
+        Err(self.untaken("stream"))
+    }
+
+    /// Every worker tried took no `what`: they were all stopping.
+    fn untaken(&self, what: &str) -> CallFault {
+        CallFault::Worker(WorkerFault {
             plugin: self.pool.plugin.clone(),
             pid: None,
-            reason: "took no stream: every worker tried was stopping".into(),
+            reason: format!("took no {what}: every worker tried was stopping"),
             kind: FaultKind::Died,
-        }))
+        })
     }
 
     /// Call `id` ended (it returned, or its caller gave up on it): its locks go; if it
@@ -172,7 +173,7 @@ impl Bound {
     }
 
     /// The worker its calls go to, creating it in a new one if its worker ended.
-    fn bound_worker(&self) -> Result<Arc<WorkerProcess>, Failure> {
+    fn bound_worker(&self) -> Result<Arc<WorkerProcess>, CallFault> {
         if let Some(worker) = self.worker.load_full().filter(|w| w.is_accepting()) {
             return Ok(worker);
         }
@@ -180,30 +181,34 @@ impl Bound {
         if let Some(worker) = self.worker.load_full().filter(|w| w.is_accepting()) {
             return Ok(worker);
         }
-        let worker = self.pool.worker().map_err(|err| {
-            Failure::Worker(WorkerFault {
+        let died = |pid, reason: String| {
+            CallFault::Worker(WorkerFault {
                 plugin: self.pool.plugin.clone(),
-                pid: None,
-                reason: format!("could not be started again: {err}"),
+                pid,
+                reason,
                 kind: FaultKind::Died,
             })
-        })?;
+        };
+        let worker = self
+            .pool
+            .worker()
+            .map_err(|err| died(None, format!("could not be started again: {err}")))?;
         match self.create_in(&worker) {
             Ok(()) => {
                 tracing::info!(component = %self.component, pid = worker.pid, "component created again in a new worker");
                 self.switch_to(&worker);
                 Ok(worker)
             }
-            Err(Failure::Plugin(err)) => Err(Failure::Plugin(PluginError::failed(format!(
-                "its worker was restarted, and creating the component in it again failed: {err}"
-            )))),
-            Err(failure @ (Failure::Worker(_) | Failure::ReplyTooLarge { .. })) => Err(failure),
-            Err(Failure::NotSent) => Err(Failure::Worker(WorkerFault {
-                plugin: self.pool.plugin.clone(),
-                pid: Some(worker.pid),
-                reason: "stopped while the component was created in it again".into(),
-                kind: FaultKind::Died,
-            })),
+            Err(Failure::Failed(CreateFault::Plugin(err))) => {
+                Err(CallFault::Plugin(PluginError::failed(format!(
+                    "its worker was restarted, and creating the component in it again failed: {err}"
+                ))))
+            }
+            Err(Failure::Failed(CreateFault::Worker(fault))) => Err(CallFault::Worker(fault)),
+            Err(Failure::NotSent) => Err(died(
+                Some(worker.pid),
+                "stopped while the component was created in it again".into(),
+            )),
         }
     }
 }
@@ -225,7 +230,7 @@ impl Member for Bound {
     }
 
     /// Creates this instance in `worker` (not yet bound to it).
-    fn create_in(&self, worker: &WorkerProcess) -> Result<(), Failure> {
+    fn create_in(&self, worker: &WorkerProcess) -> Result<(), Failure<CreateFault>> {
         worker.create(
             self.id,
             &self.component,

@@ -2,15 +2,15 @@
 //! the kernel saying it ended, and what becomes of its requests and services then.
 
 use std::{
-    sync::{atomic::Ordering, mpsc, Arc},
+    sync::{atomic::Ordering, Arc},
     time::{Duration, Instant},
 };
 
-use super::{
-    process::{Answer, WorkerProcess},
-    FaultKind, WorkerFault,
+use super::{process::WorkerProcess, requests::Waiter};
+use crate::{
+    context::PluginHostContext,
+    fault::{FaultKind, WorkerFault},
 };
-use crate::context::PluginHostContext;
 
 impl WorkerProcess {
     /// How long since the host last sent it a request.
@@ -180,16 +180,16 @@ impl WorkerProcess {
         }
         // Emptied under the lock that sends take: a request is either failed here or
         // never sent.
-        let waiting: Vec<mpsc::SyncSender<Answer>> = self
+        let waiting: Vec<Waiter> = self
             .requests
             .lock()
             .pending
             .drain()
-            .map(|(_, (_, s))| s)
+            .map(|(_, waiter)| waiter)
             .collect();
         self.watch.wake();
         for waiter in waiting {
-            let _ = waiter.send(Answer::Died(fault.clone()));
+            waiter.fail(fault.clone());
         }
         self.memory.untrack_process(self.pid);
         // Locks its code took through the contexts die with it.

@@ -24,6 +24,7 @@ mod life;
 mod monitor;
 mod pool;
 mod process;
+mod requests;
 mod serve;
 mod spawn;
 mod watch;
@@ -31,39 +32,6 @@ mod watch;
 pub(crate) use self::{
     instance::{Bound, Created},
     pool::{PoolSetup, PoolTimes, WorkerPool},
-    process::{Failure, Shared},
+    process::Shared,
+    requests::CreateFault,
 };
-
-/// What happened to a worker process.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("its worker process{} for plugin `{plugin}` {reason}", .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
-pub struct WorkerFault {
-    /// The plugin the worker ran.
-    pub plugin: String,
-    /// The worker's process id; `None` when no worker could be started.
-    pub pid: Option<u32>,
-    /// What happened: how it ended, and why if the host ended it.
-    pub reason: String,
-    /// Whether it died, or was killed for breaking the protocol.
-    pub kind: FaultKind,
-}
-
-/// How a worker failed its calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultKind {
-    /// It ended: crashed, exited, or killed by the host (a hang, its memory limit).
-    Died,
-    /// It broke the protocol (a frame that did not decode, was too large, or answered
-    /// what was not asked) and was killed for it.
-    Protocol,
-}
-
-impl FaultKind {
-    /// The error kind a call fails with: `worker_died` or `worker_protocol`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Died => "worker_died",
-            Self::Protocol => "worker_protocol",
-        }
-    }
-}

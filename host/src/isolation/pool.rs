@@ -16,7 +16,8 @@ use std::{
 use parking_lot::Mutex;
 
 use super::{
-    process::{Failure, Shared, WorkerProcess},
+    process::{Shared, WorkerProcess},
+    requests::{CreateFault, Failure},
     spawn::Spawn,
 };
 use crate::{
@@ -59,7 +60,7 @@ pub(crate) trait Member: Send + Sync {
     /// Its component's name.
     fn component(&self) -> &str;
     /// Creates it in `worker` (before calls move there).
-    fn create_in(&self, worker: &WorkerProcess) -> Result<(), Failure>;
+    fn create_in(&self, worker: &WorkerProcess) -> Result<(), Failure<CreateFault>>;
     /// Sends its calls to `worker` from now on.
     fn switch_to(&self, worker: &Arc<WorkerProcess>);
 }

@@ -15,53 +15,24 @@ use std::{
 };
 
 use parking_lot::{Condvar, Mutex};
-use plugin_api::{ffi::MetricBox, PluginError};
+use plugin_api::ffi::MetricBox;
 
 use super::{
     credits::{CreditLink, Credits, WINDOW},
+    requests::{call_result, CreateFault, Failure, Requests, Waiter},
     spawn::{Hello, Spawn},
     watch::Watch,
 };
 use crate::{
     context::{HostServices, PluginHostContext},
     executor::PluginExecutor,
-    isolation::WorkerFault,
+    fault::{CallFault, WorkerFault},
     memory::MemoryManager,
     platform::{LinkWrite, ProcessWatch},
     plugin_log::PluginLogSink,
-    protocol::{FrameReader, FrameWriter, FromWorker, ToWorker, WireError},
+    protocol::{FrameReader, FrameWriter, FromWorker, ToWorker},
     stream_buffer::{Consumer, ItemSink},
 };
-
-/// What a request from the host waits for.
-pub(super) enum Answer {
-    Created(Result<(), WireError>),
-    Returned(Result<Vec<u8>, WireError>),
-    Dropped,
-    StreamEnd(Result<(), WireError>),
-    Died(WorkerFault),
-}
-
-/// Which answer a request expects: any other is a breach of the protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Expect {
-    Created,
-    Returned,
-    Dropped,
-    StreamEnd,
-}
-
-impl Answer {
-    pub(super) fn kind(&self) -> Option<Expect> {
-        match self {
-            Self::Created(_) => Some(Expect::Created),
-            Self::Returned(_) => Some(Expect::Returned),
-            Self::Dropped => Some(Expect::Dropped),
-            Self::StreamEnd(_) => Some(Expect::StreamEnd),
-            Self::Died(_) => None,
-        }
-    }
-}
 
 /// An open stream of a worker's: where its items go, and the credit it has.
 pub(super) type OpenStream = (Arc<dyn ItemSink>, Arc<Credits>);
@@ -76,40 +47,6 @@ impl CreditLink for WorkerProcess {
             }
         });
     }
-}
-
-/// Why a request to a worker failed.
-pub(crate) enum Failure {
-    /// The plugin's own error.
-    Plugin(PluginError),
-    /// The worker died or was killed while the request was in flight.
-    Worker(WorkerFault),
-    /// The worker takes no new requests (it ended, or is retiring); nothing was sent, so
-    /// the request may go to another worker.
-    NotSent,
-    /// The reply was larger than `[limits] max_reply`: the worker did not send it.
-    ReplyTooLarge { size: u64, limit: u64 },
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Plugin(err) => err.fmt(f),
-            Self::Worker(fault) => fault.fmt(f),
-            Self::NotSent => f.write_str("the worker was stopping and took no request"),
-            Self::ReplyTooLarge { size, limit } => write!(
-                f,
-                "its reply of {size} bytes is larger than [limits] max_reply ({limit} bytes)"
-            ),
-        }
-    }
-}
-
-/// The requests in flight and whether new ones are taken, under one lock: a worker is
-/// retired only when nothing is in flight, and nothing is sent to a retired one.
-pub(super) struct Requests {
-    pub(super) pending: HashMap<u64, (Expect, mpsc::SyncSender<Answer>)>,
-    pub(super) accepting: bool,
 }
 
 /// One worker process and the host's end of its socket.
@@ -234,9 +171,14 @@ impl WorkerProcess {
                     match reader.read::<FromWorker>() {
                         Ok(Some(message)) => reading.dispatch(message),
                         Ok(None) => break reading.hung_up(),
-                        Err(err) => {
+                        // A frame that does not decode, or is too large: a breach.
+                        Err(err) if err.kind() == std::io::ErrorKind::InvalidData => {
                             break reading.breach(&format!("it sent an unreadable frame: {err}"))
                         }
+                        // The link broke (a worker that died with our frames unread
+                        // resets it, or died inside a frame): its end, as the kernel
+                        // will say.
+                        Err(_) => break reading.hung_up(),
                     }
                 }
                 *reading.reader_done.0.lock() = true;
@@ -285,7 +227,7 @@ impl WorkerProcess {
         context: PluginHostContext,
         config: String,
         dependencies: Vec<String>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), Failure<CreateFault>> {
         self.contexts.lock().insert(instance, context);
         let req = self.next_req.fetch_add(1, Ordering::Relaxed) | (1 << 63);
         let message = ToWorker::Create {
@@ -295,12 +237,11 @@ impl WorkerProcess {
             config,
             dependencies,
         };
-        let result = match self.ask(req, Expect::Created, &message) {
-            Ok(Answer::Created(result)) => result.map_err(|err| Failure::Plugin(err.into())),
-            Ok(_) => Err(Failure::Plugin(PluginError::failed(
-                "the worker answered out of turn",
-            ))),
-            Err(failure) => Err(failure),
+        let result = match self.ask(req, &message, Waiter::Created) {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(err))) => Err(Failure::Failed(CreateFault::Plugin(err.into()))),
+            Ok(Err(fault)) => Err(Failure::Failed(CreateFault::Worker(fault))),
+            Err(NotSent) => Err(Failure::NotSent),
         };
         if result.is_err() {
             self.contexts.lock().remove(&instance);
@@ -315,24 +256,20 @@ impl WorkerProcess {
         req: u64,
         method: &str,
         input: &[u8],
-    ) -> Result<Vec<u8>, Failure> {
+    ) -> Result<Vec<u8>, Failure<CallFault>> {
         let message = ToWorker::Call {
             req,
             instance,
             method: method.to_owned(),
             input: input.to_vec(),
         };
-        let answer = self.ask(req, Expect::Returned, &message)?;
-        self.answered.fetch_add(1, Ordering::Relaxed);
-        match answer {
-            Answer::Returned(Err(WireError::ReplyTooLarge { size, limit })) => {
-                Err(Failure::ReplyTooLarge { size, limit })
-            }
-            Answer::Returned(result) => result.map_err(|err| Failure::Plugin(err.into())),
-            _ => Err(Failure::Plugin(PluginError::failed(
-                "the worker answered out of turn",
-            ))),
+        let answer = self
+            .ask(req, &message, Waiter::Returned)
+            .map_err(|NotSent| Failure::NotSent)?;
+        if answer.is_ok() {
+            self.answered.fetch_add(1, Ordering::Relaxed);
         }
+        call_result(answer).map_err(Failure::Failed)
     }
 
     /// Streams `method` of `instance` as request `req` into `items`, and waits until the
@@ -345,7 +282,7 @@ impl WorkerProcess {
         method: &str,
         input: &[u8],
         items: Arc<dyn ItemSink>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), Failure<CallFault>> {
         let link: Weak<dyn CreditLink> = Arc::downgrade(self) as Weak<Self>;
         let credits = Arc::new(Credits::new(link, req));
         items.set_consumer(Arc::clone(&credits) as Arc<dyn Consumer>);
@@ -359,20 +296,13 @@ impl WorkerProcess {
             credit: WINDOW.0,
             credit_bytes: WINDOW.1,
         };
-        let answer = self.ask(req, Expect::StreamEnd, &message);
+        let answer = self.ask(req, &message, Waiter::StreamEnd);
         self.streams.lock().remove(&req);
-        match answer? {
-            Answer::StreamEnd(Err(WireError::ReplyTooLarge { size, limit })) => {
-                Err(Failure::ReplyTooLarge { size, limit })
-            }
-            Answer::StreamEnd(result) => {
-                self.answered.fetch_add(1, Ordering::Relaxed);
-                result.map_err(|err| Failure::Plugin(err.into()))
-            }
-            _ => Err(Failure::Plugin(PluginError::failed(
-                "the worker answered out of turn",
-            ))),
+        let answer = answer.map_err(|NotSent| Failure::NotSent)?;
+        if answer.is_ok() {
+            self.answered.fetch_add(1, Ordering::Relaxed);
         }
+        call_result(answer).map_err(Failure::Failed)
     }
 
     /// Whether request `req` still waits for its answer.
@@ -390,42 +320,41 @@ impl WorkerProcess {
     pub(crate) fn drop_instance(&self, instance: u64) -> usize {
         let req = self.next_req.fetch_add(1, Ordering::Relaxed) | (1 << 63);
         // A worker that is retiring still drops: its instances go in order.
-        let _ = self.ask_even_retiring(req, Expect::Dropped, &ToWorker::Drop { req, instance });
+        let message = ToWorker::Drop { req, instance };
+        let _ = self.send_and_wait(req, &message, Waiter::Dropped, true);
         let context = self.contexts.lock().remove(&instance);
         drop(context);
         self.contexts.lock().len()
     }
 
-    /// Sends `message` and waits for its answer, or for the worker's end.
-    fn ask(&self, req: u64, expect: Expect, message: &ToWorker) -> Result<Answer, Failure> {
-        self.send_and_wait(req, expect, message, false)
-    }
-
-    /// As [`Self::ask`], also while the worker drains (not once it has ended).
-    fn ask_even_retiring(
+    /// Sends `message` and waits for its answer (`waiter` says which kind), or for the
+    /// worker's end.
+    fn ask<T>(
         &self,
         req: u64,
-        expect: Expect,
         message: &ToWorker,
-    ) -> Result<Answer, Failure> {
-        self.send_and_wait(req, expect, message, true)
+        waiter: fn(Sender<T>) -> Waiter,
+    ) -> Result<Result<T, WorkerFault>, NotSent> {
+        self.send_and_wait(req, message, waiter, false)
     }
 
-    fn send_and_wait(
+    /// As [`Self::ask`]; `even_retiring`: also while the worker drains (not once it has
+    /// ended).
+    fn send_and_wait<T>(
         &self,
         req: u64,
-        expect: Expect,
         message: &ToWorker,
+        waiter: fn(Sender<T>) -> Waiter,
         even_retiring: bool,
-    ) -> Result<Answer, Failure> {
+    ) -> Result<Result<T, WorkerFault>, NotSent> {
         let (sender, answer) = mpsc::sync_channel(1);
         {
             let mut requests = self.requests.lock();
             let open = requests.accepting || (even_retiring && !self.has_exited());
             if !open {
-                return Err(Failure::NotSent);
+                return Err(NotSent);
             }
-            requests.pending.insert(req, (expect, sender));
+            requests.pending.insert(req, waiter(sender));
         }
         let elapsed = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_used_ms.store(elapsed, Ordering::Relaxed);
@@ -433,13 +362,15 @@ impl WorkerProcess {
             // The socket is gone: the reader sees the end too, and answers every request
             // (this one included, unless it already has).
             if self.requests.lock().pending.remove(&req).is_some() {
-                return Err(Failure::NotSent);
+                return Err(NotSent);
             }
         }
-        match answer.recv() {
-            Ok(Answer::Died(fault)) => Err(Failure::Worker(fault)),
-            Ok(other) => Ok(other),
-            Err(_) => Err(Failure::Worker(self.fault("hung up"))),
-        }
+        Ok(answer.recv().unwrap_or_else(|_| Err(self.fault("hung up"))))
     }
 }
+
+/// Nothing was sent: the worker takes no new request.
+struct NotSent;
+
+/// Where one request's answer goes.
+type Sender<T> = mpsc::SyncSender<Result<T, WorkerFault>>;

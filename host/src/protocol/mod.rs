@@ -90,7 +90,7 @@ pub(crate) enum FromWorker {
     /// Answer to `Call`.
     Returned {
         req: u64,
-        result: Result<serde_bytes::ByteBuf, WireError>,
+        result: Outcome<serde_bytes::ByteBuf>,
     },
     /// One item of stream `req` (within its credit).
     Item {
@@ -99,10 +99,7 @@ pub(crate) enum FromWorker {
         item: Vec<u8>,
     },
     /// Stream `req` is done.
-    StreamEnd {
-        req: u64,
-        result: Result<(), WireError>,
-    },
+    StreamEnd { req: u64, result: Outcome<()> },
     /// A log record of the plugin's.
     Log {
         level: u8,
@@ -180,11 +177,27 @@ pub(crate) enum WireError {
         method: String,
         message: String,
     },
-    /// The reply was larger than `[limits] max_reply`; the worker did not send it.
-    ReplyTooLarge {
-        size: u64,
-        limit: u64,
-    },
+}
+
+/// How a call or a stream the worker ran ended.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Outcome<T> {
+    /// It returned this.
+    Done(T),
+    /// The plugin's error.
+    Failed(WireError),
+    /// Its reply (or an item) was larger than `[limits] max_reply`; the worker did not
+    /// send it, and carries on.
+    TooLarge { size: u64, limit: u64 },
+}
+
+impl<T> From<Result<T, plugin_api::PluginError>> for Outcome<T> {
+    fn from(result: Result<T, plugin_api::PluginError>) -> Self {
+        match result {
+            Ok(value) => Self::Done(value),
+            Err(err) => Self::Failed(err.into()),
+        }
+    }
 }
 
 impl From<PluginError> for WireError {
@@ -225,10 +238,6 @@ impl From<WireError> for PluginError {
                 method,
                 message,
             } => Self::panicked(&plugin, &component, &method, &message),
-            // Turned into a call error before it gets here; as a plugin error, it says so.
-            WireError::ReplyTooLarge { size, limit } => Self::failed(format!(
-                "its reply of {size} bytes is larger than [limits] max_reply ({limit} bytes)"
-            )),
         }
     }
 }

@@ -22,7 +22,7 @@ use super::{
 use crate::{
     executor::PluginExecutor,
     loader::LoadedLibrary,
-    protocol::{FromWorker, ToWorker, WireError},
+    protocol::{FromWorker, Outcome, ToWorker},
 };
 
 /// The instances this worker holds, by the host's id.
@@ -102,16 +102,13 @@ impl Server {
         self.executor.execute(move || {
             let result = match call(&instances, instance, req, &method, &input) {
                 // Too large to send: the call's error, and the worker carries on.
-                Ok(reply) if reply.len() > max_reply => Err(WireError::ReplyTooLarge {
+                Ok(reply) if reply.len() > max_reply => Outcome::TooLarge {
                     size: reply.len() as u64,
                     limit: max_reply as u64,
-                }),
-                other => other.map_err(Into::into),
+                },
+                other => other.map(serde_bytes::ByteBuf::from).into(),
             };
-            conn.send(&FromWorker::Returned {
-                req,
-                result: result.map(serde_bytes::ByteBuf::from),
-            });
+            conn.send(&FromWorker::Returned { req, result });
         });
     }
 
@@ -138,11 +135,11 @@ impl Server {
             let result = stream(&instances, instance, req, &method, &input, sink);
             streams.close(req);
             let result = match state.too_large() {
-                Some(size) => Err(WireError::ReplyTooLarge {
+                Some(size) => Outcome::TooLarge {
                     size,
                     limit: max_reply as u64,
-                }),
-                None => result.map_err(Into::into),
+                },
+                None => result.into(),
             };
             conn.send(&FromWorker::StreamEnd { req, result });
         });

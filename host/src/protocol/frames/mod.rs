@@ -19,51 +19,76 @@ fn invalid(err: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, err.to_string())
 }
 
-/// Reads whole messages from the link.
-pub(crate) struct FrameReader {
-    stream: LinkRead,
+/// What a reader's buffer starts with.
+const INITIAL: usize = 8 << 10;
+
+/// The most buffer a reader keeps between frames.
+const RETAINED: usize = 256 << 10;
+
+/// Reads whole messages from the link (or, in tests, any reader).
+pub(crate) struct FrameReader<R = LinkRead> {
+    stream: R,
     buffer: BytesMut,
     codec: LengthDelimitedCodec,
 }
 
-impl FrameReader {
+impl<R: Read> FrameReader<R> {
     /// Reads frames of at most `max_frame` bytes; a larger one is an error.
-    pub(crate) fn new(stream: LinkRead, max_frame: usize) -> Self {
+    pub(crate) fn new(stream: R, max_frame: usize) -> Self {
         Self {
             stream,
-            buffer: BytesMut::with_capacity(8 * 1024),
+            buffer: BytesMut::with_capacity(INITIAL),
             codec: codec(max_frame),
         }
     }
 
-    /// The next message; `None` at end of stream.
+    /// The next message; `None` at the end of the stream between two frames.
+    ///
+    /// # Errors
+    ///
+    /// A frame larger than the limit, a message that does not decode, the stream ending
+    /// inside a frame, or the stream's own error.
     pub(crate) fn read<T: DeserializeOwned>(&mut self) -> std::io::Result<Option<T>> {
         loop {
             if let Some(frame) = self.codec.decode(&mut self.buffer).map_err(invalid)? {
                 return postcard::from_bytes(&frame).map(Some).map_err(invalid);
             }
+            if self.buffer.is_empty() && self.buffer.capacity() > RETAINED {
+                // A large frame read and gone: its buffer goes too, not kept for ever.
+                self.buffer = BytesMut::with_capacity(INITIAL);
+            }
             let mut chunk = [0u8; 16 * 1024];
             match self.stream.read(&mut chunk)? {
-                0 => return Ok(None),
+                0 if self.buffer.is_empty() => return Ok(None),
+                0 => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "the link ended inside a frame ({} bytes of it)",
+                            self.buffer.len()
+                        ),
+                    ))
+                }
                 n => self.buffer.extend_from_slice(&chunk[..n]),
             }
         }
     }
 }
 
-/// Writes whole messages to the link; share it behind a mutex.
-pub(crate) struct FrameWriter {
-    stream: LinkWrite,
+/// Writes whole messages to the link (or, in tests, any writer); share it behind a
+/// mutex.
+pub(crate) struct FrameWriter<W = LinkWrite> {
+    stream: W,
     buffer: BytesMut,
     codec: LengthDelimitedCodec,
 }
 
-impl FrameWriter {
+impl<W: Write> FrameWriter<W> {
     /// Writes frames of at most `max_frame` bytes; a larger message is an error.
-    pub(crate) fn new(stream: LinkWrite, max_frame: usize) -> Self {
+    pub(crate) fn new(stream: W, max_frame: usize) -> Self {
         Self {
             stream,
-            buffer: BytesMut::with_capacity(8 * 1024),
+            buffer: BytesMut::with_capacity(INITIAL),
             codec: codec(max_frame),
         }
     }
@@ -77,9 +102,14 @@ impl FrameWriter {
             .map_err(invalid)?;
         self.stream.write_all(&self.buffer)
     }
+}
 
+impl FrameWriter {
     /// Closes the link for writing: the other side reads the end.
     pub(crate) fn shutdown(&mut self) {
         self.stream.close();
     }
 }
+
+#[cfg(test)]
+mod tests;
