@@ -23,19 +23,24 @@ use crate::{
 /// in fires several events.
 const QUIET: Duration = Duration::from_millis(250);
 
-/// How often the directory is rescanned anyway: a safety net with a watcher, the only
-/// way without one.
-const POLL_WITH_WATCHER: Duration = Duration::from_secs(30);
+/// How often the directory is rescanned without a watcher (`watch = "poll"`, or where
+/// none can be set up); with one, `[host] watch_rescan` says.
 const POLL_WITHOUT_WATCHER: Duration = Duration::from_secs(1);
 
 type Reply = oneshot::Sender<Result<CatalogChanges, RescanError>>;
+
+impl From<DiscoveryError> for RescanError {
+    fn from(err: DiscoveryError) -> Self {
+        Self::Discovery(err)
+    }
+}
 
 /// Why a rescan did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum RescanError {
     /// The plugins directory could not be scanned.
     #[error("rescanning the plugins directory failed: {0}")]
-    Discovery(#[from] DiscoveryError),
+    Discovery(DiscoveryError),
     /// The host stopped following its plugins directory (it is stopping).
     #[error("live discovery has stopped; the host is stopping")]
     Stopped,
@@ -72,11 +77,17 @@ pub struct LiveDiscovery {
 
 impl LiveDiscovery {
     /// Follows `discovery`'s directory as `mode` says and refreshes `coordinator` on every
-    /// change (with [`WatchMode::Off`], only when asked to through [`Self::handle`]).
-    /// Call it on a tokio runtime, after the first catalog is registered.
-    pub fn start(discovery: Discovery, coordinator: Coordinator, mode: WatchMode) -> Self {
+    /// change (with [`WatchMode::Off`], only when asked to through [`Self::handle`]); with
+    /// [`WatchMode::Notify`] it also rescans every `rescan` in case a notification was
+    /// missed. Call it on a tokio runtime, after the first catalog is registered.
+    pub fn start(
+        discovery: Discovery,
+        coordinator: Coordinator,
+        mode: WatchMode,
+        rescan: Duration,
+    ) -> Self {
         let (requests, incoming) = mpsc::channel(8);
-        let task = tokio::spawn(follow(discovery, coordinator, incoming, mode));
+        let task = tokio::spawn(follow(discovery, coordinator, incoming, mode, rescan));
         Self {
             handle: RescanHandle { requests },
             task,
@@ -122,6 +133,7 @@ async fn follow(
     coordinator: Coordinator,
     mut requests: mpsc::Receiver<Reply>,
     mode: WatchMode,
+    every: Duration,
 ) {
     let (watcher, mut changed) = if mode == WatchMode::Notify {
         watch(&discovery)
@@ -131,7 +143,7 @@ async fn follow(
     // Without following, nothing but a request rescans.
     let poll = match (mode, watcher.is_some()) {
         (WatchMode::Off, _) => None,
-        (_, true) => Some(POLL_WITH_WATCHER),
+        (_, true) => Some(every.max(Duration::from_secs(1))),
         (_, false) => Some(POLL_WITHOUT_WATCHER),
     };
     if mode == WatchMode::Poll {

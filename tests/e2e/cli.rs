@@ -203,3 +203,65 @@ fn command_line_flags_beat_the_environment_which_beats_the_file() {
         stderr(&output)
     );
 }
+
+/// The clauses of an error line (split where a cause or a hint begins) that appear twice.
+fn repeated_clauses(line: &str) -> Vec<String> {
+    let clauses: Vec<&str> = line
+        .split([':', ';'])
+        .map(str::trim)
+        .filter(|clause| clause.len() > 8)
+        .collect();
+    let mut repeated: Vec<String> = clauses
+        .iter()
+        .enumerate()
+        .filter(|(index, clause)| clauses[..*index].contains(clause))
+        .map(|(_, clause)| (*clause).to_owned())
+        .collect();
+    repeated.dedup();
+    repeated
+}
+
+#[test]
+fn every_error_says_each_cause_once() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let missing = sandbox.root().join("nowhere");
+    let missing = missing.to_str().expect("utf-8 path");
+    let bad_config = sandbox.write_config("[host]\nmemory_limit = \"lots\"\n");
+    let bad_config = bad_config.to_str().expect("utf-8 path");
+    // A port nothing listens on: bound, then let go.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .to_string();
+    let cases: [&[&str]; 8] = [
+        &["list", "--plugins-dir", missing],
+        &["status", "--addr", &closed],
+        &["--config", missing, "list"],
+        &["--config", bad_config, "list"],
+        &["call", "nothing", "ping"],
+        &["call", "market-data", "quote", "{symbol"],
+        &["inspect", missing],
+        &["trust", "rm", "unknown.so"],
+    ];
+    for args in cases {
+        let output = sandbox.run(args);
+        let text = stderr(&output);
+        assert!(!output.status.success(), "{args:?} succeeded: {text}");
+        let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{args:?}: one error line expected: {text}");
+        assert_eq!(
+            repeated_clauses(errors[0]),
+            Vec::<String>::new(),
+            "{args:?}: a cause said twice: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_repeated_cause_is_caught_by_the_check_above() {
+    let line = "error: cannot read x: No such file or directory (os error 2); create it: No such file or directory (os error 2)";
+    assert_eq!(
+        repeated_clauses(line),
+        vec!["No such file or directory (os error 2)".to_owned()]
+    );
+}

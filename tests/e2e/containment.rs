@@ -6,7 +6,7 @@
 use std::{sync::Arc, time::Duration};
 
 use plugin_host::{ComponentState, GetError, RssReader};
-use plugin_host_tests::{host, isolated, state, RunningHost, Sandbox};
+use plugin_host_tests::{host, isolated, state, wait_for, wait_for_async, RunningHost, Sandbox};
 
 const MIB: u64 = 1 << 20;
 
@@ -26,16 +26,13 @@ fn events(path: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
-/// Waits up to 20 s for `line` in the events file.
+/// Waits for `line` in the events file; every line so far.
 async fn wait_for_event(path: &std::path::Path, line: &str) -> Vec<String> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_for_async(&format!("`{line}` in {}", path.display()), || async {
         let lines = events(path);
-        if lines.iter().any(|l| l == line) || std::time::Instant::now() > deadline {
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        lines.iter().any(|l| l == line).then_some(lines)
+    })
+    .await
 }
 
 #[test]
@@ -279,9 +276,9 @@ async fn plugin_drops_run_on_plugin_threads_and_a_slow_library_blocks_only_its_c
     assert_eq!(
         events(&log),
         [
-            "create rec-base",
+            "create rec-base on plugin",
             "drop rec-base on plugin",
-            "create rec-base",
+            "create rec-base on plugin",
             "drop rec-base on plugin"
         ]
     );
@@ -292,9 +289,10 @@ async fn plugin_drops_run_on_plugin_threads_and_a_slow_library_blocks_only_its_c
         let coordinator = coordinator.clone();
         tokio::spawn(async move { coordinator.get("slow-load").await.map(drop) })
     };
-    while state(&coordinator, "slow-load") != ComponentState::Initializing {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_async("slow-load to initialise", || async {
+        (state(&coordinator, "slow-load") == ComponentState::Initializing).then_some(())
+    })
+    .await;
     coordinator.get("market-data").await.expect("market-data");
     assert_eq!(
         state(&coordinator, "slow-load"),
@@ -399,14 +397,9 @@ fn a_saturated_component_refuses_at_once_with_retry_after() {
         let host = Arc::clone(&host);
         std::thread::spawn(move || host.post("/components/sleeper/call/sleep", r#"{"ms":1500}"#))
     };
-    // Wait until the first call runs.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if host.component("sleeper").calls_in_flight == 1 || std::time::Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("the first call to run", || {
+        (host.component("sleeper").calls_in_flight == 1).then_some(())
+    });
     let refused = host
         .request("POST", "/components/sleeper/call/sleep")
         .send_string(r#"{"ms":1}"#);

@@ -9,7 +9,7 @@ use plugin_host::{
     CallError, ComponentSpec, ComponentState, Coordinator, CoordinatorBuilder, GetError, InitError,
     NativeComponent, RegisterError,
 };
-use plugin_host_tests::{host, state, Sandbox};
+use plugin_host_tests::{error_chain, host, state, Sandbox};
 
 /// Where the plugin components of a case run.
 #[derive(Clone, Copy)]
@@ -116,7 +116,7 @@ async fn a_failing_dependency_fails_its_dependent_with_the_cause_chain(mode: Mod
         .get("needs-fails")
         .await
         .expect_err("needs-fails must fail");
-    let chain = anyhow_chain(&err);
+    let chain = error_chain(&err);
     assert!(
         chain.contains("`needs-fails` cannot start because its dependency `fails` failed"),
         "{chain}"
@@ -124,17 +124,6 @@ async fn a_failing_dependency_fails_its_dependent_with_the_cause_chain(mode: Mod
     assert!(chain.contains("configured to fail"), "{chain}");
     assert_eq!(state(&coordinator, "fails"), ComponentState::Failed);
     assert_eq!(state(&coordinator, "needs-fails"), ComponentState::Failed);
-}
-
-fn anyhow_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 in_both_modes!(
@@ -176,12 +165,11 @@ async fn a_hanging_init_times_out_while_others_work_and_its_late_result_is_dropp
     assert_eq!(other, br#""pong""#);
 
     // The abandoned create finishes later; its instance is dropped, never handed out.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let mut events = String::new();
-    while !events.contains("drop hang") && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        events = std::fs::read_to_string(&log).unwrap_or_default();
-    }
+    let events = plugin_host_tests::wait_for_async("the late instance's drop", || async {
+        let events = std::fs::read_to_string(&log).unwrap_or_default();
+        events.contains("drop hang").then_some(events)
+    })
+    .await;
     let lines: Vec<&str> = events.lines().collect();
     assert_eq!(
         lines,
@@ -279,7 +267,7 @@ async fn a_panicking_call_is_an_error_and_the_component_keeps_answering(mode: Mo
         .call("panic-call", "boom", b"null".to_vec())
         .await
         .expect_err("boom panics");
-    let chain = anyhow_chain(&err);
+    let chain = error_chain(&err);
     for needle in [
         "plugin `panic-call` panicked",
         "component `panic-call`",
@@ -311,6 +299,24 @@ async fn a_cycle_is_refused_with_its_whole_path() {
         .expect_err("c closes a cycle");
     assert!(matches!(err, RegisterError::Cycle { .. }));
     assert!(err.to_string().contains("a -> b -> c -> a"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_that_depends_on_itself_is_refused_and_nothing_else_is() {
+    let coordinator = Coordinator::builder().build();
+    let native = || NativeComponent::new(|_| Ok(Echo));
+    let err = coordinator
+        .register_native(
+            ComponentSpec::new("ouroboros").with_dependency("ouroboros"),
+            native(),
+        )
+        .expect_err("a component that needs itself can never start");
+    assert!(matches!(err, RegisterError::Cycle { .. }), "{err}");
+    assert!(err.to_string().contains("ouroboros -> ouroboros"), "{err}");
+    assert_eq!(coordinator.state_of("ouroboros"), None, "not registered");
+    coordinator
+        .register_native(ComponentSpec::new("plain"), native())
+        .expect("others still register");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -529,7 +535,7 @@ async fn a_plugin_takes_and_releases_a_named_lock_through_the_host_context(mode:
         .call("locker", "with_lock", request(50))
         .await
         .expect_err("book is held");
-    let chain = anyhow_chain(&err);
+    let chain = error_chain(&err);
     assert!(
         chain.contains("timed out") && chain.contains("`book`") && chain.contains("host-task"),
         "{chain}"
@@ -582,9 +588,10 @@ async fn an_init_that_finishes_during_shutdown_is_stopped_not_left_running() {
         let coordinator = coordinator.clone();
         tokio::spawn(async move { coordinator.get("slow-a").await })
     };
-    while state(&coordinator, "slow-a") != ComponentState::Initializing {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    plugin_host_tests::wait_for_async("slow-a to initialise", || async {
+        (state(&coordinator, "slow-a") == ComponentState::Initializing).then_some(())
+    })
+    .await;
     let report = coordinator.shutdown(Duration::from_secs(5)).await;
     assert!(
         report.stopped.is_empty(),
@@ -595,12 +602,11 @@ async fn an_init_that_finishes_during_shutdown_is_stopped_not_left_running() {
     assert!(err.to_string().contains("after shutdown began"), "{err}");
     assert_eq!(state(&coordinator, "slow-a"), ComponentState::Stopped);
     // The late instance is dropped on its plugin thread, which may finish just after.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut events = String::new();
-    while !events.contains("drop slow-a") && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        events = std::fs::read_to_string(&log).unwrap_or_default();
-    }
+    let events = plugin_host_tests::wait_for_async("the late instance's drop", || async {
+        let events = std::fs::read_to_string(&log).unwrap_or_default();
+        events.contains("drop slow-a").then_some(events)
+    })
+    .await;
     assert_eq!(
         events.lines().collect::<Vec<_>>(),
         ["create slow-a", "drop slow-a"]

@@ -290,14 +290,10 @@ fn a_lock_held_in_a_worker_that_crashes_is_released() {
         let holder = call_json(&coordinator, "counter", "with_lock", hold);
         let crash = async {
             // Once the lock is held in the worker, crash the worker.
-            while host
-                .locks()
-                .stats_of("book")
-                .and_then(|s| s.holder)
-                .is_none()
-            {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            wait_for_async("the lock to be held in the worker", || async {
+                host.locks().stats_of("book").and_then(|s| s.holder)
+            })
+            .await;
             call_json(&coordinator, "counter", "crash", "{\"how\":\"abort\"}").await
         };
         let (held, crashed) = tokio::join!(holder, crash);

@@ -125,7 +125,12 @@ fn soak_under_mixed_faults_keeps_every_promise() {
         "market-data",
     ]);
     let drops = sandbox.root().join("drops.log");
-    let log_file = format!("log_file = {:?}\n", drops.display().to_string());
+    // Which thread each probe instance is created and dropped on, to hold the host to
+    // plugin threads (never an async worker).
+    let log_file = format!(
+        "log_file = {:?}\nrecord_threads = true\n",
+        drops.display().to_string()
+    );
     let config = format!(
         "[admin]\nlisten = \"127.0.0.1:0\"\n\
          [memory]\nlimit = {LIMIT}\nmin_idle = \"0s\"\nsample_interval = \"200ms\"\n\
@@ -239,8 +244,13 @@ fn soak_under_mixed_faults_keeps_every_promise() {
     assert_eq!(host.stop(), Some(0));
     let log = std::fs::read_to_string(&drops).unwrap_or_default();
     assert!(
-        !log.contains("on tokio"),
-        "an instance was created or dropped on an async worker:\n{log}"
+        log.lines().filter(|l| l.ends_with(" on plugin")).count() >= 2,
+        "the log says on which thread instances were created and dropped:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .all(|l| !l.contains(" on ") || l.ends_with(" on plugin")),
+        "an instance was created or dropped off the plugin executor:\n{log}"
     );
     for name in ["sleeper", "counter", "locker", "leaf"] {
         let creates = log

@@ -160,9 +160,14 @@ fn dropping_a_stream_makes_the_plugins_next_send_fail_in_process_and_isolated() 
                     .find_map(|l| l.strip_prefix("closed sleeper "))
                     .map(|at| at.parse::<u64>().expect("a time"))
             });
-            println!(
-                "{mode}: send failed {} us after the stream was dropped",
-                closed_at.saturating_sub(dropped)
+            let latency = Duration::from_micros(closed_at.saturating_sub(dropped));
+            println!("{mode}: send failed {latency:?} after the stream was dropped");
+            // Measured: tens of microseconds in process, under a millisecond isolated.
+            // A producer never told would wait in its send until `stream_idle` (30 s);
+            // the bound is far from both, so a loaded machine cannot fail it.
+            assert!(
+                latency < Duration::from_secs(2),
+                "{mode}: the producer heard of the drop only {latency:?} later"
             );
             // The producer stopped: its count no longer grows, and the place is free.
             let before = produced(&host).await;

@@ -140,6 +140,14 @@ fn under_pinned_trust_only_files_added_to_the_trust_file_are_used() {
         "{message}"
     );
 
+    // Never scanned: nothing says what it provides, but the miss names the refused file.
+    let call = sandbox.run(&["--config", &config, "call", "market-data", "symbols"]);
+    let stderr = String::from_utf8_lossy(&call.stderr);
+    assert!(
+        !call.status.success() && stderr.contains("no component named") && stderr.contains(&path),
+        "{call:?}"
+    );
+
     let added = sandbox.run(&["--config", &config, "trust", "add", &path]);
     assert!(added.status.success(), "{added:?}");
     let list = stdout_json(&sandbox.run(&["--config", &config, "list", "--json"]));
@@ -153,6 +161,16 @@ fn under_pinned_trust_only_files_added_to_the_trust_file_are_used() {
     assert!(removed.status.success(), "{removed:?}");
     let list = stdout_json(&sandbox.run(&["--config", &config, "list", "--json"]));
     assert_eq!(listed(&list, &file)["error"]["kind"], "untrusted");
+    // Known from its last scan: the call says its file is refused, and why.
+    let call = sandbox.run(&["--config", &config, "call", "market-data", "symbols"]);
+    let stderr = String::from_utf8_lossy(&call.stderr);
+    assert!(
+        !call.status.success()
+            && stderr.contains("component `market-data` cannot be used")
+            && stderr.contains("not trusted")
+            && stderr.contains(&path),
+        "{call:?}"
+    );
 }
 
 /// Polls `path` until it answers 200; returns how long that took.
@@ -169,15 +187,26 @@ fn eventually(what: &str, condition: impl Fn() -> bool) {
     wait_for(what, || condition().then_some(()));
 }
 
+/// How soon a change notification has a new plugin callable: the directory quiet for
+/// 250 ms, one scan, one registration, loaded on the call. Far under it on an idle
+/// machine; the backup rescan, set an hour out, cannot pass in its place.
+const NOTIFIED_WITHIN: Duration = Duration::from_secs(2);
+
 #[test]
 fn a_plugin_copied_into_a_running_host_becomes_callable() {
     let sandbox = Sandbox::new();
-    let host = RunningHost::start(&sandbox, "[admin]\nlisten = \"127.0.0.1:0\"\n");
+    let host = RunningHost::start(
+        &sandbox,
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[host]\nwatch_rescan = \"1h\"\n",
+    );
     let path = "/components/market-data/call/quote";
     assert_eq!(host.post(path, "{}").0, 404, "not there yet");
     sandbox.add_plugin("market-data");
     let took = callable(&host, path);
-    eprintln!("market-data callable {took:?} after its file arrived");
+    assert!(
+        took <= NOTIFIED_WITHIN,
+        "market-data callable {took:?} after its file arrived: the notification was missed"
+    );
 
     // A loaded library cannot be replaced in-process: a changed file says so.
     let file = sandbox.plugins_dir().join(library_file_name("market-data"));

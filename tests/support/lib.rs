@@ -21,7 +21,7 @@ pub use self::{
     generate::{generate_plugins, generated_name},
     host::RunningHost,
     isolated::isolated,
-    output::{listed, stdout_json, success_stdout},
+    output::{error_chain, listed, stdout_json, success_stdout},
     process::{alive, descendants, rss_of},
     sandbox::Sandbox,
     trace::LoadTrace,

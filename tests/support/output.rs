@@ -34,3 +34,15 @@ pub fn listed<'a>(list: &'a serde_json::Value, file_name: &str) -> &'a serde_jso
         })
         .unwrap_or_else(|| panic!("{file_name} is not listed in {list:#}"))
 }
+
+/// An error and each of its sources, as `{:#}` prints an anyhow chain.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -245,6 +245,7 @@ fn init_status(err: &InitError) -> StatusCode {
 fn get_status(err: &GetError) -> StatusCode {
     match err {
         GetError::UnknownComponent { .. } => StatusCode::NOT_FOUND,
+        GetError::Unusable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         GetError::Init(init) | GetError::Backoff { source: init, .. } => init_status(init),
         GetError::MissingDependency { .. }
         | GetError::ShuttingDown { .. }

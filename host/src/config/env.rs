@@ -104,8 +104,22 @@ fn resolve<'a>(schema: &'a toml::Table, rest: &str) -> Option<(Vec<String>, &'a 
     None
 }
 
+/// Why a variable's value does not fit its key.
+#[derive(Debug, thiserror::Error)]
+enum Unfit {
+    /// The key takes a whole number.
+    #[error("expects a whole number, not `{0}`")]
+    NotWhole(String),
+    /// The key takes a number.
+    #[error("expects a number, not `{0}`")]
+    NotNumber(String),
+    /// The key is a table.
+    #[error("is a table; set one of its keys instead")]
+    Table,
+}
+
 /// `raw` as a value of the type of `default`.
-fn typed(default: &toml::Value, raw: &str) -> Result<toml::Value, String> {
+fn typed(default: &toml::Value, raw: &str) -> Result<toml::Value, Unfit> {
     use toml::Value;
     let trimmed = raw.trim();
     match default {
@@ -113,11 +127,11 @@ fn typed(default: &toml::Value, raw: &str) -> Result<toml::Value, String> {
         Value::Integer(_) => trimmed
             .parse()
             .map(Value::Integer)
-            .map_err(|_| format!("expects a whole number, not `{raw}`")),
+            .map_err(|_| Unfit::NotWhole(raw.to_owned())),
         Value::Float(_) => trimmed
             .parse()
             .map(Value::Float)
-            .map_err(|_| format!("expects a number, not `{raw}`")),
+            .map_err(|_| Unfit::NotNumber(raw.to_owned())),
         // A key that is a flag by default may take a word too (`watch = "poll"`): the
         // key's own type judges a word.
         Value::Boolean(_) => match trimmed.to_ascii_lowercase().as_str() {
@@ -126,7 +140,7 @@ fn typed(default: &toml::Value, raw: &str) -> Result<toml::Value, String> {
             _ => Ok(Value::String(raw.to_owned())),
         },
         Value::Array(_) => Ok(list(trimmed)),
-        Value::Table(_) => Err("is a table; set one of its keys instead".to_owned()),
+        Value::Table(_) => Err(Unfit::Table),
     }
 }
 

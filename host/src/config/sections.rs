@@ -41,6 +41,10 @@ pub struct HostConfig {
     /// (every second, for file systems that report no changes, such as NFS), or `false`
     /// (only SIGHUP and `POST /plugins/rescan` rescan). Defaults to true.
     pub watch: WatchMode,
+    /// With `watch = true`, how often the directory is rescanned anyway, in case a change
+    /// notification was missed (at least 1 s). Defaults to 30 s.
+    #[serde(with = "units::duration")]
+    pub watch_rescan: Duration,
     /// Whether isolated components run in a sandbox unless `[components.NAME] sandbox`
     /// says otherwise: `false`, `true` or `"best-effort"`. Defaults to false.
     pub sandbox: SandboxMode,
@@ -61,6 +65,7 @@ impl Default for HostConfig {
             trust: TrustMode::Permissions,
             trust_file: PathBuf::new(),
             watch: WatchMode::Notify,
+            watch_rescan: Duration::from_secs(30),
             sandbox: SandboxMode::Off,
             isolation: Isolation::InProcess,
         }

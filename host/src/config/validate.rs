@@ -133,6 +133,15 @@ impl Config {
                 );
             }
         }
+        if self.host.watch_rescan < Duration::from_secs(1) {
+            problems.add(
+                "host.watch_rescan",
+                format!(
+                    "{:?} would rescan the plugins directory without pause; give at least \"1s\" (the default is \"30s\")",
+                    self.host.watch_rescan
+                ),
+            );
+        }
     }
 
     fn check_metrics_and_locks(&self, problems: &mut Problems) {

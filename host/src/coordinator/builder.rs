@@ -144,7 +144,7 @@ impl CoordinatorBuilder {
                 runtime: tokio::runtime::Handle::try_current().ok(),
                 worker_program: self
                     .worker_program
-                    .map_or_else(|| std::env::current_exe().map_err(|e| e.to_string()), Ok),
+                    .map_or_else(|| std::env::current_exe().map_err(Arc::new), Ok),
             }),
         }
     }

@@ -62,7 +62,7 @@ impl Coordinator {
         input: Vec<u8>,
     ) -> Result<Vec<u8>, CallError> {
         let component = handle.name().to_owned();
-        let permit = Bulkhead::enter(&handle.ready.info, method)?;
+        let permit = Bulkhead::enter(&handle.ready.info, &handle.ready.hung, method)?;
         let limit = self.call_timeout(&component, method);
         let id = next_call_id();
         let hooks = abandon_hooks(&handle, method, id);
@@ -125,7 +125,7 @@ impl Coordinator {
         input: &[u8],
     ) -> Result<Vec<u8>, CallError> {
         let component = handle.name().to_owned();
-        let permit = Bulkhead::enter(&handle.ready.info, method)?;
+        let permit = Bulkhead::enter(&handle.ready.info, &handle.ready.hung, method)?;
         let limit = self.call_timeout(&component, method);
         let id = next_call_id();
         let hooks = abandon_hooks(&handle, method, id);
@@ -208,7 +208,7 @@ impl Coordinator {
             },
         };
         if PluginExecutor::on_plugin_thread() || tokio::runtime::Handle::try_current().is_err() {
-            let permit = Bulkhead::enter(&handle.ready.info, method)?;
+            let permit = Bulkhead::enter(&handle.ready.info, &handle.ready.hung, method)?;
             let result = handle.call_as(next_call_id(), method, input);
             drop(permit);
             return result;
@@ -274,17 +274,18 @@ fn abandon_hooks(handle: &ComponentHandle, method: &str, id: u64) -> Hooks {
     // Weak: the hook must not keep the instance alive past its last real user.
     let abandoned = Arc::downgrade(&handle.ready);
     let late = Arc::clone(&handle.ready.info);
+    let late_hung = Arc::clone(&handle.ready.hung);
     let (method_a, method_l) = (method.to_owned(), method.to_owned());
     Hooks {
         on_abandon: Some(Box::new(move || {
             if let Some(ready) = abandoned.upgrade() {
-                ready.info.bulkhead.abandon(&method_a);
+                ready.info.bulkhead.abandon(&ready.hung, &method_a);
                 // Its locks end with the wait: nobody is there to release them.
                 ready.instance().end_call(id);
             }
         })),
         on_late: Some(Box::new(move || {
-            late.bulkhead.returned(&method_l);
+            late.bulkhead.returned(&late_hung, &method_l);
             tracing::info!(component = %late.spec.name, method = %method_l, "an abandoned call returned");
         })),
     }

@@ -1,6 +1,6 @@
 //! Errors of getting, initialising and calling components.
 
-use std::{sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use plugin_api::PluginError;
 
@@ -215,10 +215,24 @@ impl std::fmt::Display for EvictionReport {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GetError {
     /// No plugin or native provider has that name.
-    #[error("no component named `{name}`; `plugin-host list` shows the components available")]
+    #[error("no component named `{name}`; `plugin-host list` shows the components available{}", unusable_note(.unusable))]
     UnknownComponent {
         /// The name asked for.
         name: String,
+        /// Plugin files of the directory that cannot be used now (refused by the trust
+        /// policy, or broken): one of them may be the one meant.
+        unusable: Vec<PathBuf>,
+    },
+    /// The component was provided by a plugin file that cannot be used now (refused by
+    /// the trust policy, or broken since it was last scanned).
+    #[error("component `{name}` cannot be used: {reason}")]
+    Unusable {
+        /// The name asked for.
+        name: String,
+        /// The plugin file that provided it.
+        path: PathBuf,
+        /// Why that file cannot be used (the loader's error, which names it).
+        reason: Arc<LoadError>,
     },
     /// A dependency is declared but nothing provides it.
     #[error("component `{component}` depends on `{dependency}`, which no plugin or native component provides")]
@@ -259,6 +273,27 @@ pub enum GetError {
     },
 }
 
+/// ", and why N plugin file(s) cannot be used now: ...", naming at most three of them.
+fn unusable_note(unusable: &[PathBuf]) -> String {
+    const NAMED: usize = 3;
+    if unusable.is_empty() {
+        return String::new();
+    }
+    let mut names: Vec<String> = unusable
+        .iter()
+        .take(NAMED)
+        .map(|path| path.display().to_string())
+        .collect();
+    if unusable.len() > NAMED {
+        names.push(format!("{} more", unusable.len() - NAMED));
+    }
+    format!(
+        ", and why {} plugin file(s) cannot be used now: {}",
+        unusable.len(),
+        names.join(", ")
+    )
+}
+
 impl InitError {
     /// A short machine-readable name for the failure (`init_timed_out`, ...).
     pub fn kind(&self) -> &'static str {
@@ -295,6 +330,7 @@ impl GetError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::UnknownComponent { .. } => "unknown_component",
+            Self::Unusable { .. } => "unusable",
             Self::MissingDependency { .. } => "missing_dependency",
             Self::Init(init) | Self::Backoff { source: init, .. } => init.kind(),
             Self::ShuttingDown { .. } => "shutting_down",

@@ -12,7 +12,10 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use plugin_api::PluginError;
 
-use super::{info::SlotInfo, CallError, Coordinator, GetError, Inner};
+use super::{
+    info::{Hung, SlotInfo},
+    CallError, Coordinator, GetError, Inner,
+};
 use crate::{context::DependencyCall, executor::PluginExecutor, fault::CallFault};
 
 /// A ready component instance and where it came from.
@@ -24,6 +27,8 @@ pub(crate) struct Ready {
     /// `Some` until dropped.
     instance: Option<Box<dyn Instance>>,
     pub(crate) info: Arc<SlotInfo>,
+    /// Its abandoned calls still running (quarantine is an instance's).
+    pub(crate) hung: Arc<Hung>,
     executor: PluginExecutor,
     /// The coordinator it came from, for calls through a handle (timeouts, the call
     /// limits); weak, so that a handle kept after the host went keeps nothing else.
@@ -40,6 +45,7 @@ impl Ready {
         Self {
             instance: Some(instance),
             info,
+            hung: Arc::default(),
             executor,
             engine,
         }

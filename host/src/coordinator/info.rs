@@ -89,11 +89,54 @@ pub(crate) struct CallLimits {
 pub(crate) struct Bulkhead {
     limits: CallLimits,
     in_flight: AtomicUsize,
+    /// Abandoned calls still running, of every instance the component has had.
     abandoned: AtomicUsize,
-    /// Method -> abandoned calls of it still running. At most `max_in_flight` entries.
-    stuck: Mutex<BTreeMap<String, usize>>,
     pub(crate) refused_saturated: Counter,
     pub(crate) refused_quarantined: Counter,
+}
+
+/// The abandoned calls of one instance that still run, by method. An instance with
+/// `quarantine_after` of them is quarantined; the count is the instance's, so one that
+/// replaces a hung instance (after an eviction, or a move to a worker) starts clean,
+/// while the hung calls still hold their places in the component's bulkhead.
+#[derive(Debug, Default)]
+pub(crate) struct Hung {
+    count: AtomicUsize,
+    /// Method -> abandoned calls of it still running. At most `max_in_flight` entries.
+    stuck: Mutex<BTreeMap<String, usize>>,
+}
+
+impl Hung {
+    /// The abandoned calls of this instance still running.
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The abandoned calls still running, by method.
+    pub(crate) fn stuck_methods(&self) -> Vec<(String, usize)> {
+        self.stuck
+            .lock()
+            .iter()
+            .map(|(method, n)| (method.clone(), *n))
+            .collect()
+    }
+
+    fn abandon(&self, method: &str) {
+        *self.stuck.lock().entry(method.to_owned()).or_default() += 1;
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn returned(&self, method: &str) {
+        let mut stuck = self.stuck.lock();
+        if let Some(count) = stuck.get_mut(method) {
+            *count -= 1;
+            if *count == 0 {
+                stuck.remove(method);
+            }
+        }
+        drop(stuck);
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Bulkhead {
@@ -102,7 +145,6 @@ impl Bulkhead {
             limits,
             in_flight: AtomicUsize::new(0),
             abandoned: AtomicUsize::new(0),
-            stuck: Mutex::default(),
             refused_saturated: Counter::default(),
             refused_quarantined: Counter::default(),
         }
@@ -117,33 +159,29 @@ impl Bulkhead {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Calls abandoned by their callers that still run.
+    /// Calls abandoned by their callers that still run, of every instance.
     pub(crate) fn abandoned(&self) -> usize {
         self.abandoned.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn is_quarantined(&self) -> bool {
-        self.abandoned() >= self.limits.quarantine_after
+    /// Whether an instance with these hung calls is quarantined.
+    pub(crate) fn quarantines(&self, hung: &Hung) -> bool {
+        hung.count() >= self.limits.quarantine_after
     }
 
-    /// The abandoned calls still running, by method.
-    pub(crate) fn stuck_methods(&self) -> Vec<(String, usize)> {
-        self.stuck
-            .lock()
-            .iter()
-            .map(|(method, n)| (method.clone(), *n))
-            .collect()
-    }
-
-    /// Admits one more call, or says why not.
-    pub(crate) fn enter(info: &Arc<SlotInfo>, method: &str) -> Result<CallPermit, CallError> {
+    /// Admits one more call of the instance whose hung calls are `hung`, or says why not.
+    pub(crate) fn enter(
+        info: &Arc<SlotInfo>,
+        hung: &Hung,
+        method: &str,
+    ) -> Result<CallPermit, CallError> {
         let bulkhead = &info.bulkhead;
-        if bulkhead.is_quarantined() {
+        if bulkhead.quarantines(hung) {
             bulkhead.refused_quarantined.inc();
             return Err(CallError::Quarantined {
                 component: info.spec.name.clone(),
                 method: method.to_owned(),
-                stuck: bulkhead.stuck_methods(),
+                stuck: hung.stuck_methods(),
             });
         }
         let limit = bulkhead.limits.max_in_flight;
@@ -161,22 +199,16 @@ impl Bulkhead {
         })
     }
 
-    /// A caller stopped waiting for a call of `method` that still runs.
-    pub(crate) fn abandon(&self, method: &str) {
-        *self.stuck.lock().entry(method.to_owned()).or_default() += 1;
+    /// A caller stopped waiting for a call of `method` of the instance whose hung calls
+    /// are `hung`; the call still runs.
+    pub(crate) fn abandon(&self, hung: &Hung, method: &str) {
+        hung.abandon(method);
         self.abandoned.fetch_add(1, Ordering::AcqRel);
     }
 
     /// An abandoned call of `method` returned.
-    pub(crate) fn returned(&self, method: &str) {
-        let mut stuck = self.stuck.lock();
-        if let Some(count) = stuck.get_mut(method) {
-            *count -= 1;
-            if *count == 0 {
-                stuck.remove(method);
-            }
-        }
-        drop(stuck);
+    pub(crate) fn returned(&self, hung: &Hung, method: &str) {
+        hung.returned(method);
         self.abandoned.fetch_sub(1, Ordering::AcqRel);
     }
 }

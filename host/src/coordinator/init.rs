@@ -193,7 +193,7 @@ async fn dependencies(inner: &Arc<Inner>, slot: &Slot) -> Result<Dependencies, I
         let component = component.clone();
         async move {
             let result = coordinator.get(&dep).await.map_err(|err| match err {
-                GetError::UnknownComponent { name } => GetError::MissingDependency {
+                GetError::UnknownComponent { name, .. } => GetError::MissingDependency {
                     component,
                     dependency: name,
                 },

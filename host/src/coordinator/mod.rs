@@ -91,7 +91,7 @@ pub(crate) struct Inner {
     /// The worker pool of each library with isolated components, by path.
     pools: Mutex<HashMap<PathBuf, Arc<WorkerPool>>>,
     /// The program run as a worker, or why there is none.
-    worker_program: Result<PathBuf, String>,
+    worker_program: Result<PathBuf, Arc<std::io::Error>>,
     /// The runtime the coordinator was built in, for blocking callers of cold components.
     runtime: Option<tokio::runtime::Handle>,
 }
@@ -175,13 +175,7 @@ impl Coordinator {
     pub fn state_of(&self, name: &str) -> Option<ComponentState> {
         let slots = self.inner.slots.load();
         let slot = slots.get(name)?;
-        let state = slot.state.lock().public();
-        Some(match state {
-            ComponentState::Ready if slot.info.bulkhead.is_quarantined() => {
-                ComponentState::Quarantined
-            }
-            state => state,
-        })
+        Some(slot.public_state())
     }
 
     /// The names of every registered component, sorted.
@@ -246,11 +240,7 @@ impl Coordinator {
                     }
                     Arc::clone(slot)
                 }
-                None => {
-                    return Err(GetError::UnknownComponent {
-                        name: name.to_owned(),
-                    })
-                }
+                None => return Err(self.not_registered(name)),
             }
         };
         init::initialize(Arc::clone(&self.inner), slot).await

@@ -22,7 +22,7 @@ use super::{
     graph,
     provider::{AutoProvider, PluginProvider, Provider},
     slot::{FileState, Slot, SlotState},
-    ComponentSpec, Coordinator, RegisterError,
+    ComponentSpec, Coordinator, GetError, RegisterError,
 };
 use crate::{
     config::Isolation,
@@ -95,6 +95,29 @@ impl Coordinator {
     /// The catalog of plugin files last registered or refreshed.
     pub fn catalog(&self) -> Arc<Catalog> {
         self.inner.catalog.load_full()
+    }
+
+    /// The error for a component that is not registered: [`GetError::Unusable`] when a
+    /// file of the catalog provided it when last scanned and cannot be used now,
+    /// otherwise [`GetError::UnknownComponent`].
+    pub(crate) fn not_registered(&self, name: &str) -> GetError {
+        let catalog = self.inner.catalog.load();
+        match catalog.unusable_provider_of(name) {
+            Some((path, reason)) => GetError::Unusable {
+                name: name.to_owned(),
+                path: path.to_owned(),
+                reason: Arc::new(reason.clone()),
+            },
+            None => GetError::UnknownComponent {
+                name: name.to_owned(),
+                unusable: catalog
+                    .plugins
+                    .iter()
+                    .filter(|plugin| plugin.outcome.is_err())
+                    .map(|plugin| plugin.path.clone())
+                    .collect(),
+            },
+        }
     }
 
     /// Follows a new scan of the plugins directory: registers what appeared, unregisters

@@ -38,13 +38,16 @@ impl Coordinator {
     ///
     /// # Errors
     ///
-    /// [`GetError::UnknownComponent`] when no such component is registered.
+    /// [`GetError::UnknownComponent`] when no such component is registered,
+    /// [`GetError::Unusable`] when the file that provided it cannot be used now.
     pub fn resolve(&self, name: &str) -> Result<ResolvedComponent, GetError> {
-        let slot = self.inner.slots.load().get(name).cloned().ok_or_else(|| {
-            GetError::UnknownComponent {
-                name: name.to_owned(),
-            }
-        })?;
+        let slot = self
+            .inner
+            .slots
+            .load()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| self.not_registered(name))?;
         Ok(ResolvedComponent {
             coordinator: self.clone(),
             slot,

@@ -141,6 +141,32 @@ impl Slot {
         &self.info.spec
     }
 
+    /// Its state as callers see it: a ready instance with too many hung calls is
+    /// quarantined.
+    pub(crate) fn public_state(&self) -> ComponentState {
+        match self.state.lock().public() {
+            ComponentState::Ready if self.is_quarantined() => ComponentState::Quarantined,
+            state => state,
+        }
+    }
+
+    /// Whether its ready instance is quarantined.
+    fn is_quarantined(&self) -> bool {
+        self.ready
+            .load()
+            .as_ref()
+            .is_some_and(|ready| self.info.bulkhead.quarantines(&ready.hung))
+    }
+
+    /// The abandoned calls of its ready instance still running, by method.
+    pub(crate) fn stuck_methods(&self) -> Vec<(String, usize)> {
+        self.ready
+            .load()
+            .as_ref()
+            .map(|ready| ready.hung.stuck_methods())
+            .unwrap_or_default()
+    }
+
     /// What became of its plugin file; `None` for a native component.
     pub(crate) fn file(&self) -> Option<FileState> {
         self.source

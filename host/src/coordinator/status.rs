@@ -43,13 +43,15 @@ pub struct ComponentStatus {
     pub call_timeouts: u64,
     /// Calls running now, abandoned ones included.
     pub calls_in_flight: usize,
-    /// Calls abandoned by their callers (timed out) that still run.
+    /// Calls abandoned by their callers (timed out) that still run, of every instance
+    /// it has had.
     pub calls_abandoned: usize,
-    /// The stuck methods and how many abandoned calls of each still run.
+    /// The stuck methods of its ready instance and how many abandoned calls of each
+    /// still run.
     pub stuck_methods: Vec<(String, usize)>,
     /// The most calls it may run at once.
     pub max_concurrent_calls: usize,
-    /// Abandoned calls at which it is quarantined.
+    /// Abandoned calls of one instance at which it is quarantined.
     pub quarantine_after: usize,
     /// Calls refused because it was running `max_concurrent_calls` already.
     pub refused_saturated: u64,
@@ -169,10 +171,7 @@ impl Coordinator {
         let spec = slot.spec();
         let stats = &slot.info.stats;
         let bulkhead = &slot.info.bulkhead;
-        let state = match slot.state.lock().public() {
-            ComponentState::Ready if bulkhead.is_quarantined() => ComponentState::Quarantined,
-            state => state,
-        };
+        let state = slot.public_state();
         let last_error = slot
             .last_error
             .lock()
@@ -198,7 +197,7 @@ impl Coordinator {
             call_timeouts: stats.call_timeouts.get(),
             calls_in_flight: bulkhead.in_flight(),
             calls_abandoned: bulkhead.abandoned(),
-            stuck_methods: bulkhead.stuck_methods(),
+            stuck_methods: slot.stuck_methods(),
             max_concurrent_calls: limits.max_in_flight,
             quarantine_after: limits.quarantine_after,
             refused_saturated: bulkhead.refused_saturated.get(),

@@ -191,7 +191,7 @@ impl Coordinator {
     ) -> Result<ComponentStream, CallError> {
         let info = Arc::clone(&handle.ready.info);
         info.spec.check_stream_method(method)?;
-        let permit = Bulkhead::enter(&info, method)?;
+        let permit = Bulkhead::enter(&info, &handle.ready.hung, method)?;
         let queue = StreamQueue::new();
         let sender = ItemSender {
             queue: Arc::clone(&queue),

@@ -27,6 +27,14 @@ pub struct ReloadReport {
     pub worker_pid: Option<u32>,
 }
 
+/// An isolated component cannot have a worker: this program's executable is unknown.
+#[derive(Debug, thiserror::Error)]
+#[error("component `{component}` is isolated, but this program's executable (the worker) cannot be found: {error}")]
+pub(super) struct NoWorkerProgram {
+    component: String,
+    error: Arc<std::io::Error>,
+}
+
 /// Why a reload was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReloadError {
@@ -75,10 +83,15 @@ impl Coordinator {
         plugin: &DiscoveredPlugin,
         info: &PluginInfo,
         component: &str,
-    ) -> Result<Arc<dyn Provider>, String> {
-        let program = self.inner.worker_program.clone().map_err(|reason| {
-            format!("component `{component}` is isolated, but this program's executable (the worker) cannot be found: {reason}")
-        })?;
+    ) -> Result<Arc<dyn Provider>, NoWorkerProgram> {
+        let program = self
+            .inner
+            .worker_program
+            .clone()
+            .map_err(|error| NoWorkerProgram {
+                component: component.to_owned(),
+                error,
+            })?;
         let inner = &self.inner;
         let pool = Arc::clone(
             inner
@@ -156,9 +169,9 @@ impl Coordinator {
                 plugin: plugin.to_owned(),
                 worker_pid,
             })
-            .map_err(|reason| ReloadError::Failed {
+            .map_err(|err| ReloadError::Failed {
                 plugin: plugin.to_owned(),
-                reason,
+                reason: err.to_string(),
             })
     }
 

@@ -96,6 +96,12 @@ impl RegistryCache {
             .filter(|entry| entry.identity == identity)
     }
 
+    /// The cached entry for `path` whatever its identity: what the file was when it was
+    /// last scanned.
+    pub(crate) fn lookup_path(&self, path: &Path) -> Option<&Entry> {
+        self.entries.get(path)
+    }
+
     /// Reads cache bytes: the entries, if they are a cache of this format written by this
     /// host build. Public to the crate for the fuzz targets.
     pub(crate) fn parse(

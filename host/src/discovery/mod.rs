@@ -34,18 +34,19 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
     /// The directory is missing or unreadable.
-    #[error("cannot read plugins directory {dir}: {source}; create it or pass --plugins-dir")]
+    #[error("cannot read plugins directory {dir}: {error}; create it or pass --plugins-dir")]
     ReadDir {
         /// The directory.
         dir: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
+        /// The operating system's error (in the message, so not a `source`: a chain
+        /// printed whole says it once).
+        error: std::io::Error,
     },
     /// There is no scanner to run: this program's own executable cannot be found.
-    #[error("cannot find this program's executable to run as the plugin scanner ({reason}); name one with Discovery::with_scan_mode")]
+    #[error("cannot find this program's executable to run as the plugin scanner ({error}); name one with Discovery::with_scan_mode")]
     NoScanner {
         /// Why the executable could not be found.
-        reason: String,
+        error: std::sync::Arc<std::io::Error>,
     },
 }
 
@@ -62,6 +63,10 @@ pub struct DiscoveredPlugin {
     pub identity: FileIdentity,
     /// Its SHA-256, when the trust policy took it.
     pub sha256: Option<String>,
+    /// For a file that cannot be used now but could when it was last scanned (the
+    /// registry cache knows it): the components it provided then, so a call of one of
+    /// them is told why it is missing.
+    pub provided: Vec<String>,
 }
 
 impl DiscoveredPlugin {
@@ -119,6 +124,19 @@ impl Catalog {
             .iter()
             .filter_map(|plugin| plugin.outcome.as_ref().err())
     }
+
+    /// The file that provided component `name` when it was last scanned and cannot be
+    /// used now, and why.
+    pub fn unusable_provider_of(&self, name: &str) -> Option<(&Path, &LoadError)> {
+        self.plugins
+            .iter()
+            .find_map(|plugin| match &plugin.outcome {
+                Err(err) if plugin.provided.iter().any(|c| c == name) => {
+                    Some((plugin.path.as_path(), err))
+                }
+                _ => None,
+            })
+    }
 }
 
 /// Finds plugin files in a directory and reads their manifests safely.
@@ -127,7 +145,7 @@ pub struct Discovery {
     dir: PathBuf,
     cache_dir: Option<PathBuf>,
     /// The scan mode, or why the default one (this executable) is unavailable.
-    mode: Result<ScanMode, String>,
+    mode: Result<ScanMode, std::sync::Arc<std::io::Error>>,
     concurrency: usize,
     scan_timeout: Duration,
     trust: TrustPolicy,
@@ -143,7 +161,7 @@ impl Discovery {
         // fails and says so.
         let mode = std::env::current_exe()
             .map(ScanMode::Subprocess)
-            .map_err(|err| err.to_string());
+            .map_err(std::sync::Arc::new);
         Self {
             dir: dir.into(),
             cache_dir: default_cache_dir(),

@@ -40,14 +40,14 @@ impl Discovery {
     /// plugin file is never an error here: it is a [`DiscoveredPlugin`] whose outcome
     /// says why.
     pub async fn discover(&self) -> Result<Catalog, DiscoveryError> {
-        if let Err(reason) = &self.mode {
+        if let Err(error) = &self.mode {
             return Err(DiscoveryError::NoScanner {
-                reason: reason.clone(),
+                error: std::sync::Arc::clone(error),
             });
         }
         let (dir, paths) = self.list_files()?;
         let mut cache = RegistryCache::open(self.cache_dir.as_deref());
-        let dir_refusal = self.trust.check_dir(&dir).err();
+        let dir_refusal = self.trust.check_dir(&dir).err().map(|r| r.to_string());
         let mut plugins = Vec::with_capacity(paths.len());
         let mut to_scan = Vec::new();
         for path in &paths {
@@ -57,7 +57,10 @@ impl Discovery {
             }
         }
         let scanned = to_scan.len();
-        for plugin in self.scan_all(to_scan).await {
+        for mut plugin in self.scan_all(to_scan).await {
+            if plugin.outcome.is_err() {
+                plugin.provided = provided_before(&cache, &plugin.path);
+            }
             remember(&mut cache, &plugin);
             plugins.push(plugin);
         }
@@ -77,7 +80,8 @@ impl Discovery {
         let path = crate::platform::canonicalize(path).unwrap_or_else(|_| path.to_owned());
         let dir_refusal = path
             .parent()
-            .and_then(|dir| self.trust.check_dir(dir).err());
+            .and_then(|dir| self.trust.check_dir(dir).err())
+            .map(|refusal| refusal.to_string());
         match self.vet(&path, dir_refusal.as_deref(), &RegistryCache::open(None)) {
             Ok(known) => known,
             Err(pending) => self.scan_pending(pending).await,
@@ -88,7 +92,7 @@ impl Discovery {
     fn list_files(&self) -> Result<(PathBuf, Vec<PathBuf>), DiscoveryError> {
         let read_dir_error = |source| DiscoveryError::ReadDir {
             dir: self.dir.clone(),
-            source,
+            error: source,
         };
         let dir = crate::platform::canonicalize(&self.dir).map_err(read_dir_error)?;
         let mut paths = Vec::new();
@@ -114,6 +118,7 @@ impl Discovery {
         cache: &RegistryCache,
     ) -> Result<DiscoveredPlugin, Pending> {
         let known = |identity, outcome: ScanOutcome, cached, sha256| DiscoveredPlugin {
+            provided: Vec::new(),
             path: path.to_owned(),
             outcome,
             cached,
@@ -136,21 +141,26 @@ impl Discovery {
         let mut sha256 = entry.and_then(|entry| entry.sha256.clone());
         let verdict = match dir_refusal {
             Some(reason) => Err(reason.to_owned()),
-            None => self.trust.check_file(path, &metadata, || {
-                if let Some(hash) = &sha256 {
-                    return Ok(hash.clone());
-                }
-                let hash = sha256_of_identity(path, identity)?;
-                sha256 = Some(hash.clone());
-                Ok(hash)
-            }),
+            None => self
+                .trust
+                .check_file(path, &metadata, || {
+                    if let Some(hash) = &sha256 {
+                        return Ok(hash.clone());
+                    }
+                    let hash = sha256_of_identity(path, identity)?;
+                    sha256 = Some(hash.clone());
+                    Ok(hash)
+                })
+                .map_err(|refusal| refusal.to_string()),
         };
         if let Err(reason) = verdict {
             let outcome = Err(LoadError::Untrusted {
                 path: path.to_owned(),
                 reason,
             });
-            return Ok(known(identity, outcome, false, sha256));
+            let mut refused = known(identity, outcome, false, sha256);
+            refused.provided = provided_before(cache, path);
+            return Ok(refused);
         }
         match entry {
             Some(entry) => Ok(known(identity, entry.outcome.clone(), true, sha256)),
@@ -266,6 +276,15 @@ impl Discovery {
 }
 
 /// A scan's verdict on a vetted file; a file that is not the one vetted is `changed`.
+/// The components `path` provided when it was last scanned and usable, for the calls
+/// that now miss them.
+fn provided_before(cache: &RegistryCache, path: &Path) -> Vec<String> {
+    match cache.lookup_path(path).map(|entry| &entry.outcome) {
+        Some(Ok(info)) => info.components.iter().map(|c| c.name.clone()).collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn checked(pending: Pending, report: ScanReport) -> DiscoveredPlugin {
     let outcome = match report.identity {
         Some(scanned) if scanned != pending.identity => Err(LoadError::Changed {
@@ -281,6 +300,7 @@ fn checked(pending: Pending, report: ScanReport) -> DiscoveredPlugin {
         Ok(_) => {}
     }
     DiscoveredPlugin {
+        provided: Vec::new(),
         path: pending.path,
         outcome,
         cached: false,

@@ -110,7 +110,12 @@ impl HostBuilder {
             coordinator,
             ..
         } = assembled;
-        let live = LiveDiscovery::start(discovery, coordinator.clone(), config.host.watch);
+        let live = LiveDiscovery::start(
+            discovery,
+            coordinator.clone(),
+            config.host.watch,
+            config.host.watch_rescan,
+        );
         let summaries = Arc::new(MetricSummaries::default());
         let background = background::start(&config, &coordinator, &summaries);
         let eager = Eager::start(&config, &coordinator, eager);

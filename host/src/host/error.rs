@@ -7,13 +7,13 @@ use crate::{coordinator::RegisterError, discovery::DiscoveryError, trust::TrustS
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     /// The trust file of `[host] trust = "pinned"` cannot be read.
-    #[error("cannot load the trust policy: {0}")]
+    #[error(transparent)]
     Trust(#[from] TrustStoreError),
     /// The plugins directory cannot be scanned.
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
     /// A native component given to the builder cannot be registered.
-    #[error("cannot register native component: {0}")]
+    #[error(transparent)]
     Native(#[from] RegisterError),
     /// `start` was called outside a tokio runtime.
     #[error("a host starts inside a tokio runtime (call it from async code)")]

@@ -46,8 +46,8 @@ pub(super) fn launch(spawn: &Spawn<'_>, shared: &Shared) -> Result<Arc<WorkerPro
     // From here on the kernel's word on the process is `process`'s, not `child`'s.
     drop(child);
     let reader = FrameReader::new(read, spawn.max_frame());
-    let hello =
-        spawn::await_hello(reader, &process, spawn.plugin, spawn.start_timeout).map_err(&error)?;
+    let hello = spawn::await_hello(reader, &process, spawn.plugin, spawn.start_timeout)
+        .map_err(|err| error(err.to_string()))?;
     let worker = Arc::new(WorkerProcess::new(spawn, shared, process, write, &hello));
     shared.memory.track_process(worker.pid, spawn.plugin);
     if let Err(err) = worker.start_threads(hello.reader) {

@@ -25,6 +25,22 @@ use crate::{
     protocol::SandboxPlan,
 };
 
+/// Why a new worker could not take over from the running one.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpgradeError {
+    /// The new worker did not start on the new file.
+    #[error(transparent)]
+    Start(#[from] LoadError),
+    /// One of the running instances could not be created in it.
+    #[error("component `{component}` could not be created in the new worker: {fault}")]
+    Create {
+        /// The component.
+        component: String,
+        /// Why.
+        fault: Failure<CreateFault>,
+    },
+}
+
 /// After this many crashes in a row, starts wait (doubling up to [`MAX_BACKOFF`]).
 const FREE_RESTARTS: u32 = 2;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -242,7 +258,7 @@ impl WorkerPool {
         &self,
         identity: FileIdentity,
         sha256: Option<String>,
-    ) -> Result<Option<u32>, String> {
+    ) -> Result<Option<u32>, UpgradeError> {
         let _starting = self.starting.lock();
         let target = Target { identity, sha256 };
         let old = self.running();
@@ -250,7 +266,7 @@ impl WorkerPool {
             *self.target.lock() = target;
             return Ok(None);
         }
-        let new = self.start(&target).map_err(|err| err.to_string())?;
+        let new = self.start(&target)?;
         let instances: Vec<Arc<dyn Member>> = self
             .instances
             .lock()
@@ -258,12 +274,12 @@ impl WorkerPool {
             .filter_map(Weak::upgrade)
             .collect();
         for bound in &instances {
-            if let Err(err) = bound.create_in(&new) {
+            if let Err(fault) = bound.create_in(&new) {
                 new.stop("an upgrade was abandoned");
-                return Err(format!(
-                    "component `{}` could not be created in the new worker: {err}",
-                    bound.component()
-                ));
+                return Err(UpgradeError::Create {
+                    component: bound.component().to_owned(),
+                    fault,
+                });
             }
         }
         for bound in &instances {

@@ -76,6 +76,7 @@ pub(super) struct Requests {
 /// How a request to a worker failed: as its caller sees it (`E`), or not at all because
 /// the worker took no new request (it was retiring, or had ended): nothing was sent, so
 /// the request may go to another worker.
+#[derive(Debug)]
 pub(crate) enum Failure<E> {
     Failed(E),
     NotSent,

@@ -97,6 +97,47 @@ pub(super) struct Hello {
     pub(super) fence: String,
 }
 
+/// Why a worker never said it was ready; `ended` says how it ended (it is killed).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum HelloError {
+    /// It said nothing within the start timeout.
+    #[error("the worker did not open it within {timeout:?} ({ended})")]
+    Silent {
+        /// The start timeout.
+        timeout: Duration,
+        /// How it ended.
+        ended: String,
+    },
+    /// It refused: it could not fence itself in or open the library.
+    #[error("the worker could not open it: {error}")]
+    Refused {
+        /// The worker's words.
+        error: String,
+    },
+    /// Its first word was another message.
+    #[error("the worker said {said} before it was ready ({ended})")]
+    OutOfTurn {
+        /// What it said.
+        said: String,
+        /// How it ended.
+        ended: String,
+    },
+    /// It ended first.
+    #[error("the worker ended before it was ready ({ended})")]
+    Ended {
+        /// How it ended.
+        ended: String,
+    },
+    /// Its first message could not be read.
+    #[error("the worker's first message was unreadable: {error} ({ended})")]
+    Unreadable {
+        /// The reader's error.
+        error: std::io::Error,
+        /// How it ended.
+        ended: String,
+    },
+}
+
 /// Waits for the worker's word on `reader`: it opened the library, or why not (its own
 /// log records before that go to the host's log). A worker that does not get there
 /// within `timeout` is killed.
@@ -105,7 +146,7 @@ pub(super) fn await_hello(
     process: &ProcessWatch,
     plugin: &str,
     timeout: Duration,
-) -> Result<Hello, String> {
+) -> Result<Hello, HelloError> {
     let timed_out = std::sync::atomic::AtomicBool::new(false);
     let (heard, hearing) = std::sync::mpsc::channel::<()>();
     let first = std::thread::scope(|scope| {
@@ -130,10 +171,10 @@ pub(super) fn await_hello(
         status
     };
     if timed_out.load(std::sync::atomic::Ordering::Acquire) {
-        return Err(format!(
-            "the worker did not open it within {timeout:?} ({})",
-            ended()
-        ));
+        return Err(HelloError::Silent {
+            timeout,
+            ended: ended(),
+        });
     }
     match first {
         (
@@ -152,20 +193,17 @@ pub(super) fn await_hello(
         }),
         (_, Ok(Some(FromWorker::Refused { error }))) => {
             ended();
-            Err(format!("the worker could not open it: {error}"))
+            Err(HelloError::Refused { error })
         }
-        (_, Ok(Some(other))) => Err(format!(
-            "the worker said {other:?} before it was ready ({})",
-            ended()
-        )),
-        (_, Ok(None)) => Err(format!(
-            "the worker ended before it was ready ({})",
-            ended()
-        )),
-        (_, Err(err)) => Err(format!(
-            "the worker's first message was unreadable: {err} ({})",
-            ended()
-        )),
+        (_, Ok(Some(other))) => Err(HelloError::OutOfTurn {
+            said: format!("{other:?}"),
+            ended: ended(),
+        }),
+        (_, Ok(None)) => Err(HelloError::Ended { ended: ended() }),
+        (_, Err(error)) => Err(HelloError::Unreadable {
+            error,
+            ended: ended(),
+        }),
     }
 }
 

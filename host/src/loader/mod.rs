@@ -487,9 +487,9 @@ impl Loader {
 
     fn check_trust(&self, opened: &OpenedFile, sha256: Option<&str>) -> Result<(), LoadError> {
         let path = opened.path();
-        let untrusted = |reason| LoadError::Untrusted {
+        let untrusted = |refusal: crate::trust::Refusal| LoadError::Untrusted {
             path: path.to_owned(),
-            reason,
+            reason: refusal.to_string(),
         };
         if let Some(dir) = path.parent() {
             self.trust.check_dir(dir).map_err(untrusted)?;

@@ -17,6 +17,7 @@
 //!
 //! The sandbox is Linux's alone (`sandbox`); signals are the binary's (`run`).
 
+mod error;
 #[cfg(unix)]
 mod unix;
 #[cfg(windows)]
@@ -28,6 +29,8 @@ use self::unix as os;
 use self::windows as os;
 
 use serde::{Deserialize, Serialize};
+
+pub(crate) use self::error::{NotOwnersAlone, SandboxRefused, SetupError};
 
 pub(crate) use self::os::{
     contain::{contain, leave, pid_for_host, Containment},
@@ -126,7 +129,7 @@ mod sandbox;
 pub(crate) fn enter_sandbox(
     plan: &SandboxPlan,
     libraries: &[&std::fs::File],
-) -> Result<String, String> {
+) -> Result<String, SandboxRefused> {
     sandbox::enter(plan, libraries)
 }
 
@@ -140,10 +143,12 @@ pub(crate) use self::unix::privileges::drop_capabilities;
 pub(crate) fn enter_sandbox(
     plan: &SandboxPlan,
     _libraries: &[&std::fs::File],
-) -> Result<String, String> {
+) -> Result<String, SandboxRefused> {
     if plan.best_effort {
         Ok("none (no sandbox on this platform)".into())
     } else {
-        Err("this platform has no worker sandbox, so the component is not started; sandbox = \"best-effort\" starts it unsandboxed".into())
+        Err(SandboxRefused {
+            missing: "this platform has no worker sandbox".into(),
+        })
     }
 }

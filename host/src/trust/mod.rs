@@ -15,7 +15,7 @@
 
 mod store;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -69,10 +69,16 @@ impl TrustPolicy {
     /// # Errors
     ///
     /// Why, naming the directory and the fix.
-    pub(crate) fn check_dir(&self, dir: &Path) -> Result<(), String> {
-        let metadata = std::fs::metadata(dir)
-            .map_err(|err| format!("cannot read the plugins directory {}: {err}", dir.display()))?;
-        crate::platform::check_owner_only(dir, "plugins directory", &metadata)
+    pub(crate) fn check_dir(&self, dir: &Path) -> Result<(), Refusal> {
+        let metadata = std::fs::metadata(dir).map_err(|error| Refusal::UnreadableDir {
+            dir: dir.to_owned(),
+            error,
+        })?;
+        Ok(crate::platform::check_owner_only(
+            dir,
+            "plugins directory",
+            &metadata,
+        )?)
     }
 
     /// Refuses a plugin file others may write to, someone else owns, or (pinned) whose
@@ -86,21 +92,50 @@ impl TrustPolicy {
         path: &Path,
         metadata: &std::fs::Metadata,
         sha256: impl FnOnce() -> std::io::Result<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         crate::platform::check_owner_only(path, "file", metadata)?;
         let Some(store) = self.store.as_ref().filter(|_| self.needs_hash()) else {
             return Ok(());
         };
-        let hash = sha256().map_err(|err| format!("cannot read it to hash it: {err}"))?;
+        let hash = sha256().map_err(Refusal::Unhashable)?;
         if store.contains(&hash) {
             return Ok(());
         }
-        Err(format!(
-            "its SHA-256 {hash} is not in the trust file {}; if you trust this build, `plugin-host trust add {}`",
-            store.path().display(),
-            path.display()
-        ))
+        Err(Refusal::NotPinned {
+            hash,
+            trust_file: store.path().to_owned(),
+            path: path.to_owned(),
+        })
     }
+}
+
+/// Why the trust policy refuses a plugin file or its directory.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// Someone but its owner could change it.
+    #[error(transparent)]
+    NotOwnersAlone(#[from] crate::platform::NotOwnersAlone),
+    /// The plugins directory cannot be read.
+    #[error("cannot read the plugins directory {}: {error}", .dir.display())]
+    UnreadableDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The operating system's error.
+        error: std::io::Error,
+    },
+    /// The file cannot be read to hash it.
+    #[error("cannot read it to hash it: {0}")]
+    Unhashable(std::io::Error),
+    /// Its hash is not in the trust file.
+    #[error("its SHA-256 {hash} is not in the trust file {}; if you trust this build, `plugin-host trust add {}`", .trust_file.display(), .path.display())]
+    NotPinned {
+        /// Its SHA-256.
+        hash: String,
+        /// The trust file.
+        trust_file: PathBuf,
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 /// The SHA-256 of everything `reader` yields, in lowercase hex.

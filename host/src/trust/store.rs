@@ -31,12 +31,12 @@ struct StoreFile {
 #[derive(Debug, thiserror::Error)]
 pub enum TrustStoreError {
     /// Reading or writing failed.
-    #[error("trust file {path}: {source}")]
+    #[error("trust file {path}: {error}")]
     Io {
         /// The trust file.
         path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
+        /// The operating system's error (in the message, not a `source`).
+        error: std::io::Error,
     },
     /// The file is not a valid trust file.
     #[error("trust file {path} is not valid: {reason}; fix or remove it")]
@@ -65,10 +65,10 @@ impl TrustStore {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => {
+            Err(error) => {
                 return Err(TrustStoreError::Io {
                     path: path.to_owned(),
-                    source,
+                    error,
                 })
             }
         };
@@ -126,9 +126,9 @@ impl TrustStore {
     ///
     /// [`TrustStoreError::Io`].
     pub fn save(&self) -> Result<(), TrustStoreError> {
-        let io = |source| TrustStoreError::Io {
+        let io = |error| TrustStoreError::Io {
             path: self.path.clone(),
-            source,
+            error,
         };
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;

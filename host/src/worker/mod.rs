@@ -19,7 +19,7 @@ use std::sync::Arc;
 use self::{conn::Conn, server::Server};
 use crate::{
     executor::PluginExecutor,
-    loader::{open_library_at, LoadedLibrary, OpenedFile, Via},
+    loader::{open_library_at, LoadError, LoadedLibrary, OpenedFile, Via},
     platform::{Containment, LinkRead, LinkWrite},
     protocol::{FrameReader, FrameWriter, FromWorker, ToWorker, WorkerArgs, FRAME_OVERHEAD},
 };
@@ -79,17 +79,14 @@ fn serve(
     logs::forward_to(&conn);
     // The sandbox first: before the library's first instruction, and before this
     // process starts a thread (every thread it starts inherits it).
-    let sandbox = match fence(args, &library, containment) {
-        Ok(sandbox) => sandbox,
-        Err(error) => {
-            conn.send(&FromWorker::Refused { error });
-            return 3;
-        }
-    };
-    let library = match open(library, args) {
-        Ok(library) => Arc::new(library),
-        Err(error) => {
-            conn.send(&FromWorker::Refused { error });
+    let opened =
+        fence(args, &library, containment).and_then(|sandbox| Ok((sandbox, open(library, args)?)));
+    let (sandbox, library) = match opened {
+        Ok((sandbox, library)) => (sandbox, Arc::new(library)),
+        Err(refusal) => {
+            conn.send(&FromWorker::Refused {
+                error: refusal.to_string(),
+            });
             return 3;
         }
     };
@@ -121,17 +118,30 @@ fn serve(
     crate::platform::leave(0)
 }
 
+/// Why a worker refuses to serve: it could not fence itself in, or open its library.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    /// The sandbox the host asked for could not be entered.
+    #[error("its sandbox could not be set up: {0}")]
+    Sandbox(#[from] crate::platform::SandboxRefused),
+    /// A user namespace handed it capabilities it could not drop.
+    #[cfg(unix)]
+    #[error("the capabilities of its user namespace could not be dropped: {0}")]
+    Capabilities(crate::platform::SetupError),
+    /// The library is not the vetted one, or cannot be opened.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+}
+
 /// Enters the sandbox the host asked for, if any (what it enforces), and drops the
 /// capabilities a user namespace handed this process in any case.
 fn fence(
     args: &WorkerArgs,
     library: &std::fs::File,
     containment: &Containment,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, Refusal> {
     match &args.sandbox {
-        Some(plan) => crate::platform::enter_sandbox(plan, &[library])
-            .map(Some)
-            .map_err(|why| format!("its sandbox could not be set up: {why}")),
+        Some(plan) => Ok(Some(crate::platform::enter_sandbox(plan, &[library])?)),
         None => {
             if containment.gained_capabilities {
                 drop_gained_capabilities()?;
@@ -142,26 +152,22 @@ fn fence(
 }
 
 #[cfg(unix)]
-fn drop_gained_capabilities() -> Result<(), String> {
+fn drop_gained_capabilities() -> Result<(), Refusal> {
     crate::platform::drop_capabilities()
         .map(drop)
-        .map_err(|why| {
-            format!("the capabilities of its user namespace could not be dropped: {why}")
-        })
+        .map_err(Refusal::Capabilities)
 }
 
 #[cfg(not(unix))]
-fn drop_gained_capabilities() -> Result<(), String> {
+fn drop_gained_capabilities() -> Result<(), Refusal> {
     Ok(())
 }
 
-fn open(file: std::fs::File, args: &WorkerArgs) -> Result<LoadedLibrary, String> {
-    let opened = OpenedFile::from_file(file, &args.library).map_err(|err| err.to_string())?;
-    opened
-        .expect_identity(args.identity)
-        .map_err(|err| err.to_string())?;
+fn open(file: std::fs::File, args: &WorkerArgs) -> Result<LoadedLibrary, Refusal> {
+    let opened = OpenedFile::from_file(file, &args.library)?;
+    opened.expect_identity(args.identity)?;
     // SAFETY: this process exists to take that risk: the host isolates it. It maps this
     // library alone, through the descriptor (a sandbox may forbid writing a link).
     #[allow(unsafe_code)]
-    unsafe { open_library_at(&opened, Via::Descriptor) }.map_err(|err| err.to_string())
+    Ok(unsafe { open_library_at(&opened, Via::Descriptor) }?)
 }

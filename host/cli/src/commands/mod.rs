@@ -136,7 +136,7 @@ pub(crate) fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("error: {:#}", failure.error);
+            eprintln!("error: {}", each_cause_once(&failure.error));
             ExitCode::from(failure.code)
         }
     }
@@ -164,6 +164,23 @@ async fn dispatch(cli: Cli) -> CliResult {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// An error and its causes, each said once: a cause whose words its error already says
+/// (errors of other crates often do both) is not said again.
+pub(crate) fn each_cause_once(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(text.trim()) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 impl GlobalArgs {

@@ -92,9 +92,10 @@ fn fetch_all(base: String, token: Option<&str>) -> anyhow::Result<Status> {
                     .map_or_else(|_| "no details".to_owned(), |body| body.error.message);
                 anyhow::bail!("{base}{path} answered {status}: {message}")
             }
-            Err(err) => Err(err).with_context(|| {
-                format!("cannot reach the admin API at {base}; is `plugin-host run` running there?")
-            }),
+            Err(err) => anyhow::bail!(
+                "cannot reach the admin API at {base}: {}; is `plugin-host run` running there?",
+                innermost(&err)
+            ),
         }
     };
     let read = |path: &str| -> anyhow::Result<serde_json::Value> {
@@ -117,6 +118,16 @@ fn typed<T: DeserializeOwned>(value: serde_json::Value, path: &str) -> anyhow::R
     serde_json::from_value(value).with_context(|| {
         format!("{path} does not answer in this version's admin API shape; is the host the same version as this plugin-host ({})?", env!("CARGO_PKG_VERSION"))
     })
+}
+
+/// What an error comes down to: the last of its causes (a connection's "Connection
+/// refused", not the layers that carried it).
+fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 fn bytes(value: Option<u64>) -> String {

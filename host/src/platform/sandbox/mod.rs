@@ -30,7 +30,7 @@ mod seccomp;
 
 use std::fs::File;
 
-use super::SandboxPlan;
+use super::{SandboxPlan, SandboxRefused, SetupError};
 
 /// The test switch naming layers to leave out.
 const SKIP: &str = "PLUGIN_HOST_TEST_SANDBOX_SKIP";
@@ -57,11 +57,11 @@ enum Outcome {
     Off(String),
 }
 
-impl From<Result<String, String>> for Outcome {
-    fn from(result: Result<String, String>) -> Self {
+impl From<Result<String, SetupError>> for Outcome {
+    fn from(result: Result<String, SetupError>) -> Self {
         match result {
             Ok(what) => Self::Full(what),
-            Err(why) => Self::Off(why),
+            Err(why) => Self::Off(why.to_string()),
         }
     }
 }
@@ -87,7 +87,7 @@ impl Applied {
 /// their descriptors); what was applied, or why the process must not go on (a strict
 /// plan, and something could not be enforced). A best-effort plan logs a warning naming
 /// what is missing, and goes on.
-pub(crate) fn enter(plan: &SandboxPlan, libraries: &[&File]) -> Result<String, String> {
+pub(crate) fn enter(plan: &SandboxPlan, libraries: &[&File]) -> Result<String, SandboxRefused> {
     let mut applied = Applied::default();
     if skipped("capabilities") {
         applied
@@ -113,24 +113,19 @@ pub(crate) fn enter(plan: &SandboxPlan, libraries: &[&File]) -> Result<String, S
     }
     let missing = applied.missing.join("; ");
     if !plan.best_effort {
-        return Err(format!(
-            "{missing}; sandbox = true refuses to run without it (sandbox = \"best-effort\" runs with a warning)"
-        ));
+        return Err(SandboxRefused { missing });
     }
     tracing::warn!("sandbox in part ({summary}): {missing}");
     Ok(format!("{summary} ({missing})"))
 }
 
-fn no_new_privs() -> Result<String, String> {
+fn no_new_privs() -> Result<String, SetupError> {
     // SAFETY: prctl with these arguments only sets a flag of this process.
     #[allow(unsafe_code)]
     let set = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } == 0;
     if set {
         Ok("no_new_privs on".into())
     } else {
-        Err(format!(
-            "no_new_privs could not be set: {}",
-            std::io::Error::last_os_error()
-        ))
+        Err(SetupError::last_os("no_new_privs could not be set"))
     }
 }

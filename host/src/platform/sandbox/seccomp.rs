@@ -11,6 +11,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::platform::SetupError;
+
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
@@ -57,13 +59,13 @@ const PRCTL_ALLOWED: [libc::c_int; 19] = [
 ];
 
 /// Installs the filters for `plan`; what is enforced, or why it is not.
-pub(super) fn restrict(plan: &SandboxPlan) -> Result<String, String> {
+pub(super) fn restrict(plan: &SandboxPlan) -> Result<String, SetupError> {
     let arch = match std::env::consts::ARCH {
         "x86_64" => TargetArch::x86_64,
         "aarch64" => TargetArch::aarch64,
-        other => return Err(format!("seccomp: no filter for {other}")),
+        other => return Err(SetupError::NoSeccompFilter(other)),
     };
-    let allowed = allowlist(plan).map_err(|err| format!("seccomp: {err}"))?;
+    let allowed = allowlist(plan).map_err(seccompiler::Error::from)?;
     let not_implemented = BTreeMap::from(ENOSYS.map(|call| (call, Vec::new())));
     install(
         allowed,
@@ -86,11 +88,11 @@ fn install(
     mismatch: SeccompAction,
     matched: SeccompAction,
     arch: TargetArch,
-) -> Result<(), String> {
-    let error = |err: &dyn std::fmt::Display| format!("seccomp: {err}");
-    let filter = SeccompFilter::new(rules, mismatch, matched, arch).map_err(|e| error(&e))?;
-    let program: BpfProgram = filter.try_into().map_err(|e| error(&e))?;
-    seccompiler::apply_filter_all_threads(&program).map_err(|e| error(&e))
+) -> Result<(), SetupError> {
+    let filter =
+        SeccompFilter::new(rules, mismatch, matched, arch).map_err(seccompiler::Error::from)?;
+    let program: BpfProgram = filter.try_into().map_err(seccompiler::Error::from)?;
+    Ok(seccompiler::apply_filter_all_threads(&program)?)
 }
 
 /// Calls answered "not implemented": the C library falls back (`clone3` to `clone`) or

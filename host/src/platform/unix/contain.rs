@@ -67,7 +67,7 @@ pub(crate) fn contain(keep: i32) -> Containment {
                 gained_capabilities: user,
             }
         }
-        Err(why) => fallback(&why),
+        Err(why) => fallback(&why.to_string()),
     };
     #[cfg(not(target_os = "linux"))]
     let containment = fallback("no PID namespaces on this system");
@@ -180,26 +180,27 @@ mod linux {
     use std::io;
 
     use super::NO_NAMESPACES;
+    use crate::platform::SetupError;
 
     /// Enters a new PID namespace (and IPC namespace), forks its init, which forks the
     /// worker, and returns in the worker (whether it is in a user namespace of its own);
     /// the calling process becomes the warden and never returns.
-    pub(super) fn enter_pid_namespace() -> Result<bool, String> {
+    pub(super) fn enter_pid_namespace() -> Result<bool, SetupError> {
         if std::env::var_os(NO_NAMESPACES).is_some() {
-            return Err(format!("{NO_NAMESPACES} is set"));
+            return Err(SetupError::Switched(NO_NAMESPACES));
         }
         if threads() != 1 {
-            return Err("the program started threads before run_child_if_requested".into());
+            return Err(SetupError::Threaded);
         }
         let user = unshare()?;
-        let alive = Pipe::new().map_err(|err| format!("pipe: {err}"))?;
-        let report = Pipe::new().map_err(|err| format!("pipe: {err}"))?;
+        let alive = Pipe::new().map_err(SetupError::os("pipe"))?;
+        let report = Pipe::new().map_err(SetupError::os("pipe"))?;
         // SAFETY: this process has one thread (checked above), so the child may run any
         // code; fork has no memory effects on this process.
         #[allow(unsafe_code)]
         let init = unsafe { libc::fork() };
         match init {
-            -1 => Err(format!("fork: {}", io::Error::last_os_error())),
+            -1 => Err(SetupError::last_os("fork")),
             0 => {
                 die_with_parent(&alive);
                 run_init(&report);
@@ -216,7 +217,7 @@ mod linux {
 
     /// Unshares the PID and IPC namespaces, in a user namespace of its own when this
     /// process may not do it alone; whether it took a user namespace.
-    fn unshare() -> Result<bool, String> {
+    fn unshare() -> Result<bool, SetupError> {
         let namespaces = libc::CLONE_NEWPID | libc::CLONE_NEWIPC;
         // SAFETY: unshare has no memory effects; it changes the namespaces of this
         // process's future children.
@@ -229,10 +230,10 @@ mod linux {
         #[allow(unsafe_code)]
         let unshared = unsafe { libc::unshare(namespaces | libc::CLONE_NEWUSER) } == 0;
         if !unshared {
-            let err = io::Error::last_os_error();
-            return Err(format!("unshare: {alone}; with a user namespace: {err}"));
+            let with_user = io::Error::last_os_error();
+            return Err(SetupError::Unshare { alone, with_user });
         }
-        map_ids().map_err(|err| format!("mapping ids into the user namespace: {err}"))?;
+        map_ids().map_err(SetupError::os("mapping ids into the user namespace"))?;
         Ok(true)
     }
 

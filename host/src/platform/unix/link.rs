@@ -13,6 +13,8 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
+use crate::platform::SetupError;
+
 /// The descriptor the socket arrives on in a worker.
 const SOCKET_FD: i32 = 3;
 
@@ -96,10 +98,12 @@ impl PendingLink {
 
 /// In a worker: the link to the host and the library file it vetted (`library` names it,
 /// for messages), as the host handed them over.
-pub(crate) fn worker_link(library: &Path) -> Result<(LinkRead, LinkWrite, File), String> {
+pub(crate) fn worker_link(library: &Path) -> Result<(LinkRead, LinkWrite, File), SetupError> {
     let _ = library;
     if !descriptor_is_socket(SOCKET_FD) {
-        return Err("descriptor 3 is not the host's socket".into());
+        return Err(SetupError::NotFromHost(
+            "descriptor 3 is not the host's socket",
+        ));
     }
     // SAFETY: the host hands this process the socket as descriptor 3 and the library as
     // descriptor 4 (dup2 before exec); nothing else in this process owns them.
@@ -110,7 +114,9 @@ pub(crate) fn worker_link(library: &Path) -> Result<(LinkRead, LinkWrite, File),
             File::from_raw_fd(LIBRARY_FD),
         )
     };
-    let read = stream.try_clone().map_err(|err| err.to_string())?;
+    let read = stream
+        .try_clone()
+        .map_err(SetupError::os("cannot share the host's socket"))?;
     Ok((LinkRead(read), LinkWrite(stream), library))
 }
 

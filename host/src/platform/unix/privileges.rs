@@ -5,6 +5,8 @@
 
 use std::io;
 
+use crate::platform::SetupError;
+
 /// The capability sets of `/proc/self/status`, each of which must end up empty.
 const SETS: [&str; 5] = ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"];
 
@@ -19,7 +21,7 @@ const SETS: [&str; 5] = ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"];
 /// # Errors
 ///
 /// A set that is not empty afterwards, named.
-pub(crate) fn drop_capabilities() -> Result<String, String> {
+pub(crate) fn drop_capabilities() -> Result<String, SetupError> {
     #[cfg(target_os = "linux")]
     let bounding_dropped = linux::drop_all();
     #[cfg(not(target_os = "linux"))]
@@ -29,9 +31,9 @@ pub(crate) fn drop_capabilities() -> Result<String, String> {
     } else {
         &SETS_BUT_BOUNDING
     };
-    let held = held(sets).map_err(|err| format!("cannot read /proc/self/status: {err}"))?;
+    let held = held(sets).map_err(SetupError::os("cannot read /proc/self/status"))?;
     if !held.is_empty() {
-        return Err(format!("capabilities still held: {}", held.join(", ")));
+        return Err(SetupError::CapabilitiesHeld(held));
     }
     Ok(if bounding_dropped {
         "no capabilities".to_owned()

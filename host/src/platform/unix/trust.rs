@@ -5,29 +5,31 @@ use std::{
     path::Path,
 };
 
+use crate::platform::NotOwnersAlone;
+
 /// Refuses `path` if group or others may write to it, or its owner is neither root nor
 /// this process's user.
 pub(crate) fn check_owner_only(
     path: &Path,
-    what: &str,
+    what: &'static str,
     metadata: &std::fs::Metadata,
-) -> Result<(), String> {
+) -> Result<(), NotOwnersAlone> {
     let mode = metadata.mode() & 0o7777;
     if mode & 0o022 != 0 {
-        return Err(format!(
-            "the {what} {} is writable by {} (mode {mode:o}), so anyone there could make the host run their code; `chmod go-w {}`",
-            path.display(),
-            if mode & 0o002 != 0 { "every user" } else { "its group" },
-            path.display()
-        ));
+        return Err(NotOwnersAlone::Writable {
+            what,
+            path: path.to_owned(),
+            mode,
+        });
     }
     let (owner, me) = (metadata.uid(), effective_uid());
     if owner != 0 && owner != me {
-        return Err(format!(
-            "the {what} {} is owned by uid {owner}, neither root nor the host's user (uid {me}); `chown {me} {}` or run the host as its owner",
-            path.display(),
-            path.display()
-        ));
+        return Err(NotOwnersAlone::Owner {
+            what,
+            path: path.to_owned(),
+            owner,
+            me,
+        });
     }
     Ok(())
 }
@@ -58,7 +60,9 @@ mod tests {
         std::fs::write(&file, b"x").unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o664)).unwrap();
         let metadata = std::fs::metadata(&file).unwrap();
-        let err = check_owner_only(&file, "file", &metadata).unwrap_err();
+        let err = check_owner_only(&file, "file", &metadata)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("its group") && err.contains("chmod go-w"),
             "{err}"

@@ -15,6 +15,7 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
+use crate::platform::SetupError;
 use windows_sys::Win32::{
     Foundation::{DuplicateHandle, DUPLICATE_SAME_ACCESS, HANDLE, INVALID_HANDLE_VALUE},
     System::{
@@ -94,7 +95,7 @@ impl PendingLink {
 
 /// In a worker: the link to the host (its standard input and output, taken away from
 /// the rest of the process) and the library file it vetted, opened by `library`.
-pub(crate) fn worker_link(library: &Path) -> Result<(LinkRead, LinkWrite, File), String> {
+pub(crate) fn worker_link(library: &Path) -> Result<(LinkRead, LinkWrite, File), SetupError> {
     // SAFETY: the standard handles are this process's; the link gets copies of its own
     // (so the C runtime closing its descriptors 0 and 1 below cannot close the link),
     // and the process's standard slots and those descriptors are pointed elsewhere.
@@ -104,13 +105,12 @@ pub(crate) fn worker_link(library: &Path) -> Result<(LinkRead, LinkWrite, File),
         let output = GetStdHandle(STD_OUTPUT_HANDLE);
         let usable = |handle: HANDLE| !handle.is_null() && handle != INVALID_HANDLE_VALUE;
         if !usable(input) || !usable(output) {
-            return Err("standard input and output are not the host's pipes".into());
+            return Err(SetupError::NotFromHost(
+                "standard input and output are not the host's pipes",
+            ));
         }
         let (Some(input), Some(output)) = (duplicate(input), duplicate(output)) else {
-            return Err(format!(
-                "cannot take the host's pipes: {}",
-                io::Error::last_os_error()
-            ));
+            return Err(SetupError::last_os("cannot take the host's pipes"));
         };
         SetStdHandle(STD_INPUT_HANDLE, std::ptr::null_mut());
         SetStdHandle(STD_OUTPUT_HANDLE, GetStdHandle(STD_ERROR_HANDLE));
@@ -125,10 +125,16 @@ pub(crate) fn worker_link(library: &Path) -> Result<(LinkRead, LinkWrite, File),
     let mut go = [0u8; 1];
     match read.read_exact(&mut go) {
         Ok(()) if go[0] == GO => {}
-        _ => return Err("the host did not start this worker".into()),
+        _ => {
+            return Err(SetupError::NotFromHost(
+                "the host did not start this worker",
+            ))
+        }
     }
-    let library = super::file::open_for_load(library)
-        .map_err(|err| format!("cannot open {}: {err}", library.display()))?;
+    let library = super::file::open_for_load(library).map_err(|error| SetupError::OpenLibrary {
+        path: library.to_owned(),
+        error,
+    })?;
     Ok((LinkRead(read), LinkWrite(Some(write)), library))
 }
 

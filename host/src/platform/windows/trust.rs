@@ -4,6 +4,8 @@
 
 use std::{ffi::OsStr, os::windows::ffi::OsStrExt, path::Path};
 
+use crate::platform::NotOwnersAlone;
+
 use windows_sys::Win32::{
     Foundation::{LocalFree, ERROR_SUCCESS},
     Security::{
@@ -31,14 +33,13 @@ const TRUSTED_INSTALLER: &str = "S-1-5-80-956008885-3418522649-1831038044-185329
 /// Administrators, SYSTEM or TrustedInstaller (or has no DACL at all: everyone may).
 pub(crate) fn check_owner_only(
     path: &Path,
-    what: &str,
+    what: &'static str,
     _metadata: &std::fs::Metadata,
-) -> Result<(), String> {
-    let descriptor = Descriptor::of(path).map_err(|err| {
-        format!(
-            "cannot read the permissions of the {what} {}: {err}",
-            path.display()
-        )
+) -> Result<(), NotOwnersAlone> {
+    let descriptor = Descriptor::of(path).map_err(|error| NotOwnersAlone::Unreadable {
+        what,
+        path: path.to_owned(),
+        error,
     })?;
     let Some((writer, sid)) = descriptor.foreign_writer() else {
         return Ok(());
@@ -50,10 +51,12 @@ pub(crate) fn check_owner_only(
         ),
         None => "the file's Properties, Security".to_owned(),
     };
-    Err(format!(
-        "the {what} {} may be changed by {writer}, so they could make the host run their code; remove that permission ({remove}), or use `trust = \"pinned\"`",
-        path.display(),
-    ))
+    Err(NotOwnersAlone::Writer {
+        what,
+        path: path.to_owned(),
+        writer,
+        remove,
+    })
 }
 
 /// A file the host writes (the trust file) keeps the access control list it inherits from
