@@ -140,3 +140,50 @@ fn a_plugin_that_needs_a_feature_this_host_lacks_is_refused_naming_both_versions
         "{list:#}"
     );
 }
+
+/// Serves the 0.1.1 plugin through a running host with `config`: its stream, the path it
+/// declared, the process it runs in.
+fn serve_the_0_1_1_plugin(mode: &str, config: &str) {
+    compat_dir();
+    let sandbox = Sandbox::with_plugins(&["compat-stream"]);
+    let host = RunningHost::start(
+        &sandbox,
+        &format!("[admin]\nlisten = \"127.0.0.1:0\"\n{config}"),
+    );
+    let (status, text) = host.post("/components/legacy-ticks/stream/ticks", r#"{"count": 5}"#);
+    assert_eq!(status, 200, "{mode}: {text}");
+    let ticks: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("an item"))
+        .collect();
+    assert_eq!(
+        ticks,
+        (0..5)
+            .map(|tick| serde_json::json!({ "tick": tick }))
+            .collect::<Vec<_>>(),
+        "{mode}"
+    );
+    let (status, hostname) = host.call("legacy-ticks", "hostname", "null");
+    let hostname = hostname.unwrap_or_else(|err| panic!("{mode}: {status}: {err:?}"));
+    let expected = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    assert_eq!(hostname, expected.trim(), "{mode}");
+    let (status, pid) = host.call("legacy-ticks", "pid", "null");
+    let pid = pid.unwrap_or_else(|err| panic!("{mode}: {status}: {err:?}"));
+    let in_host = pid.as_u64() == Some(u64::from(host.pid()));
+    assert_eq!(in_host, mode == "in process", "{mode}: pid {pid}");
+    assert_eq!(host.stop(), Some(0));
+}
+
+#[test]
+fn a_plugin_built_against_plugin_api_0_1_1_streams_in_process_isolated_and_sandboxed() {
+    serve_the_0_1_1_plugin("in process", "");
+    serve_the_0_1_1_plugin(
+        "isolated",
+        "[components.legacy-ticks]\nisolation = \"process\"\n",
+    );
+    #[cfg(target_os = "linux")]
+    serve_the_0_1_1_plugin(
+        "sandboxed",
+        "[components.legacy-ticks]\nisolation = \"process\"\nsandbox = true\n",
+    );
+}

@@ -167,8 +167,10 @@ fn six_hundred_hung_calls_stall_only_their_component() {
             None => host.get(path),
         };
         assert_eq!(status, 200, "{path}: {answer}");
+        // 1 s, restored: the 5 s it was loosened to covered connections the listen
+        // backlog (then 128) dropped and the client's SYN retried a second later.
         assert!(
-            started.elapsed() < Duration::from_secs(5),
+            started.elapsed() < Duration::from_secs(1),
             "{path} answered in {:?}",
             started.elapsed()
         );
@@ -180,7 +182,7 @@ fn six_hundred_hung_calls_stall_only_their_component() {
         body.contains("quarantined") && body.contains("`sleep`"),
         "{body}"
     );
-    assert!(started.elapsed() < Duration::from_secs(5), "failed fast");
+    assert!(started.elapsed() < Duration::from_secs(1), "failed fast");
     let sleeper = host.component("sleeper");
     assert_eq!(sleeper.state, "quarantined", "{sleeper:?}");
     let threads = thread_count(host.pid());

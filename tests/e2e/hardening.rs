@@ -4,6 +4,8 @@
 //! past `[limits] max_reply` fails its call and nothing else; plugin code using standard
 //! input and output cannot reach the worker's link.
 
+use std::time::Duration;
+
 use plugin_host::{CallError, FaultKind};
 use plugin_host_tests::{alive, descendants, host, wait_for, wait_for_async, RunningHost, Sandbox};
 
@@ -73,6 +75,47 @@ fn a_worker_writing_garbage_on_its_socket_is_killed_for_it_and_the_next_call_wor
         assert!(err.to_string().contains("broke the protocol"), "{err}");
         wait_for("the worker to be gone", || (!alive(worker)).then_some(()));
         assert_ne!(pid(&host).await, worker, "the next call gets a new worker");
+        host.shutdown().await;
+    });
+}
+
+#[test]
+fn each_protocol_breach_ends_the_worker_at_once_and_names_what_was_wrong() {
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-rogue"]);
+        let host = host(&sandbox, ROGUE).await;
+        let cases = [
+            ("unasked", "does not wait for an answer"),
+            ("undecodable", "unreadable frame"),
+            ("hang_up", "closed its end of the socket and kept running"),
+        ];
+        for (how, named) in cases {
+            let worker = pid(&host).await;
+            let started = std::time::Instant::now();
+            let err = host
+                .call_json::<_, serde_json::Value>(
+                    "rogue",
+                    "breach",
+                    &serde_json::json!({ "how": how }),
+                )
+                .await
+                .expect_err("the worker broke the protocol");
+            // At once: not after the call's 60 s timeout, nor the rogue's 60 s sleep.
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{how}: {:?}",
+                started.elapsed()
+            );
+            assert_eq!(err.kind(), "worker_protocol", "{how}: {err}");
+            let chain = plugin_host_tests::error_chain(&err);
+            assert!(chain.contains(named), "{how}: {chain}");
+            wait_for("the worker to be gone", || (!alive(worker)).then_some(()));
+            assert_ne!(
+                pid(&host).await,
+                worker,
+                "{how}: the next call gets a new worker"
+            );
+        }
         host.shutdown().await;
     });
 }

@@ -13,6 +13,7 @@ mod cli;
 mod compat;
 mod containment;
 mod coordinator;
+mod docs;
 mod embedding;
 mod fence;
 mod hardening;

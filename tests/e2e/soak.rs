@@ -198,8 +198,9 @@ fn soak_under_mixed_faults_keeps_every_promise() {
         "untyped answers: {:?}",
         tally.untyped
     );
+    println!("soak: slowest health probe {slowest:?}");
     assert!(
-        slowest < Duration::from_secs(3),
+        slowest < Duration::from_secs(1),
         "a health probe took {slowest:?}"
     );
     for (component, ran) in [
@@ -218,9 +219,10 @@ fn soak_under_mixed_faults_keeps_every_promise() {
         );
     }
     assert!(tally.count("market-data", 200) > 0 && tally.count("sleeper", 504) > 0);
-    // RSS may pass the limit while hog-low allocates past its estimate; the sampler
-    // (every 200 ms) must bring it back within seconds (under a second on an idle
-    // machine; 4.7 s was seen on a loaded one).
+    // RSS passes the limit once: hog-low's first creation allocates 420 MiB past its
+    // 64 MiB estimate. The sampler (every 200 ms) must evict it within 2 s, and from then
+    // on admission reserves what it used, so it is refused rather than let in again
+    // (before, each re-creation overshot again, and the stretches ran together: 4.7 s).
     let (mut longest_over, mut over_since) = (Duration::ZERO, None);
     for (at, bytes) in &rss {
         if *bytes > LIMIT + LIMIT / 10 {
@@ -230,9 +232,14 @@ fn soak_under_mixed_faults_keeps_every_promise() {
             over_since = None;
         }
     }
+    println!("soak: RSS above the limit + 10% for at most {longest_over:?}");
     assert!(
-        longest_over < Duration::from_secs(10),
+        longest_over < Duration::from_secs(2),
         "RSS stayed above the limit + 10% for {longest_over:?}"
+    );
+    assert!(
+        tally.count("hog-low", 200) > 0 && tally.count("hog-low", 507) > 0,
+        "hog-low was let in once, then refused by what it used"
     );
     assert!(
         rss.iter().any(|(_, bytes)| *bytes > LIMIT * 3 / 4),

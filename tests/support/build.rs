@@ -68,26 +68,29 @@ pub fn library_file_name(name: &str) -> String {
         .into_owned()
 }
 
-/// The compatibility workspace under `tests/compat` (plugin-api 0.1.0 frozen, a plugin
-/// built against it, a host as old as it), built once per test process into the same
-/// target directory; returns that directory.
+/// The compatibility workspaces under `tests/compat` (plugin-api 0.1.0 frozen, a plugin
+/// built against it, a host as old as it; plugin-api 0.1.1 frozen and a plugin built
+/// against it), built once per test process into the same target directory; returns
+/// that directory.
 pub fn compat_dir() -> &'static Path {
     static BUILT: OnceLock<()> = OnceLock::new();
     let dir = target_dir();
     BUILT.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/Cargo.toml");
-        let mut command = Command::new(cargo);
-        command
-            .args(["build", "--quiet", "--manifest-path"])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(dir.parent().expect("the target directory"));
-        if dir.file_name().is_some_and(|name| name == "release") {
-            command.arg("--release");
+        for workspace in ["compat/Cargo.toml", "compat/v0.1.1/Cargo.toml"] {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join(workspace);
+            let mut command = Command::new(cargo);
+            command
+                .args(["build", "--quiet", "--manifest-path"])
+                .arg(&manifest)
+                .arg("--target-dir")
+                .arg(dir.parent().expect("the target directory"));
+            if dir.file_name().is_some_and(|name| name == "release") {
+                command.arg("--release");
+            }
+            let status = command.status().expect("running cargo build");
+            assert!(status.success(), "building tests/{workspace} failed");
         }
-        let status = command.status().expect("running cargo build");
-        assert!(status.success(), "building tests/compat failed");
     });
     dir
 }

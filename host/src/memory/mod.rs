@@ -310,12 +310,16 @@ impl MemoryManager {
         self.inner.reservations.lock().values().sum()
     }
 
-    /// Reserves `bytes` for `component` if `rss + reserved + bytes <= limit`.
+    /// Reserves what creating `component` will take, if `rss + reserved + that <= limit`:
+    /// its estimate `estimate`, or what its last creation measured when that was more than
+    /// twice the estimate (a component known to overshoot is admitted by what it uses,
+    /// not by what it declares).
     ///
     /// # Errors
     ///
     /// The [`Shortfall`] with every figure of the check.
-    pub fn reserve(&self, component: &str, bytes: u64) -> Result<Reservation, Shortfall> {
+    pub fn reserve(&self, component: &str, estimate: u64) -> Result<Reservation, Shortfall> {
+        let bytes = self.admission_bytes(component, estimate);
         let mut reservations = self.inner.reservations.lock();
         let reserved: u64 = reservations.values().sum();
         let rss = self.read_rss();
@@ -334,14 +338,31 @@ impl MemoryManager {
             .lock()
             .entry(component.to_owned())
             .or_default()
-            .estimate = bytes;
+            .estimate = estimate;
         Ok(Reservation {
             manager: self.clone(),
             id,
             component: component.to_owned(),
-            bytes,
+            bytes: estimate,
             rss_before: rss,
         })
+    }
+
+    /// The bytes admission reserves for `component`: its estimate, or its last measured
+    /// creation when that overshot the estimate more than twice.
+    fn admission_bytes(&self, component: &str, estimate: u64) -> u64 {
+        let measured = self
+            .inner
+            .components
+            .lock()
+            .get(component)
+            .and_then(|memory| memory.measured)
+            .unwrap_or(0);
+        if measured > estimate.saturating_mul(2) {
+            measured
+        } else {
+            estimate
+        }
     }
 
     fn release(&self, id: u64) {
@@ -440,7 +461,7 @@ impl Reservation {
                 component = %self.component,
                 estimate = %format_bytes(self.bytes),
                 measured = %format_bytes(measured),
-                "component uses more than twice its memory estimate; raise memory_estimate"
+                "component uses more than twice its memory estimate; it is admitted by what it used from now on; raise memory_estimate"
             );
         }
         self.manager
@@ -490,6 +511,32 @@ mod tests {
         MemoryManager::builder()
             .with_limit(MemoryLimit::Bytes(limit))
             .build()
+    }
+
+    #[test]
+    fn a_component_that_overshot_its_estimate_is_admitted_by_what_it_used() {
+        let rss = RssReader::new().read();
+        let manager = manager(rss + (1000 << 20));
+        manager.reserve("hog", 64 << 20).expect("its estimate fits");
+        let record = |measured: u64| {
+            manager
+                .inner
+                .components
+                .lock()
+                .entry("hog".into())
+                .or_default()
+                .measured = Some(measured);
+        };
+        // Within twice its estimate: the estimate stands.
+        record(120 << 20);
+        assert_eq!(manager.admission_bytes("hog", 64 << 20), 64 << 20);
+        // Past it: what it used, which no longer fits.
+        record(1200 << 20);
+        let refused = manager
+            .reserve("hog", 64 << 20)
+            .expect_err("1200 MiB do not fit");
+        assert_eq!(refused.needed, 1200 << 20);
+        assert_eq!(manager.component("hog").map(|c| c.estimate), Some(64 << 20));
     }
 
     #[test]
