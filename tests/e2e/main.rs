@@ -8,6 +8,7 @@
 mod admin;
 mod architecture;
 mod authors;
+mod auto;
 mod bad_plugins;
 mod cli;
 mod compat;
@@ -22,7 +23,9 @@ mod lazy_loading;
 mod locks;
 mod memory;
 mod operators;
+mod plugin_logs;
 mod run;
 mod soak;
 mod streams;
+mod timeouts;
 mod trust;
