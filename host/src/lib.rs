@@ -81,6 +81,7 @@ mod plan;
 mod platform;
 mod plugin_log;
 mod protocol;
+pub mod sources;
 mod stream_buffer;
 mod timeout;
 pub mod trust;

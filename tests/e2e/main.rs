@@ -22,6 +22,7 @@ mod isolation;
 mod lazy_loading;
 mod locks;
 mod memory;
+mod oci;
 mod operators;
 mod plugin_logs;
 mod run;

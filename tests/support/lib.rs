@@ -11,6 +11,7 @@ pub mod metrics;
 mod output;
 mod process;
 pub mod ratio;
+mod registry;
 mod sandbox;
 mod trace;
 mod wait;
@@ -23,6 +24,7 @@ pub use self::{
     isolated::isolated,
     output::{error_chain, listed, stdout_json, success_stdout},
     process::{alive, descendants, rss_of},
+    registry::TestRegistry,
     sandbox::Sandbox,
     trace::LoadTrace,
     wait::{wait_for, wait_for_async, DEADLINE},

@@ -77,7 +77,7 @@ pub struct Fetched {
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// The registry refused or could not be reached.
-    #[error("{reference}: {error}")]
+    #[error("{reference}: {}", crate::causes(error))]
     Registry {
         /// The reference.
         reference: String,

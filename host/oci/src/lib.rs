@@ -30,6 +30,8 @@ mod platform;
 mod registry;
 mod sign;
 
+pub use oci_client::Reference;
+
 pub use self::{
     build::{Built, PluginFile},
     fetch::{fetch, FetchError, Fetched, Origin, Want},
@@ -59,6 +61,21 @@ pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+jso
 pub fn sha256_digest(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     format!("sha256:{}", hex(&sha2::Sha256::digest(bytes)))
+}
+
+/// An error and each of its causes whose words it does not already say, joined by `: `
+/// (the HTTP client's errors keep the reason, "Connection refused", in a cause).
+pub(crate) fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let said = next.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        cause = next.source();
+    }
+    text
 }
 
 /// Lower-case hex of `bytes`.

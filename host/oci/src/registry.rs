@@ -16,7 +16,7 @@ use crate::{Built, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 
 /// A push failed.
 #[derive(Debug, thiserror::Error)]
-#[error("push to {reference}: {error}")]
+#[error("push to {reference}: {}", crate::causes(error))]
 pub struct PushError {
     /// Where to.
     pub reference: String,

@@ -6,6 +6,7 @@
 
 mod env;
 mod sections;
+mod sources;
 mod units;
 mod validate;
 
@@ -24,6 +25,7 @@ pub use self::{
         LocksConfig, MemoryConfig, MetricsConfig, SandboxGrants, SandboxMode, TimeoutsConfig,
         WatchMode,
     },
+    sources::{PullPolicy, SourceConfig, TrustConfig, TrustKeyConfig},
     units::{parse_duration, parse_size, UnitError},
 };
 use crate::trust::{TrustPolicy, TrustStore, TrustStoreError};
@@ -57,6 +59,10 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[limits]`: bulkheads and caps on what a plugin can use.
     pub limits: LimitsConfig,
+    /// `[[sources]]`: plugins delivered as OCI artifacts.
+    pub sources: Vec<SourceConfig>,
+    /// `[trust]`: the keys whose signatures of plugin artifacts count.
+    pub trust: TrustConfig,
     /// `[components.NAME]`: per-component overrides.
     #[serde(skip_serializing)]
     pub components: BTreeMap<String, ComponentConfig>,

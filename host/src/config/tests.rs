@@ -22,6 +22,8 @@ fn the_example_config_is_valid_and_matches_the_defaults() {
     assert_eq!(config.locks, defaults.locks);
     assert_eq!(config.admin, defaults.admin);
     assert_eq!(config.limits, defaults.limits);
+    assert_eq!(config.trust, defaults.trust);
+    assert_eq!(config.sources, defaults.sources);
     let history = &config.components["historical-data"];
     assert_eq!(history.memory_estimate, Some(100 << 20));
     assert_eq!(history.operations["bars"], Duration::from_secs(5));
@@ -128,6 +130,32 @@ fn malformed_configs_are_each_rejected_naming_the_key() {
             &["components.x.operations", "line 2"],
         ),
         ("[host\n", &["line 1"]),
+        ("[[sources]]\nname = \"x\"\n", &["sources[0].oci", "names nothing"]),
+        (
+            "[[sources]]\noci = \"r.example/a:1\"\noci-layout = \"d:1\"\n",
+            &["sources[0].oci", "both"],
+        ),
+        (
+            "[[sources]]\noci = \"registry.example:5000/p/md:1\"\ninsecure = true\n",
+            &["sources[0].insecure", "loopback", "registry.example:5000"],
+        ),
+        (
+            "[[sources]]\noci = \"127.0.0.1:5000/p/md:1\"\nplatform = \"amd64\"\n",
+            &["sources[0].platform", "OS/ARCHITECTURE"],
+        ),
+        (
+            "[[sources]]\noci = \"127.0.0.1:5000/a/md:1\"\n[[sources]]\noci = \"127.0.0.1:5000/b/md:1\"\n",
+            &["sources[1].name", "\"md\" names two sources"],
+        ),
+        (
+            "[[sources]]\noci = \"127.0.0.1:5000/p/md:1\"\npull = \"sometimes\"\n",
+            &["sources", "pull", "line 3"],
+        ),
+        ("[trust]\nrequire_signature = true\n", &["trust.require_signature", "keygen"]),
+        (
+            "[trust]\nkeys = [{ name = \"old\", public = \"bm90IGEga2V5\" }]\n",
+            &["trust.keys[0].public", "\"old\"", "base64 of 32 bytes"],
+        ),
     ];
     assert!(cases.len() >= 15);
     for (text, needles) in cases {

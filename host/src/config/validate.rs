@@ -44,6 +44,9 @@ impl Config {
         for (name, component) in &self.components {
             self.check_component(name, component, &mut problems);
         }
+        for (key, message) in super::sources::problems(&self.sources, &self.trust) {
+            problems.add(&key, message);
+        }
         problems.0
     }
 

@@ -67,12 +67,17 @@ pub struct DiscoveredPlugin {
     /// registry cache knows it): the components it provided then, so a call of one of
     /// them is told why it is missing.
     pub provided: Vec<String>,
+    /// The source that serves it, for a library delivered as an OCI artifact.
+    pub source: Option<crate::sources::SourceRecord>,
 }
 
 impl DiscoveredPlugin {
     /// Its verdict, in the shape every view shows.
     pub fn verdict(&self) -> Verdict {
-        Verdict::of(self.path.clone(), &self.outcome, self.cached)
+        Verdict {
+            source: self.source.clone(),
+            ..Verdict::of(self.path.clone(), &self.outcome, self.cached)
+        }
     }
 
     /// Whether the file on disk is still the one that was vetted.
@@ -143,6 +148,8 @@ impl Catalog {
 #[derive(Debug, Clone)]
 pub struct Discovery {
     dir: PathBuf,
+    /// The sources, whose libraries are scanned beside `dir` (see [`crate::sources`]).
+    sources: Option<crate::sources::Sources>,
     cache_dir: Option<PathBuf>,
     /// The scan mode, or why the default one (this executable) is unavailable.
     mode: Result<ScanMode, std::sync::Arc<std::io::Error>>,
@@ -164,6 +171,7 @@ impl Discovery {
             .map_err(std::sync::Arc::new);
         Self {
             dir: dir.into(),
+            sources: None,
             cache_dir: default_cache_dir(),
             mode,
             concurrency: 4,
@@ -176,6 +184,13 @@ impl Discovery {
     /// [`default_cache_dir`].
     pub fn with_cache_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.cache_dir = dir;
+        self
+    }
+
+    /// Scans the libraries `sources` serve too, under the same trust policy, each named
+    /// with its source. Defaults to none.
+    pub fn with_sources(mut self, sources: crate::sources::Sources) -> Self {
+        self.sources = Some(sources);
         self
     }
 

@@ -45,15 +45,26 @@ impl Discovery {
                 error: std::sync::Arc::clone(error),
             });
         }
-        let (dir, paths) = self.list_files()?;
+        let (dir, paths) = self.list_files(&self.dir)?;
+        let mut listed = vec![(dir.clone(), paths)];
+        let sources_dir = self
+            .sources
+            .as_ref()
+            .map(crate::sources::Sources::plugins_dir);
+        // A sources directory not made yet holds nothing.
+        if let Some(extra) = sources_dir.filter(|d| d.is_dir()) {
+            listed.push(self.list_files(&extra)?);
+        }
         let mut cache = RegistryCache::open(self.cache_dir.as_deref());
-        let dir_refusal = self.trust.check_dir(&dir).err().map(|r| r.to_string());
-        let mut plugins = Vec::with_capacity(paths.len());
+        let mut plugins = Vec::new();
         let mut to_scan = Vec::new();
-        for path in &paths {
-            match self.vet(path, dir_refusal.as_deref(), &cache) {
-                Ok(known) => plugins.push(known),
-                Err(pending) => to_scan.push(pending),
+        for (dir, paths) in &listed {
+            let dir_refusal = self.trust.check_dir(dir).err().map(|r| r.to_string());
+            for path in paths {
+                match self.vet(path, dir_refusal.as_deref(), &cache) {
+                    Ok(known) => plugins.push(known),
+                    Err(pending) => to_scan.push(pending),
+                }
             }
         }
         let scanned = to_scan.len();
@@ -65,9 +76,14 @@ impl Discovery {
             plugins.push(plugin);
         }
         plugins.sort_by(|a, b| a.path.cmp(&b.path));
-        cache.retain_present(&dir, &paths);
+        if let Some(sources) = &self.sources {
+            attach_sources(&mut plugins, sources);
+        }
+        for (dir, paths) in &listed {
+            cache.retain_present(dir, paths);
+        }
         cache.save();
-        tracing::debug!(dir = %dir.display(), files = paths.len(), scanned, "discovery done");
+        tracing::debug!(dir = %dir.display(), files = plugins.len(), scanned, "discovery done");
         Ok(Catalog {
             dir,
             plugins,
@@ -88,13 +104,13 @@ impl Discovery {
         }
     }
 
-    /// The canonical directory and its library files, sorted.
-    fn list_files(&self) -> Result<(PathBuf, Vec<PathBuf>), DiscoveryError> {
+    /// The canonical `dir` and its library files, sorted.
+    fn list_files(&self, dir: &Path) -> Result<(PathBuf, Vec<PathBuf>), DiscoveryError> {
         let read_dir_error = |source| DiscoveryError::ReadDir {
-            dir: self.dir.clone(),
+            dir: dir.to_owned(),
             error: source,
         };
-        let dir = crate::platform::canonicalize(&self.dir).map_err(read_dir_error)?;
+        let dir = crate::platform::canonicalize(dir).map_err(read_dir_error)?;
         let mut paths = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(read_dir_error)? {
             let path = entry.map_err(read_dir_error)?.path();
@@ -119,6 +135,7 @@ impl Discovery {
     ) -> Result<DiscoveredPlugin, Pending> {
         let known = |identity, outcome: ScanOutcome, cached, sha256| DiscoveredPlugin {
             provided: Vec::new(),
+            source: None,
             path: path.to_owned(),
             outcome,
             cached,
@@ -301,11 +318,29 @@ fn checked(pending: Pending, report: ScanReport) -> DiscoveredPlugin {
     }
     DiscoveredPlugin {
         provided: Vec::new(),
+        source: None,
         path: pending.path,
         outcome,
         cached: false,
         identity: pending.identity,
         sha256: pending.sha256,
+    }
+}
+
+/// Names the source of each library a source serves.
+fn attach_sources(plugins: &mut [DiscoveredPlugin], sources: &crate::sources::Sources) {
+    let dir = crate::platform::canonicalize(&sources.plugins_dir())
+        .unwrap_or_else(|_| sources.plugins_dir());
+    let records = sources.records();
+    for plugin in plugins
+        .iter_mut()
+        .filter(|p| p.path.parent() == Some(dir.as_path()))
+    {
+        let file = plugin.path.file_name().and_then(|n| n.to_str());
+        plugin.source = records
+            .iter()
+            .find(|r| Some(r.file.as_str()) == file)
+            .cloned();
     }
 }
 

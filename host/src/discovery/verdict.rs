@@ -43,6 +43,9 @@ pub struct Verdict {
     /// Whether the library is mapped into the host (only a running host knows).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loaded: Option<bool>,
+    /// The source that delivered it, for a library pulled as an OCI artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::sources::SourceRecord>,
 }
 
 impl Verdict {
@@ -65,6 +68,7 @@ impl Verdict {
             error,
             cached,
             loaded: None,
+            source: None,
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::{
     discovery::{Catalog, Discovery, ScanMode},
     live::LiveDiscovery,
     plan::Plans,
+    sources::{Sources, SyncReport},
     trust::TrustPolicy,
 };
 
@@ -171,7 +172,7 @@ impl HostBuilder {
     ///
     /// The trust file of `pinned` cannot be read.
     pub fn discovery(&self) -> Result<Discovery, HostError> {
-        let trust = match &self.trust {
+        let mut trust = match &self.trust {
             Some(trust) => trust.clone(),
             None => self.config.trust_policy()?,
         };
@@ -179,8 +180,12 @@ impl HostBuilder {
         let mut discovery = Discovery::new(config.plugins_dir())
             .with_cache_dir(config.cache_dir())
             .with_concurrency(config.host.scan_concurrency)
-            .with_scan_timeout(config.host.scan_timeout)
-            .with_trust(trust);
+            .with_scan_timeout(config.host.scan_timeout);
+        if let Some(sources) = Sources::of(config) {
+            trust = trust.with_verified(sources.verified());
+            discovery = discovery.with_sources(sources);
+        }
+        let mut discovery = discovery.with_trust(trust);
         let scan_mode = self
             .scan_mode
             .clone()
@@ -194,6 +199,10 @@ impl HostBuilder {
     /// The trust policy, discovery and its catalog, and a coordinator with every
     /// component registered: a host before its background work starts.
     async fn assemble(self) -> Result<Assembled, HostError> {
+        let pulled = match Sources::of(&self.config) {
+            Some(sources) => sources.sync().await,
+            None => SyncReport::default(),
+        };
         let discovery = self.discovery()?;
         let trust = discovery.trust().clone();
         let config = self.config;
@@ -212,6 +221,7 @@ impl HostBuilder {
             coordinator.register_native(spec, component)?;
         }
         Ok(Assembled {
+            sources: pulled.problems,
             config,
             discovery,
             catalog,
@@ -223,6 +233,8 @@ impl HostBuilder {
 
 /// A host before its background work starts.
 struct Assembled {
+    /// Sources that could not be pulled, one line each.
+    sources: Vec<String>,
     config: Config,
     discovery: Discovery,
     catalog: Catalog,
@@ -237,7 +249,10 @@ impl Assembled {
         let files = self.catalog.failures().map(ToString::to_string);
         let registration = self.registration.iter().map(ToString::to_string);
         let graph = self.coordinator.validate();
-        files
+        self.sources
+            .iter()
+            .cloned()
+            .chain(files)
             .chain(registration)
             .chain(graph.iter().map(ToString::to_string))
             .collect()

@@ -54,6 +54,18 @@ impl TrustPolicy {
         }
     }
 
+    /// Also trusts each `(sha256, file)` for this run, without writing the trust file:
+    /// the libraries of artifacts pinned by digest or signed by a trusted key (see
+    /// [`crate::sources`]). A policy that is not `pinned` needs no hashes.
+    pub fn with_verified(mut self, verified: impl IntoIterator<Item = (String, String)>) -> Self {
+        if let Some(store) = &mut self.store {
+            for (sha256, file) in verified {
+                store.add(&sha256, &file);
+            }
+        }
+        self
+    }
+
     /// The mode in force.
     pub fn mode(&self) -> TrustMode {
         self.mode

@@ -66,6 +66,9 @@ fn find(
 fn print_info(plugin: &DiscoveredPlugin, info: &PluginInfo, only: Option<&str>) {
     println!("{}: usable", plugin.path.display());
     println!("  plugin:      {} {}", info.name, info.version);
+    if let Some(source) = &plugin.source {
+        println!("  source:      {}", super::source_line(source));
+    }
     if !info.description.is_empty() {
         println!("  description: {}", info.description);
     }

@@ -70,6 +70,17 @@ fn print_table(catalog: &Catalog, config: &Config) {
             Err(_) => println!("  {file:<width$}  {:<18} {:<8} {:<6} -", "-", "-", "error"),
         }
     }
+    let sourced: Vec<_> = catalog
+        .plugins
+        .iter()
+        .filter_map(|p| Some((file_name(&p.path), p.source.as_ref()?)))
+        .collect();
+    if !sourced.is_empty() {
+        println!("\n  {:<width$}  SOURCE", "FILE");
+        for (file, source) in sourced {
+            println!("  {file:<width$}  {}", super::source_line(source));
+        }
+    }
     let failures: Vec<_> = catalog.failures().collect();
     if !failures.is_empty() {
         println!();

@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and dispatch.
 
+mod artifact;
 mod call;
 mod check;
 mod inspect;
@@ -75,6 +76,12 @@ pub(crate) enum Command {
     Status(status::StatusArgs),
     /// Manage the plugin builds a `pinned` host trusts: add, list, rm.
     Trust(trust::TrustArgs),
+    /// Make a signing key for plugin artifacts; print its public half for `[[trust.keys]]`.
+    Keygen(artifact::KeygenArgs),
+    /// Pack plugin libraries into an OCI layout directory (an `oci-layout` source).
+    Pack(artifact::PackArgs),
+    /// Push plugin libraries to an OCI registry as one artifact (an `oci` source).
+    Push(artifact::PushArgs),
     /// Write a new plugin crate (one component, one method, a unit test) that builds on
     /// its own.
     New(new::NewArgs),
@@ -153,6 +160,9 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Status(args) => status::run(&global, args).await,
         Command::Trust(args) => trust::run(&global, args).await,
         Command::New(args) => new::run(args),
+        Command::Keygen(args) => artifact::keygen(args),
+        Command::Pack(args) => artifact::pack(&global, args).await,
+        Command::Push(args) => artifact::push(&global, args).await,
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "plugin-host", &mut std::io::stdout());
@@ -164,6 +174,22 @@ async fn dispatch(cli: Cli) -> CliResult {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Where a library delivered as an OCI artifact came from, in one line.
+pub(crate) fn source_line(source: &plugin_host::sources::SourceRecord) -> String {
+    let signed = source
+        .signed_by
+        .as_ref()
+        .map_or_else(|| "unsigned".to_owned(), |key| format!("signed by {key}"));
+    format!(
+        "{} ({}) {} {}, pulled {}, {signed}",
+        source.name,
+        source.reference,
+        source.digest,
+        source.platform,
+        source.pulled_at_text()
+    )
 }
 
 /// An error and its causes, each said once: a cause whose words its error already says

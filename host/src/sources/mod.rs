@@ -1,0 +1,228 @@
+//! Sources: plugins delivered as OCI artifacts (`[[sources]]`), pulled into the artifact
+//! cache and served from its own plugins directory, which discovery scans beside the
+//! operator's.
+//!
+//! ```text
+//! CACHE/oci/blobs/sha256/HEX     each library, content-addressed, renamed in once verified
+//! CACHE/oci/plugins/NAME.so      the library source NAME serves (a hard link to its blob)
+//! CACHE/oci/sources/NAME.json    what was pulled: reference, digests, platform, when, signer
+//! ```
+//!
+//! With `pull = "if-not-present"` a source whose record matches its config is served from
+//! the cache without a single registry request; a pull that fails keeps the previous one
+//! serving and says so.
+
+mod record;
+
+use std::path::{Path, PathBuf};
+
+use plugin_host_oci::{Credentials, Origin, Platform, Registry, TrustedKey, Want};
+
+pub use self::record::SourceRecord;
+use crate::config::{Config, PullPolicy, SourceConfig};
+
+/// The configured sources and where their artifacts are kept.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    root: PathBuf,
+    sources: Vec<SourceConfig>,
+    keys: Vec<TrustedKey>,
+    require_signature: bool,
+}
+
+/// What a sync did: the sources served, and each problem in one line.
+#[derive(Debug, Default)]
+pub struct SyncReport {
+    /// Each source served, with what was pulled.
+    pub served: Vec<SourceRecord>,
+    /// Each source that could not be pulled, and whether an earlier pull serves instead.
+    pub problems: Vec<String>,
+}
+
+impl Sources {
+    /// The sources `config` names, kept under its cache directory; `None` when it names
+    /// none. Keys that do not parse were refused by the config's validation.
+    pub fn of(config: &Config) -> Option<Self> {
+        if config.sources.is_empty() {
+            return None;
+        }
+        let cache = config
+            .cache_dir()
+            .unwrap_or_else(|| PathBuf::from(".plugin-host-cache"));
+        Some(Self {
+            root: cache.join("oci"),
+            sources: config.sources.clone(),
+            keys: config
+                .trust
+                .keys
+                .iter()
+                .filter_map(|key| TrustedKey::new(&key.name, &key.public).ok())
+                .collect(),
+            require_signature: config.trust.require_signature,
+        })
+    }
+
+    /// The directory of the libraries the sources serve, scanned by discovery.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.root.join("plugins")
+    }
+
+    fn records_dir(&self) -> PathBuf {
+        self.root.join("sources")
+    }
+
+    /// What each source serves now, as recorded by the last pulls.
+    pub fn records(&self) -> Vec<SourceRecord> {
+        self.sources
+            .iter()
+            .filter_map(|source| SourceRecord::read(&self.records_dir(), &source.display_name()))
+            .filter(|record| self.plugins_dir().join(&record.file).is_file())
+            .collect()
+    }
+
+    /// The SHA-256 (hex) and file of each library pinned by digest or signed by a trusted
+    /// key: what `trust = "pinned"` accepts without a `trust add`.
+    pub fn verified(&self) -> Vec<(String, String)> {
+        self.records()
+            .into_iter()
+            .filter(|record| record.pinned || record.signed_by.is_some())
+            .map(|record| (record.library_sha256(), record.file))
+            .collect()
+    }
+
+    /// Pulls what needs pulling, serves each source's library, and removes what no source
+    /// names any more.
+    pub async fn sync(&self) -> SyncReport {
+        let mut report = SyncReport::default();
+        for source in &self.sources {
+            match self.sync_one(source).await {
+                Ok(record) => report.served.push(record),
+                Err(problem) => report.problems.push(problem),
+            }
+        }
+        self.remove_unnamed();
+        report
+    }
+
+    async fn sync_one(&self, source: &SourceConfig) -> Result<SourceRecord, String> {
+        let name = source.display_name();
+        let platform = wanted_platform(source);
+        let previous = SourceRecord::read(&self.records_dir(), &name)
+            .filter(|record| self.plugins_dir().join(&record.file).is_file());
+        if let Some(record) = &previous {
+            if source.pull == PullPolicy::IfNotPresent && record.matches(source, &platform) {
+                tracing::debug!(source = %name, digest = %record.digest, "served from the artifact cache");
+                return Ok(record.clone());
+            }
+        }
+        match self.pull(source, &name, &platform).await {
+            Ok(record) => Ok(record),
+            Err(error) => Err(match previous {
+                Some(record) => format!(
+                    "source {name}: {error}; still serving the previous pull ({} of {}, pulled {})",
+                    record.digest,
+                    record.reference,
+                    record.pulled_at_text()
+                ),
+                None => format!("source {name}: {error}; nothing of it is served"),
+            }),
+        }
+    }
+
+    /// Pulls one source and serves it.
+    async fn pull(
+        &self,
+        source: &SourceConfig,
+        name: &str,
+        platform: &Platform,
+    ) -> Result<SourceRecord, String> {
+        let origin = origin(source)?;
+        let want = Want {
+            platform,
+            keys: &self.keys,
+            require_signature: self.require_signature,
+            store: &self.root,
+        };
+        let fetched = plugin_host_oci::fetch(&origin, want)
+            .await
+            .map_err(|e| e.to_string())?;
+        let file = format!("{name}.{}", std::env::consts::DLL_EXTENSION);
+        serve(&fetched.library, &self.plugins_dir(), &file).map_err(|error| {
+            format!(
+                "cannot place {file} in {}: {error}",
+                self.plugins_dir().display()
+            )
+        })?;
+        let record = SourceRecord::new(source, &fetched, file);
+        record.write(&self.records_dir()).map_err(|error| {
+            format!(
+                "cannot record the pull in {}: {error}",
+                self.records_dir().display()
+            )
+        })?;
+        tracing::info!(source = %name, digest = %record.digest, platform = %record.platform, signed_by = ?record.signed_by, "pulled");
+        Ok(record)
+    }
+
+    /// Removes the libraries and records of sources the config no longer names.
+    fn remove_unnamed(&self) {
+        let named: Vec<String> = self
+            .sources
+            .iter()
+            .map(SourceConfig::display_name)
+            .collect();
+        let stale = |path: &Path| {
+            path.file_stem()
+                .and_then(|stem| stem.to_str())
+                .is_some_and(|stem| !named.iter().any(|n| n == stem))
+        };
+        for dir in [self.plugins_dir(), self.records_dir()] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for path in entries.flatten().map(|e| e.path()).filter(|p| stale(p)) {
+                if let Err(error) = std::fs::remove_file(&path) {
+                    tracing::warn!(file = %path.display(), %error, "cannot remove what no source names any more");
+                }
+            }
+        }
+    }
+}
+
+fn wanted_platform(source: &SourceConfig) -> Platform {
+    source.platform.parse().unwrap_or_else(|_| Platform::host())
+}
+
+/// Where `source` is fetched from.
+fn origin(source: &SourceConfig) -> Result<Origin, String> {
+    if source.oci.is_empty() {
+        let (dir, tag) = source.layout();
+        return Ok(Origin::Layout { dir, tag });
+    }
+    let reference: plugin_host_oci::Reference = source
+        .oci
+        .parse()
+        .map_err(|error| format!("{:?} is not a reference: {error}", source.oci))?;
+    let registry = Registry::new(
+        &reference,
+        source.insecure,
+        &Credentials::from_docker_config(),
+    );
+    Ok(Origin::Registry {
+        registry,
+        reference,
+    })
+}
+
+/// Makes `dir/file` the library `blob`, all at once: a hard link (a copy where links are
+/// not possible) under a temporary name, renamed over the old one.
+fn serve(blob: &Path, dir: &Path, file: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let target = dir.join(file);
+    let temporary = dir.join(format!(".{file}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
+    if std::fs::hard_link(blob, &temporary).is_err() {
+        std::fs::copy(blob, &temporary)?;
+    }
+    std::fs::rename(&temporary, &target)
+}

@@ -1,0 +1,252 @@
+//! Plugins delivered as OCI artifacts: pushed by `plugin-host push` to a real registry
+//! (Debian's docker-registry on loopback) or packed into a layout directory, pulled,
+//! verified, signed, cached and served by the real binary.
+
+use std::{fs, path::Path, process::Output};
+
+use plugin_host_tests::{library, success_stdout, Sandbox, TestRegistry};
+
+/// A quote call of market-data, the plugin every artifact here carries.
+const QUOTE: [&str; 4] = [
+    "call",
+    "market-data",
+    "quote",
+    r#"{"symbol": "AAPL", "tick": 0}"#,
+];
+
+fn run(sandbox: &Sandbox, args: &[&str]) -> Output {
+    let config = sandbox.root().join("host.toml");
+    let mut all = vec!["--config", config.to_str().expect("utf-8 path")];
+    all.extend_from_slice(args);
+    sandbox.run(&all)
+}
+
+fn failure_text(output: &Output) -> String {
+    assert!(
+        !output.status.success(),
+        "expected a failure, got {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout)
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A new signing key in the sandbox, and the public key line `keygen` printed.
+fn keygen(sandbox: &Sandbox, name: &str) -> (String, String) {
+    let key = sandbox.root().join(name);
+    let key = key.to_str().expect("utf-8 path").to_owned();
+    let printed = success_stdout(&sandbox.run(&["keygen", &key]));
+    let public = printed
+        .lines()
+        .find_map(|line| line.strip_prefix("public = "))
+        .expect("keygen prints the public key")
+        .trim_matches('"')
+        .to_owned();
+    (key, public)
+}
+
+fn push(sandbox: &Sandbox, reference: &str, sign: &[&str]) -> String {
+    let library = library("market-data");
+    let mut args = vec!["push", "--insecure"];
+    for key in sign {
+        args.extend(["--sign", key]);
+    }
+    args.extend([library.to_str().expect("utf-8 path"), reference]);
+    let printed = success_stdout(&sandbox.run(&args));
+    printed
+        .lines()
+        .find_map(|line| line.strip_prefix("pinned: "))
+        .expect("push prints the pinned reference")
+        .to_owned()
+}
+
+fn source(reference: &str, extra: &str) -> String {
+    format!(
+        "[[sources]]\nname = \"market-data\"\noci = \"{reference}\"\ninsecure = true\n{extra}\n"
+    )
+}
+
+fn trust(keys: &[(&str, &str)], require: bool) -> String {
+    let keys: Vec<String> = keys
+        .iter()
+        .map(|(name, public)| format!("{{ name = \"{name}\", public = \"{public}\" }}"))
+        .collect();
+    format!(
+        "[trust]\nrequire_signature = {require}\nkeys = [{}]\n",
+        keys.join(", ")
+    )
+}
+
+#[test]
+fn a_pushed_plugin_is_pulled_verified_and_served_and_a_restart_asks_the_registry_nothing() {
+    let Some(mut registry) = TestRegistry::start() else {
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let (key, public) = keygen(&sandbox, "release.key");
+    let reference = format!("{}/plugins/market-data:1.0", registry.address);
+    let pinned = push(&sandbox, &reference, &[&key]);
+    sandbox.write_config(&(source(&reference, "") + &trust(&[("release", &public)], true)));
+
+    let quote = success_stdout(&run(&sandbox, &QUOTE));
+    assert!(quote.contains("\"bid\""), "{quote}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&success_stdout(&run(&sandbox, &["list", "--json"]))).expect("json");
+    let plugin = &listed["plugins"][0];
+    let digest = pinned.split('@').nth(1).expect("a digest");
+    assert_eq!(plugin["source"]["digest"], digest, "{plugin}");
+    assert_eq!(plugin["source"]["signed_by"], "release", "{plugin}");
+    assert_eq!(plugin["source"]["platform"], "linux/amd64", "{plugin}");
+
+    let before = registry.requests();
+    success_stdout(&run(&sandbox, &["check"]));
+    success_stdout(&run(&sandbox, &QUOTE));
+    assert_eq!(
+        registry.requests(),
+        before,
+        "if-not-present asks the registry nothing once pulled"
+    );
+    registry.stop();
+    let served = success_stdout(&run(&sandbox, &QUOTE));
+    assert!(
+        served.contains("\"bid\""),
+        "served from the cache with the registry down: {served}"
+    );
+}
+
+#[test]
+fn unsigned_wrong_key_wrong_platform_and_tampered_artifacts_are_refused_naming_what() {
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let (key, public) = keygen(&sandbox, "release.key");
+    let (stranger, _) = keygen(&sandbox, "stranger.key");
+    let at = |tag: &str| format!("{}/plugins/market-data:{tag}", registry.address);
+    push(&sandbox, &at("unsigned"), &[]);
+    push(&sandbox, &at("stranger"), &[&stranger]);
+    let signed = push(&sandbox, &at("signed"), &[&key]);
+    let keys = trust(&[("release", &public)], true);
+    let refused = |reference: &str, extra: &str| {
+        let cache = sandbox.cache_dir();
+        let _ = fs::remove_dir_all(&cache);
+        sandbox.write_config(&(source(reference, extra) + &keys));
+        failure_text(&run(&sandbox, &QUOTE))
+    };
+    let unsigned = refused(&at("unsigned"), "");
+    assert!(
+        unsigned.contains("no signature") && unsigned.contains("release ("),
+        "{unsigned}"
+    );
+    let unknown = refused(&at("stranger"), "");
+    assert!(unknown.contains("signed only by unknown key"), "{unknown}");
+    let platform = refused(&signed, "platform = \"linux/arm64\"");
+    assert!(
+        platform.contains("linux/arm64") && platform.contains("it has: linux/amd64"),
+        "{platform}"
+    );
+
+    let layer = crate_digest(&library("market-data"));
+    let blob = registry_blob(&registry, &layer);
+    let mut bytes = fs::read(&blob).expect("the library's blob");
+    bytes[1000] ^= 0xff;
+    fs::write(&blob, bytes).expect("tampering with the blob");
+    let tampered = refused(&signed, "");
+    assert!(
+        tampered.contains(&format!("sha256:{layer}")) && tampered.contains("tampered"),
+        "{tampered}"
+    );
+    assert!(
+        !sandbox
+            .cache_dir()
+            .join("oci/plugins/market-data.so")
+            .exists(),
+        "nothing tampered is served"
+    );
+}
+
+/// The SHA-256 (hex) of a file.
+fn crate_digest(path: &Path) -> String {
+    plugin_host::trust::sha256_of(path).expect("hashing")
+}
+
+/// Where the registry keeps blob `hex` (distribution's filesystem driver).
+fn registry_blob(registry: &TestRegistry, hex: &str) -> std::path::PathBuf {
+    registry.storage().join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ))
+}
+
+#[test]
+fn a_failed_pull_keeps_the_previous_version_serving_and_says_so() {
+    let Some(mut registry) = TestRegistry::start() else {
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let reference = format!("{}/plugins/market-data:1.0", registry.address);
+    push(&sandbox, &reference, &[]);
+    sandbox.write_config(&source(&reference, "pull = \"always\""));
+    success_stdout(&run(&sandbox, &["check"]));
+    registry.stop();
+    let check = failure_text(&run(&sandbox, &["check"]));
+    assert!(
+        check.contains("still serving the previous pull") && check.contains("Connection refused"),
+        "{check}"
+    );
+    success_stdout(&run(&sandbox, &QUOTE));
+}
+
+#[test]
+fn a_layout_directory_source_serves_and_a_pinned_host_trusts_only_what_was_verified() {
+    let sandbox = Sandbox::new();
+    let layout = sandbox.root().join("market-data.oci");
+    let target = format!("{}:1.0", layout.display());
+    let library = library("market-data");
+    let packed = success_stdout(&sandbox.run(&["pack", library.to_str().expect("utf-8"), &target]));
+    let digest = packed
+        .split('(')
+        .nth(1)
+        .and_then(|d| d.strip_suffix(")\n"))
+        .expect("pack prints the digest")
+        .to_owned();
+    let trust_file = sandbox.root().join("trusted.toml");
+    let pinned_host = format!(
+        "[host]\ntrust = \"pinned\"\ntrust_file = \"{}\"\n",
+        trust_file.display()
+    );
+    let layout_source = |reference: &str| {
+        format!("[[sources]]\nname = \"market-data\"\noci-layout = \"{reference}\"\n")
+    };
+
+    // By tag, unsigned: served where permissions are the policy, refused where pinned.
+    sandbox.write_config(&layout_source(&target));
+    assert!(success_stdout(&run(&sandbox, &QUOTE)).contains("\"bid\""));
+    sandbox.write_config(&(pinned_host.clone() + &layout_source(&target)));
+    let refused = failure_text(&run(&sandbox, &QUOTE));
+    assert!(
+        refused.contains("not trusted") || refused.contains("untrusted"),
+        "{refused}"
+    );
+
+    // Pinned by digest: the build that was verified is trusted, with no `trust add`;
+    // another build dropped in the plugins directory is not.
+    let by_digest = format!("{}@{digest}", layout.display());
+    sandbox.write_config(&(pinned_host + &layout_source(&by_digest)));
+    assert!(success_stdout(&run(&sandbox, &QUOTE)).contains("\"bid\""));
+    sandbox.add_plugin("historical-data");
+    let listed = success_stdout(&run(&sandbox, &["list"]));
+    let row = |file: &str| {
+        listed
+            .lines()
+            .find(|l| l.trim_start().starts_with(file))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(row("market-data.so").contains(" ok "), "{listed}");
+    assert!(row("libhistorical_data.so").contains("error"), "{listed}");
+}
