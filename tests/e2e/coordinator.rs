@@ -180,14 +180,15 @@ async fn a_hanging_init_times_out_while_others_work_and_its_late_result_is_dropp
     // The plugin logs its drop before the host hears that the abandoned create returned
     // (isolated, the answer crosses the worker's socket): until then a get is told the
     // earlier initialisation still runs, which is the truth, not a failure.
-    let later = plugin_host_tests::wait_for_async("the abandoned init's end to reach the host", || async {
-        match coordinator.get("hang").await {
-            Err(plugin_host::GetError::InitStillRunning { .. }) => None,
-            other => Some(other),
-        }
-    })
-    .await
-    .expect_err("the late instance is not used");
+    let later =
+        plugin_host_tests::wait_for_async("the abandoned init's end to reach the host", || async {
+            match coordinator.get("hang").await {
+                Err(plugin_host::GetError::InitStillRunning { .. }) => None,
+                other => Some(other),
+            }
+        })
+        .await
+        .expect_err("the late instance is not used");
     assert!(later.is_timeout(), "{later}");
 }
 

@@ -250,3 +250,100 @@ fn a_layout_directory_source_serves_and_a_pinned_host_trusts_only_what_was_verif
     assert!(row("market-data.so").contains(" ok "), "{listed}");
     assert!(row("libhistorical_data.so").contains("error"), "{listed}");
 }
+
+#[test]
+fn a_followed_tag_that_moves_upgrades_an_isolated_component_with_no_failed_call() {
+    use std::sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    };
+    let Some(registry) = TestRegistry::start() else {
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let reference = format!("{}/plugins/probe:live", registry.address);
+    let probe = library("fixture-probe");
+    let push_file = |file: &Path| {
+        let file = file.to_str().expect("utf-8 path");
+        success_stdout(&sandbox.run(&["push", "--insecure", file, &reference]));
+    };
+    push_file(&probe);
+    let config = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[[sources]]\nname = \"probe\"\noci = \"{reference}\"\ninsecure = true\nfollow = \"1s\"\n\
+         [components.counter]\nisolation = \"process\"\n[components.counter.config]\ndelay_ms = 0\n"
+    );
+    let host = Arc::new(plugin_host_tests::RunningHost::start(&sandbox, &config));
+    let pid = |host: &plugin_host_tests::RunningHost| {
+        let (status, pid) = host.call("counter", "pid", "null");
+        pid.unwrap_or_else(|err| panic!("{status}: {err:?}"))
+            .as_u64()
+            .expect("a pid")
+    };
+    let first = pid(&host);
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let traffic: Vec<_> = (0..3)
+        .map(|_| {
+            let (host, stop, answered) =
+                (Arc::clone(&host), Arc::clone(&stop), Arc::clone(&answered));
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match host.call("counter", "pid", "null") {
+                        (200, _) => {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        (status, answer) => failures.push(format!("{status}: {answer:?}")),
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+
+    // A new build under the same tag: bytes after the ELF's end change its digest, not
+    // what it does.
+    let next = sandbox.root().join("next.so");
+    let mut bytes = fs::read(&probe).expect("the probe");
+    bytes.extend_from_slice(b"another build");
+    fs::write(&next, bytes).expect("the next build");
+    push_file(&next);
+    let second =
+        plugin_host_tests::wait_for("the followed tag's new build in a new worker", || {
+            let now = pid(&host);
+            (now != first).then_some(now)
+        });
+    let metrics = host.get("/metrics").1;
+    assert!(
+        metrics.contains("plugin_host_source_pulls_total{source=\"probe\",result=\"pulled\"} 2"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("source_pulls"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let during = answered.load(Ordering::Relaxed);
+    plugin_host_tests::wait_for("calls answered by the new worker", || {
+        (answered.load(Ordering::Relaxed) > during + 20).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    let failures: Vec<String> = traffic
+        .into_iter()
+        .flat_map(|t| t.join().expect("traffic"))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "calls failed while the tag moved: {failures:?}"
+    );
+    assert_ne!(second, first);
+    let (_, plugins) = host.get("/plugins");
+    let next_digest = format!(
+        "sha256:{}",
+        plugin_host::trust::sha256_of(&next).expect("hash")
+    );
+    assert!(
+        plugins.contains(&next_digest),
+        "/plugins names the new library: {plugins}"
+    );
+}

@@ -77,6 +77,7 @@ impl UnifiedMetricsCollector {
             busy as f64,
         );
         self.plugin_files(&mut out);
+        source_pulls(&mut out, &self.host);
         self.plugin_families(&mut out);
         crate::process::write(&mut out);
         out.finish()
@@ -292,5 +293,22 @@ fn component_measurements(out: &mut Exposition, components: &[ComponentStatus]) 
             let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
             out.histogram(name, &borrowed, pick(c));
         }
+    }
+}
+
+/// `plugin_host_source_pulls_total{source,result}`.
+fn source_pulls(out: &mut Exposition, host: &Host) {
+    const NAME: &str = "plugin_host_source_pulls_total";
+    out.family(
+        NAME,
+        Kind::Counter,
+        "Pulls of each [[sources]] entry by result: pulled (a new artifact served), unchanged (its tag had not moved), cached (served from the cache without asking the registry), failed (the previous pull keeps serving).",
+    );
+    for (source, result, count) in host.source_pulls() {
+        out.sample(
+            NAME,
+            &[("source", &source), ("result", result)],
+            count as f64,
+        );
     }
 }

@@ -1,9 +1,11 @@
 //! `[[sources]]` (plugins delivered as OCI artifacts) and `[trust]` (the keys whose
 //! signatures count).
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
+
+use super::units;
 
 /// One `[[sources]]` entry: a plugin artifact in a registry or a layout directory.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -23,6 +25,10 @@ pub struct SourceConfig {
     pub pull: PullPolicy,
     /// Plain HTTP instead of HTTPS: only for a registry on loopback.
     pub insecure: bool,
+    /// With a tag, how often `run` asks whether it moved (e.g. `"5m"`): a new digest is
+    /// pulled, verified and served through live discovery. None by default.
+    #[serde(deserialize_with = "units::opt_duration", skip_serializing)]
+    pub follow: Option<Duration>,
 }
 
 /// When a source is pulled.
@@ -72,6 +78,15 @@ impl SourceConfig {
         let repository = self.oci.split('@').next().unwrap_or_default();
         let last = repository.rsplit('/').next().unwrap_or_default();
         last.split(':').next().unwrap_or_default().to_owned()
+    }
+
+    /// The reference as configured: `oci`, else `oci-layout`.
+    pub fn reference(&self) -> &str {
+        if self.oci.is_empty() {
+            &self.oci_layout
+        } else {
+            &self.oci
+        }
     }
 
     /// The layout directory and the tag (or `sha256:` digest) of `oci-layout`.
@@ -124,6 +139,16 @@ pub(super) fn problems(sources: &[SourceConfig], trust: &TrustConfig) -> Vec<(St
             (true, false) if source.insecure => add("insecure", "applies to registries, not to oci-layout".into()),
             (true, false) => {}
         }
+        if let Some(every) = source.follow {
+            if source.reference().contains("@sha256:") {
+                add(
+                    "follow",
+                    "applies to a tag; a reference pinned by digest never moves".into(),
+                );
+            } else if every < Duration::from_secs(1) {
+                add("follow", "must be at least 1s".into());
+            }
+        }
         if !source.platform.is_empty() {
             if let Err(error) = source.platform.parse::<plugin_host_oci::Platform>() {
                 add("platform", error.to_string());
@@ -172,14 +197,20 @@ mod tests {
 
     #[test]
     fn a_source_is_named_after_its_repository_or_directory_unless_named() {
-        assert_eq!(oci("127.0.0.1:5000/plugins/market-data:1.0").display_name(), "market-data");
+        assert_eq!(
+            oci("127.0.0.1:5000/plugins/market-data:1.0").display_name(),
+            "market-data"
+        );
         assert_eq!(oci("r.example/a/md@sha256:00").display_name(), "md");
         let layout = SourceConfig {
             oci_layout: "/srv/artifacts/md.oci:2".into(),
             ..SourceConfig::default()
         };
         assert_eq!(layout.display_name(), "md.oci");
-        assert_eq!(layout.layout(), ("/srv/artifacts/md.oci".into(), "2".into()));
+        assert_eq!(
+            layout.layout(),
+            ("/srv/artifacts/md.oci".into(), "2".into())
+        );
         let named = SourceConfig {
             name: "quotes".into(),
             ..oci("r.example/md:1")
@@ -197,16 +228,31 @@ mod tests {
             .layout()
         };
         assert_eq!(layout("dir"), ("dir".into(), "latest".into()));
-        assert_eq!(layout("a/dir@sha256:ab"), ("a/dir".into(), "sha256:ab".into()));
-        assert_eq!(layout("C:\\artifacts"), ("C:\\artifacts".into(), "latest".into()));
+        assert_eq!(
+            layout("a/dir@sha256:ab"),
+            ("a/dir".into(), "sha256:ab".into())
+        );
+        assert_eq!(
+            layout("C:\\artifacts"),
+            ("C:\\artifacts".into(), "latest".into())
+        );
     }
 
     #[test]
     fn only_loopback_registries_count_as_loopback() {
-        for yes in ["127.0.0.1:5000", "localhost:5000", "[::1]:5000", "localhost"] {
+        for yes in [
+            "127.0.0.1:5000",
+            "localhost:5000",
+            "[::1]:5000",
+            "localhost",
+        ] {
             assert!(is_loopback(yes), "{yes}");
         }
-        for no in ["registry.example:5000", "10.0.0.1:5000", "localhost.example.com"] {
+        for no in [
+            "registry.example:5000",
+            "10.0.0.1:5000",
+            "localhost.example.com",
+        ] {
             assert!(!is_loopback(no), "{no}");
         }
     }

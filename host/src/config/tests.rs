@@ -130,43 +130,9 @@ fn malformed_configs_are_each_rejected_naming_the_key() {
             &["components.x.operations", "line 2"],
         ),
         ("[host\n", &["line 1"]),
-        ("[[sources]]\nname = \"x\"\n", &["sources[0].oci", "names nothing"]),
-        (
-            "[[sources]]\noci = \"r.example/a:1\"\noci-layout = \"d:1\"\n",
-            &["sources[0].oci", "both"],
-        ),
-        (
-            "[[sources]]\noci = \"registry.example:5000/p/md:1\"\ninsecure = true\n",
-            &["sources[0].insecure", "loopback", "registry.example:5000"],
-        ),
-        (
-            "[[sources]]\noci = \"127.0.0.1:5000/p/md:1\"\nplatform = \"amd64\"\n",
-            &["sources[0].platform", "OS/ARCHITECTURE"],
-        ),
-        (
-            "[[sources]]\noci = \"127.0.0.1:5000/a/md:1\"\n[[sources]]\noci = \"127.0.0.1:5000/b/md:1\"\n",
-            &["sources[1].name", "\"md\" names two sources"],
-        ),
-        (
-            "[[sources]]\noci = \"127.0.0.1:5000/p/md:1\"\npull = \"sometimes\"\n",
-            &["sources", "pull", "line 3"],
-        ),
-        ("[trust]\nrequire_signature = true\n", &["trust.require_signature", "keygen"]),
-        (
-            "[trust]\nkeys = [{ name = \"old\", public = \"bm90IGEga2V5\" }]\n",
-            &["trust.keys[0].public", "\"old\"", "base64 of 32 bytes"],
-        ),
     ];
     assert!(cases.len() >= 15);
-    for (text, needles) in cases {
-        let message = rejected(text);
-        for needle in *needles {
-            assert!(
-                message.contains(needle),
-                "for\n{text}\nexpected `{needle}` in: {message}"
-            );
-        }
-    }
+    assert_each_rejected(cases);
 }
 
 #[test]
@@ -217,4 +183,54 @@ fn a_bad_environment_override_names_the_variable_or_key() {
         message.contains("timeouts.default") && message.contains("environment"),
         "{message}"
     );
+}
+
+/// Each text rejected with every needle in its message.
+fn assert_each_rejected(cases: &[(&str, &[&str])]) {
+    for (text, needles) in cases {
+        let message = rejected(text);
+        for needle in *needles {
+            assert!(
+                message.contains(needle),
+                "for\n{text}\nexpected `{needle}` in: {message}"
+            );
+        }
+    }
+}
+
+#[test]
+fn malformed_sources_and_trust_are_each_rejected_naming_the_key() {
+    let cases: &[(&str, &[&str])] = &[
+        ("[[sources]]\nname = \"x\"\n", &["sources[0].oci", "names nothing"]),
+        (
+            "[[sources]]\noci = \"r.example/a:1\"\noci-layout = \"d:1\"\n",
+            &["sources[0].oci", "both"],
+        ),
+        (
+            "[[sources]]\noci = \"registry.example:5000/p/md:1\"\ninsecure = true\n",
+            &["sources[0].insecure", "loopback", "registry.example:5000"],
+        ),
+        (
+            "[[sources]]\noci = \"127.0.0.1:5000/p/md:1\"\nplatform = \"amd64\"\n",
+            &["sources[0].platform", "OS/ARCHITECTURE"],
+        ),
+        (
+            "[[sources]]\noci = \"127.0.0.1:5000/a/md:1\"\n[[sources]]\noci = \"127.0.0.1:5000/b/md:1\"\n",
+            &["sources[1].name", "\"md\" names two sources"],
+        ),
+        (
+            "[[sources]]\noci = \"127.0.0.1:5000/p/md:1\"\npull = \"sometimes\"\n",
+            &["sources", "pull", "line 3"],
+        ),
+        ("[trust]\nrequire_signature = true\n", &["trust.require_signature", "keygen"]),
+        (
+            "[[sources]]\noci = \"127.0.0.1:5000/p/md@sha256:00\"\nfollow = \"5m\"\n",
+            &["sources[0].follow", "pinned by digest never moves"],
+        ),
+        (
+            "[trust]\nkeys = [{ name = \"old\", public = \"bm90IGEga2V5\" }]\n",
+            &["trust.keys[0].public", "\"old\"", "base64 of 32 bytes"],
+        ),
+    ];
+    assert_each_rejected(cases);
 }

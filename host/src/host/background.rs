@@ -6,7 +6,7 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 use tokio::task::JoinHandle;
 
 use super::MetricSummaries;
-use crate::{config::Config, coordinator::Coordinator};
+use crate::{config::Config, coordinator::Coordinator, live::RescanHandle, sources::Sources};
 
 /// Starts every background task; the host aborts them when it stops.
 pub(super) fn start(
@@ -34,6 +34,36 @@ pub(super) fn start(
             }
         }),
     ]
+}
+
+/// For each source with `follow`: asks every so often whether its tag moved, and when it
+/// did (the new artifact pulled, verified and served), rescans, so live discovery
+/// registers it (an isolated component is upgraded live; an in-process one is reported
+/// changed).
+pub(super) fn follow_sources(sources: &Sources, rescan: &RescanHandle) -> Vec<JoinHandle<()>> {
+    sources
+        .followed()
+        .into_iter()
+        .map(|(name, every)| {
+            let (sources, rescan) = (sources.clone(), rescan.clone());
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                loop {
+                    ticker.tick().await;
+                    match sources.refresh(&name).await {
+                        Ok(false) => {}
+                        Ok(true) => {
+                            tracing::info!(source = %name, "the source's tag moved: serving what it names now");
+                            if let Err(error) = rescan.rescan().await {
+                                tracing::warn!(source = %name, %error, "rescan after a pull failed");
+                            }
+                        }
+                        Err(problem) => tracing::warn!("{problem}"),
+                    }
+                }
+            })
+        })
+        .collect()
 }
 
 /// Summarises every component's histograms every `interval`. The first summary is due one

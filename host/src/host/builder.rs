@@ -109,6 +109,7 @@ impl HostBuilder {
             config,
             discovery,
             coordinator,
+            sources,
             ..
         } = assembled;
         let live = LiveDiscovery::start(
@@ -118,7 +119,10 @@ impl HostBuilder {
             config.host.watch_rescan,
         );
         let summaries = Arc::new(MetricSummaries::default());
-        let background = background::start(&config, &coordinator, &summaries);
+        let mut background = background::start(&config, &coordinator, &summaries);
+        if let Some(sources) = &sources {
+            background.extend(background::follow_sources(sources, &live.handle()));
+        }
         let eager = Eager::start(&config, &coordinator, eager);
         tracing::info!(
             components = coordinator.component_names().len(),
@@ -133,6 +137,7 @@ impl HostBuilder {
                 coordinator,
                 summaries,
                 background: Mutex::new(background),
+                sources,
                 eager,
             }),
         })
@@ -172,6 +177,11 @@ impl HostBuilder {
     ///
     /// The trust file of `pinned` cannot be read.
     pub fn discovery(&self) -> Result<Discovery, HostError> {
+        self.discovery_with(Sources::of(&self.config))
+    }
+
+    /// The discovery, over these sources.
+    fn discovery_with(&self, sources: Option<Sources>) -> Result<Discovery, HostError> {
         let mut trust = match &self.trust {
             Some(trust) => trust.clone(),
             None => self.config.trust_policy()?,
@@ -181,7 +191,7 @@ impl HostBuilder {
             .with_cache_dir(config.cache_dir())
             .with_concurrency(config.host.scan_concurrency)
             .with_scan_timeout(config.host.scan_timeout);
-        if let Some(sources) = Sources::of(config) {
+        if let Some(sources) = sources {
             trust = trust.with_verified(sources.verified());
             discovery = discovery.with_sources(sources);
         }
@@ -199,11 +209,12 @@ impl HostBuilder {
     /// The trust policy, discovery and its catalog, and a coordinator with every
     /// component registered: a host before its background work starts.
     async fn assemble(self) -> Result<Assembled, HostError> {
-        let pulled = match Sources::of(&self.config) {
+        let sources = Sources::of(&self.config);
+        let pulled = match &sources {
             Some(sources) => sources.sync().await,
             None => SyncReport::default(),
         };
-        let discovery = self.discovery()?;
+        let discovery = self.discovery_with(sources.clone())?;
         let trust = discovery.trust().clone();
         let config = self.config;
         let catalog = discovery.discover().await?;
@@ -221,7 +232,8 @@ impl HostBuilder {
             coordinator.register_native(spec, component)?;
         }
         Ok(Assembled {
-            sources: pulled.problems,
+            sources,
+            pull_problems: pulled.problems,
             config,
             discovery,
             catalog,
@@ -233,8 +245,10 @@ impl HostBuilder {
 
 /// A host before its background work starts.
 struct Assembled {
+    /// The sources, when the config names any.
+    sources: Option<Sources>,
     /// Sources that could not be pulled, one line each.
-    sources: Vec<String>,
+    pull_problems: Vec<String>,
     config: Config,
     discovery: Discovery,
     catalog: Catalog,
@@ -249,7 +263,7 @@ impl Assembled {
         let files = self.catalog.failures().map(ToString::to_string);
         let registration = self.registration.iter().map(ToString::to_string);
         let graph = self.coordinator.validate();
-        self.sources
+        self.pull_problems
             .iter()
             .cloned()
             .chain(files)

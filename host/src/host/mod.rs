@@ -57,6 +57,8 @@ struct Inner {
     summaries: Arc<MetricSummaries>,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     eager: eager::Eager,
+    /// The `[[sources]]`, when the config names any.
+    sources: Option<crate::sources::Sources>,
 }
 
 impl std::fmt::Debug for Host {
@@ -102,6 +104,16 @@ impl Host {
     /// The state of component `name`, if registered.
     pub fn state_of(&self, name: &str) -> Option<ComponentState> {
         self.inner.coordinator.state_of(name)
+    }
+
+    /// Pulls of the `[[sources]]` so far: (source, result, count), result one of
+    /// `pulled`, `unchanged`, `cached` and `failed`.
+    pub fn source_pulls(&self) -> Vec<(String, &'static str, u64)> {
+        self.inner
+            .sources
+            .as_ref()
+            .map(crate::sources::Sources::pull_counts)
+            .unwrap_or_default()
     }
 
     /// The plugin libraries mapped into this process.

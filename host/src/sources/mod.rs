@@ -14,7 +14,12 @@
 
 mod record;
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use plugin_host_oci::{Credentials, Origin, Platform, Registry, TrustedKey, Want};
 
@@ -28,6 +33,8 @@ pub struct Sources {
     sources: Vec<SourceConfig>,
     keys: Vec<TrustedKey>,
     require_signature: bool,
+    /// Pulls so far by (source, result): `pulled`, `unchanged`, `cached`, `failed`.
+    pulls: Arc<parking_lot::Mutex<BTreeMap<(String, &'static str), u64>>>,
 }
 
 /// What a sync did: the sources served, and each problem in one line.
@@ -59,6 +66,7 @@ impl Sources {
                 .filter_map(|key| TrustedKey::new(&key.name, &key.public).ok())
                 .collect(),
             require_signature: config.trust.require_signature,
+            pulls: Arc::default(),
         })
     }
 
@@ -95,7 +103,7 @@ impl Sources {
     pub async fn sync(&self) -> SyncReport {
         let mut report = SyncReport::default();
         for source in &self.sources {
-            match self.sync_one(source).await {
+            match self.sync_one(source, false).await {
                 Ok(record) => report.served.push(record),
                 Err(problem) => report.problems.push(problem),
             }
@@ -104,18 +112,63 @@ impl Sources {
         report
     }
 
-    async fn sync_one(&self, source: &SourceConfig) -> Result<SourceRecord, String> {
+    /// The sources `run` follows, and how often.
+    pub fn followed(&self) -> Vec<(String, Duration)> {
+        self.sources
+            .iter()
+            .filter_map(|source| Some((source.display_name(), source.follow?)))
+            .collect()
+    }
+
+    /// Asks whether source `name`'s tag moved; pulls and serves it if it did. Returns
+    /// whether what it serves changed.
+    ///
+    /// # Errors
+    ///
+    /// The pull failed: the previous pull keeps serving, and the message says so.
+    pub async fn refresh(&self, name: &str) -> Result<bool, String> {
+        let Some(source) = self.sources.iter().find(|s| s.display_name() == name) else {
+            return Ok(false);
+        };
+        let before = SourceRecord::read(&self.records_dir(), name).map(|r| r.digest);
+        let after = self.sync_one(source, true).await?.digest;
+        Ok(before.as_ref() != Some(&after))
+    }
+
+    /// Pulls so far: (source, result, count), result one of `pulled`, `unchanged`,
+    /// `cached` (served from the cache without asking) and `failed`.
+    pub fn pull_counts(&self) -> Vec<(String, &'static str, u64)> {
+        self.pulls
+            .lock()
+            .iter()
+            .map(|((source, result), count)| (source.clone(), *result, *count))
+            .collect()
+    }
+
+    fn count(&self, source: &str, result: &'static str) {
+        *self
+            .pulls
+            .lock()
+            .entry((source.to_owned(), result))
+            .or_default() += 1;
+    }
+
+    async fn sync_one(&self, source: &SourceConfig, force: bool) -> Result<SourceRecord, String> {
         let name = source.display_name();
         let platform = wanted_platform(source);
         let previous = SourceRecord::read(&self.records_dir(), &name)
             .filter(|record| self.plugins_dir().join(&record.file).is_file());
         if let Some(record) = &previous {
-            if source.pull == PullPolicy::IfNotPresent && record.matches(source, &platform) {
+            if !force
+                && source.pull == PullPolicy::IfNotPresent
+                && record.matches(source, &platform)
+            {
                 tracing::debug!(source = %name, digest = %record.digest, "served from the artifact cache");
+                self.count(&name, "cached");
                 return Ok(record.clone());
             }
         }
-        match self.pull(source, &name, &platform).await {
+        match self.pull(source, &name, &platform, previous.as_ref()).await {
             Ok(record) => Ok(record),
             Err(error) => Err(match previous {
                 Some(record) => format!(
@@ -135,6 +188,7 @@ impl Sources {
         source: &SourceConfig,
         name: &str,
         platform: &Platform,
+        previous: Option<&SourceRecord>,
     ) -> Result<SourceRecord, String> {
         let origin = origin(source)?;
         let want = Want {
@@ -143,9 +197,20 @@ impl Sources {
             require_signature: self.require_signature,
             store: &self.root,
         };
-        let fetched = plugin_host_oci::fetch(&origin, want)
-            .await
-            .map_err(|e| e.to_string())?;
+        let fetched = match plugin_host_oci::fetch(&origin, want).await {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                self.count(name, "failed");
+                return Err(error.to_string());
+            }
+        };
+        let unchanged =
+            previous.filter(|r| r.matches(source, platform) && r.digest == fetched.digest);
+        if let Some(record) = unchanged {
+            self.count(name, "unchanged");
+            return Ok(record.clone());
+        }
+        self.count(name, "pulled");
         let file = format!("{name}.{}", std::env::consts::DLL_EXTENSION);
         serve(&fetched.library, &self.plugins_dir(), &file).map_err(|error| {
             format!(

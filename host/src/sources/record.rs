@@ -41,14 +41,10 @@ impl SourceRecord {
         fetched: &plugin_host_oci::Fetched,
         file: String,
     ) -> Self {
-        let reference = if source.oci.is_empty() {
-            &source.oci_layout
-        } else {
-            &source.oci
-        };
+        let reference = source.reference();
         Self {
             name: source.display_name(),
-            reference: reference.clone(),
+            reference: reference.to_owned(),
             digest: fetched.digest.clone(),
             platform: fetched.platform.to_string(),
             pulled_at: SystemTime::now()
@@ -68,12 +64,8 @@ impl SourceRecord {
         source: &SourceConfig,
         platform: &plugin_host_oci::Platform,
     ) -> bool {
-        let reference = if source.oci.is_empty() {
-            &source.oci_layout
-        } else {
-            &source.oci
-        };
-        self.reference == *reference && self.platform == platform.to_string()
+        let reference = source.reference();
+        self.reference == reference && self.platform == platform.to_string()
     }
 
     /// The library's SHA-256, hex.
