@@ -347,3 +347,76 @@ fn a_followed_tag_that_moves_upgrades_an_isolated_component_with_no_failed_call(
         "/plugins names the new library: {plugins}"
     );
 }
+
+/// Runs `script` as root of a user and mount namespace of its own (so unprivileged users
+/// may mount there too), with `$BIN` the binary; its output.
+#[cfg(target_os = "linux")]
+fn in_mount_namespace(script: &str, env: &[(&str, &Path)]) -> Output {
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", script])
+        .env("BIN", plugin_host_tests::binary())
+        .env_remove("RUST_LOG");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("running unshare")
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_plugins_directory_on_a_noexec_mount_loads_through_vetted_copies_or_is_refused_naming_the_mount(
+) {
+    let sandbox = Sandbox::new();
+    let mount = sandbox.root().join("volume");
+    fs::create_dir(&mount).expect("mount point");
+    let script = r#"
+        set -e
+        mount -t tmpfs -o size=64m,mode=0755 tmpfs "$MOUNT"
+        cp "$LIBRARY" "$MOUNT/"
+        mount -o remount,ro,noexec "$MOUNT"
+        if cp "$LIBRARY" "$MOUNT/again.so" 2>/dev/null; then echo "the mount is writable"; exit 3; fi
+        "$BIN" --plugins-dir "$MOUNT" --cache-dir "$CACHE" call market-data quote '{"symbol": "AAPL", "tick": 0}'
+        "$BIN" --plugins-dir "$MOUNT" --cache-dir "$CACHE" call market-data quote '{"symbol": "AAPL", "tick": 1}'
+        echo "== copying off"
+        PLUGIN_HOST_HOST_COPY_FROM_NOEXEC=false "$BIN" --plugins-dir "$MOUNT" --cache-dir "$CACHE" list 2>&1 || echo "exit $?"
+    "#;
+    let library = library("market-data");
+    let cache = sandbox.cache_dir();
+    let output = in_mount_namespace(
+        script,
+        &[("MOUNT", &mount), ("LIBRARY", &library), ("CACHE", &cache)],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    let (loaded, refused) = text.split_once("== copying off").expect("both parts ran");
+    assert_eq!(
+        loaded.matches("\"bid\"").count(),
+        2,
+        "loaded through the copy, twice: {text}"
+    );
+    let copies: Vec<_> = fs::read_dir(cache.join("noexec"))
+        .expect("the copies")
+        .flatten()
+        .collect();
+    assert_eq!(copies.len(), 1, "one directory of copies");
+    let refusal: Vec<&str> = refused
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(refusal.len(), 1, "{refused}");
+    assert!(
+        refusal[0].contains("noexec mount")
+            && refusal[0].contains(&mount.display().to_string())
+            && refusal[0].contains("copy_from_noexec"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("exit 2") || refused.contains("exit 1"),
+        "{refused}"
+    );
+}

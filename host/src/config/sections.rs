@@ -52,6 +52,10 @@ pub struct HostConfig {
     /// `in-process`, or `process` (a worker process per plugin library). Defaults to
     /// `in-process`.
     pub isolation: Isolation,
+    /// A plugins directory on a `noexec` mount (no library on it can be mapped): `true`
+    /// loads verified copies from the cache directory, `false` refuses it. Defaults to
+    /// true.
+    pub copy_from_noexec: bool,
 }
 
 impl Default for HostConfig {
@@ -68,6 +72,7 @@ impl Default for HostConfig {
             watch_rescan: Duration::from_secs(30),
             sandbox: SandboxMode::Off,
             isolation: Isolation::InProcess,
+            copy_from_noexec: true,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! nothing changed spawns no scanner at all.
 
 mod cache;
+mod noexec;
 mod scan;
 pub mod scanner;
 mod verdict;
@@ -41,6 +42,17 @@ pub enum DiscoveryError {
         /// The operating system's error (in the message, so not a `source`: a chain
         /// printed whole says it once).
         error: std::io::Error,
+    },
+    /// The plugins directory is on a `noexec` mount, and copying from it is off or
+    /// impossible.
+    #[error("plugins directory {dir} is on a noexec mount ({mount}): no library there can be loaded; {what}")]
+    Noexec {
+        /// The directory.
+        dir: PathBuf,
+        /// Its mount point.
+        mount: PathBuf,
+        /// What to do.
+        what: &'static str,
     },
     /// There is no scanner to run: this program's own executable cannot be found.
     #[error("cannot find this program's executable to run as the plugin scanner ({error}); name one with Discovery::with_scan_mode")]
@@ -148,6 +160,8 @@ impl Catalog {
 #[derive(Debug, Clone)]
 pub struct Discovery {
     dir: PathBuf,
+    /// Whether a `dir` on a `noexec` mount is loaded from copies in the cache directory.
+    copy_from_noexec: bool,
     /// The sources, whose libraries are scanned beside `dir` (see [`crate::sources`]).
     sources: Option<crate::sources::Sources>,
     cache_dir: Option<PathBuf>,
@@ -172,6 +186,7 @@ impl Discovery {
         Self {
             dir: dir.into(),
             sources: None,
+            copy_from_noexec: true,
             cache_dir: default_cache_dir(),
             mode,
             concurrency: 4,
@@ -184,6 +199,13 @@ impl Discovery {
     /// [`default_cache_dir`].
     pub fn with_cache_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.cache_dir = dir;
+        self
+    }
+
+    /// Whether a plugins directory on a `noexec` mount is loaded from vetted copies in the
+    /// cache directory (`true`) or refused. Defaults to true.
+    pub fn with_copy_from_noexec(mut self, copy: bool) -> Self {
+        self.copy_from_noexec = copy;
         self
     }
 

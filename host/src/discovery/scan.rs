@@ -24,7 +24,7 @@ use crate::loader::{FileIdentity, LoadError};
 const SCAN_BATCH: usize = 32;
 
 /// A file listed and vetted, waiting for a scan.
-struct Pending {
+pub(super) struct Pending {
     path: PathBuf,
     identity: FileIdentity,
     sha256: Option<String>,
@@ -46,7 +46,15 @@ impl Discovery {
             });
         }
         let (dir, paths) = self.list_files(&self.dir)?;
-        let mut listed = vec![(dir.clone(), paths)];
+        let mut refused_originals = Vec::new();
+        let mut listed = match crate::platform::noexec_mount(&dir) {
+            Some(mount) => {
+                let (copies, copied, refused) = self.copy_from_noexec(&dir, &mount, &paths)?;
+                refused_originals = refused;
+                vec![(copies, copied)]
+            }
+            None => vec![(dir.clone(), paths)],
+        };
         let sources_dir = self
             .sources
             .as_ref()
@@ -56,7 +64,7 @@ impl Discovery {
             listed.push(self.list_files(&extra)?);
         }
         let mut cache = RegistryCache::open(self.cache_dir.as_deref());
-        let mut plugins = Vec::new();
+        let mut plugins = refused_originals;
         let mut to_scan = Vec::new();
         for (dir, paths) in &listed {
             let dir_refusal = self.trust.check_dir(dir).err().map(|r| r.to_string());
@@ -127,7 +135,7 @@ impl Discovery {
 
     /// A file's verdict without a scan (unreadable, untrusted, or cached), or what a
     /// scan needs to know about it.
-    fn vet(
+    pub(super) fn vet(
         &self,
         path: &Path,
         dir_refusal: Option<&str>,

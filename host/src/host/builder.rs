@@ -190,7 +190,8 @@ impl HostBuilder {
         let mut discovery = Discovery::new(config.plugins_dir())
             .with_cache_dir(config.cache_dir())
             .with_concurrency(config.host.scan_concurrency)
-            .with_scan_timeout(config.host.scan_timeout);
+            .with_scan_timeout(config.host.scan_timeout)
+            .with_copy_from_noexec(config.host.copy_from_noexec);
         if let Some(sources) = sources {
             trust = trust.with_verified(sources.verified());
             discovery = discovery.with_sources(sources);

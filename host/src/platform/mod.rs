@@ -35,8 +35,8 @@ pub(crate) use self::error::{NotOwnersAlone, SandboxRefused, SetupError};
 pub(crate) use self::os::{
     contain::{contain, leave, pid_for_host, Containment},
     file::{
-        bytes_to_os_string, canonicalize, identity_of, identity_of_path, open_for_load, read_at,
-        with_descriptor_path, with_loader_path,
+        bytes_to_os_string, canonicalize, identity_of, identity_of_path, noexec_mount,
+        open_for_load, read_at, with_descriptor_path, with_loader_path,
     },
     link::{worker_link, LinkRead, LinkWrite, PendingLink},
     memory::{own_rss, release_free_memory, rss_of},

@@ -102,3 +102,36 @@ pub(crate) fn bytes_to_os_string(bytes: &[u8]) -> std::ffi::OsString {
     use std::os::unix::ffi::OsStringExt;
     std::ffi::OsString::from_vec(bytes.to_vec())
 }
+
+/// The mount point of `path`'s file system when it is mounted `noexec` (nothing on it can
+/// be mapped executable, so no library on it loads); `None` when code may run from it or
+/// it cannot be told.
+#[allow(unsafe_code)]
+pub(crate) fn noexec_mount(path: &Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: a valid C string, and a buffer statvfs fills on success.
+    if unsafe { libc::statvfs(c_path.as_ptr(), stats.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled the buffer.
+    let flags = unsafe { stats.assume_init() }.f_flag;
+    if flags & libc::ST_NOEXEC == 0 {
+        return None;
+    }
+    Some(mount_point_of(path).unwrap_or_else(|| path.to_owned()))
+}
+
+/// The longest mount point above `path`, from `/proc/self/mounts` (Linux).
+fn mount_point_of(path: &Path) -> Option<std::path::PathBuf> {
+    let path = canonicalize(path).ok()?;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(1))
+        // The kernel writes a space in a mount point as \040.
+        .map(|point| std::path::PathBuf::from(point.replace("\\040", " ")))
+        .filter(|point| path.starts_with(point))
+        .max_by_key(|point| point.as_os_str().len())
+}

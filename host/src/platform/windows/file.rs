@@ -153,3 +153,8 @@ mod tests {
         );
     }
 }
+
+/// Windows has no `noexec` mounts: always `None`.
+pub(crate) fn noexec_mount(_path: &Path) -> Option<std::path::PathBuf> {
+    None
+}
