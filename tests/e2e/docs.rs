@@ -44,3 +44,53 @@ fn the_readmes_isolation_figures_are_the_benchmark_tables() {
         );
     }
 }
+
+/// The `host.toml` block of the Kubernetes example's ConfigMap: the lines under
+/// `host.toml: |`, indented deeper than that key.
+fn configmap_host_toml(yaml: &str) -> String {
+    let mut lines = yaml
+        .lines()
+        .skip_while(|l| l.trim() != "host.toml: |")
+        .skip(1);
+    let first = lines.next().expect("host.toml has content");
+    let indent = first.len() - first.trim_start().len();
+    std::iter::once(first)
+        .chain(
+            lines.take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent),
+        )
+        .map(|l| l.get(indent..).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_kubernetes_examples_config_is_a_valid_config_with_a_pinned_signed_source() {
+    let text = configmap_host_toml(&read("examples/kubernetes/configmap.yaml"));
+    // The admin token comes from the Secret, through the environment: without it the
+    // config is refused, since the admin API listens beyond loopback.
+    let refused = plugin_host::Config::from_toml(&text)
+        .expect_err("no token")
+        .to_string();
+    assert!(refused.contains("admin.token"), "{refused}");
+    let token = [("PLUGIN_HOST_ADMIN_TOKEN", "from-the-secret")];
+    let config = plugin_host::Config::from_toml_with_env(&text, token)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(config.host.copy_from_noexec);
+    assert!(config.trust.require_signature && !config.trust.keys.is_empty());
+    assert!(
+        config.sources.iter().all(|s| s.oci.contains("@sha256:")),
+        "{:?}",
+        config.sources
+    );
+    for manifest in ["deployment.yaml", "deployment-init.yaml"] {
+        let text = read(&format!("examples/kubernetes/{manifest}"));
+        for needle in [
+            "readOnlyRootFilesystem: true",
+            "path: /readyz",
+            "path: /healthz",
+            "name: plugin-host-admin",
+        ] {
+            assert!(text.contains(needle), "{manifest} lacks {needle}");
+        }
+    }
+}
