@@ -92,6 +92,32 @@ fn a_pushed_plugin_is_pulled_verified_and_served_and_a_restart_asks_the_registry
     let pinned = push(&sandbox, &reference, &[&key]);
     sandbox.write_config(&(source(&reference, "") + &trust(&[("release", &public)], true)));
 
+    // Reviewed before anything is pulled: the description, without the library.
+    let logged_before = registry.log().len();
+    let target = format!("oci://{reference}");
+    let inspected = success_stdout(&run(&sandbox, &["inspect", "--insecure", &target]));
+    assert!(
+        inspected.contains("plugin:      market-data")
+            && inspected.contains("not pulled")
+            && inspected.contains("signed:      by release"),
+        "{inspected}"
+    );
+    assert!(inspected.contains("method quote"), "{inspected}");
+    let library_blob = format!("blobs/sha256:{}", crate_digest(&library("market-data")));
+    let asked = registry.log()[logged_before..].to_owned();
+    assert!(
+        asked.contains("/v2/plugins/market-data/manifests/"),
+        "{asked}"
+    );
+    assert!(
+        !asked.contains(&library_blob),
+        "inspect fetched the library: {asked}"
+    );
+    assert!(
+        !sandbox.cache_dir().join("oci").exists(),
+        "inspect kept nothing"
+    );
+
     let quote = success_stdout(&run(&sandbox, &QUOTE));
     assert!(quote.contains("\"bid\""), "{quote}");
     let listed: serde_json::Value =

@@ -84,6 +84,11 @@ impl TestRegistry {
             .count()
     }
 
+    /// Its access log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// Where it keeps its content.
     pub fn storage(&self) -> PathBuf {
         self._storage.path().join("data")

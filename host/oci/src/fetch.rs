@@ -141,12 +141,46 @@ pub enum FetchError {
     },
 }
 
-/// Fetches the artifact `origin` names, for `want`.
+/// What an artifact says of itself, read without its library: the index (or bare
+/// manifest), the manifest of the wanted platform with its signatures checked, and the
+/// description. What `plugin-host inspect oci://...` shows.
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// The digest the reference resolved to.
+    pub digest: String,
+    /// The platform manifest's digest.
+    pub manifest_digest: String,
+    /// The platform.
+    pub platform: Platform,
+    /// The plugin's description, JSON.
+    pub description: Bytes,
+    /// The library's file name, as packed.
+    pub file_name: String,
+    /// The library's descriptor.
+    library: OciDescriptor,
+    /// The trusted key that signed it, if one did.
+    pub signed_by: Option<String>,
+}
+
+impl Described {
+    /// The library's digest: its own SHA-256.
+    pub fn library_digest(&self) -> &str {
+        &self.library.digest
+    }
+
+    /// The library's size in bytes, as its descriptor says.
+    pub fn library_size(&self) -> u64 {
+        u64::try_from(self.library.size).unwrap_or(0)
+    }
+}
+
+/// Reads what the artifact `origin` names says of itself, for `want`, without pulling
+/// its library (`want.store` is not touched).
 ///
 /// # Errors
 ///
-/// [`FetchError`]: every refusal names the digest, the platform or the key concerned.
-pub async fn fetch(origin: &Origin, want: Want<'_>) -> Result<Fetched, FetchError> {
+/// As [`fetch`], but for the library itself.
+pub async fn describe(origin: &Origin, want: Want<'_>) -> Result<Described, FetchError> {
     let (top, digest) = origin.top().await?;
     let (entry, signed_by) = choose(&top, &digest, want)?;
     let (manifest_digest, manifest_bytes) = match &entry {
@@ -180,19 +214,38 @@ pub async fn fetch(origin: &Origin, want: Want<'_>) -> Result<Fetched, FetchErro
     let description = origin
         .small_blob(&manifest.config.digest, MAX_SMALL_BLOB)
         .await?;
-    let library = origin.blob_to_store(layer, want.store).await?;
     let platform = entry
         .and_then(|e| e.platform)
         .map_or_else(|| want.platform.clone(), |p| platform_of(&p));
-    Ok(Fetched {
+    Ok(Described {
         digest,
         manifest_digest,
         platform,
         description,
         file_name,
-        library_digest: layer.digest.clone(),
-        library,
+        library: layer.clone(),
         signed_by,
+    })
+}
+
+/// Fetches the artifact `origin` names, for `want`: what [`describe`] reads, and the
+/// library into the store.
+///
+/// # Errors
+///
+/// [`FetchError`]: every refusal names the digest, the platform or the key concerned.
+pub async fn fetch(origin: &Origin, want: Want<'_>) -> Result<Fetched, FetchError> {
+    let described = describe(origin, want).await?;
+    let library = origin.blob_to_store(&described.library, want.store).await?;
+    Ok(Fetched {
+        library_digest: described.library.digest.clone(),
+        digest: described.digest,
+        manifest_digest: described.manifest_digest,
+        platform: described.platform,
+        description: described.description,
+        file_name: described.file_name,
+        library,
+        signed_by: described.signed_by,
     })
 }
 

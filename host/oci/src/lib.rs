@@ -34,7 +34,7 @@ pub use oci_client::Reference;
 
 pub use self::{
     build::{Built, PluginFile},
-    fetch::{fetch, FetchError, Fetched, Origin, Want},
+    fetch::{describe, fetch, Described, FetchError, Fetched, Origin, Want},
     layout::{pack_layout, LayoutError},
     platform::Platform,
     registry::{push, Credentials, PushError, Registry},

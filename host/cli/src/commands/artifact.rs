@@ -62,12 +62,11 @@ pub(crate) async fn pack(global: &GlobalArgs, args: PackArgs) -> CliResult {
         .split_last()
         .ok_or_else(|| Failure::usage(anyhow!("name the libraries and the layout directory")))?;
     let built = build(global, files, &args.sign).await?;
-    let (dir, tag) = match target.rsplit_once(':') {
-        Some((dir, tag)) if !tag.contains(['/', '\\']) && dir.len() > 1 => {
-            (PathBuf::from(dir), tag.to_owned())
-        }
-        _ => (PathBuf::from(target), "latest".to_owned()),
-    };
+    let (dir, tag) = plugin_host::config::SourceConfig {
+        oci_layout: target.clone(),
+        ..plugin_host::config::SourceConfig::default()
+    }
+    .layout();
     plugin_host_oci::pack_layout(&dir, &tag, &built)?;
     println!(
         "packed {} as {}:{tag} ({})",
@@ -146,4 +145,82 @@ async fn describe(global: &GlobalArgs, path: &std::path::Path) -> Result<Vec<u8>
     let scanned = discovery(&config)?.scan_file(path).await;
     let info = scanned.outcome.map_err(|error| anyhow!("{error}"))?;
     Ok(serde_json::to_vec(&info)?)
+}
+
+/// `plugin-host inspect oci://REF | oci-layout:DIR:TAG`: what an artifact says of itself
+/// (its description, platform, digests, signer), read without pulling its library, with
+/// the config's `[trust]` keys.
+pub(crate) async fn inspect(
+    config: &plugin_host::Config,
+    target: &str,
+    args: &super::inspect::InspectArgs,
+) -> CliResult {
+    let origin = if let Some(reference) = target.strip_prefix("oci://") {
+        let reference: plugin_host_oci::Reference = reference.parse().map_err(|error| {
+            Failure::usage(anyhow!("{reference:?} is not a reference ({error})"))
+        })?;
+        let registry = Registry::new(
+            &reference,
+            args.insecure,
+            &Credentials::from_docker_config(),
+        );
+        plugin_host_oci::Origin::Registry {
+            registry,
+            reference,
+        }
+    } else {
+        let layout = plugin_host::config::SourceConfig {
+            oci_layout: target.trim_start_matches("oci-layout:").to_owned(),
+            ..plugin_host::config::SourceConfig::default()
+        };
+        let (dir, tag) = layout.layout();
+        plugin_host_oci::Origin::Layout { dir, tag }
+    };
+    let keys: Vec<_> = config
+        .trust
+        .keys
+        .iter()
+        .filter_map(|key| plugin_host_oci::TrustedKey::new(&key.name, &key.public).ok())
+        .collect();
+    let platform = Platform::host();
+    let store = std::env::temp_dir();
+    let want = plugin_host_oci::Want {
+        platform: &platform,
+        keys: &keys,
+        require_signature: config.trust.require_signature,
+        store: &store,
+    };
+    let described = plugin_host_oci::describe(&origin, want).await?;
+    let info: plugin_host::PluginInfo =
+        serde_json::from_slice(&described.description).map_err(|error| {
+            anyhow!("{target}: its description is not a plugin description: {error}")
+        })?;
+    if args.json {
+        let view = serde_json::json!({
+            "reference": target,
+            "digest": described.digest,
+            "manifest_digest": described.manifest_digest,
+            "platform": described.platform.to_string(),
+            "library": {"file": described.file_name, "digest": described.library_digest(), "size": described.library_size()},
+            "signed_by": described.signed_by,
+            "plugin": info,
+        });
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{target}: {} ({})", described.digest, described.platform);
+    println!("  plugin:      {} {}", info.name, info.version);
+    println!(
+        "  library:     {} ({}, {}), not pulled",
+        described.file_name,
+        plugin_host::format_bytes(described.library_size()),
+        described.library_digest()
+    );
+    let signed = described
+        .signed_by
+        .as_deref()
+        .map_or_else(|| "by no trusted key".to_owned(), |key| format!("by {key}"));
+    println!("  signed:      {signed}");
+    super::inspect::print_description(&info, None);
+    Ok(ExitCode::SUCCESS)
 }

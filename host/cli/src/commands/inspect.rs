@@ -10,16 +10,23 @@ use super::{discovery, CliResult, Failure, GlobalArgs, EXIT_FAILURE};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct InspectArgs {
-    /// A plugin library file, or the name of a plugin or a component in the plugins
-    /// directory.
+    /// A plugin library file, the name of a plugin or a component in the plugins
+    /// directory, or an artifact: `oci://HOST:PORT/REPO:TAG` (or `@sha256:...`) or
+    /// `oci-layout:DIR:TAG`, read without pulling its library.
     target: String,
     /// Print JSON instead of text.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
+    /// Plain HTTP for an `oci://` registry on loopback.
+    #[arg(long)]
+    pub(super) insecure: bool,
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: InspectArgs) -> CliResult {
     let config = global.config()?;
+    if args.target.starts_with("oci://") || args.target.starts_with("oci-layout:") {
+        return super::artifact::inspect(&config, &args.target, &args).await;
+    }
     let path = PathBuf::from(&args.target);
     let (plugin, component) = if path.is_file() {
         // Vetted and scanned in a subprocess like any other (the scan bypasses the
@@ -69,6 +76,11 @@ fn print_info(plugin: &DiscoveredPlugin, info: &PluginInfo, only: Option<&str>) 
     if let Some(source) = &plugin.source {
         println!("  source:      {}", super::source_line(source));
     }
+    print_description(info, only);
+}
+
+/// What a plugin says of itself: description, plugin-api, sandbox needs, components.
+pub(super) fn print_description(info: &PluginInfo, only: Option<&str>) {
     if !info.description.is_empty() {
         println!("  description: {}", info.description);
     }

@@ -3,7 +3,7 @@
 mod artifact;
 mod call;
 mod check;
-mod inspect;
+pub(crate) mod inspect;
 mod list;
 mod logging;
 mod new;

@@ -190,6 +190,9 @@ fn print_plugins(plugins: &api::Plugins) {
                 error.as_ref().map_or("error", |e| e.kind.as_str())
             ),
         }
+        if let Some(source) = &verdict.source {
+            println!("{:<24} source: {}", "", super::source_line(source));
+        }
     }
 }
 
