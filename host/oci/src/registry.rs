@@ -38,8 +38,13 @@ impl Credentials {
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker")))
             .map(|dir| dir.join("config.json"));
-        let auths = file
-            .and_then(|file| std::fs::read(file).ok())
+        file.map_or_else(Self::default, |file| Self::from_file(&file))
+    }
+
+    /// Reads a Docker config file; none (or one that does not parse) means anonymous.
+    pub fn from_file(file: &std::path::Path) -> Self {
+        let auths = std::fs::read(file)
+            .ok()
             .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
             .and_then(|config| config.get("auths")?.as_object().cloned())
             .unwrap_or_default();
@@ -188,4 +193,38 @@ pub async fn push(
             .map_err(failed)?;
     }
     Ok(built.index.digest.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use oci_client::secrets::RegistryAuth;
+
+    use super::Credentials;
+
+    #[test]
+    fn credentials_are_those_docker_login_wrote_for_that_registry_else_anonymous() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        // "user:secret" and "other:pw", as `docker login` writes them.
+        let config = r#"{"auths": {"https://registry.example:5000/": {"auth": "dXNlcjpzZWNyZXQ="},
+                                    "127.0.0.1:5000": {"auth": "b3RoZXI6cHc="}}}"#;
+        std::fs::write(&file, config).unwrap();
+        let credentials = Credentials::from_file(&file);
+        let basic = |registry| match credentials.for_registry(registry) {
+            RegistryAuth::Basic(user, password) => Some((user, password)),
+            _ => None,
+        };
+        assert_eq!(
+            basic("registry.example:5000"),
+            Some(("user".into(), "secret".into()))
+        );
+        assert_eq!(basic("127.0.0.1:5000"), Some(("other".into(), "pw".into())));
+        assert_eq!(basic("elsewhere:5000"), None);
+        assert_eq!(
+            Credentials::from_file(&dir.path().join("none.json"))
+                .auths
+                .len(),
+            0
+        );
+    }
 }
