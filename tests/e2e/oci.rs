@@ -275,6 +275,23 @@ fn a_layout_directory_source_serves_and_a_pinned_host_trusts_only_what_was_verif
     };
     assert!(row("market-data.so").contains(" ok "), "{listed}");
     assert!(row("libhistorical_data.so").contains("error"), "{listed}");
+
+    // The records vouch only while no one else can write them.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let records = sandbox.cache_dir().join("oci/sources");
+        fs::set_permissions(&records, fs::Permissions::from_mode(0o777)).expect("chmod");
+        let listed = success_stdout(&run(&sandbox, &["list"]));
+        let row = listed
+            .lines()
+            .find(|l| l.trim_start().starts_with("market-data.so"))
+            .unwrap_or_default();
+        assert!(
+            row.contains("error"),
+            "world-writable records vouch for nothing: {listed}"
+        );
+    }
 }
 
 #[test]

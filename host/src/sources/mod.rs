@@ -89,8 +89,18 @@ impl Sources {
     }
 
     /// The SHA-256 (hex) and file of each library pinned by digest or signed by a trusted
-    /// key: what `trust = "pinned"` accepts without a `trust add`.
+    /// key: what `trust = "pinned"` accepts without a `trust add`. The records vouch for
+    /// trust only while their directory is writable by its owner alone (as the plugins
+    /// directory must be): whoever could write them could otherwise trust any build.
     pub fn verified(&self) -> Vec<(String, String)> {
+        if let Err(refusal) =
+            crate::trust::TrustPolicy::permissions().check_dir(&self.records_dir())
+        {
+            if self.records_dir().exists() {
+                tracing::warn!(%refusal, "the sources' records vouch for no build");
+            }
+            return Vec::new();
+        }
         self.records()
             .into_iter()
             .filter(|record| record.pinned || record.signed_by.is_some())
@@ -99,8 +109,19 @@ impl Sources {
     }
 
     /// Pulls what needs pulling, serves each source's library, and removes what no source
-    /// names any more.
+    /// names any more. Runs on the blocking pool (it reads, hashes and copies files), never
+    /// on an async worker.
     pub async fn sync(&self) -> SyncReport {
+        let this = self.clone();
+        off_the_runtime(move || async move { this.sync_here().await })
+            .await
+            .unwrap_or_else(|problem| SyncReport {
+                served: Vec::new(),
+                problems: vec![problem],
+            })
+    }
+
+    async fn sync_here(&self) -> SyncReport {
         let mut report = SyncReport::default();
         for source in &self.sources {
             match self.sync_one(source, false).await {
@@ -127,6 +148,11 @@ impl Sources {
     ///
     /// The pull failed: the previous pull keeps serving, and the message says so.
     pub async fn refresh(&self, name: &str) -> Result<bool, String> {
+        let (this, name) = (self.clone(), name.to_owned());
+        off_the_runtime(move || async move { this.refresh_here(&name).await }).await?
+    }
+
+    async fn refresh_here(&self, name: &str) -> Result<bool, String> {
         let Some(source) = self.sources.iter().find(|s| s.display_name() == name) else {
             return Ok(false);
         };
@@ -252,6 +278,20 @@ impl Sources {
             }
         }
     }
+}
+
+/// Runs the future `make` returns on a thread of the blocking pool, driven by the current
+/// runtime's handle: its file work (reading, hashing, copying a library) blocks that
+/// thread, not an async worker.
+async fn off_the_runtime<F, T>(make: impl FnOnce() -> F + Send + 'static) -> Result<T, String>
+where
+    F: std::future::Future<Output = T>,
+    T: Send + 'static,
+{
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(make()))
+        .await
+        .map_err(|error| format!("sources: the pull stopped: {error}"))
 }
 
 fn wanted_platform(source: &SourceConfig) -> Platform {

@@ -81,7 +81,11 @@ impl SourceRecord {
 
     pub(super) fn read(dir: &Path, name: &str) -> Option<Self> {
         let bytes = std::fs::read(dir.join(format!("{name}.json"))).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        let record: Self = serde_json::from_slice(&bytes).ok()?;
+        // The file it names is in the sources' plugins directory, nowhere else.
+        let plain =
+            !record.file.is_empty() && !record.file.contains(['/', '\\']) && record.file != "..";
+        plain.then_some(record)
     }
 
     pub(super) fn write(&self, dir: &Path) -> std::io::Result<()> {
