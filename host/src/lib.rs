@@ -62,6 +62,7 @@ mod child;
 pub mod config;
 mod context;
 mod coordinator;
+mod cpu;
 mod dirs;
 pub mod discovery;
 mod executor;

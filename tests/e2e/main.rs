@@ -14,6 +14,7 @@ mod cli;
 mod compat;
 mod containment;
 mod coordinator;
+mod cpu;
 mod docs;
 mod embedding;
 mod fence;

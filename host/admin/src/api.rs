@@ -103,6 +103,9 @@ pub struct Component {
     pub idle_ms: Option<u64>,
     /// Calls made.
     pub calls: u64,
+    /// CPU seconds its calls spent (in process: the sampled calls', scaled).
+    #[serde(default)]
+    pub cpu_seconds: f64,
     /// Calls that failed.
     pub call_errors: u64,
     /// Calls that timed out.
@@ -184,6 +187,7 @@ impl Component {
             init_ms: status.init_ms,
             idle_ms: status.idle_ms,
             calls: status.calls,
+            cpu_seconds: status.cpu_seconds,
             call_errors: status.call_errors,
             call_timeouts: status.call_timeouts,
             calls_in_flight: status.calls_in_flight,

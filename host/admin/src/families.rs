@@ -34,6 +34,12 @@ pub(crate) const COMPONENT: &[Family<ComponentStatus>] = &[
         value: |c| c.calls as f64,
     },
     Family {
+        name: "plugin_host_component_cpu_seconds_total",
+        kind: Kind::Counter,
+        help: "CPU time the component's calls spent on the threads that ran them: in its worker, every call; in process, the sampled calls' ([metrics] sample_rate) scaled up.",
+        value: |c| c.cpu_seconds,
+    },
+    Family {
         name: "plugin_host_component_call_errors_total",
         kind: Kind::Counter,
         help: "Calls that returned an error.",

@@ -179,6 +179,10 @@ impl Default for TimeoutsConfig {
 pub struct MetricsConfig {
     /// Share of calls whose latency is timed, 0 to 1. Defaults to 0.1.
     pub sample_rate: f64,
+    /// Share of in-process calls whose CPU time is read (a system call each side), 0 to 1,
+    /// scaled up in `cpu_seconds`; isolated calls are all counted by their worker.
+    /// Defaults to 0.01.
+    pub cpu_sample_rate: f64,
     /// How often histograms are summarised. Defaults to 10 s.
     #[serde(with = "units::duration")]
     pub aggregation_interval: Duration,
@@ -188,6 +192,7 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             sample_rate: 0.1,
+            cpu_sample_rate: 0.01,
             aggregation_interval: Duration::from_secs(10),
         }
     }

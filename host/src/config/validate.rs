@@ -157,6 +157,15 @@ impl Config {
                 ),
             );
         }
+        if !(0.0..=1.0).contains(&self.metrics.cpu_sample_rate) {
+            problems.add(
+                "metrics.cpu_sample_rate",
+                format!(
+                    "{} is outside [0, 1]; it is the share of in-process calls whose CPU time is read",
+                    self.metrics.cpu_sample_rate
+                ),
+            );
+        }
         let mut seen = std::collections::HashSet::new();
         for name in &self.locks.order {
             if !seen.insert(name) {

@@ -116,7 +116,7 @@ impl CoordinatorBuilder {
         let memory = self
             .memory
             .unwrap_or_else(|| MemoryManager::builder().build());
-        let sampler = Sampler::new(engine.sample_rate);
+        let sampler = Sampler::new(engine.sample_rate).with_cpu_rate(engine.cpu_sample_rate);
         let services = Arc::new(HostServices::new(
             locks,
             Arc::new(PluginMetrics::new(engine.metrics_per_plugin)),

@@ -241,8 +241,11 @@ impl ComponentHandle {
         let stats = &slot.stats;
         stats.calls.inc();
         let started = stats.sampler.sample().then(Instant::now);
+        let cpu_before = stats.sampler.sample_cpu().then(crate::cpu::thread_nanos);
         let limit = slot.max_reply;
-        let result = match self.ready.instance().call(method, input) {
+        let answer = self.ready.instance().call(method, input);
+        count_cpu(stats, cpu_before);
+        let result = match answer {
             Ok(reply) if reply.len() as u64 > limit => Err(CallFault::ReplyTooLarge {
                 size: reply.len() as u64,
                 limit,
@@ -301,6 +304,20 @@ fn warn_blocking_in_runtime(location: &'static Location<'static>) {
             caller = %location,
             "a blocking component call from a thread of a tokio runtime: the call ran on the plugin executor while this thread waited; from async code, `.await` ComponentHandle::call or Host::call instead"
         );
+    }
+}
+
+/// Counts the CPU time of the call that just returned on this thread: what its worker
+/// reported, exactly; else, for a call sampled for CPU (`cpu_before` read), this thread's
+/// time since, scaled by the CPU sample rate.
+fn count_cpu(stats: &super::info::Stats, cpu_before: Option<u64>) {
+    if let Some(nanos) = crate::cpu::take_spent_elsewhere() {
+        stats.cpu_nanos.add(nanos);
+    } else if let Some(before) = cpu_before {
+        let spent = crate::cpu::thread_nanos().saturating_sub(before) as f64;
+        stats
+            .cpu_nanos
+            .add((spent / stats.sampler.cpu_rate()) as u64);
     }
 }
 

@@ -20,6 +20,8 @@ use crate::metrics::{Counter, Histogram, Sampler};
 #[derive(Debug)]
 pub(crate) struct Stats {
     pub(crate) calls: Counter,
+    /// CPU nanoseconds its calls spent (see [`crate::cpu`]).
+    pub(crate) cpu_nanos: Counter,
     pub(crate) call_errors: Counter,
     pub(crate) call_timeouts: Counter,
     pub(crate) inits: Counter,
@@ -47,6 +49,7 @@ impl Stats {
     pub(super) fn new(sampler: Sampler) -> Self {
         Self {
             calls: Counter::default(),
+            cpu_nanos: Counter::default(),
             call_errors: Counter::default(),
             call_timeouts: Counter::default(),
             inits: Counter::default(),

@@ -37,6 +37,9 @@ pub struct ComponentStatus {
     pub idle_ms: Option<u64>,
     /// Calls made.
     pub calls: u64,
+    /// CPU seconds its calls spent: in its worker, every call; in process, the sampled
+    /// calls' (`[metrics] sample_rate`) scaled up.
+    pub cpu_seconds: f64,
     /// Calls that returned an error.
     pub call_errors: u64,
     /// Calls that timed out.
@@ -193,6 +196,7 @@ impl Coordinator {
             init_ms: (init_micros > 0).then(|| init_micros as f64 / 1000.0),
             idle_ms: stats.idle_for().map(|d| d.as_millis() as u64),
             calls: stats.calls.get(),
+            cpu_seconds: stats.cpu_nanos.get() as f64 / 1e9,
             call_errors: stats.call_errors.get(),
             call_timeouts: stats.call_timeouts.get(),
             calls_in_flight: bulkhead.in_flight(),

@@ -11,13 +11,17 @@ impl WorkerProcess {
     pub(super) fn dispatch(self: &Arc<Self>, message: FromWorker) {
         match message {
             FromWorker::Created { req, result } => self.answer(req, Answer::Created(result)),
-            FromWorker::Returned { req, result } => {
+            FromWorker::Returned {
+                req,
+                result,
+                cpu_nanos,
+            } => {
                 let outcome = match result {
                     Outcome::Done(bytes) => Outcome::Done(bytes.into_vec()),
                     Outcome::Failed(err) => Outcome::Failed(err),
                     Outcome::TooLarge { size, limit } => Outcome::TooLarge { size, limit },
                 };
-                self.answer(req, Answer::Returned(outcome));
+                self.answer(req, Answer::Returned(outcome, cpu_nanos));
             }
             FromWorker::Dropped { req } => self.answer(req, Answer::Dropped),
             FromWorker::StreamEnd { req, result } => self.answer(req, Answer::StreamEnd(result)),

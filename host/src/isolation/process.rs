@@ -266,9 +266,11 @@ impl WorkerProcess {
         let answer = self
             .ask(req, &message, Waiter::Returned)
             .map_err(|NotSent| Failure::NotSent)?;
-        if answer.is_ok() {
+        let answer = answer.map(|(outcome, cpu_nanos)| {
             self.answered.fetch_add(1, Ordering::Relaxed);
-        }
+            crate::cpu::spent_elsewhere(cpu_nanos);
+            outcome
+        });
         call_result(answer).map_err(Failure::Failed)
     }
 

@@ -16,7 +16,8 @@ type Sender<T> = mpsc::SyncSender<Result<T, WorkerFault>>;
 /// What one request waits for.
 pub(super) enum Waiter {
     Created(Sender<Result<(), WireError>>),
-    Returned(Sender<Outcome<Vec<u8>>>),
+    /// The outcome, and the CPU time the call spent in the worker.
+    Returned(Sender<(Outcome<Vec<u8>>, u64)>),
     Dropped(Sender<()>),
     StreamEnd(Sender<Outcome<()>>),
 }
@@ -25,7 +26,7 @@ pub(super) enum Waiter {
 #[derive(Debug)]
 pub(super) enum Answer {
     Created(Result<(), WireError>),
-    Returned(Outcome<Vec<u8>>),
+    Returned(Outcome<Vec<u8>>, u64),
     Dropped,
     StreamEnd(Outcome<()>),
 }
@@ -36,7 +37,9 @@ impl Waiter {
     pub(super) fn answer(self, answer: Answer) -> Result<(), (Self, Answer)> {
         match (self, answer) {
             (Self::Created(to), Answer::Created(result)) => drop(to.send(Ok(result))),
-            (Self::Returned(to), Answer::Returned(outcome)) => drop(to.send(Ok(outcome))),
+            (Self::Returned(to), Answer::Returned(outcome, cpu)) => {
+                drop(to.send(Ok((outcome, cpu))));
+            }
             (Self::Dropped(to), Answer::Dropped) => drop(to.send(Ok(()))),
             (Self::StreamEnd(to), Answer::StreamEnd(outcome)) => drop(to.send(Ok(outcome))),
             (waiter, answer) => return Err((waiter, answer)),

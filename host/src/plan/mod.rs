@@ -65,6 +65,8 @@ pub struct EnginePlan {
     pub max_reply: u64,
     /// The share of calls whose latency is timed.
     pub sample_rate: f64,
+    /// The share of in-process calls whose CPU time is read.
+    pub cpu_sample_rate: f64,
     /// Lock names one plugin may use.
     pub locks_per_plugin: usize,
     /// Metric names one plugin may register.
@@ -169,6 +171,7 @@ fn engine_plan(config: &Config) -> EnginePlan {
         stream_idle: config.timeouts.stream_idle,
         max_reply: config.limits.max_reply,
         sample_rate: config.metrics.sample_rate,
+        cpu_sample_rate: config.metrics.cpu_sample_rate,
         locks_per_plugin: config.limits.locks_per_plugin,
         metrics_per_plugin: config.limits.metrics_per_plugin,
     }

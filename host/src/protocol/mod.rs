@@ -87,10 +87,11 @@ pub(crate) enum FromWorker {
     },
     /// Answer to `Drop`.
     Dropped { req: u64 },
-    /// Answer to `Call`.
+    /// Answer to `Call`, with the CPU time the call spent on its worker thread.
     Returned {
         req: u64,
         result: Outcome<serde_bytes::ByteBuf>,
+        cpu_nanos: u64,
     },
     /// One item of stream `req` (within its credit).
     Item {

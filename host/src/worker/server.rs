@@ -100,7 +100,10 @@ impl Server {
         let (conn, instances) = (Arc::clone(&self.conn), Arc::clone(&self.instances));
         let max_reply = self.max_reply;
         self.executor.execute(move || {
-            let result = match call(&instances, instance, req, &method, &input) {
+            let cpu_before = crate::platform::thread_cpu_nanos();
+            let answer = call(&instances, instance, req, &method, &input);
+            let cpu_nanos = crate::platform::thread_cpu_nanos().saturating_sub(cpu_before);
+            let result = match answer {
                 // Too large to send: the call's error, and the worker carries on.
                 Ok(reply) if reply.len() > max_reply => Outcome::TooLarge {
                     size: reply.len() as u64,
@@ -108,7 +111,11 @@ impl Server {
                 },
                 other => other.map(serde_bytes::ByteBuf::from).into(),
             };
-            conn.send(&FromWorker::Returned { req, result });
+            conn.send(&FromWorker::Returned {
+                req,
+                result,
+                cpu_nanos,
+            });
         });
     }
 

@@ -5,6 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::anyhow;
 use plugin_host::{format_bytes, ComponentInfo, DiscoveredPlugin, PluginInfo};
+use plugin_host_oci::{Credentials, Platform, Registry};
 
 use super::{discovery, CliResult, Failure, GlobalArgs, EXIT_FAILURE};
 
@@ -16,16 +17,16 @@ pub(crate) struct InspectArgs {
     target: String,
     /// Print JSON instead of text.
     #[arg(long)]
-    pub(super) json: bool,
+    json: bool,
     /// Plain HTTP for an `oci://` registry on loopback.
     #[arg(long)]
-    pub(super) insecure: bool,
+    insecure: bool,
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: InspectArgs) -> CliResult {
     let config = global.config()?;
     if args.target.starts_with("oci://") || args.target.starts_with("oci-layout:") {
-        return super::artifact::inspect(&config, &args.target, &args).await;
+        return inspect_artifact(&config, &args.target, &args).await;
     }
     let path = PathBuf::from(&args.target);
     let (plugin, component) = if path.is_file() {
@@ -80,7 +81,7 @@ fn print_info(plugin: &DiscoveredPlugin, info: &PluginInfo, only: Option<&str>) 
 }
 
 /// What a plugin says of itself: description, plugin-api, sandbox needs, components.
-pub(super) fn print_description(info: &PluginInfo, only: Option<&str>) {
+fn print_description(info: &PluginInfo, only: Option<&str>) {
     if !info.description.is_empty() {
         println!("  description: {}", info.description);
     }
@@ -147,4 +148,82 @@ fn print_component(component: &ComponentInfo) {
             println!("      example: {}", method.example);
         }
     }
+}
+
+/// `plugin-host inspect oci://REF | oci-layout:DIR:TAG`: what an artifact says of itself
+/// (its description, platform, digests, signer), read without pulling its library, with
+/// the config's `[trust]` keys.
+pub(super) async fn inspect_artifact(
+    config: &plugin_host::Config,
+    target: &str,
+    args: &InspectArgs,
+) -> CliResult {
+    let origin = if let Some(reference) = target.strip_prefix("oci://") {
+        let reference: plugin_host_oci::Reference = reference.parse().map_err(|error| {
+            Failure::usage(anyhow!("{reference:?} is not a reference ({error})"))
+        })?;
+        let registry = Registry::new(
+            &reference,
+            args.insecure,
+            &Credentials::from_docker_config(),
+        );
+        plugin_host_oci::Origin::Registry {
+            registry,
+            reference,
+        }
+    } else {
+        let layout = plugin_host::config::SourceConfig {
+            oci_layout: target.trim_start_matches("oci-layout:").to_owned(),
+            ..plugin_host::config::SourceConfig::default()
+        };
+        let (dir, tag) = layout.layout();
+        plugin_host_oci::Origin::Layout { dir, tag }
+    };
+    let keys: Vec<_> = config
+        .trust
+        .keys
+        .iter()
+        .filter_map(|key| plugin_host_oci::TrustedKey::new(&key.name, &key.public).ok())
+        .collect();
+    let platform = Platform::host();
+    let store = std::env::temp_dir();
+    let want = plugin_host_oci::Want {
+        platform: &platform,
+        keys: &keys,
+        require_signature: config.trust.require_signature,
+        store: &store,
+    };
+    let described = plugin_host_oci::describe(&origin, want).await?;
+    let info: plugin_host::PluginInfo =
+        serde_json::from_slice(&described.description).map_err(|error| {
+            anyhow!("{target}: its description is not a plugin description: {error}")
+        })?;
+    if args.json {
+        let view = serde_json::json!({
+            "reference": target,
+            "digest": described.digest,
+            "manifest_digest": described.manifest_digest,
+            "platform": described.platform.to_string(),
+            "library": {"file": described.file_name, "digest": described.library_digest(), "size": described.library_size()},
+            "signed_by": described.signed_by,
+            "plugin": info,
+        });
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{target}: {} ({})", described.digest, described.platform);
+    println!("  plugin:      {} {}", info.name, info.version);
+    println!(
+        "  library:     {} ({}, {}), not pulled",
+        described.file_name,
+        plugin_host::format_bytes(described.library_size()),
+        described.library_digest()
+    );
+    let signed = described
+        .signed_by
+        .as_deref()
+        .map_or_else(|| "by no trusted key".to_owned(), |key| format!("by {key}"));
+    println!("  signed:      {signed}");
+    print_description(&info, None);
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,7 @@
 mod artifact;
 mod call;
 mod check;
-pub(crate) mod inspect;
+mod inspect;
 mod list;
 mod logging;
 mod new;

@@ -198,7 +198,7 @@ fn print_plugins(plugins: &api::Plugins) {
 
 fn print_components(components: &[api::Component]) {
     println!(
-        "{:<20} {:<12} {:<18} {:<14} {:>10} {:>10} {:>10} {:>7} {:>6} {:>10}",
+        "{:<20} {:<12} {:<18} {:<14} {:>10} {:>10} {:>10} {:>7} {:>6} {:>10} {:>9}",
         "COMPONENT",
         "STATE",
         "PLUGIN",
@@ -208,7 +208,8 @@ fn print_components(components: &[api::Component]) {
         "INIT",
         "CALLS",
         "ERRORS",
-        "P99"
+        "P99",
+        "CPU"
     );
     for component in components {
         let mode = match (component.isolation, component.worker_pid) {
@@ -218,7 +219,7 @@ fn print_components(components: &[api::Component]) {
         };
         let p99 = component.call_latency.p99_ms;
         println!(
-            "{:<20} {:<12} {:<18} {:<14} {:>10} {:>10} {:>10} {:>7} {:>6} {:>10}",
+            "{:<20} {:<12} {:<18} {:<14} {:>10} {:>10} {:>10} {:>7} {:>6} {:>10} {:>9}",
             component.name,
             component.state,
             component.plugin.as_deref().unwrap_or("native"),
@@ -235,6 +236,7 @@ fn print_components(components: &[api::Component]) {
             } else {
                 "-".to_owned()
             },
+            format!("{:.3} s", component.cpu_seconds),
         );
         if let (Some(_), Some(fence)) = (component.worker_pid, &component.fence) {
             println!("    fence: {fence}");

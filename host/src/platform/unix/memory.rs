@@ -38,3 +38,16 @@ pub(crate) fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// CPU time this thread has used, in nanoseconds (user and system).
+#[allow(unsafe_code)]
+pub(crate) fn thread_cpu_nanos() -> u64 {
+    let mut now = std::mem::MaybeUninit::<libc::timespec>::uninit();
+    // SAFETY: a valid clock id and a buffer clock_gettime fills on success.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, now.as_mut_ptr()) } != 0 {
+        return 0;
+    }
+    // SAFETY: clock_gettime returned 0, so it filled the buffer.
+    let now = unsafe { now.assume_init() };
+    u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
+}

@@ -51,3 +51,33 @@ fn working_set(process: HANDLE) -> Option<u64> {
 
 /// Nothing to do: the Windows heap gives free pages back to the system by itself.
 pub(crate) fn release_free_memory() {}
+
+/// CPU time this thread has used, in nanoseconds (user and kernel).
+#[allow(unsafe_code)]
+pub(crate) fn thread_cpu_nanos() -> u64 {
+    use windows_sys::Win32::{
+        Foundation::FILETIME,
+        System::Threading::{GetCurrentThread, GetThreadTimes},
+    };
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: the pseudo-handle of this thread and four FILETIMEs to fill.
+    let ok = unsafe {
+        GetThreadTimes(
+            GetCurrentThread(),
+            &mut created,
+            &mut exited,
+            &mut kernel,
+            &mut user,
+        )
+    };
+    if ok == 0 {
+        return 0;
+    }
+    let ticks = |t: FILETIME| (u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime);
+    // FILETIME counts 100 ns ticks.
+    (ticks(kernel) + ticks(user)) * 100
+}

@@ -75,10 +75,12 @@ fn from_worker() -> Vec<FromWorker> {
         FromWorker::Returned {
             req: 3,
             result: Outcome::Done(serde_bytes::ByteBuf::from(b"[1,2]".to_vec())),
+            cpu_nanos: 1_250_000,
         },
         FromWorker::Returned {
             req: 7,
             result: Outcome::TooLarge { size: 9, limit: 8 },
+            cpu_nanos: 0,
         },
         FromWorker::Item {
             req: 5,
