@@ -225,6 +225,23 @@ fn a_failed_pull_keeps_the_previous_version_serving_and_says_so() {
         "{check}"
     );
     success_stdout(&run(&sandbox, &QUOTE));
+    let blobs = |sandbox: &Sandbox| {
+        fs::read_dir(sandbox.cache_dir().join("oci/blobs/sha256"))
+            .expect("the store")
+            .count()
+    };
+    assert_eq!(
+        blobs(&sandbox),
+        1,
+        "the library a failed pull keeps serving stays in the store"
+    );
+    // A source the config no longer names: its library leaves the store at the next start.
+    sandbox.write_config(
+        &source(&reference, "pull = \"always\"")
+            .replace("name = \"market-data\"", "name = \"other\""),
+    );
+    let _ = run(&sandbox, &["check"]);
+    assert_eq!(blobs(&sandbox), 0, "no source serves it any more");
 }
 
 #[test]

@@ -130,7 +130,32 @@ impl Sources {
             }
         }
         self.remove_unnamed();
+        self.remove_unserved_blobs();
         report
+    }
+
+    /// Removes the libraries in the store that no source serves any more (once at start,
+    /// before any follow task pulls beside it). A library still mapped stays on disk
+    /// through its link until the process that mapped it ends.
+    fn remove_unserved_blobs(&self) {
+        let store = self.root.join("blobs").join("sha256");
+        let Ok(entries) = std::fs::read_dir(&store) else {
+            return;
+        };
+        // What each source serves now, a failed pull's previous one included.
+        let kept: Vec<String> = self
+            .records()
+            .iter()
+            .map(SourceRecord::library_sha256)
+            .collect();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && !kept.contains(&name) {
+                if let Err(error) = std::fs::remove_file(entry.path()) {
+                    tracing::debug!(blob = %name, %error, "cannot remove a library no source serves");
+                }
+            }
+        }
     }
 
     /// The sources `run` follows, and how often.
