@@ -159,8 +159,8 @@ fn index_annotations(description: &[u8]) -> serde_json::Value {
 
 #[cfg(test)]
 impl Blob {
-    /// An index blob of hand-made bytes, for tests that forge one.
-    pub(crate) fn forged(text: String) -> Self {
-        Self::new(crate::INDEX_MEDIA_TYPE, text.into_bytes())
+    /// A blob of hand-made bytes, for tests that forge one.
+    pub(crate) fn forged(media_type: &str, text: String) -> Self {
+        Self::new(media_type, text.into_bytes())
     }
 }

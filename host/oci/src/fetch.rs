@@ -204,6 +204,12 @@ pub async fn describe(origin: &Origin, want: Want<'_>) -> Result<Described, Fetc
     if layer.media_type != LIBRARY_MEDIA_TYPE {
         return Err(not_plugin(&format!("its layer is {}", layer.media_type)));
     }
+    if !(0..=MAX_LIBRARY).contains(&layer.size) {
+        return Err(not_plugin(&format!(
+            "its library is said to be {} bytes; at most {MAX_LIBRARY} are taken",
+            layer.size
+        )));
+    }
     let file_name = layer
         .annotations
         .as_ref()
@@ -507,6 +513,9 @@ impl Origin {
         Ok(path)
     }
 }
+
+/// The largest library taken (1 GiB): a registry cannot fill the disk by saying more.
+const MAX_LIBRARY: i64 = 1 << 30;
 
 /// The largest description or manifest read into memory.
 const MAX_SMALL_BLOB: u64 = 4 << 20;

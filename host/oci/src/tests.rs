@@ -143,11 +143,32 @@ fn a_manifest_whose_signature_does_not_match_is_refused_even_when_signatures_are
     let other = Built::new(DESCRIPTION, &[file("linux/amd64", b"other library")], &[]).unwrap();
     let forged = index.replace(&built.manifests[0].digest, &other.manifests[0].digest);
     let forged_built = Built {
-        index: crate::build::Blob::forged(forged),
+        index: crate::build::Blob::forged(crate::INDEX_MEDIA_TYPE, forged),
         ..other
     };
     pack_layout(layout.path(), "v1", &forged_built).unwrap();
     let error = get(layout.path(), "linux/amd64", &keys, false, store.path()).unwrap_err();
     assert!(matches!(error, FetchError::BadSignature { .. }), "{error}");
     assert!(error.to_string().contains(&keys[0].label()), "{error}");
+}
+
+#[test]
+fn a_library_said_to_be_larger_than_a_gibibyte_is_refused_before_a_byte_is_fetched() {
+    let (layout, store) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let built = Built::new(DESCRIPTION, &[file("linux/amd64", b"amd64 library")], &[]).unwrap();
+    let manifest = String::from_utf8(built.manifests[0].bytes.to_vec()).unwrap();
+    let huge = manifest.replace(r#""size":13"#, r#""size":1099511627776"#);
+    assert_ne!(huge, manifest, "the layer's size is in the manifest");
+    let huge = crate::build::Blob::forged(crate::MANIFEST_MEDIA_TYPE, huge);
+    let index = String::from_utf8(built.index.bytes.to_vec()).unwrap();
+    let index = index.replace(&built.manifests[0].digest, &huge.digest);
+    let forged = Built {
+        index: crate::build::Blob::forged(crate::INDEX_MEDIA_TYPE, index),
+        manifests: vec![huge],
+        blobs: built.blobs,
+    };
+    pack_layout(layout.path(), "v1", &forged).unwrap();
+    let error = get(layout.path(), "linux/amd64", &[], false, store.path()).unwrap_err();
+    assert!(error.to_string().contains("1099511627776 bytes"), "{error}");
+    assert!(!store.path().join("blobs").exists(), "nothing fetched");
 }
