@@ -117,9 +117,11 @@ impl WorkerProcess {
             }
             requests.accepting = false;
         }
+        // Counted before the stop: the worker may be gone, and unlisted, the moment it is
+        // told to go, and whoever sees it gone must see its memory counted.
         let rss = crate::memory::rss_of(self.pid).unwrap_or(0);
-        self.stop(why);
         self.memory.record_reclaimed(rss);
+        self.stop(why);
         true
     }
 
