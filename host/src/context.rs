@@ -10,7 +10,7 @@ use std::{
     cell::RefCell,
     collections::{HashMap, HashSet},
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
     time::Duration,
@@ -23,13 +23,14 @@ use abi_stable::{
 use parking_lot::Mutex;
 use plugin_api::{
     ffi::{
-        ComponentObj, ComponentObj_TO, ComponentRef, HostApi, HostApi_TO, HostBox, LogSinkBox,
-        LogSink_TO, MetricBox, MetricKind, MetricObj_TO,
+        CallContextRef, ComponentObj, ComponentObj_TO, ComponentRef, HostApi, HostApi_TO, HostBox,
+        LogSinkBox, LogSink_TO, MetricBox, MetricKind, MetricObj_TO,
     },
     PluginError,
 };
 
 use crate::{
+    call_context::CallToken,
     locks::{Holder, LockGuard, LockManager},
     metrics::{MetricHandle, PluginMetrics},
     plugin_log::{LogLimits, PluginLogSink},
@@ -49,6 +50,8 @@ pub(crate) struct HostServices {
     pub(crate) metrics: Arc<PluginMetrics>,
     pub(crate) logs: Arc<LogLimits>,
     locks_per_plugin: usize,
+    /// Set when the host stops: every call in flight is cancelled.
+    pub(crate) stopping: Arc<AtomicBool>,
     /// Plugin -> the lock names it has used, to cap them.
     lock_names: Mutex<HashMap<String, HashSet<String>>>,
 }
@@ -65,6 +68,7 @@ impl HostServices {
             metrics,
             logs,
             locks_per_plugin,
+            stopping: Arc::default(),
             lock_names: Mutex::default(),
         }
     }
@@ -92,12 +96,19 @@ impl HostServices {
 /// next calls: entering a call allocates nothing once a thread has served one.
 #[derive(Default)]
 struct CallStack {
-    entries: Vec<(u64, String)>,
+    entries: Vec<CallEntry>,
     depth: usize,
 }
 
+/// One call a thread serves: its id, method and context.
+struct CallEntry {
+    id: u64,
+    method: String,
+    token: Option<Arc<CallToken>>,
+}
+
 impl CallStack {
-    fn current(&self) -> Option<&(u64, String)> {
+    fn current(&self) -> Option<&CallEntry> {
         self.depth
             .checked_sub(1)
             .and_then(|top| self.entries.get(top))
@@ -135,27 +146,46 @@ pub(crate) fn next_call_id() -> u64 {
 
 /// The id of the call this thread serves now, if any.
 pub(crate) fn current_call_id() -> Option<u64> {
-    CURRENT_CALL.with(|current| current.borrow().current().map(|call| call.0))
+    CURRENT_CALL.with(|current| current.borrow().current().map(|call| call.id))
 }
 
-/// While alive, locks taken on this thread belong to call `id`.
+/// The context of the call this thread serves now, if it has one.
+pub(crate) fn current_call_token() -> Option<Arc<CallToken>> {
+    CURRENT_CALL.with(|current| {
+        current
+            .borrow()
+            .current()
+            .and_then(|call| call.token.clone())
+    })
+}
+
+/// While alive, locks taken on this thread belong to call `id`, and its code sees the
+/// call's context.
 pub(crate) struct CallScope {
     /// Not `Send`: it must end on the thread it began on.
     _thread: std::marker::PhantomData<*const ()>,
 }
 
 impl CallScope {
-    pub(crate) fn enter(id: u64, method: &str) -> Self {
+    /// Enters call `id` of `method` with context `token`; without one, a call nested in
+    /// another on this thread (a dependency call) keeps that call's context.
+    pub(crate) fn enter(id: u64, method: &str, token: Option<Arc<CallToken>>) -> Self {
         CURRENT_CALL.with(|current| {
             let mut stack = current.borrow_mut();
+            let token = token.or_else(|| stack.current().and_then(|call| call.token.clone()));
             let depth = stack.depth;
             match stack.entries.get_mut(depth) {
                 Some(entry) => {
-                    entry.0 = id;
-                    entry.1.clear();
-                    entry.1.push_str(method);
+                    entry.id = id;
+                    entry.method.clear();
+                    entry.method.push_str(method);
+                    entry.token = token;
                 }
-                None => stack.entries.push((id, method.to_owned())),
+                None => stack.entries.push(CallEntry {
+                    id,
+                    method: method.to_owned(),
+                    token,
+                }),
             }
             stack.depth += 1;
         });
@@ -170,6 +200,11 @@ impl Drop for CallScope {
         CURRENT_CALL.with(|current| {
             let mut stack = current.borrow_mut();
             stack.depth = stack.depth.saturating_sub(1);
+            let depth = stack.depth;
+            // The call's context goes with it (its caller may wait for the last holder).
+            if let Some(entry) = stack.entries.get_mut(depth) {
+                entry.token = None;
+            }
         });
     }
 }
@@ -237,6 +272,12 @@ impl PluginHostContext {
         }
     }
 
+    /// Lends the context of the call this thread serves (its deadline, cancellation and
+    /// trace) to `serve`, as the plugin sees it.
+    pub(crate) fn with_call_context<T>(&self, serve: impl FnOnce(CallContextRef<'_>) -> T) -> T {
+        crate::call_context::with_current(&self.inner.services.stopping, serve)
+    }
+
     /// The FFI object handed to the plugin's `create`.
     pub(crate) fn to_box(&self) -> HostBox {
         HostApi_TO::from_ptr(RArc::new(self.clone()), TD_Opaque)
@@ -277,7 +318,7 @@ impl PluginHostContext {
     fn holder(&self) -> (HolderKey, Holder) {
         let component = &self.inner.component;
         let (key, label) = CURRENT_CALL.with(|current| match current.borrow().current() {
-            Some((id, method)) => (
+            Some(CallEntry { id, method, .. }) => (
                 HolderKey::Call(*id),
                 format!("{component}.{method} (call {id})"),
             ),

@@ -58,6 +58,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_code)]
 
+mod call_context;
 mod child;
 pub mod config;
 mod context;
@@ -90,6 +91,7 @@ mod util;
 mod worker;
 
 pub use self::{
+    call_context::CallOptions,
     child::run_child_if_requested,
     config::{Config, ConfigError, Isolation, WatchMode},
     coordinator::{

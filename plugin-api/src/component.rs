@@ -76,17 +76,44 @@ pub trait Component: Send + Sync + 'static {
     }
 }
 
-/// One call to a component: a method name and its input bytes (JSON by convention).
-#[derive(Debug, Clone, Copy)]
+/// One call to a component: a method name, its input bytes (JSON by convention) and,
+/// from a host that has one, the call's [context](crate::CallContext): its deadline,
+/// whether its caller has gone, its trace.
+#[derive(Clone, Copy)]
 pub struct Request<'a> {
     method: &'a str,
     input: &'a [u8],
+    context: Option<&'a (dyn crate::CallContext + 'a)>,
+}
+
+impl std::fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("input_len", &self.input.len())
+            .field("has_context", &self.context.is_some())
+            .finish()
+    }
 }
 
 impl<'a> Request<'a> {
-    /// A request for `method` with raw `input`.
+    /// A request for `method` with raw `input`, with no context: no deadline, never
+    /// cancelled, not traced.
     pub fn new(method: &'a str, input: &'a [u8]) -> Self {
-        Self { method, input }
+        Self {
+            method,
+            input,
+            context: None,
+        }
+    }
+
+    /// The same request, served under `context` (the host does this; tests use
+    /// [`crate::testing::TestCall`]). Since plugin-api 0.1.3.
+    pub fn with_context(self, context: &'a (dyn crate::CallContext + 'a)) -> Self {
+        Self {
+            context: Some(context),
+            ..self
+        }
     }
 
     /// The method name.
@@ -97,6 +124,53 @@ impl<'a> Request<'a> {
     /// The raw input bytes.
     pub fn input(&self) -> &'a [u8] {
         self.input
+    }
+
+    /// Whether the caller has gone: the call timed out, its HTTP client disconnected, its
+    /// stream's consumer dropped it, or the host is stopping. Nobody reads what the call
+    /// returns after that: a long computation should poll this (one atomic load) and stop.
+    /// Always false without a context (an older host, a plain test). Since 0.1.3.
+    pub fn is_cancelled(&self) -> bool {
+        self.context.is_some_and(|context| context.is_cancelled())
+    }
+
+    /// `Err` of kind `cancelled` once [`Self::is_cancelled`]: `request.check_cancelled()?`
+    /// in a loop ends the call early. Since 0.1.3.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginError`] of kind `cancelled`, naming the method.
+    pub fn check_cancelled(&self) -> Result<(), PluginError> {
+        if self.is_cancelled() {
+            return Err(PluginError::with_kind(
+                "cancelled",
+                format!("call of `{}` stopped: its caller has gone", self.method),
+            ));
+        }
+        Ok(())
+    }
+
+    /// When the caller stops waiting, if the call has a deadline (the host's timeout for
+    /// this method, or a shorter one its caller set). Since 0.1.3.
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.remaining().map(crate::call::deadline_from)
+    }
+
+    /// Time left until [`Self::deadline`] (zero once it has passed). Since 0.1.3.
+    pub fn remaining(&self) -> Option<std::time::Duration> {
+        self.context.and_then(|context| context.remaining())
+    }
+
+    /// The caller's W3C trace context, when the call is traced: the plugin's `tracing`
+    /// spans and logs during the call carry its trace id by themselves; use this to pass
+    /// the trace on (to a database, a downstream service). Since 0.1.3.
+    pub fn trace(&self) -> Option<crate::TraceContext<'a>> {
+        self.context.and_then(|context| context.trace())
+    }
+
+    /// The call's context, if the host gave one.
+    pub fn context(&self) -> Option<&'a (dyn crate::CallContext + 'a)> {
+        self.context
     }
 
     /// Parses the input as JSON. Empty input parses as `null`, so unit-like requests work.

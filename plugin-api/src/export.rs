@@ -16,10 +16,11 @@ use abi_stable::{
 use crate::{
     error::panic_message,
     ffi::{
-        ComponentBox, ComponentObj, ComponentObj_TO, HostBox, LogLevel, PluginRoot, PluginRootRef,
+        CallContextRef, ComponentBox, ComponentObj, ComponentObj_TO, HostBox, LogLevel, PluginRoot,
+        PluginRootRef, StreamSinkBox,
     },
     logging::{self, ComponentScope},
-    Component, Context, Manifest, Plugin, PluginError, Request,
+    CallContext, Component, Context, Manifest, Plugin, PluginError, Request,
 };
 
 /// The plugin's name, remembered for error messages. One plugin per library.
@@ -111,15 +112,40 @@ struct Guarded {
     inner: Option<Box<dyn Component>>,
 }
 
-impl ComponentObj for Guarded {
-    fn stream(
+impl Guarded {
+    fn serve_call(
         &self,
         method: RStr<'_>,
         input: RSlice<'_, u8>,
-        sink: crate::ffi::StreamSinkBox,
+        context: Option<&dyn CallContext>,
+    ) -> RResult<RVec<u8>, PluginError> {
+        let _scope = ComponentScope::enter(&self.component);
+        let mut request = Request::new(method.as_str(), input.as_slice());
+        if let Some(context) = context {
+            request = request.with_context(context);
+        }
+        let Some(inner) = self.inner.as_ref() else {
+            return RResult::RErr(PluginError::failed("component already shut down"));
+        };
+        match catch_unwind(AssertUnwindSafe(|| inner.call(request))) {
+            Ok(Ok(bytes)) => RResult::ROk(bytes.into()),
+            Ok(Err(err)) => RResult::RErr(err),
+            Err(payload) => RResult::RErr(panicked(&self.component, method.as_str(), &*payload)),
+        }
+    }
+
+    fn serve_stream(
+        &self,
+        method: RStr<'_>,
+        input: RSlice<'_, u8>,
+        sink: StreamSinkBox,
+        context: Option<&dyn CallContext>,
     ) -> RResult<(), PluginError> {
         let _scope = ComponentScope::enter(&self.component);
-        let request = Request::new(method.as_str(), input.as_slice());
+        let mut request = Request::new(method.as_str(), input.as_slice());
+        if let Some(context) = context {
+            request = request.with_context(context);
+        }
         let Some(inner) = self.inner.as_ref() else {
             return RResult::RErr(PluginError::failed("component already shut down"));
         };
@@ -129,18 +155,39 @@ impl ComponentObj for Guarded {
             Err(payload) => RResult::RErr(panicked(&self.component, method.as_str(), &*payload)),
         }
     }
+}
 
+impl ComponentObj for Guarded {
     fn call(&self, method: RStr<'_>, input: RSlice<'_, u8>) -> RResult<RVec<u8>, PluginError> {
-        let _scope = ComponentScope::enter(&self.component);
-        let request = Request::new(method.as_str(), input.as_slice());
-        let Some(inner) = self.inner.as_ref() else {
-            return RResult::RErr(PluginError::failed("component already shut down"));
-        };
-        match catch_unwind(AssertUnwindSafe(|| inner.call(request))) {
-            Ok(Ok(bytes)) => RResult::ROk(bytes.into()),
-            Ok(Err(err)) => RResult::RErr(err),
-            Err(payload) => RResult::RErr(panicked(&self.component, method.as_str(), &*payload)),
-        }
+        self.serve_call(method, input, None)
+    }
+
+    fn stream(
+        &self,
+        method: RStr<'_>,
+        input: RSlice<'_, u8>,
+        sink: StreamSinkBox,
+    ) -> RResult<(), PluginError> {
+        self.serve_stream(method, input, sink, None)
+    }
+
+    fn call_in(
+        &self,
+        method: RStr<'_>,
+        input: RSlice<'_, u8>,
+        context: CallContextRef<'_>,
+    ) -> RResult<RVec<u8>, PluginError> {
+        self.serve_call(method, input, Some(&context))
+    }
+
+    fn stream_in(
+        &self,
+        method: RStr<'_>,
+        input: RSlice<'_, u8>,
+        sink: StreamSinkBox,
+        context: CallContextRef<'_>,
+    ) -> RResult<(), PluginError> {
+        self.serve_stream(method, input, sink, Some(&context))
     }
 }
 

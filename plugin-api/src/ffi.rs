@@ -13,7 +13,7 @@ use abi_stable::{
     declare_root_module_statics,
     library::RootModule,
     package_version_strings, sabi_trait,
-    sabi_types::VersionStrings,
+    sabi_types::{RRef, VersionStrings},
     std_types::{RArc, RBox, ROption, RResult, RSlice, RStr, RString, RVec},
     StableAbi,
 };
@@ -85,7 +85,57 @@ pub trait ComponentObj: Send + Sync {
             ),
         ))
     }
+
+    /// [`Self::call`] with the call's context: its deadline, whether it is cancelled, its
+    /// trace (since 0.1.3; for a plugin built before, the host's call goes to `call` and
+    /// the context is not seen).
+    fn call_in(
+        &self,
+        method: RStr<'_>,
+        input: RSlice<'_, u8>,
+        context: CallContextRef<'_>,
+    ) -> RResult<RVec<u8>, PluginError> {
+        let _ = context;
+        self.call(method, input)
+    }
+
+    /// [`Self::stream`] with the stream's context (since 0.1.3, as [`Self::call_in`]).
+    fn stream_in(
+        &self,
+        method: RStr<'_>,
+        input: RSlice<'_, u8>,
+        sink: StreamSinkBox,
+        context: CallContextRef<'_>,
+    ) -> RResult<(), PluginError> {
+        let _ = context;
+        self.stream(method, input, sink)
+    }
 }
+
+/// What the host tells a component of the one call it serves (since 0.1.3). Lent to
+/// the plugin for the call's duration only; every method is cheap (no allocation).
+#[sabi_trait]
+pub trait CallContextObj: Sync {
+    /// Nanoseconds left until the call's deadline (0 once it has passed); `u64::MAX`
+    /// when the call has none.
+    fn remaining_nanos(&self) -> u64;
+
+    /// Whether the caller has gone: the call timed out, its client went away, its
+    /// stream's consumer dropped it, or the host is stopping. Work done after this is
+    /// thrown away.
+    fn is_cancelled(&self) -> bool;
+
+    /// The caller's W3C `traceparent` (`00-<trace id>-<parent span id>-<flags>`), empty
+    /// when the call is not traced.
+    fn traceparent(&self) -> RStr<'_>;
+
+    /// The caller's W3C `tracestate`, often empty.
+    #[sabi(last_prefix_field)]
+    fn tracestate(&self) -> RStr<'_>;
+}
+
+/// A call's context, lent to the plugin for the call.
+pub type CallContextRef<'a> = CallContextObj_TO<'a, RRef<'a, ()>>;
 
 /// The host's end of one stream, handed to a streaming call (since 0.1.1).
 #[sabi_trait]

@@ -82,6 +82,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_code)]
 
+mod call;
 mod component;
 mod context;
 pub mod describe;
@@ -95,6 +96,7 @@ mod stream;
 pub mod testing;
 
 pub use self::{
+    call::{CallContext, TraceContext},
     component::{json_reply, Component, Plugin, Request},
     context::{Context, Dependency, HostLock, MetricCounter, MetricHistogram},
     describe::SandboxNeeds,

@@ -8,15 +8,15 @@ use axum::{
         rejection::{BytesRejection, PathRejection, QueryRejection},
         Path, Query, State,
     },
-    http::{header, StatusCode},
+    http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
 
 use super::{api, AdminState, ApiError};
 use plugin_host::{
-    discovery::Verdict, live::RescanError, CallError, ComponentState, ErrorChainDisplay,
-    EvictError, GetError, InitError, ReloadError,
+    discovery::Verdict, live::RescanError, CallError, CallOptions, ComponentState,
+    ErrorChainDisplay, EvictError, GetError, InitError, ReloadError,
 };
 
 type AppState = State<Arc<AdminState>>;
@@ -266,7 +266,8 @@ pub(super) fn call_status(err: &CallError) -> StatusCode {
             // Kinds plugins name with `PluginError::with_kind`.
             "permission_denied" => StatusCode::FORBIDDEN,
             "conflict" => StatusCode::CONFLICT,
-            "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            // The plugin stopped early: the host is stopping.
+            "unavailable" | "cancelled" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         },
         CallError::Json { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -279,6 +280,7 @@ pub(super) fn call_status(err: &CallError) -> StatusCode {
 
 pub(super) async fn call(
     State(state): AppState,
+    headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -291,7 +293,8 @@ pub(super) async fn call(
         Ok(input) => input,
         Err(refusal) => return refusal.into_response(),
     };
-    match state.host.call(&name, &method, input).await {
+    let options = call_options(&headers);
+    match state.host.call_with(&name, &method, input, &options).await {
         Ok(output) => call_result(&output),
         Err(err) => {
             let mut response = ApiError::new(
@@ -308,6 +311,21 @@ pub(super) async fn call(
             }
             response
         }
+    }
+}
+
+/// What a call's or a stream's HTTP request says of its context: the client's W3C trace
+/// (`traceparent`, `tracestate`; an invalid one is ignored, as the specification asks).
+pub(super) fn call_options(headers: &HeaderMap) -> CallOptions {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+    };
+    match headers.get("traceparent") {
+        Some(_) => CallOptions::new().with_trace(text("traceparent"), text("tracestate")),
+        None => CallOptions::new(),
     }
 }
 

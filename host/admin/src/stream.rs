@@ -116,7 +116,12 @@ pub(super) async fn stream(
         Ok(input) => input,
         Err(refusal) => return refusal.into_response(),
     };
-    let items = match state.host.stream(&name, &method, input).await {
+    let options = routes::call_options(&headers);
+    let items = match state
+        .host
+        .stream_with(&name, &method, input, &options)
+        .await
+    {
         Ok(items) => items,
         Err(err) => {
             return ApiError::new(

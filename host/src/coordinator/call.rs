@@ -6,12 +6,16 @@
 //! really returns. A component whose abandoned calls reach `quarantine_after` fails new
 //! calls fast until they do.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use futures::FutureExt;
 
 use super::{info::Bulkhead, CallError, ComponentHandle, Coordinator, GetError};
 use crate::{
+    call_context::{CallOptions, CallToken},
     context::next_call_id,
     executor::{Hooks, PluginExecutor},
     timeout::{Interrupted, OperationKind},
@@ -31,12 +35,30 @@ impl Coordinator {
         method: &str,
         input: Vec<u8>,
     ) -> Result<Vec<u8>, CallError> {
+        self.call_with(component, method, input, &CallOptions::default())
+            .await
+    }
+
+    /// [`Self::call`] in the caller's trace, by its deadline if that is sooner than the
+    /// call timeout: the component sees both (and whether the call was cancelled)
+    /// through its request.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::call`].
+    pub async fn call_with(
+        &self,
+        component: &str,
+        method: &str,
+        input: Vec<u8>,
+        options: &CallOptions,
+    ) -> Result<Vec<u8>, CallError> {
         // An undeclared method is refused before anything is loaded.
         if let Some(slot) = self.inner.slots.load().get(component) {
             slot.spec().check_method(method)?;
         }
         let handle = self.get(component).await?;
-        self.call_handle(handle, method, input).await
+        self.call_handle(handle, method, input, options).await
     }
 
     /// Calls `method` of a component already got, on the plugin executor, inside its
@@ -46,9 +68,10 @@ impl Coordinator {
         handle: ComponentHandle,
         method: &str,
         input: Vec<u8>,
+        options: &CallOptions,
     ) -> Result<Vec<u8>, CallError> {
         let component = handle.name().to_owned();
-        let result = self.run_call(handle, method, input).await;
+        let result = self.run_call(handle, method, input, options).await;
         if let Err(err) = &result {
             self.note_fault(&component, err);
         }
@@ -60,17 +83,19 @@ impl Coordinator {
         handle: ComponentHandle,
         method: &str,
         input: Vec<u8>,
+        options: &CallOptions,
     ) -> Result<Vec<u8>, CallError> {
         let component = handle.name().to_owned();
         let permit = Bulkhead::enter(&handle.ready.info, &handle.ready.hung, method)?;
-        let limit = self.call_timeout(&component, method);
+        let limit = self.call_limit(&component, method, options);
         let id = next_call_id();
-        let hooks = abandon_hooks(&handle, method, id);
+        let token = self.call_token(options, limit);
+        let hooks = abandon_hooks(&handle, method, id, &token);
         let info = Arc::clone(&handle.ready.info);
         let job_method = method.to_owned();
         let task = self.inner.executor.spawn_with(
             move || {
-                let result = handle.call_as(id, &job_method, &input);
+                let result = handle.call_as(id, &job_method, &input, Some(token));
                 // The handle first: shutdown waits for calls in flight, and then for
                 // drops, so the permit must not go before a drop has begun.
                 drop(handle);
@@ -126,9 +151,11 @@ impl Coordinator {
     ) -> Result<Vec<u8>, CallError> {
         let component = handle.name().to_owned();
         let permit = Bulkhead::enter(&handle.ready.info, &handle.ready.hung, method)?;
-        let limit = self.call_timeout(&component, method);
+        let options = CallOptions::default();
+        let limit = self.call_limit(&component, method, &options);
         let id = next_call_id();
-        let hooks = abandon_hooks(&handle, method, id);
+        let token = self.call_token(&options, limit);
+        let hooks = abandon_hooks(&handle, method, id, &token);
         let info = Arc::clone(&handle.ready.info);
         let (job_method, input) = (method.to_owned(), input.to_vec());
         let (send, receive) = std::sync::mpsc::sync_channel(1);
@@ -137,7 +164,7 @@ impl Coordinator {
         // by the hooks.
         let task = self.inner.executor.spawn_with(
             move || {
-                let result = handle.call_as(id, &job_method, &input);
+                let result = handle.call_as(id, &job_method, &input, Some(token));
                 drop(handle);
                 drop(permit);
                 let _ = send.send(result);
@@ -209,7 +236,7 @@ impl Coordinator {
         };
         if PluginExecutor::on_plugin_thread() || tokio::runtime::Handle::try_current().is_err() {
             let permit = Bulkhead::enter(&handle.ready.info, &handle.ready.hung, method)?;
-            let result = handle.call_as(next_call_id(), method, input);
+            let result = handle.call_as(next_call_id(), method, input, None);
             drop(permit);
             return result;
         }
@@ -256,6 +283,24 @@ impl Coordinator {
         }
     }
 
+    /// How long the caller of `component.method` waits: its call timeout, or less if the
+    /// caller's deadline comes sooner.
+    fn call_limit(&self, component: &str, method: &str, options: &CallOptions) -> Duration {
+        let limit = self.call_timeout(component, method);
+        options.deadline.map_or(limit, |deadline| {
+            limit.min(deadline.saturating_duration_since(Instant::now()))
+        })
+    }
+
+    /// A new call's context: its caller waits `limit`.
+    fn call_token(&self, options: &CallOptions, limit: Duration) -> Arc<CallToken> {
+        Arc::new(CallToken::new(
+            options,
+            Some(limit),
+            &self.inner.services.stopping,
+        ))
+    }
+
     /// The timeout for calls to `component.method`, most specific setting first: the
     /// method's (the component's own, then the host's), the component's, the default.
     pub fn call_timeout(&self, component: &str, method: &str) -> Duration {
@@ -270,14 +315,17 @@ impl Coordinator {
 
 /// What happens when a caller abandons a call (its timeout expired) and when that call's
 /// code returns at last: its place in the bulkhead is marked, its locks are released.
-fn abandon_hooks(handle: &ComponentHandle, method: &str, id: u64) -> Hooks {
+fn abandon_hooks(handle: &ComponentHandle, method: &str, id: u64, token: &Arc<CallToken>) -> Hooks {
     // Weak: the hook must not keep the instance alive past its last real user.
     let abandoned = Arc::downgrade(&handle.ready);
+    let token = Arc::clone(token);
     let late = Arc::clone(&handle.ready.info);
     let late_hung = Arc::clone(&handle.ready.hung);
     let (method_a, method_l) = (method.to_owned(), method.to_owned());
     Hooks {
         on_abandon: Some(Box::new(move || {
+            // Its code sees it from now on, and may stop early.
+            token.cancel();
             if let Some(ready) = abandoned.upgrade() {
                 ready.info.bulkhead.abandon(&ready.hung, &method_a);
                 // Its locks end with the wait: nobody is there to release them.

@@ -16,7 +16,12 @@ use super::{
     info::{Hung, SlotInfo},
     CallError, Coordinator, GetError, Inner,
 };
-use crate::{context::DependencyCall, executor::PluginExecutor, fault::CallFault};
+use crate::{
+    call_context::{CallOptions, CallToken},
+    context::DependencyCall,
+    executor::PluginExecutor,
+    fault::CallFault,
+};
 
 /// A ready component instance and where it came from.
 ///
@@ -134,7 +139,7 @@ impl ComponentHandle {
             }));
         };
         Coordinator { inner }
-            .call_handle(self.clone(), method, input.into())
+            .call_handle(self.clone(), method, input.into(), &CallOptions::default())
             .await
     }
 
@@ -169,7 +174,7 @@ impl ComponentHandle {
     #[track_caller]
     pub fn call_blocking(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
         if PluginExecutor::on_plugin_thread() || tokio::runtime::Handle::try_current().is_err() {
-            return self.call_as(crate::context::next_call_id(), method, input);
+            return self.call_as(crate::context::next_call_id(), method, input, None);
         }
         warn_blocking_in_runtime(Location::caller());
         let Some(inner) = self.ready.engine.upgrade() else {
@@ -219,15 +224,18 @@ impl ComponentHandle {
             .map_err(|e| self.json_error(method, format!("reply is not the expected JSON: {e}")))
     }
 
-    /// Calls `method` as call `id` on this thread: locks the component takes meanwhile
-    /// belong to this call, and whatever it still holds when it returns is released.
+    /// Calls `method` as call `id` on this thread, with context `token` (none: the
+    /// context of the call this thread serves, if any): locks the component takes
+    /// meanwhile belong to this call, and whatever it still holds when it returns is
+    /// released.
     pub(crate) fn call_as(
         &self,
         id: u64,
         method: &str,
         input: &[u8],
+        token: Option<Arc<CallToken>>,
     ) -> Result<Vec<u8>, CallError> {
-        let scope = crate::context::CallScope::enter(id, method);
+        let scope = crate::context::CallScope::enter(id, method, token);
         let result = self.call_inner(method, input);
         drop(scope);
         self.ready.instance().end_call(id);

@@ -16,6 +16,7 @@ use super::{
     InitError,
 };
 use crate::{
+    call_context::{with_current, NEVER_STOPS},
     config::Isolation,
     context::{HostServices, PluginHostContext},
     discovery::DiscoveredPlugin,
@@ -189,9 +190,12 @@ struct NativeInstance {
 
 impl Instance for NativeInstance {
     fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFault> {
-        catch_unwind(AssertUnwindSafe(|| {
-            self.component.call(Request::new(method, input))
-        }))
+        with_current(&NEVER_STOPS, |context| {
+            catch_unwind(AssertUnwindSafe(|| {
+                self.component
+                    .call(Request::new(method, input).with_context(&context))
+            }))
+        })
         .unwrap_or_else(|payload| Err(native_panic(&self.name, method, &*payload)))
         .map_err(CallFault::Plugin)
     }
@@ -199,9 +203,12 @@ impl Instance for NativeInstance {
     fn stream(&self, method: &str, input: &[u8], items: &ItemSender) -> Result<(), CallFault> {
         let items = items.clone();
         let sink = plugin_api::StreamSink::from_fn(move |item| items.send(item.to_vec()));
-        catch_unwind(AssertUnwindSafe(|| {
-            self.component.stream(Request::new(method, input), &sink)
-        }))
+        with_current(&NEVER_STOPS, |context| {
+            catch_unwind(AssertUnwindSafe(|| {
+                self.component
+                    .stream(Request::new(method, input).with_context(&context), &sink)
+            }))
+        })
         .unwrap_or_else(|payload| Err(native_panic(&self.name, method, &*payload)))
         .map_err(CallFault::Plugin)
     }
@@ -283,8 +290,11 @@ struct PluginInstance {
 impl Instance for PluginInstance {
     fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFault> {
         use abi_stable::std_types::{RSlice, RStr};
-        self.component
-            .call(RStr::from_str(method), RSlice::from_slice(input))
+        self.context
+            .with_call_context(|context| {
+                self.component
+                    .call_in(RStr::from_str(method), RSlice::from_slice(input), context)
+            })
             .into_result()
             .map(Vec::from)
             .map_err(CallFault::Plugin)
@@ -297,8 +307,15 @@ impl Instance for PluginInstance {
         };
         let sink =
             plugin_api::ffi::StreamSinkObj_TO::from_value(HostSink(items.clone()), TD_Opaque);
-        self.component
-            .stream(RStr::from_str(method), RSlice::from_slice(input), sink)
+        self.context
+            .with_call_context(|context| {
+                self.component.stream_in(
+                    RStr::from_str(method),
+                    RSlice::from_slice(input),
+                    sink,
+                    context,
+                )
+            })
             .into_result()
             .map_err(CallFault::Plugin)
     }

@@ -19,6 +19,10 @@ impl Coordinator {
     /// ones concurrently, each drop under `stop_timeout`. No component starts afterwards.
     pub async fn shutdown(&self, stop_timeout: Duration) -> ShutdownReport {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
+        // Every call in flight is cancelled: code that polls its request stops early, so
+        // it does not hold the stop up.
+        self.inner.services.stopping.store(true, Ordering::SeqCst);
+        self.cancel_worker_calls();
         // Open streams end now, each with what it buffered and then `shutting_down`:
         // their code is told to stop, so it does not hold the stop up.
         self.inner.streams.stop_all();

@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 
 use super::{info::Bulkhead, CallError, ComponentHandle, Coordinator, GetError};
 use crate::{
+    call_context::{CallOptions, CallToken},
     context::{next_call_id, CallScope},
     stream_buffer::StreamQueue,
 };
@@ -111,6 +112,8 @@ pub struct ComponentStream {
     idle: Duration,
     deadline: Pin<Box<tokio::time::Sleep>>,
     ended: bool,
+    /// The stream's context: dropping the stream cancels it.
+    token: Arc<CallToken>,
 }
 
 impl std::fmt::Debug for ComponentStream {
@@ -157,6 +160,8 @@ impl futures::Stream for ComponentStream {
 
 impl Drop for ComponentStream {
     fn drop(&mut self) {
+        // Its code sees it through its request, and its next `send` fails.
+        self.token.cancel();
         self.queue.close();
     }
 }
@@ -175,12 +180,30 @@ impl Coordinator {
         method: &str,
         input: Vec<u8>,
     ) -> Result<ComponentStream, CallError> {
+        self.stream_with(component, method, input, &CallOptions::default())
+            .await
+    }
+
+    /// [`Self::stream`] in the caller's trace (a stream has no deadline: its idle
+    /// timeout bounds the gaps between items). Its code sees the trace, and whether the
+    /// stream was dropped, through its request.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::stream`].
+    pub async fn stream_with(
+        &self,
+        component: &str,
+        method: &str,
+        input: Vec<u8>,
+        options: &CallOptions,
+    ) -> Result<ComponentStream, CallError> {
         // An undeclared stream is refused before anything is loaded.
         if let Some(slot) = self.inner.slots.load().get(component) {
             slot.spec().check_stream_method(method)?;
         }
         let handle = self.get(component).await?;
-        self.stream_handle(handle, method, input)
+        self.stream_handle(handle, method, input, options)
     }
 
     fn stream_handle(
@@ -188,6 +211,7 @@ impl Coordinator {
         handle: ComponentHandle,
         method: &str,
         input: Vec<u8>,
+        options: &CallOptions,
     ) -> Result<ComponentStream, CallError> {
         let info = Arc::clone(&handle.ready.info);
         info.spec.check_stream_method(method)?;
@@ -203,6 +227,8 @@ impl Coordinator {
         let started = Instant::now();
         let (name, job_method) = (handle.name().to_owned(), method.to_owned());
         let id = next_call_id();
+        let token = Arc::new(CallToken::new(options, None, &self.inner.services.stopping));
+        let job_token = Arc::clone(&token);
         let coordinator = Arc::clone(&self.inner);
         coordinator.streams.add(id, &name, &queue);
         if self.is_shutting_down() {
@@ -210,7 +236,7 @@ impl Coordinator {
             coordinator.streams.stop_all();
         }
         self.inner.executor.execute(move || {
-            let scope = CallScope::enter(id, &job_method);
+            let scope = CallScope::enter(id, &job_method, Some(job_token));
             let result = handle.ready.instance().stream(&job_method, &input, &sender);
             drop(scope);
             handle.ready.instance().end_call(id);
@@ -235,6 +261,7 @@ impl Coordinator {
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
             ended: false,
+            token,
         })
     }
 

@@ -198,6 +198,14 @@ impl Coordinator {
     }
 
     /// Stops every worker still running (after shutdown dropped the instances).
+    /// Tells every worker the host is stopping: the calls in them are cancelled.
+    pub(super) fn cancel_worker_calls(&self) {
+        let pools: Vec<Arc<WorkerPool>> = self.inner.pools.lock().values().cloned().collect();
+        for pool in pools {
+            pool.host_stopping();
+        }
+    }
+
     pub(super) fn stop_workers(&self) {
         let pools: Vec<Arc<WorkerPool>> = self.inner.pools.lock().values().cloned().collect();
         for pool in pools {

@@ -161,6 +161,26 @@ impl Host {
             .await
     }
 
+    /// [`Self::call`] in the caller's trace and by its deadline, if sooner than the call
+    /// timeout ([`crate::CallOptions`]): the component sees both, and whether the call
+    /// was cancelled, through its request.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::call`].
+    pub async fn call_with(
+        &self,
+        component: &str,
+        method: &str,
+        input: impl Into<Vec<u8>>,
+        options: &crate::CallOptions,
+    ) -> Result<Vec<u8>, CallError> {
+        self.inner
+            .coordinator
+            .call_with(component, method, input.into(), options)
+            .await
+    }
+
     /// [`Self::call`] with a JSON request and a JSON reply.
     ///
     /// # Errors
@@ -202,6 +222,25 @@ impl Host {
         self.inner
             .coordinator
             .stream(component, method, input.into())
+            .await
+    }
+
+    /// [`Self::stream`] in the caller's trace ([`crate::CallOptions`]; a stream has no
+    /// deadline, its idle timeout bounds the gaps between items).
+    ///
+    /// # Errors
+    ///
+    /// As [`Coordinator::stream`].
+    pub async fn stream_with(
+        &self,
+        component: &str,
+        method: &str,
+        input: impl Into<Vec<u8>>,
+        options: &crate::CallOptions,
+    ) -> Result<crate::ComponentStream, CallError> {
+        self.inner
+            .coordinator
+            .stream_with(component, method, input.into(), options)
             .await
     }
 

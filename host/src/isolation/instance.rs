@@ -94,9 +94,10 @@ impl Bound {
     /// in its worker, creating it again in a new worker first if its worker ended.
     pub(crate) fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFault> {
         let req = context::current_call_id().unwrap_or_else(context::next_call_id);
+        let token = context::current_call_token();
         for _ in 0..SEND_ATTEMPTS {
             let worker = self.bound_worker()?;
-            match worker.call(self.id, req, method, input) {
+            match worker.call(self.id, req, method, input, token.as_ref()) {
                 Err(Failure::NotSent) => {}
                 Err(Failure::Failed(fault @ CallFault::Worker(_))) => return Err(fault),
                 answered => {
@@ -117,9 +118,17 @@ impl Bound {
         items: &Arc<dyn ItemSink>,
     ) -> Result<(), CallFault> {
         let req = context::current_call_id().unwrap_or_else(context::next_call_id);
+        let token = context::current_call_token();
         for _ in 0..SEND_ATTEMPTS {
             let worker = self.bound_worker()?;
-            match worker.stream(self.id, req, method, input, Arc::clone(items)) {
+            match worker.stream(
+                self.id,
+                req,
+                method,
+                input,
+                Arc::clone(items),
+                token.as_ref(),
+            ) {
                 Err(Failure::NotSent) => {}
                 Err(Failure::Failed(fault @ CallFault::Worker(_))) => return Err(fault),
                 answered => {
@@ -149,8 +158,9 @@ impl Bound {
             return;
         };
         if worker.is_pending(id) {
-            // Its caller gave up: the code may hang for ever, and only the worker's end
-            // stops it.
+            // Its caller gave up: its code is told, and may stop early; if it does not
+            // (it may hang for ever), only the worker's end stops it.
+            worker.cancel(id);
             let grace = self.pool.times.kill_grace;
             worker.kill_unless_answered(
                 id,

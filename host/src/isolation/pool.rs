@@ -298,6 +298,13 @@ impl WorkerPool {
         Ok(Some(pid))
     }
 
+    /// Tells the running worker the host is stopping: the calls in it are cancelled.
+    pub(crate) fn host_stopping(&self) {
+        if let Some(worker) = self.current.lock().as_ref() {
+            worker.host_stopping();
+        }
+    }
+
     /// Stops the running worker (the host shuts down).
     pub(crate) fn stop(&self) {
         if let Some(worker) = self.current.lock().take() {

@@ -24,13 +24,14 @@ use super::{
     watch::Watch,
 };
 use crate::{
+    call_context::CallToken,
     context::{HostServices, PluginHostContext},
     executor::PluginExecutor,
     fault::{CallFault, WorkerFault},
     memory::MemoryManager,
     platform::{LinkWrite, ProcessWatch},
     plugin_log::PluginLogSink,
-    protocol::{FrameReader, FrameWriter, FromWorker, ToWorker},
+    protocol::{FrameReader, FrameWriter, FromWorker, ToWorker, WireContext},
     stream_buffer::{Consumer, ItemSink},
 };
 
@@ -75,6 +76,9 @@ pub(crate) struct WorkerProcess {
     pub(super) contexts: Mutex<HashMap<u64, PluginHostContext>>,
     /// Where the items of each open stream go, by request.
     pub(super) streams: Mutex<HashMap<u64, OpenStream>>,
+    /// The context of each call in flight that has one, by request: the requests its
+    /// code makes (a dependency call) are served in it.
+    pub(super) call_tokens: Mutex<HashMap<u64, Arc<CallToken>>>,
     pub(super) metrics: Mutex<Vec<MetricBox>>,
     pub(super) sink: PluginLogSink,
     pub(super) executor: PluginExecutor,
@@ -143,6 +147,7 @@ impl WorkerProcess {
             reader_done: (Mutex::new(false), Condvar::new()),
             contexts: Mutex::default(),
             streams: Mutex::default(),
+            call_tokens: Mutex::default(),
             metrics: Mutex::default(),
             sink: PluginLogSink {
                 plugin: Arc::from(spawn.plugin),
@@ -249,23 +254,30 @@ impl WorkerProcess {
         result
     }
 
-    /// Calls `method` on `instance` as call `req`.
+    /// Calls `method` on `instance` as call `req`, in context `token`.
     pub(crate) fn call(
         &self,
         instance: u64,
         req: u64,
         method: &str,
         input: &[u8],
+        token: Option<&Arc<CallToken>>,
     ) -> Result<Vec<u8>, Failure<CallFault>> {
         let message = ToWorker::Call {
             req,
             instance,
             method: method.to_owned(),
             input: input.to_vec(),
+            context: wire_context(token),
         };
-        let answer = self
-            .ask(req, &message, Waiter::Returned)
-            .map_err(|NotSent| Failure::NotSent)?;
+        if let Some(token) = token {
+            self.call_tokens.lock().insert(req, Arc::clone(token));
+        }
+        let answer = self.ask(req, &message, Waiter::Returned);
+        if token.is_some() {
+            self.call_tokens.lock().remove(&req);
+        }
+        let answer = answer.map_err(|NotSent| Failure::NotSent)?;
         let answer = answer.map(|(outcome, cpu_nanos)| {
             self.answered.fetch_add(1, Ordering::Relaxed);
             crate::cpu::spent_elsewhere(cpu_nanos);
@@ -284,6 +296,7 @@ impl WorkerProcess {
         method: &str,
         input: &[u8],
         items: Arc<dyn ItemSink>,
+        token: Option<&Arc<CallToken>>,
     ) -> Result<(), Failure<CallFault>> {
         let link: Weak<dyn CreditLink> = Arc::downgrade(self) as Weak<Self>;
         let credits = Arc::new(Credits::new(link, req));
@@ -297,6 +310,7 @@ impl WorkerProcess {
             input: input.to_vec(),
             credit: WINDOW.0,
             credit_bytes: WINDOW.1,
+            context: wire_context(token),
         };
         let answer = self.ask(req, &message, Waiter::StreamEnd);
         self.streams.lock().remove(&req);
@@ -305,6 +319,21 @@ impl WorkerProcess {
             self.answered.fetch_add(1, Ordering::Relaxed);
         }
         call_result(answer).map_err(Failure::Failed)
+    }
+
+    /// The context of call `req`, if it is in flight and has one.
+    pub(crate) fn call_token(&self, req: u64) -> Option<Arc<CallToken>> {
+        self.call_tokens.lock().get(&req).cloned()
+    }
+
+    /// The caller of call `req` has gone: its code in the worker sees it cancelled.
+    pub(crate) fn cancel(self: &Arc<Self>, req: u64) {
+        Arc::clone(self).send_later(ToWorker::Cancel { req });
+    }
+
+    /// The host is stopping: every call in the worker sees it cancelled.
+    pub(crate) fn host_stopping(self: &Arc<Self>) {
+        Arc::clone(self).send_later(ToWorker::Stopping);
     }
 
     /// Whether request `req` still waits for its answer.
@@ -373,6 +402,24 @@ impl WorkerProcess {
 
 /// Nothing was sent: the worker takes no new request.
 struct NotSent;
+
+/// What a worker is told of a call's context.
+fn wire_context(token: Option<&Arc<CallToken>>) -> WireContext {
+    let Some(token) = token else {
+        return WireContext::default();
+    };
+    let (traceparent, tracestate) = token
+        .trace()
+        .map(|trace| (trace.parent.clone(), trace.state.clone()))
+        .unwrap_or_default();
+    WireContext {
+        remaining_nanos: token
+            .remaining()
+            .map(|left| u64::try_from(left.as_nanos()).unwrap_or(u64::MAX)),
+        traceparent,
+        tracestate,
+    }
+}
 
 /// Where one request's answer goes.
 type Sender<T> = mpsc::SyncSender<Result<T, WorkerFault>>;

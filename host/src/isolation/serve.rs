@@ -27,7 +27,7 @@ impl WorkerProcess {
         let Some(context) = self.contexts.lock().get(&instance).cloned() else {
             return Reply::Error(PluginError::failed("the instance is gone").into());
         };
-        let _scope = call.map(|(id, method)| CallScope::enter(id, &method));
+        let _scope = call.map(|(id, method)| CallScope::enter(id, &method, self.call_token(id)));
         let result = match request {
             WorkerRequest::Dependency {
                 name,

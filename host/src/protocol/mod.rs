@@ -35,6 +35,7 @@ pub(crate) enum ToWorker {
         method: String,
         #[serde(with = "serde_bytes")]
         input: Vec<u8>,
+        context: WireContext,
     },
     /// Drop `instance`; answered once its `Drop` returned.
     Drop { req: u64, instance: u64 },
@@ -48,14 +49,29 @@ pub(crate) enum ToWorker {
         input: Vec<u8>,
         credit: u32,
         credit_bytes: u64,
+        context: WireContext,
     },
     /// The consumer of stream `req` took items: `n` more items and `bytes` more bytes may
     /// come.
     Credit { req: u64, n: u32, bytes: u64 },
-    /// The consumer of stream `req` has gone: its sink says so from now on.
+    /// The caller of call or stream `req` has gone (it timed out, its client went, its
+    /// consumer dropped the stream): its code sees it as cancelled, and a stream's sink
+    /// refuses items from now on.
     Cancel { req: u64 },
+    /// The host is stopping: every call in flight is cancelled.
+    Stopping,
     /// The answer to the worker's request `req`.
     Reply { req: u64, reply: Reply },
+}
+
+/// A call's context as it travels to a worker: its time left, its trace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WireContext {
+    /// Nanoseconds left until the call's deadline when the host sent it.
+    pub(crate) remaining_nanos: Option<u64>,
+    /// W3C `traceparent` and `tracestate`, empty when the call is not traced.
+    pub(crate) traceparent: String,
+    pub(crate) tracestate: String,
 }
 
 /// What an item of `len` bytes costs of a stream's byte credit, whose whole window is

@@ -8,6 +8,7 @@
 //! The host's side of a worker (starting, watching, pooling, calling it) is
 //! `isolation`; the two share only `protocol`.
 
+mod calls;
 mod conn;
 mod host_api;
 mod logs;
@@ -103,6 +104,7 @@ fn serve(
         executor: PluginExecutor::new(),
         max_reply: args.max_reply,
         streams: Arc::default(),
+        calls: Arc::default(),
     };
     let mut reader = FrameReader::new(read, max_frame);
     while let Ok(Some(message)) = reader.read::<ToWorker>() {

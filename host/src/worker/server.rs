@@ -15,6 +15,7 @@ use plugin_api::{
 };
 
 use super::{
+    calls::{CallState, OpenCalls},
     conn::{as_call, Conn},
     host_api::WorkerHost,
     streams::{OpenStreams, StreamFrames},
@@ -22,7 +23,7 @@ use super::{
 use crate::{
     executor::PluginExecutor,
     loader::LoadedLibrary,
-    protocol::{FromWorker, Outcome, ToWorker},
+    protocol::{FromWorker, Outcome, ToWorker, WireContext},
 };
 
 /// The instances this worker holds, by the host's id.
@@ -37,6 +38,7 @@ pub(super) struct Server {
     /// `[limits] max_reply`.
     pub(super) max_reply: usize,
     pub(super) streams: Arc<OpenStreams>,
+    pub(super) calls: Arc<OpenCalls>,
 }
 
 impl Server {
@@ -64,7 +66,8 @@ impl Server {
                 instance,
                 method,
                 input,
-            } => self.call(req, instance, method, input),
+                context,
+            } => self.call(req, instance, method, input, context),
             ToWorker::Drop { req, instance } => self.drop_instance(req, instance),
             ToWorker::Stream {
                 req,
@@ -73,9 +76,24 @@ impl Server {
                 input,
                 credit,
                 credit_bytes,
-            } => self.stream(req, instance, method, input, (credit, credit_bytes)),
+                context,
+            } => {
+                let context = self.calls.open(req, context);
+                self.stream(
+                    req,
+                    instance,
+                    method,
+                    input,
+                    (credit, credit_bytes),
+                    context,
+                );
+            }
             ToWorker::Credit { req, n, bytes } => self.streams.grant(req, n, bytes),
-            ToWorker::Cancel { req } => self.streams.cancel(req),
+            ToWorker::Cancel { req } => {
+                self.streams.cancel(req);
+                self.calls.cancel(req);
+            }
+            ToWorker::Stopping => self.calls.stop_all(),
             ToWorker::Reply { req, reply } => self.conn.answered(req, reply),
         }
     }
@@ -96,12 +114,16 @@ impl Server {
         });
     }
 
-    fn call(&self, req: u64, instance: u64, method: String, input: Vec<u8>) {
+    fn call(&self, req: u64, instance: u64, method: String, input: Vec<u8>, context: WireContext) {
         let (conn, instances) = (Arc::clone(&self.conn), Arc::clone(&self.instances));
         let max_reply = self.max_reply;
+        // Open before the call is queued: a cancel may come before it runs.
+        let state = self.calls.open(req, context);
+        let calls = Arc::clone(&self.calls);
         self.executor.execute(move || {
             let cpu_before = crate::platform::thread_cpu_nanos();
-            let answer = call(&instances, instance, req, &method, &input);
+            let answer = call(&instances, instance, req, &method, &input, &state);
+            calls.close(req);
             let cpu_nanos = crate::platform::thread_cpu_nanos().saturating_sub(cpu_before);
             let result = match answer {
                 // Too large to send: the call's error, and the worker carries on.
@@ -128,8 +150,17 @@ impl Server {
         });
     }
 
-    fn stream(&self, req: u64, instance: u64, method: String, input: Vec<u8>, credit: (u32, u64)) {
+    fn stream(
+        &self,
+        req: u64,
+        instance: u64,
+        method: String,
+        input: Vec<u8>,
+        credit: (u32, u64),
+        context: Arc<CallState>,
+    ) {
         let (conn, instances) = (Arc::clone(&self.conn), Arc::clone(&self.instances));
+        let calls = Arc::clone(&self.calls);
         let state = self.streams.open(req, credit);
         let (streams, max_reply) = (Arc::clone(&self.streams), self.max_reply);
         self.executor.execute(move || {
@@ -139,8 +170,9 @@ impl Server {
                 credit: Arc::clone(&state),
                 max_reply,
             };
-            let result = stream(&instances, instance, req, &method, &input, sink);
+            let result = stream(&instances, instance, req, &method, &input, sink, &context);
             streams.close(req);
+            calls.close(req);
             let result = match state.too_large() {
                 Some(size) => Outcome::TooLarge {
                     size,
@@ -168,15 +200,18 @@ fn call(
     req: u64,
     method: &str,
     input: &[u8],
+    context: &CallState,
 ) -> Result<Vec<u8>, PluginError> {
     let Some(component) = instances.lock().get(&instance).cloned() else {
         return Err(PluginError::failed("no such instance in this worker"));
     };
     as_call(req, method, || {
-        component
-            .call(RStr::from_str(method), RSlice::from_slice(input))
-            .into_result()
-            .map(Vec::from)
+        context.lend(|context| {
+            component
+                .call_in(RStr::from_str(method), RSlice::from_slice(input), context)
+                .into_result()
+                .map(Vec::from)
+        })
     })
 }
 
@@ -188,14 +223,22 @@ fn stream(
     method: &str,
     input: &[u8],
     sink: StreamFrames,
+    context: &CallState,
 ) -> Result<(), PluginError> {
     let Some(component) = instances.lock().get(&instance).cloned() else {
         return Err(PluginError::failed("no such instance in this worker"));
     };
     let sink = plugin_api::ffi::StreamSinkObj_TO::from_value(sink, TD_Opaque);
     as_call(req, method, || {
-        component
-            .stream(RStr::from_str(method), RSlice::from_slice(input), sink)
-            .into_result()
+        context.lend(|context| {
+            component
+                .stream_in(
+                    RStr::from_str(method),
+                    RSlice::from_slice(input),
+                    sink,
+                    context,
+                )
+                .into_result()
+        })
     })
 }

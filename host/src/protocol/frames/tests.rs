@@ -1,7 +1,9 @@
 use plugin_api::PluginError;
 
 use super::*;
-use crate::protocol::{FromWorker, Outcome, Reply, ToWorker, WireError, WorkerRequest};
+use crate::protocol::{
+    FromWorker, Outcome, Reply, ToWorker, WireContext, WireError, WorkerRequest,
+};
 
 const MAX: usize = 1 << 16;
 
@@ -38,7 +40,14 @@ fn to_worker() -> Vec<ToWorker> {
             instance: 2,
             method: "bars".into(),
             input: b"{\"n\":3}".to_vec(),
+            context: WireContext {
+                remaining_nanos: Some(1_500_000_000),
+                traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+                tracestate: "vendor=1".into(),
+            },
         },
+        ToWorker::Cancel { req: 3 },
+        ToWorker::Stopping,
         ToWorker::Drop {
             req: 4,
             instance: 2,
@@ -50,6 +59,7 @@ fn to_worker() -> Vec<ToWorker> {
             input: Vec::new(),
             credit: 64,
             credit_bytes: 4 << 20,
+            context: WireContext::default(),
         },
         ToWorker::Credit {
             req: 5,
@@ -145,6 +155,7 @@ fn a_frame_past_the_limit_is_refused_on_either_side() {
         instance: 1,
         method: "m".into(),
         input: vec![0; MAX],
+        context: WireContext::default(),
     };
     let mut writer = FrameWriter::new(Vec::new(), MAX);
     assert!(writer.write(&big).is_err(), "the writer refuses to send it");
