@@ -1,5 +1,6 @@
-//! Entry points for the fuzz targets (`host/fuzz`) and the property tests: each feeds
-//! untrusted bytes to one parser or check of the host. Not part of the API.
+//! Entry points for the fuzz targets (`host/fuzz`), the property tests and the
+//! benchmarks: each feeds untrusted bytes to one parser or check of the host, or runs one
+//! inner step of a hot path. Not part of the API.
 
 use std::{ffi::OsString, path::Path};
 
@@ -153,4 +154,10 @@ mod tests {
             }
         }
     }
+}
+
+/// Lends `serve` the context a component's call gets on this thread, as the host makes it
+/// for every in-process call (the benchmark of its cost).
+pub fn with_call_context<T>(serve: impl FnOnce(plugin_api::ffi::CallContextRef<'_>) -> T) -> T {
+    crate::call_context::with_current(&crate::call_context::NEVER_STOPS, serve)
 }

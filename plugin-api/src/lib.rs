@@ -109,3 +109,10 @@ pub use self::{
 
 #[doc(hidden)]
 pub use abi_stable;
+
+/// The plugin guide's whole examples, compiled and run as doctests (its excerpts of the
+/// `plugin-host new` template are marked `ignore`: the template itself is built and tested
+/// by the end-to-end tests).
+#[cfg(doctest)]
+#[doc = include_str!("../docs/writing-plugins.md")]
+struct WritingPluginsGuide;

@@ -202,11 +202,17 @@ impl TestHost {
     /// `create` yourself: to hold the bare component (a benchmark's baseline), or to wrap
     /// it. Prefer [`Self::create`], which checks the manifest and catches panics.
     pub fn context(&self, name: &str) -> Context {
+        Context::new(self.host_box(name))
+    }
+
+    /// The host object for component `name` as it crosses the boundary, for driving a
+    /// plugin's exported entry points yourself as the host does (a benchmark of the ABI).
+    pub fn host_box(&self, name: &str) -> crate::ffi::HostBox {
         let host = FakeHost {
             shared: Arc::clone(&self.shared),
             component: name.to_owned(),
         };
-        Context::new(HostApi_TO::from_ptr(RArc::new(host), TD_Opaque))
+        HostApi_TO::from_ptr(RArc::new(host), TD_Opaque)
     }
 
     /// Every record logged so far.

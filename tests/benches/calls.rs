@@ -6,6 +6,9 @@
 //!   (the probe fixture's `counter`, as its own crate builds it) with the same request
 //!   and nothing else: through the ABI (`ComponentHandle::call` on the plugin's library)
 //!   and natively (the same type registered as a native component);
+//! - the cost of a call's context (deadline, cancellation, trace): a call through the
+//!   plugin's exported entry points without it (as hosts before plugin-api 0.1.3 call)
+//!   and with it, as this host makes it;
 //! - `Coordinator::call` (async caller) against a bare `spawn_blocking` round trip, and
 //!   `Coordinator::call_blocking` (caller on a blocking thread) against the handle call.
 //!
@@ -23,6 +26,7 @@ use std::{
 use criterion::{black_box, Criterion};
 use fixture_probe::ProbePlugin;
 use futures::FutureExt;
+use plugin_host::plugin_api::abi_stable::std_types::{RSlice, RStr};
 use plugin_host::{
     plugin_api::{testing::TestHost, Plugin, Request},
     ComponentSpec, NativeComponent,
@@ -32,6 +36,7 @@ use plugin_host_tests::{host, ratio, Sandbox};
 const GET: &str = "calls_get";
 const ABI: &str = "calls_abi";
 const COORDINATOR: &str = "calls_coordinator";
+const CONTEXT: &str = "calls_context";
 
 /// Calls of `f` per second from `threads` threads at once, over `per_thread` calls each.
 fn throughput(threads: usize, per_thread: u64, f: impl Fn() + Send + Sync + 'static) -> f64 {
@@ -111,6 +116,35 @@ fn main() {
     });
     group.finish();
 
+    // The cost of a call's context: the same component through its exported entry
+    // points, as a host before plugin-api 0.1.3 called it and as this one does.
+    let exported = plugin_host::plugin_api::export::root_module::<ProbePlugin>();
+    let fake_host = TestHost::new().with_config(serde_json::json!({"delay_ms": 0}));
+    let component = exported.create()(RStr::from_str("counter"), fake_host.host_box("counter"))
+        .into_result()
+        .expect("exported counter");
+    let mut group = criterion.benchmark_group(CONTEXT);
+    group.bench_function("abi_call_without_context", |b| {
+        b.iter(|| {
+            black_box(component.call(
+                RStr::from_str(black_box("empty")),
+                RSlice::from_slice(black_box(b"")),
+            ))
+        })
+    });
+    group.bench_function("abi_call_with_context", |b| {
+        b.iter(|| {
+            plugin_host::fuzzing::with_call_context(|context| {
+                black_box(component.call_in(
+                    RStr::from_str(black_box("empty")),
+                    RSlice::from_slice(black_box(b"")),
+                    context,
+                ))
+            })
+        })
+    });
+    group.finish();
+
     let mut group = criterion.benchmark_group(COORDINATOR);
     group.bench_function("spawn_blocking_round_trip", |b| {
         b.iter(|| runtime.block_on(async { tokio::task::spawn_blocking(|| black_box(())).await }))
@@ -133,6 +167,7 @@ fn main() {
     ratio::print_ratio(ABI, "handle_call_through_abi", "direct_call");
     ratio::print_difference(ABI, "handle_call_through_abi", "direct_call");
     ratio::print_difference(ABI, "native_handle_call", "direct_call");
+    ratio::print_difference(CONTEXT, "abi_call_with_context", "abi_call_without_context");
     ratio::print_ratio(COORDINATOR, "coordinator_call", "spawn_blocking_round_trip");
     ratio::print_difference(COORDINATOR, "coordinator_call_blocking", "handle_call");
 

@@ -5,7 +5,7 @@
 use std::{path::Path, process::Command};
 
 use plugin_host::CallError;
-use plugin_host_tests::{host, success_stdout, target_dir, Sandbox};
+use plugin_host_tests::{host, success_stdout, target_dir, wait_for, RunningHost, Sandbox};
 
 /// The workspace root (for its lock file).
 fn workspace_root() -> &'static Path {
@@ -73,6 +73,22 @@ fn a_plugin_made_by_new_outside_the_workspace_builds_tests_and_answers_through_t
             && inspected.contains(r#"example: {"name": "Ada"}"#),
         "{inspected}"
     );
+
+    // Its long method stops once its caller has gone: past its timeout, the abandoned
+    // call returns at once instead of counting primes for hours.
+    let host = RunningHost::start(
+        &sandbox,
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [components.order-book.operations]\ncount_primes = \"300ms\"\n",
+    );
+    let (status, answer) = host.call("order-book", "count_primes", r#"{"below": 4000000000}"#);
+    assert_eq!(status, 504, "{answer:?}");
+    wait_for("the abandoned count_primes to return", || {
+        std::fs::read_to_string(sandbox.root().join("run.log"))
+            .ok()
+            .filter(|log| log.contains("an abandoned call returned"))
+    });
+    host.stop();
 }
 
 #[test]
