@@ -82,6 +82,12 @@ pub fn manifest(name: &str, version: &str, components: &[FuzzComponent]) -> bool
 
 /// The fuzz targets' properties, run by `cargo test` on a few hundred random inputs each
 /// (the fuzzers run them by the million; see the README).
+/// Lends `serve` the context a component's call gets on this thread, as the host makes it
+/// for every in-process call (the benchmark of its cost).
+pub fn with_call_context<T>(serve: impl FnOnce(plugin_api::ffi::CallContextRef<'_>) -> T) -> T {
+    crate::call_context::with_current(&crate::call_context::NEVER_STOPS, serve)
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -154,10 +160,4 @@ mod tests {
             }
         }
     }
-}
-
-/// Lends `serve` the context a component's call gets on this thread, as the host makes it
-/// for every in-process call (the benchmark of its cost).
-pub fn with_call_context<T>(serve: impl FnOnce(plugin_api::ffi::CallContextRef<'_>) -> T) -> T {
-    crate::call_context::with_current(&crate::call_context::NEVER_STOPS, serve)
 }
