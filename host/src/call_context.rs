@@ -95,6 +95,17 @@ impl CallToken {
         limit: Option<Duration>,
         stopping: &Arc<AtomicBool>,
     ) -> Self {
+        Self::with_trace(options, options.trace.clone(), limit, stopping)
+    }
+
+    /// As [`Self::new`], with `trace` (the host's span for the call) in place of the
+    /// caller's.
+    pub(crate) fn with_trace(
+        options: &CallOptions,
+        trace: Option<Trace>,
+        limit: Option<Duration>,
+        stopping: &Arc<AtomicBool>,
+    ) -> Self {
         let timeout = limit.and_then(|limit| Instant::now().checked_add(limit));
         let deadline = match (timeout, options.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -104,7 +115,7 @@ impl CallToken {
             cancelled: AtomicBool::new(false),
             stopping: Arc::clone(stopping),
             deadline,
-            trace: options.trace.clone(),
+            trace,
         }
     }
 

@@ -85,6 +85,7 @@ mod plugin_log;
 mod protocol;
 pub mod sources;
 mod stream_buffer;
+pub mod telemetry;
 mod timeout;
 pub mod trust;
 mod util;

@@ -17,7 +17,7 @@ use std::{
 
 use abi_stable::std_types::RStr;
 use parking_lot::Mutex;
-use plugin_api::ffi::{LogLevel, LogSink};
+use plugin_api::ffi::{LogLevel, LogSink, SpanRecord, TraceIds};
 
 /// The target of every record a plugin logs: `RUST_LOG=plugin=debug` filters them.
 pub const PLUGIN_LOG_TARGET: &str = "plugin";
@@ -119,6 +119,14 @@ impl LogLimits {
             .map(|bucket| (String::new(), Arc::clone(bucket)))
     }
 
+    /// Whether `component` is one of `plugin`'s (a plugin's spans cannot name another's).
+    fn knows(&self, plugin: &str, component: &str) -> bool {
+        self.buckets
+            .lock()
+            .get(component)
+            .is_some_and(|(owner, _)| owner == plugin)
+    }
+
     /// Records of `component` dropped so far.
     pub(crate) fn suppressed_of(&self, component: &str) -> u64 {
         self.suppressed
@@ -202,7 +210,74 @@ impl LogSink for PluginLogSink {
     }
 
     fn log(&self, level: LogLevel, component: RStr<'_>, target: RStr<'_>, message: RStr<'_>) {
-        let Some((known, bucket)) = self.limits.bucket(&self.plugin, component.as_str()) else {
+        self.record(
+            level,
+            component.as_str(),
+            target.as_str(),
+            message.as_str(),
+            None,
+        );
+    }
+
+    fn log_traced(
+        &self,
+        level: LogLevel,
+        component: RStr<'_>,
+        target: RStr<'_>,
+        message: RStr<'_>,
+        trace: TraceIds,
+    ) {
+        self.record(
+            level,
+            component.as_str(),
+            target.as_str(),
+            message.as_str(),
+            Some(trace),
+        );
+    }
+
+    fn wants_spans(&self) -> bool {
+        crate::telemetry::enabled()
+    }
+
+    fn span(&self, span: SpanRecord<'_>) {
+        self.export_span(&span);
+    }
+}
+
+impl PluginLogSink {
+    /// Exports one span of the plugin's code (whose component it names, if it is one of
+    /// the plugin's).
+    pub(crate) fn export_span(&self, span: &SpanRecord<'_>) {
+        let component = span.component.as_str();
+        if !self.limits.knows(&self.plugin, component) {
+            return;
+        }
+        crate::telemetry::export_plugin_span(&crate::telemetry::PluginSpan {
+            plugin: &self.plugin,
+            component,
+            trace_id: span.ids.trace_id,
+            span_id: span.ids.span_id,
+            parent_span_id: span.parent_span_id,
+            name: span.name.as_str(),
+            target: span.target.as_str(),
+            start_unix_nanos: span.start_unix_nanos,
+            end_unix_nanos: span.end_unix_nanos,
+            fields: span.fields.as_str(),
+        });
+    }
+
+    /// One record of the plugin's, within its component's rate, with its trace ids if it
+    /// was made inside a traced call.
+    pub(crate) fn record(
+        &self,
+        level: LogLevel,
+        component: &str,
+        target: &str,
+        message: &str,
+        trace: Option<TraceIds>,
+    ) {
+        let Some((known, bucket)) = self.limits.bucket(&self.plugin, component) else {
             return;
         };
         let pending = {
@@ -216,17 +291,34 @@ impl LogSink for PluginLogSink {
         };
         report_suppressed(&known, pending);
         // Its own words, as one line each: a line break cannot start a forged record.
-        let (target, message) = (printable(target.as_str()), printable(message.as_str()));
-        at_level!(
-            level,
-            event!(
-                plugin = %self.plugin,
-                component = %known,
-                module = %target,
-                "{}",
-                message
-            )
-        );
+        let (target, message) = (printable(target), printable(message));
+        match trace {
+            Some(ids) => {
+                let (trace_id, span_id) = crate::telemetry::hex_ids(&ids.trace_id, &ids.span_id);
+                at_level!(
+                    level,
+                    event!(
+                        plugin = %self.plugin,
+                        component = %known,
+                        module = %target,
+                        trace_id = %trace_id,
+                        span_id = %span_id,
+                        "{}",
+                        message
+                    )
+                );
+            }
+            None => at_level!(
+                level,
+                event!(
+                    plugin = %self.plugin,
+                    component = %known,
+                    module = %target,
+                    "{}",
+                    message
+                )
+            ),
+        }
     }
 }
 

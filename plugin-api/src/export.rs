@@ -19,7 +19,7 @@ use crate::{
         CallContextRef, ComponentBox, ComponentObj, ComponentObj_TO, HostBox, LogLevel, PluginRoot,
         PluginRootRef, StreamSinkBox,
     },
-    logging::{self, ComponentScope},
+    logging::{self, ComponentScope, TraceScope},
     CallContext, Component, Context, Manifest, Plugin, PluginError, Request,
 };
 
@@ -120,6 +120,7 @@ impl Guarded {
         context: Option<&dyn CallContext>,
     ) -> RResult<RVec<u8>, PluginError> {
         let _scope = ComponentScope::enter(&self.component);
+        let _trace = TraceScope::enter(context.and_then(|c| c.trace()));
         let mut request = Request::new(method.as_str(), input.as_slice());
         if let Some(context) = context {
             request = request.with_context(context);
@@ -142,6 +143,7 @@ impl Guarded {
         context: Option<&dyn CallContext>,
     ) -> RResult<(), PluginError> {
         let _scope = ComponentScope::enter(&self.component);
+        let _trace = TraceScope::enter(context.and_then(|c| c.trace()));
         let mut request = Request::new(method.as_str(), input.as_slice());
         if let Some(context) = context {
             request = request.with_context(context);

@@ -169,6 +169,70 @@ pub trait LogSink: Send + Sync + Clone {
     /// come from inside a component's code.
     #[sabi(last_prefix_field)]
     fn log(&self, level: LogLevel, component: RStr<'_>, target: RStr<'_>, message: RStr<'_>);
+
+    // Methods added after 0.1.0 come below, each with a default body: a host built before
+    // the method existed has no entry for it, and a plugin calling it there gets the
+    // default instead.
+
+    /// As [`Self::log`], for a record made inside a traced call: with the ids of the
+    /// trace and of the span it was made in (since 0.1.3; an older host logs it without).
+    fn log_traced(
+        &self,
+        level: LogLevel,
+        component: RStr<'_>,
+        target: RStr<'_>,
+        message: RStr<'_>,
+        trace: TraceIds,
+    ) {
+        let _ = trace;
+        self.log(level, component, target, message);
+    }
+
+    /// Whether the host exports the spans of plugin code (since 0.1.3; an older host
+    /// does not, and a plugin then records none).
+    fn wants_spans(&self) -> bool {
+        false
+    }
+
+    /// One finished span of plugin code inside a traced call, for the host to export in
+    /// the call's trace (since 0.1.3).
+    fn span(&self, span: SpanRecord<'_>) {
+        let _ = span;
+    }
+}
+
+/// The ids that place a log record in a trace (since 0.1.3).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, StableAbi)]
+pub struct TraceIds {
+    /// The trace's 16-byte id.
+    pub trace_id: [u8; 16],
+    /// The 8-byte id of the span the record was made in.
+    pub span_id: [u8; 8],
+}
+
+/// One finished span of plugin code (since 0.1.3): its place in the trace, its name,
+/// when it ran (nanoseconds since the Unix epoch) and its fields as `name=value` text.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, StableAbi)]
+pub struct SpanRecord<'a> {
+    /// Its trace and its own id.
+    pub ids: TraceIds,
+    /// The span it is a child of: the plugin's enclosing span, or the host's span for
+    /// the call.
+    pub parent_span_id: [u8; 8],
+    /// Its name.
+    pub name: RStr<'a>,
+    /// Its target (the plugin's module path, usually).
+    pub target: RStr<'a>,
+    /// The component whose code made it.
+    pub component: RStr<'a>,
+    /// When it began.
+    pub start_unix_nanos: u64,
+    /// When it closed.
+    pub end_unix_nanos: u64,
+    /// Its fields, as `name=value` separated by spaces.
+    pub fields: RStr<'a>,
 }
 
 /// The log sink handed to a plugin.

@@ -9,17 +9,27 @@
 //! a static lives as long as the library (forever), so a context or a dependency handle
 //! kept there would keep components alive after they are evicted.
 
-use std::{cell::RefCell, fmt::Write as _, sync::OnceLock};
+use std::{
+    cell::{Cell, RefCell},
+    collections::BTreeMap,
+    fmt::Write as _,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Mutex, OnceLock,
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use abi_stable::std_types::RStr;
 use tracing::{
     field::{Field, Visit},
+    span,
     subscriber::Interest,
     Event, Level, Metadata, Subscriber,
 };
 use tracing_subscriber::{layer::Context as LayerContext, prelude::*, Layer};
 
-use crate::ffi::{HostBox, LogLevel, LogSinkBox};
+use crate::ffi::{HostBox, LogLevel, LogSinkBox, SpanRecord, TraceIds};
 
 static SINK: OnceLock<LogSinkBox> = OnceLock::new();
 
@@ -122,7 +132,95 @@ fn to_log_level(level: &Level) -> LogLevel {
     }
 }
 
-/// The `tracing` layer that sends every enabled event to the host.
+thread_local! {
+    /// The trace of the call this thread serves, when it is traced and sampled: its trace
+    /// id and the id of the host's span for the call.
+    static CALL_TRACE: Cell<Option<TraceIds>> = const { Cell::new(None) };
+}
+
+/// While alive, spans and records made on this thread belong to the call's trace.
+pub(crate) struct TraceScope {
+    previous: Option<TraceIds>,
+    /// Not `Send`: it must end on the thread it began on.
+    _thread: std::marker::PhantomData<*const ()>,
+}
+
+impl TraceScope {
+    /// Enters the trace of a call (none, or not sampled: the call's code records no
+    /// spans).
+    pub(crate) fn enter(trace: Option<crate::TraceContext<'_>>) -> Self {
+        let ids = trace
+            .filter(crate::TraceContext::sampled)
+            .and_then(|trace| crate::call::parse_traceparent(trace.traceparent()))
+            .map(|(trace_id, span_id)| TraceIds { trace_id, span_id });
+        let previous = CALL_TRACE.with(|trace| trace.replace(ids));
+        Self {
+            previous,
+            _thread: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for TraceScope {
+    fn drop(&mut self) {
+        CALL_TRACE.with(|trace| trace.set(self.previous));
+    }
+}
+
+/// A span of plugin code being recorded, until it closes.
+struct OpenSpan {
+    ids: TraceIds,
+    parent: [u8; 8],
+    name: &'static str,
+    target: &'static str,
+    component: String,
+    start: u64,
+    fields: String,
+}
+
+/// The spans being recorded, by `tracing`'s id. Plain data, bounded: a plugin that
+/// leaks spans (never closes them) stops being recorded past the cap, nothing more.
+static OPEN_SPANS: Mutex<BTreeMap<u64, OpenSpan>> = Mutex::new(BTreeMap::new());
+static OPEN_COUNT: AtomicUsize = AtomicUsize::new(0);
+const MAX_OPEN_SPANS: usize = 10_000;
+
+fn open_spans() -> std::sync::MutexGuard<'static, BTreeMap<u64, OpenSpan>> {
+    OPEN_SPANS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// A fresh, random, non-zero span id.
+fn new_span_id() -> [u8; 8] {
+    use std::hash::{BuildHasher, Hasher};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u64(unix_nanos());
+    (hasher.finish() | 1).to_be_bytes()
+}
+
+/// The trace ids of what happens now on this thread inside span `current` (if it is
+/// recorded), else inside the traced call this thread serves.
+fn trace_here(current: Option<&span::Id>) -> Option<TraceIds> {
+    if OPEN_COUNT.load(Ordering::Relaxed) > 0 {
+        if let Some(id) = current {
+            if let Some(open) = open_spans().get(&id.into_u64()) {
+                return Some(open.ids);
+            }
+        }
+    }
+    CALL_TRACE.with(Cell::get)
+}
+
+/// The `tracing` layer that sends every enabled event to the host, and, when the host
+/// exports traces, the spans of plugin code inside a traced call.
 pub struct HostLayer;
 
 impl<S: Subscriber> Layer<S> for HostLayer {
@@ -136,18 +234,96 @@ impl<S: Subscriber> Layer<S> for HostLayer {
             .is_some_and(|sink| sink.enabled(to_log_level(metadata.level())))
     }
 
-    fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
+    fn on_event(&self, event: &Event<'_>, ctx: LayerContext<'_, S>) {
         let Some(sink) = SINK.get() else { return };
         let mut visitor = MessageVisitor::default();
         event.record(&mut visitor);
         let metadata = event.metadata();
+        let current = if event.is_contextual() {
+            ctx.current_span().id().cloned()
+        } else {
+            event.parent().cloned()
+        };
+        let trace = trace_here(current.as_ref());
         CURRENT_COMPONENT.with(|component| {
-            sink.log(
+            let component = component.borrow();
+            let (level, component) = (
                 to_log_level(metadata.level()),
-                RStr::from_str(component.borrow().current()),
+                RStr::from_str(component.current()),
+            );
+            let (target, message) = (
                 RStr::from_str(metadata.target()),
                 RStr::from_str(&visitor.text),
             );
+            match trace {
+                Some(ids) => sink.log_traced(level, component, target, message, ids),
+                None => sink.log(level, component, target, message),
+            }
+        });
+    }
+
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: LayerContext<'_, S>) {
+        let Some(sink) = SINK.get() else { return };
+        let parent = if attrs.is_contextual() {
+            ctx.current_span().id().cloned()
+        } else {
+            attrs.parent().cloned()
+        };
+        let Some(above) = trace_here(parent.as_ref()) else {
+            return;
+        };
+        if !sink.wants_spans() || OPEN_COUNT.load(Ordering::Relaxed) >= MAX_OPEN_SPANS {
+            return;
+        }
+        let mut fields = MessageVisitor::default();
+        attrs.record(&mut fields);
+        let metadata = attrs.metadata();
+        let open = OpenSpan {
+            ids: TraceIds {
+                trace_id: above.trace_id,
+                span_id: new_span_id(),
+            },
+            parent: above.span_id,
+            name: metadata.name(),
+            target: metadata.target(),
+            component: CURRENT_COMPONENT.with(|c| c.borrow().current().to_owned()),
+            start: unix_nanos(),
+            fields: fields.text.trim_start().to_owned(),
+        };
+        if open_spans().insert(id.into_u64(), open).is_none() {
+            OPEN_COUNT.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, _ctx: LayerContext<'_, S>) {
+        if OPEN_COUNT.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut fields = MessageVisitor::default();
+        values.record(&mut fields);
+        if let Some(open) = open_spans().get_mut(&id.into_u64()) {
+            open.fields.push_str(&fields.text);
+        }
+    }
+
+    fn on_close(&self, id: span::Id, _ctx: LayerContext<'_, S>) {
+        if OPEN_COUNT.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let Some(open) = open_spans().remove(&id.into_u64()) else {
+            return;
+        };
+        OPEN_COUNT.fetch_sub(1, Ordering::Relaxed);
+        let Some(sink) = SINK.get() else { return };
+        sink.span(SpanRecord {
+            ids: open.ids,
+            parent_span_id: open.parent,
+            name: RStr::from_str(open.name),
+            target: RStr::from_str(open.target),
+            component: RStr::from_str(&open.component),
+            start_unix_nanos: open.start,
+            end_unix_nanos: unix_nanos(),
+            fields: RStr::from_str(&open.fields),
         });
     }
 }

@@ -31,4 +31,5 @@ mod run;
 mod soak;
 mod streams;
 mod timeouts;
+mod traces;
 mod trust;

@@ -8,6 +8,7 @@ mod generate;
 mod host;
 mod isolated;
 pub mod metrics;
+mod otlp;
 mod output;
 mod process;
 pub mod ratio;
@@ -22,6 +23,7 @@ pub use self::{
     generate::{generate_plugins, generated_name},
     host::RunningHost,
     isolated::isolated,
+    otlp::{OtlpReceiver, ReceivedSpan},
     output::{error_chain, listed, stdout_json, success_stdout},
     process::{alive, descendants, rss_of},
     registry::TestRegistry,

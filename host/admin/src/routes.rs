@@ -13,6 +13,8 @@ use axum::{
     Json,
 };
 
+use tracing::Instrument as _;
+
 use super::{api, AdminState, ApiError};
 use plugin_host::{
     discovery::Verdict, live::RescanError, CallError, CallOptions, ComponentState,
@@ -294,7 +296,14 @@ pub(super) async fn call(
         Err(refusal) => return refusal.into_response(),
     };
     let options = call_options(&headers);
-    match state.host.call_with(&name, &method, input, &options).await {
+    let span =
+        plugin_host::telemetry::request_span("POST /components/{name}/call/{method}", &options);
+    let answer = state
+        .host
+        .call_with(&name, &method, input, &options)
+        .instrument(span)
+        .await;
+    match answer {
         Ok(output) => call_result(&output),
         Err(err) => {
             let mut response = ApiError::new(

@@ -4,6 +4,7 @@
 //! began ends with an error item; a client that disconnects cancels it.
 
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 use axum::{
     body::{Body, Bytes},
@@ -117,11 +118,14 @@ pub(super) async fn stream(
         Err(refusal) => return refusal.into_response(),
     };
     let options = routes::call_options(&headers);
-    let items = match state
+    let span =
+        plugin_host::telemetry::request_span("POST /components/{name}/stream/{method}", &options);
+    let opened = state
         .host
         .stream_with(&name, &method, input, &options)
-        .await
-    {
+        .instrument(span)
+        .await;
+    let items = match opened {
         Ok(items) => items,
         Err(err) => {
             return ApiError::new(

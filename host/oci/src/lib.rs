@@ -37,7 +37,7 @@ pub use self::{
     fetch::{describe, fetch, Described, FetchError, Fetched, Origin, Want},
     layout::{pack_layout, LayoutError},
     platform::Platform,
-    registry::{push, Credentials, PushError, Registry},
+    registry::{install_tls_provider, push, Credentials, PushError, Registry},
     sign::{KeyError, Signer, TrustedKey},
 };
 

@@ -90,12 +90,17 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// Chooses the TLS library's cryptography for this process (every HTTPS client the host
+/// makes needs it chosen once); another part of the program may have chosen already,
+/// which is as good.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Registry {
     /// A client for `reference`'s registry.
     pub fn new(reference: &Reference, insecure: bool, credentials: &Credentials) -> Self {
-        // The TLS library needs its cryptography chosen once per process; another part of
-        // the program may have chosen already, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_tls_provider();
         let protocol = if insecure {
             ClientProtocol::HttpsExcept(vec![reference.resolve_registry().to_owned()])
         } else {

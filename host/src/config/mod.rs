@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 pub use self::{
     sections::{
         AdminConfig, ComponentConfig, ConnectGrant, HostConfig, Isolation, LimitsConfig,
-        LocksConfig, MemoryConfig, MetricsConfig, SandboxGrants, SandboxMode, TimeoutsConfig,
-        WatchMode,
+        LocksConfig, MemoryConfig, MetricsConfig, SandboxGrants, SandboxMode, TelemetryConfig,
+        TimeoutsConfig, WatchMode,
     },
     sources::{PullPolicy, SourceConfig, TrustConfig, TrustKeyConfig},
     units::{parse_duration, parse_size, UnitError},
@@ -63,6 +63,8 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// `[trust]`: the keys whose signatures of plugin artifacts count.
     pub trust: TrustConfig,
+    /// `[telemetry]`: traces exported over OTLP.
+    pub telemetry: TelemetryConfig,
     /// `[components.NAME]`: per-component overrides.
     #[serde(skip_serializing)]
     pub components: BTreeMap<String, ComponentConfig>,

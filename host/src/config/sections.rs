@@ -198,6 +198,35 @@ impl Default for MetricsConfig {
     }
 }
 
+/// `[telemetry]`: traces exported over OTLP. Off unless an endpoint is given here or
+/// in `OTEL_EXPORTER_OTLP_ENDPOINT` (the standard variables win over the file).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Where spans go: an OTLP/HTTP collector's base URL (`http://127.0.0.1:4318`; the
+    /// `/v1/traces` path is added unless given). None: no export.
+    pub otlp_endpoint: Option<String>,
+    /// `"http/protobuf"` (the default, as the specification recommends); the only one
+    /// this build speaks.
+    pub otlp_protocol: String,
+    /// Share of new traces recorded, 0 to 1 (a call in a client's trace follows the
+    /// client's decision). Defaults to 1.
+    pub sample_ratio: f64,
+    /// The `service.name` spans carry. Defaults to "plugin-host".
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            otlp_protocol: "http/protobuf".to_owned(),
+            sample_ratio: 1.0,
+            service_name: "plugin-host".to_owned(),
+        }
+    }
+}
+
 /// `[locks]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

@@ -157,6 +157,23 @@ impl Config {
                 ),
             );
         }
+        if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
+            problems.add(
+                "telemetry.sample_ratio",
+                format!(
+                    "{} is outside [0, 1]; it is the share of new traces recorded",
+                    self.telemetry.sample_ratio
+                ),
+            );
+        }
+        if let Err(why) = crate::telemetry::check_protocol(&self.telemetry.otlp_protocol) {
+            problems.add("telemetry.otlp_protocol", why);
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint {
+            if let Err(why) = crate::telemetry::check_endpoint(endpoint) {
+                problems.add("telemetry.otlp_endpoint", why);
+            }
+        }
         if !(0.0..=1.0).contains(&self.metrics.cpu_sample_rate) {
             problems.add(
                 "metrics.cpu_sample_rate",

@@ -89,12 +89,20 @@ impl Coordinator {
         let permit = Bulkhead::enter(&handle.ready.info, &handle.ready.hung, method)?;
         let limit = self.call_limit(&component, method, options);
         let id = next_call_id();
-        let token = self.call_token(options, limit);
+        // With tracing on, the component sees the call's own span as its parent.
+        let (span, trace) = crate::telemetry::call_span(&component, method, options);
+        let token = Arc::new(CallToken::with_trace(
+            options,
+            trace,
+            Some(limit),
+            &self.inner.services.stopping,
+        ));
         let hooks = abandon_hooks(&handle, method, id, &token);
         let info = Arc::clone(&handle.ready.info);
         let job_method = method.to_owned();
         let task = self.inner.executor.spawn_with(
             move || {
+                let _span = span.entered();
                 let result = handle.call_as(id, &job_method, &input, Some(token));
                 // The handle first: shutdown waits for calls in flight, and then for
                 // drops, so the permit must not go before a drop has begun.

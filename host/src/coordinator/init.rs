@@ -14,6 +14,7 @@ use std::{
 };
 
 use futures::{future::BoxFuture, FutureExt};
+use tracing::Instrument as _;
 
 use super::{
     handle::Ready,
@@ -86,7 +87,9 @@ fn join_or_start(inner: &Arc<Inner>, slot: &Arc<Slot>) -> Result<Joined, GetErro
     }
     // The init runs as its own task: it finishes even if every caller gives up, and its
     // result is stored exactly once.
-    let task = tokio::spawn(run_init(Arc::clone(inner), Arc::clone(slot)));
+    // In the trace of the caller that started it (a child of its request's span).
+    let span = tracing::trace_span!(target: crate::telemetry::SPAN_TARGET, "init", component = slot.name());
+    let task = tokio::spawn(run_init(Arc::clone(inner), Arc::clone(slot)).instrument(span));
     let name = component();
     let shared = async move {
         task.await.unwrap_or_else(|err| {

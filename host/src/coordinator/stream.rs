@@ -227,7 +227,13 @@ impl Coordinator {
         let started = Instant::now();
         let (name, job_method) = (handle.name().to_owned(), method.to_owned());
         let id = next_call_id();
-        let token = Arc::new(CallToken::new(options, None, &self.inner.services.stopping));
+        let (span, trace) = crate::telemetry::call_span(&name, method, options);
+        let token = Arc::new(CallToken::with_trace(
+            options,
+            trace,
+            None,
+            &self.inner.services.stopping,
+        ));
         let job_token = Arc::clone(&token);
         let coordinator = Arc::clone(&self.inner);
         coordinator.streams.add(id, &name, &queue);
@@ -236,6 +242,7 @@ impl Coordinator {
             coordinator.streams.stop_all();
         }
         self.inner.executor.execute(move || {
+            let _span = span.entered();
             let scope = CallScope::enter(id, &job_method, Some(job_token));
             let result = handle.ready.instance().stream(&job_method, &input, &sender);
             drop(scope);

@@ -4,6 +4,9 @@
 
 use std::sync::Arc;
 
+use abi_stable::std_types::RStr;
+use plugin_api::ffi::{SpanRecord, TraceIds};
+
 use super::{process::WorkerProcess, requests::Answer};
 use crate::protocol::{FromWorker, Outcome, ToWorker};
 
@@ -44,7 +47,21 @@ impl WorkerProcess {
                 component,
                 target,
                 message,
-            } => self.log(level, &component, &target, &message),
+                trace,
+            } => self.log(level, &component, &target, &message, trace),
+            FromWorker::Span(span) => self.sink.export_span(&SpanRecord {
+                ids: TraceIds {
+                    trace_id: span.trace_id,
+                    span_id: span.span_id,
+                },
+                parent_span_id: span.parent_span_id,
+                name: RStr::from_str(&span.name),
+                target: RStr::from_str(&span.target),
+                component: RStr::from_str(&span.component),
+                start_unix_nanos: span.start_unix_nanos,
+                end_unix_nanos: span.end_unix_nanos,
+                fields: RStr::from_str(&span.fields),
+            }),
             FromWorker::WorkerLog {
                 level,
                 target,

@@ -263,12 +263,14 @@ impl WorkerProcess {
         input: &[u8],
         token: Option<&Arc<CallToken>>,
     ) -> Result<Vec<u8>, Failure<CallFault>> {
+        let span = round_trip_span(&self.plugin, self.pid);
+        let _entered = span.enter();
         let message = ToWorker::Call {
             req,
             instance,
             method: method.to_owned(),
             input: input.to_vec(),
-            context: wire_context(token),
+            context: wire_context(token, &span),
         };
         if let Some(token) = token {
             self.call_tokens.lock().insert(req, Arc::clone(token));
@@ -302,6 +304,8 @@ impl WorkerProcess {
         let credits = Arc::new(Credits::new(link, req));
         items.set_consumer(Arc::clone(&credits) as Arc<dyn Consumer>);
         self.streams.lock().insert(req, (items, credits));
+        let span = round_trip_span(&self.plugin, self.pid);
+        let _entered = span.enter();
         tracing::debug!(plugin = %self.plugin, pid = self.pid, req, method, "stream opened");
         let message = ToWorker::Stream {
             req,
@@ -310,7 +314,7 @@ impl WorkerProcess {
             input: input.to_vec(),
             credit: WINDOW.0,
             credit_bytes: WINDOW.1,
-            context: wire_context(token),
+            context: wire_context(token, &span),
         };
         let answer = self.ask(req, &message, Waiter::StreamEnd);
         self.streams.lock().remove(&req);
@@ -403,14 +407,20 @@ impl WorkerProcess {
 /// Nothing was sent: the worker takes no new request.
 struct NotSent;
 
-/// What a worker is told of a call's context.
-fn wire_context(token: Option<&Arc<CallToken>>) -> WireContext {
+/// The span of one request's round trip to a worker, when traces are exported.
+fn round_trip_span(plugin: &str, pid: u32) -> tracing::Span {
+    tracing::trace_span!(target: crate::telemetry::SPAN_TARGET, "worker round trip", plugin, pid)
+}
+
+/// What a worker is told of a call's context: its deadline, and its trace (with the
+/// round trip's `span` as the parent, when traces are exported).
+fn wire_context(token: Option<&Arc<CallToken>>, span: &tracing::Span) -> WireContext {
     let Some(token) = token else {
         return WireContext::default();
     };
-    let (traceparent, tracestate) = token
-        .trace()
-        .map(|trace| (trace.parent.clone(), trace.state.clone()))
+    let (traceparent, tracestate) = crate::telemetry::trace_of(span)
+        .or_else(|| token.trace().cloned())
+        .map(|trace| (trace.parent, trace.state))
         .unwrap_or_default();
     WireContext {
         remaining_nanos: token

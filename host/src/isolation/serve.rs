@@ -5,7 +5,7 @@
 
 use abi_stable::std_types::{RSlice, RStr};
 use plugin_api::{
-    ffi::{HostApi, LogLevel, LogSink, MetricKind},
+    ffi::{HostApi, LogLevel, LogSink, MetricKind, TraceIds},
     PluginError,
 };
 
@@ -79,7 +79,14 @@ impl WorkerProcess {
     }
 
     /// A log record of the worker's plugin, into the host's log under its rate limit.
-    pub(super) fn log(&self, level: u8, component: &str, target: &str, message: &str) {
+    pub(super) fn log(
+        &self,
+        level: u8,
+        component: &str,
+        target: &str,
+        message: &str,
+        trace: Option<([u8; 16], [u8; 8])>,
+    ) {
         let level = match level {
             0 => LogLevel::Trace,
             1 => LogLevel::Debug,
@@ -88,12 +95,8 @@ impl WorkerProcess {
             _ => LogLevel::Error,
         };
         if self.sink.enabled(level) {
-            self.sink.log(
-                level,
-                RStr::from_str(component),
-                RStr::from_str(target),
-                RStr::from_str(message),
-            );
+            let trace = trace.map(|(trace_id, span_id)| TraceIds { trace_id, span_id });
+            self.sink.record(level, component, target, message, trace);
         }
     }
 }

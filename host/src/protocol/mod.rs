@@ -64,6 +64,20 @@ pub(crate) enum ToWorker {
     Reply { req: u64, reply: Reply },
 }
 
+/// A finished span of plugin code, as a worker sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WireSpan {
+    pub(crate) trace_id: [u8; 16],
+    pub(crate) span_id: [u8; 8],
+    pub(crate) parent_span_id: [u8; 8],
+    pub(crate) name: String,
+    pub(crate) target: String,
+    pub(crate) component: String,
+    pub(crate) start_unix_nanos: u64,
+    pub(crate) end_unix_nanos: u64,
+    pub(crate) fields: String,
+}
+
 /// A call's context as it travels to a worker: its time left, its trace.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct WireContext {
@@ -123,7 +137,11 @@ pub(crate) enum FromWorker {
         component: String,
         target: String,
         message: String,
+        /// The trace and span it was made in, inside a traced call.
+        trace: Option<([u8; 16], [u8; 8])>,
     },
+    /// One finished span of plugin code inside a traced call.
+    Span(WireSpan),
     /// A log record of the worker's own (0 trace .. 4 error), not its plugin's.
     WorkerLog {
         level: u8,

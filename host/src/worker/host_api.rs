@@ -10,13 +10,13 @@ use abi_stable::{
 use plugin_api::{
     ffi::{
         ComponentObj, ComponentObj_TO, ComponentRef, HostApi, LogLevel, LogSink, LogSinkBox,
-        LogSink_TO, MetricBox, MetricKind, MetricObj, MetricObj_TO,
+        LogSink_TO, MetricBox, MetricKind, MetricObj, MetricObj_TO, SpanRecord, TraceIds,
     },
     PluginError,
 };
 
 use super::conn::Conn;
-use crate::protocol::{FromWorker, Reply, WorkerRequest};
+use crate::protocol::{FromWorker, Reply, WireSpan, WorkerRequest};
 
 /// What the host offers one instance, asked for over the socket.
 #[derive(Clone)]
@@ -128,6 +128,51 @@ impl LogSink for WorkerSink {
     }
 
     fn log(&self, level: LogLevel, component: RStr<'_>, target: RStr<'_>, message: RStr<'_>) {
+        self.send_log(level, component, target, message, None);
+    }
+
+    fn log_traced(
+        &self,
+        level: LogLevel,
+        component: RStr<'_>,
+        target: RStr<'_>,
+        message: RStr<'_>,
+        trace: TraceIds,
+    ) {
+        let ids = (trace.trace_id, trace.span_id);
+        self.send_log(level, component, target, message, Some(ids));
+    }
+
+    fn wants_spans(&self) -> bool {
+        // The host exports them if its tracing is on; a call is traced only then, or when
+        // its client sent a trace the host passes on.
+        true
+    }
+
+    fn span(&self, span: SpanRecord<'_>) {
+        self.conn.send(&FromWorker::Span(WireSpan {
+            trace_id: span.ids.trace_id,
+            span_id: span.ids.span_id,
+            parent_span_id: span.parent_span_id,
+            name: span.name.as_str().to_owned(),
+            target: span.target.as_str().to_owned(),
+            component: span.component.as_str().to_owned(),
+            start_unix_nanos: span.start_unix_nanos,
+            end_unix_nanos: span.end_unix_nanos,
+            fields: span.fields.as_str().to_owned(),
+        }));
+    }
+}
+
+impl WorkerSink {
+    fn send_log(
+        &self,
+        level: LogLevel,
+        component: RStr<'_>,
+        target: RStr<'_>,
+        message: RStr<'_>,
+        trace: Option<([u8; 16], [u8; 8])>,
+    ) {
         if !self.enabled(level) {
             return;
         }
@@ -136,6 +181,7 @@ impl LogSink for WorkerSink {
             component: component.as_str().to_owned(),
             target: target.as_str().to_owned(),
             message: message.as_str().to_owned(),
+            trace,
         });
     }
 }

@@ -15,7 +15,7 @@ mod trust;
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use plugin_host::{Config, Discovery, Host};
+use plugin_host::{telemetry::TelemetrySettings, Config, Discovery, Host};
 
 /// `--version`: this binary's version, its plugin-api, and the plugin-api versions it loads.
 static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -126,7 +126,23 @@ pub(crate) fn main() -> ExitCode {
         Command::Run(_) => "info",
         _ => "warn",
     };
-    logging::init(cli.global.log_format, default_level);
+    let telemetry = match &cli.command {
+        Command::Run(_) | Command::Call(_) => match cli.global.telemetry() {
+            Ok(settings) => settings,
+            Err(failure) => {
+                eprintln!("error: {}", each_cause_once(&failure.error));
+                return ExitCode::from(failure.code);
+            }
+        },
+        _ => None,
+    };
+    let telemetry = match logging::init(cli.global.log_format, default_level, telemetry.as_ref()) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -140,6 +156,10 @@ pub(crate) fn main() -> ExitCode {
     let result = runtime.block_on(dispatch(cli));
     // Plugin code that hangs must not hold the process open after the command is done.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    if let Some(telemetry) = telemetry {
+        // The spans still buffered go out before the process ends.
+        telemetry.shutdown();
+    }
     match result {
         Ok(code) => code,
         Err(failure) => {
@@ -211,6 +231,17 @@ pub(crate) fn each_cause_once(error: &anyhow::Error) -> String {
 
 impl GlobalArgs {
     /// Loads the config (file, environment) and applies the command-line flags on top.
+    /// Where traces go, from the config's `[telemetry]` and the standard `OTEL_*`
+    /// variables; `None` when nowhere. A config that cannot be read says nothing here:
+    /// the command itself reports it.
+    pub(crate) fn telemetry(&self) -> Result<Option<TelemetrySettings>, Failure> {
+        let Ok(config) = Config::load(self.config.as_deref()) else {
+            return Ok(None);
+        };
+        TelemetrySettings::resolve(&config.telemetry, |name| std::env::var(name).ok())
+            .map_err(Failure::usage)
+    }
+
     pub(crate) fn config(&self) -> Result<Config, Failure> {
         let mut config = Config::load(self.config.as_deref()).map_err(Failure::usage)?;
         if let Some(dir) = &self.plugins_dir {

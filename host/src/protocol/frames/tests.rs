@@ -2,7 +2,7 @@ use plugin_api::PluginError;
 
 use super::*;
 use crate::protocol::{
-    FromWorker, Outcome, Reply, ToWorker, WireContext, WireError, WorkerRequest,
+    FromWorker, Outcome, Reply, ToWorker, WireContext, WireError, WireSpan, WorkerRequest,
 };
 
 const MAX: usize = 1 << 16;
@@ -105,7 +105,19 @@ fn from_worker() -> Vec<FromWorker> {
             component: "quotes".into(),
             target: "quotes::feed".into(),
             message: "slow".into(),
+            trace: Some(([7; 16], [9; 8])),
         },
+        FromWorker::Span(WireSpan {
+            trace_id: [7; 16],
+            span_id: [1; 8],
+            parent_span_id: [9; 8],
+            name: "price".into(),
+            target: "quotes".into(),
+            component: "quotes".into(),
+            start_unix_nanos: 1,
+            end_unix_nanos: 2,
+            fields: "symbol=\"EURUSD\"".into(),
+        }),
         FromWorker::WorkerLog {
             level: 3,
             target: "sandbox".into(),

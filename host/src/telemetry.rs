@@ -1,0 +1,341 @@
+//! Traces: one trace per request, from the admin API's HTTP span through the call, the
+//! component's initialisation, the worker round trip and the plugin's own spans, exported
+//! over OTLP/HTTP (protobuf) with `opentelemetry-otlp`.
+//!
+//! Off by default, and then it costs a disabled callsite per span (the host's spans use
+//! target [`SPAN_TARGET`] at trace level, which no log filter enables by default). On, a
+//! `tracing-opentelemetry` layer turns the host's spans into OpenTelemetry spans, and the
+//! spans a plugin records (plugin-api 0.1.3) are exported with the ids the plugin gave
+//! them, as children of the host's span for their call.
+
+use std::{
+    cell::Cell,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, UNIX_EPOCH},
+};
+
+use opentelemetry::{
+    trace::{
+        Span as _, SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState,
+        Tracer as _, TracerProvider as _,
+    },
+    Context, KeyValue,
+};
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, Sampler, SdkTracerProvider};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::{filter::Targets, Layer};
+
+use crate::{call_context::Trace, config::TelemetryConfig};
+
+/// The target of the host's spans: only the OpenTelemetry layer listens to it.
+pub const SPAN_TARGET: &str = "plugin_host::trace";
+
+/// Whether spans are exported (a layer was installed).
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported now.
+pub(crate) fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Where and how spans are exported, from `[telemetry]` and the standard variables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetrySettings {
+    /// The collector's traces URL (ending in `/v1/traces`).
+    pub traces_url: String,
+    /// `service.name`.
+    pub service_name: String,
+    /// Share of new traces recorded.
+    pub sample_ratio: f64,
+}
+
+/// Why spans cannot be exported as configured.
+#[derive(Debug, thiserror::Error)]
+#[error("telemetry: {0}")]
+pub struct TelemetryError(String);
+
+impl TelemetrySettings {
+    /// The settings of `config` with the standard variables (`OTEL_EXPORTER_OTLP_ENDPOINT`,
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_SERVICE_NAME`) read through `env` over it;
+    /// `None` when no endpoint is set anywhere (nothing is exported).
+    ///
+    /// # Errors
+    ///
+    /// A protocol this build does not speak, or an endpoint that is not an HTTP URL,
+    /// naming where it came from.
+    pub fn resolve(
+        config: &TelemetryConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, TelemetryError> {
+        if let Some(protocol) = env("OTEL_EXPORTER_OTLP_PROTOCOL") {
+            check_protocol(&protocol)
+                .map_err(|why| TelemetryError(format!("OTEL_EXPORTER_OTLP_PROTOCOL: {why}")))?;
+        }
+        let (endpoint, from) = match env("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            Some(endpoint) if !endpoint.is_empty() => (endpoint, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+            _ => match &config.otlp_endpoint {
+                Some(endpoint) => (endpoint.clone(), "[telemetry] otlp_endpoint"),
+                None => return Ok(None),
+            },
+        };
+        check_endpoint(&endpoint).map_err(|why| TelemetryError(format!("{from}: {why}")))?;
+        let base = endpoint.trim_end_matches('/');
+        let traces_url = if base.ends_with("/v1/traces") {
+            base.to_owned()
+        } else {
+            format!("{base}/v1/traces")
+        };
+        Ok(Some(Self {
+            traces_url,
+            service_name: env("OTEL_SERVICE_NAME").unwrap_or_else(|| config.service_name.clone()),
+            sample_ratio: config.sample_ratio,
+        }))
+    }
+}
+
+/// Checks an OTLP protocol name.
+pub(crate) fn check_protocol(protocol: &str) -> Result<(), String> {
+    match protocol {
+        "http/protobuf" => Ok(()),
+        "grpc" | "http/json" => Err(format!(
+            "\"{protocol}\" is not spoken by this build; use \"http/protobuf\" (the specification's default), which every OTLP collector accepts"
+        )),
+        other => Err(format!(
+            "\"{other}\" is not an OTLP protocol; use \"http/protobuf\""
+        )),
+    }
+}
+
+/// Checks an OTLP endpoint: an `http://` or `https://` URL.
+pub(crate) fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let rest = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
+        _ => Err(format!(
+            "{endpoint:?} is not an http:// or https:// URL of an OTLP collector (e.g. \"http://127.0.0.1:4318\")"
+        )),
+    }
+}
+
+/// The exporting pipeline; [`Self::shutdown`] (or dropping it) sends what is buffered.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+impl Telemetry {
+    /// Starts exporting with `settings` and returns the pipeline and the layer that feeds
+    /// it the host's spans (add it to the program's subscriber).
+    ///
+    /// # Errors
+    ///
+    /// The exporter could not be built.
+    pub fn start<S>(settings: &TelemetrySettings) -> Result<(Self, impl Layer<S>), TelemetryError>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        // An https:// collector needs the TLS library's cryptography chosen.
+        plugin_host_oci::install_tls_provider();
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(settings.traces_url.clone())
+            .with_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|err| TelemetryError(format!("{}: {err}", settings.traces_url)))?;
+        let resource = opentelemetry_sdk::Resource::builder()
+            .with_service_name(settings.service_name.clone())
+            .build();
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                settings.sample_ratio,
+            ))))
+            .with_id_generator(PluginIds)
+            .with_resource(resource)
+            .build();
+        opentelemetry::global::set_tracer_provider(provider.clone());
+        let layer = tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("plugin-host"))
+            .with_filter(
+                Targets::new()
+                    .with_target(SPAN_TARGET, tracing::Level::TRACE)
+                    .with_target(crate::PLUGIN_LOG_TARGET, tracing::Level::INFO),
+            );
+        ENABLED.store(true, Ordering::Relaxed);
+        Ok((Self { provider }, layer))
+    }
+
+    /// Sends every span still buffered and stops exporting.
+    pub fn shutdown(self) {
+        ENABLED.store(false, Ordering::Relaxed);
+        if let Err(err) = self.provider.shutdown() {
+            tracing::warn!(error = %err, "telemetry: the last spans could not be sent");
+        }
+    }
+}
+
+thread_local! {
+    /// The id the next span built on this thread takes: a plugin's span keeps its own.
+    static NEXT_SPAN_ID: Cell<Option<SpanId>> = const { Cell::new(None) };
+}
+
+/// Random ids, except for the plugin spans the host rebuilds, which keep the id the
+/// plugin gave them (their children and log records already name it).
+#[derive(Debug)]
+struct PluginIds;
+
+impl IdGenerator for PluginIds {
+    fn new_trace_id(&self) -> TraceId {
+        RandomIdGenerator::default().new_trace_id()
+    }
+
+    fn new_span_id(&self) -> SpanId {
+        NEXT_SPAN_ID
+            .with(Cell::take)
+            .unwrap_or_else(|| RandomIdGenerator::default().new_span_id())
+    }
+}
+
+/// The trace context of `span` as a `traceparent`, if it is exported.
+pub(crate) fn trace_of(span: &tracing::Span) -> Option<Trace> {
+    if !enabled() || span.is_disabled() {
+        return None;
+    }
+    let context = span.context();
+    let otel = context.span();
+    let ids = otel.span_context();
+    ids.is_valid().then(|| Trace {
+        parent: format!(
+            "00-{}-{}-{:02x}",
+            ids.trace_id(),
+            ids.span_id(),
+            ids.trace_flags().to_u8()
+        ),
+        state: ids.trace_state().header(),
+    })
+}
+
+/// Makes `span` a child of the caller's span `trace` (a remote parent).
+pub(crate) fn adopt(span: &tracing::Span, trace: &Trace) {
+    if !enabled() || span.is_disabled() {
+        return;
+    }
+    let Some((trace_id, span_id)) = ids_of(&trace.parent) else {
+        return;
+    };
+    let flags = if plugin_api::TraceContext::parse(&trace.parent, "").is_some_and(|t| t.sampled()) {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
+    };
+    let state = trace
+        .state
+        .parse()
+        .unwrap_or_else(|_| TraceState::default());
+    let remote = SpanContext::new(trace_id, span_id, flags, true, state);
+    let _ = span.set_parent(Context::new().with_remote_span_context(remote));
+}
+
+fn ids_of(traceparent: &str) -> Option<(TraceId, SpanId)> {
+    let trace = plugin_api::TraceContext::parse(traceparent, "")?;
+    let trace_id = TraceId::from_hex(trace.trace_id()).ok()?;
+    let span_id = SpanId::from_hex(trace.parent_span_id()).ok()?;
+    Some((trace_id, span_id))
+}
+
+/// The span of an admin API request, `route` its name (`POST
+/// /components/{name}/call/{method}`), in the client's trace if it sent one.
+pub fn request_span(route: &str, options: &crate::CallOptions) -> tracing::Span {
+    let span = tracing::trace_span!(
+        target: SPAN_TARGET,
+        "http request",
+        otel.name = route,
+        otel.kind = "server",
+        http.route = route
+    );
+    if let Some(trace) = &options.trace {
+        adopt(&span, trace);
+    }
+    span
+}
+
+/// The span of a call, and the trace its component sees: the span's own when it is
+/// exported, else the caller's as it came.
+pub(crate) fn call_span(
+    component: &str,
+    method: &str,
+    options: &crate::CallOptions,
+) -> (tracing::Span, Option<Trace>) {
+    let span = tracing::trace_span!(target: SPAN_TARGET, "call", component, method);
+    if span.is_disabled() || !enabled() {
+        return (span, options.trace.clone());
+    }
+    if let Some(trace) = &options.trace {
+        if tracing::Span::current().is_none() {
+            adopt(&span, trace);
+        }
+    }
+    let trace = trace_of(&span).or_else(|| options.trace.clone());
+    (span, trace)
+}
+
+/// One finished span of plugin code, as the host exports it.
+pub(crate) struct PluginSpan<'a> {
+    pub(crate) plugin: &'a str,
+    pub(crate) component: &'a str,
+    pub(crate) trace_id: [u8; 16],
+    pub(crate) span_id: [u8; 8],
+    pub(crate) parent_span_id: [u8; 8],
+    pub(crate) name: &'a str,
+    pub(crate) target: &'a str,
+    pub(crate) start_unix_nanos: u64,
+    pub(crate) end_unix_nanos: u64,
+    pub(crate) fields: &'a str,
+}
+
+/// Exports `span`, with the ids the plugin gave it, as a child of its parent.
+pub(crate) fn export_plugin_span(span: &PluginSpan<'_>) {
+    if !enabled() {
+        return;
+    }
+    let trace_id = TraceId::from_bytes(span.trace_id);
+    let parent = SpanContext::new(
+        trace_id,
+        SpanId::from_bytes(span.parent_span_id),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    );
+    if !parent.is_valid() || span.span_id == [0; 8] {
+        return;
+    }
+    let at = |nanos: u64| UNIX_EPOCH + Duration::from_nanos(nanos);
+    let tracer = opentelemetry::global::tracer("plugin");
+    let builder = tracer
+        .span_builder(span.name.to_owned())
+        .with_kind(SpanKind::Internal)
+        .with_start_time(at(span.start_unix_nanos))
+        .with_attributes([
+            KeyValue::new("plugin", span.plugin.to_owned()),
+            KeyValue::new("component", span.component.to_owned()),
+            KeyValue::new("code.namespace", span.target.to_owned()),
+            KeyValue::new("fields", span.fields.to_owned()),
+        ]);
+    NEXT_SPAN_ID.with(|next| next.set(Some(SpanId::from_bytes(span.span_id))));
+    let mut built =
+        tracer.build_with_context(builder, &Context::new().with_remote_span_context(parent));
+    NEXT_SPAN_ID.with(Cell::take);
+    built.end_with_timestamp(at(span.end_unix_nanos.max(span.start_unix_nanos)));
+}
+
+/// A W3C `traceparent`'s trace id and span id as hex, for log fields.
+pub(crate) fn hex_ids(trace_id: &[u8; 16], span_id: &[u8; 8]) -> (String, String) {
+    (
+        TraceId::from_bytes(*trace_id).to_string(),
+        SpanId::from_bytes(*span_id).to_string(),
+    )
+}

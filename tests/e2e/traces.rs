@@ -1,0 +1,181 @@
+//! One trace from the HTTP request through the ABI and the worker: the admin API's span
+//! continues the client's `traceparent`, the call, the component's initialisation and the
+//! worker round trip are its children, and the plugin's own span and log record carry the
+//! same trace, exported over OTLP/HTTP to a real receiver on loopback.
+
+use plugin_host_tests::{wait_for, OtlpReceiver, ReceivedSpan, RunningHost, Sandbox};
+
+const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+
+fn named<'a>(spans: &'a [ReceivedSpan], name: &str) -> &'a ReceivedSpan {
+    spans
+        .iter()
+        .find(|span| span.name == name)
+        .unwrap_or_else(|| panic!("no span {name:?} among {spans:#?}"))
+}
+
+fn parent_of<'a>(spans: &'a [ReceivedSpan], span: &ReceivedSpan) -> Option<&'a ReceivedSpan> {
+    spans.iter().find(|s| s.span_id == span.parent_span_id)
+}
+
+fn one_trace(mode: &str, isolation: &str) {
+    let receiver = OtlpReceiver::start();
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let config = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[telemetry]\notlp_endpoint = {:?}\n\
+         [components.counter]\n{isolation}",
+        receiver.endpoint()
+    );
+    let host = RunningHost::start(&sandbox, &config);
+    let response = host
+        .request("POST", "/components/counter/call/traced")
+        .set(
+            "traceparent",
+            &format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"),
+        )
+        .send_string("null")
+        .unwrap_or_else(|err| panic!("{mode}: {err}"));
+    let body: serde_json::Value =
+        serde_json::from_str(&response.into_string().expect("body")).expect("json");
+    let seen = body["result"]["traceparent"]
+        .as_str()
+        .expect("a traceparent")
+        .to_owned();
+    assert_eq!(host.stop(), Some(0), "{mode}");
+    // The host sends what it buffered as it stops.
+    let spans = wait_for(&format!("{mode}: the plugin's span"), || {
+        let spans = receiver.spans();
+        spans.iter().any(|s| s.name == "price").then_some(spans)
+    });
+    for span in &spans {
+        assert_eq!(
+            span.trace_id, CLIENT_TRACE,
+            "{mode}: every span in the client's trace: {span:?}"
+        );
+    }
+    let http = named(&spans, "POST /components/{name}/call/{method}");
+    assert_eq!(http.parent_span_id, CLIENT_SPAN, "{mode}: {http:?}");
+    let call = named(&spans, "call");
+    assert_eq!(call.parent_span_id, http.span_id, "{mode}: {call:?}");
+    let init = named(&spans, "init");
+    assert_eq!(init.parent_span_id, http.span_id, "{mode}: {init:?}");
+    let plugin = named(&spans, "price");
+    assert!(
+        plugin.attributes.iter().any(|a| a == "plugin=probe"),
+        "{mode}: {plugin:?}"
+    );
+    // The plugin's span hangs under the call: directly in process, under the worker round
+    // trip in a worker.
+    let above = parent_of(&spans, plugin).unwrap_or_else(|| panic!("{mode}: orphan {plugin:?}"));
+    let call_level = if isolation.is_empty() {
+        above
+    } else {
+        assert_eq!(above.name, "worker round trip", "{mode}: {above:?}");
+        parent_of(&spans, above).expect("the round trip's parent")
+    };
+    assert_eq!(call_level.span_id, call.span_id, "{mode}");
+    // The component saw the span above its own as its parent.
+    assert_eq!(
+        seen,
+        format!("00-{CLIENT_TRACE}-{}-01", above.span_id),
+        "{mode}"
+    );
+    // Its log record carries the trace and its span.
+    let log = std::fs::read_to_string(sandbox.root().join("run.log")).expect("run.log");
+    let line = log
+        .lines()
+        .find(|l| l.contains("priced inside the caller's trace"))
+        .unwrap_or_else(|| panic!("{mode}: no plugin record in\n{log}"));
+    assert!(
+        line.contains(&format!("trace_id={CLIENT_TRACE}"))
+            && line.contains(&format!("span_id={}", plugin.span_id)),
+        "{mode}: {line}"
+    );
+}
+
+#[test]
+fn one_trace_runs_from_the_http_request_through_the_plugin_in_process() {
+    one_trace("in process", "");
+}
+
+#[test]
+fn one_trace_runs_from_the_http_request_through_the_worker_and_the_plugin() {
+    one_trace("isolated", "isolation = \"process\"\n");
+}
+
+#[test]
+fn a_request_without_a_trace_starts_one_and_tracing_off_exports_nothing() {
+    let receiver = OtlpReceiver::start();
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let config = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[telemetry]\notlp_endpoint = {:?}\n",
+        receiver.endpoint()
+    );
+    let host = RunningHost::start(&sandbox, &config);
+    let (status, seen) = host.call("counter", "traced", "null");
+    assert_eq!(status, 200);
+    let seen = seen.expect("result")["traceparent"]
+        .as_str()
+        .expect("traced")
+        .to_owned();
+    host.stop();
+    let spans = wait_for("the spans of a new trace", || {
+        let spans = receiver.spans();
+        spans.iter().any(|s| s.name == "price").then_some(spans)
+    });
+    let http = named(&spans, "POST /components/{name}/call/{method}");
+    assert!(
+        http.parent_span_id.is_empty(),
+        "a new trace's root: {http:?}"
+    );
+    assert!(seen.contains(&http.trace_id), "{seen} in {http:?}");
+
+    // Without an endpoint nothing is sent, and a client's trace still reaches the plugin.
+    let quiet = OtlpReceiver::start();
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let host = RunningHost::start(&sandbox, "[admin]\nlisten = \"127.0.0.1:0\"\n");
+    let client = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
+    let response = host
+        .request("POST", "/components/counter/call/traced")
+        .set("traceparent", &client)
+        .send_string("null")
+        .expect("call");
+    let body: serde_json::Value =
+        serde_json::from_str(&response.into_string().expect("body")).expect("json");
+    assert_eq!(body["result"]["traceparent"], client.as_str());
+    host.stop();
+    assert!(quiet.spans().is_empty());
+}
+
+#[test]
+fn a_bad_telemetry_setting_is_one_clear_error() {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let config = sandbox.write_config("[telemetry]\notlp_endpoint = \"localhost:4318\"\n");
+    let output = sandbox
+        .host()
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("telemetry.otlp_endpoint") && stderr.contains("http://"),
+        "{stderr}"
+    );
+    let output = sandbox
+        .host()
+        .arg("run")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && stderr.contains("http/protobuf"),
+        "{stderr}"
+    );
+}

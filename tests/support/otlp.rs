@@ -1,0 +1,117 @@
+//! A real OTLP/HTTP receiver on loopback: it takes `POST /v1/traces` with protobuf bodies
+//! (`ExportTraceServiceRequest`, decoded with the `opentelemetry-proto` types), answers as
+//! a collector does and keeps every span it got.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use axum::{body::Bytes, extract::State, http::StatusCode, routing::post, Router};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message as _;
+
+/// One span as received: ids in hex, its name, the `service.name` of its resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedSpan {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
+    pub name: String,
+    pub service: String,
+    /// Its attributes, `key=value` (string values only).
+    pub attributes: Vec<String>,
+}
+
+type Spans = Arc<Mutex<Vec<ReceivedSpan>>>;
+
+/// The receiver; it stops with the test process.
+pub struct OtlpReceiver {
+    pub addr: SocketAddr,
+    spans: Spans,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn traces(State(spans): State<Spans>, body: Bytes) -> (StatusCode, Vec<u8>) {
+    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+        return (StatusCode::BAD_REQUEST, Vec::new());
+    };
+    let mut received = Vec::new();
+    for resource in request.resource_spans {
+        let service = resource
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .find(|kv| kv.key == "service.name")
+            .and_then(|kv| kv.value.as_ref())
+            .map(|v| format!("{:?}", v.value))
+            .unwrap_or_default();
+        for scope in resource.scope_spans {
+            for span in scope.spans {
+                let attributes = span
+                    .attributes
+                    .iter()
+                    .filter_map(|kv| {
+                        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+                        match kv.value.as_ref()?.value.as_ref()? {
+                            Value::StringValue(text) => Some(format!("{}={text}", kv.key)),
+                            _ => None,
+                        }
+                    })
+                    .collect();
+                received.push(ReceivedSpan {
+                    trace_id: hex(&span.trace_id),
+                    span_id: hex(&span.span_id),
+                    parent_span_id: hex(&span.parent_span_id),
+                    name: span.name,
+                    service: service.clone(),
+                    attributes,
+                });
+            }
+        }
+    }
+    spans.lock().expect("spans").extend(received);
+    (
+        StatusCode::OK,
+        ExportTraceServiceResponse::default().encode_to_vec(),
+    )
+}
+
+impl OtlpReceiver {
+    /// Starts listening on a free loopback port.
+    pub fn start() -> Self {
+        let spans = Spans::default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let app = Router::new()
+            .route("/v1/traces", post(traces))
+            .with_state(Arc::clone(&spans));
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                axum::serve(listener, app).await.expect("serve");
+            });
+        });
+        Self { addr, spans }
+    }
+
+    /// Its base URL, as a host's `otlp_endpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.spans.lock().expect("spans").clone()
+    }
+}
