@@ -88,6 +88,16 @@ pub fn with_call_context<T>(serve: impl FnOnce(plugin_api::ffi::CallContextRef<'
     crate::call_context::with_current(&crate::call_context::NEVER_STOPS, serve)
 }
 
+/// What tracing adds to every call's path: the call's span made, entered on the plugin
+/// thread and closed (nothing when telemetry is off but a disabled callsite).
+pub fn trace_one_call(component: &str, method: &str) {
+    let (span, trace) =
+        crate::telemetry::call_span(component, method, &crate::CallOptions::default());
+    let entered = span.entered();
+    drop(trace);
+    drop(entered);
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
