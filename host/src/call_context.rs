@@ -19,6 +19,8 @@ use std::{
 use abi_stable::{sabi_trait::TD_Opaque, std_types::RStr};
 use plugin_api::ffi::{CallContextObj, CallContextObj_TO, CallContextRef};
 
+use crate::cpu::CpuBudget;
+
 /// How a caller wants a call made, beyond its method and input: its trace, and a
 /// deadline sooner than the component's call timeout.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -85,6 +87,8 @@ pub(crate) struct CallToken {
     stopping: Arc<AtomicBool>,
     deadline: Option<Instant>,
     trace: Option<Trace>,
+    /// `cpu_per_call`, watched as the call runs.
+    cpu: Option<CpuBudget>,
 }
 
 impl CallToken {
@@ -116,7 +120,19 @@ impl CallToken {
             stopping: Arc::clone(stopping),
             deadline,
             trace,
+            cpu: None,
         }
+    }
+
+    /// The call may use at most `budget` of CPU time (none: no budget).
+    pub(crate) fn with_cpu_budget(mut self, budget: Option<Duration>) -> Self {
+        self.cpu = budget.map(CpuBudget::new);
+        self
+    }
+
+    /// Its CPU budget, if it has one.
+    pub(crate) fn cpu(&self) -> Option<&CpuBudget> {
+        self.cpu.as_ref()
     }
 
     /// The caller has gone: the call's code sees it from now on.
@@ -175,16 +191,13 @@ impl CallContextObj for CallView<'_> {
     }
 }
 
-/// Lends the context of the call this thread serves (its deadline, cancellation and
-/// trace) to `serve`, as a component sees it; `stopping` is the host's stop flag.
-pub(crate) fn with_current<T>(
+/// Lends the context of call `token` (its deadline, cancellation and trace; none outside
+/// a call) to `serve`, as a component sees it; `stopping` is the host's stop flag.
+pub(crate) fn lend<T>(
+    token: Option<&CallToken>,
     stopping: &AtomicBool,
     serve: impl FnOnce(CallContextRef<'_>) -> T,
 ) -> T {
-    let token = crate::context::current_call_token();
-    let view = CallView {
-        token: token.as_deref(),
-        stopping,
-    };
+    let view = CallView { token, stopping };
     serve(CallContextObj_TO::from_ptr(&view, TD_Opaque))
 }

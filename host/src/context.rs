@@ -159,6 +159,16 @@ pub(crate) fn current_call_token() -> Option<Arc<CallToken>> {
     })
 }
 
+/// Lends the context of the call this thread serves (its deadline, cancellation and
+/// trace) to `serve`, as a component sees it; `stopping` is the host's stop flag.
+pub(crate) fn lend_current<T>(
+    stopping: &AtomicBool,
+    serve: impl FnOnce(CallContextRef<'_>) -> T,
+) -> T {
+    let token = current_call_token();
+    crate::call_context::lend(token.as_deref(), stopping, serve)
+}
+
 /// While alive, locks taken on this thread belong to call `id`, and its code sees the
 /// call's context.
 pub(crate) struct CallScope {
@@ -275,7 +285,7 @@ impl PluginHostContext {
     /// Lends the context of the call this thread serves (its deadline, cancellation and
     /// trace) to `serve`, as the plugin sees it.
     pub(crate) fn with_call_context<T>(&self, serve: impl FnOnce(CallContextRef<'_>) -> T) -> T {
-        crate::call_context::with_current(&self.inner.services.stopping, serve)
+        lend_current(&self.inner.services.stopping, serve)
     }
 
     /// The FFI object handed to the plugin's `create`.

@@ -80,12 +80,10 @@ pub fn manifest(name: &str, version: &str, components: &[FuzzComponent]) -> bool
     crate::manifest::PluginInfo::from_ffi(manifest, "0.0.0".into()).is_ok()
 }
 
-/// The fuzz targets' properties, run by `cargo test` on a few hundred random inputs each
-/// (the fuzzers run them by the million; see the README).
 /// Lends `serve` the context a component's call gets on this thread, as the host makes it
 /// for every in-process call (the benchmark of its cost).
 pub fn with_call_context<T>(serve: impl FnOnce(plugin_api::ffi::CallContextRef<'_>) -> T) -> T {
-    crate::call_context::with_current(&crate::call_context::NEVER_STOPS, serve)
+    crate::context::lend_current(&crate::call_context::NEVER_STOPS, serve)
 }
 
 /// What tracing adds to every call's path: the call's span made, entered on the plugin
@@ -98,6 +96,8 @@ pub fn trace_one_call(component: &str, method: &str) {
     drop(entered);
 }
 
+/// The fuzz targets' properties, run by `cargo test` on a few hundred random inputs each
+/// (the fuzzers run them by the million; see the README).
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

@@ -63,6 +63,10 @@ impl CallContext for crate::ffi::CallContextRef<'_> {
 
     fn trace(&self) -> Option<TraceContext<'_>> {
         let parent: RStr<'_> = self.traceparent();
+        if parent.is_empty() {
+            // An untraced call (most): one call across the boundary, not two.
+            return None;
+        }
         TraceContext::parse(parent.as_str(), self.tracestate().as_str())
     }
 }

@@ -15,7 +15,8 @@ fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
-/// The crates `package` depends on (normal dependencies, transitively), by name.
+/// The crates `package` links (normal dependencies, transitively, without proc-macros,
+/// which run at build time and link nothing in), by name.
 fn dependencies_of(package: &str) -> BTreeSet<String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
@@ -23,7 +24,7 @@ fn dependencies_of(package: &str) -> BTreeSet<String> {
             "tree",
             "--offline",
             "-e",
-            "normal",
+            "normal,no-proc-macro",
             "--prefix",
             "none",
             "-p",

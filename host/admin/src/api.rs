@@ -110,6 +110,9 @@ pub struct Component {
     pub call_errors: u64,
     /// Calls that timed out.
     pub call_timeouts: u64,
+    /// Calls abandoned for using more CPU than `cpu_per_call`.
+    #[serde(default)]
+    pub cpu_overruns: u64,
     /// Streams open now.
     #[serde(default)]
     pub streams_open: u64,
@@ -190,6 +193,7 @@ impl Component {
             cpu_seconds: status.cpu_seconds,
             call_errors: status.call_errors,
             call_timeouts: status.call_timeouts,
+            cpu_overruns: status.cpu_overruns,
             calls_in_flight: status.calls_in_flight,
             streams_open: status.streams_open,
             calls_abandoned: status.calls_abandoned,

@@ -52,6 +52,12 @@ pub(crate) const COMPONENT: &[Family<ComponentStatus>] = &[
         value: |c| c.call_timeouts as f64,
     },
     Family {
+        name: "plugin_host_component_cpu_overruns_total",
+        kind: Kind::Counter,
+        help: "Calls abandoned for using more CPU time than cpu_per_call.",
+        value: |c| c.cpu_overruns as f64,
+    },
+    Family {
         name: "plugin_host_component_inits_total",
         kind: Kind::Counter,
         help: "Successful initialisations.",

@@ -260,6 +260,7 @@ pub(super) fn call_status(err: &CallError) -> StatusCode {
         CallError::Get(get) => get_status(get),
         CallError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
         CallError::Cancelled { .. }
+        | CallError::CpuBudgetExceeded { .. }
         | CallError::Saturated { .. }
         | CallError::Quarantined { .. } => StatusCode::SERVICE_UNAVAILABLE,
         CallError::Failed { source, .. } => match source.kind() {

@@ -351,6 +351,10 @@ pub struct ComponentConfig {
     /// Method name -> call timeout for this component.
     #[serde(deserialize_with = "units::duration_map::deserialize")]
     pub operations: BTreeMap<String, Duration>,
+    /// The most CPU time one call may use; a call past it is abandoned as a hung call is
+    /// (and, isolated, its worker killed after the kill grace). Unset: no budget.
+    #[serde(deserialize_with = "units::opt_duration")]
+    pub cpu_per_call: Option<Duration>,
     /// Overrides `[limits] max_concurrent_calls`.
     pub max_concurrent_calls: Option<usize>,
     /// Overrides `[limits] quarantine_after`.
@@ -460,6 +464,7 @@ impl Default for ComponentConfig {
             memory_estimate: None,
             timeout: None,
             operations: BTreeMap::new(),
+            cpu_per_call: None,
             max_concurrent_calls: None,
             quarantine_after: None,
             log_records_per_second: None,

@@ -239,6 +239,15 @@ impl Config {
                 "max_concurrent_calls and quarantine_after must be at least 1".into(),
             );
         }
+        if component
+            .cpu_per_call
+            .is_some_and(|budget| budget.is_zero())
+        {
+            problems.add(
+                &key(".cpu_per_call"),
+                "a CPU budget of 0 refuses every call; set a positive duration (\"200ms\") or drop the key".into(),
+            );
+        }
         if component.eager && !component.enabled {
             problems.add(
                 &key(".eager"),

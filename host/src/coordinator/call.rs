@@ -5,15 +5,22 @@
 //! the locks it took are released, and it keeps its place in the bulkhead until its code
 //! really returns. A component whose abandoned calls reach `quarantine_after` fails new
 //! calls fast until they do.
+//!
+//! A call of a component with a CPU budget (`cpu_per_call`) is watched as it runs, and
+//! abandoned in the same way once it has used more.
 
 use std::{
-    sync::Arc,
+    future::Future,
+    sync::{mpsc::Receiver, Arc},
     time::{Duration, Instant},
 };
 
 use futures::FutureExt;
 
-use super::{info::Bulkhead, CallError, ComponentHandle, Coordinator, GetError};
+use super::{
+    info::{Bulkhead, SlotInfo},
+    CallError, ComponentHandle, Coordinator, GetError,
+};
 use crate::{
     call_context::{CallOptions, CallToken},
     context::next_call_id,
@@ -91,18 +98,20 @@ impl Coordinator {
         let id = next_call_id();
         // With tracing on, the component sees the call's own span as its parent.
         let (span, trace) = crate::telemetry::call_span(&component, method, options);
-        let token = Arc::new(CallToken::with_trace(
-            options,
-            trace,
-            Some(limit),
-            &self.inner.services.stopping,
-        ));
+        let token = Arc::new(
+            CallToken::with_trace(options, trace, Some(limit), &self.inner.services.stopping)
+                .with_cpu_budget(self.cpu_budget(&component)),
+        );
         let hooks = abandon_hooks(&handle, method, id, &token);
         let info = Arc::clone(&handle.ready.info);
         let job_method = method.to_owned();
+        let watched = Arc::clone(&token);
         let task = self.inner.executor.spawn_with(
             move || {
                 let _span = span.entered();
+                if let Some(cpu) = token.cpu() {
+                    cpu.start_here();
+                }
                 let result = handle.call_as(id, &job_method, &input, Some(token));
                 // The handle first: shutdown waits for calls in flight, and then for
                 // drops, so the permit must not go before a drop has begun.
@@ -112,11 +121,15 @@ impl Coordinator {
             },
             hooks,
         );
-        let timed = self
-            .inner
-            .timeouts
-            .run(OperationKind::Call, &component, Some(method), limit, task)
-            .await;
+        let timed =
+            self.inner
+                .timeouts
+                .run(OperationKind::Call, &component, Some(method), limit, task);
+        // Dropping the call when it is over its budget abandons it.
+        let timed = match within_budget(timed, &watched).await {
+            Ok(timed) => timed,
+            Err(spent) => return Err(over_budget(&info, &watched, &component, method, spent)),
+        };
         match timed {
             Ok(result) => result,
             Err(Interrupted::Expired) => {
@@ -162,16 +175,20 @@ impl Coordinator {
         let options = CallOptions::default();
         let limit = self.call_limit(&component, method, &options);
         let id = next_call_id();
-        let token = self.call_token(&options, limit);
+        let token = self.call_token(&component, &options, limit);
         let hooks = abandon_hooks(&handle, method, id, &token);
         let info = Arc::clone(&handle.ready.info);
         let (job_method, input) = (method.to_owned(), input.to_vec());
+        let watched = Arc::clone(&token);
         let (send, receive) = std::sync::mpsc::sync_channel(1);
         // Dropping the task before the job returns abandons it, as an expired
         // `Self::call_handle` does: its place in the bulkhead and its locks are handled
         // by the hooks.
         let task = self.inner.executor.spawn_with(
             move || {
+                if let Some(cpu) = token.cpu() {
+                    cpu.start_here();
+                }
                 let result = handle.call_as(id, &job_method, &input, Some(token));
                 drop(handle);
                 drop(permit);
@@ -179,15 +196,18 @@ impl Coordinator {
             },
             hooks,
         );
-        match receive.recv_timeout(limit) {
+        match wait_within_budget(&receive, limit, &watched) {
             Ok(result) => {
                 // The job is returning: let it finish, so that it is not taken for
                 // abandoned.
                 futures::executor::block_on(task);
                 result
             }
-            Err(_) => {
+            Err(over) => {
                 drop(task);
+                if let Some(spent) = over {
+                    return Err(over_budget(&info, &watched, &component, method, spent));
+                }
                 info.stats.call_timeouts.inc();
                 Err(CallError::TimedOut {
                     component,
@@ -264,6 +284,16 @@ impl Coordinator {
             CallError::TimedOut { method, limit, .. } => {
                 format!("a call of `{method}` timed out after {limit:?}")
             }
+            CallError::CpuBudgetExceeded {
+                method,
+                budget,
+                spent,
+                ..
+            } => format!(
+                "a call of `{method}` used {} of CPU, over its budget of {}",
+                humantime::format_duration(*spent),
+                humantime::format_duration(*budget)
+            ),
             CallError::Quarantined { .. } => "it was quarantined (too many hung calls)".to_owned(),
             _ => return,
         };
@@ -301,12 +331,21 @@ impl Coordinator {
     }
 
     /// A new call's context: its caller waits `limit`.
-    fn call_token(&self, options: &CallOptions, limit: Duration) -> Arc<CallToken> {
-        Arc::new(CallToken::new(
-            options,
-            Some(limit),
-            &self.inner.services.stopping,
-        ))
+    fn call_token(
+        &self,
+        component: &str,
+        options: &CallOptions,
+        limit: Duration,
+    ) -> Arc<CallToken> {
+        Arc::new(
+            CallToken::new(options, Some(limit), &self.inner.services.stopping)
+                .with_cpu_budget(self.cpu_budget(component)),
+        )
+    }
+
+    /// The most CPU time one call of `component` may use (`cpu_per_call`).
+    fn cpu_budget(&self, component: &str) -> Option<Duration> {
+        self.inner.plans.component(component).cpu_per_call
     }
 
     /// The timeout for calls to `component.method`, most specific setting first: the
@@ -344,5 +383,82 @@ fn abandon_hooks(handle: &ComponentHandle, method: &str, id: u64, token: &Arc<Ca
             late.bulkhead.returned(&late_hung, &method_l);
             tracing::info!(component = %late.spec.name, method = %method_l, "an abandoned call returned");
         })),
+    }
+}
+
+/// Awaits `call`; for a call with a CPU budget, looks at the CPU it has used every budget
+/// period, and gives up on it once that is over the budget (`Err`: what it had used).
+async fn within_budget<T>(call: impl Future<Output = T>, token: &CallToken) -> Result<T, Duration> {
+    let Some(budget) = token.cpu() else {
+        return Ok(call.await);
+    };
+    let mut call = std::pin::pin!(call);
+    let mut tick = tokio::time::interval(budget.period());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut call => return Ok(done),
+            _ = tick.tick() => {
+                if let Some(spent) = budget.overrun() {
+                    return Err(spent);
+                }
+            }
+        }
+    }
+}
+
+/// Waits up to `limit` for a call's result on `receive`, as [`within_budget`] does for an
+/// async caller: `Err(None)` when the limit passed, `Err(Some(spent))` when the call went
+/// over its CPU budget.
+fn wait_within_budget<T>(
+    receive: &Receiver<T>,
+    limit: Duration,
+    token: &CallToken,
+) -> Result<T, Option<Duration>> {
+    let Some(budget) = token.cpu() else {
+        return receive.recv_timeout(limit).map_err(|_| None);
+    };
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(None);
+        }
+        if let Ok(result) = receive.recv_timeout(left.min(budget.period())) {
+            return Ok(result);
+        }
+        if let Some(spent) = budget.overrun() {
+            return Err(Some(spent));
+        }
+    }
+}
+
+/// The error of a call of `component.method` abandoned after using `spent` of CPU,
+/// logged and counted.
+fn over_budget(
+    info: &SlotInfo,
+    token: &CallToken,
+    component: &str,
+    method: &str,
+    spent: Duration,
+) -> CallError {
+    info.stats.cpu_overruns.inc();
+    let budget = token
+        .cpu()
+        .map_or(Duration::ZERO, crate::cpu::CpuBudget::limit);
+    let spent = crate::cpu::rounded(spent);
+    tracing::warn!(
+        component,
+        method,
+        budget = %humantime::format_duration(budget),
+        spent = %humantime::format_duration(spent),
+        "a call went over its CPU budget (cpu_per_call); it is abandoned as a hung call is"
+    );
+    CallError::CpuBudgetExceeded {
+        component: component.to_owned(),
+        method: method.to_owned(),
+        budget,
+        spent,
     }
 }

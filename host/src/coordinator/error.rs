@@ -463,6 +463,19 @@ pub enum CallError {
         /// The stuck methods and how many calls of each still run.
         stuck: Vec<(String, usize)>,
     },
+    /// The call used more CPU time than `[components.NAME] cpu_per_call`: it was
+    /// abandoned as a hung call is.
+    #[error("component `{component}` method `{method}` used {} of CPU, over its budget of {} (cpu_per_call); the call was abandoned", humantime::format_duration(*.spent), humantime::format_duration(*.budget))]
+    CpuBudgetExceeded {
+        /// The component.
+        component: String,
+        /// The method.
+        method: String,
+        /// `cpu_per_call`.
+        budget: Duration,
+        /// The CPU time it had used when it was abandoned (rounded to the millisecond).
+        spent: Duration,
+    },
     /// An operator cancelled the call.
     #[error("call to component `{component}` method `{method}` was cancelled")]
     Cancelled {
@@ -496,6 +509,7 @@ impl CallError {
             },
             Self::TimedOut { .. } => "timed_out",
             Self::Cancelled { .. } => "cancelled",
+            Self::CpuBudgetExceeded { .. } => "cpu_budget_exceeded",
             Self::WorkerFailed { fault, .. } => fault.kind.as_str(),
             Self::ReplyTooLarge { .. } => "reply_too_large",
             Self::NotAStream { .. } => "not_a_stream",

@@ -24,6 +24,8 @@ pub(crate) struct Stats {
     pub(crate) cpu_nanos: Counter,
     pub(crate) call_errors: Counter,
     pub(crate) call_timeouts: Counter,
+    /// Calls abandoned for going over their CPU budget.
+    pub(crate) cpu_overruns: Counter,
     pub(crate) inits: Counter,
     pub(crate) init_failures: Counter,
     /// Latency of the sampled share of calls, counted exactly as sampled (`calls` counts
@@ -52,6 +54,7 @@ impl Stats {
             cpu_nanos: Counter::default(),
             call_errors: Counter::default(),
             call_timeouts: Counter::default(),
+            cpu_overruns: Counter::default(),
             inits: Counter::default(),
             init_failures: Counter::default(),
             call_latency: Histogram::default(),

@@ -16,9 +16,9 @@ use super::{
     InitError,
 };
 use crate::{
-    call_context::{with_current, NEVER_STOPS},
+    call_context::NEVER_STOPS,
     config::Isolation,
-    context::{HostServices, PluginHostContext},
+    context::{lend_current, HostServices, PluginHostContext},
     discovery::DiscoveredPlugin,
     fault::CallFault,
     loader::{Loader, Vetted},
@@ -190,7 +190,7 @@ struct NativeInstance {
 
 impl Instance for NativeInstance {
     fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFault> {
-        with_current(&NEVER_STOPS, |context| {
+        lend_current(&NEVER_STOPS, |context| {
             catch_unwind(AssertUnwindSafe(|| {
                 self.component
                     .call(Request::new(method, input).with_context(&context))
@@ -203,7 +203,7 @@ impl Instance for NativeInstance {
     fn stream(&self, method: &str, input: &[u8], items: &ItemSender) -> Result<(), CallFault> {
         let items = items.clone();
         let sink = plugin_api::StreamSink::from_fn(move |item| items.send(item.to_vec()));
-        with_current(&NEVER_STOPS, |context| {
+        lend_current(&NEVER_STOPS, |context| {
             catch_unwind(AssertUnwindSafe(|| {
                 self.component
                     .stream(Request::new(method, input).with_context(&context), &sink)

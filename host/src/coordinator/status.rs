@@ -44,6 +44,8 @@ pub struct ComponentStatus {
     pub call_errors: u64,
     /// Calls that timed out.
     pub call_timeouts: u64,
+    /// Calls abandoned for using more CPU than `cpu_per_call`.
+    pub cpu_overruns: u64,
     /// Calls running now, abandoned ones included.
     pub calls_in_flight: usize,
     /// Calls abandoned by their callers (timed out) that still run, of every instance
@@ -199,6 +201,7 @@ impl Coordinator {
             cpu_seconds: stats.cpu_nanos.get() as f64 / 1e9,
             call_errors: stats.call_errors.get(),
             call_timeouts: stats.call_timeouts.get(),
+            cpu_overruns: stats.cpu_overruns.get(),
             calls_in_flight: bulkhead.in_flight(),
             calls_abandoned: bulkhead.abandoned(),
             stuck_methods: slot.stuck_methods(),

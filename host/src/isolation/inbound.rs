@@ -8,7 +8,10 @@ use abi_stable::std_types::RStr;
 use plugin_api::ffi::{SpanRecord, TraceIds};
 
 use super::{process::WorkerProcess, requests::Answer};
-use crate::protocol::{FromWorker, Outcome, ToWorker};
+use crate::{
+    call_context::CallToken,
+    protocol::{FromWorker, Outcome, ToWorker},
+};
 
 impl WorkerProcess {
     pub(super) fn dispatch(self: &Arc<Self>, message: FromWorker) {
@@ -90,6 +93,12 @@ impl WorkerProcess {
                     let reply = worker.serve(instance, call, request);
                     let _ = worker.writer.lock().write(&ToWorker::Reply { req, reply });
                 });
+            }
+            FromWorker::Overrun { req, cpu_nanos } => {
+                // A call that has returned meanwhile has no token left: nothing to do.
+                if let Some(cpu) = self.call_token(req).as_deref().and_then(CallToken::cpu) {
+                    cpu.report(cpu_nanos);
+                }
             }
             FromWorker::Hello { .. } | FromWorker::Refused { .. } => {
                 self.breach("it said hello again after it was started");

@@ -166,7 +166,7 @@ impl Bound {
                 id,
                 grace,
                 format!(
-                    "a call to `{}` outlived its timeout by the kill grace of {grace:?}",
+                    "a call to `{}` ran on for the kill grace of {grace:?} after its caller gave up on it (its timeout, its CPU budget, or the caller gone)",
                     self.component
                 ),
             );

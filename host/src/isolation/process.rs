@@ -428,6 +428,9 @@ fn wire_context(token: Option<&Arc<CallToken>>, span: &tracing::Span) -> WireCon
             .map(|left| u64::try_from(left.as_nanos()).unwrap_or(u64::MAX)),
         traceparent,
         tracestate,
+        cpu_budget_nanos: token
+            .cpu()
+            .map(|cpu| u64::try_from(cpu.limit().as_nanos()).unwrap_or(u64::MAX)),
     }
 }
 

@@ -36,6 +36,8 @@ pub struct ComponentPlan {
     pub timeout: Option<Duration>,
     /// Call timeouts by method: its own, then `[timeouts.operations]`'s.
     pub operations: BTreeMap<String, Duration>,
+    /// The most CPU time one call may use.
+    pub cpu_per_call: Option<Duration>,
     /// Calls it runs at once at most.
     pub max_in_flight: usize,
     /// Abandoned calls still running that quarantine it.
@@ -141,6 +143,7 @@ fn component_plan(config: &Config, name: &str, section: &ComponentConfig) -> Com
         memory_limit: section.memory_limit,
         timeout: section.timeout,
         operations,
+        cpu_per_call: section.cpu_per_call,
         max_in_flight: section
             .max_concurrent_calls
             .unwrap_or(limits.max_concurrent_calls)

@@ -39,7 +39,7 @@ pub(crate) use self::os::{
         open_for_load, read_at, with_descriptor_path, with_loader_path,
     },
     link::{worker_link, LinkRead, LinkWrite, PendingLink},
-    memory::{own_rss, release_free_memory, rss_of, thread_cpu_nanos},
+    memory::{own_rss, release_free_memory, rss_of, thread_cpu_nanos, ThreadClock},
     process::{describe_status, spawn_child, ProcessWatch},
     trust::{check_owner_only, owner_writes_only},
 };

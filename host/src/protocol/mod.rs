@@ -78,7 +78,7 @@ pub(crate) struct WireSpan {
     pub(crate) fields: String,
 }
 
-/// A call's context as it travels to a worker: its time left, its trace.
+/// A call's context as it travels to a worker: its time left, its trace, its CPU budget.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct WireContext {
     /// Nanoseconds left until the call's deadline when the host sent it.
@@ -86,6 +86,9 @@ pub(crate) struct WireContext {
     /// W3C `traceparent` and `tracestate`, empty when the call is not traced.
     pub(crate) traceparent: String,
     pub(crate) tracestate: String,
+    /// The most CPU time the call may use (`cpu_per_call`), in nanoseconds: the worker
+    /// watches it and says `Overrun` once it has used more.
+    pub(crate) cpu_budget_nanos: Option<u64>,
 }
 
 /// What an item of `len` bytes costs of a stream's byte credit, whose whole window is
@@ -158,6 +161,10 @@ pub(crate) enum FromWorker {
         call: Option<(u64, String)>,
         request: WorkerRequest,
     },
+    /// Call `req` has used `cpu_nanos` of CPU, over its budget: the host abandons it as a
+    /// hung call. Said once per call; the call goes on until it returns or the worker is
+    /// killed.
+    Overrun { req: u64, cpu_nanos: u64 },
 }
 
 /// What plugin code in a worker asks of the host.

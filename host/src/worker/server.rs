@@ -117,10 +117,14 @@ impl Server {
     fn call(&self, req: u64, instance: u64, method: String, input: Vec<u8>, context: WireContext) {
         let (conn, instances) = (Arc::clone(&self.conn), Arc::clone(&self.instances));
         let max_reply = self.max_reply;
+        if context.cpu_budget_nanos.is_some() {
+            self.calls.watch_budgets(&self.conn);
+        }
         // Open before the call is queued: a cancel may come before it runs.
         let state = self.calls.open(req, context);
         let calls = Arc::clone(&self.calls);
         self.executor.execute(move || {
+            state.start_cpu();
             let cpu_before = crate::platform::thread_cpu_nanos();
             let answer = call(&instances, instance, req, &method, &input, &state);
             calls.close(req);

@@ -244,6 +244,12 @@ fn print_components(components: &[api::Component]) {
         if let Some(sandbox) = component.sandbox.as_ref().and_then(|s| s.applied.as_ref()) {
             println!("    sandbox: {sandbox}");
         }
+        if component.cpu_overruns > 0 {
+            println!(
+                "    cpu budget: {} call(s) abandoned over cpu_per_call",
+                component.cpu_overruns
+            );
+        }
         if let Some(error) = &component.last_error {
             println!("    last error: {error}");
         }

@@ -51,3 +51,41 @@ pub(crate) fn thread_cpu_nanos() -> u64 {
     let now = unsafe { now.assume_init() };
     u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
 }
+
+/// The CPU clock of one thread, readable from any thread of the process while that thread
+/// lives (a CPU budget's watcher reads a call's thread as it runs).
+#[derive(Debug)]
+pub(crate) struct ThreadClock(libc::clockid_t);
+
+impl ThreadClock {
+    /// The clock of the calling thread; `None` where the system has no such clock.
+    #[allow(unsafe_code)]
+    pub(crate) fn current() -> Option<Self> {
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+        {
+            let mut clock: libc::clockid_t = 0;
+            // SAFETY: this thread's own handle, and a clock id the call fills on success.
+            let status =
+                unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &raw mut clock) };
+            (status == 0).then_some(Self(clock))
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+        {
+            None
+        }
+    }
+
+    /// The CPU time the thread has used, in nanoseconds; `None` once it has ended.
+    #[allow(unsafe_code)]
+    pub(crate) fn nanos(&self) -> Option<u64> {
+        let mut now = std::mem::MaybeUninit::<libc::timespec>::uninit();
+        // SAFETY: a clock id pthread_getcpuclockid gave (an ended thread's is refused with
+        // EINVAL), and a buffer clock_gettime fills on success.
+        if unsafe { libc::clock_gettime(self.0, now.as_mut_ptr()) } != 0 {
+            return None;
+        }
+        // SAFETY: clock_gettime returned 0, so it filled the buffer.
+        let now = unsafe { now.assume_init() };
+        Some(u64::try_from(now.tv_sec).ok()? * 1_000_000_000 + u64::try_from(now.tv_nsec).ok()?)
+    }
+}

@@ -53,31 +53,68 @@ fn working_set(process: HANDLE) -> Option<u64> {
 pub(crate) fn release_free_memory() {}
 
 /// CPU time this thread has used, in nanoseconds (user and kernel).
-#[allow(unsafe_code)]
 pub(crate) fn thread_cpu_nanos() -> u64 {
-    use windows_sys::Win32::{
-        Foundation::FILETIME,
-        System::Threading::{GetCurrentThread, GetThreadTimes},
-    };
+    use windows_sys::Win32::System::Threading::GetCurrentThread;
+    thread_times(GetCurrentThread()).unwrap_or(0)
+}
+
+/// The user and kernel time of thread `handle`, in nanoseconds.
+#[allow(unsafe_code)]
+fn thread_times(handle: windows_sys::Win32::Foundation::HANDLE) -> Option<u64> {
+    use windows_sys::Win32::{Foundation::FILETIME, System::Threading::GetThreadTimes};
     let zero = FILETIME {
         dwLowDateTime: 0,
         dwHighDateTime: 0,
     };
     let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
-    // SAFETY: the pseudo-handle of this thread and four FILETIMEs to fill.
-    let ok = unsafe {
-        GetThreadTimes(
-            GetCurrentThread(),
-            &mut created,
-            &mut exited,
-            &mut kernel,
-            &mut user,
-        )
-    };
+    // SAFETY: a thread handle open for the call (or this thread's pseudo-handle) and four
+    // FILETIMEs to fill.
+    let ok = unsafe { GetThreadTimes(handle, &mut created, &mut exited, &mut kernel, &mut user) };
     if ok == 0 {
-        return 0;
+        return None;
     }
     let ticks = |t: FILETIME| (u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime);
     // FILETIME counts 100 ns ticks.
-    (ticks(kernel) + ticks(user)) * 100
+    Some((ticks(kernel) + ticks(user)) * 100)
+}
+
+/// The CPU clock of one thread, readable from any thread of the process (a CPU budget's
+/// watcher reads a call's thread as it runs): a real handle to it, closed on drop.
+#[derive(Debug)]
+pub(crate) struct ThreadClock(windows_sys::Win32::Foundation::HANDLE);
+
+// SAFETY: a thread handle may be used and closed from any thread.
+#[allow(unsafe_code)]
+unsafe impl Send for ThreadClock {}
+// SAFETY: GetThreadTimes on a shared handle is safe from several threads at once.
+#[allow(unsafe_code)]
+unsafe impl Sync for ThreadClock {}
+
+impl ThreadClock {
+    /// The clock of the calling thread; `None` if no handle to it could be opened.
+    #[allow(unsafe_code)]
+    pub(crate) fn current() -> Option<Self> {
+        use windows_sys::Win32::System::Threading::{
+            GetCurrentThreadId, OpenThread, THREAD_QUERY_LIMITED_INFORMATION,
+        };
+        // SAFETY: opens this thread by its id; a null handle is a refusal.
+        let handle =
+            unsafe { OpenThread(THREAD_QUERY_LIMITED_INFORMATION, 0, GetCurrentThreadId()) };
+        (!handle.is_null()).then_some(Self(handle))
+    }
+
+    /// The CPU time the thread has used, in nanoseconds.
+    pub(crate) fn nanos(&self) -> Option<u64> {
+        thread_times(self.0)
+    }
+}
+
+impl Drop for ThreadClock {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: the handle OpenThread gave, closed once.
+        unsafe {
+            windows_sys::Win32::Foundation::CloseHandle(self.0);
+        }
+    }
 }

@@ -44,6 +44,7 @@ fn to_worker() -> Vec<ToWorker> {
                 remaining_nanos: Some(1_500_000_000),
                 traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
                 tracestate: "vendor=1".into(),
+                cpu_budget_nanos: Some(200_000_000),
             },
         },
         ToWorker::Cancel { req: 3 },
@@ -135,6 +136,10 @@ fn from_worker() -> Vec<FromWorker> {
                 name: "book".into(),
                 timeout_ms: 100,
             },
+        },
+        FromWorker::Overrun {
+            req: 3,
+            cpu_nanos: 210_000_000,
         },
     ]
 }
