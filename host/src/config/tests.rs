@@ -65,6 +65,14 @@ fn malformed_configs_are_each_rejected_naming_the_key() {
             &["memory.limit", "parsecs"],
         ),
         (
+            "[components.quotes]\ncpu_per_call = \"0s\"\n",
+            &["components.quotes.cpu_per_call", "positive"],
+        ),
+        (
+            "[components.quotes]\ncpu_per_call = \"lots\"\n",
+            &["components.quotes.cpu_per_call", "not a duration"],
+        ),
+        (
             "[memory]\nsample_interval = \"soon\"\n",
             &["memory.sample_interval", "not a duration"],
         ),
