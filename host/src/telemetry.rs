@@ -26,7 +26,10 @@ use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, Sampler, SdkTrace
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{filter::Targets, Layer};
 
-use crate::{call_context::Trace, config::TelemetryConfig};
+use crate::{
+    call_context::Trace,
+    config::{check_endpoint, check_protocol, TelemetryConfig},
+};
 
 /// The target of the host's spans: only the OpenTelemetry layer listens to it.
 pub const SPAN_TARGET: &str = "plugin_host::trace";
@@ -91,32 +94,6 @@ impl TelemetrySettings {
             service_name: env("OTEL_SERVICE_NAME").unwrap_or_else(|| config.service_name.clone()),
             sample_ratio: config.sample_ratio,
         }))
-    }
-}
-
-/// Checks an OTLP protocol name.
-pub(crate) fn check_protocol(protocol: &str) -> Result<(), String> {
-    match protocol {
-        "http/protobuf" => Ok(()),
-        "grpc" | "http/json" => Err(format!(
-            "\"{protocol}\" is not spoken by this build; use \"http/protobuf\" (the specification's default), which every OTLP collector accepts"
-        )),
-        other => Err(format!(
-            "\"{other}\" is not an OTLP protocol; use \"http/protobuf\""
-        )),
-    }
-}
-
-/// Checks an OTLP endpoint: an `http://` or `https://` URL.
-pub(crate) fn check_endpoint(endpoint: &str) -> Result<(), String> {
-    let rest = endpoint
-        .strip_prefix("http://")
-        .or_else(|| endpoint.strip_prefix("https://"));
-    match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
-        _ => Err(format!(
-            "{endpoint:?} is not an http:// or https:// URL of an OTLP collector (e.g. \"http://127.0.0.1:4318\")"
-        )),
     }
 }
 

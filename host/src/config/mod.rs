@@ -19,6 +19,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use self::sections::{check_endpoint, check_protocol};
 pub use self::{
     sections::{
         AdminConfig, ComponentConfig, ConnectGrant, HostConfig, Isolation, LimitsConfig,

@@ -570,3 +570,29 @@ impl std::fmt::Display for Isolation {
         f.write_str(self.as_str())
     }
 }
+
+/// Checks an OTLP protocol name.
+pub(crate) fn check_protocol(protocol: &str) -> Result<(), String> {
+    match protocol {
+        "http/protobuf" => Ok(()),
+        "grpc" | "http/json" => Err(format!(
+            "\"{protocol}\" is not spoken by this build; use \"http/protobuf\" (the specification's default), which every OTLP collector accepts"
+        )),
+        other => Err(format!(
+            "\"{other}\" is not an OTLP protocol; use \"http/protobuf\""
+        )),
+    }
+}
+
+/// Checks an OTLP endpoint: an `http://` or `https://` URL.
+pub(crate) fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let rest = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
+        _ => Err(format!(
+            "{endpoint:?} is not an http:// or https:// URL of an OTLP collector (e.g. \"http://127.0.0.1:4318\")"
+        )),
+    }
+}

@@ -166,11 +166,11 @@ impl Config {
                 ),
             );
         }
-        if let Err(why) = crate::telemetry::check_protocol(&self.telemetry.otlp_protocol) {
+        if let Err(why) = super::sections::check_protocol(&self.telemetry.otlp_protocol) {
             problems.add("telemetry.otlp_protocol", why);
         }
         if let Some(endpoint) = &self.telemetry.otlp_endpoint {
-            if let Err(why) = crate::telemetry::check_endpoint(endpoint) {
+            if let Err(why) = super::sections::check_endpoint(endpoint) {
                 problems.add("telemetry.otlp_endpoint", why);
             }
         }
