@@ -53,9 +53,13 @@ fn working_set(process: HANDLE) -> Option<u64> {
 pub(crate) fn release_free_memory() {}
 
 /// CPU time this thread has used, in nanoseconds (user and kernel).
+#[allow(unsafe_code)]
 pub(crate) fn thread_cpu_nanos() -> u64 {
     use windows_sys::Win32::System::Threading::GetCurrentThread;
-    thread_times(GetCurrentThread()).unwrap_or(0)
+    // SAFETY: GetCurrentThread returns this thread's pseudo-handle; it has no
+    // preconditions.
+    let this = unsafe { GetCurrentThread() };
+    thread_times(this).unwrap_or(0)
 }
 
 /// The user and kernel time of thread `handle`, in nanoseconds.
