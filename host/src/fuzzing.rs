@@ -88,9 +88,8 @@ pub fn with_call_context<T>(serve: impl FnOnce(plugin_api::ffi::CallContextRef<'
 
 /// What tracing adds to every call's path: the call's span made, entered on the plugin
 /// thread and closed (nothing when telemetry is off but a disabled callsite).
-pub fn trace_one_call(component: &str, method: &str) {
-    let (span, trace) =
-        crate::telemetry::call_span(component, method, &crate::CallOptions::default());
+pub fn trace_one_call(component: &str, method: &str, options: &crate::CallOptions) {
+    let (span, trace) = crate::telemetry::call_span(component, method, options);
     let entered = span.entered();
     drop(trace);
     drop(entered);

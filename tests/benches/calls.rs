@@ -9,7 +9,6 @@
 //! - the cost of a call's context (deadline, cancellation, trace): a call through the
 //!   plugin's exported entry points without it (as hosts before plugin-api 0.1.3 call)
 //!   and with it, as this host makes it;
-//! - the code tracing adds to a call when it is off (the default), against none;
 //! - `Coordinator::call` (async caller) against a bare `spawn_blocking` round trip, and
 //!   `Coordinator::call_blocking` (caller on a blocking thread) against the handle call.
 //!
@@ -33,13 +32,11 @@ use plugin_host::{
     ComponentSpec, NativeComponent,
 };
 use plugin_host_tests::{host, ratio, Sandbox};
-use tracing_subscriber::{layer::SubscriberExt as _, Layer as _};
 
 const GET: &str = "calls_get";
 const ABI: &str = "calls_abi";
 const COORDINATOR: &str = "calls_coordinator";
 const CONTEXT: &str = "calls_context";
-const TRACING: &str = "calls_tracing";
 
 /// Calls of `f` per second from `threads` threads at once, over `per_thread` calls each.
 fn throughput(threads: usize, per_thread: u64, f: impl Fn() + Send + Sync + 'static) -> f64 {
@@ -162,25 +159,6 @@ fn main() {
         b.iter(|| black_box(coordinator.call_blocking("counter", "empty", b"")))
     });
     group.finish();
-    // The code tracing adds to each call when it is off (the default), under the log
-    // subscriber the binary installs then (global, so last: it stays), against no such
-    // code at all.
-    let logs = tracing_subscriber::registry().with(
-        tracing_subscriber::fmt::layer()
-            .with_writer(std::io::sink)
-            .with_filter(tracing_subscriber::EnvFilter::new("info")),
-    );
-    tracing::subscriber::set_global_default(logs).expect("the only subscriber");
-    let mut group = criterion.benchmark_group(TRACING);
-    group.bench_function("no_tracing", |b| {
-        b.iter(|| black_box((black_box("counter"), black_box("empty"))))
-    });
-    group.bench_function("tracing_off", |b| {
-        b.iter(|| {
-            plugin_host::fuzzing::trace_one_call(black_box("counter"), black_box("empty"));
-        })
-    });
-    group.finish();
     criterion.final_summary();
 
     ratio::print_ratio(GET, "coordinator_get_ready", "once_lock_get_clone");
@@ -190,7 +168,6 @@ fn main() {
     ratio::print_difference(ABI, "handle_call_through_abi", "direct_call");
     ratio::print_difference(ABI, "native_handle_call", "direct_call");
     ratio::print_difference(CONTEXT, "abi_call_with_context", "abi_call_without_context");
-    ratio::print_difference(TRACING, "tracing_off", "no_tracing");
     ratio::print_ratio(COORDINATOR, "coordinator_call", "spawn_blocking_round_trip");
     ratio::print_difference(COORDINATOR, "coordinator_call_blocking", "handle_call");
 
