@@ -17,7 +17,7 @@ use std::{
 };
 
 use abi_stable::{sabi_trait::TD_Opaque, std_types::RStr};
-use plugin_api::ffi::{CallContextObj, CallContextObj_TO, CallContextRef};
+use plugin_api::ffi::{CallContextObj, CallContextObj_TO, CallContextRef, CallFlags};
 
 use crate::cpu::CpuBudget;
 
@@ -192,12 +192,19 @@ impl CallContextObj for CallView<'_> {
 }
 
 /// Lends the context of call `token` (its deadline, cancellation and trace; none outside
-/// a call) to `serve`, as a component sees it; `stopping` is the host's stop flag.
+/// a call) to `serve`, as a component sees it, with what the plugin may know of it at
+/// once; `stopping` is the host's stop flag.
+#[inline(always)]
 pub(crate) fn lend<T>(
     token: Option<&CallToken>,
     stopping: &AtomicBool,
-    serve: impl FnOnce(CallContextRef<'_>) -> T,
+    serve: impl FnOnce(CallContextRef<'_>, CallFlags) -> T,
 ) -> T {
+    let flags = if token.is_some_and(|token| token.trace.is_some()) {
+        CallFlags::TRACED
+    } else {
+        CallFlags::empty()
+    };
     let view = CallView { token, stopping };
-    serve(CallContextObj_TO::from_ptr(&view, TD_Opaque))
+    serve(CallContextObj_TO::from_ptr(&view, TD_Opaque), flags)
 }

@@ -9,6 +9,7 @@
 use std::{
     cell::RefCell,
     collections::{HashMap, HashSet},
+    rc::Rc,
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
@@ -23,8 +24,8 @@ use abi_stable::{
 use parking_lot::Mutex;
 use plugin_api::{
     ffi::{
-        CallContextRef, ComponentObj, ComponentObj_TO, ComponentRef, HostApi, HostApi_TO, HostBox,
-        LogSinkBox, LogSink_TO, MetricBox, MetricKind, MetricObj_TO,
+        CallContextRef, CallFlags, ComponentObj, ComponentObj_TO, ComponentRef, HostApi,
+        HostApi_TO, HostBox, LogSinkBox, LogSink_TO, MetricBox, MetricKind, MetricObj_TO,
     },
     PluginError,
 };
@@ -94,7 +95,6 @@ impl HostServices {
 /// The calls a plugin thread is serving, innermost last (a dependency call nests in its
 /// caller's), for lock ownership. Entries past `depth` keep their method buffers for the
 /// next calls: entering a call allocates nothing once a thread has served one.
-#[derive(Default)]
 struct CallStack {
     entries: Vec<CallEntry>,
     depth: usize,
@@ -104,7 +104,22 @@ struct CallStack {
 struct CallEntry {
     id: u64,
     method: String,
-    token: Option<Arc<CallToken>>,
+    token: TokenSlot,
+}
+
+/// The context of one call a thread serves, in a slot of its own: lending it to the
+/// plugin borrows it there for the call's duration (no clone of the `Arc`, two atomic
+/// operations on every call), while calls nested in it write the slots above.
+type TokenSlot = Rc<RefCell<Option<Arc<CallToken>>>>;
+
+/// Puts `token` in `slot`; a slot still lent (it cannot be while its call is entered
+/// again, but a slot is never worth a panic) is replaced by a fresh one.
+fn fill(slot: &mut TokenSlot, token: Option<Arc<CallToken>>) {
+    if let Ok(mut held) = slot.try_borrow_mut() {
+        *held = token;
+        return;
+    }
+    *slot = Rc::new(RefCell::new(token));
 }
 
 impl CallStack {
@@ -116,7 +131,12 @@ impl CallStack {
 }
 
 thread_local! {
-    static CURRENT_CALL: RefCell<CallStack> = RefCell::new(CallStack::default());
+    static CURRENT_CALL: RefCell<CallStack> = const {
+        RefCell::new(CallStack {
+            entries: Vec::new(),
+            depth: 0,
+        })
+    };
 }
 
 static NEXT_CALL_ID: AtomicU64 = AtomicU64::new(1);
@@ -155,18 +175,26 @@ pub(crate) fn current_call_token() -> Option<Arc<CallToken>> {
         current
             .borrow()
             .current()
-            .and_then(|call| call.token.clone())
+            .and_then(|call| call.token.borrow().clone())
     })
 }
 
 /// Lends the context of the call this thread serves (its deadline, cancellation and
 /// trace) to `serve`, as a component sees it; `stopping` is the host's stop flag.
+#[inline(always)]
 pub(crate) fn lend_current<T>(
     stopping: &AtomicBool,
-    serve: impl FnOnce(CallContextRef<'_>) -> T,
+    serve: impl FnOnce(CallContextRef<'_>, CallFlags) -> T,
 ) -> T {
-    let token = current_call_token();
-    crate::call_context::lend(token.as_deref(), stopping, serve)
+    let slot = CURRENT_CALL.with(|current| {
+        current
+            .borrow()
+            .current()
+            .map(|call| Rc::clone(&call.token))
+    });
+    let lent = slot.as_ref().map(|slot| slot.borrow());
+    let token = lent.as_ref().and_then(|token| token.as_deref());
+    crate::call_context::lend(token, stopping, serve)
 }
 
 /// While alive, locks taken on this thread belong to call `id`, and its code sees the
@@ -182,19 +210,20 @@ impl CallScope {
     pub(crate) fn enter(id: u64, method: &str, token: Option<Arc<CallToken>>) -> Self {
         CURRENT_CALL.with(|current| {
             let mut stack = current.borrow_mut();
-            let token = token.or_else(|| stack.current().and_then(|call| call.token.clone()));
+            let token =
+                token.or_else(|| stack.current().and_then(|call| call.token.borrow().clone()));
             let depth = stack.depth;
             match stack.entries.get_mut(depth) {
                 Some(entry) => {
                     entry.id = id;
                     entry.method.clear();
                     entry.method.push_str(method);
-                    entry.token = token;
+                    fill(&mut entry.token, token);
                 }
                 None => stack.entries.push(CallEntry {
                     id,
                     method: method.to_owned(),
-                    token,
+                    token: Rc::new(RefCell::new(token)),
                 }),
             }
             stack.depth += 1;
@@ -213,7 +242,7 @@ impl Drop for CallScope {
             let depth = stack.depth;
             // The call's context goes with it (its caller may wait for the last holder).
             if let Some(entry) = stack.entries.get_mut(depth) {
-                entry.token = None;
+                fill(&mut entry.token, None);
             }
         });
     }
@@ -284,7 +313,11 @@ impl PluginHostContext {
 
     /// Lends the context of the call this thread serves (its deadline, cancellation and
     /// trace) to `serve`, as the plugin sees it.
-    pub(crate) fn with_call_context<T>(&self, serve: impl FnOnce(CallContextRef<'_>) -> T) -> T {
+    #[inline(always)]
+    pub(crate) fn with_call_context<T>(
+        &self,
+        serve: impl FnOnce(CallContextRef<'_>, CallFlags) -> T,
+    ) -> T {
         lend_current(&self.inner.services.stopping, serve)
     }
 

@@ -82,17 +82,28 @@ pub fn manifest(name: &str, version: &str, components: &[FuzzComponent]) -> bool
 
 /// Lends `serve` the context a component's call gets on this thread, as the host makes it
 /// for every in-process call (the benchmark of its cost).
-pub fn with_call_context<T>(serve: impl FnOnce(plugin_api::ffi::CallContextRef<'_>) -> T) -> T {
+#[inline(always)]
+pub fn with_call_context<T>(
+    serve: impl FnOnce(plugin_api::ffi::CallContextRef<'_>, plugin_api::ffi::CallFlags) -> T,
+) -> T {
     crate::context::lend_current(&crate::call_context::NEVER_STOPS, serve)
+}
+
+/// Runs `f` as the code of one call runs: inside the call's scope, with its context (no
+/// deadline, no trace), as [`with_call_context`] then finds it.
+pub fn in_call<T>(f: impl FnOnce() -> T) -> T {
+    let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let token = crate::call_context::CallToken::new(&crate::CallOptions::new(), None, &stopping);
+    let id = crate::context::next_call_id();
+    let _scope = crate::context::CallScope::enter(id, "in_call", Some(std::sync::Arc::new(token)));
+    f()
 }
 
 /// What tracing adds to every call's path: the call's span made, entered on the plugin
 /// thread and closed (nothing when telemetry is off but a disabled callsite).
 pub fn trace_one_call(component: &str, method: &str, options: &crate::CallOptions) {
     let (span, trace) = crate::telemetry::call_span(component, method, options);
-    let entered = span.entered();
-    drop(trace);
-    drop(entered);
+    span.in_scope(|| drop(trace));
 }
 
 /// The fuzz targets' properties, run by `cargo test` on a few hundred random inputs each

@@ -2,8 +2,9 @@
 //! component's initialisation, the worker round trip and the plugin's own spans, exported
 //! over OTLP/HTTP (protobuf) with `opentelemetry-otlp`.
 //!
-//! Off by default, and then it costs a disabled callsite per span (the host's spans use
-//! target [`SPAN_TARGET`] at trace level, which no log filter enables by default). On, a
+//! Off by default, and then a call's span costs one atomic load (no span is made) and
+//! the other spans a disabled callsite each (the host's spans use target
+//! [`SPAN_TARGET`] at trace level, which no log filter enables by default). On, a
 //! `tracing-opentelemetry` layer turns the host's spans into OpenTelemetry spans, and the
 //! spans a plugin records (plugin-api 0.1.3) are exported with the ids the plugin gave
 //! them, as children of the host's span for their call.
@@ -240,16 +241,44 @@ pub fn request_span(route: &str, options: &crate::CallOptions) -> tracing::Span 
     span
 }
 
+/// The span of one call: nothing but a null pointer when no exporter runs (the default,
+/// one atomic load per call), else the exported span.
+pub(crate) struct CallSpan(Option<Box<tracing::Span>>);
+
+impl CallSpan {
+    /// Runs `f` inside the span (on the thread that serves the call).
+    #[inline]
+    pub(crate) fn in_scope<T>(self, f: impl FnOnce() -> T) -> T {
+        match self.0 {
+            None => f(),
+            Some(span) => span.in_scope(f),
+        }
+    }
+}
+
 /// The span of a call, and the trace its component sees: the span's own when it is
 /// exported, else the caller's as it came.
+#[inline]
 pub(crate) fn call_span(
     component: &str,
     method: &str,
     options: &crate::CallOptions,
-) -> (tracing::Span, Option<Trace>) {
+) -> (CallSpan, Option<Trace>) {
+    if !enabled() {
+        return (CallSpan(None), options.trace.clone());
+    }
+    exported_call_span(component, method, options)
+}
+
+#[cold]
+fn exported_call_span(
+    component: &str,
+    method: &str,
+    options: &crate::CallOptions,
+) -> (CallSpan, Option<Trace>) {
     let span = tracing::trace_span!(target: SPAN_TARGET, "call", component, method);
-    if span.is_disabled() || !enabled() {
-        return (span, options.trace.clone());
+    if span.is_disabled() {
+        return (CallSpan(None), options.trace.clone());
     }
     if let Some(trace) = &options.trace {
         if tracing::Span::current().is_none() {
@@ -257,7 +286,7 @@ pub(crate) fn call_span(
         }
     }
     let trace = trace_of(&span).or_else(|| options.trace.clone());
-    (span, trace)
+    (CallSpan(Some(Box::new(span))), trace)
 }
 
 /// One finished span of plugin code, as the host exports it.

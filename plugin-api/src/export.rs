@@ -16,8 +16,8 @@ use abi_stable::{
 use crate::{
     error::panic_message,
     ffi::{
-        CallContextRef, ComponentBox, ComponentObj, ComponentObj_TO, HostBox, LogLevel, PluginRoot,
-        PluginRootRef, StreamSinkBox,
+        CallContextRef, CallFlags, ComponentBox, ComponentObj, ComponentObj_TO, HostBox, LogLevel,
+        PluginRoot, PluginRootRef, StreamSinkBox,
     },
     logging::{self, ComponentScope, TraceScope},
     CallContext, Component, Context, Manifest, Plugin, PluginError, Request,
@@ -118,9 +118,10 @@ impl Guarded {
         method: RStr<'_>,
         input: RSlice<'_, u8>,
         context: Option<&dyn CallContext>,
+        trace: Option<crate::TraceContext<'_>>,
     ) -> RResult<RVec<u8>, PluginError> {
         let _scope = ComponentScope::enter(&self.component);
-        let _trace = TraceScope::enter(context.and_then(|c| c.trace()));
+        let _trace = TraceScope::enter(trace);
         let mut request = Request::new(method.as_str(), input.as_slice());
         if let Some(context) = context {
             request = request.with_context(context);
@@ -161,7 +162,7 @@ impl Guarded {
 
 impl ComponentObj for Guarded {
     fn call(&self, method: RStr<'_>, input: RSlice<'_, u8>) -> RResult<RVec<u8>, PluginError> {
-        self.serve_call(method, input, None)
+        self.serve_call(method, input, None, None)
     }
 
     fn stream(
@@ -179,7 +180,7 @@ impl ComponentObj for Guarded {
         input: RSlice<'_, u8>,
         context: CallContextRef<'_>,
     ) -> RResult<RVec<u8>, PluginError> {
-        self.serve_call(method, input, Some(&context))
+        self.serve_call(method, input, Some(&context), context.trace())
     }
 
     fn stream_in(
@@ -190,6 +191,21 @@ impl ComponentObj for Guarded {
         context: CallContextRef<'_>,
     ) -> RResult<(), PluginError> {
         self.serve_stream(method, input, sink, Some(&context))
+    }
+
+    fn call_with(
+        &self,
+        method: RStr<'_>,
+        input: RSlice<'_, u8>,
+        context: &CallContextRef<'_>,
+        flags: CallFlags,
+    ) -> RResult<RVec<u8>, PluginError> {
+        let trace = if flags.contains(CallFlags::TRACED) {
+            context.trace()
+        } else {
+            None
+        };
+        self.serve_call(method, input, Some(context), trace)
     }
 }
 

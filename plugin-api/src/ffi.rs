@@ -110,6 +110,25 @@ pub trait ComponentObj: Send + Sync {
         let _ = context;
         self.stream(method, input, sink)
     }
+
+    /// [`Self::call_in`] as hosts call it (since 0.1.3): the context lent by reference (no
+    /// copy of it through the stack) and what the host already knows of it as `flags`
+    /// (an untraced call then costs the plugin no question across the boundary). For a
+    /// plugin built before it, the host's call goes to `call_in` (or `call`).
+    fn call_with(
+        &self,
+        method: RStr<'_>,
+        input: RSlice<'_, u8>,
+        context: &CallContextRef<'_>,
+        flags: CallFlags,
+    ) -> RResult<RVec<u8>, PluginError> {
+        let _ = flags;
+        self.call_in(
+            method,
+            input,
+            CallContextObj_TO::from_sabi(context.obj.clone()),
+        )
+    }
 }
 
 /// What the host tells a component of the one call it serves (since 0.1.3). Lent to
@@ -136,6 +155,33 @@ pub trait CallContextObj: Sync {
 
 /// A call's context, lent to the plugin for the call.
 pub type CallContextRef<'a> = CallContextObj_TO<'a, RRef<'a, ()>>;
+
+/// What the host tells a plugin of a call with its context, as bits (since 0.1.3): bits a
+/// plugin does not know are ignored, so hosts may add more.
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, StableAbi)]
+pub struct CallFlags(u32);
+
+impl CallFlags {
+    /// The call carries a trace context: its `traceparent` is worth asking for.
+    pub const TRACED: Self = Self(1);
+
+    /// No flag set.
+    pub const fn empty() -> Self {
+        Self(0)
+    }
+
+    /// These flags with `other`'s too.
+    #[must_use]
+    pub const fn with(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// Whether every flag of `other` is set.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
 
 /// The host's end of one stream, handed to a streaming call (since 0.1.1).
 #[sabi_trait]

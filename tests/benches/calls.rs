@@ -123,27 +123,31 @@ fn main() {
     let component = exported.create()(RStr::from_str("counter"), fake_host.host_box("counter"))
         .into_result()
         .expect("exported counter");
-    let mut group = criterion.benchmark_group(CONTEXT);
-    group.bench_function("abi_call_without_context", |b| {
-        b.iter(|| {
-            black_box(component.call(
-                RStr::from_str(black_box("empty")),
-                RSlice::from_slice(black_box(b"")),
-            ))
-        })
-    });
-    group.bench_function("abi_call_with_context", |b| {
-        b.iter(|| {
-            plugin_host::fuzzing::with_call_context(|context| {
-                black_box(component.call_in(
+    // Both inside a call with a context, as a component's code runs.
+    plugin_host::fuzzing::in_call(|| {
+        let mut group = criterion.benchmark_group(CONTEXT);
+        group.bench_function("abi_call_without_context", |b| {
+            b.iter(|| {
+                black_box(component.call(
                     RStr::from_str(black_box("empty")),
                     RSlice::from_slice(black_box(b"")),
-                    context,
-                ))
+                ));
             })
-        })
+        });
+        group.bench_function("abi_call_with_context", |b| {
+            b.iter(|| {
+                plugin_host::fuzzing::with_call_context(|context, flags| {
+                    black_box(component.call_with(
+                        RStr::from_str(black_box("empty")),
+                        RSlice::from_slice(black_box(b"")),
+                        &context,
+                        flags,
+                    ));
+                });
+            })
+        });
+        group.finish();
     });
-    group.finish();
 
     let mut group = criterion.benchmark_group(COORDINATOR);
     group.bench_function("spawn_blocking_round_trip", |b| {

@@ -108,16 +108,17 @@ impl Coordinator {
         let watched = Arc::clone(&token);
         let task = self.inner.executor.spawn_with(
             move || {
-                let _span = span.entered();
-                if let Some(cpu) = token.cpu() {
-                    cpu.start_here();
-                }
-                let result = handle.call_as(id, &job_method, &input, Some(token));
-                // The handle first: shutdown waits for calls in flight, and then for
-                // drops, so the permit must not go before a drop has begun.
-                drop(handle);
-                drop(permit);
-                result
+                span.in_scope(|| {
+                    if let Some(cpu) = token.cpu() {
+                        cpu.start_here();
+                    }
+                    let result = handle.call_as(id, &job_method, &input, Some(token));
+                    // The handle first: shutdown waits for calls in flight, and then for
+                    // drops, so the permit must not go before a drop has begun.
+                    drop(handle);
+                    drop(permit);
+                    result
+                })
             },
             hooks,
         );

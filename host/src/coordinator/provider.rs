@@ -190,7 +190,7 @@ struct NativeInstance {
 
 impl Instance for NativeInstance {
     fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFault> {
-        lend_current(&NEVER_STOPS, |context| {
+        lend_current(&NEVER_STOPS, |context, _| {
             catch_unwind(AssertUnwindSafe(|| {
                 self.component
                     .call(Request::new(method, input).with_context(&context))
@@ -203,7 +203,7 @@ impl Instance for NativeInstance {
     fn stream(&self, method: &str, input: &[u8], items: &ItemSender) -> Result<(), CallFault> {
         let items = items.clone();
         let sink = plugin_api::StreamSink::from_fn(move |item| items.send(item.to_vec()));
-        lend_current(&NEVER_STOPS, |context| {
+        lend_current(&NEVER_STOPS, |context, _| {
             catch_unwind(AssertUnwindSafe(|| {
                 self.component
                     .stream(Request::new(method, input).with_context(&context), &sink)
@@ -291,9 +291,13 @@ impl Instance for PluginInstance {
     fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFault> {
         use abi_stable::std_types::{RSlice, RStr};
         self.context
-            .with_call_context(|context| {
-                self.component
-                    .call_in(RStr::from_str(method), RSlice::from_slice(input), context)
+            .with_call_context(|context, flags| {
+                self.component.call_with(
+                    RStr::from_str(method),
+                    RSlice::from_slice(input),
+                    &context,
+                    flags,
+                )
             })
             .into_result()
             .map(Vec::from)
@@ -308,7 +312,7 @@ impl Instance for PluginInstance {
         let sink =
             plugin_api::ffi::StreamSinkObj_TO::from_value(HostSink(items.clone()), TD_Opaque);
         self.context
-            .with_call_context(|context| {
+            .with_call_context(|context, _| {
                 self.component.stream_in(
                     RStr::from_str(method),
                     RSlice::from_slice(input),

@@ -242,23 +242,24 @@ impl Coordinator {
             coordinator.streams.stop_all();
         }
         self.inner.executor.execute(move || {
-            let _span = span.entered();
-            let scope = CallScope::enter(id, &job_method, Some(job_token));
-            let result = handle.ready.instance().stream(&job_method, &input, &sender);
-            drop(scope);
-            handle.ready.instance().end_call(id);
-            let result = result.map_err(|fault| handle.fault_error(&job_method, fault));
-            if result.is_err() {
-                info.stats.call_errors.inc();
-            }
-            sender.queue.finish(result);
-            coordinator.streams.remove(id);
-            info.stats.streams_open.fetch_sub(1, Ordering::Relaxed);
-            info.stats
-                .stream_duration
-                .record(started.elapsed().as_secs_f64());
-            drop(handle);
-            drop(permit);
+            span.in_scope(|| {
+                let scope = CallScope::enter(id, &job_method, Some(job_token));
+                let result = handle.ready.instance().stream(&job_method, &input, &sender);
+                drop(scope);
+                handle.ready.instance().end_call(id);
+                let result = result.map_err(|fault| handle.fault_error(&job_method, fault));
+                if result.is_err() {
+                    info.stats.call_errors.inc();
+                }
+                sender.queue.finish(result);
+                coordinator.streams.remove(id);
+                info.stats.streams_open.fetch_sub(1, Ordering::Relaxed);
+                info.stats
+                    .stream_duration
+                    .record(started.elapsed().as_secs_f64());
+                drop(handle);
+                drop(permit);
+            });
         });
         let idle = self.stream_idle(&name, method);
         Ok(ComponentStream {

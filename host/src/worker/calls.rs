@@ -14,7 +14,7 @@ use std::{
 
 use abi_stable::{sabi_trait::TD_Opaque, std_types::RStr};
 use parking_lot::Mutex;
-use plugin_api::ffi::{CallContextObj, CallContextObj_TO, CallContextRef};
+use plugin_api::ffi::{CallContextObj, CallContextObj_TO, CallContextRef, CallFlags};
 
 use super::conn::Conn;
 use crate::{
@@ -147,8 +147,13 @@ impl CallState {
     }
 
     /// Lends this context to `serve`, as the plugin sees it.
-    pub(super) fn lend<T>(&self, serve: impl FnOnce(CallContextRef<'_>) -> T) -> T {
-        serve(CallContextObj_TO::from_ptr(self, TD_Opaque))
+    pub(super) fn lend<T>(&self, serve: impl FnOnce(CallContextRef<'_>, CallFlags) -> T) -> T {
+        let flags = if self.context.traceparent.is_empty() {
+            CallFlags::empty()
+        } else {
+            CallFlags::TRACED
+        };
+        serve(CallContextObj_TO::from_ptr(self, TD_Opaque), flags)
     }
 }
 

@@ -210,9 +210,14 @@ fn call(
         return Err(PluginError::failed("no such instance in this worker"));
     };
     as_call(req, method, || {
-        context.lend(|context| {
+        context.lend(|context, flags| {
             component
-                .call_in(RStr::from_str(method), RSlice::from_slice(input), context)
+                .call_with(
+                    RStr::from_str(method),
+                    RSlice::from_slice(input),
+                    &context,
+                    flags,
+                )
                 .into_result()
                 .map(Vec::from)
         })
@@ -234,7 +239,7 @@ fn stream(
     };
     let sink = plugin_api::ffi::StreamSinkObj_TO::from_value(sink, TD_Opaque);
     as_call(req, method, || {
-        context.lend(|context| {
+        context.lend(|context, _| {
             component
                 .stream_in(
                     RStr::from_str(method),
