@@ -263,8 +263,9 @@ fn a_client_that_reads_nothing_holds_the_producer_not_the_hosts_memory() {
 #[test]
 fn an_unread_stream_of_large_items_is_bounded_in_bytes_isolated_too() {
     // In process, the plugin's own memory is the host's too: while its send waits, the
-    // probe holds the two strings it builds items from and the item as a JSON value and
-    // as bytes (1 MiB each); the host copies the item only once there is room for it.
+    // probe holds the padding it builds items from and the item as JSON bytes (1 MiB
+    // each), and the sink's copy of the item that the host takes once there is room: 3
+    // MiB, and one more for the allocator's slack on the plugin's thread.
     let plugin_holds = 4 << 20;
     for (mode, config, bound) in [
         ("isolated", ISOLATED, UNREAD_BOUND),

@@ -11,7 +11,10 @@
 
 use std::{
     future::Future,
-    sync::{mpsc::Receiver, Arc},
+    sync::{
+        mpsc::{Receiver, RecvTimeoutError},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -426,8 +429,11 @@ fn wait_within_budget<T>(
         if left.is_zero() {
             return Err(None);
         }
-        if let Ok(result) = receive.recv_timeout(left.min(budget.period())) {
-            return Ok(result);
+        match receive.recv_timeout(left.min(budget.period())) {
+            Ok(result) => return Ok(result),
+            // The call's thread dropped it without an answer: nothing more will come.
+            Err(RecvTimeoutError::Disconnected) => return Err(None),
+            Err(RecvTimeoutError::Timeout) => {}
         }
         if let Some(spent) = budget.overrun() {
             return Err(Some(spent));
