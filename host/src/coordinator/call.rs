@@ -469,3 +469,24 @@ fn over_budget(
         spent,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    #[test]
+    fn a_budgeted_wait_ends_when_its_call_is_dropped_unanswered() {
+        let stopping = Arc::new(AtomicBool::new(false));
+        let token = CallToken::new(&CallOptions::new(), None, &stopping)
+            .with_cpu_budget(Some(Duration::from_secs(1)));
+        let (send, receive) = std::sync::mpsc::channel::<()>();
+        drop(send);
+        let started = Instant::now();
+        let result = wait_within_budget(&receive, Duration::from_secs(60), &token);
+        assert_eq!(result, Err(None));
+        // Without the disconnect ending it, the wait spins until the 60 s limit.
+        assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    }
+}
