@@ -487,6 +487,10 @@ mod tests {
         let result = wait_within_budget(&receive, Duration::from_secs(60), &token);
         assert_eq!(result, Err(None));
         // Without the disconnect ending it, the wait spins until the 60 s limit.
-        assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }
