@@ -13,6 +13,7 @@ use oci_client::{
 };
 
 use crate::{
+    capped::Capped,
     layout::{self, blob_path, LayoutError},
     sha256_digest,
     sign::{check, Signed},
@@ -555,49 +556,4 @@ fn copy_verified(source: &Path, target: &Path, digest: &str) -> Result<(), Fetch
         });
     }
     Ok(())
-}
-
-/// A writer that refuses more than `left` bytes: a registry that sends more than a
-/// descriptor says is cut off, not followed.
-struct Capped<W> {
-    inner: W,
-    left: u64,
-}
-
-impl<W> Capped<W> {
-    fn new(inner: W, limit: u64) -> Self {
-        Self { inner, left: limit }
-    }
-}
-
-impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Capped<W> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        if buf.len() as u64 > self.left {
-            return std::task::Poll::Ready(Err(std::io::Error::other(
-                "the blob is larger than its descriptor says",
-            )));
-        }
-        let this = &mut *self;
-        let written = std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_write(cx, buf))?;
-        this.left -= written as u64;
-        std::task::Poll::Ready(Ok(written))
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }

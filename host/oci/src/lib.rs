@@ -24,6 +24,7 @@
 //! trust) is the host's.
 
 mod build;
+mod capped;
 mod fetch;
 mod layout;
 mod platform;
