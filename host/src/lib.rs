@@ -107,12 +107,12 @@ pub use self::{
     host::{
         CheckReport, ComponentSummary, EagerReport, Host, HostBuilder, HostError, MetricSummaries,
     },
-    loader::{loadable_plugin_api, FileIdentity, LoadError},
+    loader::{loadable_c_abi, loadable_plugin_api, FileIdentity, LoadError},
     locks::{
         Holder, LockError, LockGuard, LockManager, LockManagerBuilder, LockRef, LockStats,
         OrderViolation,
     },
-    manifest::{ComponentInfo, ManifestError, MethodInfo, PluginInfo},
+    manifest::{ComponentInfo, ManifestError, MethodInfo, PluginAbi, PluginInfo},
     memory::{
         ComponentMemory, LimitSource, MemoryLimit, MemoryManager, MemoryManagerBuilder,
         MemoryStatus, PressureLevel, PressureThresholds, Reservation, RssReader, Shortfall,

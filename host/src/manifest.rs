@@ -23,6 +23,29 @@ pub struct PluginInfo {
     /// against plugin-api 0.1.0, which cannot declare it).
     #[serde(default)]
     pub sandbox: plugin_api::SandboxNeeds,
+    /// What it is written against: plugin-api (Rust) or the C header.
+    #[serde(default)]
+    pub abi: PluginAbi,
+}
+
+/// What a plugin is written against.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginAbi {
+    /// plugin-api, the Rust SDK (abi_stable).
+    #[default]
+    Rust,
+    /// `plugin_host.h`, the C contract (C, C++ or any language that exports C).
+    C,
+}
+
+impl std::fmt::Display for PluginAbi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Rust => "Rust (plugin-api)",
+            Self::C => "C (plugin_host.h)",
+        })
+    }
 }
 
 /// One component a plugin declares.
@@ -157,6 +180,7 @@ impl PluginInfo {
             description: manifest.description.into_string(),
             api_version,
             sandbox: plugin_api::SandboxNeeds::default(),
+            abi: PluginAbi::Rust,
             components: manifest
                 .components
                 .into_iter()
@@ -187,11 +211,12 @@ impl PluginInfo {
                 })
                 .collect(),
         };
-        info.validate()?;
+        info.check()?;
         Ok(info)
     }
 
-    fn validate(&self) -> Result<(), ManifestError> {
+    /// Checks what it declares, naming the first problem found.
+    pub(crate) fn check(&self) -> Result<(), ManifestError> {
         if !valid_name(&self.name) {
             return Err(ManifestError::InvalidPluginName {
                 name: self.name.clone(),

@@ -10,6 +10,7 @@ mod architecture;
 mod authors;
 mod auto;
 mod bad_plugins;
+mod c_plugins;
 mod cancel;
 mod cli;
 mod compat;

@@ -4,7 +4,7 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    sync::OnceLock,
+    sync::{Mutex, OnceLock},
 };
 
 /// The target directory of the build the tests run from (`target/debug`).
@@ -93,4 +93,49 @@ pub fn compat_dir() -> &'static Path {
         }
     });
     dir
+}
+
+/// A C or C++ plugin compiled with the system compiler (`cc`, `c++`, or `$CC`, `$CXX`)
+/// against `plugin-api/include/plugin_host.h`: `source` is relative to the workspace
+/// root, `defines` are `NAME=VALUE` macros, `file` is the library's file name. Built once
+/// per test process into `target/<profile>/c-plugins`; returns its path.
+pub fn c_plugin(source: &str, defines: &[&str], file: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = target_dir().join("c-plugins");
+    let output = dir.join(file);
+    if built.contains(&output) {
+        return output;
+    }
+    std::fs::create_dir_all(&dir).expect("creating target/c-plugins");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let cpp = source.ends_with(".cpp");
+    let compiler = match (cpp, std::env::var_os(if cpp { "CXX" } else { "CC" })) {
+        (_, Some(set)) => set,
+        (true, None) => "c++".into(),
+        (false, None) => "cc".into(),
+    };
+    let partial = dir.join(format!("{file}.partial"));
+    let mut command = Command::new(compiler);
+    command
+        .args([
+            "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-I",
+        ])
+        .arg(root.join("plugin-api/include"))
+        .args(defines.iter().map(|define| format!("-D{define}")))
+        .arg("-o")
+        .arg(&partial)
+        .arg(root.join(source));
+    if cpp {
+        command.arg("-std=c++17");
+    }
+    let status = command.status().expect("running the C compiler");
+    assert!(status.success(), "compiling {source} failed");
+    std::fs::rename(&partial, &output).expect("placing the C plugin");
+    built.push(output.clone());
+    output
 }

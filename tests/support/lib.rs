@@ -18,7 +18,7 @@ mod trace;
 mod wait;
 
 pub use self::{
-    build::{binary, compat_dir, library, library_file_name, target_dir},
+    build::{binary, c_plugin, compat_dir, library, library_file_name, target_dir},
     coordinator::{discover, host, state},
     generate::{generate_plugins, generated_name},
     host::RunningHost,

@@ -62,6 +62,15 @@ impl Sandbox {
         target
     }
 
+    /// Compiles C or C++ plugin `source` (see [`crate::c_plugin`]) and copies it into
+    /// the plugins directory as `file`; returns its path there.
+    pub fn add_c_plugin(&self, source: &str, defines: &[&str], file: &str) -> PathBuf {
+        let built = crate::c_plugin(source, defines, file);
+        let target = self.plugins_dir().join(file);
+        fs::copy(&built, &target).expect("copying a C plugin");
+        target
+    }
+
     /// Writes an arbitrary file into the plugins directory.
     pub fn write_plugin_file(&self, file_name: &str, bytes: &[u8]) -> PathBuf {
         let path = self.plugins_dir().join(file_name);

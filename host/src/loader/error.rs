@@ -76,7 +76,7 @@ pub enum LoadError {
         reason: String,
     },
     /// A shared library, but not a plugin.
-    #[error("{path}: not a plugin-host plugin: it exports no plugin root module; build it with `plugin_api::export_plugin!`")]
+    #[error("{path}: not a plugin-host plugin: it exports no plugin root module and no `plugin_host_c_plugin_v1`; build it with `plugin_api::export_plugin!` (Rust) or against plugin_host.h (C)")]
     NoRootModule {
         /// The plugin file.
         path: PathBuf,
@@ -159,6 +159,24 @@ pub enum LoadError {
         /// What is wrong.
         reason: String,
     },
+    /// A C plugin (`plugin_host.h`) whose `ph_plugin` or description is unusable.
+    #[error("{path}: invalid C plugin: {reason}; fix what its `plugin_host_c_plugin_v1` returns (see plugin_host.h)")]
+    CPlugin {
+        /// The plugin file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A C plugin built against a later `plugin_host.h` than this host reads.
+    #[error("{path}: built against C ABI {plugin_abi} (plugin_host.h), but this host reads C ABI {host_abi} and older; upgrade plugin-host, or rebuild the plugin against this host's plugin_host.h")]
+    CAbiTooNew {
+        /// The plugin file.
+        path: PathBuf,
+        /// The C ABI the plugin was built against.
+        plugin_abi: u32,
+        /// The newest C ABI this host reads.
+        host_abi: u32,
+    },
     /// The scanner process died while reading the file.
     #[error("{path}: the scanner process crashed while reading it ({status}); the library crashes when loaded, so fix or remove it{}", stderr_suffix(.stderr))]
     ScannerCrashed {
@@ -225,6 +243,8 @@ impl LoadError {
             | Self::AbiMismatch { path, .. }
             | Self::RootModule { path, .. }
             | Self::Manifest { path, .. }
+            | Self::CPlugin { path, .. }
+            | Self::CAbiTooNew { path, .. }
             | Self::ScannerCrashed { path, .. }
             | Self::ScannerTimedOut { path, .. }
             | Self::Scanner { path, .. }
@@ -251,6 +271,8 @@ impl LoadError {
             Self::AbiMismatch { .. } => "abi_mismatch",
             Self::RootModule { .. } => "root_module",
             Self::Manifest { .. } => "manifest",
+            Self::CPlugin { .. } => "c_plugin",
+            Self::CAbiTooNew { .. } => "c_abi_too_new",
             Self::ScannerCrashed { .. } => "scanner_crashed",
             Self::ScannerTimedOut { .. } => "scanner_timed_out",
             Self::Worker { .. } => "worker",

@@ -6,6 +6,7 @@
 //! would hand every plugin the first library's module. Libraries are never unloaded
 //! (abi_stable leaks them on purpose); dropping a component frees its instance, not code.
 
+mod c_plugin;
 mod error;
 mod file;
 mod filecheck;
@@ -27,8 +28,16 @@ use crate::trust::TrustPolicy;
 /// A plugin library mapped into this process.
 pub(crate) struct LoadedLibrary {
     path: PathBuf,
-    root: PluginRootRef,
+    root: Root,
     info: PluginInfo,
+}
+
+/// What a library's components are made with.
+enum Root {
+    /// plugin-api's root module.
+    Rust(PluginRootRef),
+    /// A C plugin's functions.
+    C(c_plugin::CPlugin),
 }
 
 impl std::fmt::Debug for LoadedLibrary {
@@ -53,7 +62,10 @@ impl LoadedLibrary {
         component: &str,
         host: HostBox,
     ) -> Result<ComponentBox, plugin_api::PluginError> {
-        (self.root.create())(RStr::from_str(component), host).into_result()
+        match &self.root {
+            Root::Rust(root) => (root.create())(RStr::from_str(component), host).into_result(),
+            Root::C(plugin) => plugin.create(&self.info.name, component, host),
+        }
     }
 }
 
@@ -106,19 +118,69 @@ pub(crate) unsafe fn open_library_at(
     filecheck::check(opened)?;
     let host_api = plugin_api::API_VERSION.to_owned();
     let load = |at: &Path| {
+        // A library the loader cannot open is reported by abi_stable's path below.
+        let mut library = RawLibrary::load_at(at).ok();
+        if let Some(opened) = library.take() {
+            // SAFETY: the caller's contract.
+            match unsafe { c_plugin::open(opened, path) } {
+                c_plugin::Probe::C(c) => return Opened::C(c),
+                c_plugin::Probe::NotC(opened) => library = Some(opened),
+            }
+        }
+        // The same file, already mapped by the line above (kept mapped while abi_stable
+        // opens it too): `library` hands out its symbols.
         let header = lib_header_from_path(at);
-        // The same file, already mapped by the line above: this only hands out a handle
-        // to look symbols up with (`None` if the header could not be read).
-        let library = header
-            .is_ok()
-            .then(|| RawLibrary::load_at(at).ok())
-            .flatten();
-        (header, library)
+        let library = library.filter(|_| header.is_ok());
+        Opened::Rust(header, library)
     };
-    let (header, library) = match via {
+    let opened = match via {
         Via::Link => opened.with_loader_path(load)?,
         Via::Descriptor => opened.with_descriptor_path(load),
     };
+    let (root, info) = match opened {
+        Opened::C(c) => open_c(path, c?)?,
+        Opened::Rust(header, library) => open_rust(path, header, library)?,
+    };
+    tracing::debug!(path = %path.display(), plugin = %info.name, abi = %info.abi, host_api, "plugin library opened");
+    Ok(LoadedLibrary {
+        path: path.to_owned(),
+        root,
+        info,
+    })
+}
+
+/// What the dynamic loader opened: a C plugin, or (perhaps) an abi_stable library.
+enum Opened {
+    C(Result<c_plugin::Opened, LoadError>),
+    Rust(
+        Result<&'static abi_stable::library::LibHeader, LibraryError>,
+        Option<RawLibrary>,
+    ),
+}
+
+/// A C plugin's description read and checked against this host.
+fn open_c(path: &Path, opened: c_plugin::Opened) -> Result<(Root, PluginInfo), LoadError> {
+    let described = c_plugin::parse_description(&opened.description, opened.plugin.abi()).map_err(
+        |reason| LoadError::CPlugin {
+            path: path.to_owned(),
+            reason,
+        },
+    )?;
+    refuse_missing(
+        path,
+        &described.info,
+        &described.requires,
+        described.info.api_version.clone(),
+    )?;
+    Ok((Root::C(opened.plugin), described.info))
+}
+
+/// An abi_stable library's root module and manifest, after every check abi_stable has.
+fn open_rust(
+    path: &Path,
+    header: Result<&'static abi_stable::library::LibHeader, LibraryError>,
+    library: Option<RawLibrary>,
+) -> Result<(Root, PluginInfo), LoadError> {
     let header = header.map_err(|err| classify(path, err, None))?;
     refuse_foreign(path, header)?;
     let plugin_api_version = header.version_strings().version.as_str().to_owned();
@@ -139,12 +201,7 @@ pub(crate) unsafe fn open_library_at(
         info.mark_streams(&description.streams);
         info.sandbox = description.sandbox;
     }
-    tracing::debug!(path = %path.display(), plugin = %info.name, host_api, "plugin library opened");
-    Ok(LoadedLibrary {
-        path: path.to_owned(),
-        root,
-        info,
-    })
+    Ok((Root::Rust(root), info))
 }
 
 /// The root module of `header`'s library, after abi_stable's version and layout checks.
@@ -189,6 +246,14 @@ pub fn loadable_plugin_api() -> String {
     format!("{line}.0 to {line}.x")
 }
 
+/// Which C ABI versions (`plugin_host.h`) this host loads C plugins of.
+pub fn loadable_c_abi() -> String {
+    match c_plugin::ABI {
+        1 => "C ABI 1".to_owned(),
+        newest => format!("C ABI 1 to {newest}"),
+    }
+}
+
 /// What plugin-api features this host has, by the names plugins use in
 /// [`plugin_api::describe::Description::requires`].
 pub(crate) const HOST_FEATURES: &[&str] = &[];
@@ -208,19 +273,35 @@ fn check_description(
             path: path.to_owned(),
             reason: format!("its description is not readable: {err}"),
         })?;
-    let missing: Vec<String> = description
-        .requires
+    refuse_missing(
+        path,
+        info,
+        &description.requires,
+        description.api_version.clone(),
+    )?;
+    Ok(Some(description))
+}
+
+/// Refuses a plugin (built against `built_against`) that `requires` a feature this host
+/// lacks, naming both versions.
+fn refuse_missing(
+    path: &Path,
+    info: &PluginInfo,
+    requires: &[String],
+    built_against: String,
+) -> Result<(), LoadError> {
+    let missing: Vec<String> = requires
         .iter()
         .filter(|feature| !HOST_FEATURES.contains(&feature.as_str()))
         .cloned()
         .collect();
     if missing.is_empty() {
-        return Ok(Some(description));
+        return Ok(());
     }
     Err(LoadError::NeedsNewerHost {
         path: path.to_owned(),
         plugin: info.name.clone(),
-        plugin_api: description.api_version,
+        plugin_api: built_against,
         host_api: plugin_api::API_VERSION.to_owned(),
         missing,
     })

@@ -85,12 +85,20 @@ fn print_description(info: &PluginInfo, only: Option<&str>) {
     if !info.description.is_empty() {
         println!("  description: {}", info.description);
     }
-    println!(
-        "  plugin-api:  {} (this host: {}, loads {})",
-        info.api_version,
-        plugin_host::plugin_api::API_VERSION,
-        plugin_host::loadable_plugin_api()
-    );
+    println!("  written for: {}", info.abi);
+    match info.abi {
+        plugin_host::PluginAbi::Rust => println!(
+            "  plugin-api:  {} (this host: {}, loads {})",
+            info.api_version,
+            plugin_host::plugin_api::API_VERSION,
+            plugin_host::loadable_plugin_api()
+        ),
+        plugin_host::PluginAbi::C => println!(
+            "  C ABI:       {} (this host reads {})",
+            info.api_version.trim_start_matches("C ABI "),
+            plugin_host::loadable_c_abi()
+        ),
+    }
     let needs = &info.sandbox;
     println!(
         "  sandbox needs: read {}, write {}, connect {}, spawn {}",
@@ -143,7 +151,11 @@ fn print_component(component: &ComponentInfo) {
     }
     for method in &component.methods {
         let kind = if method.streams { " (stream)" } else { "" };
-        println!("    method {}{kind}: {}", method.name, method.description);
+        if method.description.is_empty() {
+            println!("    method {}{kind}", method.name);
+        } else {
+            println!("    method {}{kind}: {}", method.name, method.description);
+        }
         if !method.example.is_empty() {
             println!("      example: {}", method.example);
         }

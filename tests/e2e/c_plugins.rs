@@ -1,0 +1,267 @@
+//! Plugins written in C and C++ against `plugin-api/include/plugin_host.h`, compiled by
+//! the system compiler and served by the real binary like Rust plugins: listed without
+//! being loaded, called in process and isolated, sandboxed, streaming, cancelled, with
+//! the host's config, logs, metrics, locks and dependencies; a crash or a leak ends only
+//! its worker; every malformed plugin is refused with one clear error.
+
+use plugin_host_tests::{listed, stdout_json, success_stdout, wait_for, RunningHost, Sandbox};
+
+const PROBE: &str = "tests/c/probe.c";
+const PROBE_FILE: &str = "libc_probe.so";
+const ADMIN: &str = "[admin]\nlisten = \"127.0.0.1:0\"\n";
+const ISOLATED: &str = "[host]\nisolation = \"process\"\n";
+
+/// A sandbox with the C probe and market-data (a Rust plugin beside it).
+fn with_probe() -> Sandbox {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    sandbox.add_c_plugin(PROBE, &[], PROBE_FILE);
+    sandbox
+}
+
+#[test]
+fn a_c_plugin_is_listed_as_c_inspected_and_called_beside_a_rust_one() {
+    let sandbox = with_probe();
+    let list = stdout_json(&sandbox.run(&["list", "--json"]));
+    let probe = listed(&list, PROBE_FILE);
+    assert_eq!(probe["plugin"]["name"], "c-probe", "{probe:#}");
+    assert_eq!(probe["plugin"]["abi"], "c", "{probe:#}");
+    assert_eq!(probe["plugin"]["api_version"], "C ABI 1", "{probe:#}");
+    let rust = listed(&list, &plugin_host_tests::library_file_name("market-data"));
+    assert_eq!(rust["plugin"]["abi"], "rust", "{rust:#}");
+
+    let inspect = success_stdout(&sandbox.run(&["inspect", "c-probe"]));
+    assert!(inspect.contains("C (plugin_host.h)"), "{inspect}");
+    assert!(inspect.contains("answers its input"), "{inspect}");
+
+    let echo = stdout_json(&sandbox.run(&["call", "c-probe", "echo", r#"{"bid":101.5}"#]));
+    assert_eq!(echo, serde_json::json!({ "bid": 101.5 }));
+    let failed = sandbox.run(&["call", "c-probe", "fail", "null"]);
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("no quote for NOPE"), "{stderr}");
+    let quote =
+        stdout_json(&sandbox.run(&["call", "market-data", "quote", r#"{"symbol":"AAPL"}"#]));
+    assert_eq!(quote["symbol"], "AAPL");
+}
+
+/// The host services a C component uses, through the admin API, in process or isolated.
+fn host_services(mode: &str) {
+    let sandbox = with_probe();
+    let config = format!(
+        "{ADMIN}{mode}[components.c-probe]\ntimeout = \"5s\"\n[components.c-probe.config]\ndesk = \"rates\"\n"
+    );
+    let host = RunningHost::start(&sandbox, &config);
+    let (status, config) = host.call("c-probe", "config", "null");
+    assert_eq!(status, 200, "{mode}: {config:?}");
+    assert_eq!(config.expect("config")["desk"], "rates", "{mode}");
+
+    let (status, relayed) = host.call("c-user", "relay", r#"{"via":"c-user"}"#);
+    assert_eq!(status, 200, "{mode}: {relayed:?}");
+    assert_eq!(relayed.expect("relayed")["via"], "c-user", "{mode}");
+
+    let (status, error) = host.call("c-probe", "fail", "null");
+    let error = error.expect_err("failed");
+    assert_eq!(
+        (status, error.kind.as_str()),
+        (404, "not_found"),
+        "{mode}: {error}"
+    );
+    assert!(
+        error.message.contains("no quote for NOPE"),
+        "{mode}: {error}"
+    );
+    let (status, error) = host.call("c-probe", "nope", "null");
+    assert_eq!(status, 404, "{mode}: {error:?}");
+
+    let (status, locked) = host.call("c-probe", "lock", "null");
+    assert_eq!(status, 200, "{mode}: {locked:?}");
+    assert_eq!(locked.expect("locked"), "locked and freed", "{mode}");
+
+    let (status, left) = host.call("c-probe", "deadline", "null");
+    let left = left.expect("deadline").as_i64().expect("ms");
+    assert!(
+        status == 200 && (1..=5000).contains(&left),
+        "{mode}: {left} ms left of 5 s"
+    );
+
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = host
+        .request("POST", "/components/c-probe/call/trace")
+        .set("traceparent", traceparent)
+        .send_string("null")
+        .expect("a traced call")
+        .into_string()
+        .expect("body");
+    assert!(
+        traced.contains("4bf92f3577b34da6a3ce929d0e0e4736"),
+        "{mode}: {traced}"
+    );
+
+    for _ in 0..3 {
+        assert_eq!(host.call("c-probe", "count", "null").0, 200);
+    }
+    assert_eq!(
+        host.metric("plugins_c_probe_calls_total", "c-probe"),
+        Some(3.0),
+        "{mode}"
+    );
+    assert_eq!(host.call("c-probe", "log", "null").0, 200);
+    let log = wait_for("the C plugin's log line in the host's log", || {
+        let log = std::fs::read_to_string(sandbox.root().join("run.log")).unwrap_or_default();
+        log.contains("hello from c").then_some(log)
+    });
+    let line = log
+        .lines()
+        .find(|line| line.contains("hello from c"))
+        .expect("line");
+    assert!(
+        line.contains("WARN") && line.contains("c-probe"),
+        "{mode}: {line}"
+    );
+    host.stop();
+}
+
+#[test]
+fn a_c_component_uses_config_dependencies_errors_locks_deadline_trace_metrics_and_logs_in_process()
+{
+    host_services("");
+}
+
+#[test]
+fn a_c_component_uses_config_dependencies_errors_locks_deadline_trace_metrics_and_logs_isolated() {
+    host_services(ISOLATED);
+}
+
+/// A C stream over HTTP (JSON lines), and a call cancelled by its timeout that the
+/// plugin sees and stops, in process or isolated.
+fn streams_and_cancellation(mode: &str) {
+    let sandbox = with_probe();
+    let config = format!("{ADMIN}{mode}[timeouts.operations]\nsleep = \"200ms\"\n");
+    let host = RunningHost::start(&sandbox, &config);
+    let lines = host
+        .request("POST", "/components/c-probe/stream/ticks")
+        .send_string(r#"{"n":4}"#)
+        .expect("a stream")
+        .into_string()
+        .expect("body");
+    let items: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(items.len(), 4, "{mode}: {lines}");
+    assert_eq!(items[3]["n"], 3, "{mode}: {lines}");
+
+    let (status, answer) = host.call("c-probe", "sleep", r#"{"ms":60000}"#);
+    assert_eq!(status, 504, "{mode}: {answer:?}");
+    wait_for("the C plugin to see its call cancelled", || {
+        (host.metric("plugins_c_probe_cancelled_total", "c-probe") == Some(1.0)).then_some(())
+    });
+    host.stop();
+}
+
+#[test]
+fn a_c_plugin_streams_and_sees_its_call_cancelled_in_process() {
+    streams_and_cancellation("");
+}
+
+#[test]
+fn a_c_plugin_streams_and_sees_its_call_cancelled_isolated() {
+    streams_and_cancellation(ISOLATED);
+}
+
+#[test]
+fn an_isolated_c_plugin_that_crashes_or_leaks_ends_only_its_worker() {
+    let sandbox = with_probe();
+    let config = format!("{ADMIN}{ISOLATED}[components.c-probe]\nmemory_limit = \"96MiB\"\n");
+    let host = RunningHost::start(&sandbox, &config);
+    let (status, error) = host.call("c-probe", "crash", "null");
+    let error = error.expect_err("crashed");
+    assert_eq!(
+        (status, error.kind.as_str()),
+        (502, "worker_died"),
+        "{error}"
+    );
+    let (status, echo) = host.call("c-probe", "echo", "[1]");
+    assert_eq!(status, 200, "a new worker answers: {echo:?}");
+
+    let (status, error) = host.call("c-probe", "leak", r#"{"mib":400}"#);
+    let error = error.expect_err("past its limit");
+    assert!(error.message.contains("memory_limit"), "{status}: {error}");
+    let (status, echo) = host.call("c-probe", "echo", "[2]");
+    assert_eq!(status, 200, "a new worker answers: {echo:?}");
+    let (status, quote) = host.call("market-data", "quote", r#"{"symbol":"AAPL"}"#);
+    assert_eq!(status, 200, "the host serves on: {quote:?}");
+    host.stop();
+}
+
+#[test]
+fn a_c_plugin_that_crashes_in_process_takes_the_process_as_documented() {
+    let sandbox = with_probe();
+    let crashed = sandbox.run(&["call", "c-probe", "crash", "null"]);
+    assert!(!crashed.status.success());
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(crashed.status.signal(), Some(11), "SIGSEGV: {crashed:?}");
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_sandboxed_c_plugin_reads_only_what_it_is_granted() {
+    let sandbox = with_probe();
+    let secret = sandbox.root().join("secret.txt");
+    std::fs::write(&secret, "s3cret").expect("secret");
+    let granted = sandbox.root().join("granted.txt");
+    std::fs::write(&granted, "ok").expect("granted");
+    let config = format!(
+        "{ADMIN}{ISOLATED}[components.c-probe]\nsandbox = true\n\
+         [components.c-probe.sandbox_grants]\nread = [{:?}]\n",
+        granted.display().to_string()
+    );
+    let host = RunningHost::start(&sandbox, &config);
+    let read = |path: &std::path::Path| {
+        let body = serde_json::json!({ "path": path }).to_string();
+        let (status, answer) = host.call("c-probe", "read", &body);
+        assert_eq!(status, 200, "{answer:?}");
+        answer.expect("answer")
+    };
+    assert_eq!(read(&granted), "read");
+    assert_eq!(read(&secret), "denied");
+    host.stop();
+}
+
+#[test]
+fn every_malformed_c_plugin_is_refused_with_one_clear_error() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let cases = [
+        ("1", "c_plugin", "returned NULL"),
+        ("2", "c_abi_too_new", "C ABI 2"),
+        ("3", "c_plugin", "description is not readable"),
+        ("4", "c_plugin", "`Bad Name`"),
+        ("5", "c_plugin", "no call function"),
+    ];
+    for (case, _, _) in cases {
+        let file = format!("libc_bad{case}.so");
+        sandbox.add_c_plugin(PROBE, &[&format!("PROBE_CASE={case}")], &file);
+    }
+    let list = stdout_json(&sandbox.run(&["list", "--json"]));
+    for (case, kind, needle) in cases {
+        let file = format!("libc_bad{case}.so");
+        let error = &listed(&list, &file)["error"];
+        assert_eq!(error["kind"], kind, "case {case}: {error:#}");
+        let message = error["message"].as_str().expect("message");
+        assert!(
+            message.contains(&file) && message.contains(needle) && !message.contains('\n'),
+            "case {case}: {message}"
+        );
+    }
+    let too_new = listed(&list, "libc_bad2.so")["error"]["message"].to_string();
+    assert!(
+        too_new.contains("C ABI 1"),
+        "names both versions: {too_new}"
+    );
+    let quote =
+        stdout_json(&sandbox.run(&["call", "market-data", "quote", r#"{"symbol":"AAPL"}"#]));
+    assert_eq!(quote["symbol"], "AAPL");
+}
