@@ -18,11 +18,12 @@
  *
  * - Plain C types only. Strings are UTF-8, passed as `ph_str` (pointer and length, not
  *   NUL-terminated), except `ph_plugin.description`, which is NUL-terminated.
- * - Nothing is allocated on one side and freed on the other. A plugin writes its answer
- *   (and its error message) into a `ph_out` the host owns, through `ph_host.write`; the
- *   host copies what it needs before the function returns. Everything the host passes in
- *   is valid for the duration of the function it is passed to, except `ph_host`, which is
- *   valid for the life of the component created with it.
+ * - Nothing is allocated on one side and freed on the other. Bytes travel through a
+ *   `ph_out` (a write callback) that the receiving side provides: a plugin writes its
+ *   answer and its error messages to the host's, the host writes its config and the
+ *   answers of dependencies to the plugin's, and each copies what it keeps. Everything
+ *   the host passes in is valid for the duration of the function it is passed to, except
+ *   `ph_host`, which is valid for the life of the component created with it.
  * - A component is called from many threads at once: `call` and `stream` must be
  *   thread-safe for one instance.
  * - Nothing may unwind across this boundary: a C++ plugin catches every exception in
@@ -66,6 +67,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -96,8 +99,14 @@ typedef struct ph_bytes {
     size_t len;
 } ph_bytes;
 
-/* A buffer the host owns; a plugin appends to it with `ph_host.write`. */
-typedef struct ph_out ph_out;
+/* Where bytes go: whoever receives bytes provides the `ph_out`, and whoever sends them
+ * calls its `write` (any number of times; the pieces are appended). The host provides one
+ * for a plugin's answers and error messages; a plugin provides one (`ph_buffer_out` below
+ * makes it) for what the host answers it: its config, a dependency's answer. */
+typedef struct ph_out {
+    void *ctx;
+    void (*write)(void *ctx, const void *bytes, size_t len);
+} ph_out;
 
 /* What a function returns: PH_OK, or the kind of its failure (its message written to
  * the function's `ph_out`). */
@@ -129,25 +138,22 @@ typedef struct ph_host {
     uint32_t abi;  /* the host's PLUGIN_HOST_C_ABI */
     void *ctx;     /* the host's; pass it back to each function below */
 
-    /* Appends `len` bytes to `out`. */
-    void (*write)(ph_out *out, const void *bytes, size_t len);
-
     /* Logs `message` at `level` (PH_LOG_*) under this component, in the host's log. */
     void (*log)(void *ctx, int32_t level, ph_str message);
 
     /* Writes this component's config section, as JSON, to `out` (`{}` when it has none). */
-    void (*config)(void *ctx, ph_out *out);
+    void (*config)(void *ctx, const ph_out *out);
 
     /* Calls `method` of `dependency` (one of the component's declared dependencies) with
      * `input`; writes its answer, or its error message, to `out`. */
     ph_status (*call)(void *ctx, ph_str dependency, ph_str method, ph_bytes input,
-                      ph_out *out);
+                      const ph_out *out);
 
     /* Takes the host's named lock `name` (the global lock order and deadlock checks
      * apply), waiting up to `timeout_ms` (0: the lock's configured timeout). On PH_OK,
      * `*token` releases it; otherwise the reason is written to `error`. */
     ph_status (*lock)(void *ctx, ph_str name, uint64_t timeout_ms, uint64_t *token,
-                      ph_out *error);
+                      const ph_out *error);
 
     /* Releases the lock taken with `token`. */
     ph_status (*unlock)(void *ctx, uint64_t token);
@@ -202,18 +208,18 @@ typedef struct ph_plugin {
      * `drop`). On PH_OK, `*instance` is the new instance (any pointer, NULL included);
      * otherwise the reason is written to `error`. */
     ph_status (*create)(ph_str component, const ph_host *host, void **instance,
-                        ph_out *error);
+                        const ph_out *error);
 
     /* Runs `method` with `input` on `instance`; writes the answer (usually JSON) to `out`,
      * or, when it fails, the error message. */
     ph_status (*call)(void *instance, ph_str method, ph_bytes input, const ph_call *call,
-                      ph_out *out);
+                      const ph_out *out);
 
     /* Runs streaming `method` with `input`, sending its items to `sink`, and returns when
      * the stream is done; on a failure the message is written to `error`. NULL when no
      * method streams. */
     ph_status (*stream)(void *instance, ph_str method, ph_bytes input, const ph_call *call,
-                        const ph_sink *sink, ph_out *error);
+                        const ph_sink *sink, const ph_out *error);
 
     /* Frees `instance`: no call runs on it any more. */
     void (*drop)(void *instance);
@@ -221,8 +227,12 @@ typedef struct ph_plugin {
 
 /* Helpers for plugin authors. */
 
-/* A `ph_str` of a NUL-terminated string literal or array. */
+/* A `ph_str` of a string literal. */
+#ifdef __cplusplus
+#define PH_STR(s) (ph_str{(s), sizeof(s) - 1})
+#else
 #define PH_STR(s) ((ph_str){(s), sizeof(s) - 1})
+#endif
 
 /* Whether `s` equals the NUL-terminated `text`. */
 static inline int ph_str_eq(ph_str s, const char *text) {
@@ -233,6 +243,71 @@ static inline int ph_str_eq(ph_str s, const char *text) {
         }
     }
     return text[i] == '\0';
+}
+
+/* Writes `len` bytes to `out`. */
+static inline void ph_write(const ph_out *out, const void *bytes, size_t len) {
+    out->write(out->ctx, bytes, len);
+}
+
+/* Writes the NUL-terminated `text` to `out`. */
+static inline void ph_write_str(const ph_out *out, const char *text) {
+    out->write(out->ctx, text, strlen(text));
+}
+
+/* A growing buffer of the plugin's own (malloc'd), for what the host answers it. Its
+ * `data` is kept NUL-terminated; `failed` is set if memory ran out. Start it zeroed:
+ *
+ *     ph_buffer config = {0};
+ *     ph_out into = ph_buffer_out(&config);
+ *     host->config(host->ctx, &into);
+ *     ... use config.data, config.len ...
+ *     ph_buffer_free(&config);
+ */
+typedef struct ph_buffer {
+    char *data;
+    size_t len;
+    size_t cap;
+    int failed;
+} ph_buffer;
+
+static inline void ph_buffer_write(void *ctx, const void *bytes, size_t len) {
+    ph_buffer *buffer = (ph_buffer *)ctx;
+    if (buffer->failed || len == 0) {
+        return;
+    }
+    if (buffer->len + len + 1 > buffer->cap) {
+        size_t cap = buffer->cap ? buffer->cap : 256;
+        while (cap < buffer->len + len + 1) {
+            cap *= 2;
+        }
+        char *grown = (char *)realloc(buffer->data, cap);
+        if (!grown) {
+            buffer->failed = 1;
+            return;
+        }
+        buffer->data = grown;
+        buffer->cap = cap;
+    }
+    memcpy(buffer->data + buffer->len, bytes, len);
+    buffer->len += len;
+    buffer->data[buffer->len] = '\0';
+}
+
+/* A `ph_out` that appends to `buffer`. */
+static inline ph_out ph_buffer_out(ph_buffer *buffer) {
+    ph_out out;
+    out.ctx = buffer;
+    out.write = ph_buffer_write;
+    return out;
+}
+
+/* Frees what `buffer` holds, and empties it. */
+static inline void ph_buffer_free(ph_buffer *buffer) {
+    free(buffer->data);
+    buffer->data = NULL;
+    buffer->len = buffer->cap = 0;
+    buffer->failed = 0;
 }
 
 #ifdef __cplusplus

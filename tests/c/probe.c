@@ -71,12 +71,13 @@ typedef struct probe {
     char name[32];
 } probe;
 
-static void say(const ph_host *host, ph_out *out, const char *text) {
-    host->write(out, text, strlen(text));
+static void say(const ph_host *host, const ph_out *out, const char *text) {
+    (void)host;
+    ph_write_str(out, text);
 }
 
 static ph_status create(ph_str component, const ph_host *host, void **instance,
-                        ph_out *error) {
+                        const ph_out *error) {
     if (host->size < sizeof(ph_host)) {
         say(host, error, "the host is older than this plugin's header");
         return PH_FAILED;
@@ -94,7 +95,7 @@ static ph_status create(ph_str component, const ph_host *host, void **instance,
     return PH_OK;
 }
 
-static ph_status slow(const ph_call *call, ph_bytes input, ph_out *out, const ph_host *host) {
+static ph_status slow(const ph_call *call, ph_bytes input, const ph_out *out, const ph_host *host) {
     long ms = (long)number(input, "ms", 0);
     for (long waited = 0; waited < ms; waited++) {
         if (call->is_cancelled(call->ctx)) {
@@ -108,11 +109,23 @@ static ph_status slow(const ph_call *call, ph_bytes input, ph_out *out, const ph
     return PH_OK;
 }
 
-static ph_status relay(probe *p, ph_bytes input, ph_out *out) {
-    return p->host->call(p->host->ctx, PH_STR("c-probe"), PH_STR("echo"), input, out);
+static ph_status relay(probe *p, ph_bytes input, const ph_out *out) {
+    ph_buffer answer = {0};
+    ph_out into = ph_buffer_out(&answer);
+    ph_status status =
+        p->host->call(p->host->ctx, PH_STR("c-probe"), PH_STR("echo"), input, &into);
+    if (status == PH_OK) {
+        ph_write_str(out, "{\"relayed\":");
+        ph_write(out, answer.data, answer.len);
+        ph_write_str(out, "}");
+    } else {
+        ph_write(out, answer.data, answer.len);
+    }
+    ph_buffer_free(&answer);
+    return status;
 }
 
-static ph_status locked(probe *p, ph_out *out) {
+static ph_status locked(probe *p, const ph_out *out) {
     uint64_t token = 0;
     ph_status status = p->host->lock(p->host->ctx, PH_STR("c-book"), 1000, &token, out);
     if (status != PH_OK) {
@@ -123,7 +136,7 @@ static ph_status locked(probe *p, ph_out *out) {
     return status;
 }
 
-static ph_status reads(probe *p, ph_bytes input, ph_out *out) {
+static ph_status reads(probe *p, ph_bytes input, const ph_out *out) {
     char path[256];
     string(input, "path", path, sizeof path);
     int fd = open(path, O_RDONLY);
@@ -136,7 +149,7 @@ static ph_status reads(probe *p, ph_bytes input, ph_out *out) {
     return PH_OK;
 }
 
-static ph_status leak(probe *p, ph_bytes input, ph_out *out) {
+static ph_status leak(probe *p, ph_bytes input, const ph_out *out) {
     size_t mib = (size_t)number(input, "mib", 0);
     for (size_t i = 0; i < mib; i++) {
         char *block = malloc(1 << 20);
@@ -152,15 +165,22 @@ static ph_status leak(probe *p, ph_bytes input, ph_out *out) {
 }
 
 static ph_status call(void *instance, ph_str method, ph_bytes input, const ph_call *c,
-                      ph_out *out) {
+                      const ph_out *out) {
     probe *p = instance;
     const ph_host *host = p->host;
     if (ph_str_eq(method, "echo")) {
-        host->write(out, input.ptr, input.len);
+        ph_write(out, input.ptr, input.len);
         return PH_OK;
     }
     if (ph_str_eq(method, "config")) {
-        host->config(host->ctx, out);
+        /* Read by the plugin itself, then answered wrapped. */
+        ph_buffer config = {0};
+        ph_out into = ph_buffer_out(&config);
+        host->config(host->ctx, &into);
+        ph_write_str(out, "{\"config\":");
+        ph_write(out, config.data, config.len);
+        ph_write_str(out, "}");
+        ph_buffer_free(&config);
         return PH_OK;
     }
     if (ph_str_eq(method, "fail")) {
@@ -186,9 +206,9 @@ static ph_status call(void *instance, ph_str method, ph_bytes input, const ph_ca
         return PH_OK;
     }
     if (ph_str_eq(method, "trace")) {
-        host->write(out, "\"", 1);
-        host->write(out, c->traceparent.ptr, c->traceparent.len);
-        host->write(out, "\"", 1);
+        ph_write_str(out, "\"");
+        ph_write(out, c->traceparent.ptr, c->traceparent.len);
+        ph_write_str(out, "\"");
         return PH_OK;
     }
     if (ph_str_eq(method, "sleep")) {
@@ -214,7 +234,7 @@ static ph_status call(void *instance, ph_str method, ph_bytes input, const ph_ca
 }
 
 static ph_status stream(void *instance, ph_str method, ph_bytes input, const ph_call *c,
-                        const ph_sink *sink, ph_out *error) {
+                        const ph_sink *sink, const ph_out *error) {
     probe *p = instance;
     if (!ph_str_eq(method, "ticks")) {
         say(p->host, error, "no such stream");

@@ -53,11 +53,15 @@ fn host_services(mode: &str) {
     let host = RunningHost::start(&sandbox, &config);
     let (status, config) = host.call("c-probe", "config", "null");
     assert_eq!(status, 200, "{mode}: {config:?}");
-    assert_eq!(config.expect("config")["desk"], "rates", "{mode}");
+    assert_eq!(config.expect("config")["config"]["desk"], "rates", "{mode}");
 
     let (status, relayed) = host.call("c-user", "relay", r#"{"via":"c-user"}"#);
     assert_eq!(status, 200, "{mode}: {relayed:?}");
-    assert_eq!(relayed.expect("relayed")["via"], "c-user", "{mode}");
+    assert_eq!(
+        relayed.expect("relayed")["relayed"]["via"],
+        "c-user",
+        "{mode}"
+    );
 
     let (status, error) = host.call("c-probe", "fail", "null");
     let error = error.expect_err("failed");
@@ -264,4 +268,47 @@ fn every_malformed_c_plugin_is_refused_with_one_clear_error() {
     let quote =
         stdout_json(&sandbox.run(&["call", "market-data", "quote", r#"{"symbol":"AAPL"}"#]));
     assert_eq!(quote["symbol"], "AAPL");
+}
+
+#[test]
+fn the_example_c_and_cpp_plugins_answer_in_process_and_isolated() {
+    for mode in ["", ISOLATED] {
+        let sandbox = Sandbox::new();
+        sandbox.add_c_plugin("plugins/c-spread/spread.c", &[], "libspread.so");
+        sandbox.add_c_plugin("plugins/cpp-book/book.cpp", &[], "libbook.so");
+        let config = format!("{ADMIN}{mode}[components.book-imbalance.config]\ndepth = 1\n");
+        let host = RunningHost::start(&sandbox, &config);
+        let (status, spread) = host.call("spread", "quote", r#"{"bid":101.25,"ask":101.31}"#);
+        let spread = spread.expect("a spread");
+        assert_eq!(status, 200);
+        assert!(
+            (spread["mid"].as_f64().expect("mid") - 101.28).abs() < 1e-9,
+            "{spread}"
+        );
+        let (status, error) = host.call("spread", "quote", r#"{"bid":101.25}"#);
+        assert_eq!(
+            (status, error.expect_err("bad").kind.as_str()),
+            (400, "bad_input")
+        );
+        let ladder = host
+            .request("POST", "/components/spread/stream/ladder")
+            .send_string(r#"{"mid":100,"step":0.5,"levels":3}"#)
+            .expect("a stream")
+            .into_string()
+            .expect("body");
+        assert_eq!(ladder.lines().count(), 3, "{mode}: {ladder}");
+
+        // The configured depth (1) counts the best level of each side only.
+        let book = r#"{"bids":[[101.1,500],[101.2,300]],"asks":[[101.3,100]]}"#;
+        let (status, imbalance) = host.call("book-imbalance", "imbalance", book);
+        let imbalance = imbalance.expect("an imbalance");
+        assert_eq!(status, 200, "{mode}");
+        assert_eq!(imbalance["bid_size"], 300.0, "{mode}: {imbalance}");
+        assert_eq!(imbalance["imbalance"], 0.5, "{mode}: {imbalance}");
+        let (status, error) = host.call("book-imbalance", "imbalance", r#"{"bids":3}"#);
+        let error = error.expect_err("bad input");
+        assert_eq!(status, 400, "{mode}: {error}");
+        assert!(error.message.contains("expected '['"), "{mode}: {error}");
+        host.stop();
+    }
 }

@@ -31,7 +31,7 @@ use plugin_api::{
 };
 
 pub(crate) use self::description::parse as parse_description;
-use self::services::{Out, Services};
+use self::services::{Out, PhOut, Services};
 use super::LoadError;
 
 /// The symbol a C plugin exports.
@@ -102,10 +102,16 @@ struct PhSink {
 }
 
 type Create =
-    unsafe extern "C" fn(PhStr, *const services::PhHost, *mut *mut c_void, *mut Out) -> i32;
-type Call = unsafe extern "C" fn(*mut c_void, PhStr, PhStr, *const PhCall, *mut Out) -> i32;
-type Stream =
-    unsafe extern "C" fn(*mut c_void, PhStr, PhStr, *const PhCall, *const PhSink, *mut Out) -> i32;
+    unsafe extern "C" fn(PhStr, *const services::PhHost, *mut *mut c_void, *const PhOut) -> i32;
+type Call = unsafe extern "C" fn(*mut c_void, PhStr, PhStr, *const PhCall, *const PhOut) -> i32;
+type Stream = unsafe extern "C" fn(
+    *mut c_void,
+    PhStr,
+    PhStr,
+    *const PhCall,
+    *const PhSink,
+    *const PhOut,
+) -> i32;
 type Drop = unsafe extern "C" fn(*mut c_void);
 
 /// `ph_plugin`, as far as the plugin's `size` reaches.
@@ -271,7 +277,7 @@ impl CPlugin {
                 PhStr::of(component),
                 services.ph_host(),
                 &mut instance,
-                &mut error,
+                &error.ph_out(),
             )
         };
         if status != 0 {
@@ -391,7 +397,7 @@ impl Instance {
                 PhStr::of(method.as_str()),
                 input,
                 call,
-                &mut out,
+                &out.ph_out(),
             )
         };
         if status == 0 {
@@ -433,7 +439,7 @@ impl Instance {
                 input,
                 call,
                 &ph_sink,
-                &mut error,
+                &error.ph_out(),
             )
         };
         if status == 0 {

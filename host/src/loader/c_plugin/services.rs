@@ -17,11 +17,26 @@ use plugin_api::{
 
 use super::PhStr;
 
-/// `ph_out`: a buffer the host owns, which a plugin appends to.
+/// `ph_out`: where bytes go, a write callback of the receiving side.
+#[repr(C)]
+pub(crate) struct PhOut {
+    ctx: *mut c_void,
+    write: Option<unsafe extern "C" fn(*mut c_void, *const c_void, usize)>,
+}
+
+/// Bytes a plugin writes to the host: its answer, or its error message.
 #[derive(Default)]
 pub(crate) struct Out(Vec<u8>);
 
 impl Out {
+    /// The `ph_out` that appends here; valid while `self` stays where it is.
+    pub(crate) fn ph_out(&mut self) -> PhOut {
+        PhOut {
+            ctx: std::ptr::from_mut(&mut self.0).cast(),
+            write: Some(append),
+        }
+    }
+
     pub(crate) fn into_bytes(self) -> Vec<u8> {
         self.0
     }
@@ -31,17 +46,39 @@ impl Out {
     }
 }
 
+unsafe extern "C" fn append(ctx: *mut c_void, bytes: *const c_void, len: usize) {
+    let piece = PhStr {
+        ptr: bytes.cast(),
+        len,
+    };
+    // SAFETY: `ctx` is the vector of an `Out` that outlives the call it was lent to, and
+    // the plugin passes `len` readable bytes.
+    unsafe { (*ctx.cast::<Vec<u8>>()).extend_from_slice(piece.bytes()) };
+}
+
+/// Writes `bytes` to the plugin's `out` (nothing if it gave none).
+fn deliver(out: *const PhOut, bytes: &[u8]) {
+    if out.is_null() {
+        return;
+    }
+    // SAFETY: the plugin passes a `ph_out` valid for this call.
+    let out = unsafe { &*out };
+    if let Some(write) = out.write {
+        // SAFETY: the plugin's own callback, with its own context and readable bytes.
+        unsafe { write(out.ctx, bytes.as_ptr().cast(), bytes.len()) };
+    }
+}
+
 /// `ph_host`.
 #[repr(C)]
 pub(crate) struct PhHost {
     size: u32,
     abi: u32,
     ctx: *mut c_void,
-    write: extern "C" fn(*mut Out, *const c_void, usize),
     log: extern "C" fn(*mut c_void, i32, PhStr),
-    config: extern "C" fn(*mut c_void, *mut Out),
-    call: extern "C" fn(*mut c_void, PhStr, PhStr, PhStr, *mut Out) -> i32,
-    lock: extern "C" fn(*mut c_void, PhStr, u64, *mut u64, *mut Out) -> i32,
+    config: extern "C" fn(*mut c_void, *const PhOut),
+    call: extern "C" fn(*mut c_void, PhStr, PhStr, PhStr, *const PhOut) -> i32,
+    lock: extern "C" fn(*mut c_void, PhStr, u64, *mut u64, *const PhOut) -> i32,
     unlock: extern "C" fn(*mut c_void, u64) -> i32,
     metric: extern "C" fn(*mut c_void, i32, PhStr, f64),
 }
@@ -71,7 +108,6 @@ impl Services {
                 size: std::mem::size_of::<PhHost>() as u32,
                 abi: super::ABI,
                 ctx: std::ptr::null_mut(),
-                write,
                 log,
                 config,
                 call,
@@ -141,19 +177,6 @@ fn guarded<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
 }
 
-extern "C" fn write(out: *mut Out, bytes: *const c_void, len: usize) {
-    if out.is_null() {
-        return;
-    }
-    let text = PhStr {
-        ptr: bytes.cast(),
-        len,
-    };
-    // SAFETY: `out` is a `ph_out` the host passed for this call, and the plugin passes
-    // `len` readable bytes.
-    unsafe { (*out).0.extend_from_slice(text.bytes()) };
-}
-
 extern "C" fn log(ctx: *mut c_void, level: i32, message: PhStr) {
     // SAFETY: the plugin passes its `ph_host.ctx`, and a message of readable bytes.
     let (services, message) = unsafe { (services(ctx), message.text()) };
@@ -176,12 +199,12 @@ extern "C" fn log(ctx: *mut c_void, level: i32, message: PhStr) {
     });
 }
 
-extern "C" fn config(ctx: *mut c_void, out: *mut Out) {
+extern "C" fn config(ctx: *mut c_void, out: *const PhOut) {
     // SAFETY: the plugin passes its `ph_host.ctx`.
     let services = unsafe { services(ctx) };
     let json = guarded(None, || Some(services.host.config_json()));
     let json = json.as_ref().map_or("{}", |json| json.as_str());
-    write(out, json.as_ptr().cast(), json.len());
+    deliver(out, json.as_bytes());
 }
 
 extern "C" fn call(
@@ -189,7 +212,7 @@ extern "C" fn call(
     dependency: PhStr,
     method: PhStr,
     input: PhStr,
-    out: *mut Out,
+    out: *const PhOut,
 ) -> i32 {
     // SAFETY: the plugin passes its `ph_host.ctx` and readable strings.
     let (services, dependency, method, input) = unsafe {
@@ -227,7 +250,7 @@ extern "C" fn lock(
     name: PhStr,
     timeout_ms: u64,
     token: *mut u64,
-    error: *mut Out,
+    error: *const PhOut,
 ) -> i32 {
     // SAFETY: the plugin passes its `ph_host.ctx` and a readable name.
     let (services, name) = unsafe { (services(ctx), name.text()) };
@@ -268,15 +291,14 @@ extern "C" fn metric(ctx: *mut c_void, kind: i32, name: PhStr, value: f64) {
 }
 
 /// Writes `answer` (its bytes, or its error's message) to `out`; its status.
-fn answered(answer: Result<Vec<u8>, PluginError>, out: *mut Out) -> i32 {
+fn answered(answer: Result<Vec<u8>, PluginError>, out: *const PhOut) -> i32 {
     match answer {
         Ok(bytes) => {
-            write(out, bytes.as_ptr().cast(), bytes.len());
+            deliver(out, &bytes);
             0
         }
         Err(err) => {
-            let message = err.to_string();
-            write(out, message.as_ptr().cast(), message.len());
+            deliver(out, err.to_string().as_bytes());
             status_of(Some(&err))
         }
     }
