@@ -1,5 +1,5 @@
 //! Plugin authors: a plugin from nothing outside this repository (`plugin-host new`),
-//! methods declared in the manifest and shown by `inspect`, undeclared methods refused
+//! in Rust or in C, methods declared in the manifest and shown by `inspect`, undeclared methods refused
 //! before anything is loaded.
 
 use std::{path::Path, process::Command};
@@ -82,6 +82,82 @@ fn a_plugin_made_by_new_outside_the_workspace_builds_tests_and_answers_through_t
          [components.order-book.operations]\ncount_primes = \"300ms\"\n",
     );
     let (status, answer) = host.call("order-book", "count_primes", r#"{"below": 4000000000}"#);
+    assert_eq!(status, 504, "{answer:?}");
+    wait_for("the abandoned count_primes to return", || {
+        std::fs::read_to_string(sandbox.root().join("run.log"))
+            .ok()
+            .filter(|log| log.contains("an abandoned call returned"))
+    });
+    host.stop();
+}
+
+#[cfg(unix)]
+#[test]
+fn a_c_plugin_made_by_new_builds_with_the_command_it_prints_and_answers() {
+    let outside = tempfile::tempdir().expect("temp dir");
+    let dir = outside.path().join("greeter");
+    let sandbox = Sandbox::new();
+    let made = sandbox.run(&[
+        "new",
+        "greeter",
+        "--lang",
+        "c",
+        "--path",
+        &dir.to_string_lossy(),
+    ]);
+    let said = success_stdout(&made);
+    // The command it prints, run as printed (with the compiler the tests use).
+    let command = said
+        .lines()
+        .find_map(|line| {
+            line.trim()
+                .split_once(" && ")
+                .map(|(_, build)| build.to_owned())
+        })
+        .unwrap_or_else(|| panic!("no build command in: {said}"));
+    let mut words = command.split_whitespace();
+    assert_eq!(words.next(), Some("cc"), "{command}");
+    let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let built = Command::new(compiler)
+        .args(words)
+        .args(["-Wall", "-Wextra", "-Werror"])
+        .current_dir(&dir)
+        .output()
+        .expect("running the C compiler");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    std::fs::copy(
+        dir.join("libgreeter.so"),
+        sandbox.plugins_dir().join("libgreeter.so"),
+    )
+    .expect("install the plugin");
+
+    let reply = sandbox.run(&["call", "greeter", "hello", r#"{"name": "Ada"}"#]);
+    assert_eq!(success_stdout(&reply).trim(), r#""Hello, Ada!""#);
+    let counted = sandbox.run(&["call", "greeter", "count_primes", r#"{"below": 1000}"#]);
+    assert_eq!(success_stdout(&counted).trim(), "168");
+    let inspected = success_stdout(&sandbox.run(&["inspect", "greeter"]));
+    assert!(
+        inspected.contains("C (plugin_host.h)")
+            && inspected.contains("method hello: greets someone by name"),
+        "{inspected}"
+    );
+
+    // Its config section reaches it, and its long method stops once its caller has gone.
+    let host = RunningHost::start(
+        &sandbox,
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[components.greeter]\ntimeout = \"300ms\"\n\
+         [components.greeter.config]\ngreeting = \"Hi\"\n",
+    );
+    let (status, hello) = host.call("greeter", "hello", r#"{"name": "Ada"}"#);
+    assert_eq!(
+        (status, hello.expect("hello")),
+        (200, serde_json::json!("Hi, Ada!"))
+    );
+    let (status, answer) = host.call("greeter", "count_primes", r#"{"below": 4000000000}"#);
     assert_eq!(status, 504, "{answer:?}");
     wait_for("the abandoned count_primes to return", || {
         std::fs::read_to_string(sandbox.root().join("run.log"))

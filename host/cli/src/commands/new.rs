@@ -1,4 +1,5 @@
-//! `plugin-host new NAME`: a standalone plugin crate that builds outside this repository.
+//! `plugin-host new NAME`: a standalone plugin crate that builds outside this repository,
+//! or with `--lang c`, a C plugin (one source file and the contract's header).
 
 use std::{
     path::{Path, PathBuf},
@@ -21,12 +22,28 @@ pub(crate) struct NewArgs {
     /// built from, when it is still there].
     #[arg(long, value_name = "PATH")]
     api: Option<PathBuf>,
+    /// The language to write it in: `rust` (against plugin-api) or `c` (against
+    /// plugin_host.h, which is written beside it).
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    lang: Lang,
+}
+
+/// The language of a new plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Lang {
+    /// Rust, against plugin-api.
+    Rust,
+    /// C (or C++), against plugin_host.h.
+    C,
 }
 
 const CARGO_TOML: &str = include_str!("../../templates/plugin/Cargo.toml.txt");
 const LIB_RS: &str = include_str!("../../templates/plugin/lib.rs.txt");
 const README: &str = include_str!("../../templates/plugin/README.md.txt");
 const GITIGNORE: &str = include_str!("../../templates/plugin/gitignore.txt");
+const C_SOURCE: &str = include_str!("../../templates/plugin-c/plugin.c.txt");
+const C_README: &str = include_str!("../../templates/plugin-c/README.md.txt");
+const C_HEADER: &str = include_str!("../../../../plugin-api/include/plugin_host.h");
 
 pub(crate) fn run(args: NewArgs) -> CliResult {
     let name = &args.name;
@@ -43,7 +60,6 @@ pub(crate) fn run(args: NewArgs) -> CliResult {
             dir.display()
         )));
     }
-    let api = api_path(args.api.as_deref())?;
     let crate_name = name.replace('.', "-");
     let library = format!(
         "{}{}{}",
@@ -51,20 +67,10 @@ pub(crate) fn run(args: NewArgs) -> CliResult {
         crate_name.replace('-', "_"),
         std::env::consts::DLL_SUFFIX
     );
-    let fill = |template: &str| {
-        template
-            .replace("{{name}}", name)
-            .replace("{{crate}}", &crate_name)
-            .replace("{{library}}", &library)
-            .replace("{{abi_stable}}", ABI_STABLE_VERSION)
-            .replace("{{api}}", &toml_string(&api.display().to_string()))
+    let files = match args.lang {
+        Lang::Rust => rust_files(name, &crate_name, &library, args.api.as_deref())?,
+        Lang::C => c_files(name, &library),
     };
-    let files = [
-        ("Cargo.toml", fill(CARGO_TOML)),
-        ("src/lib.rs", fill(LIB_RS)),
-        ("README.md", fill(README)),
-        (".gitignore", GITIGNORE.to_owned()),
-    ];
     for (file, text) in files {
         let path = dir.join(file);
         if let Some(parent) = path.parent() {
@@ -74,12 +80,61 @@ pub(crate) fn run(args: NewArgs) -> CliResult {
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     println!("created plugin `{name}` in {}", dir.display());
-    println!(
-        "  cd {} && cargo test && cargo build --release",
-        dir.display()
-    );
-    println!("  then copy target/release/{library} into the host's plugins directory");
+    match args.lang {
+        Lang::Rust => {
+            println!(
+                "  cd {} && cargo test && cargo build --release",
+                dir.display()
+            );
+            println!("  then copy target/release/{library} into the host's plugins directory");
+        }
+        Lang::C => {
+            println!(
+                "  cd {} && cc -shared -fPIC -O2 -I . {name}.c -o {library}",
+                dir.display()
+            );
+            println!("  then copy {library} into the host's plugins directory");
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A Rust plugin crate's files.
+fn rust_files(
+    name: &str,
+    crate_name: &str,
+    library: &str,
+    api: Option<&Path>,
+) -> Result<Vec<(String, String)>, Failure> {
+    let api = api_path(api)?;
+    let fill = |template: &str| {
+        template
+            .replace("{{name}}", name)
+            .replace("{{crate}}", crate_name)
+            .replace("{{library}}", library)
+            .replace("{{abi_stable}}", ABI_STABLE_VERSION)
+            .replace("{{api}}", &toml_string(&api.display().to_string()))
+    };
+    Ok(vec![
+        ("Cargo.toml".into(), fill(CARGO_TOML)),
+        ("src/lib.rs".into(), fill(LIB_RS)),
+        ("README.md".into(), fill(README)),
+        (".gitignore".into(), GITIGNORE.to_owned()),
+    ])
+}
+
+/// A C plugin's files: its source, the contract's header, a README.
+fn c_files(name: &str, library: &str) -> Vec<(String, String)> {
+    let fill = |template: &str| {
+        template
+            .replace("{{name}}", name)
+            .replace("{{library}}", library)
+    };
+    vec![
+        (format!("{name}.c"), fill(C_SOURCE)),
+        ("plugin_host.h".into(), C_HEADER.to_owned()),
+        ("README.md".into(), fill(C_README)),
+    ]
 }
 
 /// The plugin-api crate to depend on, absolute (as written: on Windows `C:\...`, not
