@@ -109,11 +109,10 @@ static ph_status slow(const ph_call *call, ph_bytes input, const ph_out *out, co
     return PH_OK;
 }
 
-static ph_status relay(probe *p, ph_bytes input, const ph_out *out) {
+static ph_status relay(probe *p, ph_str method, ph_bytes input, const ph_out *out) {
     ph_buffer answer = {0};
     ph_out into = ph_buffer_out(&answer);
-    ph_status status =
-        p->host->call(p->host->ctx, PH_STR("c-probe"), PH_STR("echo"), input, &into);
+    ph_status status = p->host->call(p->host->ctx, PH_STR("c-probe"), method, input, &into);
     if (status == PH_OK) {
         ph_write_str(out, "{\"relayed\":");
         ph_write(out, answer.data, answer.len);
@@ -215,7 +214,10 @@ static ph_status call(void *instance, ph_str method, ph_bytes input, const ph_ca
         return slow(c, input, out, host);
     }
     if (ph_str_eq(method, "relay")) {
-        return relay(p, input, out);
+        return relay(p, PH_STR("echo"), input, out);
+    }
+    if (ph_str_eq(method, "relay_deadline")) {
+        return relay(p, PH_STR("deadline"), input, out);
     }
     if (ph_str_eq(method, "lock")) {
         return locked(p, out);
@@ -276,7 +278,7 @@ static const char DESCRIPTION[] =
     "\"description\":\"a C plugin for the tests\","
     "\"components\":["
     "{\"name\":\"c-probe\",\"memory_estimate\":1048576,\"methods\":[" METHODS "]},"
-    "{\"name\":\"c-user\",\"dependencies\":[\"c-probe\"],\"methods\":[{\"name\":\"relay\"}]}"
+    "{\"name\":\"c-user\",\"dependencies\":[\"c-probe\"],\"methods\":[{\"name\":\"relay\"},{\"name\":\"relay_deadline\"}]}"
     "]}";
 
 #ifndef PROBE_CASE

@@ -48,7 +48,8 @@ fn a_c_plugin_is_listed_as_c_inspected_and_called_beside_a_rust_one() {
 fn host_services(mode: &str) {
     let sandbox = with_probe();
     let config = format!(
-        "{ADMIN}{mode}[components.c-probe]\ntimeout = \"5s\"\n[components.c-probe.config]\ndesk = \"rates\"\n"
+        "{ADMIN}{mode}[components.c-probe]\ntimeout = \"5s\"\n[components.c-probe.config]\ndesk = \"rates\"\n\
+         [components.c-user]\ntimeout = \"4s\"\n"
     );
     let host = RunningHost::start(&sandbox, &config);
     let (status, config) = host.call("c-probe", "config", "null");
@@ -61,6 +62,14 @@ fn host_services(mode: &str) {
         relayed.expect("relayed")["relayed"]["via"],
         "c-user",
         "{mode}"
+    );
+
+    // A dependency call carries its caller's deadline (4 s, not the callee's own 5 s).
+    let (status, relayed) = host.call("c-user", "relay_deadline", "null");
+    let left = relayed.expect("relayed")["relayed"].as_i64().expect("ms");
+    assert!(
+        status == 200 && (1..=4000).contains(&left),
+        "{mode}: {left} ms left of 4 s"
     );
 
     let (status, error) = host.call("c-probe", "fail", "null");
