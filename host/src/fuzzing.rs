@@ -35,6 +35,11 @@ fn os_string(bytes: &[u8]) -> OsString {
     crate::platform::bytes_to_os_string(bytes)
 }
 
+/// A C plugin's description reader (`plugin_host.h`) on arbitrary text.
+pub fn c_description(text: &str) {
+    let _ = crate::loader::parse_c_description(text, 1);
+}
+
 /// The registry cache reader on arbitrary bytes.
 pub fn registry_cache(bytes: &[u8]) {
     let _ = crate::discovery::parse_cache(bytes);

@@ -20,8 +20,10 @@ use abi_stable::{
 use parking_lot::Mutex;
 use plugin_api::ffi::{ComponentBox, HostBox, PluginRootRef};
 
+pub(crate) use self::{
+    c_plugin::parse_description as parse_c_description, file::OpenedFile, filecheck::check_header,
+};
 pub use self::{error::LoadError, file::FileIdentity};
-pub(crate) use self::{file::OpenedFile, filecheck::check_header};
 use crate::manifest::PluginInfo;
 use crate::trust::TrustPolicy;
 
