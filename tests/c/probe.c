@@ -167,6 +167,9 @@ static ph_status call(void *instance, ph_str method, ph_bytes input, const ph_ca
                       const ph_out *out) {
     probe *p = instance;
     const ph_host *host = p->host;
+    if (ph_str_eq(method, "empty")) {
+        return PH_OK;
+    }
     if (ph_str_eq(method, "echo")) {
         ph_write(out, input.ptr, input.len);
         return PH_OK;
@@ -268,7 +271,7 @@ static void drop(void *instance) {
 
 #define METHODS                                                                          \
     "{\"name\":\"echo\",\"description\":\"answers its input\",\"example\":\"{}\"},"      \
-    "{\"name\":\"config\"},{\"name\":\"fail\"},{\"name\":\"log\"},{\"name\":\"count\"},"  \
+    "{\"name\":\"empty\"},{\"name\":\"config\"},{\"name\":\"fail\"},{\"name\":\"log\"},{\"name\":\"count\"},"  \
     "{\"name\":\"deadline\"},{\"name\":\"trace\"},{\"name\":\"sleep\"},"                 \
     "{\"name\":\"lock\"},{\"name\":\"read\"},{\"name\":\"leak\"},{\"name\":\"crash\"},"  \
     "{\"name\":\"ticks\",\"stream\":true}"
