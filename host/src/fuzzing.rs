@@ -40,6 +40,12 @@ pub fn c_description(text: &str) {
     let _ = crate::loader::parse_c_description(text, 1);
 }
 
+/// The host's mirrors of `plugin_host.h`'s structs: each one's C name, size and the
+/// offset of its last field, for a test to hold against the C compiler's.
+pub fn c_layout() -> Vec<(&'static str, usize, usize)> {
+    crate::loader::c_layout()
+}
+
 /// The registry cache reader on arbitrary bytes.
 pub fn registry_cache(bytes: &[u8]) {
     let _ = crate::discovery::parse_cache(bytes);

@@ -27,6 +27,7 @@ fn a_c_plugin_is_listed_as_c_inspected_and_called_beside_a_rust_one() {
     assert_eq!(probe["plugin"]["abi"], "c", "{probe:#}");
     assert_eq!(probe["plugin"]["api_version"], "C ABI 1", "{probe:#}");
     let rust = listed(&list, &plugin_host_tests::library_file_name("market-data"));
+    assert!(probe["path"].is_string(), "{probe:#}");
     assert_eq!(rust["plugin"]["abi"], "rust", "{rust:#}");
 
     let inspect = success_stdout(&sandbox.run(&["inspect", "c-probe"]));
@@ -52,6 +53,11 @@ fn host_services(mode: &str) {
          [components.c-user]\ntimeout = \"4s\"\n"
     );
     let host = RunningHost::start(&sandbox, &config);
+    let (status, plugins) = host.get("/plugins");
+    assert!(
+        status == 200 && plugins.contains(r#""abi":"c""#),
+        "{mode}: {plugins}"
+    );
     let (status, config) = host.call("c-probe", "config", "null");
     assert_eq!(status, 200, "{mode}: {config:?}");
     assert_eq!(config.expect("config")["config"]["desk"], "rates", "{mode}");
@@ -256,7 +262,7 @@ fn every_malformed_c_plugin_is_refused_with_one_clear_error() {
     ];
     for (case, _, _) in cases {
         let file = format!("libc_bad{case}.so");
-        sandbox.add_c_plugin(PROBE, &[&format!("PROBE_CASE={case}")], &file);
+        sandbox.add_c_plugin(PROBE, &[&format!("-DPROBE_CASE={case}")], &file);
     }
     let list = stdout_json(&sandbox.run(&["list", "--json"]));
     for (case, kind, needle) in cases {
@@ -318,6 +324,64 @@ fn the_example_c_and_cpp_plugins_answer_in_process_and_isolated() {
         let error = error.expect_err("bad input");
         assert_eq!(status, 400, "{mode}: {error}");
         assert!(error.message.contains("expected '['"), "{mode}: {error}");
+        host.stop();
+    }
+}
+
+#[test]
+fn the_hosts_mirrors_of_the_c_structs_match_the_c_compilers_layout() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let program = dir.path().join("layout");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let compiled = std::process::Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .arg("-I")
+        .arg(root.join("plugin-api/include"))
+        .arg("-o")
+        .arg(&program)
+        .arg(root.join("tests/c/layout.c"))
+        .status()
+        .expect("running the C compiler");
+    assert!(compiled.success());
+    let output = std::process::Command::new(&program)
+        .output()
+        .expect("layout");
+    let c: Vec<(String, usize, usize)> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let words: Vec<&str> = line.split(' ').collect();
+            (
+                words[0].to_owned(),
+                words[1].parse().expect("size"),
+                words[2].parse().expect("offset"),
+            )
+        })
+        .collect();
+    let host: Vec<(String, usize, usize)> = plugin_host::fuzzing::c_layout()
+        .into_iter()
+        .map(|(name, size, last)| (name.to_owned(), size, last))
+        .collect();
+    assert_eq!(
+        c, host,
+        "(struct, size, offset of its last field): C, then the host"
+    );
+}
+
+#[test]
+fn a_c_plugin_built_against_the_first_c_abi_header_loads_in_process_and_isolated() {
+    // tests/compat/c-abi-1 holds plugin_host.h as C ABI 1 shipped, frozen: a plugin built
+    // against it keeps loading whatever the header in plugin-api/include becomes.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let frozen = format!("-I{}", root.join("compat/c-abi-1").display());
+    for mode in ["", ISOLATED] {
+        let sandbox = Sandbox::new();
+        sandbox.add_c_plugin(PROBE, &[&frozen], "libc_probe_abi1.so");
+        let host = RunningHost::start(&sandbox, &format!("{ADMIN}{mode}"));
+        let (status, echo) = host.call("c-probe", "echo", r#"{"abi":1}"#);
+        assert_eq!(status, 200, "{mode}: {echo:?}");
+        let (status, relayed) = host.call("c-user", "relay", "[1]");
+        assert_eq!(status, 200, "{mode}: {relayed:?}");
         host.stop();
     }
 }

@@ -97,9 +97,10 @@ pub fn compat_dir() -> &'static Path {
 
 /// A C or C++ plugin compiled with the system compiler (`cc`, `c++`, or `$CC`, `$CXX`)
 /// against `plugin-api/include/plugin_host.h`: `source` is relative to the workspace
-/// root, `defines` are `NAME=VALUE` macros, `file` is the library's file name. Built once
-/// per test process into `target/<profile>/c-plugins`; returns its path.
-pub fn c_plugin(source: &str, defines: &[&str], file: &str) -> PathBuf {
+/// root, `flags` are more compiler arguments (`-DNAME=VALUE`; `-IDIR` to find an older
+/// `plugin_host.h` first), `file` is the library's file name. Built once per test process
+/// into `target/<profile>/c-plugins`; returns its path.
+pub fn c_plugin(source: &str, flags: &[&str], file: &str) -> PathBuf {
     static BUILT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
     let mut built = BUILT
         .lock()
@@ -122,11 +123,10 @@ pub fn c_plugin(source: &str, defines: &[&str], file: &str) -> PathBuf {
     let partial = dir.join(format!("{file}.partial"));
     let mut command = Command::new(compiler);
     command
-        .args([
-            "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-I",
-        ])
+        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror"])
+        .args(flags)
+        .arg("-I")
         .arg(root.join("plugin-api/include"))
-        .args(defines.iter().map(|define| format!("-D{define}")))
         .arg("-o")
         .arg(&partial)
         .arg(root.join(source));

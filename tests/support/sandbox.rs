@@ -64,8 +64,8 @@ impl Sandbox {
 
     /// Compiles C or C++ plugin `source` (see [`crate::c_plugin`]) and copies it into
     /// the plugins directory as `file`; returns its path there.
-    pub fn add_c_plugin(&self, source: &str, defines: &[&str], file: &str) -> PathBuf {
-        let built = crate::c_plugin(source, defines, file);
+    pub fn add_c_plugin(&self, source: &str, flags: &[&str], file: &str) -> PathBuf {
+        let built = crate::c_plugin(source, flags, file);
         let target = self.plugins_dir().join(file);
         fs::copy(&built, &target).expect("copying a C plugin");
         target

@@ -21,7 +21,9 @@ use parking_lot::Mutex;
 use plugin_api::ffi::{ComponentBox, HostBox, PluginRootRef};
 
 pub(crate) use self::{
-    c_plugin::parse_description as parse_c_description, file::OpenedFile, filecheck::check_header,
+    c_plugin::{layout as c_layout, parse_description as parse_c_description},
+    file::OpenedFile,
+    filecheck::check_header,
 };
 pub use self::{error::LoadError, file::FileIdentity};
 use crate::manifest::PluginInfo;

@@ -80,6 +80,32 @@ impl PhStr {
     }
 }
 
+/// The size and the offset of the last field of each struct mirrored from
+/// `plugin_host.h`, by the C name: held against the C compiler's by a test.
+pub(crate) fn layout() -> Vec<(&'static str, usize, usize)> {
+    use std::mem::{offset_of, size_of};
+    vec![
+        ("ph_str", size_of::<PhStr>(), offset_of!(PhStr, len)),
+        ("ph_out", size_of::<PhOut>(), services::PhOut::LAST),
+        (
+            "ph_host",
+            size_of::<services::PhHost>(),
+            services::PhHost::LAST,
+        ),
+        (
+            "ph_call",
+            size_of::<PhCall>(),
+            offset_of!(PhCall, tracestate),
+        ),
+        ("ph_sink", size_of::<PhSink>(), offset_of!(PhSink, send)),
+        (
+            "ph_plugin",
+            size_of::<PhPlugin>(),
+            offset_of!(PhPlugin, drop),
+        ),
+    ]
+}
+
 /// `ph_call`.
 #[repr(C)]
 struct PhCall {

@@ -24,6 +24,11 @@ pub(crate) struct PhOut {
     write: Option<unsafe extern "C" fn(*mut c_void, *const c_void, usize)>,
 }
 
+impl PhOut {
+    /// The offset of its last field.
+    pub(crate) const LAST: usize = std::mem::offset_of!(PhOut, write);
+}
+
 /// Bytes a plugin writes to the host: its answer, or its error message.
 #[derive(Default)]
 pub(crate) struct Out(Vec<u8>);
@@ -81,6 +86,11 @@ pub(crate) struct PhHost {
     lock: extern "C" fn(*mut c_void, PhStr, u64, *mut u64, *const PhOut) -> i32,
     unlock: extern "C" fn(*mut c_void, u64) -> i32,
     metric: extern "C" fn(*mut c_void, i32, PhStr, f64),
+}
+
+impl PhHost {
+    /// The offset of its last field.
+    pub(crate) const LAST: usize = std::mem::offset_of!(PhHost, metric);
 }
 
 /// One component's host services, and the `ph_host` that points at them.
