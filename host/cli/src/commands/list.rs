@@ -47,8 +47,8 @@ fn print_table(catalog: &Catalog, config: &Config) {
         .unwrap_or(4)
         .max(4);
     println!(
-        "  {:<width$}  {:<18} {:<8} {:<6} COMPONENTS",
-        "FILE", "PLUGIN", "VERSION", "STATUS"
+        "  {:<width$}  {:<18} {:<8} {:<6} {:<4} COMPONENTS",
+        "FILE", "PLUGIN", "VERSION", "STATUS", "ABI"
     );
     for plugin in &catalog.plugins {
         let file = file_name(&plugin.path);
@@ -59,15 +59,22 @@ fn print_table(catalog: &Catalog, config: &Config) {
                     .iter()
                     .map(|c| component_column(c, config))
                     .collect();
+                let abi = match info.abi {
+                    plugin_host::PluginAbi::Rust => "rust",
+                    plugin_host::PluginAbi::C => "c",
+                };
                 println!(
-                    "  {file:<width$}  {:<18} {:<8} {:<6} {}",
+                    "  {file:<width$}  {:<18} {:<8} {:<6} {abi:<4} {}",
                     info.name,
                     info.version,
                     "ok",
                     components.join("; ")
                 );
             }
-            Err(_) => println!("  {file:<width$}  {:<18} {:<8} {:<6} -", "-", "-", "error"),
+            Err(_) => println!(
+                "  {file:<width$}  {:<18} {:<8} {:<6} {:<4} -",
+                "-", "-", "error", "-"
+            ),
         }
     }
     let sourced: Vec<_> = catalog

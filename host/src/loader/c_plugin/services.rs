@@ -349,3 +349,34 @@ pub(crate) fn error_of(status: i32, method: &str, message: Out) -> PluginError {
         _ => PluginError::failed(format!("{message} (unknown status {status})")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(text: &str) -> Out {
+        Out(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn each_status_becomes_an_error_of_its_kind_and_back() {
+        for status in 1..=8 {
+            let err = error_of(status, "quote", message("no quote for NOPE"));
+            assert_eq!(status_of(Some(&err)), status, "{status}: {err}");
+            assert_eq!(err.kind(), KINDS[status as usize - 1], "{status}: {err}");
+            if status != 3 {
+                assert!(err.to_string().contains("no quote for NOPE"), "{err}");
+            }
+        }
+        assert_eq!(status_of(None), 0);
+    }
+
+    #[test]
+    fn an_unknown_status_or_an_empty_message_still_says_what_happened() {
+        let err = error_of(99, "quote", message("odd"));
+        assert_eq!(err.kind(), "failed");
+        assert!(err.to_string().contains("odd (unknown status 99)"), "{err}");
+        let err = error_of(-1, "quote", Out::default());
+        assert!(err.to_string().contains("no message (status -1)"), "{err}");
+    }
+}
