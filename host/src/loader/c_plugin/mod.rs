@@ -163,12 +163,6 @@ pub(crate) struct CPlugin {
     drop: Drop,
 }
 
-// SAFETY: plain function pointers into a library that is never unmapped; the header
-// requires a plugin's functions to be callable from any thread.
-unsafe impl Send for CPlugin {}
-// SAFETY: as above.
-unsafe impl Sync for CPlugin {}
-
 /// A C plugin opened in this process: its functions and its description's text.
 pub(crate) struct Opened {
     pub(crate) plugin: CPlugin,
@@ -183,8 +177,9 @@ pub(crate) enum Probe {
     C(Result<Opened, LoadError>),
 }
 
-/// Reads the C plugin in `library` (`path` to people): `None` when it exports no
-/// [`ENTRY_SYMBOL`]. A C plugin's library is kept mapped for good.
+/// Reads the C plugin in `library` (`path` to people): [`Probe::NotC`] when it exports
+/// no [`ENTRY_SYMBOL`]. A C plugin's library is kept mapped for good (the header requires
+/// its functions to be callable from any thread).
 ///
 /// # Safety
 ///
