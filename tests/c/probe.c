@@ -17,6 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The version it says it is (`version` answers it): a rebuild with another is a new build. */
+#ifndef PROBE_VERSION
+#define PROBE_VERSION "0.2.0"
+#endif
+
 #if defined(PROBE_CASE) && PROBE_CASE != 0
 /* A malformed build leaves the functions below unused. */
 #pragma GCC diagnostic ignored "-Wunused-function"
@@ -170,6 +175,10 @@ static ph_status call(void *instance, ph_str method, ph_bytes input, const ph_ca
     if (ph_str_eq(method, "empty")) {
         return PH_OK;
     }
+    if (ph_str_eq(method, "version")) {
+        ph_write_str(out, "\"" PROBE_VERSION "\"");
+        return PH_OK;
+    }
     if (ph_str_eq(method, "echo")) {
         ph_write(out, input.ptr, input.len);
         return PH_OK;
@@ -271,13 +280,13 @@ static void drop(void *instance) {
 
 #define METHODS                                                                          \
     "{\"name\":\"echo\",\"description\":\"answers its input\",\"example\":\"{}\"},"      \
-    "{\"name\":\"empty\"},{\"name\":\"config\"},{\"name\":\"fail\"},{\"name\":\"log\"},{\"name\":\"count\"},"  \
+    "{\"name\":\"empty\"},{\"name\":\"version\"},{\"name\":\"config\"},{\"name\":\"fail\"},{\"name\":\"log\"},{\"name\":\"count\"},"  \
     "{\"name\":\"deadline\"},{\"name\":\"trace\"},{\"name\":\"sleep\"},"                 \
     "{\"name\":\"lock\"},{\"name\":\"read\"},{\"name\":\"leak\"},{\"name\":\"crash\"},"  \
     "{\"name\":\"ticks\",\"stream\":true}"
 
 static const char DESCRIPTION[] =
-    "{\"format\":1,\"name\":\"c-probe\",\"version\":\"0.2.0\","
+    "{\"format\":1,\"name\":\"c-probe\",\"version\":\"" PROBE_VERSION "\","
     "\"description\":\"a C plugin for the tests\","
     "\"components\":["
     "{\"name\":\"c-probe\",\"memory_estimate\":1048576,\"methods\":[" METHODS "]},"

@@ -385,3 +385,81 @@ fn a_c_plugin_built_against_the_first_c_abi_header_loads_in_process_and_isolated
         host.stop();
     }
 }
+
+/// Whether process `pid` has a file named `file` mapped.
+#[cfg(target_os = "linux")]
+fn maps(pid: u32, file: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .expect("maps")
+        .contains(file)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_c_plugin_is_mapped_on_first_use_and_held_to_its_bulkhead() {
+    let sandbox = with_probe();
+    let config = format!(
+        "{ADMIN}[components.c-probe]\nmax_concurrent_calls = 2\n\
+         [timeouts.operations]\nsleep = \"5s\"\n"
+    );
+    let host = std::sync::Arc::new(RunningHost::start(&sandbox, &config));
+    assert_eq!(host.component("c-probe").state, "registered");
+    assert!(!maps(host.pid(), PROBE_FILE), "mapped before it was needed");
+    assert_eq!(host.call("c-probe", "empty", "null").0, 200);
+    assert!(maps(host.pid(), PROBE_FILE), "mapped once needed");
+
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let host = std::sync::Arc::clone(&host);
+            std::thread::spawn(move || host.call("c-probe", "sleep", r#"{"ms":1500}"#))
+        })
+        .collect();
+    let statuses: Vec<u16> = calls
+        .into_iter()
+        .map(|call| call.join().expect("caller").0)
+        .collect();
+    let served = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 503).count();
+    assert!(
+        (1..=2).contains(&served) && served + refused == 6,
+        "two at a time, the rest refused: {statuses:?}"
+    );
+}
+
+#[test]
+fn an_isolated_c_plugin_is_upgraded_live_without_a_failed_call() {
+    let sandbox = with_probe();
+    let host = std::sync::Arc::new(RunningHost::start(&sandbox, &format!("{ADMIN}{ISOLATED}")));
+    let (_, version) = host.call("c-probe", "version", "null");
+    assert_eq!(version.expect("version"), "0.2.0");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (host, stop) = (std::sync::Arc::clone(&host), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                answers.push(host.call("c-probe", "echo", "[1]").0);
+            }
+            answers
+        })
+    };
+    // A new build arrives: written aside, renamed over the old file.
+    let built =
+        plugin_host_tests::c_plugin(PROBE, &[r#"-DPROBE_VERSION="0.3.0""#], "libc_probe_v3.so");
+    let aside = sandbox.root().join("new-build.so");
+    std::fs::copy(&built, &aside).expect("copy");
+    std::fs::rename(&aside, sandbox.plugins_dir().join(PROBE_FILE)).expect("rename");
+    let (status, body) = host.post("/plugins/rescan", "");
+    assert_eq!(status, 200, "{body}");
+    wait_for("the new build to answer", || {
+        let (_, version) = host.call("c-probe", "version", "null");
+        (version.ok()? == "0.3.0").then_some(())
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = traffic.join().expect("traffic");
+    assert!(answers.len() > 5, "only {} calls", answers.len());
+    assert!(
+        answers.iter().all(|s| *s == 200),
+        "failed calls: {answers:?}"
+    );
+}
