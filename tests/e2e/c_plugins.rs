@@ -225,29 +225,83 @@ fn a_c_plugin_that_crashes_in_process_takes_the_process_as_documented() {
     }
 }
 
+/// A sandboxed, isolated C probe, its host run as `user` (this test's when `None`):
+/// the granted file reads, the other (readable by anyone, so only the sandbox stops it)
+/// does not.
 #[cfg(target_os = "linux")]
-#[test]
-fn a_sandboxed_c_plugin_reads_only_what_it_is_granted() {
+fn sandboxed_reads(user: Option<u32>) {
+    use std::os::unix::{fs::PermissionsExt, process::CommandExt};
     let sandbox = with_probe();
-    let secret = sandbox.root().join("secret.txt");
+    let root = sandbox.root();
+    let secret = root.join("secret.txt");
     std::fs::write(&secret, "s3cret").expect("secret");
-    let granted = sandbox.root().join("granted.txt");
+    let granted = root.join("granted.txt");
     std::fs::write(&granted, "ok").expect("granted");
     let config = format!(
         "{ADMIN}{ISOLATED}[components.c-probe]\nsandbox = true\n\
          [components.c-probe.sandbox_grants]\nread = [{:?}]\n",
         granted.display().to_string()
     );
-    let host = RunningHost::start(&sandbox, &config);
+    if let Some(uid) = user {
+        // The operator's files are the unprivileged host's own.
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::create_dir_all(sandbox.cache_dir()).expect("cache dir");
+        let config_file = sandbox.write_config(&config);
+        for path in [
+            root.to_path_buf(),
+            sandbox.plugins_dir(),
+            sandbox.cache_dir(),
+            sandbox.plugins_dir().join(PROBE_FILE),
+            config_file,
+        ] {
+            std::os::unix::fs::chown(&path, Some(uid), Some(uid)).expect("chown");
+        }
+    }
+    for file in [&secret, &granted] {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let host = RunningHost::start_with(&sandbox, &config, |command| {
+        if let Some(uid) = user {
+            command.uid(uid).gid(uid); // std drops supplementary groups as root
+        }
+    });
+    if let Some(uid) = user {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", host.pid()))
+            .expect("the host's status");
+        let line = status.lines().find(|l| l.starts_with("Uid:")).expect("Uid");
+        assert!(
+            line.split_whitespace().nth(1) == Some(&uid.to_string()),
+            "{line}"
+        );
+    }
     let read = |path: &std::path::Path| {
         let body = serde_json::json!({ "path": path }).to_string();
         let (status, answer) = host.call("c-probe", "read", &body);
-        assert_eq!(status, 200, "{answer:?}");
+        assert_eq!(status, 200, "{user:?}: {answer:?}");
         answer.expect("answer")
     };
-    assert_eq!(read(&granted), "read");
-    assert_eq!(read(&secret), "denied");
+    assert_eq!(read(&granted), "read", "{user:?}");
+    assert_eq!(read(&secret), "denied", "{user:?}");
     host.stop();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_sandboxed_c_plugin_reads_only_what_it_is_granted() {
+    sandboxed_reads(None);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_sandboxed_c_plugin_of_an_unprivileged_host_reads_only_what_it_is_granted() {
+    // SAFETY: geteuid has no memory effects.
+    #[allow(unsafe_code)]
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        sandboxed_reads(Some(65534)); // nobody
+    } else {
+        println!("not root: the test above ran the host unprivileged already");
+    }
 }
 
 #[test]
