@@ -124,7 +124,11 @@ fn host_services(mode: &str) {
         Some(3.0),
         "{mode}"
     );
-    assert_eq!(host.call("c-probe", "log", "null").0, 200);
+    // Its log record, made inside a traced call, carries the call's trace.
+    host.request("POST", "/components/c-probe/call/log")
+        .set("traceparent", traceparent)
+        .send_string("null")
+        .expect("a traced call");
     let log = wait_for("the C plugin's log line in the host's log", || {
         let log = std::fs::read_to_string(sandbox.root().join("run.log")).unwrap_or_default();
         log.contains("hello from c").then_some(log)
@@ -134,7 +138,9 @@ fn host_services(mode: &str) {
         .find(|line| line.contains("hello from c"))
         .expect("line");
     assert!(
-        line.contains("WARN") && line.contains("c-probe"),
+        line.contains("WARN")
+            && line.contains("c-probe")
+            && line.contains("trace_id=4bf92f3577b34da6a3ce929d0e0e4736"),
         "{mode}: {line}"
     );
     host.stop();

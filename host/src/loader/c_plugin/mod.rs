@@ -25,7 +25,7 @@ use abi_stable::{
 use plugin_api::{
     ffi::{
         CallContextRef, CallFlags, ComponentBox, ComponentObj, ComponentObj_TO, HostBox,
-        StreamSinkBox,
+        StreamSinkBox, TraceIds,
     },
     PluginError,
 };
@@ -116,6 +116,18 @@ struct PhCall {
     is_cancelled: extern "C" fn(*mut c_void) -> i32,
     traceparent: PhStr,
     tracestate: PhStr,
+}
+
+impl PhCall {
+    /// The trace scope of a traced call (none for an untraced one: nothing to do).
+    fn trace_scope(&self) -> Option<TraceScope> {
+        if self.traceparent.len == 0 {
+            return None;
+        }
+        // SAFETY: the host made this `ph_call` from a context that outlives it.
+        let traceparent = unsafe { self.traceparent.bytes() };
+        std::str::from_utf8(traceparent).ok().map(TraceScope::enter)
+    }
 }
 
 /// `ph_sink`.
@@ -354,6 +366,51 @@ extern "C" fn cancelled(ctx: *mut c_void) -> i32 {
     i32::from(context.is_cancelled())
 }
 
+thread_local! {
+    /// The trace of the traced C call running on this thread, for its log records.
+    static CALL_TRACE: std::cell::Cell<Option<TraceIds>> = const { std::cell::Cell::new(None) };
+}
+
+/// The trace a C call runs in, on this thread until dropped (the previous one then
+/// returns: calls nest through dependencies).
+struct TraceScope(Option<TraceIds>);
+
+impl TraceScope {
+    /// Enters the trace of a call that carries `traceparent` (sampled: as plugin-api's
+    /// records, an unsampled call's are not tied to a trace).
+    fn enter(traceparent: &str) -> Self {
+        let ids = plugin_api::TraceContext::parse(traceparent, "")
+            .filter(plugin_api::TraceContext::sampled)
+            .and_then(|trace| {
+                Some(TraceIds {
+                    trace_id: hex(trace.trace_id())?,
+                    span_id: hex(trace.parent_span_id())?,
+                })
+            });
+        Self(CALL_TRACE.replace(ids))
+    }
+}
+
+impl std::ops::Drop for TraceScope {
+    fn drop(&mut self) {
+        CALL_TRACE.set(self.0);
+    }
+}
+
+/// The trace of the C call running on this thread, if it is traced.
+pub(crate) fn current_trace() -> Option<TraceIds> {
+    CALL_TRACE.get()
+}
+
+/// `N` bytes from `2N` hex digits.
+fn hex<const N: usize>(digits: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    for (at, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(digits.get(2 * at..2 * at + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// The `ph_call` for a call without a context.
 fn bare_call() -> PhCall {
     PhCall {
@@ -406,6 +463,7 @@ impl Instance {
         input: RSlice<'_, u8>,
         call: &PhCall,
     ) -> RResult<RVec<u8>, PluginError> {
+        let _trace = call.trace_scope();
         let mut out = Out::default();
         let input = PhStr {
             ptr: input.as_ptr(),
@@ -435,6 +493,7 @@ impl Instance {
         sink: StreamSinkBox,
         call: &PhCall,
     ) -> RResult<(), PluginError> {
+        let _trace = call.trace_scope();
         let Some(stream) = self.plugin.stream else {
             return RResult::RErr(PluginError::with_kind(
                 "not_streaming",

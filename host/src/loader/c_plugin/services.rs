@@ -198,13 +198,23 @@ extern "C" fn log(ctx: *mut c_void, level: i32, message: PhStr) {
         _ => LogLevel::Trace,
     };
     guarded((), || {
-        if services.sink.enabled(level) {
-            services.sink.log(
-                level,
-                RStr::from_str(&services.component),
-                RStr::from_str(&services.plugin),
-                RStr::from_str(&message),
-            );
+        if !services.sink.enabled(level) {
+            return;
+        }
+        let (component, target) = (
+            RStr::from_str(&services.component),
+            RStr::from_str(&services.plugin),
+        );
+        match super::current_trace() {
+            Some(trace) => {
+                let message = RStr::from_str(&message);
+                services
+                    .sink
+                    .log_traced(level, component, target, message, trace);
+            }
+            None => services
+                .sink
+                .log(level, component, target, RStr::from_str(&message)),
         }
     });
 }
