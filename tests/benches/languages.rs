@@ -1,7 +1,7 @@
 //! A C plugin's call against a Rust plugin's call through the host, in the same run: the
 //! `empty` method of the C probe fixture (`tests/c/probe.c`, built with `cc -O2`) and of
-//! the Rust probe fixture's `counter`, each through `ComponentHandle::call` and through
-//! `Coordinator::call_blocking`. The C adapter's cost is the difference (goal: <= 1.2x).
+//! the Rust probe fixture's `counter`, each through `ComponentHandle::call_blocking` and
+//! through `Coordinator::call` (async: the call runs on the plugin executor). The C adapter's cost is the difference (goal: <= 1.2x).
 //!
 //! `cargo bench -p plugin-host-tests --bench languages` (builds the workspace in release).
 
@@ -10,8 +10,8 @@ use std::time::Duration;
 use criterion::{black_box, Criterion};
 use plugin_host_tests::{host, ratio, Sandbox};
 
-const HANDLE: &str = "languages_handle_call";
-const BLOCKING: &str = "languages_call_blocking";
+const HANDLE: &str = "languages_handle_call_blocking";
+const ASYNC: &str = "languages_coordinator_call";
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -36,25 +36,25 @@ fn main() {
         .measurement_time(Duration::from_secs(3));
     let mut group = criterion.benchmark_group(HANDLE);
     group.bench_function("rust", |b| {
-        b.iter(|| black_box(rust.call(black_box("empty"), black_box(b""))))
+        b.iter(|| black_box(rust.call_blocking(black_box("empty"), black_box(b""))))
     });
     group.bench_function("c", |b| {
-        b.iter(|| black_box(c.call(black_box("empty"), black_box(b""))))
+        b.iter(|| black_box(c.call_blocking(black_box("empty"), black_box(b""))))
     });
     group.finish();
-    let mut group = criterion.benchmark_group(BLOCKING);
+    let mut group = criterion.benchmark_group(ASYNC);
     group.bench_function("rust", |b| {
-        b.iter(|| black_box(coordinator.call_blocking("counter", "empty", b"")))
+        b.iter(|| runtime.block_on(coordinator.call("counter", "empty", Vec::new())))
     });
     group.bench_function("c", |b| {
-        b.iter(|| black_box(coordinator.call_blocking("c-probe", "empty", b"")))
+        b.iter(|| runtime.block_on(coordinator.call("c-probe", "empty", Vec::new())))
     });
     group.finish();
     criterion.final_summary();
 
     ratio::print_ratio(HANDLE, "c", "rust");
     ratio::print_difference(HANDLE, "c", "rust");
-    ratio::print_ratio(BLOCKING, "c", "rust");
+    ratio::print_ratio(ASYNC, "c", "rust");
     drop((rust, c));
     runtime.block_on(coordinator.shutdown(Duration::from_secs(5)));
 }
