@@ -234,6 +234,12 @@ static ph_status call(void *instance, ph_str method, ph_bytes input, const ph_ca
     if (ph_str_eq(method, "lock")) {
         return locked(p, out);
     }
+    if (ph_str_eq(method, "lock_without_token")) {
+        return host->lock(host->ctx, PH_STR("c-book"), 1000, NULL, out);
+    }
+    if (ph_str_eq(method, "call_undeclared")) {
+        return host->call(host->ctx, PH_STR("nope"), PH_STR("echo"), input, out);
+    }
     if (ph_str_eq(method, "read")) {
         return reads(p, input, out);
     }
@@ -282,7 +288,7 @@ static void drop(void *instance) {
     "{\"name\":\"echo\",\"description\":\"answers its input\",\"example\":\"{}\"},"      \
     "{\"name\":\"empty\"},{\"name\":\"version\"},{\"name\":\"config\"},{\"name\":\"fail\"},{\"name\":\"log\"},{\"name\":\"count\"},"  \
     "{\"name\":\"deadline\"},{\"name\":\"trace\"},{\"name\":\"sleep\"},"                 \
-    "{\"name\":\"lock\"},{\"name\":\"read\"},{\"name\":\"leak\"},{\"name\":\"crash\"},"  \
+    "{\"name\":\"lock\"},{\"name\":\"lock_without_token\"},{\"name\":\"call_undeclared\"},{\"name\":\"read\"},{\"name\":\"leak\"},{\"name\":\"crash\"},"  \
     "{\"name\":\"ticks\",\"stream\":true}"
 
 static const char DESCRIPTION[] =

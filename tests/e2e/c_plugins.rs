@@ -92,6 +92,24 @@ fn host_services(mode: &str) {
     let (status, error) = host.call("c-probe", "nope", "null");
     assert_eq!(status, 404, "{mode}: {error:?}");
 
+    // A host service misused answers an error, and the lock is not left held.
+    let (status, error) = host.call("c-probe", "call_undeclared", "null");
+    let error = error.expect_err("no such dependency");
+    assert_eq!(
+        (status, error.kind.as_str()),
+        (404, "not_found"),
+        "{mode}: {error}"
+    );
+    assert!(
+        error.message.contains("no dependency `nope`"),
+        "{mode}: {error}"
+    );
+    let (status, error) = host.call("c-probe", "lock_without_token", "null");
+    let error = error.expect_err("no token");
+    assert!(
+        error.message.contains("`token` is NULL"),
+        "{mode}: {status} {error}"
+    );
     let (status, locked) = host.call("c-probe", "lock", "null");
     assert_eq!(status, 200, "{mode}: {locked:?}");
     assert_eq!(locked.expect("locked"), "locked and freed", "{mode}");

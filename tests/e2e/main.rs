@@ -10,6 +10,9 @@ mod architecture;
 mod authors;
 mod auto;
 mod bad_plugins;
+// C plugins are compiled with the system's `cc` as `.so` files (the Windows leg builds
+// and calls the C example with mingw-w64 instead).
+#[cfg(unix)]
 mod c_plugins;
 mod cancel;
 mod cli;

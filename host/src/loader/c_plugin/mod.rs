@@ -50,9 +50,13 @@ struct PhStr {
 
 impl PhStr {
     fn of(text: &str) -> Self {
+        Self::of_bytes(text.as_bytes())
+    }
+
+    fn of_bytes(bytes: &[u8]) -> Self {
         Self {
-            ptr: text.as_ptr(),
-            len: text.len(),
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
         }
     }
 
@@ -465,10 +469,7 @@ impl Instance {
     ) -> RResult<RVec<u8>, PluginError> {
         let _trace = call.trace_scope();
         let mut out = Out::default();
-        let input = PhStr {
-            ptr: input.as_ptr(),
-            len: input.len(),
-        };
+        let input = PhStr::of_bytes(input.as_slice());
         // SAFETY: every argument is valid until the call returns.
         let status = unsafe {
             (self.plugin.call)(
@@ -507,10 +508,7 @@ impl Instance {
             send,
         };
         let mut error = Out::default();
-        let input = PhStr {
-            ptr: input.as_ptr(),
-            len: input.len(),
-        };
+        let input = PhStr::of_bytes(input.as_slice());
         // SAFETY: every argument (the sink included) is valid until the call returns.
         let status = unsafe {
             stream(
