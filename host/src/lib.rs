@@ -125,6 +125,18 @@ pub use self::{
 };
 pub use plugin_api;
 
+/// Raises this process's soft limit of open descriptors to its hard limit (Unix; nothing
+/// on Windows, where sockets are not limited so), as a server with many connections
+/// needs: each admin connection takes one. The `plugin-host` binary does it at start;
+/// an embedder serving many connections may too. Returns the soft limit before and after.
+///
+/// # Errors
+///
+/// The limit cannot be read or set.
+pub fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
+    platform::raise_open_files_limit()
+}
+
 /// The old name of [`run_child_if_requested`]: it serves scanners and workers alike.
 #[deprecated(note = "renamed run_child_if_requested: it serves scanners and workers alike")]
 pub fn run_scanner_if_requested() {

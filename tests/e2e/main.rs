@@ -17,6 +17,7 @@ mod c_plugins;
 mod cancel;
 mod cli;
 mod compat;
+mod connections;
 mod containment;
 mod coordinator;
 mod cpu;

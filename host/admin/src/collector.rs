@@ -1,7 +1,7 @@
 //! The unified metrics collector: gathers every subsystem's figures on demand and renders
 //! them as Prometheus text or JSON; summarises histograms once per aggregation interval.
 
-use std::{collections::BTreeMap, time::SystemTime};
+use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
 
 use plugin_host::{
     metrics::{HistogramSnapshot, PluginInstrument},
@@ -11,12 +11,14 @@ use plugin_host::{
 use crate::{
     api, families,
     prometheus::{Exposition, Kind},
+    server::ConnectionStats,
 };
 
 /// Collects metrics from the host: components, memory, locks, timeouts, discovery and
 /// plugins.
 pub struct UnifiedMetricsCollector {
     host: Host,
+    connections: Arc<ConnectionStats>,
 }
 
 impl std::fmt::Debug for UnifiedMetricsCollector {
@@ -30,7 +32,13 @@ impl UnifiedMetricsCollector {
     /// A collector over `host`: its components, managers and plugin files, and the
     /// summaries of its last metrics aggregation.
     pub fn new(host: Host) -> Self {
-        Self { host }
+        Self::with_connections(host, Arc::default())
+    }
+
+    /// A collector that also reports the admin server's connections, as `stats` counts
+    /// them.
+    pub fn with_connections(host: Host, connections: Arc<ConnectionStats>) -> Self {
+        Self { host, connections }
     }
 
     /// The summaries of the last aggregation, and when it ran.
@@ -80,6 +88,7 @@ impl UnifiedMetricsCollector {
         source_pulls(&mut out, &self.host);
         self.plugin_families(&mut out);
         crate::process::write(&mut out);
+        connections(&mut out, &self.connections);
         out.finish()
     }
 
@@ -310,5 +319,56 @@ fn source_pulls(out: &mut Exposition, host: &Host) {
             &[("source", &source), ("result", result)],
             count as f64,
         );
+    }
+}
+
+/// The admin server's own connections, and what it refused its clients.
+fn connections(out: &mut Exposition, stats: &ConnectionStats) {
+    let read = |counter: &std::sync::atomic::AtomicU64| {
+        counter.load(std::sync::atomic::Ordering::Relaxed) as f64
+    };
+    out.single(
+        "plugin_host_admin_connections",
+        Kind::Gauge,
+        "Connections to the admin API open now.",
+        read(&stats.open),
+    );
+    out.single(
+        "plugin_host_admin_connections_accepted_total",
+        Kind::Counter,
+        "Connections the admin API accepted and served.",
+        read(&stats.accepted),
+    );
+    out.single(
+        "plugin_host_admin_connections_refused_total",
+        Kind::Counter,
+        "Connections answered 503 too_many_connections and closed: admin.max_connections were open.",
+        read(&stats.refused),
+    );
+    out.single(
+        "plugin_host_admin_accept_errors_total",
+        Kind::Counter,
+        "Connections the admin API could not accept (out of descriptors, most often).",
+        read(&stats.accept_errors),
+    );
+    out.single(
+        "plugin_host_admin_idle_closed_total",
+        Kind::Counter,
+        "Keep-alive connections closed after admin.header_timeout without a request.",
+        read(&stats.idle_closed),
+    );
+    const REFUSED: &str = "plugin_host_admin_requests_refused_total";
+    out.family(
+        REFUSED,
+        Kind::Counter,
+        "Requests the admin API refused by reason: header_timeout (408: the head took longer than admin.header_timeout), header_too_large (431: over admin.max_header_size), body_timeout (408: admin.body_timeout), body_too_large (413: admin.max_body).",
+    );
+    for (reason, counter) in [
+        ("header_timeout", &stats.header_timeouts),
+        ("header_too_large", &stats.header_too_large),
+        ("body_timeout", &stats.body_timeouts),
+        ("body_too_large", &stats.body_too_large),
+    ] {
+        out.sample(REFUSED, &[("reason", reason)], read(counter));
     }
 }

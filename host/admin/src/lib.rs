@@ -13,12 +13,13 @@ mod families;
 mod process;
 mod prometheus;
 mod routes;
+mod server;
 mod stream;
 
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
-    extract::{Request, State},
+    extract::{DefaultBodyLimit, Request, State},
     http::{header, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -26,7 +27,7 @@ use axum::{
     Json, Router,
 };
 
-pub use self::collector::UnifiedMetricsCollector;
+pub use self::{collector::UnifiedMetricsCollector, server::ConnectionStats};
 use plugin_host::Host;
 
 /// What the admin API serves: a host, with the token and probe settings of its
@@ -40,17 +41,24 @@ pub struct AdminState {
     pub token: Option<String>,
     /// Whether `/healthz` and `/readyz` answer without the token.
     pub probes_without_token: bool,
+    /// What the server refused its clients (also in the collector's metrics).
+    pub connections: Arc<ConnectionStats>,
 }
 
 impl AdminState {
     /// The admin API of `host`, as its `[admin]` config says.
     pub fn new(host: &Host) -> Self {
         let admin = &host.config().admin;
+        let connections = Arc::new(ConnectionStats::default());
         Self {
             host: host.clone(),
-            collector: Arc::new(UnifiedMetricsCollector::new(host.clone())),
+            collector: Arc::new(UnifiedMetricsCollector::with_connections(
+                host.clone(),
+                Arc::clone(&connections),
+            )),
             token: Some(admin.token.clone()).filter(|t| !t.is_empty()),
             probes_without_token: admin.probes_without_token,
+            connections,
         }
     }
 }
@@ -152,6 +160,7 @@ impl IntoResponse for ApiError {
 
 /// The admin API's routes.
 pub fn router(state: Arc<AdminState>) -> Router {
+    let limits = server::Limits::of(&state.host.config().admin);
     Router::new()
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
@@ -178,6 +187,11 @@ pub fn router(state: Arc<AdminState>) -> Router {
                 "this endpoint does not take that method; see the admin API table in the README",
             )
         })
+        .layer(middleware::from_fn_with_state(
+            server::BodyLimits::new(&limits, Arc::clone(&state.connections)),
+            server::read_body,
+        ))
+        .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             authorize,
@@ -262,11 +276,9 @@ pub async fn serve(
         )
     })?;
     let bound = listener.local_addr()?;
+    let limits = server::Limits::of(&state.host.config().admin);
+    let stats = Arc::clone(&state.connections);
     let app = router(state);
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let task = tokio::spawn(server::serve(listener, app, limits, stats, shutdown));
     Ok((bound, task))
 }

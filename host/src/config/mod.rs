@@ -4,6 +4,7 @@
 //! Precedence: command-line flags > `PLUGIN_HOST_<SECTION>_<KEY>` environment > file >
 //! defaults.
 
+mod admin;
 mod env;
 mod sections;
 mod sources;
@@ -21,10 +22,11 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use self::sections::{check_endpoint, check_protocol};
 pub use self::{
+    admin::AdminConfig,
     sections::{
-        AdminConfig, ComponentConfig, ConnectGrant, HostConfig, Isolation, LimitsConfig,
-        LocksConfig, MemoryConfig, MetricsConfig, SandboxGrants, SandboxMode, TelemetryConfig,
-        TimeoutsConfig, WatchMode,
+        ComponentConfig, ConnectGrant, HostConfig, Isolation, LimitsConfig, LocksConfig,
+        MemoryConfig, MetricsConfig, SandboxGrants, SandboxMode, TelemetryConfig, TimeoutsConfig,
+        WatchMode,
     },
     sources::{PullPolicy, SourceConfig, TrustConfig, TrustKeyConfig},
     units::{parse_duration, parse_size, UnitError},

@@ -1,6 +1,6 @@
 //! The sections of the config file, each key with its documented default.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
@@ -265,29 +265,6 @@ impl Default for LocksConfig {
             deadlock_detection: true,
             default_timeout: Duration::from_secs(5),
             max_hold: Duration::from_secs(30),
-        }
-    }
-}
-
-/// `[admin]`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AdminConfig {
-    /// Address of the admin HTTP API. Defaults to `127.0.0.1:9464`.
-    pub listen: SocketAddr,
-    /// Bearer token required when listening beyond loopback. Defaults to empty.
-    pub token: String,
-    /// Whether `/healthz` and `/readyz` answer without the token (for load balancers and
-    /// Kubernetes probes, which come from off-loopback). Defaults to false.
-    pub probes_without_token: bool,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
-            token: String::new(),
-            probes_without_token: false,
         }
     }
 }

@@ -114,6 +114,18 @@ fn malformed_configs_are_each_rejected_naming_the_key() {
             &["admin.token", "beyond loopback"],
         ),
         (
+            "[admin]\nmax_header_size = \"1KiB\"\n",
+            &["admin.max_header_size", "at least 8KiB"],
+        ),
+        (
+            "[admin]\nmax_connections = 0\n",
+            &["admin.max_connections", "more than 0"],
+        ),
+        (
+            "[admin]\nbody_timeout = \"0s\"\n",
+            &["admin.body_timeout", "more than 0"],
+        ),
+        (
             "[memory]\nlimit = \"1GiB\"\n[components.big]\nmemory_estimate = \"2GiB\"\n",
             &["components.big.memory_estimate", "above the memory limit"],
         ),

@@ -210,6 +210,34 @@ impl Config {
                 ),
             );
         }
+        if self.admin.max_header_size < super::admin::MIN_HEADER_SIZE {
+            problems.add(
+                "admin.max_header_size",
+                format!(
+                    "{} bytes is too small for a request head; use at least 8KiB",
+                    self.admin.max_header_size
+                ),
+            );
+        }
+        for (key, value) in [
+            ("admin.max_connections", self.admin.max_connections as u64),
+            ("admin.max_body", self.admin.max_body),
+            (
+                "admin.header_timeout",
+                self.admin.header_timeout.as_nanos() as u64,
+            ),
+            (
+                "admin.body_timeout",
+                self.admin.body_timeout.as_nanos() as u64,
+            ),
+        ] {
+            if value == 0 {
+                problems.add(
+                    key,
+                    "must be more than 0: the admin API could serve nothing".to_owned(),
+                );
+            }
+        }
     }
 
     fn check_component(&self, name: &str, component: &ComponentConfig, problems: &mut Problems) {

@@ -13,7 +13,8 @@
 //! - `contain`: a child of the host (scanner or worker) starting clean and fenced in so
 //!   that nothing it starts outlives it: a PID namespace on Linux, a process group
 //!   elsewhere on Unix, a Job object on Windows;
-//! - `privileges`: dropping every capability (Unix).
+//! - `privileges`: dropping every capability (Unix);
+//! - `descriptors`: raising the soft limit of open descriptors to the hard one.
 //!
 //! The sandbox is Linux's alone (`sandbox`); signals are the binary's (`run`).
 
@@ -34,6 +35,7 @@ pub(crate) use self::error::{NotOwnersAlone, SandboxRefused, SetupError};
 
 pub(crate) use self::os::{
     contain::{contain, leave, pid_for_host, Containment},
+    descriptors::raise_open_files_limit,
     file::{
         bytes_to_os_string, canonicalize, identity_of, identity_of_path, noexec_mount,
         open_for_load, read_at, with_descriptor_path, with_loader_path,

@@ -15,6 +15,13 @@ pub(crate) struct RunArgs {}
 pub(crate) async fn run(global: &GlobalArgs, _args: RunArgs) -> CliResult {
     let mut signals = Signals::install()?;
     let config = global.config()?;
+    match plugin_host::raise_open_files_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::debug!(before, after, "raised the open-files limit");
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "cannot raise the open-files limit"),
+    }
     let host = Host::start(config).await?;
     let admin = AdminServer::start(&host).await?;
     println!("admin listening on http://{}", admin.addr());

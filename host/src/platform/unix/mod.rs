@@ -1,6 +1,7 @@
 //! The Unix implementation of each concern (see the parent module).
 
 pub(crate) mod contain;
+pub(crate) mod descriptors;
 pub(crate) mod file;
 pub(crate) mod link;
 pub(crate) mod memory;
