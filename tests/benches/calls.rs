@@ -61,8 +61,15 @@ fn main() {
         .build()
         .expect("runtime");
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-    let config = "[components.counter.config]\ndelay_ms = 0\n[metrics]\nsample_rate = 0.1\n";
+    // The bookkeeping rows read no thread CPU clock (issue 31 counts call id, use mark,
+    // counters, sampled latency and bulkhead); what the CPU sampling adds at its default
+    // rate is its own row, on a second host.
+    let config = "[components.counter.config]\ndelay_ms = 0\n[metrics]\nsample_rate = 0.1\ncpu_sample_rate = 0.0\n";
     let host = runtime.block_on(host(&sandbox, config));
+    let cpu_host = runtime.block_on(host(
+        &sandbox,
+        "[metrics]\nsample_rate = 0.1\ncpu_sample_rate = 0.01\n",
+    ));
     let coordinator = host.coordinator().clone();
     let handle = runtime
         .block_on(coordinator.get("counter"))
@@ -84,6 +91,19 @@ fn main() {
     let native = runtime
         .block_on(coordinator.get("native-counter"))
         .expect("native counter");
+    let fake = TestHost::new().with_config(serde_json::json!({"delay_ms": 0}));
+    cpu_host
+        .coordinator()
+        .register_native(
+            ComponentSpec::new("native-counter"),
+            NativeComponent::boxed(move |_| {
+                ProbePlugin::create("counter", fake.context("counter"))
+            }),
+        )
+        .expect("native counter, CPU sampled");
+    let native_cpu_sampled = runtime
+        .block_on(cpu_host.coordinator().get("native-counter"))
+        .expect("native counter, CPU sampled");
 
     let mut criterion = Criterion::default()
         .configure_from_args()
@@ -105,6 +125,10 @@ fn main() {
     group.finish();
 
     let mut group = criterion.benchmark_group(ABI);
+    // The bookkeeping's yardstick (issue 31): an `OnceLock<Arc>` get + clone, in this group.
+    group.bench_function("once_lock_get_clone", |b| {
+        b.iter(|| black_box(once.get().map(Arc::clone)))
+    });
     group.bench_function("direct_call", |b| {
         b.iter(|| black_box(direct.call(Request::new(black_box("empty"), black_box(b"")))))
     });
@@ -115,6 +139,9 @@ fn main() {
     });
     group.bench_function("handle_call_through_abi", |b| {
         b.iter(|| black_box(handle.call_blocking(black_box("empty"), black_box(b""))))
+    });
+    group.bench_function("native_handle_call_cpu_sampled", |b| {
+        b.iter(|| black_box(native_cpu_sampled.call_blocking(black_box("empty"), black_box(b""))))
     });
     group.finish();
 
@@ -173,6 +200,20 @@ fn main() {
     ratio::print_ratio(ABI, "handle_call_through_abi", "direct_call");
     ratio::print_difference(ABI, "handle_call_through_abi", "direct_call");
     ratio::print_difference(ABI, "native_handle_call", "direct_call");
+    ratio::print_overhead(
+        ABI,
+        "native_handle_call",
+        "direct_call",
+        "once_lock_get_clone",
+        2.0,
+    );
+    ratio::print_overhead(
+        ABI,
+        "handle_call_through_abi",
+        "direct_call",
+        "once_lock_get_clone",
+        3.0,
+    );
     ratio::print_difference(CONTEXT, "abi_call_with_context", "abi_call_without_context");
     ratio::print_ratio(COORDINATOR, "coordinator_call", "spawn_blocking_round_trip");
     ratio::print_difference(COORDINATOR, "coordinator_call_blocking", "handle_call");
@@ -209,6 +250,7 @@ fn main() {
         one / 1e6,
         two / one
     );
-    drop((handle, native));
+    drop((handle, native, native_cpu_sampled));
     runtime.block_on(coordinator.shutdown(Duration::from_secs(5)));
+    runtime.block_on(cpu_host.shutdown());
 }

@@ -61,3 +61,25 @@ pub fn print_throughput_share(group: &str, subject: &str, baseline: &str, goal: 
         ),
     }
 }
+
+/// Prints what `subject` adds to `direct` (both in `group`) as a multiple of `yardstick`'s
+/// time, with the goal it is held to: the cost of a path's bookkeeping in units of a
+/// known cheap operation measured in the same run.
+pub fn print_overhead(group: &str, subject: &str, direct: &str, yardstick: &str, goal: f64) {
+    match (
+        mean_ns(group, subject),
+        mean_ns(group, direct),
+        mean_ns(group, yardstick),
+    ) {
+        (Some(s), Some(d), Some(y)) if y > 0.0 => {
+            let times = (s - d) / y;
+            let verdict = if times <= goal { "met" } else { "not met" };
+            println!(
+                "overhead {group}: ({subject} {s:.1} ns - {direct} {d:.1} ns) / {yardstick} {y:.1} ns = {times:.2}x (goal <= {goal}x, {verdict})"
+            );
+        }
+        _ => println!(
+            "overhead {group}: {subject} vs {direct} and {yardstick}: no estimates (run without --test)"
+        ),
+    }
+}
