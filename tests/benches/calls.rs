@@ -66,7 +66,7 @@ fn main() {
     // rate is its own row, on a second host.
     let config = "[components.counter.config]\ndelay_ms = 0\n[metrics]\nsample_rate = 0.1\ncpu_sample_rate = 0.0\n";
     let host = runtime.block_on(host(&sandbox, config));
-    let cpu_host = runtime.block_on(host(
+    let cpu_host = runtime.block_on(plugin_host_tests::host(
         &sandbox,
         "[metrics]\nsample_rate = 0.1\ncpu_sample_rate = 0.01\n",
     ));
