@@ -19,7 +19,7 @@ use crate::{
         CallContextRef, CallFlags, ComponentBox, ComponentObj, ComponentObj_TO, HostBox, LogLevel,
         PluginRoot, PluginRootRef, StreamSinkBox,
     },
-    logging::{self, ComponentScope, TraceScope},
+    logging::{self, ComponentScope},
     CallContext, Component, Context, Manifest, Plugin, PluginError, Request,
 };
 
@@ -120,8 +120,7 @@ impl Guarded {
         context: Option<&dyn CallContext>,
         trace: Option<crate::TraceContext<'_>>,
     ) -> RResult<RVec<u8>, PluginError> {
-        let _scope = ComponentScope::enter(&self.component);
-        let _trace = TraceScope::enter(trace);
+        let _scope = ComponentScope::enter_call(&self.component, trace);
         let mut request = Request::new(method.as_str(), input.as_slice());
         if let Some(context) = context {
             request = request.with_context(context);
@@ -143,8 +142,7 @@ impl Guarded {
         sink: StreamSinkBox,
         context: Option<&dyn CallContext>,
     ) -> RResult<(), PluginError> {
-        let _scope = ComponentScope::enter(&self.component);
-        let _trace = TraceScope::enter(context.and_then(|c| c.trace()));
+        let _scope = ComponentScope::enter_call(&self.component, context.and_then(|c| c.trace()));
         let mut request = Request::new(method.as_str(), input.as_slice());
         if let Some(context) = context {
             request = request.with_context(context);

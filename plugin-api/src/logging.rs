@@ -10,7 +10,7 @@
 //! kept there would keep components alive after they are evicted.
 
 use std::{
-    cell::{Cell, RefCell},
+    cell::RefCell,
     collections::BTreeMap,
     fmt::Write as _,
     sync::{
@@ -33,11 +33,15 @@ use crate::ffi::{HostBox, LogLevel, LogSinkBox, SpanRecord, TraceIds};
 
 static SINK: OnceLock<LogSinkBox> = OnceLock::new();
 
-/// The components this thread runs code of, innermost last. Entries past `depth` keep
-/// their buffers: entering a component allocates nothing once a thread has run one.
+/// The components this thread runs code of, innermost last, and the trace of the call it
+/// serves (when traced and sampled: its trace id and the id of the host's span for the
+/// call). Entries past `depth` keep their buffers: entering a component allocates nothing
+/// once a thread has run one. One thread-local for both, so that a call enters and leaves
+/// with one access each (in a `cdylib` every access is a call into the dynamic loader).
 struct ComponentStack {
     names: Vec<String>,
     depth: usize,
+    trace: Option<TraceIds>,
 }
 
 impl ComponentStack {
@@ -51,7 +55,7 @@ impl ComponentStack {
 
 thread_local! {
     static CURRENT_COMPONENT: RefCell<ComponentStack> = const {
-        RefCell::new(ComponentStack { names: Vec::new(), depth: 0 })
+        RefCell::new(ComponentStack { names: Vec::new(), depth: 0, trace: None })
     };
 }
 
@@ -87,15 +91,33 @@ pub(crate) fn install(host: &HostBox) {
     });
 }
 
-/// While alive, records from this thread are attributed to `component`.
+/// While alive, records from this thread are attributed to `component`, and, for a call,
+/// spans and records made on it belong to the call's trace.
 pub(crate) struct ComponentScope {
+    /// The trace to put back on exit, when this scope set one.
+    restore: Option<Option<TraceIds>>,
     /// Not `Send`: it must end on the thread it began on.
     _thread: std::marker::PhantomData<*const ()>,
 }
 
 impl ComponentScope {
+    /// Enters `component`'s code outside a call (create, drop): the trace stays.
     pub(crate) fn enter(component: &str) -> Self {
-        CURRENT_COMPONENT.with(|current| {
+        Self::push(component, None)
+    }
+
+    /// Enters a call of `component` in `trace` (none, or not sampled: the call's code
+    /// records no spans).
+    pub(crate) fn enter_call(component: &str, trace: Option<crate::TraceContext<'_>>) -> Self {
+        let ids = trace
+            .filter(crate::TraceContext::sampled)
+            .and_then(|trace| crate::call::parse_traceparent(trace.traceparent()))
+            .map(|(trace_id, span_id)| TraceIds { trace_id, span_id });
+        Self::push(component, Some(ids))
+    }
+
+    fn push(component: &str, trace: Option<Option<TraceIds>>) -> Self {
+        let restore = CURRENT_COMPONENT.with(|current| {
             let mut stack = current.borrow_mut();
             let depth = stack.depth;
             match stack.names.get_mut(depth) {
@@ -106,8 +128,10 @@ impl ComponentScope {
                 None => stack.names.push(component.to_owned()),
             }
             stack.depth += 1;
+            trace.map(|ids| std::mem::replace(&mut stack.trace, ids))
         });
         Self {
+            restore,
             _thread: std::marker::PhantomData,
         }
     }
@@ -118,6 +142,9 @@ impl Drop for ComponentScope {
         CURRENT_COMPONENT.with(|current| {
             let mut stack = current.borrow_mut();
             stack.depth = stack.depth.saturating_sub(1);
+            if let Some(trace) = self.restore {
+                stack.trace = trace;
+            }
         });
     }
 }
@@ -129,41 +156,6 @@ fn to_log_level(level: &Level) -> LogLevel {
         Level::INFO => LogLevel::Info,
         Level::WARN => LogLevel::Warn,
         Level::ERROR => LogLevel::Error,
-    }
-}
-
-thread_local! {
-    /// The trace of the call this thread serves, when it is traced and sampled: its trace
-    /// id and the id of the host's span for the call.
-    static CALL_TRACE: Cell<Option<TraceIds>> = const { Cell::new(None) };
-}
-
-/// While alive, spans and records made on this thread belong to the call's trace.
-pub(crate) struct TraceScope {
-    previous: Option<TraceIds>,
-    /// Not `Send`: it must end on the thread it began on.
-    _thread: std::marker::PhantomData<*const ()>,
-}
-
-impl TraceScope {
-    /// Enters the trace of a call (none, or not sampled: the call's code records no
-    /// spans).
-    pub(crate) fn enter(trace: Option<crate::TraceContext<'_>>) -> Self {
-        let ids = trace
-            .filter(crate::TraceContext::sampled)
-            .and_then(|trace| crate::call::parse_traceparent(trace.traceparent()))
-            .map(|(trace_id, span_id)| TraceIds { trace_id, span_id });
-        let previous = CALL_TRACE.with(|trace| trace.replace(ids));
-        Self {
-            previous,
-            _thread: std::marker::PhantomData,
-        }
-    }
-}
-
-impl Drop for TraceScope {
-    fn drop(&mut self) {
-        CALL_TRACE.with(|trace| trace.set(self.previous));
     }
 }
 
@@ -216,7 +208,7 @@ fn trace_here(current: Option<&span::Id>) -> Option<TraceIds> {
             }
         }
     }
-    CALL_TRACE.with(Cell::get)
+    CURRENT_COMPONENT.with(|current| current.borrow().trace)
 }
 
 /// The `tracing` layer that sends every enabled event to the host, and, when the host

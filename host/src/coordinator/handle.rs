@@ -235,11 +235,16 @@ impl ComponentHandle {
         input: &[u8],
         token: Option<Arc<CallToken>>,
     ) -> Result<Vec<u8>, CallError> {
-        let scope = crate::context::CallScope::enter(id, method, token);
-        let result = self.call_inner(method, input);
-        drop(scope);
-        self.ready.instance().end_call(id);
-        result
+        // Guards rather than statements after the call, so that its result is written
+        // where the caller reads it, not copied past them (a 16-byte reload of a result
+        // the callee wrote in 8-byte parts stalls on store forwarding). Dropped in
+        // reverse: the scope ends first, then the instance hears the call ended.
+        let _ended = EndCall {
+            instance: self.ready.instance(),
+            id,
+        };
+        let _scope = crate::context::CallScope::enter(id, method, token);
+        self.call_inner(method, input)
     }
 
     fn call_inner(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
@@ -251,22 +256,27 @@ impl ComponentHandle {
         let started = stats.sampler.sample().then(Instant::now);
         let cpu_before = stats.sampler.sample_cpu().then(crate::cpu::thread_nanos);
         let limit = slot.max_reply;
-        let answer = self.ready.instance().call(method, input);
-        count_cpu(stats, cpu_before);
-        let result = match answer {
-            Ok(reply) if reply.len() as u64 > limit => Err(CallFault::ReplyTooLarge {
+        // The reply taken apart at once: the whole result (a large enum) is never moved.
+        let fault = match self.ready.instance().call(method, input) {
+            Ok(reply) if reply.len() as u64 <= limit => {
+                finish_call(stats, started, cpu_before);
+                return Ok(reply);
+            }
+            Ok(reply) => CallFault::ReplyTooLarge {
                 size: reply.len() as u64,
                 limit,
-            }),
-            other => other,
+            },
+            Err(fault) => fault,
         };
-        if let Some(started) = started {
-            stats.call_latency.record(started.elapsed().as_secs_f64());
-        }
-        if result.is_err() {
-            stats.call_errors.inc();
-        }
-        result.map_err(|fault| self.fault_error(method, fault))
+        finish_call(stats, started, cpu_before);
+        Err(self.failed(method, fault))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn failed(&self, method: &str, fault: CallFault) -> CallError {
+        self.ready.info.stats.call_errors.inc();
+        self.fault_error(method, fault)
     }
 
     /// The call error of `fault` in a call of `method`.
@@ -312,6 +322,27 @@ fn warn_blocking_in_runtime(location: &'static Location<'static>) {
             caller = %location,
             "a blocking component call from a thread of a tokio runtime: the call ran on the plugin executor while this thread waited; from async code, `.await` ComponentHandle::call or Host::call instead"
         );
+    }
+}
+
+/// Tells an instance its call `id` ended (when dropped), whatever way it ended.
+struct EndCall<'a> {
+    instance: &'a dyn Instance,
+    id: u64,
+}
+
+impl Drop for EndCall<'_> {
+    fn drop(&mut self) {
+        self.instance.end_call(self.id);
+    }
+}
+
+/// A call's CPU time and, when it was timed, its latency.
+#[inline]
+fn finish_call(stats: &super::info::Stats, started: Option<Instant>, cpu_before: Option<u64>) {
+    count_cpu(stats, cpu_before);
+    if let Some(started) = started {
+        stats.call_latency.record(started.elapsed().as_secs_f64());
     }
 }
 

@@ -214,6 +214,25 @@ impl Instance for NativeInstance {
     }
 }
 
+/// A plugin's reply as the host's vector. `RVec::into_vec` asks both libraries for the
+/// vector's type id and, the vtables being the plugin's, copies the bytes and frees the
+/// plugin's buffer through its vtable; a reply that owns no buffer has nothing to copy or
+/// free.
+fn into_vec(reply: abi_stable::std_types::RVec<u8>) -> Vec<u8> {
+    if reply.capacity() == 0 {
+        std::mem::forget(reply);
+        return Vec::new();
+    }
+    reply.into_vec()
+}
+
+/// A plugin's error as a call fault, off the fast path.
+#[cold]
+#[inline(never)]
+fn plugin_fault(err: plugin_api::PluginError) -> CallFault {
+    CallFault::Plugin(err)
+}
+
 /// The host's end of a plugin's stream, across the boundary.
 struct HostSink(ItemSender);
 
@@ -289,19 +308,21 @@ struct PluginInstance {
 
 impl Instance for PluginInstance {
     fn call(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallFault> {
-        use abi_stable::std_types::{RSlice, RStr};
-        self.context
-            .with_call_context(|context, flags| {
-                self.component.call_with(
-                    RStr::from_str(method),
-                    RSlice::from_slice(input),
-                    &context,
-                    flags,
-                )
-            })
-            .into_result()
-            .map(Vec::from)
-            .map_err(CallFault::Plugin)
+        use abi_stable::std_types::{RResult, RSlice, RStr};
+        let answer = self.context.with_call_context(|context, flags| {
+            self.component.call_with(
+                RStr::from_str(method),
+                RSlice::from_slice(input),
+                &context,
+                flags,
+            )
+        });
+        // Taken apart where it lies: the whole answer (a large enum) is not moved
+        // through `Result` adapters on the way out.
+        match answer {
+            RResult::ROk(reply) => Ok(into_vec(reply)),
+            RResult::RErr(err) => Err(plugin_fault(err)),
+        }
     }
 
     fn stream(&self, method: &str, input: &[u8], items: &ItemSender) -> Result<(), CallFault> {
