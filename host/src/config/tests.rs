@@ -114,18 +114,6 @@ fn malformed_configs_are_each_rejected_naming_the_key() {
             &["admin.token", "beyond loopback"],
         ),
         (
-            "[admin]\nmax_header_size = \"1KiB\"\n",
-            &["admin.max_header_size", "at least 8KiB"],
-        ),
-        (
-            "[admin]\nmax_connections = 0\n",
-            &["admin.max_connections", "more than 0"],
-        ),
-        (
-            "[admin]\nbody_timeout = \"0s\"\n",
-            &["admin.body_timeout", "more than 0"],
-        ),
-        (
             "[memory]\nlimit = \"1GiB\"\n[components.big]\nmemory_estimate = \"2GiB\"\n",
             &["components.big.memory_estimate", "above the memory limit"],
         ),
@@ -153,6 +141,28 @@ fn malformed_configs_are_each_rejected_naming_the_key() {
     ];
     assert!(cases.len() >= 15);
     assert_each_rejected(cases);
+}
+
+#[test]
+fn admin_limits_that_would_serve_nothing_are_rejected() {
+    assert_each_rejected(&[
+        (
+            "[admin]\nmax_header_size = \"1KiB\"\n",
+            &["admin.max_header_size", "at least 8KiB"],
+        ),
+        (
+            "[admin]\nmax_connections = 0\n",
+            &["admin.max_connections", "more than 0"],
+        ),
+        (
+            "[admin]\nbody_timeout = \"0s\"\n",
+            &["admin.body_timeout", "more than 0"],
+        ),
+        (
+            "[admin]\nmax_body = 0\n",
+            &["admin.max_body", "more than 0"],
+        ),
+    ]);
 }
 
 #[test]
