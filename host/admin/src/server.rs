@@ -208,9 +208,9 @@ impl Connection {
     async fn serve(&self, mut stream: TcpStream, mut stopping: watch::Receiver<bool>) {
         self.stats.open.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
-        // Set when a request's first bytes arrive, cleared when its head is complete:
-        // a head timeout with it set is a client too slow (answered 408), without it an
-        // idle keep-alive connection (closed).
+        // Set when a request's bytes arrive, cleared when its head is complete and again
+        // when it has been answered: a head timeout with it set is a client too slow
+        // (answered 408), without it an idle keep-alive connection (closed).
         let head_started = Arc::new(AtomicBool::new(false));
         let result = {
             let (read, write) = stream.split();
@@ -222,7 +222,15 @@ impl Connection {
             let started = Arc::clone(&head_started);
             let service = hyper::service::service_fn(move |request: Request<_>| {
                 started.store(false, Ordering::Relaxed);
-                app.clone().oneshot(request.map(Body::new))
+                let app = app.clone();
+                let started = Arc::clone(&started);
+                async move {
+                    let response = app.oneshot(request.map(Body::new)).await;
+                    // Its body has been read whole by now (`read_body`): bytes from here
+                    // on are the next request's.
+                    started.store(false, Ordering::Relaxed);
+                    response
+                }
             });
             let conn = self
                 .http
