@@ -54,6 +54,24 @@ fn throughput(threads: usize, per_thread: u64, f: impl Fn() + Send + Sync + 'sta
     (threads as f64 * per_thread as f64) / started.elapsed().as_secs_f64()
 }
 
+/// The probe's `counter` type registered on `coordinator` as native component
+/// `native-counter`, and ready.
+async fn native_counter(coordinator: &plugin_host::Coordinator) -> plugin_host::ComponentHandle {
+    let fake = TestHost::new().with_config(serde_json::json!({"delay_ms": 0}));
+    coordinator
+        .register_native(
+            ComponentSpec::new("native-counter"),
+            NativeComponent::boxed(move |_| {
+                ProbePlugin::create("counter", fake.context("counter"))
+            }),
+        )
+        .expect("native counter");
+    coordinator
+        .get("native-counter")
+        .await
+        .expect("native counter")
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -80,30 +98,8 @@ fn main() {
     // registered as a native component.
     let fake = TestHost::new().with_config(serde_json::json!({"delay_ms": 0}));
     let direct = ProbePlugin::create("counter", fake.context("counter")).expect("direct");
-    coordinator
-        .register_native(
-            ComponentSpec::new("native-counter"),
-            NativeComponent::boxed(move |_| {
-                ProbePlugin::create("counter", fake.context("counter"))
-            }),
-        )
-        .expect("native counter");
-    let native = runtime
-        .block_on(coordinator.get("native-counter"))
-        .expect("native counter");
-    let fake = TestHost::new().with_config(serde_json::json!({"delay_ms": 0}));
-    cpu_host
-        .coordinator()
-        .register_native(
-            ComponentSpec::new("native-counter"),
-            NativeComponent::boxed(move |_| {
-                ProbePlugin::create("counter", fake.context("counter"))
-            }),
-        )
-        .expect("native counter, CPU sampled");
-    let native_cpu_sampled = runtime
-        .block_on(cpu_host.coordinator().get("native-counter"))
-        .expect("native counter, CPU sampled");
+    let native = runtime.block_on(native_counter(&coordinator));
+    let native_cpu_sampled = runtime.block_on(native_counter(cpu_host.coordinator()));
 
     let mut criterion = Criterion::default()
         .configure_from_args()

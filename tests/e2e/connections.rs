@@ -64,8 +64,16 @@ fn connect(host: &RunningHost) -> TcpStream {
 
 /// An unlabelled sample of `/metrics`, or the one labelled `reason`.
 fn admin_metric(host: &RunningHost, name: &str, reason: Option<&str>) -> f64 {
-    let (status, text) = host.get("/metrics");
-    assert_eq!(status, 200, "{text}");
+    // A slot freed by a client that closed is back once the server has seen the close:
+    // a 503 `too_many_connections` until then says to retry, and is retried.
+    let text = wait_for("a slot for /metrics", || {
+        let (status, text) = host.get("/metrics");
+        if status == 503 && text.contains("too_many_connections") {
+            return None;
+        }
+        assert_eq!(status, 200, "{text}");
+        Some(text)
+    });
     scrape(&text)
         .samples
         .iter()

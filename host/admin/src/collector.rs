@@ -327,36 +327,41 @@ fn connections(out: &mut Exposition, stats: &ConnectionStats) {
     let read = |counter: &std::sync::atomic::AtomicU64| {
         counter.load(std::sync::atomic::Ordering::Relaxed) as f64
     };
-    out.single(
-        "plugin_host_admin_connections",
-        Kind::Gauge,
-        "Connections to the admin API open now.",
-        read(&stats.open),
-    );
-    out.single(
-        "plugin_host_admin_connections_accepted_total",
-        Kind::Counter,
-        "Connections the admin API accepted and served.",
-        read(&stats.accepted),
-    );
-    out.single(
-        "plugin_host_admin_connections_refused_total",
-        Kind::Counter,
-        "Connections answered 503 too_many_connections and closed: admin.max_connections were open.",
-        read(&stats.refused),
-    );
-    out.single(
-        "plugin_host_admin_accept_errors_total",
-        Kind::Counter,
-        "Connections the admin API could not accept (out of descriptors, most often).",
-        read(&stats.accept_errors),
-    );
-    out.single(
-        "plugin_host_admin_idle_closed_total",
-        Kind::Counter,
-        "Keep-alive connections closed after admin.header_timeout without a request.",
-        read(&stats.idle_closed),
-    );
+    let singles = [
+        (
+            "plugin_host_admin_connections",
+            Kind::Gauge,
+            "Connections to the admin API open now.",
+            &stats.open,
+        ),
+        (
+            "plugin_host_admin_connections_accepted_total",
+            Kind::Counter,
+            "Connections the admin API accepted and served.",
+            &stats.accepted,
+        ),
+        (
+            "plugin_host_admin_connections_refused_total",
+            Kind::Counter,
+            "Connections answered 503 too_many_connections and closed: admin.max_connections were open.",
+            &stats.refused,
+        ),
+        (
+            "plugin_host_admin_accept_errors_total",
+            Kind::Counter,
+            "Connections the admin API could not accept (out of descriptors, most often).",
+            &stats.accept_errors,
+        ),
+        (
+            "plugin_host_admin_idle_closed_total",
+            Kind::Counter,
+            "Keep-alive connections closed after admin.header_timeout without a request.",
+            &stats.idle_closed,
+        ),
+    ];
+    for (name, kind, help, counter) in singles {
+        out.single(name, kind, help, read(counter));
+    }
     const REFUSED: &str = "plugin_host_admin_requests_refused_total";
     out.family(
         REFUSED,
