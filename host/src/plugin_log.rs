@@ -38,11 +38,12 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn new(rate: LogRate) -> Self {
+    /// A full bucket, as of `now`.
+    fn at(rate: LogRate, now: Instant) -> Self {
         Self {
             rate,
             tokens: f64::from(rate.burst.max(1)),
-            refilled: Instant::now(),
+            refilled: now,
             pending: 0,
         }
     }
@@ -89,19 +90,30 @@ impl std::fmt::Debug for LogLimits {
 
 impl LogLimits {
     /// Sets up the bucket of a registered component.
+    #[cfg(test)]
     pub(crate) fn register(&self, plugin: &str, component: &str, rate: LogRate) {
-        self.buckets.lock().insert(
-            component.to_owned(),
-            (plugin.to_owned(), Arc::new(Mutex::new(Bucket::new(rate)))),
-        );
-        self.plugin_buckets
-            .lock()
-            .entry(plugin.to_owned())
-            .or_insert_with(|| Arc::new(Mutex::new(Bucket::new(rate))));
-        self.suppressed
-            .lock()
-            .entry(component.to_owned())
-            .or_default();
+        self.register_all(&[(plugin, component, rate)]);
+    }
+
+    /// Sets up the buckets of registered components, each `(plugin, component, rate)`:
+    /// every map locked and grown once for the lot (a start registers a thousand).
+    pub(crate) fn register_all(&self, components: &[(&str, &str, LogRate)]) {
+        let now = Instant::now();
+        let bucket = |rate| Arc::new(Mutex::new(Bucket::at(rate, now)));
+        let mut buckets = self.buckets.lock();
+        let mut plugin_buckets = self.plugin_buckets.lock();
+        let mut suppressed = self.suppressed.lock();
+        buckets.reserve(components.len());
+        suppressed.reserve(components.len());
+        for &(plugin, component, rate) in components {
+            buckets.insert(component.to_owned(), (plugin.to_owned(), bucket(rate)));
+            if !plugin_buckets.contains_key(plugin) {
+                plugin_buckets.insert(plugin.to_owned(), bucket(rate));
+            }
+            if !suppressed.contains_key(component) {
+                suppressed.insert(component.to_owned(), Arc::default());
+            }
+        }
     }
 
     /// The bucket a record of `plugin` naming `component` counts against, and the
@@ -366,10 +378,11 @@ mod tests {
 
     #[test]
     fn a_bucket_admits_its_burst_then_its_rate() {
-        let mut bucket = Bucket::new(LogRate {
+        let rate = LogRate {
             per_second: 10,
             burst: 5,
-        });
+        };
+        let mut bucket = Bucket::at(rate, Instant::now());
         let admitted = (0..100).filter(|_| bucket.admit()).count();
         assert!((5..=6).contains(&admitted), "{admitted}");
         assert!(bucket.pending >= 94);
@@ -405,10 +418,11 @@ mod tests {
 
     #[test]
     fn a_zero_rate_is_unlimited() {
-        let mut bucket = Bucket::new(LogRate {
+        let rate = LogRate {
             per_second: 0,
             burst: 0,
-        });
+        };
+        let mut bucket = Bucket::at(rate, Instant::now());
         assert!((0..10_000).all(|_| bucket.admit()));
     }
 }

@@ -521,7 +521,7 @@ fn scanner_target(
     let root = lab.sandbox.root();
     let path = |p: PathBuf| p.display().to_string();
     std::fs::create_dir_all(lab.sandbox.cache_dir()).expect("cache dir");
-    std::fs::write(lab.sandbox.cache_dir().join("registry-v2.json"), "{}").expect("cache file");
+    std::fs::write(lab.sandbox.cache_dir().join("registry-v3.bin"), "{}").expect("cache file");
     std::fs::write(root.join("host.toml"), "").expect("config");
     // SAFETY: getpgid has no memory effects.
     #[allow(unsafe_code)]
@@ -537,7 +537,7 @@ fn scanner_target(
         "abstract_name": lab.abstract_name,
         "config": path(root.join("host.toml")),
         "trust_file": path(root.join("trusted.toml")),
-        "cache_file": path(lab.sandbox.cache_dir().join("registry-v2.json")),
+        "cache_file": path(lab.sandbox.cache_dir().join("registry-v3.bin")),
         "secret": path(root.join("secret")),
         "victim": path(root.join("victim")),
         "plugins_dir": path(lab.sandbox.plugins_dir()),

@@ -137,6 +137,15 @@ fn a_warm_list_spawns_no_scanner_and_a_touched_file_is_rescanned_alone() {
         listed(&touched, &library_file_name("historical-data"))["cached"],
         false
     );
+
+    // That rescan wrote the cache again: with the untouched file's verdict kept.
+    let (again, trace) = sandbox.run_traced(&["list", "--json"], &[]);
+    assert_eq!(stdout_json(&again)["scanned"], 0);
+    assert_eq!(
+        trace.child_processes(),
+        0,
+        "the rewritten cache lost a verdict"
+    );
 }
 
 #[test]

@@ -43,7 +43,7 @@ pub(crate) fn find_cycle<'a>(deps: &HashMap<&'a str, &'a [String]>) -> Option<Ve
 
     let mut names: Vec<&str> = deps.keys().copied().collect();
     names.sort_unstable();
-    let mut marks = HashMap::new();
+    let mut marks = HashMap::with_capacity(names.len());
     names
         .into_iter()
         .find_map(|name| visit(name, deps, &mut marks, &mut Vec::new()))

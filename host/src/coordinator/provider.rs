@@ -19,9 +19,8 @@ use crate::{
     call_context::NEVER_STOPS,
     config::Isolation,
     context::{lend_current, HostServices, PluginHostContext},
-    discovery::DiscoveredPlugin,
     fault::CallFault,
-    loader::{Loader, Vetted},
+    loader::{FileIdentity, Loader, Vetted},
     memory::MemoryManager,
 };
 
@@ -242,9 +241,13 @@ impl plugin_api::ffi::StreamSinkObj for HostSink {
     }
 }
 
-/// A component provided by a plugin library, loaded on first use.
+/// A component provided by a plugin library, loaded on first use: the file as it was
+/// vetted, and what loading it needs.
 pub(crate) struct PluginProvider {
-    pub(crate) plugin: DiscoveredPlugin,
+    pub(crate) path: PathBuf,
+    pub(crate) identity: FileIdentity,
+    /// Its SHA-256, when the trust policy pinned it.
+    pub(crate) sha256: Option<String>,
     pub(crate) loader: Arc<Loader>,
     pub(crate) memory: MemoryManager,
     pub(crate) services: Arc<HostServices>,
@@ -257,12 +260,12 @@ impl Provider for PluginProvider {
         config: &serde_json::Value,
         dependencies: Dependencies,
     ) -> Result<Box<dyn Instance>, InitError> {
-        let path: PathBuf = self.plugin.path.clone();
+        let path = &self.path;
         let load_error = |source| InitError::Load {
             component: spec.name.clone(),
             source: Box::new(source),
         };
-        let first_load = !self.loader.is_loaded(&path);
+        let first_load = !self.loader.is_loaded(path);
         let rss_before = if first_load {
             self.memory.read_rss()
         } else {
@@ -271,10 +274,10 @@ impl Provider for PluginProvider {
         // Only the file the scanner vetted is mapped: the loader checks its identity (and
         // the trust policy) on the descriptor it loads from.
         let vetted = Vetted {
-            identity: self.plugin.identity,
-            sha256: self.plugin.sha256.as_deref(),
+            identity: self.identity,
+            sha256: self.sha256.as_deref(),
         };
-        let library = self.loader.load(&path, vetted).map_err(load_error)?;
+        let library = self.loader.load(path, vetted).map_err(load_error)?;
         if first_load {
             let cost = self.memory.read_rss().saturating_sub(rss_before);
             self.memory

@@ -29,6 +29,7 @@ use crate::{
     discovery::{Catalog, DiscoveredPlugin},
     manifest::{ComponentInfo, PluginInfo},
     names::valid_name,
+    plugin_log::LogRate,
 };
 
 /// What a refresh changed.
@@ -80,15 +81,19 @@ impl Coordinator {
     }
 
     /// Registers every component of every usable plugin in `catalog`, and remembers the
-    /// catalog as the current one. Returns the problems (duplicates, cycles); everything
-    /// else is registered.
-    pub fn register_catalog(&self, catalog: &Catalog) -> Vec<RegisterError> {
-        let registrations = catalog
+    /// catalog as the current one (kept, not copied: a thousand plugins' descriptions).
+    /// Returns the problems (duplicates, cycles); everything else is registered.
+    pub fn register_catalog(&self, catalog: Catalog) -> Vec<RegisterError> {
+        let count = catalog
             .usable()
-            .flat_map(|(plugin, info)| self.registrations(plugin, info))
-            .collect();
+            .map(|(_, info)| info.components.len())
+            .sum();
+        let mut registrations = Vec::with_capacity(count);
+        for (plugin, info) in catalog.usable() {
+            self.registrations(plugin, info, &mut registrations);
+        }
         let problems = self.register_batch(registrations);
-        self.inner.catalog.store(Arc::new(catalog.clone()));
+        self.inner.catalog.store(Arc::new(catalog));
         problems
     }
 
@@ -153,12 +158,13 @@ impl Coordinator {
                     .values()
                     .any(|slot| slot.source.as_deref() == Some(*path));
                 if !still_running {
-                    registrations.extend(self.registrations(plugin, info));
+                    self.registrations(plugin, info, &mut registrations);
                 } else if upgrading {
                     // The new build may bring components the old one lacked.
+                    let mut all = Vec::new();
+                    self.registrations(plugin, info, &mut all);
                     registrations.extend(
-                        self.registrations(plugin, info)
-                            .into_iter()
+                        all.into_iter()
                             .filter(|r| !slots.contains_key(&r.spec.name)),
                     );
                 }
@@ -223,9 +229,16 @@ impl Coordinator {
         changes.unregistered.extend(names);
     }
 
-    /// The registrations of one usable plugin file's components, overrides applied.
-    fn registrations(&self, plugin: &DiscoveredPlugin, info: &PluginInfo) -> Vec<Registration> {
-        info.components
+    /// The registrations of one usable plugin file's components, overrides applied,
+    /// added to `into`.
+    fn registrations(
+        &self,
+        plugin: &DiscoveredPlugin,
+        info: &PluginInfo,
+        into: &mut Vec<Registration>,
+    ) {
+        let registrations = info
+            .components
             .iter()
             .filter(|component| {
                 let disabled = !self.inner.plans.component(&component.name).enabled;
@@ -237,7 +250,9 @@ impl Coordinator {
             .filter_map(|component| {
                 let in_process = || -> Arc<dyn Provider> {
                     Arc::new(PluginProvider {
-                        plugin: plugin.clone(),
+                        path: plugin.path.clone(),
+                        identity: plugin.identity,
+                        sha256: plugin.sha256.clone(),
                         loader: Arc::clone(&self.inner.loader),
                         memory: self.inner.memory.clone(),
                         services: Arc::clone(&self.inner.services),
@@ -264,8 +279,8 @@ impl Coordinator {
                     provider,
                     source: Some(plugin.path.clone()),
                 })
-            })
-            .collect()
+            });
+        into.extend(registrations);
     }
 
     /// A plugin component's spec, its plan over its manifest.
@@ -288,8 +303,10 @@ impl Coordinator {
         let _guard = self.inner.registry_lock.lock();
         let current = self.inner.slots.load_full();
         let mut next = HashMap::clone(&current);
+        next.reserve(registrations.len());
         let mut problems = Vec::new();
-        let mut added = Vec::new();
+        let mut added = Vec::with_capacity(registrations.len());
+        let mut logs = Vec::with_capacity(registrations.len());
         for registration in registrations {
             let spec = &registration.spec;
             if !valid_name(&spec.name) {
@@ -306,9 +323,21 @@ impl Coordinator {
                 });
                 continue;
             }
-            added.push(spec.name.clone());
-            next.insert(spec.name.clone(), Arc::new(self.slot_for(registration)));
+            let name = spec.name.clone();
+            added.push(name.clone());
+            let (slot, log_rate) = self.slot_for(registration);
+            let slot = Arc::new(slot);
+            next.insert(name, Arc::clone(&slot));
+            logs.push((slot, log_rate));
         }
+        let logs: Vec<_> = logs
+            .iter()
+            .map(|(slot, rate)| {
+                let plugin = slot.spec().plugin.as_deref().unwrap_or_default();
+                (plugin, slot.name(), *rate)
+            })
+            .collect();
+        self.inner.services.logs.register_all(&logs);
         // Cycles are looked for once, over the whole graph; each one found costs the
         // latest of its members its registration.
         while let Some(path) = find_cycle(&next) {
@@ -323,23 +352,20 @@ impl Coordinator {
         problems
     }
 
-    fn slot_for(&self, registration: Registration) -> Slot {
+    /// The slot of a registration, and the log rate its component is held to.
+    fn slot_for(&self, registration: Registration) -> (Slot, LogRate) {
         let spec = registration.spec;
         let config = self.inner.plans.component(&spec.name).config.clone();
         let (limits, log_rate) = self.limits_of(&spec.name);
-        self.inner.services.logs.register(
-            spec.plugin.as_deref().unwrap_or_default(),
-            &spec.name,
-            log_rate,
-        );
-        Slot::new(
+        let slot = Slot::new(
             spec,
             registration.provider,
             config,
             self.inner.sampler,
             limits,
             registration.source,
-        )
+        );
+        (slot, log_rate)
     }
 }
 
@@ -349,8 +375,12 @@ fn same_verdict(a: &DiscoveredPlugin, b: &DiscoveredPlugin) -> bool {
 }
 
 fn find_cycle(slots: &super::SlotMap) -> Option<Vec<String>> {
+    // Every member of a cycle depends on something, so a component that depends on
+    // nothing is left out of the search (most are: a start of 1,000 plugins with no
+    // dependencies then searches nothing).
     let deps: HashMap<&str, &[String]> = slots
         .values()
+        .filter(|slot| !slot.spec().dependencies.is_empty())
         .map(|slot| (slot.name(), slot.spec().dependencies.as_slice()))
         .collect();
     graph::find_cycle(&deps)

@@ -22,7 +22,7 @@ pub use self::verdict::{FileError, Verdict};
 pub use crate::dirs::default_cache_dir;
 
 /// Reads registry cache bytes (for the fuzz targets).
-pub(crate) fn parse_cache(bytes: &[u8]) -> Result<bool, serde_json::Error> {
+pub(crate) fn parse_cache(bytes: &[u8]) -> Result<bool, postcard::Error> {
     cache::RegistryCache::parse(bytes).map(|entries| entries.is_some())
 }
 use crate::{

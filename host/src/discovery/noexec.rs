@@ -43,8 +43,9 @@ impl Discovery {
         for path in paths {
             // With no registry cache, vetting answers without a scan only for a refused
             // or unreadable file.
-            if let Ok(verdict) = self.vet(path, dir_refusal.as_deref(), &RegistryCache::open(None))
-            {
+            let stat = crate::platform::stat_with_identity(path);
+            let mut no_cache = RegistryCache::open(None);
+            if let Ok(verdict) = self.vet(path, stat, dir_refusal.as_deref(), &mut no_cache) {
                 refused.push(verdict);
                 continue;
             }

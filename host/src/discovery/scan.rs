@@ -23,6 +23,47 @@ use crate::loader::{FileIdentity, LoadError};
 /// library that kills its scanner costs a rescan of the rest of its batch.
 const SCAN_BATCH: usize = 32;
 
+/// A listed file's identity and metadata, or why they could not be read.
+pub(super) type Stat = std::io::Result<(FileIdentity, std::fs::Metadata)>;
+
+/// The listed files, stat'ed by whichever thread takes them: a few at a time, in order.
+struct StatQueue<'a> {
+    paths: Vec<&'a Path>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl<'a> StatQueue<'a> {
+    /// Files a thread takes at once: enough that the queue costs nothing beside the
+    /// `stat`s, few enough that two threads end together.
+    const CHUNK: usize = 32;
+
+    fn new(listed: &'a [(PathBuf, Vec<PathBuf>)]) -> Self {
+        Self {
+            paths: listed
+                .iter()
+                .flat_map(|(_, paths)| paths.iter().map(PathBuf::as_path))
+                .collect(),
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Stats files until none is left; each with its place in the list.
+    fn work(&self) -> Vec<(usize, Stat)> {
+        let mut done = Vec::new();
+        loop {
+            let start = self
+                .next
+                .fetch_add(Self::CHUNK, std::sync::atomic::Ordering::Relaxed);
+            let Some(chunk) = self.paths.get(start..) else {
+                return done;
+            };
+            for (offset, path) in chunk.iter().take(Self::CHUNK).enumerate() {
+                done.push((start + offset, crate::platform::stat_with_identity(path)));
+            }
+        }
+    }
+}
+
 /// A file listed and vetted, waiting for a scan.
 pub(super) struct Pending {
     path: PathBuf,
@@ -63,13 +104,14 @@ impl Discovery {
         if let Some(extra) = sources_dir.filter(|d| d.is_dir()) {
             listed.push(self.list_files(&extra)?);
         }
-        let mut cache = RegistryCache::open(self.cache_dir.as_deref());
+        let (mut cache, stats) = self.stat_beside_cache(&listed);
         let mut plugins = refused_originals;
+        plugins.reserve(listed.iter().map(|(_, paths)| paths.len()).sum());
         let mut to_scan = Vec::new();
-        for (dir, paths) in &listed {
+        for ((dir, paths), stats) in listed.iter().zip(stats) {
             let dir_refusal = self.trust.check_dir(dir).err().map(|r| r.to_string());
-            for path in paths {
-                match self.vet(path, dir_refusal.as_deref(), &cache) {
+            for (path, stat) in paths.iter().zip(stats) {
+                match self.vet(path, stat, dir_refusal.as_deref(), &mut cache) {
                     Ok(known) => plugins.push(known),
                     Err(pending) => to_scan.push(pending),
                 }
@@ -83,13 +125,16 @@ impl Discovery {
             remember(&mut cache, &plugin);
             plugins.push(plugin);
         }
-        plugins.sort_by(|a, b| a.path.cmp(&b.path));
+        // By the paths' bytes: mostly in order already, and bytes compare faster than
+        // path components.
+        plugins.sort_by(|a, b| a.path.as_os_str().cmp(b.path.as_os_str()));
         if let Some(sources) = &self.sources {
             attach_sources(&mut plugins, sources);
         }
         for (dir, paths) in &listed {
             cache.retain_present(dir, paths);
         }
+        restore_taken(&mut cache, &plugins);
         cache.save();
         tracing::debug!(dir = %dir.display(), files = plugins.len(), scanned, "discovery done");
         Ok(Catalog {
@@ -106,10 +151,53 @@ impl Discovery {
             .parent()
             .and_then(|dir| self.trust.check_dir(dir).err())
             .map(|refusal| refusal.to_string());
-        match self.vet(&path, dir_refusal.as_deref(), &RegistryCache::open(None)) {
+        let stat = crate::platform::stat_with_identity(&path);
+        match self.vet(
+            &path,
+            stat,
+            dir_refusal.as_deref(),
+            &mut RegistryCache::open(None),
+        ) {
             Ok(known) => known,
             Err(pending) => self.scan_pending(pending).await,
         }
+    }
+
+    /// The registry cache, and the stat of every listed file (in `listed`'s shape): a
+    /// thread of its own reads the cache, then helps with the stats. On a warm start
+    /// these are the two costs that grow with the number of plugins; neither waits
+    /// for the other.
+    fn stat_beside_cache(
+        &self,
+        listed: &[(PathBuf, Vec<PathBuf>)],
+    ) -> (RegistryCache, Vec<Vec<Stat>>) {
+        let cache_dir = self.cache_dir.as_deref();
+        let queue = StatQueue::new(listed);
+        let (cache, mut stats) = std::thread::scope(|scope| {
+            let reader = std::thread::Builder::new()
+                .name("registry-cache".into())
+                .spawn_scoped(scope, || (RegistryCache::open(cache_dir), queue.work()));
+            let mut stats = queue.work();
+            let cache = match reader {
+                Ok(reader) => {
+                    let (cache, theirs) = reader
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    stats.extend(theirs);
+                    cache
+                }
+                // No thread to be had: read it here.
+                Err(_) => RegistryCache::open(cache_dir),
+            };
+            (cache, stats)
+        });
+        stats.sort_unstable_by_key(|(index, _)| *index);
+        let mut stats = stats.into_iter().map(|(_, stat)| stat);
+        let shaped = listed
+            .iter()
+            .map(|(_, paths)| stats.by_ref().take(paths.len()).collect())
+            .collect();
+        (cache, shaped)
     }
 
     /// The canonical `dir` and its library files, sorted.
@@ -129,17 +217,21 @@ impl Discovery {
                 paths.push(path);
             }
         }
-        paths.sort();
+        // One directory's files: their paths order as their names' bytes do, and bytes
+        // compare faster than path components.
+        paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
         Ok((dir, paths))
     }
 
     /// A file's verdict without a scan (unreadable, untrusted, or cached), or what a
-    /// scan needs to know about it.
+    /// scan needs to know about it; `stat` is the file's, taken just before. A cached
+    /// verdict is taken out of `cache`, not copied (see [`restore_taken`]).
     pub(super) fn vet(
         &self,
         path: &Path,
+        stat: Stat,
         dir_refusal: Option<&str>,
-        cache: &RegistryCache,
+        cache: &mut RegistryCache,
     ) -> Result<DiscoveredPlugin, Pending> {
         let known = |identity, outcome: ScanOutcome, cached, sha256| DiscoveredPlugin {
             provided: Vec::new(),
@@ -150,8 +242,6 @@ impl Discovery {
             identity,
             sha256,
         };
-        let stat = std::fs::metadata(path)
-            .and_then(|metadata| Ok((FileIdentity::of_path(path)?, metadata)));
         let (identity, metadata) = match stat {
             Ok(found) => found,
             Err(err) => {
@@ -162,8 +252,9 @@ impl Discovery {
                 return Ok(known(FileIdentity::default(), outcome, false, None));
             }
         };
-        let entry = cache.lookup(path, identity);
-        let mut sha256 = entry.and_then(|entry| entry.sha256.clone());
+        let mut sha256 = cache
+            .lookup(path, identity)
+            .and_then(|entry| entry.sha256.clone());
         let verdict = match dir_refusal {
             Some(reason) => Err(reason.to_owned()),
             None => self
@@ -187,8 +278,8 @@ impl Discovery {
             refused.provided = provided_before(cache, path);
             return Ok(refused);
         }
-        match entry {
-            Some(entry) => Ok(known(identity, entry.outcome.clone(), true, sha256)),
+        match cache.take(path, identity) {
+            Some(entry) => Ok(known(identity, entry.outcome, true, sha256)),
             None => Err(Pending {
                 path: path.to_owned(),
                 identity,
@@ -349,6 +440,16 @@ fn attach_sources(plugins: &mut [DiscoveredPlugin], sources: &crate::sources::So
             .iter()
             .find(|r| Some(r.file.as_str()) == file)
             .cloned();
+    }
+}
+
+/// Puts back the cached verdicts [`Discovery::vet`] took out of `cache`, when it is to
+/// be written: a warm start with nothing changed writes nothing, and so copies nothing.
+fn restore_taken(cache: &mut RegistryCache, plugins: &[DiscoveredPlugin]) {
+    if cache.is_dirty() {
+        for plugin in plugins.iter().filter(|plugin| plugin.cached) {
+            remember(cache, plugin);
+        }
     }
 }
 

@@ -165,7 +165,7 @@ impl HostBuilder {
             components: coordinator.component_names().len(),
             memory_limit: coordinator.memory().limit(),
             memory_limit_source: coordinator.memory().limit_source().to_string(),
-            catalog: assembled.catalog,
+            catalog: Catalog::clone(&assembled.catalog),
         })
     }
 
@@ -228,7 +228,8 @@ impl HostBuilder {
             engine = engine.with_worker_program(program);
         }
         let coordinator = engine.build();
-        let registration = coordinator.register_catalog(&catalog);
+        let registration = coordinator.register_catalog(catalog);
+        let catalog = coordinator.catalog();
         for (spec, component) in self.natives {
             coordinator.register_native(spec, component)?;
         }
@@ -252,7 +253,8 @@ struct Assembled {
     pull_problems: Vec<String>,
     config: Config,
     discovery: Discovery,
-    catalog: Catalog,
+    /// The catalog registered, as the coordinator keeps it.
+    catalog: Arc<Catalog>,
     coordinator: Coordinator,
     registration: Vec<RegisterError>,
 }

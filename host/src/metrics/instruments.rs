@@ -2,6 +2,7 @@
 //! sampler that decides which calls are timed.
 
 use std::{
+    borrow::Cow,
     cell::Cell,
     sync::atomic::{AtomicU64, Ordering},
 };
@@ -74,8 +75,8 @@ pub const BYTE_BUCKETS: [f64; 13] = [
 /// bucket count whatever is recorded.
 #[derive(Debug)]
 pub struct Histogram {
-    /// Upper bounds, rising.
-    bounds: Box<[f64]>,
+    /// Upper bounds, rising: the shared latency bounds, or a plugin's own.
+    bounds: Cow<'static, [f64]>,
     /// One slot per bound, plus the overflow (`+Inf`) slot.
     buckets: Box<[AtomicU64]>,
     /// Sum of recorded values in nanounits.
@@ -84,7 +85,9 @@ pub struct Histogram {
 
 impl Default for Histogram {
     fn default() -> Self {
-        Self::with_bounds(&LATENCY_BUCKETS)
+        // Borrowed: every component has three of these, and a thousand components
+        // should not hold three thousand copies of one table.
+        Self::over(Cow::Borrowed(&LATENCY_BUCKETS))
     }
 }
 
@@ -116,9 +119,13 @@ pub struct Quantiles {
 impl Histogram {
     /// A histogram with the given upper bounds (rising).
     pub fn with_bounds(bounds: &[f64]) -> Self {
+        Self::over(Cow::Owned(bounds.to_vec()))
+    }
+
+    fn over(bounds: Cow<'static, [f64]>) -> Self {
         Self {
-            bounds: bounds.into(),
             buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            bounds,
             sum_nanos: AtomicU64::new(0),
         }
     }

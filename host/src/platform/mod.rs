@@ -38,7 +38,7 @@ pub(crate) use self::os::{
     descriptors::raise_open_files_limit,
     file::{
         bytes_to_os_string, canonicalize, identity_of, identity_of_path, noexec_mount,
-        open_for_load, read_at, with_descriptor_path, with_loader_path,
+        open_for_load, read_at, stat_with_identity, with_descriptor_path, with_loader_path,
     },
     link::{worker_link, LinkRead, LinkWrite, PendingLink},
     memory::{own_rss, release_free_memory, rss_of, thread_cpu_nanos, ThreadClock},

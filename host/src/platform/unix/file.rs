@@ -32,6 +32,11 @@ pub(crate) fn identity_of_path(path: &Path) -> io::Result<FileIdentity> {
     std::fs::metadata(path).map(|m| identity_from(&m))
 }
 
+/// The identity and metadata of the file at `path` now, from one `stat`.
+pub(crate) fn stat_with_identity(path: &Path) -> io::Result<(FileIdentity, std::fs::Metadata)> {
+    std::fs::metadata(path).map(|m| (identity_from(&m), m))
+}
+
 /// Opens a plugin file to vet and load it, read-only.
 pub(crate) fn open_for_load(path: &Path) -> io::Result<File> {
     File::open(path)

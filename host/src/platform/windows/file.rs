@@ -65,6 +65,13 @@ pub(crate) fn identity_of_path(path: &Path) -> io::Result<FileIdentity> {
     identity_of(&file)
 }
 
+/// The identity and metadata of the file at `path` now (the metadata has no volume
+/// serial or file index here, so the identity comes from an attributes-only open).
+pub(crate) fn stat_with_identity(path: &Path) -> io::Result<(FileIdentity, std::fs::Metadata)> {
+    let metadata = std::fs::metadata(path)?;
+    Ok((identity_of_path(path)?, metadata))
+}
+
 /// Opens a plugin file to vet and load it: read-only, shared with readers only, so that
 /// it cannot be written, renamed or deleted while it is open.
 pub(crate) fn open_for_load(path: &Path) -> io::Result<File> {
