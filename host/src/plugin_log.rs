@@ -92,12 +92,15 @@ impl LogLimits {
     /// Sets up the bucket of a registered component.
     #[cfg(test)]
     pub(crate) fn register(&self, plugin: &str, component: &str, rate: LogRate) {
-        self.register_all(&[(plugin, component, rate)]);
+        self.register_all(std::iter::once((plugin, component, rate)));
     }
 
     /// Sets up the buckets of registered components, each `(plugin, component, rate)`:
     /// every map locked and grown once for the lot (a start registers a thousand).
-    pub(crate) fn register_all(&self, components: &[(&str, &str, LogRate)]) {
+    pub(crate) fn register_all<'a>(
+        &self,
+        components: impl ExactSizeIterator<Item = (&'a str, &'a str, LogRate)>,
+    ) {
         let now = Instant::now();
         let bucket = |rate| Arc::new(Mutex::new(Bucket::at(rate, now)));
         let mut buckets = self.buckets.lock();
@@ -105,7 +108,7 @@ impl LogLimits {
         let mut suppressed = self.suppressed.lock();
         buckets.reserve(components.len());
         suppressed.reserve(components.len());
-        for &(plugin, component, rate) in components {
+        for (plugin, component, rate) in components {
             buckets.insert(component.to_owned(), (plugin.to_owned(), bucket(rate)));
             if !plugin_buckets.contains_key(plugin) {
                 plugin_buckets.insert(plugin.to_owned(), bucket(rate));

@@ -330,14 +330,13 @@ impl Coordinator {
             next.insert(name, Arc::clone(&slot));
             logs.push((slot, log_rate));
         }
-        let logs: Vec<_> = logs
-            .iter()
-            .map(|(slot, rate)| {
+        self.inner
+            .services
+            .logs
+            .register_all(logs.iter().map(|(slot, rate)| {
                 let plugin = slot.spec().plugin.as_deref().unwrap_or_default();
                 (plugin, slot.name(), *rate)
-            })
-            .collect();
-        self.inner.services.logs.register_all(&logs);
+            }));
         // Cycles are looked for once, over the whole graph; each one found costs the
         // latest of its members its registration.
         while let Some(path) = find_cycle(&next) {

@@ -347,13 +347,8 @@ mod tests {
             path: "/p/b.so".into(),
             detail: "text".into(),
         };
-        #[cfg(unix)]
-        let odd = {
-            use std::os::unix::ffi::OsStrExt;
-            PathBuf::from(std::ffi::OsStr::from_bytes(b"/p/\xff.so"))
-        };
-        #[cfg(not(unix))]
-        let odd = PathBuf::from("/p/\u{e9}.so");
+        // Not UTF-8 where a file name may be any bytes (Unix).
+        let odd = PathBuf::from(crate::platform::bytes_to_os_string(b"/p/\xff.so"));
         let mut cache = RegistryCache::open(Some(dir.path()));
         cache.insert("/p/a.so".into(), entry(Ok(usable())));
         cache.insert("/p/b.so".into(), entry(Err(refused.clone())));
