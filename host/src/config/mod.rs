@@ -183,15 +183,10 @@ impl Config {
         let mut config = if warnings.is_empty() && text_is(&table, text) {
             deserialize_text(text).map_err(|p| fail(vec![p]))?
         } else {
-            let merged = toml::to_string(&table).map_err(|err| {
-                fail(vec![ConfigProblem {
-                    key: "<environment>".into(),
-                    message: err.to_string(),
-                    location: None,
-                }])
-            })?;
-            deserialize_text(&merged).map_err(|mut p| {
-                p.location = None;
+            // Read from the merged table itself: written back to text first, a value of
+            // 256 quotes in a row overflowed toml_write's counter (a panic in a build
+            // with overflow checks, a wrong quoting without).
+            deserialize_from(toml::Value::Table(table), None).map_err(|mut p| {
                 p.message = format!("{} (set through the environment)", p.message);
                 fail(vec![p])
             })?
@@ -251,11 +246,18 @@ impl Config {
 }
 
 fn deserialize_text(text: &str) -> Result<Config, ConfigProblem> {
-    let deserializer = toml::Deserializer::new(text);
+    deserialize_from(toml::Deserializer::new(text), Some(text))
+}
+
+/// The config `deserializer` holds; a problem is placed in `text` when there is one.
+fn deserialize_from<'de>(
+    deserializer: impl serde::Deserializer<'de, Error = toml::de::Error>,
+    text: Option<&str>,
+) -> Result<Config, ConfigProblem> {
     serde_path_to_error::deserialize::<_, Config>(deserializer).map_err(|err| {
         let key = err.path().to_string();
         let inner = err.into_inner();
-        let location = inner.span().map(|span| line_column(text, span.start));
+        let location = text.and_then(|text| Some(line_column(text, inner.span()?.start)));
         ConfigProblem {
             key: if key == "." { "<root>".into() } else { key },
             message: inner.message().trim().to_owned(),

@@ -264,3 +264,13 @@ fn malformed_sources_and_trust_are_each_rejected_naming_the_key() {
     ];
     assert_each_rejected(cases);
 }
+
+#[test]
+fn an_environment_value_of_many_quotes_in_a_row_is_read_as_it_is() {
+    // 256 quotes in a row overflowed the TOML writer's counter when the merged config
+    // was written back to text (found by the env_overlay fuzz target).
+    let dir = format!("/opt/{}plugins", "\"".repeat(300));
+    let env = [("PLUGIN_HOST_HOST_PLUGINS_DIR".to_owned(), dir.clone())];
+    let config = Config::from_toml_with_env("", env).expect("a path of quotes");
+    assert_eq!(config.host.plugins_dir, PathBuf::from(dir));
+}
