@@ -15,7 +15,12 @@ mod logs;
 mod server;
 mod streams;
 
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    Arc,
+};
+
+use parking_lot::Mutex;
 
 use self::{conn::Conn, server::Server};
 use crate::{
@@ -97,7 +102,7 @@ fn serve(
         sandbox,
         fence: containment.fence.clone(),
     });
-    let server = Server {
+    let server = Arc::new(Server {
         conn,
         library,
         instances: Arc::default(),
@@ -105,13 +110,67 @@ fn serve(
         max_reply: args.max_reply,
         streams: Arc::default(),
         calls: Arc::default(),
-    };
-    let mut reader = FrameReader::new(read, max_frame);
-    while let Ok(Some(message)) = reader.read::<ToWorker>() {
-        server.handle(message);
+    });
+    let reading = Arc::new(Reading::new(FrameReader::new(read, max_frame)));
+    // A second reader: while one thread runs a call it read, the other reads on.
+    let (second, shared) = (Arc::clone(&server), Arc::clone(&reading));
+    if let Err(err) = std::thread::Builder::new()
+        .name("link".into())
+        .spawn(move || serve_link(&second, &shared))
+    {
+        tracing::warn!(error = %err, "cannot start a second link reader; calls run on plugin threads");
     }
-    // The host hung up: drop every instance (their `Drop` runs), then leave; if a drop
-    // hangs, leave anyway. Whatever the plugin started ends with the worker.
+    serve_link(&server, &reading)
+}
+
+/// Reads the host's messages and serves each, with the other threads that do: one reads
+/// at a time (the leader); a call it reads it runs itself when another thread waits to
+/// read on (a follower, which the leader's release wakes), so a call costs the worker one
+/// wake-up, not two. Otherwise the call goes to a plugin thread. Ends the process when the
+/// host hangs up.
+fn serve_link(server: &Server, reading: &Reading) -> ! {
+    loop {
+        reading.followers.fetch_add(1, Ordering::AcqRel);
+        let mut reader = reading.reader.lock();
+        reading.followers.fetch_sub(1, Ordering::AcqRel);
+        let Ok(Some(message)) = reader.read::<ToWorker>() else {
+            // The lock stays held: no one reads past the end.
+            host_hung_up(server);
+        };
+        let here = reading.followers.load(Ordering::Acquire) > 0;
+        drop(reader);
+        match message {
+            ToWorker::Call {
+                req,
+                instance,
+                method,
+                input,
+                context,
+            } if here => server.call_here(req, instance, method, input, context),
+            message => server.handle(message),
+        }
+    }
+}
+
+/// The worker's end of the link, shared by the threads that read it in turn.
+struct Reading {
+    reader: Mutex<FrameReader>,
+    /// How many threads wait to read next.
+    followers: AtomicUsize,
+}
+
+impl Reading {
+    fn new(reader: FrameReader) -> Self {
+        Self {
+            reader: Mutex::new(reader),
+            followers: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// The host hung up: drop every instance (their `Drop` runs), then leave; if a drop
+/// hangs, leave anyway. Whatever the plugin started ends with the worker.
+fn host_hung_up(server: &Server) -> ! {
     let _ = std::thread::Builder::new().spawn(|| {
         std::thread::sleep(EXIT_GRACE);
         crate::platform::leave(4);

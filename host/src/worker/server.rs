@@ -114,16 +114,42 @@ impl Server {
         });
     }
 
+    /// Queues call `req` on the plugin executor.
     fn call(&self, req: u64, instance: u64, method: String, input: Vec<u8>, context: WireContext) {
+        let job = self.call_job(req, instance, method, input, context);
+        self.executor.execute(job);
+    }
+
+    /// Runs call `req` on this thread, the one that read it (while another reads on).
+    pub(super) fn call_here(
+        &self,
+        req: u64,
+        instance: u64,
+        method: String,
+        input: Vec<u8>,
+        context: WireContext,
+    ) {
+        self.call_job(req, instance, method, input, context)();
+    }
+
+    /// Call `req`, ready to run on any thread: opened (a cancel may come before it
+    /// runs), run with its CPU counted, answered.
+    fn call_job(
+        &self,
+        req: u64,
+        instance: u64,
+        method: String,
+        input: Vec<u8>,
+        context: WireContext,
+    ) -> impl FnOnce() + Send + 'static {
         let (conn, instances) = (Arc::clone(&self.conn), Arc::clone(&self.instances));
         let max_reply = self.max_reply;
         if context.cpu_budget_nanos.is_some() {
             self.calls.watch_budgets(&self.conn);
         }
-        // Open before the call is queued: a cancel may come before it runs.
         let state = self.calls.open(req, context);
         let calls = Arc::clone(&self.calls);
-        self.executor.execute(move || {
+        move || {
             state.start_cpu();
             let cpu_before = crate::platform::thread_cpu_nanos();
             let answer = call(&instances, instance, req, &method, &input, &state);
@@ -142,7 +168,7 @@ impl Server {
                 result,
                 cpu_nanos,
             });
-        });
+        }
     }
 
     fn drop_instance(&self, req: u64, instance: u64) {
