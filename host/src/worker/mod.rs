@@ -137,18 +137,10 @@ fn serve_link(server: &Server, reading: &Reading) -> ! {
             // The lock stays held: no one reads past the end.
             host_hung_up(server);
         };
-        let here = reading.followers.load(Ordering::Acquire) > 0;
+        let here = matches!(message, ToWorker::Call { .. })
+            && reading.followers.load(Ordering::Acquire) > 0;
         drop(reader);
-        match message {
-            ToWorker::Call {
-                req,
-                instance,
-                method,
-                input,
-                context,
-            } if here => server.call_here(req, instance, method, input, context),
-            message => server.handle(message),
-        }
+        server.handle(message, here);
     }
 }
 

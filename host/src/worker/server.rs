@@ -42,8 +42,9 @@ pub(super) struct Server {
 }
 
 impl Server {
-    /// Serves one message from the host.
-    pub(super) fn handle(&self, message: ToWorker) {
+    /// Serves one message from the host; a call runs on this thread if `here`, on a
+    /// plugin thread otherwise.
+    pub(super) fn handle(&self, message: ToWorker, here: bool) {
         match message {
             ToWorker::Create {
                 req,
@@ -67,7 +68,14 @@ impl Server {
                 method,
                 input,
                 context,
-            } => self.call(req, instance, method, input, context),
+            } => {
+                let call = self.call(req, instance, method, input, context);
+                if here {
+                    call();
+                } else {
+                    self.executor.execute(call);
+                }
+            }
             ToWorker::Drop { req, instance } => self.drop_instance(req, instance),
             ToWorker::Stream {
                 req,
@@ -114,27 +122,9 @@ impl Server {
         });
     }
 
-    /// Queues call `req` on the plugin executor.
-    fn call(&self, req: u64, instance: u64, method: String, input: Vec<u8>, context: WireContext) {
-        let job = self.call_job(req, instance, method, input, context);
-        self.executor.execute(job);
-    }
-
-    /// Runs call `req` on this thread, the one that read it (while another reads on).
-    pub(super) fn call_here(
-        &self,
-        req: u64,
-        instance: u64,
-        method: String,
-        input: Vec<u8>,
-        context: WireContext,
-    ) {
-        self.call_job(req, instance, method, input, context)();
-    }
-
     /// Call `req`, ready to run on any thread: opened (a cancel may come before it
     /// runs), run with its CPU counted, answered.
-    fn call_job(
+    fn call(
         &self,
         req: u64,
         instance: u64,
