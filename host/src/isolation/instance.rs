@@ -240,7 +240,7 @@ impl Member for Bound {
     }
 
     /// Creates this instance in `worker` (not yet bound to it).
-    fn create_in(&self, worker: &WorkerProcess) -> Result<(), Failure<CreateFault>> {
+    fn create_in(&self, worker: &Arc<WorkerProcess>) -> Result<(), Failure<CreateFault>> {
         worker.create(
             self.id,
             &self.component,

@@ -45,12 +45,27 @@ pub(super) fn launch(spawn: &Spawn<'_>, shared: &Shared) -> Result<Arc<WorkerPro
     spawn::forward_output(&mut child, spawn.plugin, leader);
     // From here on the kernel's word on the process is `process`'s, not `child`'s.
     drop(child);
+    let stop = match read.stopper() {
+        Ok(stop) => stop,
+        Err(err) => {
+            process.kill_group();
+            let _ = process.wait();
+            process.reap();
+            return Err(error(format!("cannot reach the worker: {err}")));
+        }
+    };
     let reader = FrameReader::new(read, spawn.max_frame());
     let hello = spawn::await_hello(reader, &process, spawn.plugin, spawn.start_timeout)
         .map_err(|err| error(err.to_string()))?;
-    let worker = Arc::new(WorkerProcess::new(spawn, shared, process, write, &hello));
+    let worker = Arc::new(WorkerProcess::new(
+        spawn,
+        shared,
+        process,
+        (write, stop),
+        hello,
+    ));
     shared.memory.track_process(worker.pid, spawn.plugin);
-    if let Err(err) = worker.start_threads(hello.reader) {
+    if let Err(err) = worker.start_threads() {
         worker.kill("the host could not start its threads for it");
         return Err(error(format!("cannot start the worker's threads: {err}")));
     }

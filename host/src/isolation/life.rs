@@ -162,14 +162,10 @@ impl WorkerProcess {
         // What it wrote before it ended (answers, stream items) is still in the socket:
         // the reader hands it on first. Bounded, for a process it forked may hold the
         // socket open.
-        let mut done = self.reader_done.0.lock();
-        if !*done {
-            let _ = self
-                .reader_done
-                .1
-                .wait_for(&mut done, Duration::from_millis(250));
+        if !self.reading.wait_done(Duration::from_millis(250)) {
+            // Someone holds its end open: whoever reads it (a caller, maybe) sees the end.
+            self.reading.stop();
         }
-        drop(done);
         let ending = self.ending.lock().clone();
         let reason = match &ending {
             Some(why) => format!("{status}: {why}"),

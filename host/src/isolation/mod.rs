@@ -24,6 +24,7 @@ mod life;
 mod monitor;
 mod pool;
 mod process;
+mod reading;
 mod requests;
 mod serve;
 mod spawn;

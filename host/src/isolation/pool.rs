@@ -76,7 +76,7 @@ pub(crate) trait Member: Send + Sync {
     /// Its component's name.
     fn component(&self) -> &str;
     /// Creates it in `worker` (before calls move there).
-    fn create_in(&self, worker: &WorkerProcess) -> Result<(), Failure<CreateFault>>;
+    fn create_in(&self, worker: &Arc<WorkerProcess>) -> Result<(), Failure<CreateFault>>;
     /// Sends its calls to `worker` from now on.
     fn switch_to(&self, worker: &Arc<WorkerProcess>);
 }

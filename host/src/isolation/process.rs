@@ -14,11 +14,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use plugin_api::ffi::MetricBox;
 
 use super::{
     credits::{CreditLink, Credits, WINDOW},
+    reading::Reading,
     requests::{call_result, CreateFault, Failure, Requests, Waiter},
     spawn::{Hello, Spawn},
     watch::Watch,
@@ -29,9 +30,9 @@ use crate::{
     executor::PluginExecutor,
     fault::{CallFault, WorkerFault},
     memory::MemoryManager,
-    platform::{LinkWrite, ProcessWatch},
+    platform::{LinkStop, LinkWrite, ProcessWatch},
     plugin_log::PluginLogSink,
-    protocol::{FrameReader, FrameWriter, FromWorker, ToWorker, WireContext},
+    protocol::{FrameWriter, ToWorker, WireContext},
     stream_buffer::{Consumer, ItemSink},
 };
 
@@ -70,8 +71,8 @@ pub(crate) struct WorkerProcess {
     pub(super) ended_as: Mutex<Option<String>>,
     /// How it broke the protocol, if it did: it is killed for it.
     pub(super) broke_protocol: Mutex<Option<String>>,
-    /// Whether the reader has stopped reading (end of the socket, or a breach).
-    pub(super) reader_done: (Mutex<bool>, Condvar),
+    /// What the worker says, and who reads it.
+    pub(super) reading: Reading,
     /// The host-side context of each instance, for the requests its code makes.
     pub(super) contexts: Mutex<HashMap<u64, PluginHostContext>>,
     /// Where the items of each open stream go, by request.
@@ -126,8 +127,8 @@ impl WorkerProcess {
         spawn: &Spawn<'_>,
         shared: &Shared,
         process: ProcessWatch,
-        write: LinkWrite,
-        hello: &Hello,
+        (write, stop): (LinkWrite, LinkStop),
+        hello: Hello,
     ) -> Self {
         Self {
             pid: hello.pid,
@@ -144,7 +145,7 @@ impl WorkerProcess {
             ending: Mutex::new(None),
             ended_as: Mutex::new(None),
             broke_protocol: Mutex::new(None),
-            reader_done: (Mutex::new(false), Condvar::new()),
+            reading: Reading::new(hello.reader, stop),
             contexts: Mutex::default(),
             streams: Mutex::default(),
             call_tokens: Mutex::default(),
@@ -160,35 +161,19 @@ impl WorkerProcess {
             answered: AtomicU64::new(0),
             watch: Watch::new(spawn.memory_limit, shared.memory.min_idle()),
             stop_limit: spawn.stop_timeout,
-            sandbox: hello.sandbox.clone(),
-            fence: hello.fence.clone(),
+            sandbox: hello.sandbox,
+            fence: hello.fence,
             killed: AtomicBool::new(false),
         }
     }
 
-    /// The reader (what the worker says) and the reaper (when the kernel says it ended).
-    pub(super) fn start_threads(self: &Arc<Self>, mut reader: FrameReader) -> std::io::Result<()> {
+    /// The reader (what the worker says when no caller reads it) and the reaper (when
+    /// the kernel says it ended).
+    pub(super) fn start_threads(self: &Arc<Self>) -> std::io::Result<()> {
         let reading = Arc::clone(self);
         std::thread::Builder::new()
             .name(format!("worker-{}", self.pid))
-            .spawn(move || {
-                loop {
-                    match reader.read::<FromWorker>() {
-                        Ok(Some(message)) => reading.dispatch(message),
-                        Ok(None) => break reading.hung_up(),
-                        // A frame that does not decode, or is too large: a breach.
-                        Err(err) if err.kind() == std::io::ErrorKind::InvalidData => {
-                            break reading.breach(&format!("it sent an unreadable frame: {err}"))
-                        }
-                        // The link broke (a worker that died with our frames unread
-                        // resets it, or died inside a frame): its end, as the kernel
-                        // will say.
-                        Err(_) => break reading.hung_up(),
-                    }
-                }
-                *reading.reader_done.0.lock() = true;
-                reading.reader_done.1.notify_all();
-            })?;
+            .spawn(move || reading.read_in_background())?;
         let reaping = Arc::clone(self);
         std::thread::Builder::new()
             .name(format!("worker-{}-reaper", self.pid))
@@ -226,7 +211,7 @@ impl WorkerProcess {
 
     /// Creates instance `instance` of `component` in the worker, served by `context`.
     pub(crate) fn create(
-        &self,
+        self: &Arc<Self>,
         instance: u64,
         component: &str,
         context: PluginHostContext,
@@ -256,7 +241,7 @@ impl WorkerProcess {
 
     /// Calls `method` on `instance` as call `req`, in context `token`.
     pub(crate) fn call(
-        &self,
+        self: &Arc<Self>,
         instance: u64,
         req: u64,
         method: &str,
@@ -352,7 +337,7 @@ impl WorkerProcess {
 
     /// Drops `instance` in the worker and waits until its `Drop` returned (or the worker
     /// ended); returns how many instances the worker still holds.
-    pub(crate) fn drop_instance(&self, instance: u64) -> usize {
+    pub(crate) fn drop_instance(self: &Arc<Self>, instance: u64) -> usize {
         let req = self.next_req.fetch_add(1, Ordering::Relaxed) | (1 << 63);
         // A worker that is retiring still drops: its instances go in order.
         let message = ToWorker::Drop { req, instance };
@@ -365,7 +350,7 @@ impl WorkerProcess {
     /// Sends `message` and waits for its answer (`waiter` says which kind), or for the
     /// worker's end.
     fn ask<T>(
-        &self,
+        self: &Arc<Self>,
         req: u64,
         message: &ToWorker,
         waiter: fn(Sender<T>) -> Waiter,
@@ -376,7 +361,7 @@ impl WorkerProcess {
     /// As [`Self::ask`]; `even_retiring`: also while the worker drains (not once it has
     /// ended).
     fn send_and_wait<T>(
-        &self,
+        self: &Arc<Self>,
         req: u64,
         message: &ToWorker,
         waiter: fn(Sender<T>) -> Waiter,
@@ -400,7 +385,9 @@ impl WorkerProcess {
                 return Err(NotSent);
             }
         }
-        Ok(answer.recv().unwrap_or_else(|_| Err(self.fault("hung up"))))
+        Ok(self
+            .await_answer(&answer)
+            .unwrap_or_else(|| Err(self.fault("hung up"))))
     }
 }
 

@@ -40,7 +40,7 @@ pub(crate) use self::os::{
         bytes_to_os_string, canonicalize, identity_of, identity_of_path, noexec_mount,
         open_for_load, read_at, stat_with_identity, with_descriptor_path, with_loader_path,
     },
-    link::{worker_link, LinkRead, LinkWrite, PendingLink},
+    link::{worker_link, LinkRead, LinkStop, LinkWrite, PendingLink},
     memory::{own_rss, release_free_memory, rss_of, thread_cpu_nanos, ThreadClock},
     process::{describe_status, spawn_child, ProcessWatch},
     trust::{check_owner_only, owner_writes_only},

@@ -30,6 +30,24 @@ impl Read for LinkRead {
     }
 }
 
+impl LinkRead {
+    /// What ends this link's reads and writes from another thread.
+    pub(crate) fn stopper(&self) -> io::Result<LinkStop> {
+        self.0.try_clone().map(LinkStop)
+    }
+}
+
+/// Ends a link's reads and writes, even those waiting in other threads (a process the
+/// worker left behind may hold its end open for ever).
+pub(crate) struct LinkStop(UnixStream);
+
+impl LinkStop {
+    /// Reads see the end; writes fail.
+    pub(crate) fn stop(&self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 /// What one side writes to the other.
 pub(crate) struct LinkWrite(UnixStream);
 

@@ -39,6 +39,23 @@ impl Read for LinkRead {
     }
 }
 
+impl LinkRead {
+    /// What ends this link's reads and writes from another thread.
+    #[allow(clippy::unnecessary_wraps)] // as on Unix, where it may fail
+    pub(crate) fn stopper(&self) -> io::Result<LinkStop> {
+        Ok(LinkStop)
+    }
+}
+
+/// Ends a link's reads and writes from another thread. Here it does nothing: when a worker
+/// ends, the host ends its job object and every process in it, and with them the pipes.
+pub(crate) struct LinkStop;
+
+impl LinkStop {
+    /// Nothing to do (see the type).
+    pub(crate) fn stop(&self) {}
+}
+
 /// What one side writes to the other.
 pub(crate) struct LinkWrite(Option<File>);
 
