@@ -2,7 +2,8 @@
 //! an isolated one (a round trip to its worker process), and the floor of that
 //! transport, a bare socketpair ping-pong between two processes; and a worker's cold
 //! start. Criterion measures each; then the same run samples every round trip one by one
-//! and prints p50/p99 and the ratios the goals are stated in.
+//! and prints p50/p99 and the ratios the goals are stated in, and the isolated calls a
+//! second of one caller and of eight calling at once.
 //!
 //! `cargo bench -p plugin-host-tests --bench isolation` (builds the workspace in release).
 
@@ -100,6 +101,30 @@ fn call(handle: &ComponentHandle) {
     assert_eq!(reply, br#""pong""#);
 }
 
+/// Calls per second through `handle` from `callers` threads calling at once for `span`.
+fn throughput(handle: &ComponentHandle, callers: usize, span: Duration) -> f64 {
+    let until = Instant::now() + span;
+    let calls: u64 = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..callers)
+            .map(|_| {
+                let handle = handle.clone();
+                scope.spawn(move || {
+                    let mut calls = 0u64;
+                    while Instant::now() < until {
+                        call(&handle);
+                        calls += 1;
+                    }
+                    calls
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("caller")).sum()
+    });
+    #[allow(clippy::cast_precision_loss)] // a count of calls in seconds
+    let rate = calls as f64 / span.as_secs_f64();
+    rate
+}
+
 /// Evicts the isolated component (its worker exits with its last instance) and gets it
 /// again: a new worker starts, opens the library and creates the component.
 fn cold_start(runtime: &tokio::runtime::Runtime, coordinator: &Coordinator) -> Duration {
@@ -142,6 +167,8 @@ fn main() {
     let floor = samples(n, || echo.round_trip());
     let remote = samples(n, || call(&isolated));
     let local = samples(n, || call(&in_process));
+    let alone = throughput(&isolated, 1, Duration::from_secs(3));
+    let eight = throughput(&isolated, 8, Duration::from_secs(3));
     // Nothing may hold the instance, or eviction leaves it (and its worker) alive.
     drop(isolated);
     let starts: Vec<f64> = {
@@ -168,6 +195,10 @@ fn main() {
     println!(
         "ratio isolated / ping-pong (p50): {ratio:.2}x (goal <= 1.5x); isolated p50 {:.1} us (goal <= 25 us)",
         percentile(&remote, 0.5)
+    );
+    println!(
+        "isolated calls per second: 1 caller {alone:.0}, 8 callers at once {eight:.0}: {:.2}x (goal >= 4x)",
+        eight / alone
     );
     println!(
         "worker cold start (evict + get, worker start + open + create): p50 {:.1} ms, max {:.1} ms (goal <= 20 ms)",
