@@ -38,9 +38,10 @@ pub(crate) const WORKER_FLAG: &str = "--plugin-host-worker";
 /// regardless.
 const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The descriptors a worker keeps: standard input, output and error, its link and its
-/// library (`platform::link`); every other one it inherited is closed.
-const KEEP_DESCRIPTORS: i32 = 5;
+/// The descriptors a worker keeps: standard input, output and error, its link (two
+/// sockets on Unix) and its library (`platform::link`); every other one it inherited is
+/// closed.
+const KEEP_DESCRIPTORS: i32 = 6;
 
 /// Serves as the worker the host started, with `args` (after [`WORKER_FLAG`]) as the
 /// host wrote them, and the link and library file it handed over; returns the exit code.

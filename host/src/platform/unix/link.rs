@@ -1,6 +1,12 @@
-//! A worker's link to its host on Unix: a socket pair. The worker gets its end as
-//! descriptor 3 and the vetted library file, already open, as descriptor 4; its stdout and
-//! stderr are pipes the host copies into its log.
+//! A worker's link to its host on Unix: two socket pairs, one for each direction. The
+//! worker gets the end it reads as descriptor 3, the vetted library file, already open, as
+//! descriptor 4 and the end it writes as descriptor 5; its stdout and stderr are pipes the
+//! host copies into its log.
+//!
+//! One pair per direction, not one for both: a thread waiting to read a socket is woken
+//! whenever its peer reads what that socket wrote (the kernel signals write space on the
+//! same queue readers sleep on), so with one pair every message woke the sender's reader
+//! for nothing, a wake-up per message on each side.
 
 use std::{
     fs::File,
@@ -15,11 +21,14 @@ use std::{
 
 use crate::platform::SetupError;
 
-/// The descriptor the socket arrives on in a worker.
-const SOCKET_FD: i32 = 3;
+/// The descriptor the socket a worker reads arrives on.
+const READ_FD: i32 = 3;
 
 /// The descriptor the library file arrives on in a worker.
 const LIBRARY_FD: i32 = 4;
+
+/// The descriptor the socket a worker writes arrives on.
+const WRITE_FD: i32 = 5;
 
 /// What one side reads from the other.
 pub(crate) struct LinkRead(UnixStream);
@@ -68,49 +77,51 @@ impl LinkWrite {
     }
 }
 
-/// The host's side of a worker being started.
+/// The host's side of a worker being started: each pair's host end and worker end.
 pub(crate) struct PendingLink {
-    host: UnixStream,
-    worker: UnixStream,
+    to_worker: (UnixStream, UnixStream),
+    from_worker: (UnixStream, UnixStream),
 }
 
 impl PendingLink {
     /// Sets up `command` to start a worker linked to this host, handing it `library`.
     pub(crate) fn prepare(command: &mut Command, library: &File) -> io::Result<Self> {
-        let (host, worker) = UnixStream::pair()?;
-        let socket = worker.as_raw_fd();
+        let to_worker = UnixStream::pair()?;
+        let from_worker = UnixStream::pair()?;
+        let read = to_worker.1.as_raw_fd();
+        let write = from_worker.1.as_raw_fd();
         let library = library.as_raw_fd();
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // SAFETY: between fork and exec only async-signal-safe calls are made (fcntl,
-        // dup2) on descriptors this process owns. Both are first copied above the targets
-        // (close-on-exec), so neither can overwrite the other.
+        // dup2) on descriptors this process owns. All are first copied above the targets
+        // (close-on-exec), so none can overwrite another.
         #[allow(unsafe_code)]
         unsafe {
             command.pre_exec(move || {
-                let high_socket = libc::fcntl(socket, libc::F_DUPFD_CLOEXEC, 10);
-                let high_library = libc::fcntl(library, libc::F_DUPFD_CLOEXEC, 10);
-                if high_socket < 0
-                    || high_library < 0
-                    || libc::dup2(high_socket, SOCKET_FD) < 0
-                    || libc::dup2(high_library, LIBRARY_FD) < 0
+                for (fd, target) in [(read, READ_FD), (library, LIBRARY_FD), (write, WRITE_FD)]
+                    .map(|(fd, target)| (libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10), target))
                 {
-                    return Err(io::Error::last_os_error());
+                    if fd < 0 || libc::dup2(fd, target) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
         }
-        Ok(Self { host, worker })
+        Ok(Self {
+            to_worker,
+            from_worker,
+        })
     }
 
     /// The link to the started worker `child` (watched already).
     pub(crate) fn connect(self, child: &mut Child) -> io::Result<(LinkRead, LinkWrite)> {
         let _ = child;
-        drop(self.worker);
-        let read = self.host.try_clone()?;
-        Ok((LinkRead(read), LinkWrite(self.host)))
+        drop((self.to_worker.1, self.from_worker.1));
+        Ok((LinkRead(self.from_worker.0), LinkWrite(self.to_worker.0)))
     }
 }
 
@@ -118,24 +129,22 @@ impl PendingLink {
 /// for messages), as the host handed them over.
 pub(crate) fn worker_link(library: &Path) -> Result<(LinkRead, LinkWrite, File), SetupError> {
     let _ = library;
-    if !descriptor_is_socket(SOCKET_FD) {
+    if !descriptor_is_socket(READ_FD) || !descriptor_is_socket(WRITE_FD) {
         return Err(SetupError::NotFromHost(
-            "descriptor 3 is not the host's socket",
+            "descriptors 3 and 5 are not the host's sockets",
         ));
     }
-    // SAFETY: the host hands this process the socket as descriptor 3 and the library as
-    // descriptor 4 (dup2 before exec); nothing else in this process owns them.
+    // SAFETY: the host hands this process its sockets as descriptors 3 and 5 and the
+    // library as descriptor 4 (dup2 before exec); nothing else in this process owns them.
     #[allow(unsafe_code)]
-    let (stream, library) = unsafe {
+    let (read, write, library) = unsafe {
         (
-            UnixStream::from_raw_fd(SOCKET_FD),
+            UnixStream::from_raw_fd(READ_FD),
+            UnixStream::from_raw_fd(WRITE_FD),
             File::from_raw_fd(LIBRARY_FD),
         )
     };
-    let read = stream
-        .try_clone()
-        .map_err(SetupError::os("cannot share the host's socket"))?;
-    Ok((LinkRead(read), LinkWrite(stream), library))
+    Ok((LinkRead(read), LinkWrite(write), library))
 }
 
 /// Whether descriptor `fd` is open and a socket.
