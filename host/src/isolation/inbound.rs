@@ -115,13 +115,16 @@ impl WorkerProcess {
             ));
             return;
         };
-        if let Err((waiter, answer)) = waiter.answer(answer) {
-            let expected = waiter.kind();
-            // Failed with the breach, as every request in flight.
-            self.requests.lock().pending.insert(req, waiter);
-            self.breach(&format!(
-                "it answered request {req}, which waits for {expected}, with {answer:?}"
-            ));
+        match waiter.answer(answer) {
+            Ok(()) => self.wake_follower(req),
+            Err((waiter, answer)) => {
+                let expected = waiter.kind();
+                // Failed with the breach, as every request in flight.
+                self.requests.lock().pending.insert(req, waiter);
+                self.breach(&format!(
+                    "it answered request {req}, which waits for {expected}, with {answer:?}"
+                ));
+            }
         }
     }
 }

@@ -189,6 +189,7 @@ impl WorkerProcess {
         for waiter in waiting {
             waiter.fail(fault.clone());
         }
+        self.wake_followers();
         self.memory.untrack_process(self.pid);
         // Locks its code took through the contexts die with it.
         let contexts: Vec<PluginHostContext> =

@@ -386,7 +386,7 @@ impl WorkerProcess {
             }
         }
         Ok(self
-            .await_answer(&answer)
+            .await_answer(req, &answer)
             .unwrap_or_else(|| Err(self.fault("hung up"))))
     }
 }

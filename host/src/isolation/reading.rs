@@ -4,14 +4,17 @@
 //! worker's and its own), otherwise the worker's reader thread, which also reads what the
 //! worker says while no call is in flight (logs, its end).
 //!
-//! A caller that reads keeps reading until its own answer came, handing on the answers
-//! of the others meanwhile (they wait for theirs as before); then it lets go. The reader
-//! thread takes over when requests still wait, or when no caller has read for
-//! [`LINGER`]: a caller that calls again at once reads again itself. The reader thread
-//! lets go whenever nothing waits for an answer.
+//! A caller that reads (the leader) keeps reading until its own answer came, handing on
+//! the answers of the others meanwhile, each to its caller (a follower, parked until its
+//! answer or its turn comes); then it hands the turn to a follower, which is woken once,
+//! to lead, and then reads its own answer itself. With no follower the turn is free: the
+//! reader thread takes it when no caller has read for [`LINGER`], so a caller that calls
+//! again at once reads again itself. The reader thread lets go whenever nothing waits
+//! for an answer.
 
 use std::{
     sync::Arc,
+    thread::Thread,
     time::{Duration, Instant},
 };
 
@@ -41,14 +44,18 @@ pub(super) struct Reading {
 
 struct Turn {
     holder: Holder,
-    /// When a caller last let go.
+    /// When the turn was last let go.
     released: Instant,
+    /// The callers waiting for an answer that do not read: by request, the thread to
+    /// wake when its answer or its turn comes.
+    followers: Vec<(u64, Thread)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Holder {
     Nobody,
-    Caller,
+    /// The caller of this request.
+    Caller(u64),
     ReaderThread,
     /// Reading has ended: no one reads again.
     Over,
@@ -62,6 +69,7 @@ impl Reading {
             turn: Mutex::new(Turn {
                 holder: Holder::Nobody,
                 released: Instant::now(),
+                followers: Vec::new(),
             }),
             turned: Condvar::new(),
             done: (Mutex::new(false), Condvar::new()),
@@ -81,6 +89,13 @@ impl Reading {
     pub(super) fn stop(&self) {
         self.stop.stop();
     }
+}
+
+/// What a waiting caller does.
+enum Role {
+    Lead,
+    Follow,
+    Over,
 }
 
 /// Whether to read on.
@@ -105,34 +120,101 @@ impl WorkerProcess {
         }
     }
 
-    /// Waits for `answer`, reading the link itself while no one else does.
+    /// Waits for the answer to request `req` on `answer`, reading the link itself
+    /// while no one else does.
     pub(super) fn await_answer<T>(
         self: &Arc<Self>,
+        req: u64,
         answer: &std::sync::mpsc::Receiver<T>,
     ) -> Option<T> {
-        if self.take_turn_as_caller() {
-            let _turn = CallerTurn(self);
-            loop {
-                if let Ok(answer) = answer.try_recv() {
-                    return Some(answer);
-                }
-                if let Read::Ended = self.read_one() {
-                    // Its end fails every request still waiting, this one included.
-                    break;
-                }
+        loop {
+            if let Ok(answer) = answer.try_recv() {
+                self.leave(req);
+                return Some(answer);
             }
+            match self.lead_or_follow(req) {
+                Role::Lead => {
+                    let _turn = CallerTurn(self, req);
+                    loop {
+                        if let Ok(answer) = answer.try_recv() {
+                            return Some(answer);
+                        }
+                        if let Read::Ended = self.read_one() {
+                            break;
+                        }
+                    }
+                }
+                Role::Follow => {
+                    // Its answer may have come before it was listed to be woken.
+                    if let Ok(answer) = answer.try_recv() {
+                        self.leave(req);
+                        return Some(answer);
+                    }
+                    std::thread::park();
+                    continue;
+                }
+                Role::Over => {}
+            }
+            // Reading has ended: its end fails every request still waiting, this one
+            // included.
+            self.leave(req);
+            return answer.recv().ok();
         }
-        answer.recv().ok()
     }
 
-    /// Takes the turn to read if no one has it.
-    fn take_turn_as_caller(&self) -> bool {
+    /// Takes the turn to read for request `req` if it is free or was handed to it;
+    /// otherwise lists it to be woken.
+    fn lead_or_follow(&self, req: u64) -> Role {
         let mut turn = self.reading.turn.lock();
-        if turn.holder != Holder::Nobody {
-            return false;
+        match turn.holder {
+            Holder::Over => return Role::Over,
+            Holder::Caller(holder) if holder == req => return Role::Lead,
+            Holder::Nobody => {
+                turn.holder = Holder::Caller(req);
+                turn.followers.retain(|(follower, _)| *follower != req);
+                return Role::Lead;
+            }
+            Holder::Caller(_) | Holder::ReaderThread => {}
         }
-        turn.holder = Holder::Caller;
-        true
+        if !turn.followers.iter().any(|(follower, _)| *follower == req) {
+            turn.followers.push((req, std::thread::current()));
+        }
+        Role::Follow
+    }
+
+    /// The caller of request `req` has its answer: it is no longer woken, and a turn
+    /// handed to it meanwhile goes on.
+    fn leave(&self, req: u64) {
+        let handed = {
+            let mut turn = self.reading.turn.lock();
+            turn.followers.retain(|(follower, _)| *follower != req);
+            turn.holder == Holder::Caller(req)
+        };
+        if handed {
+            self.let_go(Holder::Caller(req));
+        }
+    }
+
+    /// Wakes every caller waiting as a follower: the worker ended, and their requests
+    /// have failed.
+    pub(super) fn wake_followers(&self) {
+        for (_, thread) in &self.reading.turn.lock().followers {
+            thread.unpark();
+        }
+    }
+
+    /// Wakes the caller of request `req` if it waits as a follower: its answer came.
+    pub(super) fn wake_follower(&self, req: u64) {
+        let thread = {
+            let turn = self.reading.turn.lock();
+            turn.followers
+                .iter()
+                .find(|(follower, _)| *follower == req)
+                .map(|(_, thread)| thread.clone())
+        };
+        if let Some(thread) = thread {
+            thread.unpark();
+        }
     }
 
     /// Waits until the reader thread should read, and takes the turn; `false` once
@@ -150,24 +232,32 @@ impl WorkerProcess {
                     }
                     let _ = self.reading.turned.wait_for(&mut turn, LINGER - idle);
                 }
-                Holder::Caller | Holder::ReaderThread => {
+                Holder::Caller(_) | Holder::ReaderThread => {
                     let _ = self.reading.turned.wait_for(&mut turn, LINGER);
                 }
             }
         }
     }
 
-    /// `holder` lets go of the turn; the reader thread is told if requests still wait.
+    /// `holder` lets go of the turn: to the first follower if there is one (it is woken
+    /// to lead), else to no one (the reader thread is told if requests still wait).
     fn let_go(&self, holder: Holder) {
-        {
-            let mut turn = self.reading.turn.lock();
-            if turn.holder != holder {
-                return;
-            }
-            turn.holder = Holder::Nobody;
-            turn.released = Instant::now();
+        let mut turn = self.reading.turn.lock();
+        if turn.holder != holder {
+            return;
         }
-        if holder == Holder::Caller && self.is_busy() {
+        turn.released = Instant::now();
+        if !turn.followers.is_empty() {
+            let (req, thread) = turn.followers.remove(0);
+            turn.holder = Holder::Caller(req);
+            drop(turn);
+            // Woken outside the lock, which it takes at once.
+            thread.unpark();
+            return;
+        }
+        turn.holder = Holder::Nobody;
+        drop(turn);
+        if holder != Holder::ReaderThread && self.is_busy() {
             self.reading.turned.notify_one();
         }
     }
@@ -189,7 +279,13 @@ impl WorkerProcess {
             // died inside a frame): its end, as the kernel will say.
             Err(_) => self.hung_up(),
         }
-        self.reading.turn.lock().holder = Holder::Over;
+        {
+            let mut turn = self.reading.turn.lock();
+            turn.holder = Holder::Over;
+            for (_, thread) in turn.followers.drain(..) {
+                thread.unpark();
+            }
+        }
         self.reading.turned.notify_all();
         *self.reading.done.0.lock() = true;
         self.reading.done.1.notify_all();
@@ -197,11 +293,12 @@ impl WorkerProcess {
     }
 }
 
-/// A caller's turn to read, let go when it has its answer (or unwinds).
-struct CallerTurn<'a>(&'a WorkerProcess);
+/// The turn to read of the caller of a request, let go when it has its answer (or
+/// unwinds).
+struct CallerTurn<'a>(&'a WorkerProcess, u64);
 
 impl Drop for CallerTurn<'_> {
     fn drop(&mut self) {
-        self.0.let_go(Holder::Caller);
+        self.0.let_go(Holder::Caller(self.1));
     }
 }
