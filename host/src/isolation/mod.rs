@@ -5,9 +5,9 @@
 //! (one per library, shared by its isolated components): this program again, started as
 //! the worker program (`worker`), which opens the very file the host vetted (the host
 //! hands it over open) with the same abi_stable checks, and serves create / call / drop
-//! over a socket pair; the two share only `protocol`. Plugin code there reaches the host's
-//! services (logs, metrics, locks, config, dependencies in either mode) through the same
-//! socket.
+//! over a link (on Unix a socket pair each way); the two share only `protocol`. Plugin
+//! code there reaches the host's services (logs, metrics, locks, config, dependencies in
+//! either mode) through the same link.
 //!
 //! What isolation buys: an abort, a segfault or an exit in plugin code ends the worker,
 //! not the host, and its calls get a [`crate::WorkerFault`] naming the signal or exit
