@@ -23,9 +23,8 @@ pub(crate) const MAX_BYTES: usize = 4 << 20;
 /// What happens when the consumer takes an item or goes: an isolated stream grants its
 /// worker credit, or cancels it.
 pub(crate) trait Consumer: Send + Sync {
-    /// The consumer took an item of `len` bytes: there is room for one more (`drained`:
-    /// the buffer is empty now).
-    fn took(&self, len: usize, drained: bool);
+    /// The consumer took an item of `len` bytes: there is room for one more.
+    fn took(&self, len: usize);
     /// The consumer went.
     fn gone(&self);
 }
@@ -138,11 +137,10 @@ impl<E> StreamQueue<E> {
         let mut state = self.state.lock();
         if let Some(item) = state.items.pop_front() {
             state.bytes -= item.len();
-            let drained = state.items.is_empty();
             drop(state);
             self.room.notify_one();
             if let Some(consumer) = self.consumer.lock().as_ref() {
-                consumer.took(item.len(), drained);
+                consumer.took(item.len());
             }
             return Poll::Ready(Some(Ok(item)));
         }
@@ -286,16 +284,12 @@ mod tests {
     #[derive(Default)]
     struct Counting {
         took: AtomicUsize,
-        drained: AtomicUsize,
         gone: AtomicBool,
     }
 
     impl Consumer for Counting {
-        fn took(&self, len: usize, drained: bool) {
+        fn took(&self, len: usize) {
             self.took.fetch_add(len, Ordering::SeqCst);
-            if drained {
-                self.drained.fetch_add(1, Ordering::SeqCst);
-            }
         }
 
         fn gone(&self) {
@@ -304,7 +298,7 @@ mod tests {
     }
 
     #[test]
-    fn the_consumer_hears_of_every_item_taken_of_the_buffer_draining_and_of_its_end() {
+    fn the_consumer_hears_of_every_item_taken_and_of_its_end() {
         let queue: Queue = StreamQueue::new();
         let counting = Arc::new(Counting::default());
         queue.set_consumer(Arc::clone(&counting) as Arc<dyn Consumer>);
@@ -312,11 +306,6 @@ mod tests {
         let _ = poll(&queue);
         let _ = poll(&queue);
         assert_eq!(counting.took.load(Ordering::SeqCst), 15);
-        assert_eq!(
-            counting.drained.load(Ordering::SeqCst),
-            1,
-            "once, at the last"
-        );
         queue.close();
         assert!(counting.gone.load(Ordering::SeqCst));
         assert!(!queue.push(vec![1]), "nothing is taken after");

@@ -280,6 +280,34 @@ fn an_unread_stream_of_large_items_is_bounded_in_bytes_isolated_too() {
 }
 
 #[test]
+fn an_isolated_stream_whose_worker_waits_for_credit_is_granted_it_before_a_batch() {
+    // A small item, then items larger than the whole byte window: each may go only once
+    // everything before it is granted back, and one small item taken is neither a batch
+    // of items nor of bytes. Only the worker saying it waits gets the credit back.
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+        let host = host(&sandbox, ISOLATED).await;
+        let request = serde_json::json!({
+            "raw": true, "count": 3, "bytes": 5 << 20, "first_bytes": 100
+        });
+        let mut items = host
+            .stream("sleeper", "produce", produce(&request))
+            .await
+            .expect("stream");
+        let mut lens = Vec::new();
+        let taken = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(item) = items.next().await {
+                lens.push(item.expect("an item").len());
+            }
+        })
+        .await;
+        assert!(taken.is_ok(), "the stream stalled after {lens:?}");
+        assert_eq!(lens, [100, 5 << 20, 5 << 20]);
+        host.shutdown().await;
+    });
+}
+
+#[test]
 fn a_worker_that_dies_mid_stream_ends_it_with_worker_died_after_the_items_it_sent() {
     runtime().block_on(async {
         let sandbox = Sandbox::with_plugins(&["fixture-probe"]);

@@ -1,7 +1,8 @@
 //! Flow control of a worker's stream, the host's side: the worker may have so many items
 //! and so many bytes in flight (sent, not yet taken by the consumer), as much as the
-//! stream's buffer holds. The consumer's reads grant more, in batches; an item past the
-//! credit breaks the protocol. The worker keeps the same account (the worker program), by
+//! stream's buffer holds. The consumer's reads grant more, in batches, or at once when
+//! the worker says the stream waits for credit; an item past the credit breaks the
+//! protocol. The worker keeps the same account (the worker program), by
 //! the same rule (`protocol::charge`).
 
 use std::sync::{Arc, Weak};
@@ -34,6 +35,8 @@ struct Window {
     /// What the consumer took and the worker has not been told of yet.
     taken_items: u64,
     taken_bytes: u64,
+    /// The worker waits for credit: what the consumer takes is granted at once.
+    starved: bool,
 }
 
 impl Window {
@@ -43,6 +46,7 @@ impl Window {
             bytes: WINDOW.1,
             taken_items: 0,
             taken_bytes: 0,
+            starved: false,
         }
     }
 
@@ -57,15 +61,31 @@ impl Window {
         true
     }
 
-    /// The consumer took an item of `len` bytes (`drained`: the buffer is empty now);
-    /// the credit to grant the worker, if it is time to.
-    fn took(&mut self, len: usize, drained: bool) -> Option<(u32, u64)> {
+    /// The consumer took an item of `len` bytes; the credit to grant the worker, if it
+    /// is time to.
+    fn took(&mut self, len: usize) -> Option<(u32, u64)> {
         self.taken_items += 1;
         self.taken_bytes += charge(len, WINDOW.1);
-        let due = self.taken_items >= ITEM_BATCH || self.taken_bytes >= BYTE_BATCH || drained;
-        if !due {
+        let due = self.taken_items >= ITEM_BATCH || self.taken_bytes >= BYTE_BATCH;
+        if !due && !self.starved {
             return None;
         }
+        self.grant()
+    }
+
+    /// The worker waits for credit: what the consumer has taken is granted now, or
+    /// the next item it takes.
+    fn starved(&mut self) -> Option<(u32, u64)> {
+        self.starved = true;
+        self.grant()
+    }
+
+    /// Grants what the consumer has taken, if anything.
+    fn grant(&mut self) -> Option<(u32, u64)> {
+        if self.taken_items == 0 {
+            return None;
+        }
+        self.starved = false;
         let grant = (
             std::mem::take(&mut self.taken_items),
             std::mem::take(&mut self.taken_bytes),
@@ -107,9 +127,15 @@ impl Credits {
     }
 }
 
-impl Consumer for Credits {
-    fn took(&self, len: usize, drained: bool) {
-        let Some((n, bytes)) = self.window.lock().took(len, drained) else {
+impl Credits {
+    /// The worker said the stream waits for credit.
+    pub(super) fn starved(&self) {
+        let grant = self.window.lock().starved();
+        self.send(grant);
+    }
+
+    fn send(&self, grant: Option<(u32, u64)>) {
+        let Some((n, bytes)) = grant else {
             return;
         };
         if let Some(worker) = self.worker.upgrade() {
@@ -119,6 +145,13 @@ impl Consumer for Credits {
                 bytes,
             });
         }
+    }
+}
+
+impl Consumer for Credits {
+    fn took(&self, len: usize) {
+        let grant = self.window.lock().took(len);
+        self.send(grant);
     }
 
     fn gone(&self) {
@@ -152,11 +185,8 @@ mod tests {
             !window.spend(WINDOW.1 as usize * 2),
             "not with bytes in flight"
         );
-        assert_eq!(
-            window.took(1, true),
-            Some((1, 1)),
-            "drained: all granted back"
-        );
+        assert_eq!(window.took(1), None, "not yet a batch");
+        assert_eq!(window.starved(), Some((1, 1)), "it waits: all granted back");
         assert!(
             window.spend(WINDOW.1 as usize * 2),
             "alone, it is one window"
@@ -165,14 +195,19 @@ mod tests {
     }
 
     #[test]
-    fn credit_is_granted_in_batches_and_when_the_buffer_drains() {
+    fn credit_is_granted_in_batches_and_when_the_worker_waits_for_it() {
         let mut window = Window::new();
         for _ in 0..20 {
             assert!(window.spend(10));
         }
-        let grants: Vec<_> = (0..20).filter_map(|n| window.took(10, n == 19)).collect();
-        assert_eq!(grants, [(16, 160), (4, 40)]);
+        let grants: Vec<_> = (0..20).filter_map(|_| window.took(10)).collect();
+        assert_eq!(grants, [(16, 160)], "a batch, and four items held back");
+        assert_eq!(window.starved(), Some((4, 40)), "granted when it waits");
         assert_eq!(window, Window::new(), "everything given back");
+        assert_eq!(window.starved(), None, "nothing taken, nothing to grant");
+        assert!(window.spend(10));
+        assert_eq!(window.took(10), Some((1, 10)), "the next take, at once");
+        assert_eq!(window.took(0), None, "then batches again");
     }
 
     #[test]
@@ -180,6 +215,6 @@ mod tests {
         let mut window = Window::new();
         let item = 1 << 20;
         assert!(window.spend(item) && window.spend(item));
-        assert_eq!(window.took(item, false), Some((1, item as u64)));
+        assert_eq!(window.took(item), Some((1, item as u64)));
     }
 }

@@ -94,6 +94,16 @@ impl WorkerProcess {
                     let _ = worker.writer.lock().write(&ToWorker::Reply { req, reply });
                 });
             }
+            FromWorker::Starved { req } => {
+                let stream = self.streams.lock().get(&req).cloned();
+                match stream {
+                    Some((_, credits)) => credits.starved(),
+                    None if self.has_exited() => {}
+                    None => self.breach(&format!(
+                        "it said request {req} waits for credit, which streams nothing"
+                    )),
+                }
+            }
             FromWorker::Overrun { req, cpu_nanos } => {
                 // A call that has returned meanwhile has no token left: nothing to do.
                 if let Some(cpu) = self.call_token(req).as_deref().and_then(CallToken::cpu) {

@@ -165,6 +165,9 @@ pub(crate) enum FromWorker {
     /// hung call. Said once per call; the call goes on until it returns or the worker is
     /// killed.
     Overrun { req: u64, cpu_nanos: u64 },
+    /// Stream `req` waits for credit: the host grants what its consumer has taken now,
+    /// not at the next batch.
+    Starved { req: u64 },
 }
 
 /// What plugin code in a worker asks of the host.

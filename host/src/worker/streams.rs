@@ -101,9 +101,16 @@ impl plugin_api::ffi::StreamSinkObj for StreamFrames {
             return false;
         }
         let cost = charge(item.len(), self.credit.window_bytes);
+        let starved =
+            |state: &Allowed| (state.items == 0 || state.bytes < cost) && !state.cancelled;
         let mut state = self.credit.state.lock();
-        while (state.items == 0 || state.bytes < cost) && !state.cancelled {
-            self.credit.changed.wait(&mut state);
+        if starved(&state) {
+            drop(state);
+            self.conn.send(&FromWorker::Starved { req: self.req });
+            state = self.credit.state.lock();
+            while starved(&state) {
+                self.credit.changed.wait(&mut state);
+            }
         }
         if state.cancelled {
             return false;
