@@ -15,7 +15,7 @@ use futures::task::AtomicWaker;
 use parking_lot::{Condvar, Mutex};
 
 /// Items a stream buffers at most.
-pub(crate) const MAX_ITEMS: usize = 64;
+pub(crate) const MAX_ITEMS: usize = 256;
 
 /// Bytes a stream buffers at most (one larger item always fits when the buffer is empty).
 pub(crate) const MAX_BYTES: usize = 4 << 20;

@@ -19,8 +19,8 @@ use plugin_host_tests::{host, ratio, Sandbox};
 const GROUP: &str = "streams";
 const ITEMS: u64 = 10_000;
 const ITEM_BYTES: usize = 1024;
-/// The host buffers 64 items a stream; the baseline channel holds as many.
-const DEPTH: usize = 64;
+/// The host buffers 256 items a stream; the baseline channel holds as many.
+const DEPTH: usize = 256;
 const CONFIG: &str = "[components.counter]\nisolation = \"process\"\n\
                       [components.counter.config]\ndelay_ms = 0\n";
 

@@ -245,7 +245,7 @@ fn unread_stream_growth(mode: &str, config: &str, item: usize, seconds: u64) -> 
     growth
 }
 
-/// What a stream buffers at most (64 items and 4 MiB), and what else an unread stream
+/// What a stream buffers at most (256 items and 4 MiB), and what else an unread stream
 /// may hold in the host: the item the HTTP side is writing and the allocator's slack.
 const UNREAD_BOUND: u64 = 8 << 20;
 

@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// Items read before the worker is told it may send that many more.
-const ITEM_BATCH: u64 = 16;
+const ITEM_BATCH: u64 = 64;
 
 /// Bytes read before the worker is told it may send that many more.
 const BYTE_BATCH: u64 = (MAX_BYTES / 4) as u64;
@@ -197,11 +197,16 @@ mod tests {
     #[test]
     fn credit_is_granted_in_batches_and_when_the_worker_waits_for_it() {
         let mut window = Window::new();
-        for _ in 0..20 {
+        let batch = u32::try_from(ITEM_BATCH).expect("a small batch");
+        for _ in 0..batch + 4 {
             assert!(window.spend(10));
         }
-        let grants: Vec<_> = (0..20).filter_map(|_| window.took(10)).collect();
-        assert_eq!(grants, [(16, 160)], "a batch, and four items held back");
+        let grants: Vec<_> = (0..batch + 4).filter_map(|_| window.took(10)).collect();
+        assert_eq!(
+            grants,
+            [(batch, u64::from(batch) * 10)],
+            "a batch, and four items held back"
+        );
         assert_eq!(window.starved(), Some((4, 40)), "granted when it waits");
         assert_eq!(window, Window::new(), "everything given back");
         assert_eq!(window.starved(), None, "nothing taken, nothing to grant");
