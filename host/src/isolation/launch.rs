@@ -33,8 +33,11 @@ pub(super) fn launch(spawn: &Spawn<'_>, shared: &Shared) -> Result<Arc<WorkerPro
             return Err(error(format!("cannot watch the worker: {err}")));
         }
     };
-    let (read, write) = match link.connect(&mut child) {
-        Ok(halves) => halves,
+    let connected = link
+        .connect(&mut child)
+        .and_then(|(read, write)| Ok((read.stopper()?, read, write)));
+    let (stop, read, write) = match connected {
+        Ok(link) => link,
         Err(err) => {
             process.kill_group();
             let _ = process.wait();
@@ -45,15 +48,6 @@ pub(super) fn launch(spawn: &Spawn<'_>, shared: &Shared) -> Result<Arc<WorkerPro
     spawn::forward_output(&mut child, spawn.plugin, leader);
     // From here on the kernel's word on the process is `process`'s, not `child`'s.
     drop(child);
-    let stop = match read.stopper() {
-        Ok(stop) => stop,
-        Err(err) => {
-            process.kill_group();
-            let _ = process.wait();
-            process.reap();
-            return Err(error(format!("cannot reach the worker: {err}")));
-        }
-    };
     let reader = FrameReader::new(read, spawn.max_frame());
     let hello = spawn::await_hello(reader, &process, spawn.plugin, spawn.start_timeout)
         .map_err(|err| error(err.to_string()))?;
