@@ -28,6 +28,7 @@ mod reading;
 mod requests;
 mod serve;
 mod spawn;
+mod turn;
 mod watch;
 
 pub(crate) use self::{

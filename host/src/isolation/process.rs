@@ -19,9 +19,9 @@ use plugin_api::ffi::MetricBox;
 
 use super::{
     credits::{CreditLink, Credits, WINDOW},
-    reading::Reading,
     requests::{call_result, CreateFault, Failure, Requests, Waiter},
     spawn::{Hello, Spawn},
+    turn::Reading,
     watch::Watch,
 };
 use crate::{

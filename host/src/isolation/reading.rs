@@ -14,82 +14,16 @@
 
 use std::{
     sync::Arc,
-    thread::Thread,
     time::{Duration, Instant},
 };
 
-use parking_lot::{Condvar, Mutex};
-
-use super::process::WorkerProcess;
-use crate::{
-    platform::LinkStop,
-    protocol::{FrameReader, FromWorker},
-};
+use super::{process::WorkerProcess, turn::Holder};
+use crate::protocol::FromWorker;
 
 /// How long the reader thread leaves the link to callers after the last one let go,
 /// when nothing waits: shorter than a caller's pause between calls in a busy loop, long
 /// enough that its timer costs nothing measurable.
 const LINGER: Duration = Duration::from_millis(2);
-
-/// The link's reading half, and whose turn it is to read it.
-pub(super) struct Reading {
-    reader: Mutex<FrameReader>,
-    stop: LinkStop,
-    turn: Mutex<Turn>,
-    /// Signalled when a caller lets go with requests still waiting.
-    turned: Condvar,
-    /// Whether reading has ended (the end of the link, or a breach), and its signal.
-    done: (Mutex<bool>, Condvar),
-}
-
-struct Turn {
-    holder: Holder,
-    /// When the turn was last let go.
-    released: Instant,
-    /// The callers waiting for an answer that do not read: by request, the thread to
-    /// wake when its answer or its turn comes.
-    followers: Vec<(u64, Thread)>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Holder {
-    Nobody,
-    /// The caller of this request.
-    Caller(u64),
-    ReaderThread,
-    /// Reading has ended: no one reads again.
-    Over,
-}
-
-impl Reading {
-    pub(super) fn new(reader: FrameReader, stop: LinkStop) -> Self {
-        Self {
-            reader: Mutex::new(reader),
-            stop,
-            turn: Mutex::new(Turn {
-                holder: Holder::Nobody,
-                released: Instant::now(),
-                followers: Vec::new(),
-            }),
-            turned: Condvar::new(),
-            done: (Mutex::new(false), Condvar::new()),
-        }
-    }
-
-    /// Waits up to `limit` for reading to end; whether it has.
-    pub(super) fn wait_done(&self, limit: Duration) -> bool {
-        let mut done = self.done.0.lock();
-        if !*done {
-            let _ = self.done.1.wait_for(&mut done, limit);
-        }
-        *done
-    }
-
-    /// Ends the link both ways, so a reader waiting in it sees its end.
-    pub(super) fn stop(&self) {
-        self.stop.stop();
-    }
-}
 
 /// What a waiting caller does.
 enum Role {

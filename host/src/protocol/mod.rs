@@ -9,7 +9,7 @@ mod frames;
 use plugin_api::PluginError;
 use serde::{Deserialize, Serialize};
 
-pub(crate) use self::frames::{FrameEncoder, FrameReader, FrameWriter};
+pub(crate) use self::frames::{FrameReader, FrameWriter};
 pub(crate) use crate::platform::SandboxPlan;
 use crate::{loader::FileIdentity, manifest::PluginInfo};
 

@@ -81,7 +81,6 @@ fn serve(
     let max_frame = args.max_reply.saturating_add(FRAME_OVERHEAD);
     let conn = Arc::new(Conn::new(
         FrameWriter::new(write, max_frame),
-        max_frame,
         args.log_level,
     ));
     logs::forward_to(&conn);

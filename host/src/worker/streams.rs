@@ -118,7 +118,7 @@ impl plugin_api::ffi::StreamSinkObj for StreamFrames {
         state.items -= 1;
         state.bytes -= cost;
         drop(state);
-        self.conn.send_item(&FromWorker::Item {
+        self.conn.send(&FromWorker::Item {
             req: self.req,
             item: item.into_vec(),
         });

@@ -75,32 +75,12 @@ impl<R: Read> FrameReader<R> {
     }
 }
 
-/// Frames messages of at most a given size.
-pub(crate) struct FrameEncoder(LengthDelimitedCodec);
-
-impl FrameEncoder {
-    /// Frames of at most `max_frame` bytes; a larger message is an error.
-    pub(crate) fn new(max_frame: usize) -> Self {
-        Self(codec(max_frame))
-    }
-
-    /// Appends `message` to `out` as one frame.
-    pub(crate) fn encode<T: Serialize>(
-        &mut self,
-        message: &T,
-        out: &mut BytesMut,
-    ) -> std::io::Result<()> {
-        let payload = postcard::to_stdvec(message).map_err(invalid)?;
-        self.0.encode(Bytes::from(payload), out).map_err(invalid)
-    }
-}
-
 /// Writes whole messages to the link (or, in tests, any writer); share it behind a
 /// mutex.
 pub(crate) struct FrameWriter<W = LinkWrite> {
     stream: W,
     buffer: BytesMut,
-    encoder: FrameEncoder,
+    codec: LengthDelimitedCodec,
 }
 
 impl<W: Write> FrameWriter<W> {
@@ -109,20 +89,18 @@ impl<W: Write> FrameWriter<W> {
         Self {
             stream,
             buffer: BytesMut::with_capacity(INITIAL),
-            encoder: FrameEncoder::new(max_frame),
+            codec: codec(max_frame),
         }
     }
 
     /// Sends one message, whole.
     pub(crate) fn write<T: Serialize>(&mut self, message: &T) -> std::io::Result<()> {
+        let payload = postcard::to_stdvec(message).map_err(invalid)?;
         self.buffer.clear();
-        self.encoder.encode(message, &mut self.buffer)?;
+        self.codec
+            .encode(Bytes::from(payload), &mut self.buffer)
+            .map_err(invalid)?;
         self.stream.write_all(&self.buffer)
-    }
-
-    /// Writes frames already encoded (by a [`FrameEncoder`]) as they are.
-    pub(crate) fn write_encoded(&mut self, frames: &[u8]) -> std::io::Result<()> {
-        self.stream.write_all(frames)
     }
 }
 
