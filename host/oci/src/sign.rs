@@ -103,8 +103,7 @@ impl Signer {
         use std::io::Write as _;
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        crate::platform::owner_only(&mut options);
         let text = format!("{}\n", STANDARD.encode(self.key.to_bytes()));
         options
             .open(path)

@@ -137,3 +137,16 @@ mod tests {
         assert_eq!(Platform::of_library(b"#!/bin/sh\n"), None);
     }
 }
+
+/// What differs by operating system: files only their owner may read.
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub(crate) use unix::owner_only;
+
+/// Files only their owner may read: on Windows there is no mode to set; a new file gets
+/// its folder's access list.
+#[cfg(not(unix))]
+pub(crate) fn owner_only(options: &mut std::fs::OpenOptions) {
+    let _ = options;
+}
