@@ -23,6 +23,9 @@ use plugin_host_tests::{host, Sandbox};
 
 const CONFIG: &str = "[components.counter]\nisolation = \"process\"\n[components.counter.config]\ndelay_ms = 0\n[components.locker]\n";
 
+/// The same isolated component, its large payloads in shared memory.
+const SHARED_CONFIG: &str = "[limits]\nshared_memory_from = \"64KiB\"\n[components.counter]\nisolation = \"process\"\n[components.counter.config]\ndelay_ms = 0\n";
+
 /// The other end of a socket pair, in a forked child that echoes 16-byte messages.
 struct Echo {
     stream: UnixStream,
@@ -101,6 +104,11 @@ fn call(handle: &ComponentHandle) {
     assert_eq!(reply, br#""pong""#);
 }
 
+fn echo_large(handle: &ComponentHandle, payload: &[u8]) {
+    let reply = handle.call_blocking("echo", payload).expect("echo");
+    assert_eq!(reply.len(), payload.len());
+}
+
 /// Calls per second through `handle` from `callers` threads calling at once for `span`.
 fn throughput(handle: &ComponentHandle, callers: usize, span: Duration) -> f64 {
     let until = Instant::now() + span;
@@ -167,6 +175,19 @@ fn main() {
     let floor = samples(n, || echo.round_trip());
     let remote = samples(n, || call(&isolated));
     let local = samples(n, || call(&in_process));
+    let payload = vec![7u8; 1 << 20];
+    let local_large = samples(300, || echo_large(&in_process, &payload));
+    let remote_large = samples(300, || echo_large(&isolated, &payload));
+    let shared_large = {
+        let sharing = runtime.block_on(plugin_host_tests::host(&sandbox, SHARED_CONFIG));
+        let isolated = runtime
+            .block_on(sharing.coordinator().get("counter"))
+            .expect("counter");
+        let times = samples(300, || echo_large(&isolated, &payload));
+        drop(isolated);
+        runtime.block_on(sharing.coordinator().shutdown(Duration::from_secs(5)));
+        times
+    };
     let alone = throughput(&isolated, 1, Duration::from_secs(3));
     let eight = throughput(&isolated, 8, Duration::from_secs(3));
     // Nothing may hold the instance, or eviction leaves it (and its worker) alive.
@@ -191,6 +212,14 @@ fn main() {
             percentile(times, 0.99)
         );
     }
+    println!(
+        "echo of 1 MiB (p50): in process {:.1} us, isolated {:.1} us: {:.2}x (goal <= 2x); isolated through shared memory {:.1} us: {:.2}x",
+        percentile(&local_large, 0.5),
+        percentile(&remote_large, 0.5),
+        percentile(&remote_large, 0.5) / percentile(&local_large, 0.5),
+        percentile(&shared_large, 0.5),
+        percentile(&shared_large, 0.5) / percentile(&local_large, 0.5)
+    );
     let ratio = percentile(&remote, 0.5) / percentile(&floor, 0.5);
     println!(
         "ratio isolated / ping-pong (p50): {ratio:.2}x (goal <= 1.5x); isolated p50 {:.1} us (goal <= 25 us)",

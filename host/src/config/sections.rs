@@ -293,6 +293,14 @@ pub struct LimitsConfig {
     /// running). Defaults to 64 MiB.
     #[serde(with = "units::size")]
     pub max_reply: u64,
+    /// Requests, replies and stream items of this many bytes or more cross to and from an
+    /// isolated worker in shared memory (a new sealed memfd each, on Linux) with only its
+    /// descriptor on the link; smaller ones, and all of them elsewhere, travel on the link.
+    /// 0, the default, keeps every one on the link: where touching new pages is dear (the
+    /// virtual machines measured, BENCHMARKS.md) a fresh region costs more than the link's
+    /// two copies. Try `"64KiB"` where it is not.
+    #[serde(with = "units::size")]
+    pub shared_memory_from: u64,
 }
 
 impl Default for LimitsConfig {
@@ -305,6 +313,7 @@ impl Default for LimitsConfig {
             locks_per_plugin: 256,
             metrics_per_plugin: 64,
             max_reply: 64 << 20,
+            shared_memory_from: 0,
         }
     }
 }

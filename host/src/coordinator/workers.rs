@@ -117,6 +117,10 @@ impl Coordinator {
                             services: Arc::clone(&inner.services),
                             max_reply: usize::try_from(inner.plans.engine.max_reply)
                                 .unwrap_or(usize::MAX),
+                            shared_memory_from: usize::try_from(
+                                inner.plans.engine.shared_memory_from,
+                            )
+                            .unwrap_or(usize::MAX),
                         },
                         sandbox: crate::plan::worker_sandbox(&inner.plans, info),
                     }))

@@ -196,6 +196,7 @@ impl WorkerPool {
             start_timeout: self.times.start,
             stop_timeout: self.times.stop,
             max_reply: self.shared.max_reply,
+            shared_memory_from: self.shared.shared_memory_from,
             sandbox: self.sandbox.clone(),
         };
         super::launch::launch(&spawn, &self.shared)

@@ -118,6 +118,8 @@ pub(crate) struct Shared {
     pub(crate) services: Arc<HostServices>,
     /// `[limits] max_reply`.
     pub(crate) max_reply: usize,
+    /// `[limits] shared_memory_from`.
+    pub(crate) shared_memory_from: usize,
 }
 
 impl WorkerProcess {
@@ -135,7 +137,9 @@ impl WorkerProcess {
             plugin: spawn.plugin.to_owned(),
             process,
             life: Mutex::new(()),
-            writer: Mutex::new(FrameWriter::new(write, spawn.max_frame())),
+            writer: Mutex::new(
+                FrameWriter::new(write, spawn.max_frame()).sharing_from(spawn.shared_memory_from),
+            ),
             requests: Mutex::new(Requests {
                 pending: HashMap::new(),
                 accepting: true,

@@ -50,6 +50,8 @@ pub(crate) struct Spawn<'a> {
     pub(crate) stop_timeout: Duration,
     /// `[limits] max_reply`: the worker refuses to send a larger reply.
     pub(crate) max_reply: usize,
+    /// `[limits] shared_memory_from`: payloads this large or more travel in shared memory.
+    pub(crate) shared_memory_from: usize,
     /// The sandbox the worker enters before it opens the library.
     pub(crate) sandbox: Option<SandboxPlan>,
 }
@@ -69,6 +71,7 @@ pub(super) fn command(spawn: &Spawn<'_>) -> Command {
         identity: spawn.opened.identity(),
         log_level: crate::plugin_log::lowest_enabled_level(),
         max_reply: spawn.max_reply,
+        shared_memory_from: spawn.shared_memory_from,
         sandbox: spawn.sandbox.clone(),
     };
     let mut command = Command::new(spawn.program);

@@ -3,6 +3,8 @@
 //!
 //! - `file`: a file's identity; opening a plugin file so that what was vetted is what is
 //!   loaded; the path the dynamic loader opens it by; reading at an offset;
+//! - `shared`: shared memory a large frame travels in beside the link (a sealed memfd on
+//!   Linux; none yet elsewhere, where frames stay on the link);
 //! - `process`: starting a worker, learning of its end from the kernel, killing it with
 //!   everything it started, a worker dying with its host, how a process ended in words;
 //! - `link`: a worker's transport to its host (a socket pair on Unix, the worker's
@@ -41,8 +43,11 @@ pub(crate) use self::os::{
         open_for_load, read_at, stat_with_identity, with_descriptor_path, with_loader_path,
     },
     link::{worker_link, LinkRead, LinkStop, LinkWrite, PendingLink},
-    memory::{own_rss, release_free_memory, rss_of, thread_cpu_nanos, ThreadClock},
+    memory::{
+        keep_freed_memory, own_rss, release_free_memory, rss_of, thread_cpu_nanos, ThreadClock,
+    },
     process::{describe_status, spawn_child, ProcessWatch},
+    shared::{share, MappedRegion, SealedRegion},
     trust::{check_owner_only, owner_writes_only},
 };
 
@@ -134,6 +139,10 @@ pub(crate) fn enter_sandbox(
 ) -> Result<String, SandboxRefused> {
     sandbox::enter(plan, libraries)
 }
+
+/// Two ends of a link, for tests of what travels on it.
+#[cfg(all(test, unix))]
+pub(crate) use self::unix::link::link_pair;
 
 /// Drops every capability this process holds.
 #[cfg(unix)]

@@ -300,6 +300,9 @@ pub(crate) struct WorkerArgs {
     /// The largest reply a call may return (`[limits] max_reply`): a larger one is the
     /// call's error, and never sent.
     pub(crate) max_reply: usize,
+    /// Messages this large or more travel in shared memory (`[limits] shared_memory_from`;
+    /// 0: none does).
+    pub(crate) shared_memory_from: usize,
     /// The sandbox to enter before the library is opened, if any.
     pub(crate) sandbox: Option<SandboxPlan>,
 }

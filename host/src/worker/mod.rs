@@ -69,6 +69,10 @@ pub(crate) fn serve_host(args: &[std::ffi::OsString]) -> i32 {
     serve(read, write, library, &worker_args, &containment)
 }
 
+/// Freed memory a worker keeps for reuse: each large payload (a request decoded, a reply
+/// encoded) would otherwise fault in new pages.
+const KEPT_FREED: usize = 8 << 20;
+
 /// Fences the worker in, opens the library and serves the host on its link; the exit
 /// code.
 fn serve(
@@ -79,8 +83,9 @@ fn serve(
     containment: &Containment,
 ) -> i32 {
     let max_frame = args.max_reply.saturating_add(FRAME_OVERHEAD);
+    crate::platform::keep_freed_memory(KEPT_FREED);
     let conn = Arc::new(Conn::new(
-        FrameWriter::new(write, max_frame),
+        FrameWriter::new(write, max_frame).sharing_from(args.shared_memory_from),
         args.log_level,
     ));
     logs::forward_to(&conn);

@@ -9,16 +9,24 @@
 //! for nothing, a wake-up per message on each side.
 
 use std::{
+    collections::VecDeque,
     fs::File,
-    io::{self, Read, Write},
+    io::{self, IoSlice, IoSliceMut, Read, Write},
+    mem::MaybeUninit,
     os::{
-        fd::{AsRawFd, FromRawFd},
+        fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
         unix::{net::UnixStream, process::CommandExt},
     },
     path::Path,
     process::{Child, Command, Stdio},
 };
 
+use rustix::net::{
+    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
+};
+
+use super::shared::{MappedRegion, SealedRegion};
 use crate::platform::SetupError;
 
 /// The descriptor the socket a worker reads arrives on.
@@ -30,19 +38,84 @@ const LIBRARY_FD: i32 = 4;
 /// The descriptor the socket a worker writes arrives on.
 const WRITE_FD: i32 = 5;
 
-/// What one side reads from the other.
-pub(crate) struct LinkRead(UnixStream);
+/// The descriptors one read takes at most: a frame's region comes with the four bytes
+/// that announce it, so one is the most that honest peer ever sends at once.
+const DESCRIPTORS_PER_READ: usize = 2;
+
+/// Regions received and not yet taken: more means the peer sends descriptors no frame
+/// announces.
+const MAX_RECEIVED: usize = 8;
+
+/// The send buffer asked for on each socket a side writes.
+const SEND_BUFFER: usize = 1 << 20;
+
+/// What one side reads from the other: bytes, and the descriptors of shared memory regions
+/// that came with them.
+pub(crate) struct LinkRead {
+    stream: UnixStream,
+    received: VecDeque<OwnedFd>,
+}
 
 impl Read for LinkRead {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
+        let mut space =
+            [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(DESCRIPTORS_PER_READ))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let message = loop {
+            match recvmsg(
+                &self.stream,
+                &mut [IoSliceMut::new(buf)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            ) {
+                Err(rustix::io::Errno::INTR) => {}
+                other => break other?,
+            }
+        };
+        for received in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(descriptors) = received {
+                self.received.extend(descriptors);
+            }
+        }
+        if message.flags.contains(ReturnFlags::CTRUNC) {
+            return Err(invalid(
+                "more descriptors came with the link's bytes than it takes",
+            ));
+        }
+        if self.received.len() > MAX_RECEIVED {
+            return Err(invalid(
+                "descriptors came on the link that no frame announced",
+            ));
+        }
+        Ok(message.bytes)
     }
 }
 
+fn invalid(message: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
 impl LinkRead {
+    fn new(stream: UnixStream) -> Self {
+        Self {
+            stream,
+            received: VecDeque::new(),
+        }
+    }
+
     /// What ends this link's reads and writes from another thread.
     pub(crate) fn stopper(&self) -> io::Result<LinkStop> {
-        self.0.try_clone().map(LinkStop)
+        self.stream.try_clone().map(LinkStop)
+    }
+
+    /// The region that came with the bytes just read, mapped, once it is known to be
+    /// sealed memory of 1 to `max` bytes.
+    pub(crate) fn take_region(&mut self, max: usize) -> io::Result<MappedRegion> {
+        let fd = self
+            .received
+            .pop_front()
+            .ok_or_else(|| invalid("a frame in shared memory came without its region"))?;
+        MappedRegion::from_received(&fd, max)
     }
 }
 
@@ -75,6 +148,30 @@ impl LinkWrite {
     pub(crate) fn close(&mut self) {
         let _ = self.0.shutdown(std::net::Shutdown::Write);
     }
+
+    /// Writes `bytes` with `region` handed over beside their first byte.
+    pub(crate) fn write_with_region(
+        &mut self,
+        bytes: &[u8],
+        region: SealedRegion,
+    ) -> io::Result<()> {
+        let fds = [region.0.as_fd()];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        control.push(SendAncillaryMessage::ScmRights(&fds));
+        let sent = loop {
+            match sendmsg(
+                &self.0,
+                &[IoSlice::new(bytes)],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            ) {
+                Err(rustix::io::Errno::INTR) => {}
+                other => break other?,
+            }
+        };
+        self.0.write_all(&bytes[sent..])
+    }
 }
 
 /// The host's side of a worker being started: each pair's host end and worker end.
@@ -88,6 +185,10 @@ impl PendingLink {
     pub(crate) fn prepare(command: &mut Command, library: &File) -> io::Result<Self> {
         let to_worker = UnixStream::pair()?;
         let from_worker = UnixStream::pair()?;
+        for writer in [&to_worker.0, &from_worker.1] {
+            // A large frame in one write, not in many woken by reads: the system may cap it.
+            rustix::net::sockopt::set_socket_send_buffer_size(writer, SEND_BUFFER)?;
+        }
         let read = to_worker.1.as_raw_fd();
         let write = from_worker.1.as_raw_fd();
         let library = library.as_raw_fd();
@@ -121,7 +222,10 @@ impl PendingLink {
     pub(crate) fn connect(self, child: &mut Child) -> io::Result<(LinkRead, LinkWrite)> {
         let _ = child;
         drop((self.to_worker.1, self.from_worker.1));
-        Ok((LinkRead(self.from_worker.0), LinkWrite(self.to_worker.0)))
+        Ok((
+            LinkRead::new(self.from_worker.0),
+            LinkWrite(self.to_worker.0),
+        ))
     }
 }
 
@@ -144,7 +248,7 @@ pub(crate) fn worker_link(library: &Path) -> Result<(LinkRead, LinkWrite, File),
             File::from_raw_fd(LIBRARY_FD),
         )
     };
-    Ok((LinkRead(read), LinkWrite(write), library))
+    Ok((LinkRead::new(read), LinkWrite(write), library))
 }
 
 /// Whether descriptor `fd` is open and a socket.
@@ -155,4 +259,11 @@ fn descriptor_is_socket(fd: i32) -> bool {
         let mut stat: libc::stat = std::mem::zeroed();
         libc::fstat(fd, &raw mut stat) == 0 && (stat.st_mode & libc::S_IFMT) == libc::S_IFSOCK
     }
+}
+
+/// Two ends of a link, for tests of what travels on it.
+#[cfg(test)]
+pub(crate) fn link_pair() -> io::Result<(LinkWrite, LinkRead)> {
+    let (write, read) = UnixStream::pair()?;
+    Ok((LinkWrite(write), LinkRead::new(read)))
 }

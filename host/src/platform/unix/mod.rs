@@ -7,4 +7,5 @@ pub(crate) mod link;
 pub(crate) mod memory;
 pub(crate) mod privileges;
 pub(crate) mod process;
+pub(crate) mod shared;
 pub(crate) mod trust;

@@ -15,6 +15,7 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
+use super::shared::{MappedRegion, SealedRegion};
 use crate::platform::SetupError;
 use windows_sys::Win32::{
     Foundation::{DuplicateHandle, DUPLICATE_SAME_ACCESS, HANDLE, INVALID_HANDLE_VALUE},
@@ -44,6 +45,16 @@ impl LinkRead {
     #[allow(clippy::unnecessary_wraps)] // as on Unix, where it may fail
     pub(crate) fn stopper(&self) -> io::Result<LinkStop> {
         Ok(LinkStop)
+    }
+
+    /// The region that came with the bytes just read: none ever does on Windows.
+    #[allow(clippy::unused_self)] // as on Unix, where regions arrive on the link
+    pub(crate) fn take_region(&mut self, max: usize) -> io::Result<MappedRegion> {
+        let _ = max;
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a frame in shared memory came on a link that carries none",
+        ))
     }
 }
 
@@ -79,6 +90,17 @@ impl LinkWrite {
     /// Closes the link for writing: the other side reads its end.
     pub(crate) fn close(&mut self) {
         self.0 = None;
+    }
+
+    /// Writes bytes with a region beside them: there are no regions on Windows.
+    #[allow(clippy::unused_self)]
+    pub(crate) fn write_with_region(
+        &mut self,
+        bytes: &[u8],
+        region: SealedRegion,
+    ) -> io::Result<()> {
+        let _ = bytes;
+        match region {}
     }
 }
 

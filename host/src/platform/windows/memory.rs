@@ -52,6 +52,11 @@ fn working_set(process: HANDLE) -> Option<u64> {
 /// Nothing to do: the Windows heap gives free pages back to the system by itself.
 pub(crate) fn release_free_memory() {}
 
+/// Nothing to set: the Windows heap keeps freed blocks for reuse by itself.
+pub(crate) fn keep_freed_memory(bytes: usize) {
+    let _ = bytes;
+}
+
 /// CPU time this thread has used, in nanoseconds (user and kernel).
 #[allow(unsafe_code)]
 pub(crate) fn thread_cpu_nanos() -> u64 {

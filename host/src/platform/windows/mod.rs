@@ -6,4 +6,5 @@ pub(crate) mod file;
 pub(crate) mod link;
 pub(crate) mod memory;
 pub(crate) mod process;
+pub(crate) mod shared;
 pub(crate) mod trust;

@@ -199,3 +199,138 @@ fn a_frame_that_does_not_decode_is_refused() {
         );
     }
 }
+
+/// Frames over a real link, large ones in sealed memfds beside it.
+#[cfg(target_os = "linux")]
+mod shared {
+    use std::os::fd::OwnedFd;
+
+    use rustix::fs::{memfd_create, MemfdFlags};
+
+    use super::*;
+    use crate::platform::{link_pair, SealedRegion};
+
+    const SHARE_FROM: usize = 1 << 10;
+
+    fn call(input: Vec<u8>) -> ToWorker {
+        ToWorker::Call {
+            req: 9,
+            instance: 1,
+            method: "echo".into(),
+            input,
+            context: WireContext::default(),
+        }
+    }
+
+    /// A memfd holding `bytes`, with no seal on it.
+    fn unsealed(bytes: &[u8]) -> OwnedFd {
+        let fd = memfd_create("test", MemfdFlags::ALLOW_SEALING).expect("memfd");
+        rustix::io::write(&fd, bytes).expect("written");
+        fd
+    }
+
+    /// What the reader makes of a frame announcing `region`.
+    fn read_region(region: OwnedFd) -> std::io::Error {
+        let (mut write, read) = link_pair().expect("link");
+        write
+            .write_with_region(&REGION_FRAME, SealedRegion::unchecked(region))
+            .expect("sent");
+        let mut reader = FrameReader::new(read, MAX);
+        reader.read::<ToWorker>().expect_err("refused")
+    }
+
+    #[test]
+    fn large_messages_cross_in_shared_memory_in_order_with_small_ones() {
+        let (write, read) = link_pair().expect("link");
+        let mut writer = FrameWriter::new(write, MAX).sharing_from(SHARE_FROM);
+        let large: Vec<u8> = (0..MAX - 64).map(|i| (i % 251) as u8).collect();
+        let sent = [
+            call(large.clone()),
+            ToWorker::Cancel { req: 9 },
+            call(vec![1; SHARE_FROM]),
+            call(large),
+        ];
+        let mut reader = FrameReader::new(read, MAX);
+        for message in &sent {
+            writer.write(message).expect("written");
+            let got: ToWorker = reader.read().expect("read").expect("a message");
+            assert_eq!(format!("{got:?}"), format!("{message:?}"));
+        }
+        assert!(
+            reader.stream.take_region(MAX).is_err(),
+            "every region taken by its frame"
+        );
+        drop(writer);
+        assert!(reader.read::<ToWorker>().expect("the end").is_none());
+    }
+
+    #[test]
+    fn a_large_message_puts_four_bytes_on_the_link_and_the_rest_in_a_sealed_region() {
+        let (write, mut read) = link_pair().expect("link");
+        let mut writer = FrameWriter::new(write, MAX).sharing_from(SHARE_FROM);
+        let message = call(vec![5; SHARE_FROM * 4]);
+        writer.write(&message).expect("written");
+        drop(writer);
+        let mut on_link = Vec::new();
+        read.read_to_end(&mut on_link).expect("read");
+        assert_eq!(on_link, REGION_FRAME);
+        let region = read.take_region(MAX).expect("a region came");
+        assert_eq!(&region[..], postcard::to_stdvec(&message).expect("encoded"));
+    }
+
+    #[test]
+    fn a_large_message_stays_on_the_link_when_sharing_is_off() {
+        let (write, read) = link_pair().expect("link");
+        let mut writer = FrameWriter::new(write, MAX).sharing_from(0);
+        let message = call(vec![3; MAX / 2]);
+        let mut reader = FrameReader::new(read, MAX);
+        let sending = std::thread::spawn(move || writer.write(&message).map(|()| message));
+        let got: ToWorker = reader.read().expect("read").expect("a message");
+        let message = sending.join().expect("writer").expect("written");
+        assert_eq!(format!("{got:?}"), format!("{message:?}"));
+    }
+
+    #[test]
+    fn a_region_frame_without_its_region_is_refused() {
+        let (mut write, read) = link_pair().expect("link");
+        write.write_all(&REGION_FRAME).expect("sent");
+        let err = FrameReader::new(read, MAX)
+            .read::<ToWorker>()
+            .expect_err("refused");
+        assert!(err.to_string().contains("without its region"), "{err}");
+    }
+
+    #[test]
+    fn a_region_that_is_not_sealed_memory_of_a_frame_size_is_refused() {
+        let message = postcard::to_stdvec(&ToWorker::Cancel { req: 1 }).expect("encoded");
+        let err = read_region(unsealed(&message));
+        assert!(err.to_string().contains("not sealed"), "{err}");
+        let partly = unsealed(&message);
+        rustix::fs::fcntl_add_seals(&partly, rustix::fs::SealFlags::SHRINK).expect("sealed");
+        let err = read_region(partly);
+        assert!(err.to_string().contains("not sealed"), "{err}");
+        let err = read_region(unsealed(&[]));
+        assert!(err.to_string().contains("holds 0 bytes"), "{err}");
+        let err = read_region(unsealed(&vec![0; MAX + 1]));
+        assert!(err.to_string().contains("frames hold 1 to"), "{err}");
+        let (pipe, _other) = std::io::pipe().expect("pipe");
+        let err = read_region(OwnedFd::from(pipe));
+        assert!(err.to_string().contains("not a memory file"), "{err}");
+    }
+
+    #[test]
+    fn descriptors_no_frame_announces_end_the_link() {
+        let (mut write, read) = link_pair().expect("link");
+        let frame = framed(&[ToWorker::Cancel { req: 1 }]);
+        let mut reader = FrameReader::new(read, MAX);
+        let err = loop {
+            write
+                .write_with_region(&frame, SealedRegion::unchecked(unsealed(b"x")))
+                .expect("sent");
+            if let Err(err) = reader.read::<ToWorker>() {
+                break err;
+            }
+        };
+        assert!(err.to_string().contains("no frame announced"), "{err}");
+    }
+}
