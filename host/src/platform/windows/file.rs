@@ -123,6 +123,11 @@ pub(crate) fn bytes_to_os_string(bytes: &[u8]) -> std::ffi::OsString {
     String::from_utf8_lossy(bytes).into_owned().into()
 }
 
+/// Windows has no `noexec` mounts: always `None`.
+pub(crate) fn noexec_mount(_path: &Path) -> Option<std::path::PathBuf> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,9 +164,4 @@ mod tests {
             "{canonical:?}"
         );
     }
-}
-
-/// Windows has no `noexec` mounts: always `None`.
-pub(crate) fn noexec_mount(_path: &Path) -> Option<std::path::PathBuf> {
-    None
 }
