@@ -88,6 +88,8 @@ fn each_protocol_breach_ends_the_worker_at_once_and_names_what_was_wrong() {
             ("unasked", "does not wait for an answer"),
             ("undecodable", "unreadable frame"),
             ("hang_up", "closed its end of the socket and kept running"),
+            ("region_missing", "came without its region"),
+            ("region_unsealed", "not sealed against change"),
         ];
         for (how, named) in cases {
             let worker = pid(&host).await;
