@@ -11,7 +11,6 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
 use plugin_host::{CallError, Coordinator, Isolation};
 use plugin_host_tests::{discover, host, library, wait_for_async, Sandbox};
 
@@ -588,49 +587,4 @@ fn over_http_a_worker_crash_is_502_its_metrics_reach_the_host_and_its_environmen
     assert!(error.message.contains("SIGABRT"), "{error:?}");
     assert_eq!(host.call("counter", "ping", "null").0, 200);
     assert_eq!(host.stop(), Some(0));
-}
-
-#[test]
-fn large_payloads_cross_to_a_sandboxed_worker_and_back_intact_on_the_link_and_in_shared_memory() {
-    // Requests and replies far past a socket buffer, and stream items past the sharing
-    // threshold, each byte checked: on the link (the default) and in sealed memfds (Linux),
-    // from a worker whose seccomp filter and Landlock rules apply.
-    runtime().block_on(async {
-        let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
-        let payload: Vec<u8> = (0..3_000_017u32).map(|i| (i * 7 % 251) as u8).collect();
-        for limits in ["", "[limits]\nshared_memory_from = \"64KiB\"\n"] {
-            let config = format!("{limits}{ISOLATED_PROBE}sandbox = true\n");
-            let host = host(&sandbox, &config).await;
-            for size in [0, 1, 65_535, 65_536, payload.len()] {
-                let reply = host
-                    .coordinator()
-                    .call("counter", "echo", payload[..size].to_vec())
-                    .await
-                    .unwrap_or_else(|err| panic!("{limits}echo of {size} bytes: {err}"));
-                assert!(
-                    reply == payload[..size],
-                    "{limits}echo of {size} bytes changed"
-                );
-            }
-            let request = serde_json::json!({ "raw": true, "count": 6, "bytes": 300_000 });
-            let mut items = host
-                .stream(
-                    "counter",
-                    "produce",
-                    serde_json::to_vec(&request).expect("json"),
-                )
-                .await
-                .expect("stream");
-            let mut taken = 0;
-            while let Some(item) = items.next().await {
-                assert!(
-                    item.expect("an item") == vec![b'x'; 300_000],
-                    "{limits}item {taken}"
-                );
-                taken += 1;
-            }
-            assert_eq!(taken, 6, "{limits}");
-            host.shutdown().await;
-        }
-    });
 }

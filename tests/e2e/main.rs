@@ -31,6 +31,7 @@ mod locks;
 mod memory;
 mod oci;
 mod operators;
+mod payloads;
 mod plugin_logs;
 mod run;
 mod soak;

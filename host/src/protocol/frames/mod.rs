@@ -27,7 +27,7 @@ const INITIAL: usize = 16 << 10;
 
 /// The most buffer a reader or writer keeps between frames: frames up to it need no new
 /// memory (whose first touch of each page costs more than copying it).
-const RETAINED: usize = 4 << 20;
+const RETAINED: usize = 2 << 20;
 
 /// A stream frames are read from, and the regions beside it.
 pub(crate) trait FrameSource: Read {
