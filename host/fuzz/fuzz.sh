@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(config units env_overlay registry_cache elf_header manifest c_description)
+  targets=(config units env_overlay registry_cache elf_header manifest c_description worker_frames)
 fi
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then

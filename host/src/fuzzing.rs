@@ -51,6 +51,13 @@ pub fn registry_cache(bytes: &[u8]) {
     let _ = crate::discovery::parse_cache(bytes);
 }
 
+/// The host's reader of a worker's link on arbitrary bytes (a worker runs plugin code, so
+/// anything may come up it): message after message, to the end or the first error.
+pub fn worker_frames(bytes: &[u8]) {
+    let mut reader = crate::protocol::FrameReader::new(bytes, 1 << 20);
+    while let Ok(Some(_)) = reader.read::<crate::protocol::FromWorker>() {}
+}
+
 /// The library header check (ELF, PE, Mach-O, text) on arbitrary bytes, as a file of
 /// `file_len` bytes.
 pub fn elf_header(bytes: &[u8], file_len: u64) {

@@ -23,10 +23,6 @@ pub(crate) struct MappedRegion {
     len: usize,
 }
 
-// SAFETY: the mapping is read-only and sealed against writes; nothing else refers to it.
-#[allow(unsafe_code)]
-unsafe impl Send for MappedRegion {}
-
 impl Deref for MappedRegion {
     type Target = [u8];
 

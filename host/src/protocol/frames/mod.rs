@@ -53,7 +53,7 @@ impl FrameSink for LinkWrite {
     }
 }
 
-/// In tests: bytes alone, no regions beside them.
+/// In tests and fuzzing: bytes alone, no regions beside them.
 impl FrameSource for &[u8] {
     fn take_region(&mut self, _max: usize) -> std::io::Result<MappedRegion> {
         Err(invalid(
