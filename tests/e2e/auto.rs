@@ -3,15 +3,7 @@
 //! worker's instance starts clean.
 
 use plugin_host::CallError;
-use plugin_host_tests::{host, wait_for_async, Sandbox};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+use plugin_host_tests::{host, runtime, wait_for_async, Sandbox};
 
 /// The pid serving `sleeper` once it has moved out of this process, and why it moved.
 async fn moved(host: &plugin_host::Host) -> (u32, String) {

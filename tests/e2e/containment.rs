@@ -6,17 +6,11 @@
 use std::{sync::Arc, time::Duration};
 
 use plugin_host::{ComponentState, GetError, RssReader};
-use plugin_host_tests::{host, isolated, state, wait_for, wait_for_async, RunningHost, Sandbox};
+use plugin_host_tests::{
+    host, isolated, runtime, state, wait_for, wait_for_async, RunningHost, Sandbox,
+};
 
 const MIB: u64 = 1 << 20;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 fn events(path: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(path)

@@ -7,17 +7,11 @@
 use std::time::Duration;
 
 use plugin_host::{CallError, FaultKind};
-use plugin_host_tests::{alive, descendants, host, wait_for, wait_for_async, RunningHost, Sandbox};
+use plugin_host_tests::{
+    alive, descendants, host, runtime, wait_for, wait_for_async, RunningHost, Sandbox,
+};
 
 const ROGUE: &str = "[components.rogue]\nisolation = \"process\"\ntimeout = \"60s\"\n";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 async fn pid(host: &plugin_host::Host) -> u32 {
     let pid: u32 = host.call_json("rogue", "pid", &()).await.expect("pid");

@@ -12,15 +12,7 @@ use std::{
 };
 
 use plugin_host::{CallError, Coordinator, Isolation};
-use plugin_host_tests::{discover, host, library, wait_for_async, Sandbox};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+use plugin_host_tests::{discover, host, library, runtime, wait_for_async, Sandbox};
 
 async fn call_json(
     coordinator: &Coordinator,

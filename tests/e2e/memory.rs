@@ -11,17 +11,9 @@ use std::{
 };
 
 use plugin_host::{ComponentState, GetError, Host, InitError, RssReader};
-use plugin_host_tests::{host, isolated, state, Sandbox};
+use plugin_host_tests::{host, isolated, runtime, state, Sandbox};
 
 const MIB: u64 = 1 << 20;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 /// A host over the memory-hog fixture whose `[memory] limit` is this process's RSS now
 /// plus `headroom` bytes; `memory_keys` are more lines of the `[memory]` section (the

@@ -3,15 +3,7 @@
 //! every byte checked.
 
 use futures::StreamExt;
-use plugin_host_tests::{host, Sandbox};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+use plugin_host_tests::{host, runtime, Sandbox};
 
 const ISOLATED_PROBE: &str =
     "[components.counter]\nisolation = \"process\"\n[components.counter.config]\ndelay_ms = 0\n";

@@ -13,20 +13,12 @@ use std::{
 use futures::StreamExt;
 use plugin_host::{CallError, FaultKind};
 use plugin_host_tests::{
-    host, library, rss_of, success_stdout, wait_for, wait_for_async, RunningHost, Sandbox,
+    host, library, rss_of, runtime, success_stdout, wait_for, wait_for_async, RunningHost, Sandbox,
 };
 
 const IN_PROCESS: &str = "";
 const ISOLATED: &str = "[components.sleeper]\nisolation = \"process\"\n\
                         [components.market-data]\nisolation = \"process\"\n";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 fn now_us() -> u64 {
     SystemTime::now()

@@ -3,6 +3,16 @@
 
 use crate::{build::binary, sandbox::Sandbox};
 
+/// A multi-threaded runtime of two workers, as the tests that drive hosts in this process
+/// use (the machines CI runs on have two cores).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// A host configured by `config` (TOML) over `sandbox`'s plugins and cache, discovered
 /// through the real scanner binary, which is also the worker of isolated components.
 /// Live discovery is off unless `config` sets `watch`: tests rescan when they mean to.

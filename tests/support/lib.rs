@@ -19,7 +19,7 @@ mod wait;
 
 pub use self::{
     build::{binary, c_plugin, compat_dir, library, library_file_name, target_dir},
-    coordinator::{discover, host, state},
+    coordinator::{discover, host, runtime, state},
     generate::{generate_plugins, generated_name},
     host::RunningHost,
     isolated::isolated,
