@@ -63,6 +63,7 @@ impl FrameSource for &[u8] {
 }
 
 /// In tests: bytes alone, no regions beside them.
+#[cfg(test)]
 impl FrameSink for Vec<u8> {
     fn write_with_region(&mut self, _bytes: &[u8], _region: SealedRegion) -> std::io::Result<()> {
         Err(invalid("a region written to a stream of bytes alone"))
