@@ -7,9 +7,8 @@
 //! here and counted as leaked.
 
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
     collections::{HashMap, HashSet},
-    rc::Rc,
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
@@ -104,22 +103,7 @@ struct CallStack {
 struct CallEntry {
     id: u64,
     method: String,
-    token: TokenSlot,
-}
-
-/// The context of one call a thread serves, in a slot of its own: lending it to the
-/// plugin borrows it there for the call's duration (no clone of the `Arc`, two atomic
-/// operations on every call), while calls nested in it write the slots above.
-type TokenSlot = Rc<RefCell<Option<Arc<CallToken>>>>;
-
-/// Puts `token` in `slot`; a slot still lent (it cannot be while its call is entered
-/// again, but a slot is never worth a panic) is replaced by a fresh one.
-fn fill(slot: &mut TokenSlot, token: Option<Arc<CallToken>>) {
-    if let Ok(mut held) = slot.try_borrow_mut() {
-        *held = token;
-        return;
-    }
-    *slot = Rc::new(RefCell::new(token));
+    token: Option<Arc<CallToken>>,
 }
 
 impl CallStack {
@@ -137,6 +121,11 @@ thread_local! {
             depth: 0,
         })
     };
+    /// The context of the call this thread serves now (null: none), beside the stack so
+    /// that lending it to a component costs one read of a cell. It points into the `Arc`
+    /// the innermost entered call's entry holds, and each scope puts back, when it ends,
+    /// the pointer it found: valid for as long as it is set.
+    static LENT: Cell<*const CallToken> = const { Cell::new(std::ptr::null()) };
 }
 
 static NEXT_CALL_ID: AtomicU64 = AtomicU64::new(1);
@@ -175,7 +164,7 @@ pub(crate) fn current_call_token() -> Option<Arc<CallToken>> {
         current
             .borrow()
             .current()
-            .and_then(|call| call.token.borrow().clone())
+            .and_then(|call| call.token.clone())
     })
 }
 
@@ -186,22 +175,21 @@ pub(crate) fn lend_current<T>(
     stopping: &AtomicBool,
     serve: impl FnOnce(CallContextRef<'_>, CallFlags) -> T,
 ) -> T {
-    let slot = CURRENT_CALL.with(|current| {
-        current
-            .borrow()
-            .current()
-            .map(|call| Rc::clone(&call.token))
-    });
-    let lent = slot.as_ref().map(|slot| slot.borrow());
-    let token = lent.as_ref().and_then(|token| token.as_deref());
+    let token = LENT.with(Cell::get);
+    // SAFETY: set only by `CallScope`, to the context its entry holds until the scope
+    // ends, and put back to the outer call's when it does (see `LENT`); `serve` runs
+    // inside the current scope, so the context outlives the borrow.
+    #[allow(unsafe_code)]
+    let token = unsafe { token.as_ref() };
     crate::call_context::lend(token, stopping, serve)
 }
 
 /// While alive, locks taken on this thread belong to call `id`, and its code sees the
 /// call's context.
 pub(crate) struct CallScope {
-    /// Not `Send`: it must end on the thread it began on.
-    _thread: std::marker::PhantomData<*const ()>,
+    /// The context lent before this call was entered, put back when it ends. A raw
+    /// pointer, so not `Send`: the scope must end on the thread it began on.
+    outer: *const CallToken,
 }
 
 impl CallScope {
@@ -210,39 +198,40 @@ impl CallScope {
     pub(crate) fn enter(id: u64, method: &str, token: Option<Arc<CallToken>>) -> Self {
         CURRENT_CALL.with(|current| {
             let mut stack = current.borrow_mut();
-            let token =
-                token.or_else(|| stack.current().and_then(|call| call.token.borrow().clone()));
+            let token = token.or_else(|| stack.current().and_then(|call| call.token.clone()));
+            let lent = token.as_ref().map_or(std::ptr::null(), Arc::as_ptr);
             let depth = stack.depth;
             match stack.entries.get_mut(depth) {
                 Some(entry) => {
                     entry.id = id;
                     entry.method.clear();
                     entry.method.push_str(method);
-                    fill(&mut entry.token, token);
+                    entry.token = token;
                 }
                 None => stack.entries.push(CallEntry {
                     id,
                     method: method.to_owned(),
-                    token: Rc::new(RefCell::new(token)),
+                    token,
                 }),
             }
             stack.depth += 1;
-        });
-        Self {
-            _thread: std::marker::PhantomData,
-        }
+            Self {
+                outer: LENT.replace(lent),
+            }
+        })
     }
 }
 
 impl Drop for CallScope {
     fn drop(&mut self) {
+        LENT.set(self.outer);
         CURRENT_CALL.with(|current| {
             let mut stack = current.borrow_mut();
             stack.depth = stack.depth.saturating_sub(1);
             let depth = stack.depth;
             // The call's context goes with it (its caller may wait for the last holder).
             if let Some(entry) = stack.entries.get_mut(depth) {
-                fill(&mut entry.token, None);
+                entry.token = None;
             }
         });
     }
