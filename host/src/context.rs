@@ -122,9 +122,9 @@ thread_local! {
         })
     };
     /// The context of the call this thread serves now (null: none), beside the stack so
-    /// that lending it to a component costs one read of a cell. It points into the `Arc`
-    /// the innermost entered call's entry holds, and each scope puts back, when it ends,
-    /// the pointer it found: valid for as long as it is set.
+    /// that lending it to a component costs one read of a cell. It always points into
+    /// the `Arc` the stack's top entry holds: set from it whenever the stack changes
+    /// (a scope entered or ended, in any order), so it is valid for as long as it is set.
     static LENT: Cell<*const CallToken> = const { Cell::new(std::ptr::null()) };
 }
 
@@ -176,9 +176,9 @@ pub(crate) fn lend_current<T>(
     serve: impl FnOnce(CallContextRef<'_>, CallFlags) -> T,
 ) -> T {
     let token = LENT.with(Cell::get);
-    // SAFETY: set only by `CallScope`, to the context its entry holds until the scope
-    // ends, and put back to the outer call's when it does (see `LENT`); `serve` runs
-    // inside the current scope, so the context outlives the borrow.
+    // SAFETY: `LENT` points into the `Arc` the top entry of this thread's stack holds,
+    // or is null; only `CallScope` changes the stack, and it sets `LENT` anew each time.
+    // `serve` runs inside the current scope: the entry, and its `Arc`, outlive it.
     #[allow(unsafe_code)]
     let token = unsafe { token.as_ref() };
     crate::call_context::lend(token, stopping, serve)
@@ -187,9 +187,8 @@ pub(crate) fn lend_current<T>(
 /// While alive, locks taken on this thread belong to call `id`, and its code sees the
 /// call's context.
 pub(crate) struct CallScope {
-    /// The context lent before this call was entered, put back when it ends. A raw
-    /// pointer, so not `Send`: the scope must end on the thread it began on.
-    outer: *const CallToken,
+    /// Not `Send`: it must end on the thread it began on.
+    _thread: std::marker::PhantomData<*const ()>,
 }
 
 impl CallScope {
@@ -215,20 +214,26 @@ impl CallScope {
                 }),
             }
             stack.depth += 1;
-            Self {
-                outer: LENT.replace(lent),
-            }
-        })
+            LENT.set(lent);
+        });
+        Self {
+            _thread: std::marker::PhantomData,
+        }
     }
 }
 
 impl Drop for CallScope {
     fn drop(&mut self) {
-        LENT.set(self.outer);
         CURRENT_CALL.with(|current| {
             let mut stack = current.borrow_mut();
             stack.depth = stack.depth.saturating_sub(1);
             let depth = stack.depth;
+            let lent = stack
+                .current()
+                .and_then(|call| call.token.as_ref())
+                .map_or(std::ptr::null(), Arc::as_ptr);
+            // Before the token below may go: `LENT` never points at a freed one.
+            LENT.set(lent);
             // The call's context goes with it (its caller may wait for the last holder).
             if let Some(entry) = stack.entries.get_mut(depth) {
                 entry.token = None;
