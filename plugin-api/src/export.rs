@@ -135,6 +135,18 @@ impl Guarded {
         }
     }
 
+    /// A traced call, apart from [`ComponentObj::call_with`]: reading the trace needs
+    /// registers that an untraced call would otherwise save and restore on every call.
+    #[inline(never)]
+    fn serve_traced_call(
+        &self,
+        method: RStr<'_>,
+        input: RSlice<'_, u8>,
+        context: &CallContextRef<'_>,
+    ) -> RResult<RVec<u8>, PluginError> {
+        self.serve_call(method, input, Some(context), context.trace())
+    }
+
     fn serve_stream(
         &self,
         method: RStr<'_>,
@@ -198,12 +210,10 @@ impl ComponentObj for Guarded {
         context: &CallContextRef<'_>,
         flags: CallFlags,
     ) -> RResult<RVec<u8>, PluginError> {
-        let trace = if flags.contains(CallFlags::TRACED) {
-            context.trace()
-        } else {
-            None
-        };
-        self.serve_call(method, input, Some(context), trace)
+        if flags.contains(CallFlags::TRACED) {
+            return self.serve_traced_call(method, input, context);
+        }
+        self.serve_call(method, input, Some(context), None)
     }
 }
 

@@ -190,36 +190,40 @@ fn main() {
     // points, as a host before plugin-api 0.1.3 called it and as this one does. Both
     // inside a call with a context, as a component's code runs.
     plugin_host::fuzzing::in_call(|| {
-        let mut group = criterion.benchmark_group(CONTEXT);
-        group.bench_function("abi_call_without_context", |b| {
-            b.iter(|| {
+        let without = || {
+            black_box(
+                component
+                    .call(
+                        RStr::from_str(black_box("empty")),
+                        RSlice::from_slice(black_box(b"")),
+                    )
+                    .is_ok(),
+            );
+        };
+        let with = || {
+            plugin_host::fuzzing::with_call_context(|context, flags| {
                 black_box(
                     component
-                        .call(
+                        .call_with(
                             RStr::from_str(black_box("empty")),
                             RSlice::from_slice(black_box(b"")),
+                            &context,
+                            flags,
                         )
                         .is_ok(),
                 );
-            })
-        });
-        group.bench_function("abi_call_with_context", |b| {
-            b.iter(|| {
-                plugin_host::fuzzing::with_call_context(|context, flags| {
-                    black_box(
-                        component
-                            .call_with(
-                                RStr::from_str(black_box("empty")),
-                                RSlice::from_slice(black_box(b"")),
-                                &context,
-                                flags,
-                            )
-                            .is_ok(),
-                    );
-                });
-            })
-        });
+            });
+        };
+        let mut group = criterion.benchmark_group(CONTEXT);
+        group.bench_function("abi_call_without_context", |b| b.iter(without));
+        group.bench_function("abi_call_with_context", |b| b.iter(with));
         group.finish();
+        ratio::print_paired_difference(
+            "calls_context: abi_call_with_context - abi_call_without_context",
+            without,
+            with,
+            3.0,
+        );
     });
 
     let mut group = criterion.benchmark_group(COORDINATOR);

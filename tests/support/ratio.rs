@@ -83,3 +83,47 @@ pub fn print_overhead(group: &str, subject: &str, direct: &str, yardstick: &str,
         ),
     }
 }
+
+/// Measures what `subject` adds to `baseline` per run, paired: each of `rounds` rounds
+/// times `batch` runs of each, one right after the other (which goes first alternates),
+/// and the median of the rounds' differences is printed with the spread of their middle
+/// half, against the goal. Criterion times rows minutes apart, and on a shared machine
+/// two rows drift apart by more than a few nanoseconds between them; a pair of batches
+/// timed together sees the same machine.
+pub fn print_paired_difference(
+    name: &str,
+    mut baseline: impl FnMut(),
+    mut subject: impl FnMut(),
+    goal_ns: f64,
+) {
+    const ROUNDS: usize = 201;
+    const BATCH: u32 = 100_000;
+    let time = |f: &mut dyn FnMut()| {
+        let started = std::time::Instant::now();
+        for _ in 0..BATCH {
+            f();
+        }
+        started.elapsed().as_secs_f64() * 1e9 / f64::from(BATCH)
+    };
+    // Warm both up first: the first batches pay for caches and the clock's climb.
+    time(&mut baseline);
+    time(&mut subject);
+    let mut differences: Vec<f64> = (0..ROUNDS)
+        .map(|round| {
+            if round % 2 == 0 {
+                let b = time(&mut baseline);
+                time(&mut subject) - b
+            } else {
+                let s = time(&mut subject);
+                s - time(&mut baseline)
+            }
+        })
+        .collect();
+    differences.sort_by(f64::total_cmp);
+    let median = differences[ROUNDS / 2];
+    let (low, high) = (differences[ROUNDS / 4], differences[3 * ROUNDS / 4]);
+    let verdict = if median <= goal_ns { "met" } else { "not met" };
+    println!(
+        "paired difference {name}: median {median:+.2} ns per run over {ROUNDS} rounds of {BATCH} (middle half {low:+.2} to {high:+.2} ns; goal <= +{goal_ns} ns, {verdict})"
+    );
+}
