@@ -407,3 +407,46 @@ fn a_saturated_component_refuses_at_once_with_retry_after() {
     assert_eq!(body["error"]["kind"], "saturated", "{body}");
     assert_eq!(busy.join().expect("first call").0, 200);
 }
+
+/// A call made through a handle on the caller's own thread (as plugin code calls its
+/// dependencies) takes a place in the component's bulkhead like any other call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_call_on_its_callers_thread_counts_against_the_bulkhead() {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let host =
+        plugin_host_tests::host(&sandbox, "[components.sleeper]\nmax_concurrent_calls = 1\n").await;
+    let handle = host.coordinator().get("sleeper").await.expect("sleeper");
+    // Threads outside the runtime: the calls run right there, not on the executor.
+    let call = |ms: u64| {
+        let handle = handle.clone();
+        std::thread::spawn(move || {
+            handle.call_blocking("sleep", format!(r#"{{"ms":{ms}}}"#).as_bytes())
+        })
+    };
+    let busy = call(1500);
+    let in_flight = || {
+        host.components()
+            .into_iter()
+            .find(|c| c.name == "sleeper")
+            .map(|c| (c.calls_in_flight, c.refused_saturated))
+    };
+    tokio::task::block_in_place(|| {
+        plugin_host_tests::wait_for("the first call to run", || {
+            (in_flight() == Some((1, 0))).then_some(())
+        });
+    });
+    let refused = call(1).join().expect("second caller");
+    assert!(
+        matches!(
+            refused,
+            Err(plugin_host::CallError::Saturated { limit: 1, .. })
+        ),
+        "{refused:?}"
+    );
+    busy.join().expect("first caller").expect("the first call");
+    assert_eq!(in_flight(), Some((0, 1)));
+    call(1)
+        .join()
+        .expect("third caller")
+        .expect("a call after the first returned");
+}

@@ -27,7 +27,7 @@ use super::{
 use crate::{
     call_context::{CallOptions, CallToken},
     context::next_call_id,
-    executor::{Hooks, PluginExecutor},
+    executor::Hooks,
     timeout::{Interrupted, OperationKind},
 };
 
@@ -266,12 +266,6 @@ impl Coordinator {
                 }
             },
         };
-        if PluginExecutor::on_plugin_thread() || tokio::runtime::Handle::try_current().is_err() {
-            let permit = Bulkhead::enter(&handle.ready.info, &handle.ready.hung, method)?;
-            let result = handle.call_as(next_call_id(), method, input, None);
-            drop(permit);
-            return result;
-        }
         handle.call_blocking(method, input)
     }
     /// A call of `component` failed with `err`. If that is a panic, a timeout or

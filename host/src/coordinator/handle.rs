@@ -13,7 +13,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use plugin_api::PluginError;
 
 use super::{
-    info::{Hung, SlotInfo},
+    info::{Bulkhead, Hung, SlotInfo},
     CallError, Coordinator, GetError, Inner,
 };
 use crate::{
@@ -169,11 +169,16 @@ impl ComponentHandle {
     ///
     /// # Errors
     ///
-    /// [`CallError::Failed`] with the component's error; inside a runtime, as
-    /// [`Self::call`].
+    /// [`CallError::Failed`] with the component's error; [`CallError::Saturated`] when
+    /// the component already runs `max_concurrent_calls` calls and
+    /// [`CallError::Quarantined`] when its instance is quarantined, as for every call;
+    /// inside a runtime, as [`Self::call`].
     #[track_caller]
     pub fn call_blocking(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
         if PluginExecutor::on_plugin_thread() || tokio::runtime::Handle::try_current().is_err() {
+            // The component's bulkhead and quarantine hold here too: a dependency call
+            // from plugin code counts against `max_concurrent_calls` like any other.
+            let _permit = Bulkhead::enter_here(&self.ready.info, &self.ready.hung, method)?;
             return self.call_as(crate::context::next_call_id(), method, input, None);
         }
         warn_blocking_in_runtime(Location::caller());

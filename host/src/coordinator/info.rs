@@ -175,34 +175,66 @@ impl Bulkhead {
         hung.count() >= self.limits.quarantine_after
     }
 
-    /// Admits one more call of the instance whose hung calls are `hung`, or says why not.
+    /// Admits one more call of the instance whose hung calls are `hung`, or says why not;
+    /// the permit keeps the slot alive for as long as the call runs.
     pub(crate) fn enter(
         info: &Arc<SlotInfo>,
         hung: &Hung,
         method: &str,
     ) -> Result<CallPermit, CallError> {
-        let bulkhead = &info.bulkhead;
-        if bulkhead.quarantines(hung) {
-            bulkhead.refused_quarantined.inc();
-            return Err(CallError::Quarantined {
-                component: info.spec.name.clone(),
-                method: method.to_owned(),
-                stuck: hung.stuck_methods(),
-            });
-        }
-        let limit = bulkhead.limits.max_in_flight;
-        if bulkhead.in_flight.fetch_add(1, Ordering::AcqRel) >= limit {
-            bulkhead.in_flight.fetch_sub(1, Ordering::AcqRel);
-            bulkhead.refused_saturated.inc();
-            return Err(CallError::Saturated {
-                component: info.spec.name.clone(),
-                method: method.to_owned(),
-                limit,
-            });
-        }
+        info.bulkhead.admit(&info.spec.name, hung, method)?;
         Ok(CallPermit {
             info: Arc::clone(info),
         })
+    }
+
+    /// As [`Self::enter`], for a call that runs on this thread while the caller holds
+    /// the slot: a permit borrowed from it (no reference count to take and drop).
+    #[inline]
+    pub(crate) fn enter_here<'a>(
+        info: &'a SlotInfo,
+        hung: &Hung,
+        method: &str,
+    ) -> Result<HerePermit<'a>, CallError> {
+        info.bulkhead.admit(&info.spec.name, hung, method)?;
+        Ok(HerePermit {
+            bulkhead: &info.bulkhead,
+        })
+    }
+
+    /// Takes a place for one more call of component `component`, or says why not.
+    #[inline]
+    fn admit(&self, component: &str, hung: &Hung, method: &str) -> Result<(), CallError> {
+        if self.quarantines(hung) {
+            return Err(self.refuse_quarantined(component, hung, method));
+        }
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.limits.max_in_flight {
+            return Err(self.refuse_saturated(component, method));
+        }
+        Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refuse_quarantined(&self, component: &str, hung: &Hung, method: &str) -> CallError {
+        self.refused_quarantined.inc();
+        CallError::Quarantined {
+            component: component.to_owned(),
+            method: method.to_owned(),
+            stuck: hung.stuck_methods(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refuse_saturated(&self, component: &str, method: &str) -> CallError {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.refused_saturated.inc();
+        CallError::Saturated {
+            component: component.to_owned(),
+            method: method.to_owned(),
+            limit: self.limits.max_in_flight,
+        }
     }
 
     /// A caller stopped waiting for a call of `method` of the instance whose hung calls
@@ -231,6 +263,18 @@ impl Drop for CallPermit {
     }
 }
 
+/// One admitted call running on the thread that holds its slot: leaves the bulkhead when
+/// dropped.
+pub(crate) struct HerePermit<'a> {
+    bulkhead: &'a Bulkhead,
+}
+
+impl Drop for HerePermit<'_> {
+    fn drop(&mut self) {
+        self.bulkhead.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The immutable part of a slot, shared with every handle of its instances.
 #[derive(Debug)]
 pub(crate) struct SlotInfo {
@@ -244,9 +288,9 @@ pub(crate) struct SlotInfo {
 }
 
 impl SlotInfo {
-    /// Whether calls through the coordinator or an instance's drop still run: shutdown
-    /// waits for them. (Handles an embedder holds do not count: they keep their
-    /// instance as long as they like.)
+    /// Whether calls (through the coordinator or a handle) or an instance's drop still
+    /// run: shutdown waits for them. (Handles an embedder holds do not count while
+    /// nothing calls through them: they keep their instance as long as they like.)
     pub(crate) fn is_busy(&self) -> bool {
         self.bulkhead.in_flight() > 0 || self.dropping.load(Ordering::Acquire) > 0
     }
