@@ -528,3 +528,59 @@ impl ComponentObj for DependencyAdapter {
             .into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call_context::CallOptions;
+
+    /// A call's token with a deadline `secs` from now, by which a lent context is told.
+    fn token(secs: u64) -> Arc<CallToken> {
+        Arc::new(CallToken::new(
+            &CallOptions::new(),
+            Some(Duration::from_secs(secs)),
+            &Arc::default(),
+        ))
+    }
+
+    /// The call this thread serves, and the deadline (whole seconds left, rounded up) of
+    /// the context a component on it is lent now.
+    fn now() -> (Option<u64>, Option<u64>) {
+        let left = lend_current(&AtomicBool::new(false), |context, _| {
+            context.remaining_nanos()
+        });
+        let secs = (left != u64::MAX).then(|| left.div_ceil(1_000_000_000));
+        (current_call_id(), secs)
+    }
+
+    #[test]
+    fn the_lent_context_is_the_innermost_calls_whatever_order_scopes_end_in() {
+        assert_eq!(now(), (None, None));
+        let (outer_token, inner_token) = (token(60), token(30));
+        let outer = CallScope::enter(1, "outer", Some(Arc::clone(&outer_token)));
+        assert_eq!(now(), (Some(1), Some(60)));
+        let inner = CallScope::enter(2, "inner", Some(Arc::clone(&inner_token)));
+        assert_eq!(now(), (Some(2), Some(30)));
+        // A dependency call nested in it keeps its context, cancellation included.
+        let dependency = CallScope::enter(3, "dependency", None);
+        assert_eq!(now(), (Some(3), Some(30)));
+        inner_token.cancel();
+        assert!(lend_current(&AtomicBool::new(false), |context, _| context.is_cancelled()));
+        assert_eq!(Arc::strong_count(&inner_token), 3);
+        // Scopes ending out of order: the innermost entry goes each time, and the lent
+        // pointer moves to the one below before the entry's token may go.
+        drop(inner);
+        assert_eq!(now(), (Some(2), Some(30)));
+        assert_eq!(Arc::strong_count(&inner_token), 2);
+        drop(outer);
+        assert_eq!(now(), (Some(1), Some(60)));
+        assert_eq!(Arc::strong_count(&inner_token), 1);
+        drop(dependency);
+        assert_eq!(now(), (None, None));
+        assert_eq!(Arc::strong_count(&outer_token), 1);
+        // The entries are kept for the next calls, and start clean.
+        let again = CallScope::enter(4, "again", None);
+        assert_eq!(now(), (Some(4), None));
+        drop(again);
+    }
+}
