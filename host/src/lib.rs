@@ -128,7 +128,8 @@ pub use plugin_api;
 /// Raises this process's soft limit of open descriptors to its hard limit (Unix; nothing
 /// on Windows, where sockets are not limited so), as a server with many connections
 /// needs: each admin connection takes one. The `plugin-host` binary does it at start;
-/// an embedder serving many connections may too. Returns the soft limit before and after.
+/// an embedder serving many connections may too. The host's children (workers, scanners)
+/// start with the soft limit from before. Returns the soft limit before and after.
 ///
 /// # Errors
 ///

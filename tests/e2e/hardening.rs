@@ -525,3 +525,61 @@ fn operator_grants_narrow_and_widen_what_a_plugin_declares_ports_included() {
     );
     drop((open, closed));
 }
+
+/// The soft and hard limits of open descriptors of process `pid`.
+#[cfg(target_os = "linux")]
+fn open_files(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("its limits");
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("the open-files line");
+    let value = |word: &str| word.parse().unwrap_or(u64::MAX);
+    let words: Vec<&str> = line.split_whitespace().collect();
+    (value(words[3]), value(words[4]))
+}
+
+/// `run` raises its soft limit of open descriptors to the hard one for its connections;
+/// its workers start with the limit it had before, as any program would.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_worker_starts_with_the_open_files_limit_the_host_had_before_raising_its_own() {
+    const SOFT: u64 = 256;
+    let (_, hard) = open_files(std::process::id());
+    if hard <= SOFT {
+        eprintln!("skipped: the hard limit of open files here is {hard}, nothing to raise");
+        return;
+    }
+    let sandbox = Sandbox::with_plugins(&["fixture-rogue"]);
+    let host = RunningHost::start_with(&sandbox, ROGUE, |command| {
+        // SAFETY: getrlimit and setrlimit are async-signal-safe and touch only the struct
+        // on this stack.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(command, || {
+                let mut limit = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                limit.rlim_cur = SOFT;
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    assert_eq!(
+        open_files(host.pid()),
+        (hard, hard),
+        "the host raised its own"
+    );
+    let (status, worker) = host.call("rogue", "pid", "null");
+    assert_eq!(status, 200, "{worker:?}");
+    let worker = u32::try_from(worker.expect("pid").as_u64().expect("a pid")).expect("pid");
+    assert_ne!(worker, host.pid());
+    assert_eq!(open_files(worker), (SOFT, hard));
+}

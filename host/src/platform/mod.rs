@@ -16,7 +16,8 @@
 //!   that nothing it starts outlives it: a PID namespace on Linux, a process group
 //!   elsewhere on Unix, a Job object on Windows;
 //! - `privileges`: dropping every capability (Unix);
-//! - `descriptors`: raising the soft limit of open descriptors to the hard one.
+//! - `descriptors`: raising the soft limit of open descriptors to the hard one (and, on
+//!   Unix, the children's back to where it was).
 //!
 //! The sandbox is Linux's alone (`sandbox`); signals are the binary's (`run`).
 

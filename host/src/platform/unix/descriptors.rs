@@ -1,5 +1,13 @@
 //! How many descriptors this process may open: raised from the soft limit to the hard one,
-//! as servers with many connections do (each admin connection takes one).
+//! as servers with many connections do (each admin connection takes one). The host's
+//! children (workers, scanners) start with the soft limit it had before: plugin code there
+//! runs as it would in a program of its own (`select` cannot watch descriptors past
+//! 1023, and a plugin should not get more than the system's default for being isolated).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The soft limit before this process first raised it; 0 while it has not.
+static SOFT_BEFORE_RAISE: AtomicU64 = AtomicU64::new(0);
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit; the limits before and after.
 pub(crate) fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
@@ -25,8 +33,43 @@ pub(crate) fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
+        #[allow(clippy::useless_conversion)]
+        let _ = SOFT_BEFORE_RAISE.compare_exchange(
+            0,
+            u64::from(before),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
     // rlim_t is narrower than u64 on some 32-bit targets.
     #[allow(clippy::useless_conversion)]
     Ok((u64::from(before), u64::from(limit.rlim_cur)))
+}
+
+/// The soft limit a child of this process should start with, if this process raised its
+/// own: the one it had before.
+pub(crate) fn children_open_files_limit() -> Option<libc::rlim_t> {
+    match SOFT_BEFORE_RAISE.load(Ordering::Relaxed) {
+        0 => None,
+        soft => libc::rlim_t::try_from(soft).ok(),
+    }
+}
+
+/// Lowers this process's soft limit of open descriptors to `soft` (never raises it).
+/// Async-signal-safe: for a child between `fork` and `exec`. Best effort: a limit that
+/// cannot be set stays as it was.
+pub(crate) fn lower_open_files_limit(soft: libc::rlim_t) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes, and setrlimit reads, the struct they are given, which
+    // lives for the calls; both are system calls, safe after fork.
+    #[allow(unsafe_code)]
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) == 0 && limit.rlim_cur > soft {
+            limit.rlim_cur = soft;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit);
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! The host's children on Unix (workers and scanners): each leads a session and process
 //! group of its own (so it and whatever it starts end together, and nothing it starts
 //! can join the host's group), dies with the host (`PR_SET_PDEATHSIG` on Linux, set by a
-//! thread that lives as long as the host), and its death is learned from the kernel
+//! thread that lives as long as the host), starts with the open-files limit the host had
+//! before raising its own, and its death is learned from the kernel
 //! (`waitid`), not from its socket, which a descendant may hold open. What the child
 //! does to fence itself in is `contain`'s.
 
@@ -19,13 +20,17 @@ type SpawnJob = (Command, mpsc::SyncSender<io::Result<Child>>);
 /// Linux delivers the parent-death signal when the *thread* that forked the child exits.
 pub(crate) fn spawn_child(mut command: Command) -> io::Result<Child> {
     let host = std::process::id();
-    // SAFETY: setsid, prctl and getppid are async-signal-safe; nothing else runs between
-    // fork and exec here.
+    let open_files = super::descriptors::children_open_files_limit();
+    // SAFETY: setsid, prctl, getppid, getrlimit and setrlimit are async-signal-safe;
+    // nothing else runs between fork and exec here.
     #[allow(unsafe_code)]
     unsafe {
         command.pre_exec(move || {
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
+            }
+            if let Some(soft) = open_files {
+                super::descriptors::lower_open_files_limit(soft);
             }
             #[cfg(target_os = "linux")]
             {
