@@ -117,7 +117,7 @@ fn serve(
         streams: Arc::default(),
         calls: Arc::default(),
     });
-    let reading = Arc::new(Reading::new(FrameReader::new(read, max_frame)));
+    let reading = Arc::new(SharedReader::new(FrameReader::new(read, max_frame)));
     // A second reader: while one thread runs a call it read, the other reads on.
     let (second, shared) = (Arc::clone(&server), Arc::clone(&reading));
     if let Err(err) = std::thread::Builder::new()
@@ -134,7 +134,7 @@ fn serve(
 /// read on (a follower, which the leader's release wakes), so a call costs the worker one
 /// wake-up, not two. Otherwise the call goes to a plugin thread. Ends the process when the
 /// host hangs up.
-fn serve_link(server: &Server, reading: &Reading) -> ! {
+fn serve_link(server: &Server, reading: &SharedReader) -> ! {
     loop {
         reading.followers.fetch_add(1, Ordering::AcqRel);
         let mut reader = reading.reader.lock();
@@ -151,13 +151,13 @@ fn serve_link(server: &Server, reading: &Reading) -> ! {
 }
 
 /// The worker's end of the link, shared by the threads that read it in turn.
-struct Reading {
+struct SharedReader {
     reader: Mutex<FrameReader>,
     /// How many threads wait to read next.
     followers: AtomicUsize,
 }
 
-impl Reading {
+impl SharedReader {
     fn new(reader: FrameReader) -> Self {
         Self {
             reader: Mutex::new(reader),
