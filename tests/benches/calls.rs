@@ -123,6 +123,38 @@ fn main() {
     });
     group.finish();
 
+    // The empty component through its exported entry points: as a host before plugin-api
+    // 0.1.3 calls it (no context), and as this one does (the context lent from this
+    // thread's call, none outside one).
+    let without = || {
+        black_box(
+            component
+                .call(
+                    RStr::from_str(black_box("empty")),
+                    RSlice::from_slice(black_box(b"")),
+                )
+                .is_ok(),
+        );
+    };
+    let with = || {
+        plugin_host::fuzzing::with_call_context(|context, flags| {
+            black_box(
+                component
+                    .call_with(
+                        RStr::from_str(black_box("empty")),
+                        RSlice::from_slice(black_box(b"")),
+                        &context,
+                        flags,
+                    )
+                    .is_ok(),
+            );
+        });
+    };
+    let call_empty = |handle: &plugin_host::ComponentHandle| {
+        handle
+            .call_blocking(black_box("empty"), black_box(b""))
+            .is_ok()
+    };
     let mut group = criterion.benchmark_group(ABI);
     // The bookkeeping's yardstick (issue 31): an `OnceLock<Arc>` get + clone, in this group.
     // Every call's result is looked at (`is_ok`) and dropped where it was made, as a
@@ -143,46 +175,17 @@ fn main() {
     });
     // The same call through the plugin's exported entry point, with a context as the
     // host lends it: what the handle adds over it is the bookkeeping alone.
-    group.bench_function("direct_call_through_abi", |b| {
-        b.iter(|| {
-            plugin_host::fuzzing::with_call_context(|context, flags| {
-                black_box(component.call_with(
-                    RStr::from_str(black_box("empty")),
-                    RSlice::from_slice(black_box(b"")),
-                    &context,
-                    flags,
-                ));
-            });
-        })
-    });
+    group.bench_function("direct_call_through_abi", |b| b.iter(with));
     // `call_blocking`: the handle's synchronous call on this thread (`call` is async, and
     // a future made and dropped unpolled would measure nothing of the call).
     group.bench_function("native_handle_call", |b| {
-        b.iter(|| {
-            black_box(
-                native
-                    .call_blocking(black_box("empty"), black_box(b""))
-                    .is_ok(),
-            )
-        })
+        b.iter(|| black_box(call_empty(&native)))
     });
     group.bench_function("handle_call_through_abi", |b| {
-        b.iter(|| {
-            black_box(
-                empty
-                    .call_blocking(black_box("empty"), black_box(b""))
-                    .is_ok(),
-            )
-        })
+        b.iter(|| black_box(call_empty(&empty)))
     });
     group.bench_function("native_handle_call_cpu_sampled", |b| {
-        b.iter(|| {
-            black_box(
-                native_cpu_sampled
-                    .call_blocking(black_box("empty"), black_box(b""))
-                    .is_ok(),
-            )
-        })
+        b.iter(|| black_box(call_empty(&native_cpu_sampled)))
     });
     group.finish();
 
@@ -190,30 +193,6 @@ fn main() {
     // points, as a host before plugin-api 0.1.3 called it and as this one does. Both
     // inside a call with a context, as a component's code runs.
     plugin_host::fuzzing::in_call(|| {
-        let without = || {
-            black_box(
-                component
-                    .call(
-                        RStr::from_str(black_box("empty")),
-                        RSlice::from_slice(black_box(b"")),
-                    )
-                    .is_ok(),
-            );
-        };
-        let with = || {
-            plugin_host::fuzzing::with_call_context(|context, flags| {
-                black_box(
-                    component
-                        .call_with(
-                            RStr::from_str(black_box("empty")),
-                            RSlice::from_slice(black_box(b"")),
-                            &context,
-                            flags,
-                        )
-                        .is_ok(),
-                );
-            });
-        };
         let mut group = criterion.benchmark_group(CONTEXT);
         group.bench_function("abi_call_without_context", |b| b.iter(without));
         group.bench_function("abi_call_with_context", |b| b.iter(with));
