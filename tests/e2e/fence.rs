@@ -72,7 +72,9 @@ use Layer::{Capabilities, Landlock, Namespaces, Seccomp};
 /// another process (its memory, its environment, `process_vm_readv`, `perf_event_open`)
 /// is also a capability matter: a process whose capabilities are not a superset of its
 /// target's may not trace it (the root host holds them all); and for an unprivileged
-/// host, the worker's user namespace fences the same reads ([`UNPRIVILEGED`]).
+/// host, the worker's user namespace fences the same reads ([`UNPRIVILEGED`]). Opening a
+/// pidfd of the host or naming it as a descriptor's owner gets past Landlock, whose
+/// signal scope stops only the signals that would follow.
 const ATTACKS: &[(&str, &[Layer], Control)] = &[
     (
         "signal_host",
@@ -95,6 +97,8 @@ const ATTACKS: &[(&str, &[Layer], Control)] = &[
         Control::Anyone,
     ),
     ("pidfd_host", &[Seccomp, Namespaces], Control::Anyone),
+    ("fcntl_owner_host", &[Seccomp, Namespaces], Control::Anyone),
+    ("ioctl_owner_host", &[Seccomp, Namespaces], Control::Anyone),
     (
         "read_host_memory",
         &[Landlock, Capabilities],

@@ -24,6 +24,8 @@ mod cpu;
 mod docs;
 mod embedding;
 mod fence;
+#[cfg(target_os = "linux")]
+mod grants;
 mod hardening;
 mod isolation;
 mod lazy_loading;

@@ -6,8 +6,11 @@
 //!
 //! Arguments are checked where the call itself can reach outside: signals go to this
 //! process only (to its children too, when it may start programs), threads are the only
-//! clones (no namespaces ever), sockets are created only as granted, scheduling and
-//! limits change this process only, and `prctl` does only what cannot loosen the fence.
+//! clones (no namespaces ever), no descriptor names another process as the owner its
+//! signals go to, sockets are created only as granted (TCP and UDP by protocol too: a
+//! stream socket of another protocol, MPTCP or SCTP, is beyond Landlock's TCP rules),
+//! scheduling and limits change this process only, and `prctl` does only what cannot
+//! loosen the fence.
 
 use std::collections::BTreeMap;
 
@@ -220,7 +223,6 @@ const ALWAYS: &[i64] = &[
     libc::SYS_statfs,
     libc::SYS_fstatfs,
     libc::SYS_getdents64,
-    libc::SYS_fcntl,
     libc::SYS_dup,
     libc::SYS_dup3,
     libc::SYS_pipe2,
@@ -346,6 +348,7 @@ fn allowlist(plan: &SandboxPlan) -> Result<Rules, seccompiler::BackendError> {
     rules.insert(libc::SYS_clone, clone(plan.spawn)?);
     rules.insert(libc::SYS_prctl, one_of(0, PRCTL_ALLOWED.map(|o| o as u64))?);
     rules.insert(libc::SYS_ioctl, vec![ioctl()?]);
+    rules.insert(libc::SYS_fcntl, vec![fcntl()?]);
     rules.insert(
         libc::SYS_memfd_create,
         vec![rule(&[masked(1, MFD_EXEC, 0)?])?],
@@ -431,14 +434,38 @@ fn clone(spawn: bool) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
     }
 }
 
-/// Every `ioctl` but the two that push input into a terminal or act on its console.
+/// `ioctl`s that set the process (or group) a socket's signals go to
+/// (`<asm-generic/sockios.h>`), as `fcntl`'s `F_SETOWN` does.
+const FIOSETOWN: u64 = 0x8901;
+const SIOCSPGRP: u64 = 0x8902;
+
+/// `fcntl`'s command that sets a descriptor's owner thread or group (`<fcntl.h>`).
+const F_SETOWN_EX: u64 = 15;
+
+/// Argument `arg` is none of `values`.
+fn none_of(arg: u8, values: &[u64]) -> Result<SeccompRule, seccompiler::BackendError> {
+    let conditions = values
+        .iter()
+        .map(|value| SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, *value))
+        .collect::<Result<Vec<_>, _>>()?;
+    rule(&conditions)
+}
+
+/// Every `ioctl` but those that push input into a terminal, act on its console, or name
+/// another process as the one a descriptor's signals go to (a `kill` by another door:
+/// with `O_ASYNC`, the kernel sends the owner `SIGIO`, or any signal `F_SETSIG` chose).
 fn ioctl() -> Result<SeccompRule, seccompiler::BackendError> {
-    let not =
-        |request: u64| SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, request);
     // The request's type is the C library's (`c_ulong` with glibc, `c_int` with musl).
     #[allow(clippy::unnecessary_cast)]
     let (push_input, console) = (libc::TIOCSTI as u64, libc::TIOCLINUX as u64);
-    rule(&[not(push_input)?, not(console)?])
+    none_of(1, &[push_input, console, FIOSETOWN, SIOCSPGRP])
+}
+
+/// Every `fcntl` but those that set a descriptor's owner (as the `ioctl`s above). Left to
+/// itself a descriptor's signals go to nobody, and those of `F_NOTIFY` and leases to the
+/// process that asked for them.
+fn fcntl() -> Result<SeccompRule, seccompiler::BackendError> {
+    none_of(1, &[libc::F_SETOWN as u64, F_SETOWN_EX])
 }
 
 /// Connected pairs of Unix sockets (stream or sequential packets: they cannot be pointed
@@ -456,20 +483,27 @@ fn socket_pair() -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
 }
 
 /// IPv4 and IPv6 sockets as granted: TCP to the granted ports (which Landlock checks),
-/// and UDP too when any connection is (name resolution). Never Unix, netlink, packet or
-/// raw sockets.
+/// and UDP too when any connection is (name resolution). The protocol is the family's
+/// default or named as TCP (UDP): Landlock checks TCP alone, and a stream socket of
+/// MPTCP (which falls back to TCP with any peer) or SCTP would connect to any port.
+/// Never Unix, netlink, packet or raw sockets.
 fn sockets(connect: &Connect) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
-    let kinds: &[libc::c_int] = match connect {
-        Connect::Anywhere => &[libc::SOCK_STREAM, libc::SOCK_DGRAM],
-        Connect::Ports(_) | Connect::Nothing => &[libc::SOCK_STREAM],
+    let tcp = (libc::SOCK_STREAM, libc::IPPROTO_TCP);
+    let udp = (libc::SOCK_DGRAM, libc::IPPROTO_UDP);
+    let kinds: &[(libc::c_int, libc::c_int)] = match connect {
+        Connect::Anywhere => &[tcp, udp],
+        Connect::Ports(_) | Connect::Nothing => &[tcp],
     };
     let mut rules = Vec::new();
     for family in [libc::AF_INET, libc::AF_INET6] {
-        for kind in kinds {
-            rules.push(rule(&[
-                arg_eq(0, family as u64)?,
-                masked(1, 0xf, *kind as u64)?,
-            ])?);
+        for (kind, named) in kinds {
+            for protocol in [0, *named] {
+                rules.push(rule(&[
+                    arg_eq(0, family as u64)?,
+                    masked(1, 0xf, *kind as u64)?,
+                    arg_eq(2, protocol as u64)?,
+                ])?);
+            }
         }
     }
     Ok(rules)
