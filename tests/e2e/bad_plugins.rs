@@ -265,3 +265,49 @@ fn inspect_gives_a_verdict_and_exit_code_per_file() {
     assert_eq!(verdict["usable"], false);
     assert_eq!(verdict["error"]["kind"], "not_a_library");
 }
+
+#[test]
+fn a_library_in_a_scanner_cannot_speak_for_the_next_file_in_its_batch() {
+    // The hostile library's constructor prints scan results for the leaf, which sorts
+    // after it in the same batch: the leaf's true report, with its components renamed and
+    // its file identity intact (as any library could forge by `stat`ing the next path),
+    // twice: the first is taken for its own file, were lines counted, the second for
+    // the leaf's.
+    let sandbox = Sandbox::with_plugins(&["fixture-hostile", "fixture-leaf"]);
+    let config = sandbox.write_config("[host]\nscan_concurrency = 1\n");
+    let leaf = sandbox
+        .plugins_dir()
+        .join(library_file_name("fixture-leaf"));
+    let mut forged = plugin_host::discovery::scan_in_process(&leaf);
+    let info = forged.outcome.as_mut().expect("the leaf scans");
+    let real: Vec<String> = info.components.iter().map(|c| c.name.clone()).collect();
+    for component in &mut info.components {
+        component.name = format!("forged-{}", component.name);
+    }
+    let line = format!(
+        "plugin-host-scan-result: {}",
+        serde_json::to_string(&forged).expect("a report")
+    );
+    let output = sandbox
+        .host()
+        .env("HOSTILE_CTOR_PRINT", format!("{line}\n{line}"))
+        .arg("--config")
+        .arg(&config)
+        .args(["list", "--json"])
+        .output()
+        .expect("list");
+    let list = stdout_json(&output);
+    let listed_leaf = listed(&list, &library_file_name("fixture-leaf"));
+    let components: Vec<String> = listed_leaf["plugin"]["components"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the leaf's components: {list:#}"))
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(components, real, "{list:#}");
+    assert_eq!(
+        listed(&list, &library_file_name("fixture-hostile"))["usable"],
+        true,
+        "{list:#}"
+    );
+}

@@ -502,12 +502,14 @@ fn scanner_attacks(
     }
     let output = command.output().expect("running the scanner");
     let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stdout.contains("plugin-host-scan-result: "),
-        "the scanner reports on the library: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        "the scanner reports on the library: {stdout}\n{stderr}"
     );
-    stdout
+    // What the library prints in its scanning child comes on through the scanner's
+    // standard error.
+    stderr
         .lines()
         .filter_map(|line| line.strip_prefix("hostile-attack "))
         .filter_map(|line| line.split_once(' '))
@@ -561,12 +563,19 @@ fn a_plugins_constructor_in_the_scanner_is_fenced_in_as_a_sandboxed_worker_is() 
     let target = scanner_target(&lab, &other, &tcp);
     let mut problems = Vec::new();
     for removed in SCENARIOS {
-        let outcomes = scanner_attacks(&lab, removed, &target);
+        let mut outcomes = scanner_attacks(&lab, removed, &target);
         assert_eq!(
             outcomes.len(),
             ATTACKS.len(),
             "every attack ran: {outcomes:?}"
         );
+        // The library runs in a child of the scanner, which it can see (the host it
+        // cannot), and `kill(-1)` answers success when any process is in sight, though
+        // Landlock refuses every signal: without seccomp, which refuses the call itself,
+        // that probe tells nothing here.
+        if removed.contains(&Seccomp) {
+            outcomes.retain(|(name, _)| name != "signal_everyone");
+        }
         for problem in mismatches(&outcomes, removed, as_root) {
             problems.push(format!("scanner without {removed:?}: {problem}"));
         }

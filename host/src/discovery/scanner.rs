@@ -70,8 +70,16 @@ const KEEP_DESCRIPTORS: i32 = 3;
 /// A library's constructors run when it is opened, so the scanner fences itself in
 /// first, whatever the plugin's own setting: a PID namespace (nothing it starts outlives
 /// it), and a sandbox of its own as strict as the kernel allows: no capabilities, no
-/// program started, no socket, no signal outside, reading its libraries and the system's
+/// program started, no socket, no signal outside, reading its library and the system's
 /// shared libraries and nothing else. Its files are opened before the sandbox closes.
+///
+/// Each library is opened in a child of its own (on Unix), which enters that sandbox for
+/// its one file, says how it is fenced, scans, and prints its result into a pipe this
+/// process reads: a library's code never runs where the results of the libraries after
+/// it are written, so it cannot speak for them (its constructor could print result lines
+/// on the scanner's own output, which the host would take in order for the next files'),
+/// and one that crashes costs only its own verdict. Where a child cannot be forked
+/// (Windows), this process fences itself in once and scans every file itself.
 pub(crate) fn serve(paths: &[std::ffi::OsString]) -> i32 {
     if paths.is_empty() {
         eprintln!("usage: {SCAN_FLAG} FILE...");
@@ -82,29 +90,175 @@ pub(crate) fn serve(paths: &[std::ffi::OsString]) -> i32 {
         .iter()
         .map(|path| (PathBuf::from(path), OpenedFile::open(Path::new(path))))
         .collect();
-    let files: Vec<&std::fs::File> = opened
-        .iter()
-        .filter_map(|(_, file)| file.as_ref().ok().map(OpenedFile::file))
-        .collect();
-    let fence = match crate::platform::enter_sandbox(&scanner_plan(), &files) {
-        Ok(applied) => format!("{}; {applied}", containment.fence),
-        Err(why) => format!("{}; no sandbox: {why}", containment.fence),
+    let mut scanner = Serving {
+        containment: containment.fence,
+        fence_said: false,
+        fenced_here: false,
     };
-    print_line(FENCE_PREFIX, &fence);
     for (path, file) in &opened {
         let report = match file {
-            Ok(opened) => scan_opened(opened, Via::Descriptor),
+            Ok(file) => scanner.scan(file, &opened),
             Err(err) => ScanReport::failed(err.clone()),
         };
-        match serde_json::to_string(&report) {
-            Ok(json) => print_line(RESULT_PREFIX, &json),
-            Err(err) => {
-                eprintln!("cannot encode the scan result of {}: {err}", path.display());
-                return 1;
-            }
+        if let Err(err) = print_report(&report) {
+            eprintln!("cannot encode the scan result of {}: {err}", path.display());
+            return 1;
         }
     }
     0
+}
+
+/// A scanner at work: how its children are contained, and what it said of its fence.
+struct Serving {
+    containment: String,
+    /// Whether the fence line went out (once per scanner).
+    fence_said: bool,
+    /// Whether this process entered the sandbox itself (it could not fork).
+    fenced_here: bool,
+}
+
+impl Serving {
+    /// Scans `file` in a child of its own, or here if none can be forked (then fenced
+    /// in first with every file of `all`, which are all scanned here after it).
+    fn scan(
+        &mut self,
+        file: &OpenedFile,
+        all: &[(PathBuf, Result<OpenedFile, LoadError>)],
+    ) -> ScanReport {
+        if !self.fenced_here {
+            match crate::platform::fork_apart(file.file()) {
+                Ok(crate::platform::Forked::Child) => {
+                    print_line(FENCE_PREFIX, &self.fence_in(&[file.file()]));
+                    let report = scan_opened(file, Via::Descriptor);
+                    crate::platform::end_apart(i32::from(print_report(&report).is_err()));
+                }
+                Ok(crate::platform::Forked::Parent(child)) => return self.hear(child, file),
+                Err(_) => {
+                    let files: Vec<&std::fs::File> = all
+                        .iter()
+                        .filter_map(|(_, file)| file.as_ref().ok().map(OpenedFile::file))
+                        .collect();
+                    let fence = self.fence_in(&files);
+                    self.say_fence(&fence);
+                    self.fenced_here = true;
+                }
+            }
+        }
+        scan_opened(file, Via::Descriptor)
+    }
+
+    /// Enters the scanner's sandbox, fencing in `files`; the fence in words.
+    fn fence_in(&self, files: &[&std::fs::File]) -> String {
+        match crate::platform::enter_sandbox(&scanner_plan(), files) {
+            Ok(applied) => format!("{}; {applied}", self.containment),
+            Err(why) => format!("{}; no sandbox: {why}", self.containment),
+        }
+    }
+
+    fn say_fence(&mut self, fence: &str) {
+        if !self.fence_said {
+            print_line(FENCE_PREFIX, fence);
+            self.fence_said = true;
+        }
+    }
+
+    /// The report of the child scanning `file`: its result line, with the identity of
+    /// the file it was given; or, if it printed none or did not end as a scan does, how
+    /// it ended and the last it wrote.
+    fn hear(&mut self, mut child: crate::platform::Apart, file: &OpenedFile) -> ScanReport {
+        let said = Said::read(child.output());
+        let status = child.wait();
+        if let Some(fence) = &said.fence {
+            self.say_fence(fence);
+        }
+        let report = said
+            .result
+            .as_deref()
+            .and_then(|json| serde_json::from_str::<ScanReport>(json).ok());
+        match (status, report) {
+            (Ok(status), Some(report)) if status.success() => ScanReport {
+                identity: Some(file.identity()),
+                outcome: report.outcome,
+            },
+            (status, _) => ScanReport::failed(LoadError::ScannerCrashed {
+                path: file.path().to_owned(),
+                status: match status {
+                    Ok(status) => crate::platform::describe_status(status),
+                    Err(err) => err.to_string(),
+                },
+                stderr: tail(&said.rest),
+            }),
+        }
+    }
+}
+
+/// What a scanning child wrote: its fence (its first line, written before its library
+/// was opened), its last result line, and the tail of everything else (the first of
+/// which also goes on to this process's standard error).
+#[derive(Debug, Default)]
+struct Said {
+    fence: Option<String>,
+    result: Option<String>,
+    rest: String,
+}
+
+/// The longest line a child's output is read in (a longer one is read in parts).
+const MAX_LINE: u64 = 16 << 20;
+
+/// How much of what a child wrote besides its result is kept, for a crash's message.
+const MAX_REST: usize = 4096;
+
+/// How much of what a child wrote besides its result goes on to this process's standard
+/// error (where a library's own output went when libraries were opened here; bounded, for
+/// the host reads it all).
+const MAX_FORWARDED: usize = 64 << 10;
+
+impl Said {
+    fn read(output: &mut std::fs::File) -> Self {
+        use std::io::{BufRead as _, Read as _};
+        let mut reader = std::io::BufReader::new(output);
+        let mut said = Self::default();
+        let mut line = Vec::new();
+        let mut forwarded = 0;
+        for number in 0.. {
+            line.clear();
+            match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches('\n');
+            match (
+                number,
+                text.strip_prefix(FENCE_PREFIX),
+                text.strip_prefix(RESULT_PREFIX),
+            ) {
+                (0, Some(fence), _) => said.fence = Some(fence.to_owned()),
+                (_, _, Some(result)) => said.result = Some(result.to_owned()),
+                _ => {
+                    if forwarded < MAX_FORWARDED {
+                        forwarded += text.len() + 1;
+                        eprintln!("{text}");
+                    }
+                    said.rest.push_str(text);
+                    said.rest.push('\n');
+                    if said.rest.len() > 2 * MAX_REST {
+                        let cut = said.rest.len() - MAX_REST;
+                        let cut = (cut..said.rest.len())
+                            .find(|at| said.rest.is_char_boundary(*at))
+                            .unwrap_or(said.rest.len());
+                        said.rest.drain(..cut);
+                    }
+                }
+            }
+        }
+        said
+    }
+}
+
+fn print_report(report: &ScanReport) -> Result<(), serde_json::Error> {
+    print_line(RESULT_PREFIX, &serde_json::to_string(report)?);
+    Ok(())
 }
 
 /// The scanner's own sandbox: nothing granted, as much as the kernel can enforce.

@@ -14,7 +14,8 @@
 //!   a plugin file or its directory: mode and owner on Unix, the DACL on Windows;
 //! - `contain`: a child of the host (scanner or worker) starting clean and fenced in so
 //!   that nothing it starts outlives it: a PID namespace on Linux, a process group
-//!   elsewhere on Unix, a Job object on Windows;
+//!   elsewhere on Unix, a Job object on Windows; and, on Unix, a child forked to do one
+//!   piece of work apart (a scanner's, for each library);
 //! - `privileges`: dropping every capability (Unix);
 //! - `descriptors`: raising the soft limit of open descriptors to the hard one (and, on
 //!   Unix, the children's back to where it was).
@@ -37,7 +38,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use self::error::{NotOwnersAlone, SandboxRefused, SetupError};
 
 pub(crate) use self::os::{
-    contain::{contain, leave, pid_for_host, Containment},
+    contain::{contain, end_apart, fork_apart, leave, pid_for_host, Apart, Containment, Forked},
     descriptors::raise_open_files_limit,
     file::{
         bytes_to_os_string, canonicalize, identity_of, identity_of_path, noexec_mount,

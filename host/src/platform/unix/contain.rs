@@ -32,6 +32,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// leaves behind), rather than as the leader of a process group that it must end itself.
 static IN_NAMESPACE: AtomicBool = AtomicBool::new(false);
 
+/// The descriptor of the dynamic loader's trace that [`clean_start`] kept (-1: none),
+/// for the children of [`fork_apart`] to keep too.
+static LOADER_TRACE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
 /// The test switch that keeps children out of namespaces, so the fallback is tested.
 const NO_NAMESPACES: &str = "PLUGIN_HOST_TEST_NO_NAMESPACES";
 
@@ -88,6 +92,122 @@ pub(crate) fn leave(code: i32) -> ! {
     std::process::exit(code)
 }
 
+/// A child forked to do one piece of work apart from this process (see [`fork_apart`]).
+#[derive(Debug)]
+pub(crate) struct Apart {
+    pid: libc::pid_t,
+    output: std::fs::File,
+}
+
+/// Where [`fork_apart`] returns: in the child, or in this process with the child.
+#[derive(Debug)]
+pub(crate) enum Forked {
+    /// In the child, which must end with [`end_apart`].
+    Child,
+    /// In this process.
+    Parent(Apart),
+}
+
+/// Forks a child to do a piece of work apart from this process: what the child writes on
+/// its standard output and error comes back through [`Apart::output`], it holds no
+/// descriptor above those but `keep` (and the dynamic loader's trace, when debugging),
+/// and it dies with this process. Outside a PID
+/// namespace it leads a session of its own, as this process does (so `setsid` cannot take
+/// it out of reach). Call it from a process with one thread.
+pub(crate) fn fork_apart(keep: &std::fs::File) -> std::io::Result<Forked> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let keep = keep.as_raw_fd();
+    let trace = LOADER_TRACE.load(Ordering::Acquire);
+    let mut pipe = [-1; 2];
+    // SAFETY: pipe2 writes two new descriptors into `pipe`; this process owns them.
+    #[allow(unsafe_code)]
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let [read, write] = pipe;
+    // SAFETY: this process has one thread (the caller's word), so the child may run any
+    // code; getpid and fork have no memory effects on this process.
+    #[allow(unsafe_code)]
+    let (parent, pid) = unsafe { (libc::getpid(), libc::fork()) };
+    match pid {
+        -1 => {
+            let err = std::io::Error::last_os_error();
+            // SAFETY: both ends are this function's.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::close(read);
+                libc::close(write);
+            }
+            Err(err)
+        }
+        0 => {
+            // SAFETY: in the child, its copies: the write end becomes its standard output
+            // and error (dup2 clears close-on-exec on them); the rest is closed.
+            #[allow(unsafe_code)]
+            unsafe {
+                #[cfg(target_os = "linux")]
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                let lead = || IN_NAMESPACE.load(Ordering::Acquire) || libc::setsid() >= 0;
+                if libc::getppid() != parent
+                    || !lead()
+                    || libc::dup2(write, libc::STDOUT_FILENO) < 0
+                    || libc::dup2(write, libc::STDERR_FILENO) < 0
+                {
+                    libc::_exit(1);
+                }
+            }
+            close_from(3, &[keep, trace]);
+            Ok(Forked::Child)
+        }
+        pid => {
+            // SAFETY: the write end is the child's now; the read end is this process's
+            // alone, owned by the file from here on.
+            #[allow(unsafe_code)]
+            let output = unsafe {
+                libc::close(write);
+                std::fs::File::from_raw_fd(read)
+            };
+            Ok(Forked::Parent(Apart { pid, output }))
+        }
+    }
+}
+
+impl Apart {
+    /// What the child writes, until it ends (or closes its standard output and error).
+    pub(crate) fn output(&mut self) -> &mut std::fs::File {
+        &mut self.output
+    }
+
+    /// Waits for the child to end and reaps it; how it ended.
+    pub(crate) fn wait(self) -> std::io::Result<std::process::ExitStatus> {
+        use std::os::unix::process::ExitStatusExt;
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid writes the status it is given and reads nothing else.
+            #[allow(unsafe_code)]
+            if unsafe { libc::waitpid(self.pid, &raw mut status, 0) } == self.pid {
+                return Ok(std::process::ExitStatus::from_raw(status));
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+}
+
+/// Ends a child of [`fork_apart`] with `code`, at once: what it wrote is flushed, and no
+/// exit handler or destructor (of a library it loaded, say) runs after its last word.
+pub(crate) fn end_apart(code: i32) -> ! {
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    // SAFETY: _exit ends this process; it touches no memory of it.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::_exit(code)
+    }
+}
+
 /// The fence without namespaces: the process group the host kills, and this process as
 /// the subreaper of what it starts.
 fn fallback(why: &str) -> Containment {
@@ -108,7 +228,9 @@ fn clean_start(keep: i32) {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    close_from(keep, loader_trace());
+    let trace = loader_trace();
+    LOADER_TRACE.store(trace.unwrap_or(-1), Ordering::Release);
+    close_from(keep, trace.as_slice());
     // SAFETY: setrlimit reads the struct it is given.
     #[allow(unsafe_code)]
     unsafe {
@@ -130,12 +252,17 @@ fn loader_trace() -> Option<i32> {
         .and_then(|entry| entry.file_name().to_str()?.parse().ok())
 }
 
-/// Closes every descriptor from `keep` up, but `except`.
-fn close_from(keep: i32, except: Option<i32>) {
-    let ranges = match except {
-        Some(fd) if fd >= keep => vec![(keep, fd - 1), (fd + 1, i32::MAX)],
-        _ => vec![(keep, i32::MAX)],
-    };
+/// Closes every descriptor from `keep` up, but those of `except`.
+fn close_from(keep: i32, except: &[i32]) {
+    let mut kept: Vec<i32> = except.iter().copied().filter(|fd| *fd >= keep).collect();
+    kept.sort_unstable();
+    let mut ranges = Vec::with_capacity(kept.len() + 1);
+    let mut first = keep;
+    for fd in kept {
+        ranges.push((first, fd - 1));
+        first = fd + 1;
+    }
+    ranges.push((first, i32::MAX));
     for (first, last) in ranges.into_iter().filter(|(first, last)| first <= last) {
         let (first, last) = (
             libc::c_uint::try_from(first).unwrap_or(0),

@@ -28,3 +28,37 @@ pub(crate) fn leave(code: i32) -> ! {
 pub(crate) fn pid_for_host() -> u32 {
     std::process::id()
 }
+
+/// A child forked to do a piece of work apart: never on Windows, which cannot fork.
+#[derive(Debug)]
+pub(crate) enum Apart {}
+
+/// Where [`fork_apart`] returns.
+#[derive(Debug)]
+#[allow(dead_code)] // The names are every platform's; Windows never forks.
+pub(crate) enum Forked {
+    /// In the child.
+    Child,
+    /// In this process.
+    Parent(Apart),
+}
+
+/// Windows cannot fork: the caller does its work in its own process.
+pub(crate) fn fork_apart(_keep: &std::fs::File) -> std::io::Result<Forked> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
+impl Apart {
+    pub(crate) fn output(&mut self) -> &mut std::fs::File {
+        match *self {}
+    }
+
+    pub(crate) fn wait(self) -> std::io::Result<std::process::ExitStatus> {
+        match self {}
+    }
+}
+
+/// Ends this process with `code` at once.
+pub(crate) fn end_apart(code: i32) -> ! {
+    std::process::exit(code)
+}
