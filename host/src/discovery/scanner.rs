@@ -180,6 +180,15 @@ impl Serving {
                 identity: Some(file.identity()),
                 outcome: report.outcome,
             },
+            (Ok(status), None) if status.success() && said.result.is_some() => {
+                ScanReport::failed(LoadError::Scanner {
+                    path: file.path().to_owned(),
+                    reason: format!(
+                        "its description cannot be read (a result over {} MiB, or garbled)",
+                        MAX_LINE >> 20
+                    ),
+                })
+            }
             (status, _) => ScanReport::failed(LoadError::ScannerCrashed {
                 path: file.path().to_owned(),
                 status: match status {
@@ -468,4 +477,55 @@ pub enum ScanMode {
     /// In this process: a library that crashes takes the host with it, and every scanned
     /// library stays mapped. For embedders that accept that risk.
     InProcess,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Said, FENCE_PREFIX, MAX_LINE, MAX_REST, RESULT_PREFIX};
+    use std::io::{Seek as _, Write as _};
+
+    fn said(text: &[u8]) -> Said {
+        let mut file = tempfile::tempfile().expect("a file");
+        file.write_all(text).expect("written");
+        file.rewind().expect("rewound");
+        Said::read(&mut file)
+    }
+
+    #[test]
+    fn only_the_first_line_says_the_fence_and_the_last_result_counts() {
+        let text = format!(
+            "{FENCE_PREFIX}true fence\n{RESULT_PREFIX}forged\n{FENCE_PREFIX}forged fence\n\
+             a line of its own\n{RESULT_PREFIX}{{\"real\":1}}\n"
+        );
+        let said = said(text.as_bytes());
+        assert_eq!(said.fence.as_deref(), Some("true fence"));
+        assert_eq!(said.result.as_deref(), Some("{\"real\":1}"));
+        assert!(said.rest.contains("a line of its own"), "{}", said.rest);
+        assert!(said.rest.contains("forged fence"), "{}", said.rest);
+    }
+
+    #[test]
+    fn a_fence_after_the_first_line_is_not_the_fence() {
+        let text = format!("printed by a library\n{FENCE_PREFIX}forged\n");
+        assert_eq!(said(text.as_bytes()).fence, None);
+    }
+
+    #[test]
+    fn what_else_a_child_writes_is_kept_to_its_tail() {
+        let line = "é".repeat(100);
+        let text = format!("{line}\n").repeat(1000);
+        let said = said(text.as_bytes());
+        assert!(said.rest.len() <= 2 * MAX_REST + line.len() + 1);
+        assert!(said.rest.ends_with(&format!("{line}\n")));
+    }
+
+    #[test]
+    fn a_result_longer_than_a_line_may_be_is_read_in_parts_and_is_not_a_result() {
+        let long = usize::try_from(MAX_LINE).expect("a size") + 10;
+        let text = format!("{RESULT_PREFIX}{}\n", "x".repeat(long));
+        let said = said(text.as_bytes());
+        let result = said.result.expect("its first part");
+        assert!(result.len() < long);
+        assert!(serde_json::from_str::<super::ScanReport>(&result).is_err());
+    }
 }
