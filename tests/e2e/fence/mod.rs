@@ -101,6 +101,10 @@ const ATTACKS: &[(&str, &[Layer], Control)] = &[
     ("pidfd_host", &[Seccomp, Namespaces], Control::Anyone),
     ("fcntl_owner_host", &[Seccomp, Namespaces], Control::Anyone),
     ("ioctl_owner_host", &[Seccomp, Namespaces], Control::Anyone),
+    // Realtime scheduling takes CAP_SYS_NICE, or a realtime-priority limit the host was
+    // given, which the same layer lowers to nothing (a root without CAP_SYS_RESOURCE, as
+    // in CI's container, cannot lend one to test with).
+    ("realtime_priority", &[Capabilities], Control::Root),
     (
         "read_host_memory",
         &[Landlock, Capabilities],

@@ -1,7 +1,10 @@
 //! Dropping every capability a child of the host holds: those of a host run as root, and
 //! those a user namespace hands its first process. A process without capabilities, with
 //! `no_new_privs` and `SECBIT_NOROOT` locked, cannot get any back, not even by running a
-//! program (root's programs included).
+//! program (root's programs included). With them go the limits that lend a process what
+//! `CAP_SYS_NICE` would: realtime scheduling and a raised priority (a host a trading desk
+//! runs with `LimitRTPRIO=`, say, must not lend a plugin a realtime thread that starves it),
+//! and a realtime policy inherited from the host.
 
 use std::io;
 
@@ -35,6 +38,8 @@ pub(crate) fn drop_capabilities() -> Result<String, SetupError> {
     if !held.is_empty() {
         return Err(SetupError::CapabilitiesHeld(held));
     }
+    #[cfg(target_os = "linux")]
+    linux::drop_priority()?;
     Ok(if bounding_dropped {
         "no capabilities".to_owned()
     } else {
@@ -60,6 +65,45 @@ fn held(sets: &[&str]) -> io::Result<Vec<String>> {
 
 #[cfg(target_os = "linux")]
 mod linux {
+    use crate::platform::SetupError;
+
+    /// Lowers the realtime-priority and nice limits to nothing (they cannot be raised again
+    /// without `CAP_SYS_RESOURCE`), and this thread's policy to the normal one if it
+    /// inherited another. Call it while the process has one thread: threads started later
+    /// inherit the normal policy.
+    pub(super) fn drop_priority() -> Result<(), SetupError> {
+        let nothing = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        let normal = libc::sched_param { sched_priority: 0 };
+        // SAFETY: setrlimit and sched_setscheduler read the structs they are given;
+        // sched_getscheduler reads nothing.
+        #[allow(unsafe_code)]
+        unsafe {
+            for (resource, name) in [
+                (libc::RLIMIT_RTPRIO, "the realtime-priority limit"),
+                (libc::RLIMIT_NICE, "the nice limit"),
+            ] {
+                if libc::setrlimit(resource, &raw const nothing) != 0 {
+                    return Err(SetupError::last_os(name));
+                }
+            }
+            let policy = libc::sched_getscheduler(0);
+            let normal_policies = [libc::SCHED_OTHER, libc::SCHED_BATCH, libc::SCHED_IDLE];
+            if policy >= 0
+                && !normal_policies.contains(&(policy & !SCHED_RESET_ON_FORK))
+                && libc::sched_setscheduler(0, libc::SCHED_OTHER, &raw const normal) != 0
+            {
+                return Err(SetupError::last_os("the normal scheduling policy"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The flag `sched_getscheduler` may add to a policy (`<linux/sched.h>`).
+    const SCHED_RESET_ON_FORK: libc::c_int = 0x4000_0000;
+
     /// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets in two 32-bit halves.
     const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
@@ -119,5 +163,41 @@ mod linux {
             libc::syscall(libc::SYS_capset, &raw const header, none.as_ptr());
         }
         bounding_dropped
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    /// A thread that inherited a realtime policy (from a host run at one) runs at the
+    /// normal one afterwards, and the limits that would give one back are nothing. (The
+    /// limits are the test process's from here on; no other test needs them.)
+    #[test]
+    fn a_realtime_thread_is_put_back_to_the_normal_policy_and_keeps_no_limit_to_return() {
+        std::thread::spawn(|| {
+            let fifo = libc::sched_param { sched_priority: 1 };
+            // SAFETY: sched_setscheduler reads the struct it is given and changes only
+            // this thread's policy.
+            #[allow(unsafe_code)]
+            if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &raw const fifo) } != 0 {
+                eprintln!("skipped: this test may not take a realtime policy (no CAP_SYS_NICE)");
+                return;
+            }
+            super::linux::drop_priority().expect("dropped");
+            let mut limit = libc::rlimit {
+                rlim_cur: 1,
+                rlim_max: 1,
+            };
+            // SAFETY: sched_getscheduler reads nothing; getrlimit writes the struct.
+            #[allow(unsafe_code)]
+            unsafe {
+                assert_eq!(libc::sched_getscheduler(0), libc::SCHED_OTHER);
+                for resource in [libc::RLIMIT_RTPRIO, libc::RLIMIT_NICE] {
+                    assert_eq!(libc::getrlimit(resource, &raw mut limit), 0);
+                    assert_eq!((limit.rlim_cur, limit.rlim_max), (0, 0));
+                }
+            }
+        })
+        .join()
+        .expect("the thread");
     }
 }
