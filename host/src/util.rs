@@ -96,3 +96,12 @@ pub(crate) fn coarse_millis() -> u64 {
 
 /// How often the coarse clock advances.
 pub(crate) const COARSE_TICK: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// `text` cut to its first `at_most` characters, with `...` where it was cut: for quoting
+/// what a plugin or worker said in an error message.
+pub(crate) fn shortened(text: &str, at_most: usize) -> String {
+    match text.char_indices().nth(at_most) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_owned(),
+    }
+}

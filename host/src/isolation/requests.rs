@@ -31,6 +31,18 @@ pub(super) enum Answer {
     StreamEnd(Outcome<()>),
 }
 
+impl Answer {
+    /// Its kind, in words (its payload may be as large as a reply: never quoted).
+    pub(super) fn kind(&self) -> &'static str {
+        match self {
+            Self::Created(_) => "Created",
+            Self::Returned(..) => "Returned",
+            Self::Dropped => "Dropped",
+            Self::StreamEnd(_) => "StreamEnd",
+        }
+    }
+}
+
 impl Waiter {
     /// Hands `answer` over; gives both back if it is not the kind this request waits
     /// for.

@@ -141,9 +141,10 @@ pub(super) enum HelloError {
     },
 }
 
-/// Waits for the worker's word on `reader`: it opened the library, or why not (its own
-/// log records before that go to the host's log). A worker that does not get there
-/// within `timeout` is killed.
+/// Waits for the worker's words on `reader`: its hello (how it is fenced in, said before
+/// the plugin's code runs), then that it opened the library; or why not (its own log
+/// records meanwhile go to the host's log). A worker that does not get there within
+/// `timeout` is killed.
 pub(super) fn await_hello(
     reader: FrameReader,
     process: &ProcessWatch,
@@ -161,9 +162,14 @@ pub(super) fn await_hello(
                 process.kill_group();
             }
         });
-        let first = first_word(reader, plugin);
+        // Its hello (fenced in), then its word that the library is open.
+        let (reader, hello) = first_word(reader, plugin);
+        let (reader, ready) = match hello {
+            Ok(Some(FromWorker::Hello { .. })) => first_word(reader, plugin),
+            _ => (reader, Ok(None)),
+        };
         let _ = heard.send(());
-        first
+        (reader, hello, ready)
     });
     let ended = || {
         process.kill_group();
@@ -179,34 +185,50 @@ pub(super) fn await_hello(
             ended: ended(),
         });
     }
-    match first {
-        (
-            reader,
-            Ok(Some(FromWorker::Hello {
-                pid,
-                sandbox,
-                fence,
-                ..
-            })),
-        ) => Ok(Hello {
+    let (reader, hello, ready) = first;
+    let (pid, sandbox, fence) = match hello {
+        Ok(Some(FromWorker::Hello {
+            pid,
+            sandbox,
+            fence,
+        })) => (pid, sandbox, fence),
+        word => return Err(not_ready(word, ended)),
+    };
+    match ready {
+        Ok(Some(FromWorker::Ready)) => Ok(Hello {
             reader,
             pid,
             sandbox,
             fence,
         }),
-        (_, Ok(Some(FromWorker::Refused { error }))) => {
+        word => Err(not_ready(word, ended)),
+    }
+}
+
+/// How much of an out-of-turn message an error quotes (a frame may be as large as a
+/// reply).
+const SAID_AT_MOST: usize = 200;
+
+/// Why `word`, where the worker should have said hello or that it is ready, is not that;
+/// the worker is ended (`ended`, which says how).
+fn not_ready(
+    word: std::io::Result<Option<FromWorker>>,
+    ended: impl FnOnce() -> String,
+) -> HelloError {
+    match word {
+        Ok(Some(FromWorker::Refused { error })) => {
             ended();
-            Err(HelloError::Refused { error })
+            HelloError::Refused { error }
         }
-        (_, Ok(Some(other))) => Err(HelloError::OutOfTurn {
-            said: format!("{other:?}"),
+        Ok(Some(other)) => HelloError::OutOfTurn {
+            said: crate::util::shortened(&format!("{other:?}"), SAID_AT_MOST),
             ended: ended(),
-        }),
-        (_, Ok(None)) => Err(HelloError::Ended { ended: ended() }),
-        (_, Err(error)) => Err(HelloError::Unreadable {
+        },
+        Ok(None) => HelloError::Ended { ended: ended() },
+        Err(error) => HelloError::Unreadable {
             error,
             ended: ended(),
-        }),
+        },
     }
 }
 

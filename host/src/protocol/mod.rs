@@ -10,8 +10,8 @@ use plugin_api::PluginError;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use self::frames::{FrameReader, FrameWriter};
+use crate::loader::FileIdentity;
 pub(crate) use crate::platform::SandboxPlan;
-use crate::{loader::FileIdentity, manifest::PluginInfo};
 
 /// What a frame holds besides its payload (the message's other fields, postcard's
 /// lengths): a frame may be this much larger than the largest reply.
@@ -101,17 +101,19 @@ pub(crate) fn charge(len: usize, window: u64) -> u64 {
 /// From a worker to the host.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum FromWorker {
-    /// The library is open: the worker is ready, in the sandbox it says (if any).
+    /// The worker is fenced in, in the sandbox it says (if any), and opens the library
+    /// next: said before any of the plugin's code runs (its constructors included), so
+    /// that the plugin cannot say it instead (another pid, for the memory limit to read;
+    /// another sandbox, for `status` to show).
     Hello {
         /// The process that runs the plugin, as the host sees it (its memory is the
         /// worker's).
         pid: u32,
-        plugin: PluginInfo,
         sandbox: Option<String>,
         /// What ends everything it starts when it ends, in words.
         fence: String,
     },
-    /// The library could not be opened; the worker exits.
+    /// The sandbox could not be entered or the library opened; the worker exits.
     Refused { error: String },
     /// Answer to `Create`.
     Created {
@@ -168,6 +170,9 @@ pub(crate) enum FromWorker {
     /// Stream `req` waits for credit: the host grants what its consumer has taken now,
     /// not at the next batch.
     Starved { req: u64 },
+    /// The library is open: the worker is ready (it follows `Hello`; last here because a
+    /// variant's place is its number on the wire, which test fixtures write by hand).
+    Ready,
 }
 
 /// What plugin code in a worker asks of the host.

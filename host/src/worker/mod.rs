@@ -90,24 +90,28 @@ fn serve(
     ));
     logs::forward_to(&conn);
     // The sandbox first: before the library's first instruction, and before this
-    // process starts a thread (every thread it starts inherits it).
-    let opened =
-        fence(args, &library, containment).and_then(|sandbox| Ok((sandbox, open(library, args)?)));
-    let (sandbox, library) = match opened {
-        Ok((sandbox, library)) => (sandbox, Arc::new(library)),
-        Err(refusal) => {
-            conn.send(&FromWorker::Refused {
-                error: refusal.to_string(),
-            });
-            return 3;
-        }
+    // process starts a thread (every thread it starts inherits it). Then the hello, while
+    // only this code has run.
+    let refuse = |refusal: &dyn std::fmt::Display| {
+        conn.send(&FromWorker::Refused {
+            error: refusal.to_string(),
+        });
+        3
+    };
+    let sandbox = match fence(args, &library, containment) {
+        Ok(sandbox) => sandbox,
+        Err(refusal) => return refuse(&refusal),
     };
     conn.send(&FromWorker::Hello {
         pid: crate::platform::pid_for_host(),
-        plugin: library.info().clone(),
         sandbox,
         fence: containment.fence.clone(),
     });
+    let library = match open(library, args) {
+        Ok(library) => Arc::new(library),
+        Err(refusal) => return refuse(&refusal),
+    };
+    conn.send(&FromWorker::Ready);
     let server = Arc::new(Server {
         conn,
         library,

@@ -18,6 +18,7 @@ use std::{
 
 use plugin_host_tests::{RunningHost, Sandbox};
 
+mod hello;
 mod scanner;
 
 /// A layer of the fence, and the test switch that leaves it out.
