@@ -165,6 +165,32 @@ impl LogLimits {
         }
     }
 
+    /// Whether one more line of what `plugin`'s worker says outside its records (its
+    /// standard output and error, its own log frames, which the plugin's code can write
+    /// too) fits the plugin's rate; when it does after some did not, their number is said.
+    /// Unlimited for a plugin with no component registered.
+    pub(crate) fn admit_output(&self, plugin: &str) -> bool {
+        let Some(bucket) = self.plugin_buckets.lock().get(plugin).cloned() else {
+            return true;
+        };
+        let pending = {
+            let mut bucket = bucket.lock();
+            if !bucket.admit() {
+                return false;
+            }
+            std::mem::take(&mut bucket.pending)
+        };
+        if pending > 0 {
+            tracing::warn!(
+                target: PLUGIN_LOG_TARGET,
+                plugin = %plugin,
+                suppressed = pending,
+                "suppressed {pending} lines of the plugin's worker output over its rate limit ([limits] log_records_per_second)"
+            );
+        }
+        true
+    }
+
     fn count_suppressed(&self, component: &str) {
         if let Some(counter) = self.suppressed.lock().get(component) {
             counter.fetch_add(1, Ordering::Relaxed);

@@ -49,3 +49,40 @@ fn a_plugin_cannot_log_under_another_plugins_name_or_component_nor_forge_a_line(
         );
     }
 }
+
+#[test]
+fn a_workers_output_and_own_records_are_held_to_the_plugins_log_rate() {
+    // 3,000 lines on the worker's stdout and as many log frames of the worker's own
+    // written by the plugin behind its back, then a line of 100,000 bytes: at 5 records a
+    // second with a burst of 10, the host's log takes a few of them, in lines it can hold.
+    let sandbox = Sandbox::with_plugins(&["fixture-hostile"]);
+    let config = "[admin]\nlisten = \"127.0.0.1:0\"\n[limits]\nlog_records_per_second = 5\n\
+                  log_burst = 10\n[components.hostile]\nisolation = \"process\"\n";
+    let host =
+        plugin_host_tests::RunningHost::start_with_env(&sandbox, config, &[("RUST_LOG", "info")]);
+    let started = std::time::Instant::now();
+    let (status, answer) = host.call(
+        "hostile",
+        "flood",
+        r#"{"lines": 3000, "unterminated": 100000}"#,
+    );
+    assert_eq!(status, 200, "{answer:?}");
+    let log = || std::fs::read_to_string(sandbox.root().join("run.log")).unwrap_or_default();
+    plugin_host_tests::wait_for("the plugin's last record", || {
+        log().contains("flood-done").then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let log = log();
+    let seconds = started.elapsed().as_secs() + 1;
+    let flood = log
+        .lines()
+        .filter(|line| line.contains("flood line") || line.contains("flood frame"))
+        .count();
+    let allowed = 10 + 5 * usize::try_from(seconds).unwrap_or(usize::MAX);
+    assert!(
+        flood <= allowed,
+        "{flood} flood lines logged in {seconds} s, at most {allowed} allowed"
+    );
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 20_000, "a line of {longest} bytes in the log");
+}

@@ -69,13 +69,7 @@ impl WorkerProcess {
                 level,
                 target,
                 message,
-            } => crate::plugin_log::worker_record(
-                &self.plugin,
-                Some(self.pid),
-                level,
-                &target,
-                &message,
-            ),
+            } => self.worker_log(level, &target, &message),
             FromWorker::Record { metric, value } => {
                 let index = usize::try_from(metric).unwrap_or(usize::MAX);
                 if let Some(metric) = self.metrics.lock().get(index) {
@@ -113,6 +107,14 @@ impl WorkerProcess {
             FromWorker::Hello { .. } | FromWorker::Ready | FromWorker::Refused { .. } => {
                 self.breach("it said hello again after it was started");
             }
+        }
+    }
+
+    /// A log record of the worker's own, into the host's log within the plugin's rate
+    /// (the plugin's code can write these too).
+    fn worker_log(&self, level: u8, target: &str, message: &str) {
+        if self.sink.limits.admit_output(&self.plugin) {
+            crate::plugin_log::worker_record(&self.plugin, Some(self.pid), level, target, message);
         }
     }
 

@@ -45,12 +45,17 @@ pub(super) fn launch(spawn: &Spawn<'_>, shared: &Shared) -> Result<Arc<WorkerPro
             return Err(error(format!("cannot reach the worker: {err}")));
         }
     };
-    spawn::forward_output(&mut child, spawn.plugin, leader);
+    spawn::forward_output(&mut child, spawn.plugin, leader, &shared.services.logs);
     // From here on the kernel's word on the process is `process`'s, not `child`'s.
     drop(child);
     let reader = FrameReader::new(read, spawn.max_frame());
-    let hello = spawn::await_hello(reader, &process, spawn.plugin, spawn.start_timeout)
-        .map_err(|err| error(err.to_string()))?;
+    let hello = spawn::await_hello(
+        reader,
+        &process,
+        (spawn.plugin, &shared.services.logs),
+        spawn.start_timeout,
+    )
+    .map_err(|err| error(err.to_string()))?;
     let worker = Arc::new(WorkerProcess::new(
         spawn,
         shared,

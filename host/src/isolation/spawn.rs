@@ -3,15 +3,17 @@
 //! environment is cleared to an allowlist; what the worker prints goes to the host log.
 
 use std::{
-    io::BufRead,
+    io::{BufRead, Read},
     path::Path,
     process::{Child, Command},
+    sync::Arc,
     time::Duration,
 };
 
 use crate::{
     loader::OpenedFile,
     platform::ProcessWatch,
+    plugin_log::LogLimits,
     protocol::{FrameReader, FromWorker, SandboxPlan, WorkerArgs, FRAME_OVERHEAD},
     worker::WORKER_FLAG,
 };
@@ -148,7 +150,7 @@ pub(super) enum HelloError {
 pub(super) fn await_hello(
     reader: FrameReader,
     process: &ProcessWatch,
-    plugin: &str,
+    (plugin, limits): (&str, &LogLimits),
     timeout: Duration,
 ) -> Result<Hello, HelloError> {
     let timed_out = std::sync::atomic::AtomicBool::new(false);
@@ -163,9 +165,9 @@ pub(super) fn await_hello(
             }
         });
         // Its hello (fenced in), then its word that the library is open.
-        let (reader, hello) = first_word(reader, plugin);
+        let (reader, hello) = first_word(reader, plugin, limits);
         let (reader, ready) = match hello {
-            Ok(Some(FromWorker::Hello { .. })) => first_word(reader, plugin),
+            Ok(Some(FromWorker::Hello { .. })) => first_word(reader, plugin, limits),
             _ => (reader, Ok(None)),
         };
         let _ = heard.send(());
@@ -237,6 +239,7 @@ fn not_ready(
 fn first_word(
     mut reader: FrameReader,
     plugin: &str,
+    limits: &LogLimits,
 ) -> (FrameReader, std::io::Result<Option<FromWorker>>) {
     loop {
         match reader.read::<FromWorker>() {
@@ -244,14 +247,23 @@ fn first_word(
                 level,
                 target,
                 message,
-            })) => crate::plugin_log::worker_record(plugin, None, level, &target, &message),
+            })) => {
+                if limits.admit_output(plugin) {
+                    crate::plugin_log::worker_record(plugin, None, level, &target, &message);
+                }
+            }
             other => return (reader, other),
         }
     }
 }
 
-/// Copies the worker's stdout and stderr into the host's log, a line a record.
-pub(super) fn forward_output(child: &mut Child, plugin: &str, pid: u32) {
+/// The longest line of a worker's output logged as one record (a longer one is logged in
+/// parts).
+const MAX_OUTPUT_LINE: u64 = 16 << 10;
+
+/// Copies the worker's stdout and stderr into the host's log, a line a record, each line
+/// within the plugin's log rate (`limits`), the rest read and dropped.
+pub(super) fn forward_output(child: &mut Child, plugin: &str, pid: u32, limits: &Arc<LogLimits>) {
     let stdout = child
         .stdout
         .take()
@@ -262,13 +274,22 @@ pub(super) fn forward_output(child: &mut Child, plugin: &str, pid: u32) {
         .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
     for (stream, name) in [(stdout, "stdout"), (stderr, "stderr")] {
         let Some(stream) = stream else { continue };
-        let owned = plugin.to_owned();
+        let (owned, limits) = (plugin.to_owned(), Arc::clone(limits));
         let started = std::thread::Builder::new()
             .name(format!("worker-{pid}-{name}"))
             .spawn(move || {
-                for line in std::io::BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    tracing::info!(target: "plugin", plugin = %owned, worker = pid, stream = name, "{line}");
+                let mut reader = std::io::BufReader::new(stream);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match (&mut reader).take(MAX_OUTPUT_LINE).read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) if !limits.admit_output(&owned) => continue,
+                        Ok(_) => {}
+                    }
+                    let text = String::from_utf8_lossy(&line);
+                    let text = crate::plugin_log::printable(text.trim_end_matches(['\n', '\r']));
+                    tracing::info!(target: "plugin", plugin = %owned, worker = pid, stream = name, "{text}");
                 }
             });
         if let Err(err) = started {
