@@ -97,11 +97,48 @@ pub(crate) fn coarse_millis() -> u64 {
 /// How often the coarse clock advances.
 pub(crate) const COARSE_TICK: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// `text` cut to its first `at_most` characters, with `...` where it was cut: for quoting
-/// what a plugin or worker said in an error message.
-pub(crate) fn shortened(text: &str, at_most: usize) -> String {
-    match text.char_indices().nth(at_most) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text.to_owned(),
+/// `value` written out to its first `at_most` characters, with `...` where it was cut:
+/// for quoting what a plugin or worker said in an error message. The writing stops there,
+/// so a value of any size costs no more (`format_args!("{x:?}")` quotes a `Debug` form).
+pub(crate) fn shortened(value: impl std::fmt::Display, at_most: usize) -> String {
+    use std::fmt::Write as _;
+    struct Cut {
+        text: String,
+        left: usize,
+        cut: bool,
+    }
+    impl std::fmt::Write for Cut {
+        fn write_str(&mut self, part: &str) -> std::fmt::Result {
+            for c in part.chars() {
+                if self.left == 0 {
+                    self.cut = true;
+                    return Err(std::fmt::Error);
+                }
+                self.text.push(c);
+                self.left -= 1;
+            }
+            Ok(())
+        }
+    }
+    let mut out = Cut {
+        text: String::new(),
+        left: at_most,
+        cut: false,
+    };
+    let _ = write!(out, "{value}");
+    if out.cut {
+        out.text.push_str("...");
+    }
+    out.text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shortened_stops_writing_where_it_cuts() {
+        assert_eq!(super::shortened("short", 10), "short");
+        assert_eq!(super::shortened("ééééé", 3), "ééé...");
+        let huge = vec![7u8; 1 << 20];
+        assert_eq!(super::shortened(format_args!("{huge:?}"), 6), "[7, 7,...");
     }
 }

@@ -211,6 +211,9 @@ pub(super) fn await_hello(
 /// reply).
 const SAID_AT_MOST: usize = 200;
 
+/// How much of a refusal an error quotes (the plugin's constructor can write one too).
+const REFUSAL_AT_MOST: usize = 4096;
+
 /// Why `word`, where the worker should have said hello or that it is ready, is not that;
 /// the worker is ended (`ended`, which says how).
 fn not_ready(
@@ -220,10 +223,12 @@ fn not_ready(
     match word {
         Ok(Some(FromWorker::Refused { error })) => {
             ended();
-            HelloError::Refused { error }
+            HelloError::Refused {
+                error: crate::util::shortened(&error, REFUSAL_AT_MOST),
+            }
         }
         Ok(Some(other)) => HelloError::OutOfTurn {
-            said: crate::util::shortened(&format!("{other:?}"), SAID_AT_MOST),
+            said: crate::util::shortened(format_args!("{other:?}"), SAID_AT_MOST),
             ended: ended(),
         },
         Ok(None) => HelloError::Ended { ended: ended() },

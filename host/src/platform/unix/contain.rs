@@ -111,9 +111,9 @@ pub(crate) enum Forked {
 /// Forks a child to do a piece of work apart from this process: what the child writes on
 /// its standard output and error comes back through [`Apart::output`], it holds no
 /// descriptor above those but `keep` (and the dynamic loader's trace, when debugging),
-/// and it dies with this process. Outside a PID
-/// namespace it leads a session of its own, as this process does (so `setsid` cannot take
-/// it out of reach). Call it from a process with one thread.
+/// and it dies with this process. Outside a PID namespace it leads a session of its own,
+/// as this process does (so `setsid` cannot take it out of reach). Call it from a process
+/// with one thread.
 pub(crate) fn fork_apart(keep: &std::fs::File) -> std::io::Result<Forked> {
     use std::os::fd::{AsRawFd, FromRawFd};
     let keep = keep.as_raw_fd();
