@@ -311,3 +311,66 @@ fn a_library_in_a_scanner_cannot_speak_for_the_next_file_in_its_batch() {
         "{list:#}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn a_named_pipe_dropped_in_as_a_plugin_is_refused_without_a_wait() {
+    // Opening a named pipe waits for a writer, and hashing it (trust "pinned") waited in
+    // the host itself, for ever: it is refused from its `stat`, under either trust.
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let name = format!(
+        "{}named_pipe{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    let pipe = sandbox.plugins_dir().join(&name);
+    let path = std::ffi::CString::new(pipe.to_string_lossy().as_bytes()).expect("a path");
+    // SAFETY: mkfifo reads the path it is given.
+    #[allow(unsafe_code)]
+    let made = unsafe { libc::mkfifo(path.as_ptr(), 0o600) };
+    assert_eq!(made, 0, "mkfifo: {}", std::io::Error::last_os_error());
+    let trusted = sandbox.root().join("trusted.toml");
+    std::fs::write(&trusted, "").expect("trust file");
+    for trust in ["permissions", "pinned"] {
+        let config = sandbox.write_config(&format!(
+            "[host]\ntrust = {trust:?}\ntrust_file = {:?}\nscan_timeout = \"60s\"\n",
+            trusted.display().to_string()
+        ));
+        /// Killed if the test gives up on it.
+        struct Listing(std::process::Child);
+        impl Drop for Listing {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut listing = Listing(
+            sandbox
+                .host()
+                .arg("--config")
+                .arg(&config)
+                .args(["list", "--json"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("list"),
+        );
+        plugin_host_tests::wait_for("list to end", || {
+            listing.0.try_wait().expect("list's status")
+        });
+        let mut stdout = Vec::new();
+        std::io::Read::read_to_end(
+            &mut listing.0.stdout.take().expect("list's stdout"),
+            &mut stdout,
+        )
+        .expect("list's output");
+        let list: serde_json::Value = serde_json::from_slice(&stdout).expect("json");
+        let bad = listed(&list, &name);
+        assert_eq!(bad["error"]["kind"], "not_a_library", "{trust}: {bad:#}");
+        assert!(
+            bad["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("not a regular file")),
+            "{trust}: {bad:#}"
+        );
+    }
+}

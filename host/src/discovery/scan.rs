@@ -252,6 +252,14 @@ impl Discovery {
                 return Ok(known(FileIdentity::default(), outcome, false, None));
             }
         };
+        if !metadata.is_file() {
+            // Never opened: a named pipe would block the open (and its hash, the host).
+            let outcome = Err(LoadError::NotALibrary {
+                path: path.to_owned(),
+                detail: "not a regular file".into(),
+            });
+            return Ok(known(identity, outcome, false, None));
+        }
         let mut sha256 = cache
             .lookup(path, identity)
             .and_then(|entry| entry.sha256.clone());
@@ -480,7 +488,7 @@ fn remember(cache: &mut RegistryCache, plugin: &DiscoveredPlugin) {
 /// The SHA-256 of the file at `path`, read through a descriptor that is checked to be
 /// the file of `identity` (else the file changed since it was stat'ed).
 fn sha256_of_identity(path: &Path, identity: FileIdentity) -> std::io::Result<String> {
-    let file = std::fs::File::open(path)?;
+    let file = crate::platform::open_for_load(path)?;
     if FileIdentity::of_file(&file)? != identity {
         return Err(std::io::Error::other(
             "the file changed while it was being hashed; it is looked at again",

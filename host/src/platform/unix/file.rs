@@ -37,9 +37,15 @@ pub(crate) fn stat_with_identity(path: &Path) -> io::Result<(FileIdentity, std::
     std::fs::metadata(path).map(|m| (identity_from(&m), m))
 }
 
-/// Opens a plugin file to vet and load it, read-only.
+/// Opens a plugin file to vet and load it, read-only, without blocking: a named pipe
+/// dropped in its place opens at once (and is then refused as not a regular file) instead
+/// of waiting for a writer.
 pub(crate) fn open_for_load(path: &Path) -> io::Result<File> {
-    File::open(path)
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
 }
 
 /// Reads into `buf` from `offset`, without moving the file's offset.
