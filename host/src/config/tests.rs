@@ -166,6 +166,28 @@ fn admin_limits_that_would_serve_nothing_are_rejected() {
 }
 
 #[test]
+fn limits_that_would_refuse_every_call_or_scan_are_rejected() {
+    assert_each_rejected(&[
+        (
+            "[limits]\nmax_reply = \"0B\"\n",
+            &["limits.max_reply", "0 refuses every reply"],
+        ),
+        (
+            "[limits]\nmax_reply = \"5GiB\"\n",
+            &["limits.max_reply", "does not fit a frame"],
+        ),
+        (
+            "[host]\nscan_timeout = \"0s\"\n",
+            &["host.scan_timeout", "zero duration"],
+        ),
+        (
+            "[timeouts]\nstream_idle = \"0s\"\n",
+            &["timeouts.stream_idle", "zero duration"],
+        ),
+    ]);
+}
+
+#[test]
 fn every_problem_is_reported_not_just_the_first() {
     let message = rejected("[timeouts]\ndefault = \"0s\"\n[metrics]\nsample_rate = 2.0\n");
     assert!(

@@ -64,6 +64,18 @@ impl Config {
                 problems.add(key, "must be at least 1".into());
             }
         }
+        // A frame's length is 32 bits, and a reply travels in one with its message.
+        let most = u64::from(u32::MAX) - crate::protocol::FRAME_OVERHEAD as u64;
+        if limits.max_reply == 0 || limits.max_reply > most {
+            problems.add(
+                "limits.max_reply",
+                format!(
+                    "{} is outside 1 B to {}: 0 refuses every reply but an empty one, and more does not fit a frame to and from a worker",
+                    format_bytes(limits.max_reply),
+                    format_bytes(most)
+                ),
+            );
+        }
     }
 
     fn check_pressure(&self, problems: &mut Problems) {
@@ -100,7 +112,9 @@ impl Config {
                 "memory.sample_interval".to_owned(),
                 self.memory.sample_interval,
             ),
+            ("host.scan_timeout".to_owned(), self.host.scan_timeout),
             ("timeouts.default".to_owned(), self.timeouts.default),
+            ("timeouts.stream_idle".to_owned(), self.timeouts.stream_idle),
             ("timeouts.stop".to_owned(), self.timeouts.stop),
             (
                 "metrics.aggregation_interval".to_owned(),
