@@ -374,3 +374,38 @@ fn a_named_pipe_dropped_in_as_a_plugin_is_refused_without_a_wait() {
         );
     }
 }
+
+#[test]
+fn a_file_larger_than_any_plugin_is_refused_without_being_read() {
+    // 5 GiB, sparse: hashing it (trust "pinned") would read every byte.
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let name = format!(
+        "{}huge{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    let file = std::fs::File::create(sandbox.plugins_dir().join(&name)).expect("huge file");
+    file.set_len(5 << 30).expect("5 GiB, sparse");
+    let trusted = sandbox.root().join("trusted.toml");
+    std::fs::write(&trusted, "").expect("trust file");
+    let config = sandbox.write_config(&format!(
+        "[host]\ntrust = \"pinned\"\ntrust_file = {:?}\n",
+        trusted.display().to_string()
+    ));
+    let output = sandbox
+        .host()
+        .arg("--config")
+        .arg(&config)
+        .args(["list", "--json"])
+        .output()
+        .expect("list");
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let huge = listed(&list, &name);
+    assert_eq!(huge["error"]["kind"], "not_a_library", "{huge:#}");
+    assert!(
+        huge["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("larger than a plugin library may be")),
+        "{huge:#}"
+    );
+}

@@ -64,6 +64,10 @@ impl<'a> StatQueue<'a> {
     }
 }
 
+/// The largest file taken for a plugin library: what a 64-bit loader maps and a
+/// release build of the largest libraries stays well within.
+const MAX_PLUGIN_FILE: u64 = 4 << 30;
+
 /// A file listed and vetted, waiting for a scan.
 pub(super) struct Pending {
     path: PathBuf,
@@ -252,11 +256,23 @@ impl Discovery {
                 return Ok(known(FileIdentity::default(), outcome, false, None));
             }
         };
-        if !metadata.is_file() {
-            // Never opened: a named pipe would block the open (and its hash, the host).
+        // Never opened: a named pipe would block the open (and its hash, the host), and a
+        // file of terabytes (sparse, say) would be hashed for minutes.
+        let odd = if !metadata.is_file() {
+            Some("not a regular file".to_owned())
+        } else if metadata.len() > MAX_PLUGIN_FILE {
+            Some(format!(
+                "{}, larger than a plugin library may be ({})",
+                crate::format_bytes(metadata.len()),
+                crate::format_bytes(MAX_PLUGIN_FILE)
+            ))
+        } else {
+            None
+        };
+        if let Some(detail) = odd {
             let outcome = Err(LoadError::NotALibrary {
                 path: path.to_owned(),
-                detail: "not a regular file".into(),
+                detail,
             });
             return Ok(known(identity, outcome, false, None));
         }
