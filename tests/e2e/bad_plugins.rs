@@ -318,24 +318,15 @@ fn a_named_pipe_dropped_in_as_a_plugin_is_refused_without_a_wait() {
     // Opening a named pipe waits for a writer, and hashing it (trust "pinned") waited in
     // the host itself, for ever: it is refused from its `stat`, under either trust.
     let sandbox = Sandbox::with_plugins(&["market-data"]);
-    let name = format!(
-        "{}named_pipe{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
+    let name = plugin_named("named_pipe");
     let pipe = sandbox.plugins_dir().join(&name);
     let path = std::ffi::CString::new(pipe.to_string_lossy().as_bytes()).expect("a path");
     // SAFETY: mkfifo reads the path it is given.
     #[allow(unsafe_code)]
     let made = unsafe { libc::mkfifo(path.as_ptr(), 0o600) };
     assert_eq!(made, 0, "mkfifo: {}", std::io::Error::last_os_error());
-    let trusted = sandbox.root().join("trusted.toml");
-    std::fs::write(&trusted, "").expect("trust file");
     for trust in ["permissions", "pinned"] {
-        let config = sandbox.write_config(&format!(
-            "[host]\ntrust = {trust:?}\ntrust_file = {:?}\nscan_timeout = \"60s\"\n",
-            trusted.display().to_string()
-        ));
+        let config = trusting(&sandbox, trust, "scan_timeout = \"60s\"\n");
         /// Killed if the test gives up on it.
         struct Listing(std::process::Child);
         impl Drop for Listing {
@@ -379,19 +370,10 @@ fn a_named_pipe_dropped_in_as_a_plugin_is_refused_without_a_wait() {
 fn a_file_larger_than_any_plugin_is_refused_without_being_read() {
     // 5 GiB, sparse: hashing it (trust "pinned") would read every byte.
     let sandbox = Sandbox::with_plugins(&["market-data"]);
-    let name = format!(
-        "{}huge{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
+    let name = plugin_named("huge");
     let file = std::fs::File::create(sandbox.plugins_dir().join(&name)).expect("huge file");
     file.set_len(5 << 30).expect("5 GiB, sparse");
-    let trusted = sandbox.root().join("trusted.toml");
-    std::fs::write(&trusted, "").expect("trust file");
-    let config = sandbox.write_config(&format!(
-        "[host]\ntrust = \"pinned\"\ntrust_file = {:?}\n",
-        trusted.display().to_string()
-    ));
+    let config = trusting(&sandbox, "pinned", "");
     let output = sandbox
         .host()
         .arg("--config")
@@ -408,4 +390,23 @@ fn a_file_larger_than_any_plugin_is_refused_without_being_read() {
             .is_some_and(|m| m.contains("larger than a plugin library may be")),
         "{huge:#}"
     );
+}
+
+/// A file name the host takes for a plugin library, with `stem` in it.
+fn plugin_named(stem: &str) -> String {
+    format!(
+        "{}{stem}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// A config with `trust` (and an empty trust file) and `more` of `[host]`.
+fn trusting(sandbox: &Sandbox, trust: &str, more: &str) -> std::path::PathBuf {
+    let trusted = sandbox.root().join("trusted.toml");
+    std::fs::write(&trusted, "").expect("trust file");
+    sandbox.write_config(&format!(
+        "[host]\ntrust = {trust:?}\ntrust_file = {:?}\n{more}",
+        trusted.display().to_string()
+    ))
 }

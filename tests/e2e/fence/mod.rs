@@ -361,23 +361,42 @@ impl Lab {
             .map(|entry| entry.path())
             .find(|path| path.is_file())
             .expect("a registry cache file");
-        let root = self.sandbox.root();
-        let path = |p: PathBuf| p.display().to_string();
         // SAFETY: getpgid has no memory effects.
         #[allow(unsafe_code)]
         let host_pgid = unsafe { libc::getpgid(host.pid() as libc::pid_t) };
+        let other = other.as_u64().and_then(|pid| u32::try_from(pid).ok());
+        self.aim(
+            (host.pid(), host_pgid),
+            other.expect("the other worker's pid"),
+            host.addr.port(),
+            &cache_file,
+        )
+    }
+
+    /// The target of the attacks: the host (pid and group), another process of the same
+    /// user, a TCP port (the admin API's), the registry cache, and the lab's own files,
+    /// sockets and descriptor.
+    fn aim(
+        &self,
+        (host_pid, host_pgid): (u32, i32),
+        other_pid: u32,
+        tcp_port: u16,
+        cache_file: &std::path::Path,
+    ) -> serde_json::Value {
+        let root = self.sandbox.root();
+        let path = |p: PathBuf| p.display().to_string();
         serde_json::json!({
-            "host_pid": host.pid(),
+            "host_pid": host_pid,
             "host_pgid": host_pgid,
-            "other_pid": other,
-            "tcp_port": host.addr.port(),
+            "other_pid": other_pid,
+            "tcp_port": tcp_port,
             "udp_port": self.udp.local_addr().expect("udp address").port(),
             "unix_path": path(root.join("socket")),
             "datagram_path": path(root.join("datagram")),
             "abstract_name": self.abstract_name,
             "config": path(root.join("host.toml")),
             "trust_file": path(root.join("trusted.toml")),
-            "cache_file": path(cache_file),
+            "cache_file": path(cache_file.to_path_buf()),
             "secret": path(root.join("secret")),
             "victim": path(root.join("victim")),
             "plugins_dir": path(self.sandbox.plugins_dir()),

@@ -1,7 +1,7 @@
 //! The same attacks from a plugin's constructor, in the scanner: its children run each
 //! library fenced in as a sandboxed worker is, whatever the plugin's own setting.
 
-use std::{os::unix::process::CommandExt, path::PathBuf};
+use std::os::unix::process::CommandExt;
 
 use super::{
     mismatches, root, Lab, Layer,
@@ -71,31 +71,19 @@ fn scanner_target(
     other: &std::process::Child,
     tcp: &std::net::TcpListener,
 ) -> serde_json::Value {
-    let root = lab.sandbox.root();
-    let path = |p: PathBuf| p.display().to_string();
+    let cache_file = lab.sandbox.cache_dir().join("registry-v3.bin");
     std::fs::create_dir_all(lab.sandbox.cache_dir()).expect("cache dir");
-    std::fs::write(lab.sandbox.cache_dir().join("registry-v3.bin"), "{}").expect("cache file");
-    std::fs::write(root.join("host.toml"), "").expect("config");
+    std::fs::write(&cache_file, "{}").expect("cache file");
+    std::fs::write(lab.sandbox.root().join("host.toml"), "").expect("config");
     // SAFETY: getpgid has no memory effects.
     #[allow(unsafe_code)]
     let host_pgid = unsafe { libc::getpgid(0) };
-    serde_json::json!({
-        "host_pid": std::process::id(),
-        "host_pgid": host_pgid,
-        "other_pid": other.id(),
-        "tcp_port": tcp.local_addr().expect("tcp address").port(),
-        "udp_port": lab.udp.local_addr().expect("udp address").port(),
-        "unix_path": path(root.join("socket")),
-        "datagram_path": path(root.join("datagram")),
-        "abstract_name": lab.abstract_name,
-        "config": path(root.join("host.toml")),
-        "trust_file": path(root.join("trusted.toml")),
-        "cache_file": path(lab.sandbox.cache_dir().join("registry-v3.bin")),
-        "secret": path(root.join("secret")),
-        "victim": path(root.join("victim")),
-        "plugins_dir": path(lab.sandbox.plugins_dir()),
-        "inherited_fd": INHERITED_FD,
-    })
+    lab.aim(
+        (std::process::id(), host_pgid),
+        other.id(),
+        tcp.local_addr().expect("tcp address").port(),
+        &cache_file,
+    )
 }
 
 #[test]
