@@ -79,7 +79,8 @@ const KEEP_DESCRIPTORS: i32 = 3;
 /// it are written, so it cannot speak for them (its constructor could print result lines
 /// on the scanner's own output, which the host would take in order for the next files'),
 /// and one that crashes costs only its own verdict. Where a child cannot be forked
-/// (Windows), this process fences itself in once and scans every file itself.
+/// (Windows; an embedder's program that started a thread before it became a scanner),
+/// this process fences itself in once and scans every file itself.
 pub(crate) fn serve(paths: &[std::ffi::OsString]) -> i32 {
     if paths.is_empty() {
         eprintln!("usage: {SCAN_FLAG} FILE...");

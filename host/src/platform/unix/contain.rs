@@ -112,10 +112,17 @@ pub(crate) enum Forked {
 /// its standard output and error comes back through [`Apart::output`], it holds no
 /// descriptor above those but `keep` (and the dynamic loader's trace, when debugging),
 /// and it dies with this process. Outside a PID namespace it leads a session of its own,
-/// as this process does (so `setsid` cannot take it out of reach). Call it from a process
-/// with one thread.
+/// as this process does (so `setsid` cannot take it out of reach). A process with more
+/// than one thread gets an error instead (its child could find a lock another thread
+/// held for ever): the caller does the work itself.
 pub(crate) fn fork_apart(keep: &std::fs::File) -> std::io::Result<Forked> {
     use std::os::fd::{AsRawFd, FromRawFd};
+    #[cfg(target_os = "linux")]
+    if linux::threads() != 1 {
+        return Err(std::io::Error::other(
+            "this process runs more than one thread",
+        ));
+    }
     let keep = keep.as_raw_fd();
     let trace = LOADER_TRACE.load(Ordering::Acquire);
     let mut pipe = [-1; 2];
@@ -125,8 +132,9 @@ pub(crate) fn fork_apart(keep: &std::fs::File) -> std::io::Result<Forked> {
         return Err(std::io::Error::last_os_error());
     }
     let [read, write] = pipe;
-    // SAFETY: this process has one thread (the caller's word), so the child may run any
-    // code; getpid and fork have no memory effects on this process.
+    // SAFETY: this process has one thread (checked above on Linux; the caller's word
+    // elsewhere), so the child may run any code; getpid and fork have no memory effects on
+    // this process.
     #[allow(unsafe_code)]
     let (parent, pid) = unsafe { (libc::getpid(), libc::fork()) };
     match pid {
@@ -338,7 +346,7 @@ mod linux {
     }
 
     /// How many threads this process runs.
-    fn threads() -> usize {
+    pub(super) fn threads() -> usize {
         std::fs::read_dir("/proc/self/task").map_or(0, Iterator::count)
     }
 
