@@ -101,6 +101,8 @@ const ATTACKS: &[(&str, &[Layer], Control)] = &[
     ),
     ("pidfd_host", &[Seccomp, Namespaces], Control::Anyone),
     ("fcntl_owner_host", &[Seccomp, Namespaces], Control::Anyone),
+    // Not an attack: what the fence must leave alone (its own SIGIO).
+    ("fcntl_owner_self", &[], Control::Anyone),
     ("ioctl_owner_host", &[Seccomp, Namespaces], Control::Anyone),
     // Realtime scheduling takes CAP_SYS_NICE, or a realtime-priority limit the host was
     // given, which the same layer lowers to nothing (a root without CAP_SYS_RESOURCE, as

@@ -348,7 +348,7 @@ fn allowlist(plan: &SandboxPlan) -> Result<Rules, seccompiler::BackendError> {
     rules.insert(libc::SYS_clone, clone(plan.spawn)?);
     rules.insert(libc::SYS_prctl, one_of(0, PRCTL_ALLOWED.map(|o| o as u64))?);
     rules.insert(libc::SYS_ioctl, vec![ioctl()?]);
-    rules.insert(libc::SYS_fcntl, vec![fcntl()?]);
+    rules.insert(libc::SYS_fcntl, fcntl(me)?);
     rules.insert(
         libc::SYS_memfd_create,
         vec![rule(&[masked(1, MFD_EXEC, 0)?])?],
@@ -461,11 +461,16 @@ fn ioctl() -> Result<SeccompRule, seccompiler::BackendError> {
     none_of(1, &[push_input, console, FIOSETOWN, SIOCSPGRP])
 }
 
-/// Every `fcntl` but those that set a descriptor's owner (as the `ioctl`s above). Left to
+/// Every `fcntl` but those that set a descriptor's owner (as the `ioctl`s above) to
+/// anything but this process (`me`): its own `SIGIO` a plugin may still ask for. Left to
 /// itself a descriptor's signals go to nobody, and those of `F_NOTIFY` and leases to the
 /// process that asked for them.
-fn fcntl() -> Result<SeccompRule, seccompiler::BackendError> {
-    none_of(1, &[libc::F_SETOWN as u64, F_SETOWN_EX])
+fn fcntl(me: u64) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+    let set_owner = libc::F_SETOWN as u64;
+    Ok(vec![
+        none_of(1, &[set_owner, F_SETOWN_EX])?,
+        rule(&[arg_eq(1, set_owner)?, arg_eq(2, me)?])?,
+    ])
 }
 
 /// Connected pairs of Unix sockets (stream or sequential packets: they cannot be pointed
