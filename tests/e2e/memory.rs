@@ -236,3 +236,32 @@ fn the_sampler_evicts_idle_components_at_high_pressure() {
         );
     });
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_workers_memory_limit_counts_the_programs_it_started() {
+    // The worker itself stays small; the child it forks touches 300 MiB against a limit
+    // of 96 MiB: the worker (and the child with it) is killed, naming the limit.
+    let sandbox = Sandbox::with_plugins(&["fixture-rogue"]);
+    let config = "[admin]\nlisten = \"127.0.0.1:0\"\n[components.rogue]\n\
+                  isolation = \"process\"\nmemory_limit = \"96MiB\"\n";
+    let host = plugin_host_tests::RunningHost::start(&sandbox, config);
+    let pid = |host: &plugin_host_tests::RunningHost| {
+        let (status, pid) = host.call("rogue", "pid", "null");
+        pid.unwrap_or_else(|err| panic!("{status}: {err:?}"))
+    };
+    let before = pid(&host);
+    // Killed while the child fills its memory (the call fails naming the limit), or just
+    // after.
+    let (status, child) = host.call("rogue", "child_alloc", r#"{"mb": 300}"#);
+    if let Err(err) = child {
+        assert!(err.message.contains("memory_limit"), "{status}: {err:?}");
+    }
+    plugin_host_tests::wait_for("the worker killed for its memory", || {
+        let log = std::fs::read_to_string(sandbox.root().join("run.log")).unwrap_or_default();
+        log.lines()
+            .any(|line| line.contains("killing the worker") && line.contains("memory_limit"))
+            .then_some(())
+    });
+    assert_ne!(pid(&host), before, "the next call has a new worker");
+}

@@ -76,8 +76,9 @@ impl RssReader {
     }
 }
 
-/// The resident set size of process `pid` in bytes (cheap enough for a sampler running
-/// many times a second); `None` when the process is gone or the platform cannot say.
+/// The resident set size of worker process `pid` in bytes, with the programs it started
+/// (on Linux: its descendants'; cheap enough for a sampler running many times a second);
+/// `None` when the process is gone or the platform cannot say.
 pub(crate) fn rss_of(pid: u32) -> Option<u64> {
-    crate::platform::rss_of(pid)
+    crate::platform::rss_of_tree(pid)
 }

@@ -46,7 +46,7 @@ pub(crate) use self::os::{
     },
     link::{worker_link, LinkRead, LinkStop, LinkWrite, PendingLink},
     memory::{
-        keep_freed_memory, own_rss, release_free_memory, rss_of, thread_cpu_nanos, ThreadClock,
+        keep_freed_memory, own_rss, release_free_memory, rss_of_tree, thread_cpu_nanos, ThreadClock,
     },
     process::{describe_status, spawn_child, ProcessWatch},
     shared::{share, MappedRegion, SealedRegion},

@@ -12,6 +12,52 @@ pub(crate) fn rss_of(pid: u32) -> Option<u64> {
     statm_rss(&format!("/proc/{pid}/statm"))
 }
 
+/// The most processes [`rss_of_tree`] counts (a tree larger than this is counted that
+/// far).
+#[cfg(target_os = "linux")]
+const MOST_IN_TREE: usize = 4096;
+
+/// The resident set size of process `pid` and of every process below it, in bytes: on
+/// Linux, through each thread's `children` list; elsewhere, the process's own. A program
+/// its children left behind (reparented to the PID namespace's init) is not below it.
+pub(crate) fn rss_of_tree(pid: u32) -> Option<u64> {
+    let own = rss_of(pid)?;
+    #[cfg(target_os = "linux")]
+    {
+        let mut total = own;
+        let mut todo = children_of(pid);
+        let mut counted = 1;
+        while let Some(child) = todo.pop() {
+            if counted >= MOST_IN_TREE {
+                break;
+            }
+            counted += 1;
+            total = total.saturating_add(rss_of(child).unwrap_or(0));
+            todo.extend(children_of(child));
+        }
+        Some(total)
+    }
+    #[cfg(not(target_os = "linux"))]
+    Some(own)
+}
+
+/// The children of process `pid` (of each of its threads), as `/proc` lists them.
+#[cfg(target_os = "linux")]
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|child| child.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
 /// The resident pages (second field) of a `statm` file, in bytes.
 fn statm_rss(path: &str) -> Option<u64> {
     let statm = std::fs::read_to_string(path).ok()?;
