@@ -13,9 +13,10 @@ pub(crate) fn rss_of(pid: u32) -> Option<u64> {
 }
 
 /// The most processes [`rss_of_tree`] counts (a tree larger than this is counted that
-/// far).
+/// far): a worker's watcher reads it every 20 ms, and a plugin that may start programs
+/// must not make that read cost the host a core.
 #[cfg(target_os = "linux")]
-const MOST_IN_TREE: usize = 4096;
+const MOST_IN_TREE: usize = 64;
 
 /// The resident set size of process `pid` and of every process below it, in bytes: on
 /// Linux, through each thread's `children` list; elsewhere, the process's own. A program
