@@ -265,3 +265,24 @@ fn a_repeated_cause_is_caught_by_the_check_above() {
         vec!["No such file or directory (os error 2)".to_owned()]
     );
 }
+
+#[test]
+fn two_copies_of_one_plugin_are_a_problem_naming_both_files() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let original = sandbox.add_plugin("market-data");
+    let copy = sandbox.plugins_dir().join("market-data.so.old.so");
+    std::fs::copy(&original, &copy).expect("copying the plugin");
+    let output = sandbox.run(&["check"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let problem = text
+        .lines()
+        .find(|line| line.contains("provided by both"))
+        .unwrap_or_else(|| panic!("no duplicate named: {text}"));
+    for file in [&original, &copy] {
+        assert!(problem.contains(&file.display().to_string()), "{problem}");
+    }
+    // The first registered still serves.
+    let call = sandbox.run(&["call", "market-data", "symbols"]);
+    assert_eq!(call.status.code(), Some(0), "{}", stderr(&call));
+}

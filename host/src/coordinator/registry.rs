@@ -318,8 +318,11 @@ impl Coordinator {
             if let Some(existing) = next.get(&spec.name) {
                 problems.push(RegisterError::Duplicate {
                     name: spec.name.clone(),
-                    existing: existing.spec().provider_label(),
-                    new: spec.provider_label(),
+                    existing: provider_from(
+                        existing.spec().provider_label(),
+                        existing.source.as_deref(),
+                    ),
+                    new: provider_from(spec.provider_label(), registration.source.as_deref()),
                 });
                 continue;
             }
@@ -365,6 +368,15 @@ impl Coordinator {
             registration.source,
         );
         (slot, log_rate)
+    }
+}
+
+/// A provider for messages, with the file it comes from: two copies of one plugin
+/// (`libx.so` and `libx.so.old`, say) have the same name and differ only there.
+fn provider_from(label: String, file: Option<&std::path::Path>) -> String {
+    match file {
+        Some(file) => format!("{label} ({})", file.display()),
+        None => label,
     }
 }
 
