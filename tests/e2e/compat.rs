@@ -1,7 +1,8 @@
 //! plugin-api grows without breaking: a plugin built against the frozen plugin-api 0.1.0
 //! (`tests/compat`) loads in this host and is served every host service, in-process and
 //! isolated; a plugin built against this plugin-api loads in a host as old as 0.1.0; a
-//! plugin that needs what this host lacks is refused, naming both versions.
+//! plugin that needs what this host lacks is refused, naming both versions. Plugins built
+//! against the frozen 0.1.1 and 0.1.2 are served what those releases brought.
 
 use plugin_host_tests::{
     compat_dir, library, library_file_name, listed, stdout_json, RunningHost, Sandbox,
@@ -185,5 +186,81 @@ fn a_plugin_built_against_plugin_api_0_1_1_streams_in_process_isolated_and_sandb
     serve_the_0_1_1_plugin(
         "sandboxed",
         "[components.legacy-ticks]\nisolation = \"process\"\nsandbox = true\n",
+    );
+}
+
+/// Serves the 0.1.2 plugin through a running host with `config`: the one port it was
+/// granted (and, `sandboxed`, no other), its stream, its log, a call that outlives its
+/// timeout without seeing a cancellation, the process it runs in.
+fn serve_the_0_1_2_plugin(mode: &str, config: &str, sandboxed: bool) {
+    use std::io::Read;
+    compat_dir();
+    let granted = std::net::TcpListener::bind(("127.0.0.1", 47211))
+        .expect("port 47211, the one the 0.1.2 plugin declares, is taken on this machine");
+    let other = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let other_port = other.local_addr().expect("its address").port();
+    let sandbox = Sandbox::with_plugins(&["compat-port"]);
+    let host = RunningHost::start(
+        &sandbox,
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n[timeouts]\nkill_grace = \"100ms\"\n\
+             [timeouts.operations]\nsleep = \"300ms\"\n{config}"
+        ),
+    );
+    let connect = |port: u16| {
+        let (status, answer) =
+            host.call("legacy-port", "connect", &format!(r#"{{"port":{port}}}"#));
+        answer.unwrap_or_else(|err| panic!("{mode}: {status}: {err:?}"))
+    };
+    assert_eq!(connect(47211), "connected", "{mode}");
+    let (mut accepted, _) = granted.accept().expect("the plugin's connection");
+    let mut said = String::new();
+    accepted.read_to_string(&mut said).expect("what it wrote");
+    assert_eq!(said, "0.1.2\n", "{mode}");
+    let elsewhere = connect(other_port);
+    assert_eq!(elsewhere == "connected", !sandboxed, "{mode}: {elsewhere}");
+
+    let (status, text) = host.post("/components/legacy-port/stream/ticks", r#"{"count": 3}"#);
+    assert_eq!(status, 200, "{mode}: {text}");
+    assert_eq!(text.lines().count(), 3, "{mode}: {text}");
+
+    let (status, timed_out) = host.call("legacy-port", "sleep", r#"{"ms":3000}"#);
+    let timed_out = timed_out.expect_err("a call past its timeout");
+    assert_eq!(timed_out.kind, "timed_out", "{mode}: {status}: {timed_out}");
+    let (status, logged) = host.call("legacy-port", "log", "null");
+    assert_eq!(
+        logged.ok(),
+        Some(serde_json::json!(true)),
+        "{mode}: {status}"
+    );
+    let (status, pid) = host.call("legacy-port", "pid", "null");
+    let pid = pid.unwrap_or_else(|err| panic!("{mode}: {status}: {err:?}"));
+    let in_host = pid.as_u64() == Some(u64::from(host.pid()));
+    assert_eq!(in_host, mode == "in process", "{mode}: pid {pid}");
+    assert_eq!(host.stop(), Some(0), "{mode}");
+    let log = std::fs::read_to_string(sandbox.root().join("run.log")).expect("run.log");
+    let line = log
+        .lines()
+        .find(|l| l.contains("a record from an old plugin"))
+        .unwrap_or_else(|| panic!("{mode}: the plugin's record is in the host's log:\n{log}"));
+    assert!(
+        line.contains("plugin=compat-port") && line.contains("component=legacy-port"),
+        "{mode}: {line}"
+    );
+}
+
+#[test]
+fn a_plugin_built_against_plugin_api_0_1_2_is_served_in_process_isolated_and_sandboxed() {
+    serve_the_0_1_2_plugin("in process", "", false);
+    serve_the_0_1_2_plugin(
+        "isolated",
+        "[components.legacy-port]\nisolation = \"process\"\n",
+        false,
+    );
+    #[cfg(target_os = "linux")]
+    serve_the_0_1_2_plugin(
+        "sandboxed",
+        "[components.legacy-port]\nisolation = \"process\"\nsandbox = true\n",
+        true,
     );
 }

@@ -69,14 +69,18 @@ pub fn library_file_name(name: &str) -> String {
 }
 
 /// The compatibility workspaces under `tests/compat` (plugin-api 0.1.0 frozen, a plugin
-/// built against it, a host as old as it; plugin-api 0.1.1 frozen and a plugin built
-/// against it), built once per test process into the same target directory; returns
+/// built against it, a host as old as it; plugin-api 0.1.1 and 0.1.2 frozen, a plugin
+/// built against each), built once per test process into the same target directory; returns
 /// that directory.
 pub fn compat_dir() -> &'static Path {
     static BUILT: OnceLock<()> = OnceLock::new();
     let dir = target_dir();
     BUILT.get_or_init(|| {
-        for workspace in ["compat/Cargo.toml", "compat/v0.1.1/Cargo.toml"] {
+        for workspace in [
+            "compat/Cargo.toml",
+            "compat/v0.1.1/Cargo.toml",
+            "compat/v0.1.2/Cargo.toml",
+        ] {
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join(workspace);
             let mut command = Command::new(cargo);
