@@ -57,6 +57,10 @@ impl ScanReport {
     }
 }
 
+/// The stdout line of a scanner that opens a library itself (it cannot fork), written
+/// before it does: it reports one more file at most, whatever else appears.
+const ALONE_LINE: &str = "plugin-host-scan-alone";
+
 /// Prefix of the stdout line that says how the scanner is fenced in.
 const FENCE_PREFIX: &str = "plugin-host-scan-fence: ";
 
@@ -80,7 +84,8 @@ const KEEP_DESCRIPTORS: i32 = 3;
 /// on the scanner's own output, which the host would take in order for the next files'),
 /// and one that crashes costs only its own verdict. Where a child cannot be forked
 /// (Windows; an embedder's program that started a thread before it became a scanner),
-/// this process fences itself in once and scans every file itself.
+/// this process says so ([`ALONE_LINE`]), fences itself in with the file and scans it
+/// itself, and that file only: the host scans the rest in fresh scanners.
 pub(crate) fn serve(paths: &[std::ffi::OsString]) -> i32 {
     if paths.is_empty() {
         eprintln!("usage: {SCAN_FLAG} FILE...");
@@ -98,12 +103,15 @@ pub(crate) fn serve(paths: &[std::ffi::OsString]) -> i32 {
     };
     for (path, file) in &opened {
         let report = match file {
-            Ok(file) => scanner.scan(file, &opened),
+            Ok(file) => scanner.scan(file),
             Err(err) => ScanReport::failed(err.clone()),
         };
         if let Err(err) = print_report(&report) {
             eprintln!("cannot encode the scan result of {}: {err}", path.display());
             return 1;
+        }
+        if scanner.fenced_here {
+            break;
         }
     }
     0
@@ -120,12 +128,8 @@ struct Serving {
 
 impl Serving {
     /// Scans `file` in a child of its own, or here if none can be forked (then fenced
-    /// in first with every file of `all`, which are all scanned here after it).
-    fn scan(
-        &mut self,
-        file: &OpenedFile,
-        all: &[(PathBuf, Result<OpenedFile, LoadError>)],
-    ) -> ScanReport {
+    /// in first with that one file, the last this scanner scans).
+    fn scan(&mut self, file: &OpenedFile) -> ScanReport {
         if !self.fenced_here {
             match crate::platform::fork_apart(file.file()) {
                 Ok(crate::platform::Forked::Child) => {
@@ -135,11 +139,12 @@ impl Serving {
                 }
                 Ok(crate::platform::Forked::Parent(child)) => return self.hear(child, file),
                 Err(_) => {
-                    let files: Vec<&std::fs::File> = all
-                        .iter()
-                        .filter_map(|(_, file)| file.as_ref().ok().map(OpenedFile::file))
-                        .collect();
-                    let fence = self.fence_in(&files);
+                    // The library is opened here, where the results are written: this
+                    // scanner scans this one file and no other (its constructor could
+                    // print results for the files after it), and says so before any
+                    // library code runs; the host sends the rest to a fresh scanner.
+                    print_line(ALONE_LINE, "");
+                    let fence = self.fence_in(&[file.file()]);
                     self.say_fence(&fence);
                     self.fenced_here = true;
                 }
@@ -327,17 +332,20 @@ async fn run_scanner(
     paths: &[PathBuf],
     timeout: Duration,
 ) -> Result<Vec<ScanReport>, LoadError> {
-    use tokio::io::AsyncBufReadExt;
     let first = paths.first().cloned().unwrap_or_default();
     let mut scanner = Scanner::start(program, paths).map_err(|err| LoadError::Scanner {
         path: first,
         reason: format!("cannot start scanner `{}`: {err}", program.display()),
     })?;
-    let mut lines = tokio::io::BufReader::new(scanner.stdout.take().expect("piped stdout")).lines();
+    let mut stdout = tokio::io::BufReader::new(scanner.stdout.take().expect("piped stdout"));
     let mut reports = Vec::with_capacity(paths.len());
-    while reports.len() < paths.len() {
+    // How many reports this scanner may give: one more once it says it scans alone.
+    let mut wanted = paths.len();
+    let mut line = Vec::new();
+    while reports.len() < wanted {
         let path = &paths[reports.len()];
-        match tokio::time::timeout(timeout, lines.next_line()).await {
+        let read = read_line(&mut stdout, &mut line, MAX_LINE);
+        let whole = match tokio::time::timeout(timeout, read).await {
             Err(_elapsed) => {
                 reports.push(ScanReport::failed(LoadError::ScannerTimedOut {
                     path: path.clone(),
@@ -345,25 +353,30 @@ async fn run_scanner(
                 }));
                 return Ok(reports);
             }
-            Ok(Ok(Some(line))) => {
-                if let Some(fence) = line.strip_prefix(FENCE_PREFIX) {
-                    note_fence(fence);
-                }
-                // Anything a library prints itself is not a result line.
-                let Some(json) = line.strip_prefix(RESULT_PREFIX) else {
-                    continue;
-                };
-                reports.push(serde_json::from_str(json).unwrap_or_else(|err| {
-                    ScanReport::failed(LoadError::Scanner {
-                        path: path.clone(),
-                        reason: format!("unreadable scanner result: {err}"),
-                    })
-                }));
-            }
+            Ok(Ok(Some(whole))) => whole,
             Ok(Ok(None) | Err(_)) => break,
+        };
+        let text = String::from_utf8_lossy(&line);
+        if text == ALONE_LINE {
+            wanted = wanted.min(reports.len() + 1);
+        } else if let Some(fence) = text.strip_prefix(FENCE_PREFIX) {
+            note_fence(fence);
+        } else if let Some(json) = text.strip_prefix(RESULT_PREFIX) {
+            // Anything a library prints itself is not a result line.
+            let report = if whole {
+                serde_json::from_str(json).map_err(|err| err.to_string())
+            } else {
+                Err(format!("a result over {} MiB", MAX_LINE >> 20))
+            };
+            reports.push(report.unwrap_or_else(|reason| {
+                ScanReport::failed(LoadError::Scanner {
+                    path: path.clone(),
+                    reason: format!("unreadable scanner result: {reason}"),
+                })
+            }));
         }
     }
-    if reports.len() < paths.len() {
+    if reports.len() < wanted {
         // The process ended on this file.
         let (status, stderr) = scanner.ended().await;
         reports.push(ScanReport::failed(LoadError::ScannerCrashed {
@@ -373,6 +386,43 @@ async fn run_scanner(
         }));
     }
     Ok(reports)
+}
+
+/// Reads one line into `line` (without its newline), at most `max` bytes of it: whether
+/// it was read whole (a longer one is read to its end, its rest dropped); `None` at the
+/// end of the output.
+async fn read_line<R>(reader: &mut R, line: &mut Vec<u8>, max: u64) -> std::io::Result<Option<bool>>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+    line.clear();
+    // One byte more than the bound: a line of `max` bytes has room for its newline.
+    if (&mut *reader).take(max + 1).read_until(b'\n', line).await? == 0 {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        return Ok(Some(true));
+    }
+    if line.len() as u64 <= max {
+        return Ok(Some(true));
+    }
+    line.truncate(usize::try_from(max).unwrap_or(usize::MAX));
+    loop {
+        let buffer = reader.fill_buf().await?;
+        if buffer.is_empty() {
+            return Ok(Some(false));
+        }
+        let (used, ended) = match buffer.iter().position(|byte| *byte == b'\n') {
+            Some(at) => (at + 1, true),
+            None => (buffer.len(), false),
+        };
+        reader.consume(used);
+        if ended {
+            return Ok(Some(false));
+        }
+    }
 }
 
 /// How scanners are fenced in, logged at debug level; a scanner that could not be
@@ -417,13 +467,20 @@ impl Scanner {
             .stderr
             .take()
             .map(tokio::process::ChildStderr::from_std);
-        // Read stderr all along: a library writing much there must not block the scanner.
+        // Read stderr all along: a library writing much there must not block the scanner,
+        // nor grow the host (its last few KiB are kept, for a crash's message).
         let stderr = tokio::spawn(async move {
-            let mut text = Vec::new();
+            let mut kept = Vec::new();
+            let mut chunk = vec![0; 8192];
             if let Some(Ok(mut stderr)) = stderr {
-                let _ = stderr.read_to_end(&mut text).await;
+                while let Ok(read @ 1..) = stderr.read(&mut chunk).await {
+                    kept.extend_from_slice(&chunk[..read]);
+                    if kept.len() > 2 * MAX_REST {
+                        kept.drain(..kept.len() - MAX_REST);
+                    }
+                }
             }
-            String::from_utf8_lossy(&text).into_owned()
+            String::from_utf8_lossy(&kept).into_owned()
         });
         Ok(Self {
             child: Some(child),
@@ -481,52 +538,4 @@ pub enum ScanMode {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{Said, FENCE_PREFIX, MAX_LINE, MAX_REST, RESULT_PREFIX};
-    use std::io::{Seek as _, Write as _};
-
-    fn said(text: &[u8]) -> Said {
-        let mut file = tempfile::tempfile().expect("a file");
-        file.write_all(text).expect("written");
-        file.rewind().expect("rewound");
-        Said::read(&mut file)
-    }
-
-    #[test]
-    fn only_the_first_line_says_the_fence_and_the_last_result_counts() {
-        let text = format!(
-            "{FENCE_PREFIX}true fence\n{RESULT_PREFIX}forged\n{FENCE_PREFIX}forged fence\n\
-             a line of its own\n{RESULT_PREFIX}{{\"real\":1}}\n"
-        );
-        let said = said(text.as_bytes());
-        assert_eq!(said.fence.as_deref(), Some("true fence"));
-        assert_eq!(said.result.as_deref(), Some("{\"real\":1}"));
-        assert!(said.rest.contains("a line of its own"), "{}", said.rest);
-        assert!(said.rest.contains("forged fence"), "{}", said.rest);
-    }
-
-    #[test]
-    fn a_fence_after_the_first_line_is_not_the_fence() {
-        let text = format!("printed by a library\n{FENCE_PREFIX}forged\n");
-        assert_eq!(said(text.as_bytes()).fence, None);
-    }
-
-    #[test]
-    fn what_else_a_child_writes_is_kept_to_its_tail() {
-        let line = "é".repeat(100);
-        let text = format!("{line}\n").repeat(1000);
-        let said = said(text.as_bytes());
-        assert!(said.rest.len() <= 2 * MAX_REST + line.len() + 1);
-        assert!(said.rest.ends_with(&format!("{line}\n")));
-    }
-
-    #[test]
-    fn a_result_longer_than_a_line_may_be_is_read_in_parts_and_is_not_a_result() {
-        let long = usize::try_from(MAX_LINE).expect("a size") + 10;
-        let text = format!("{RESULT_PREFIX}{}\n", "x".repeat(long));
-        let said = said(text.as_bytes());
-        let result = said.result.expect("its first part");
-        assert!(result.len() < long);
-        assert!(serde_json::from_str::<super::ScanReport>(&result).is_err());
-    }
-}
+mod tests;
