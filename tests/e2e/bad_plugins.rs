@@ -45,6 +45,17 @@ fn a_text_file_named_like_a_library_is_not_a_library() {
     assert_rejected_while_others_work(&sandbox, "x.so", "not_a_library", &["text file"]);
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn a_program_named_like_a_library_is_named_a_program() {
+    // A position-independent executable is an ELF shared object like a library: only
+    // the dynamic loader tells them apart.
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let program = std::fs::read(plugin_host_tests::binary()).expect("reading plugin-host");
+    sandbox.write_plugin_file("libprogram.so", &program);
+    assert_rejected_while_others_work(&sandbox, "libprogram.so", "not_a_library", &["program"]);
+}
+
 #[test]
 fn an_empty_library_file_is_reported_empty() {
     let sandbox = Sandbox::with_plugins(&["market-data"]);

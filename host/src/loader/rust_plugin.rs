@@ -175,11 +175,18 @@ fn classify(path: &Path, err: LibraryError, plugin_api: Option<&str>) -> LoadErr
     let path = path.to_owned();
     let host_api = plugin_api::API_VERSION.to_owned();
     match err {
-        LibraryError::OpenError { err, .. } => LoadError::Open {
+        LibraryError::OpenError { err, .. } => {
             // The loader saw /proc/self/fd/N; people know the file by its path.
-            reason: strip_fd_path(&err.to_string(), &path),
-            path,
-        },
+            let reason = strip_fd_path(&err.to_string(), &path);
+            if reason.contains("position-independent executable") {
+                // A program is an ELF shared object too: only the loader tells them apart.
+                return LoadError::NotALibrary {
+                    path,
+                    detail: "it is a program, a position-independent executable".into(),
+                };
+            }
+            LoadError::Open { reason, path }
+        }
         LibraryError::GetSymbolError { .. } => LoadError::NoRootModule { path },
         LibraryError::InvalidAbiHeader(header) => LoadError::AbiHeader {
             path,
