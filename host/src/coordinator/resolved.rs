@@ -77,16 +77,26 @@ impl ResolvedComponent {
     }
 
     /// The component, initialising it and its dependencies first if needed, as
-    /// [`Coordinator::get`] does.
+    /// [`Coordinator::get`] does. A ready component is found before the future is made
+    /// (a ready future, not a state machine that looks on its first poll).
     ///
     /// # Errors
     ///
     /// As [`Coordinator::get`].
     #[inline]
-    pub async fn get(&mut self) -> Result<ComponentHandle, GetError> {
-        if let Some(handle) = self.get_ready() {
-            return Ok(handle);
+    pub fn get(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<ComponentHandle, GetError>> + Send + '_ {
+        use futures::future::Either;
+        match self.get_ready() {
+            Some(handle) => Either::Left(std::future::ready(Ok(handle))),
+            // Boxed, so that the ready case's future stays small (it is moved whole).
+            None => Either::Right(Box::pin(self.get_slow())),
         }
+    }
+
+    /// [`Self::get`] when the cached instance is not the slot's ready one.
+    async fn get_slow(&mut self) -> Result<ComponentHandle, GetError> {
         let handle = match self.slot.ready.load_full() {
             Some(ready) => {
                 ready.info.touch();
