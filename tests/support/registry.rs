@@ -24,6 +24,12 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// Starts a registry, or `None` (with a note on stderr) where none is installed.
     pub fn start() -> Option<Self> {
+        Self::start_with_users(None)
+    }
+
+    /// As [`Self::start`], asking every client for a password when `htpasswd` (the
+    /// file's lines, bcrypt) is given: HTTP basic authentication.
+    pub fn start_with_users(htpasswd: Option<&str>) -> Option<Self> {
         let program = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"]
             .into_iter()
             .map(PathBuf::from)
@@ -47,6 +53,17 @@ impl TestRegistry {
             "version: 0.1\nlog:\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n",
             storage.path().join("data").display()
         );
+        let text = match htpasswd {
+            Some(users) => {
+                let file = storage.path().join("htpasswd");
+                std::fs::write(&file, users).expect("htpasswd");
+                format!(
+                    "{text}auth:\n  htpasswd:\n    realm: plugin-host-tests\n    path: {}\n",
+                    file.display()
+                )
+            }
+            None => text,
+        };
         std::fs::write(&config, text).expect("registry config");
         let log = storage.path().join("registry.log");
         let child = Command::new(program)
@@ -63,8 +80,9 @@ impl TestRegistry {
             _storage: storage,
         };
         let url = format!("http://{}/v2/", registry.address);
-        wait_for("the registry to answer", || {
-            ureq::get(&url).call().ok().map(drop)
+        wait_for("the registry to answer", || match ureq::get(&url).call() {
+            Ok(_) | Err(ureq::Error::Status(..)) => Some(()),
+            Err(_) => None,
         });
         Some(registry)
     }

@@ -78,7 +78,7 @@ pub struct Fetched {
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// The registry refused or could not be reached.
-    #[error("{reference}: {}", crate::causes(error))]
+    #[error("{reference}: {}", crate::registry_error(error))]
     Registry {
         /// The reference.
         reference: String,

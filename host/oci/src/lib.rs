@@ -25,6 +25,7 @@
 
 mod build;
 mod capped;
+mod credentials;
 mod fetch;
 mod layout;
 mod platform;
@@ -35,10 +36,11 @@ pub use oci_client::Reference;
 
 pub use self::{
     build::{Built, PluginFile},
+    credentials::Credentials,
     fetch::{describe, fetch, Described, FetchError, Fetched, Origin, Want},
     layout::{pack_layout, LayoutError},
     platform::Platform,
-    registry::{install_tls_provider, push, Credentials, PushError, Registry},
+    registry::{install_tls_provider, push, PushError, Registry},
     sign::{KeyError, Signer, TrustedKey},
 };
 
@@ -77,6 +79,26 @@ pub(crate) fn causes(error: &(dyn std::error::Error + 'static)) -> String {
         cause = next.source();
     }
     text
+}
+
+/// A registry's error with its causes, and for a refusal of credentials where they come
+/// from.
+pub(crate) fn registry_error(error: &oci_client::errors::OciDistributionError) -> String {
+    use oci_client::errors::OciDistributionError as E;
+    let text = causes(error);
+    let refused = match error {
+        E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => true,
+        E::RequestError(err) => err.status().is_some_and(|status| status.as_u16() == 401),
+        _ => false,
+    };
+    match refused {
+        true => format!(
+            "{text}; log in to the registry (`docker login`), or name a credential helper, in \
+             the Docker config file this host reads ($DOCKER_CONFIG/config.json, else \
+             ~/.docker/config.json)"
+        ),
+        false => text,
+    }
 }
 
 /// Lower-case hex of `bytes`.

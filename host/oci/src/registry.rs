@@ -1,7 +1,5 @@
 //! A registry, through the `oci-client` crate: push an artifact, and the few reads a fetch
-//! needs. Credentials come from the Docker config file, as `docker login` writes it.
-
-use std::path::PathBuf;
+//! needs, with the credentials of the Docker config file (`credentials.rs`).
 
 use bytes::Bytes;
 use oci_client::{
@@ -12,68 +10,16 @@ use oci_client::{
     Client, Reference,
 };
 
-use crate::{Built, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
+use crate::{Built, Credentials, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 
 /// A push failed.
 #[derive(Debug, thiserror::Error)]
-#[error("push to {reference}: {}", crate::causes(error))]
+#[error("push to {reference}: {}", crate::registry_error(error))]
 pub struct PushError {
     /// Where to.
     pub reference: String,
     /// What the registry or the network said.
     pub error: OciDistributionError,
-}
-
-/// Registry credentials from `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`
-/// (the `auths` entries `docker login` writes; credential helpers are not run).
-#[derive(Debug, Default)]
-pub struct Credentials {
-    auths: serde_json::Map<String, serde_json::Value>,
-}
-
-impl Credentials {
-    /// Reads the Docker config file; none (or one that does not parse) means anonymous.
-    pub fn from_docker_config() -> Self {
-        let file = std::env::var_os("DOCKER_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker")))
-            .map(|dir| dir.join("config.json"));
-        file.map_or_else(Self::default, |file| Self::from_file(&file))
-    }
-
-    /// Reads a Docker config file; none (or one that does not parse) means anonymous.
-    pub fn from_file(file: &std::path::Path) -> Self {
-        let auths = std::fs::read(file)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-            .and_then(|config| config.get("auths")?.as_object().cloned())
-            .unwrap_or_default();
-        Self { auths }
-    }
-
-    /// The credentials for `registry` (`host:port`), anonymous when none are stored.
-    fn for_registry(&self, registry: &str) -> RegistryAuth {
-        use base64::{engine::general_purpose::STANDARD, Engine as _};
-        let basic = self
-            .auths
-            .iter()
-            .find(|(key, _)| {
-                key.trim_start_matches("https://")
-                    .trim_start_matches("http://")
-                    .trim_end_matches('/')
-                    == registry
-            })
-            .and_then(|(_, entry)| entry.get("auth")?.as_str())
-            .and_then(|auth| STANDARD.decode(auth).ok())
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .and_then(|pair| {
-                pair.split_once(':')
-                    .map(|(u, p)| (u.to_owned(), p.to_owned()))
-            });
-        basic.map_or(RegistryAuth::Anonymous, |(user, password)| {
-            RegistryAuth::Basic(user, password)
-        })
-    }
 }
 
 /// One registry, reached over HTTPS, or plain HTTP when `insecure` (loopback only: the
@@ -198,38 +144,4 @@ pub async fn push(
             .map_err(failed)?;
     }
     Ok(built.index.digest.clone())
-}
-
-#[cfg(test)]
-mod tests {
-    use oci_client::secrets::RegistryAuth;
-
-    use super::Credentials;
-
-    #[test]
-    fn credentials_are_those_docker_login_wrote_for_that_registry_else_anonymous() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("config.json");
-        // "user:secret" and "other:pw", as `docker login` writes them.
-        let config = r#"{"auths": {"https://registry.example:5000/": {"auth": "dXNlcjpzZWNyZXQ="},
-                                    "127.0.0.1:5000": {"auth": "b3RoZXI6cHc="}}}"#;
-        std::fs::write(&file, config).unwrap();
-        let credentials = Credentials::from_file(&file);
-        let basic = |registry| match credentials.for_registry(registry) {
-            RegistryAuth::Basic(user, password) => Some((user, password)),
-            _ => None,
-        };
-        assert_eq!(
-            basic("registry.example:5000"),
-            Some(("user".into(), "secret".into()))
-        );
-        assert_eq!(basic("127.0.0.1:5000"), Some(("other".into(), "pw".into())));
-        assert_eq!(basic("elsewhere:5000"), None);
-        assert_eq!(
-            Credentials::from_file(&dir.path().join("none.json"))
-                .auths
-                .len(),
-            0
-        );
-    }
 }
