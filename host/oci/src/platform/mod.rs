@@ -117,6 +117,19 @@ impl FromStr for Platform {
     }
 }
 
+/// What differs by operating system: files only their owner may read.
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub(crate) use unix::owner_only;
+
+/// Files only their owner may read: on Windows there is no mode to set; a new file gets
+/// its folder's access list.
+#[cfg(not(unix))]
+pub(crate) fn owner_only(options: &mut std::fs::OpenOptions) {
+    let _ = options;
+}
+
 #[cfg(test)]
 mod tests {
     use super::Platform;
@@ -136,17 +149,4 @@ mod tests {
         }
         assert_eq!(Platform::of_library(b"#!/bin/sh\n"), None);
     }
-}
-
-/// What differs by operating system: files only their owner may read.
-#[cfg(unix)]
-mod unix;
-#[cfg(unix)]
-pub(crate) use unix::owner_only;
-
-/// Files only their owner may read: on Windows there is no mode to set; a new file gets
-/// its folder's access list.
-#[cfg(not(unix))]
-pub(crate) fn owner_only(options: &mut std::fs::OpenOptions) {
-    let _ = options;
 }
