@@ -40,7 +40,7 @@ pub use self::{
     fetch::{describe, fetch, Described, FetchError, Fetched, Origin, Want},
     layout::{pack_layout, LayoutError},
     platform::Platform,
-    registry::{install_tls_provider, push, PushError, Registry},
+    registry::{install_tls_provider, push, PushError, Registry, DEFAULT_TIMEOUT},
     sign::{KeyError, Signer, TrustedKey},
 };
 
@@ -91,6 +91,16 @@ pub(crate) fn registry_error(error: &oci_client::errors::OciDistributionError) -
         E::RequestError(err) => err.status().is_some_and(|status| status.as_u16() == 401),
         _ => false,
     };
+    let silent = match error {
+        E::RequestError(err) => err.is_timeout(),
+        _ => false,
+    };
+    if silent {
+        return format!(
+            "{text}; the registry stayed silent too long: check that it is up and reachable \
+             from here (a source's `timeout` sets how long to wait)"
+        );
+    }
     match refused {
         true => format!(
             "{text}; log in to the registry (`docker login`), or name a credential helper, in \

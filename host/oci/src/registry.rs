@@ -43,9 +43,25 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// How long a registry may stay silent, by default: to answer a connection, or between two
+/// reads of an answer (a slow download that keeps coming is not cut off).
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Registry {
-    /// A client for `reference`'s registry.
+    /// A client for `reference`'s registry, patient for [`DEFAULT_TIMEOUT`].
     pub fn new(reference: &Reference, insecure: bool, credentials: &Credentials) -> Self {
+        Self::with_timeout(reference, insecure, credentials, DEFAULT_TIMEOUT)
+    }
+
+    /// A client for `reference`'s registry that gives up when the registry stays silent
+    /// for `timeout` (connecting, or between two reads), rather than waiting for ever on
+    /// one that accepts a connection and never answers.
+    pub fn with_timeout(
+        reference: &Reference,
+        insecure: bool,
+        credentials: &Credentials,
+        timeout: std::time::Duration,
+    ) -> Self {
         install_tls_provider();
         let protocol = if insecure {
             ClientProtocol::HttpsExcept(vec![reference.resolve_registry().to_owned()])
@@ -54,6 +70,8 @@ impl Registry {
         };
         let client = Client::new(ClientConfig {
             protocol,
+            read_timeout: Some(timeout),
+            connect_timeout: Some(timeout),
             ..ClientConfig::default()
         });
         Self {

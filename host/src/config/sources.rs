@@ -29,6 +29,10 @@ pub struct SourceConfig {
     /// pulled, verified and served through live discovery. None by default.
     #[serde(deserialize_with = "units::opt_duration", skip_serializing)]
     pub follow: Option<Duration>,
+    /// How long the registry may stay silent (to answer a connection, or between two reads
+    /// of an answer) before a pull fails; 30s by default.
+    #[serde(deserialize_with = "units::opt_duration", skip_serializing)]
+    pub timeout: Option<Duration>,
 }
 
 /// When a source is pulled.
@@ -148,6 +152,12 @@ pub(super) fn problems(sources: &[SourceConfig], trust: &TrustConfig) -> Vec<(St
             } else if every < Duration::from_secs(1) {
                 add("follow", "must be at least 1s".into());
             }
+        }
+        if source
+            .timeout
+            .is_some_and(|timeout| timeout < Duration::from_secs(1))
+        {
+            add("timeout", "must be at least 1s".into());
         }
         if !source.platform.is_empty() {
             if let Err(error) = source.platform.parse::<plugin_host_oci::Platform>() {

@@ -280,6 +280,10 @@ fn malformed_sources_and_trust_are_each_rejected_naming_the_key() {
             &["sources[0].follow", "pinned by digest never moves"],
         ),
         (
+            "[[sources]]\noci = \"127.0.0.1:5000/p/md:1\"\ntimeout = \"100ms\"\n",
+            &["sources[0].timeout", "at least 1s"],
+        ),
+        (
             "[trust]\nkeys = [{ name = \"old\", public = \"bm90IGEga2V5\" }]\n",
             &["trust.keys[0].public", "\"old\"", "base64 of 32 bytes"],
         ),

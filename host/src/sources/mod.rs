@@ -333,10 +333,11 @@ fn origin(source: &SourceConfig) -> Result<Origin, String> {
         .oci
         .parse()
         .map_err(|error| format!("{:?} is not a reference: {error}", source.oci))?;
-    let registry = Registry::new(
+    let registry = Registry::with_timeout(
         &reference,
         source.insecure,
         &Credentials::from_docker_config(),
+        source.timeout.unwrap_or(plugin_host_oci::DEFAULT_TIMEOUT),
     );
     Ok(Origin::Registry {
         registry,

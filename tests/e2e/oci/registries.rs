@@ -1,0 +1,150 @@
+//! Registries as operators meet them: one that asks for a password, one that accepts a
+//! connection and never answers.
+
+use std::{
+    fs,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use plugin_host_tests::{library, success_stdout, Sandbox, TestRegistry, DEADLINE};
+
+use super::{failure_text, source};
+
+/// User `fleet`, password `fleet-secret` (bcrypt).
+const FLEET_HTPASSWD: &str = "fleet:$2b$12$9RpbjHwtGV2rMXJHb8lNluftAn5WdFA7NVNEjpXHh5mHozBTDNMne\n";
+
+#[cfg(unix)]
+#[test]
+fn a_registry_that_asks_for_a_password_gets_it_from_a_credential_helper_or_docker_login() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Some(registry) = TestRegistry::start_with_users(Some(FLEET_HTPASSWD)) else {
+        return;
+    };
+    let sandbox = Sandbox::new();
+    let reference = format!("{}/plugins/market-data:1", registry.address);
+    let library = library("market-data");
+    let library = library.to_str().expect("utf-8 path");
+    // A helper as Docker's are: `get`, the registry on stdin, JSON out.
+    let helpers = sandbox.root().join("helpers");
+    fs::create_dir_all(&helpers).expect("helpers");
+    let helper = helpers.join("docker-credential-fleet");
+    fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nregistry=$(cat)\nif [ \"$1\" = get ] && [ \"$registry\" = \"{}\" ]; then\n  \
+             printf '{{\"ServerURL\":\"%s\",\"Username\":\"fleet\",\"Secret\":\"fleet-secret\"}}' \"$registry\"\n\
+             else\n  echo 'credentials not found in native keychain'\n  exit 1\nfi\n",
+            registry.address
+        ),
+    )
+    .expect("the helper");
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).expect("executable");
+    let path = format!(
+        "{}:{}",
+        helpers.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let (sandbox, path) = (&sandbox, &path);
+    let with_docker_config = |name: &str, config: &str| {
+        let dir = sandbox.root().join(name);
+        fs::create_dir_all(&dir).expect("a Docker config directory");
+        fs::write(dir.join("config.json"), config).expect("config.json");
+        move |args: &[&str]| {
+            sandbox
+                .host()
+                .env("DOCKER_CONFIG", &dir)
+                .env("PATH", path)
+                .args(args)
+                .output()
+                .expect("plugin-host")
+        }
+    };
+    let anonymous = with_docker_config("anonymous", "{}");
+    let refused = failure_text(&anonymous(&["push", "--insecure", library, &reference]));
+    assert!(
+        refused.contains("401") || refused.contains("Not authorized"),
+        "{refused}"
+    );
+    assert!(refused.contains("docker login"), "{refused}");
+    let helped = with_docker_config(
+        "helper",
+        &format!(r#"{{"credHelpers": {{"{}": "fleet"}}}}"#, registry.address),
+    );
+    success_stdout(&helped(&["push", "--insecure", library, &reference]));
+    let inspected = success_stdout(&helped(&[
+        "inspect",
+        "--insecure",
+        &format!("oci://{reference}"),
+    ]));
+    assert!(inspected.contains("market-data"), "{inspected}");
+    // "fleet:fleet-secret", as `docker login` writes it.
+    let logged_in = with_docker_config(
+        "login",
+        &format!(
+            r#"{{"auths": {{"{}": {{"auth": "ZmxlZXQ6ZmxlZXQtc2VjcmV0"}}}}}}"#,
+            registry.address
+        ),
+    );
+    let inspected = success_stdout(&logged_in(&[
+        "inspect",
+        "--insecure",
+        &format!("oci://{reference}"),
+    ]));
+    assert!(inspected.contains("market-data"), "{inspected}");
+    let refused = failure_text(&anonymous(&[
+        "inspect",
+        "--insecure",
+        &format!("oci://{reference}"),
+    ]));
+    assert!(
+        refused.contains("401") || refused.contains("Not authorized"),
+        "{refused}"
+    );
+    assert!(refused.contains("docker login"), "{refused}");
+}
+
+#[test]
+fn a_registry_that_accepts_and_never_answers_fails_the_pull_after_the_source_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let address = listener.local_addr().expect("its address");
+    // Every connection accepted and held open, never a byte written.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let sandbox = Sandbox::new();
+    let reference = format!("{address}/plugins/market-data:1");
+    sandbox.write_config(&source(&reference, "timeout = \"1s\""));
+    let config = sandbox.root().join("host.toml");
+    let mut check = sandbox
+        .host()
+        .args(["--config", config.to_str().expect("utf-8 path"), "check"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("plugin-host check");
+    let started = Instant::now();
+    let ended = loop {
+        if check.try_wait().expect("waiting").is_some() {
+            break true;
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = check.kill();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = check.wait_with_output().expect("its output");
+    let text = failure_text(&output);
+    assert!(
+        ended,
+        "check still waited on a silent registry after {DEADLINE:?}: {text}"
+    );
+    assert!(
+        text.contains("stayed silent") && text.contains(&address.to_string()),
+        "{text}"
+    );
+}
