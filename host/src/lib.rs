@@ -117,7 +117,7 @@ pub use self::{
         ComponentMemory, LimitSource, MemoryLimit, MemoryManager, MemoryManagerBuilder,
         MemoryStatus, PressureLevel, PressureThresholds, Reservation, RssReader, Shortfall,
     },
-    names::{valid_name, NAME_RULE},
+    names::{printable, terminal_safe, valid_name, NAME_RULE},
     plan::{ComponentPlan, EnginePlan, Plans},
     plugin_log::PLUGIN_LOG_TARGET,
     timeout::{ActiveTimeout, OperationKind, TimeoutManager, TimeoutStats},

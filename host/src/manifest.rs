@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::names::{valid_name, NAME_RULE};
+use crate::names::{printable, valid_name, NAME_RULE};
 
 /// What a plugin file provides, as read by the scanner and kept in the registry cache.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,7 +94,7 @@ fn calls_by_default() -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
     /// The plugin's name breaks the naming rule.
-    #[error("plugin name `{name}` is not valid: {NAME_RULE}")]
+    #[error("plugin name `{}` is not valid: {NAME_RULE}", printable(name))]
     InvalidPluginName {
         /// The name.
         name: String,
@@ -106,7 +106,7 @@ pub enum ManifestError {
         plugin: String,
     },
     /// A component's name breaks the naming rule.
-    #[error("component name `{name}` is not valid: {NAME_RULE}")]
+    #[error("component name `{}` is not valid: {NAME_RULE}", printable(name))]
     InvalidComponentName {
         /// The name.
         name: String,
@@ -125,6 +125,17 @@ pub enum ManifestError {
         /// The priority it declares.
         priority: u8,
     },
+    /// A dependency's name breaks the naming rule.
+    #[error(
+        "component `{component}` depends on `{}`, which is not a valid name: {NAME_RULE}",
+        printable(dependency)
+    )]
+    InvalidDependency {
+        /// The component.
+        component: String,
+        /// The name it depends on.
+        dependency: String,
+    },
     /// A component lists itself as a dependency.
     #[error("component `{component}` depends on itself")]
     DependsOnItself {
@@ -132,7 +143,10 @@ pub enum ManifestError {
         component: String,
     },
     /// A method name that is empty, too long, or declared twice.
-    #[error("component `{component}` declares method `{method}` {problem}")]
+    #[error(
+        "component `{component}` declares method `{}` {problem}",
+        printable(method)
+    )]
     BadMethod {
         /// The component.
         component: String,
@@ -215,6 +229,28 @@ impl PluginInfo {
         Ok(info)
     }
 
+    /// Its free text (version, descriptions, examples) made safe to print: a plugin could
+    /// otherwise write a terminal escape or a line break into what `list` and `inspect`
+    /// show an operator reviewing it. A one-line field has its control characters
+    /// written as escapes; an example (JSON, where a control character can only be
+    /// whitespace) has them made spaces.
+    pub(crate) fn make_printable(&mut self) {
+        fn one_line(text: &mut String) {
+            if let std::borrow::Cow::Owned(safe) = printable(text) {
+                *text = safe;
+            }
+        }
+        one_line(&mut self.version);
+        one_line(&mut self.description);
+        one_line(&mut self.api_version);
+        for method in self.components.iter_mut().flat_map(|c| &mut c.methods) {
+            one_line(&mut method.description);
+            if method.example.contains(char::is_control) {
+                method.example = method.example.replace(char::is_control, " ");
+            }
+        }
+    }
+
     /// Checks what it declares, naming the first problem found.
     pub(crate) fn check(&self) -> Result<(), ManifestError> {
         if !valid_name(&self.name) {
@@ -242,6 +278,12 @@ impl PluginInfo {
                     priority: component.priority,
                 });
             }
+            if let Some(bad) = component.dependencies.iter().find(|d| !valid_name(d)) {
+                return Err(ManifestError::InvalidDependency {
+                    component: name(),
+                    dependency: bad.clone(),
+                });
+            }
             if component.dependencies.contains(&component.name) {
                 return Err(ManifestError::DependsOnItself { component: name() });
             }
@@ -257,6 +299,8 @@ impl ComponentInfo {
         for method in &self.methods {
             let problem = if method.name.is_empty() || method.name.len() > 128 {
                 "with an empty or over-long name (1-128 characters)"
+            } else if method.name.contains(char::is_control) {
+                "with a control character in its name"
             } else if !seen.insert(method.name.as_str()) {
                 "twice"
             } else {

@@ -19,6 +19,8 @@ use abi_stable::std_types::RStr;
 use parking_lot::Mutex;
 use plugin_api::ffi::{LogLevel, LogSink, SpanRecord, TraceIds};
 
+use crate::names::printable;
+
 /// The target of every record a plugin logs: `RUST_LOG=plugin=debug` filters them.
 pub const PLUGIN_LOG_TARGET: &str = "plugin";
 
@@ -382,25 +384,6 @@ pub(crate) fn worker_record(
     }
 }
 
-/// `text` as one line of a log: control characters (a line break that would start a
-/// forged record, a terminal escape) are written as escapes.
-pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    std::borrow::Cow::Owned(
-        text.chars()
-            .map(|c| {
-                if c.is_control() {
-                    c.escape_default().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,13 +419,6 @@ mod tests {
         assert_eq!(claimed, "", "another plugin's component is not taken");
         let (theirs, _) = limits.bucket("victim", "ledger").expect("the owner's");
         assert_eq!(theirs, "ledger");
-    }
-
-    #[test]
-    fn a_line_break_in_a_record_is_written_as_an_escape() {
-        assert_eq!(printable("plain text"), "plain text");
-        assert_eq!(printable("a\nforged"), "a\\nforged");
-        assert_eq!(printable("bell\u{7}"), "bell\\u{7}");
     }
 
     #[test]

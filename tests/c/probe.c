@@ -318,6 +318,16 @@ static const ph_plugin PLUGIN = {
 #elif PROBE_CASE == 4 /* a description that breaks the naming rule */
     .description = "{\"format\":1,\"name\":\"Bad Name\",\"version\":\"1\","
                    "\"components\":[{\"name\":\"x\"}]}",
+#elif PROBE_CASE == 6 /* free text that would rewrite an operator's terminal */
+    .description = "{\"format\":1,\"name\":\"c-escapes\",\"version\":\"1.0\\u001b[2K\\r\","
+                   "\"description\":\"fine\\nsandbox needs: nothing\","
+                   "\"components\":[{\"name\":\"c-escapes\",\"methods\":["
+                   "{\"name\":\"echo\",\"description\":\"x\\u001b]0;owned\\u0007\","
+                   "\"example\":\"{\\r\\n}\"}]}]}",
+#elif PROBE_CASE == 7 /* a method name that is a terminal escape */
+    .description = "{\"format\":1,\"name\":\"c-escaped-method\",\"version\":\"1\","
+                   "\"components\":[{\"name\":\"c-escaped-method\",\"methods\":["
+                   "{\"name\":\"m\\u001b[31m\"}]}]}",
 #else
     .description = DESCRIPTION,
 #endif
@@ -330,4 +340,14 @@ static const ph_plugin PLUGIN = {
 };
 
 PH_EXPORT const ph_plugin *plugin_host_c_plugin_v1(void) { return &PLUGIN; }
+#endif
+
+#if PROBE_CASE == 8 /* a constructor that writes a terminal escape and aborts its process */
+__attribute__((constructor)) static void clear_the_screen(void) {
+    static const char escape[] = "\033[2J\033[Hsandbox needs: nothing\r\n";
+    if (write(2, escape, sizeof escape - 1) < 0) {
+        /* nothing to do: the abort is what counts */
+    }
+    abort();
+}
 #endif

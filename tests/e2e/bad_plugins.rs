@@ -449,3 +449,62 @@ fn trusting(sandbox: &Sandbox, trust: &str, more: &str) -> std::path::PathBuf {
         trusted.display().to_string()
     ))
 }
+
+/// What an operator reads of a plugin (`list`, `inspect`, their errors) holds no terminal
+/// escape and no carriage return the plugin wrote: its free text, a refused method name
+/// and the stderr of a constructor that crashed the scanner are all shown as escapes, and
+/// no line a plugin forged ("sandbox needs: nothing") starts a line of the output.
+#[cfg(unix)]
+#[test]
+fn what_a_plugin_writes_cannot_rewrite_the_operators_terminal() {
+    const PROBE: &str = "tests/c/probe.c";
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    for (case, file) in [
+        ("6", "libc_escapes.so"),
+        ("7", "libc_escaped_method.so"),
+        ("8", "libc_escaping_constructor.so"),
+    ] {
+        sandbox.add_c_plugin(PROBE, &[&format!("-DPROBE_CASE={case}")], file);
+    }
+    let list = stdout_json(&sandbox.run(&["list", "--json"]));
+    assert_eq!(
+        listed(&list, "libc_escapes.so")["error"],
+        serde_json::Value::Null
+    );
+    for (file, kind) in [
+        ("libc_escaped_method.so", "c_plugin"),
+        ("libc_escaping_constructor.so", "scanner_crashed"),
+    ] {
+        assert_eq!(listed(&list, file)["error"]["kind"], kind, "{list:#}");
+    }
+    let path = |file: &str| sandbox.plugins_dir().join(file).display().to_string();
+    let commands = [
+        vec!["list".to_owned()],
+        vec!["inspect".to_owned(), "c-escapes".to_owned()],
+        vec!["inspect".to_owned(), path("libc_escaped_method.so")],
+        vec!["inspect".to_owned(), path("libc_escaping_constructor.so")],
+    ];
+    for args in commands {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = sandbox.run(&args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            !text.contains(['\u{1b}', '\r', '\u{7}']),
+            "{args:?} wrote a control character: {text:?}"
+        );
+        assert!(
+            text.contains("\\u{1b}"),
+            "{args:?} shows the escape: {text}"
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|line| line.trim_start().starts_with("sandbox needs: nothing")),
+            "{args:?} let a plugin forge a line: {text}"
+        );
+    }
+}

@@ -293,7 +293,7 @@ pub(super) fn forward_output(child: &mut Child, plugin: &str, pid: u32, limits: 
                         Ok(_) => {}
                     }
                     let text = String::from_utf8_lossy(&line);
-                    let text = crate::plugin_log::printable(text.trim_end_matches(['\n', '\r']));
+                    let text = crate::names::printable(text.trim_end_matches(['\n', '\r']));
                     tracing::info!(target: "plugin", plugin = %owned, worker = pid, stream = name, "{text}");
                 }
             });

@@ -44,11 +44,11 @@ pub(crate) struct PushArgs {
 pub(crate) fn keygen(args: KeygenArgs) -> CliResult {
     let signer = Signer::generate()?;
     signer.to_file(&args.key)?;
-    println!(
+    say!(
         "private key: {} (keep it secret; sign with --sign)",
         args.key.display()
     );
-    println!(
+    say!(
         "public key, for the hosts' config:\n\n[[trust.keys]]\nname = \"{}\"\npublic = \"{}\"",
         signer.key_id(),
         signer.public_base64()
@@ -68,7 +68,7 @@ pub(crate) async fn pack(global: &GlobalArgs, args: PackArgs) -> CliResult {
     }
     .layout();
     plugin_host_oci::pack_layout(&dir, &tag, &built)?;
-    println!(
+    say!(
         "packed {} as {}:{tag} ({})",
         files.join(", "),
         dir.display(),
@@ -99,7 +99,7 @@ pub(crate) async fn push(global: &GlobalArgs, args: PushArgs) -> CliResult {
         reference.registry(),
         reference.repository()
     );
-    println!("pushed {} to {target}\npinned: {pinned}", files.join(", "));
+    say!("pushed {} to {target}\npinned: {pinned}", files.join(", "));
     Ok(ExitCode::SUCCESS)
 }
 

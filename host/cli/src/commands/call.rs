@@ -46,8 +46,8 @@ pub(crate) async fn run(global: &GlobalArgs, args: CallArgs) -> CliResult {
     host.shutdown().await;
     let output = result?;
     match serde_json::from_slice::<serde_json::Value>(&output) {
-        Ok(value) => println!("{}", serde_json::to_string_pretty(&value)?),
-        Err(_) => println!("{}", String::from_utf8_lossy(&output)),
+        Ok(value) => say!("{}", serde_json::to_string_pretty(&value)?),
+        Err(_) => say!("{}", String::from_utf8_lossy(&output)),
     }
     Ok(ExitCode::SUCCESS)
 }

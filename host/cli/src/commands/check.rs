@@ -14,31 +14,31 @@ pub(crate) async fn run(global: &GlobalArgs, _args: CheckArgs) -> CliResult {
     let config = global.config()?;
     // The trust file is the config's: a bad one is a configuration error.
     config.trust_policy().map_err(Failure::usage)?;
-    println!("config: ok");
+    say!("config: ok");
     let report = Host::builder(config).check().await?;
     for warning in &report.warnings {
-        println!("warning: {warning}");
+        say!("warning: {warning}");
     }
-    println!(
+    say!(
         "plugins: {} usable of {} in {}",
         report.catalog.usable().count(),
         report.catalog.plugins.len(),
         report.catalog.dir.display()
     );
-    println!("components: {}", report.components);
-    println!(
+    say!("components: {}", report.components);
+    say!(
         "memory limit: {} ({})",
         plugin_host::format_bytes(report.memory_limit),
         report.memory_limit_source
     );
     if report.problems.is_empty() {
-        println!("no problems found");
+        say!("no problems found");
         Ok(ExitCode::SUCCESS)
     } else {
         for problem in &report.problems {
-            println!("problem: {problem}");
+            say!("problem: {problem}");
         }
-        println!("{} problem(s) found", report.problems.len());
+        say!("{} problem(s) found", report.problems.len());
         Ok(ExitCode::from(EXIT_FAILURE))
     }
 }

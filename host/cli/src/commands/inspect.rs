@@ -38,11 +38,11 @@ pub(crate) async fn run(global: &GlobalArgs, args: InspectArgs) -> CliResult {
         find(&discovery(&config)?.discover().await?, &args.target)?
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&plugin.verdict())?);
+        say!("{}", serde_json::to_string_pretty(&plugin.verdict())?);
     } else {
         match &plugin.outcome {
             Ok(info) => print_info(&plugin, info, component.as_deref()),
-            Err(err) => println!("{}: not usable\n  {err}", plugin.path.display()),
+            Err(err) => say!("{}: not usable\n  {err}", plugin.path.display()),
         }
     }
     Ok(if plugin.outcome.is_ok() {
@@ -72,10 +72,10 @@ fn find(
 }
 
 fn print_info(plugin: &DiscoveredPlugin, info: &PluginInfo, only: Option<&str>) {
-    println!("{}: usable", plugin.path.display());
-    println!("  plugin:      {} {}", info.name, info.version);
+    say!("{}: usable", plugin.path.display());
+    say!("  plugin:      {} {}", info.name, info.version);
     if let Some(source) = &plugin.source {
-        println!("  source:      {}", super::source_line(source));
+        say!("  source:      {}", super::source_line(source));
     }
     print_description(info, only);
 }
@@ -83,24 +83,24 @@ fn print_info(plugin: &DiscoveredPlugin, info: &PluginInfo, only: Option<&str>) 
 /// What a plugin says of itself: description, plugin-api, sandbox needs, components.
 fn print_description(info: &PluginInfo, only: Option<&str>) {
     if !info.description.is_empty() {
-        println!("  description: {}", info.description);
+        say!("  description: {}", info.description);
     }
-    println!("  written for: {}", info.abi);
+    say!("  written for: {}", info.abi);
     match info.abi {
-        plugin_host::PluginAbi::Rust => println!(
+        plugin_host::PluginAbi::Rust => say!(
             "  plugin-api:  {} (this host: {}, loads {})",
             info.api_version,
             plugin_host::plugin_api::API_VERSION,
             plugin_host::loadable_plugin_api()
         ),
-        plugin_host::PluginAbi::C => println!(
+        plugin_host::PluginAbi::C => say!(
             "  C ABI:       {} (this host reads {})",
             info.api_version.trim_start_matches("C ABI "),
             plugin_host::loadable_c_abi()
         ),
     }
     let needs = &info.sandbox;
-    println!(
+    say!(
         "  sandbox needs: read {}, write {}, connect {}, spawn {}",
         list_or_none(&needs.read),
         list_or_none(&needs.write),
@@ -131,33 +131,33 @@ fn yes_no(flag: bool) -> &'static str {
 }
 
 fn print_component(component: &ComponentInfo) {
-    println!("  component {}", component.name);
+    say!("  component {}", component.name);
     if !component.dependencies.is_empty() {
-        println!("    depends on:      {}", component.dependencies.join(", "));
+        say!("    depends on:      {}", component.dependencies.join(", "));
     }
-    println!(
+    say!(
         "    memory estimate: {}",
         format_bytes(component.memory_estimate)
     );
-    println!("    priority:        {}", component.priority);
+    say!("    priority:        {}", component.priority);
     if let Some(timeout) = component.init_timeout {
-        println!(
+        say!(
             "    init timeout:    {}",
             humantime::format_duration(timeout)
         );
     }
     if !component.methods.iter().any(|m| m.calls) {
-        println!("    calls:           not declared (any name is passed on)");
+        say!("    calls:           not declared (any name is passed on)");
     }
     for method in &component.methods {
         let kind = if method.streams { " (stream)" } else { "" };
         if method.description.is_empty() {
-            println!("    method {}{kind}", method.name);
+            say!("    method {}{kind}", method.name);
         } else {
-            println!("    method {}{kind}: {}", method.name, method.description);
+            say!("    method {}{kind}: {}", method.name, method.description);
         }
         if !method.example.is_empty() {
-            println!("      example: {}", method.example);
+            say!("      example: {}", method.example);
         }
     }
 }
@@ -220,12 +220,12 @@ pub(super) async fn inspect_artifact(
             "signed_by": described.signed_by,
             "plugin": info,
         });
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        say!("{}", serde_json::to_string_pretty(&view)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{target}: {} ({})", described.digest, described.platform);
-    println!("  plugin:      {} {}", info.name, info.version);
-    println!(
+    say!("{target}: {} ({})", described.digest, described.platform);
+    say!("  plugin:      {} {}", info.name, info.version);
+    say!(
         "  library:     {} ({}, {}), not pulled",
         described.file_name,
         plugin_host::format_bytes(described.library_size()),
@@ -235,7 +235,7 @@ pub(super) async fn inspect_artifact(
         .signed_by
         .as_deref()
         .map_or_else(|| "by no trusted key".to_owned(), |key| format!("by {key}"));
-    println!("  signed:      {signed}");
+    say!("  signed:      {signed}");
     print_description(&info, None);
     Ok(ExitCode::SUCCESS)
 }

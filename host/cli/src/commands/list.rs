@@ -17,7 +17,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: ListArgs) -> CliResult {
     let config = global.config()?;
     let catalog = discovery(&config)?.discover().await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&catalog)?);
+        say!("{}", serde_json::to_string_pretty(&catalog)?);
     } else {
         print_table(&catalog, &config);
     }
@@ -25,14 +25,14 @@ pub(crate) async fn run(global: &GlobalArgs, args: ListArgs) -> CliResult {
 }
 
 fn print_table(catalog: &Catalog, config: &Config) {
-    println!(
+    say!(
         "plugins in {} ({} scanned, {} from cache)",
         catalog.dir.display(),
         catalog.scanned,
         catalog.plugins.len() - catalog.scanned
     );
     if catalog.plugins.is_empty() {
-        println!("  no plugin files (*.{})", std::env::consts::DLL_EXTENSION);
+        say!("  no plugin files (*.{})", std::env::consts::DLL_EXTENSION);
         return;
     }
     let file_name = |p: &std::path::Path| {
@@ -46,9 +46,13 @@ fn print_table(catalog: &Catalog, config: &Config) {
         .max()
         .unwrap_or(4)
         .max(4);
-    println!(
+    say!(
         "  {:<width$}  {:<18} {:<8} {:<6} {:<4} COMPONENTS",
-        "FILE", "PLUGIN", "VERSION", "STATUS", "ABI"
+        "FILE",
+        "PLUGIN",
+        "VERSION",
+        "STATUS",
+        "ABI"
     );
     for plugin in &catalog.plugins {
         let file = file_name(&plugin.path);
@@ -63,7 +67,7 @@ fn print_table(catalog: &Catalog, config: &Config) {
                     plugin_host::PluginAbi::Rust => "rust",
                     plugin_host::PluginAbi::C => "c",
                 };
-                println!(
+                say!(
                     "  {file:<width$}  {:<18} {:<8} {:<6} {abi:<4} {}",
                     info.name,
                     info.version,
@@ -71,9 +75,12 @@ fn print_table(catalog: &Catalog, config: &Config) {
                     components.join("; ")
                 );
             }
-            Err(_) => println!(
+            Err(_) => say!(
                 "  {file:<width$}  {:<18} {:<8} {:<6} {:<4} -",
-                "-", "-", "error", "-"
+                "-",
+                "-",
+                "error",
+                "-"
             ),
         }
     }
@@ -83,16 +90,16 @@ fn print_table(catalog: &Catalog, config: &Config) {
         .filter_map(|p| Some((file_name(&p.path), p.source.as_ref()?)))
         .collect();
     if !sourced.is_empty() {
-        println!("\n  {:<width$}  SOURCE", "FILE");
+        say!("\n  {:<width$}  SOURCE", "FILE");
         for (file, source) in sourced {
-            println!("  {file:<width$}  {}", super::source_line(source));
+            say!("  {file:<width$}  {}", super::source_line(source));
         }
     }
     let failures: Vec<_> = catalog.failures().collect();
     if !failures.is_empty() {
-        println!();
+        say!();
         for failure in failures {
-            println!("error: {failure}");
+            say!("error: {failure}");
         }
     }
 }

@@ -130,7 +130,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Run(_) | Command::Call(_) => match cli.global.telemetry() {
             Ok(settings) => settings,
             Err(failure) => {
-                eprintln!("error: {}", each_cause_once(&failure.error));
+                say_err!("error: {}", each_cause_once(&failure.error));
                 return ExitCode::from(failure.code);
             }
         },
@@ -139,7 +139,7 @@ pub(crate) fn main() -> ExitCode {
     let telemetry = match logging::init(cli.global.log_format, default_level, telemetry.as_ref()) {
         Ok(telemetry) => telemetry,
         Err(err) => {
-            eprintln!("error: {err}");
+            say_err!("error: {err}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -149,7 +149,7 @@ pub(crate) fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
+            say_err!("error: cannot start the async runtime: {err}");
             return ExitCode::from(EXIT_FAILURE);
         }
     };
@@ -163,7 +163,7 @@ pub(crate) fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("error: {}", each_cause_once(&failure.error));
+            say_err!("error: {}", each_cause_once(&failure.error));
             ExitCode::from(failure.code)
         }
     }

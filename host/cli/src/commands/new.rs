@@ -79,21 +79,21 @@ pub(crate) fn run(args: NewArgs) -> CliResult {
         }
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    println!("created plugin `{name}` in {}", dir.display());
+    say!("created plugin `{name}` in {}", dir.display());
     match args.lang {
         Lang::Rust => {
-            println!(
+            say!(
                 "  cd {} && cargo test && cargo build --release",
                 dir.display()
             );
-            println!("  then copy target/release/{library} into the host's plugins directory");
+            say!("  then copy target/release/{library} into the host's plugins directory");
         }
         Lang::C => {
-            println!(
+            say!(
                 "  cd {} && cc -shared -fPIC -O2 -I . {name}.c -o {library}",
                 dir.display()
             );
-            println!("  then copy {library} into the host's plugins directory");
+            say!("  then copy {library} into the host's plugins directory");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -24,7 +24,7 @@ pub(crate) async fn run(global: &GlobalArgs, _args: RunArgs) -> CliResult {
     }
     let host = Host::start(config).await?;
     let admin = AdminServer::start(&host).await?;
-    println!("admin listening on http://{}", admin.addr());
+    say!("admin listening on http://{}", admin.addr());
     let _ = std::io::stdout().flush();
     tracing::info!(addr = %admin.addr(), "admin API listening");
     let mut tasks = vec![tokio::spawn(notify_ready(host.clone()))];

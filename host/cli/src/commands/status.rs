@@ -53,7 +53,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: StatusArgs) -> CliResult {
     let base = format!("http://{addr}");
     let fetched = tokio::task::spawn_blocking(move || fetch_all(base, token.as_deref())).await??;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&fetched)?);
+        say!("{}", serde_json::to_string_pretty(&fetched)?);
     } else {
         print_tables(&fetched);
     }
@@ -136,14 +136,14 @@ fn bytes(value: Option<u64>) -> String {
 
 fn print_tables(status: &Status) {
     print_summary(status);
-    println!();
+    say!();
     print_plugins(&status.plugins);
-    println!();
+    say!();
     print_components(&status.components.components);
 }
 
 fn print_summary(status: &Status) {
-    println!(
+    say!(
         "host at {}: {}, {}",
         status.address,
         status.health.status,
@@ -154,7 +154,7 @@ fn print_summary(status: &Status) {
         }
     );
     let memory = &status.memory;
-    println!(
+    say!(
         "memory: RSS {} of {} limit, {} reserved, pressure {}, {} evictions ({} reclaimed), {} workers",
         format_bytes(memory.rss_bytes),
         format_bytes(memory.limit_bytes),
@@ -167,7 +167,7 @@ fn print_summary(status: &Status) {
 }
 
 fn print_plugins(plugins: &api::Plugins) {
-    println!("PLUGIN                   VERSION   LOADED  FILE");
+    say!("PLUGIN                   VERSION   LOADED  FILE");
     for verdict in &plugins.plugins {
         let file = verdict
             .path
@@ -180,9 +180,9 @@ fn print_plugins(plugins: &api::Plugins) {
         };
         match (&verdict.plugin, &verdict.error) {
             (Some(info), _) => {
-                println!("{:<24} {:<9} {loaded:<7} {file}", info.name, info.version);
+                say!("{:<24} {:<9} {loaded:<7} {file}", info.name, info.version);
             }
-            (None, error) => println!(
+            (None, error) => say!(
                 "{:<24} {:<9} {:<7} {file}: {}",
                 "(unusable)",
                 "-",
@@ -191,13 +191,13 @@ fn print_plugins(plugins: &api::Plugins) {
             ),
         }
         if let Some(source) = &verdict.source {
-            println!("{:<24} source: {}", "", super::source_line(source));
+            say!("{:<24} source: {}", "", super::source_line(source));
         }
     }
 }
 
 fn print_components(components: &[api::Component]) {
-    println!(
+    say!(
         "{:<20} {:<12} {:<18} {:<14} {:>10} {:>10} {:>10} {:>7} {:>6} {:>10} {:>9}",
         "COMPONENT",
         "STATE",
@@ -218,7 +218,7 @@ fn print_components(components: &[api::Component]) {
             (isolation, _) => isolation.to_string(),
         };
         let p99 = component.call_latency.p99_ms;
-        println!(
+        say!(
             "{:<20} {:<12} {:<18} {:<14} {:>10} {:>10} {:>10} {:>7} {:>6} {:>10} {:>9}",
             component.name,
             component.state,
@@ -239,19 +239,19 @@ fn print_components(components: &[api::Component]) {
             format!("{:.3} s", component.cpu_seconds),
         );
         if let (Some(_), Some(fence)) = (component.worker_pid, &component.fence) {
-            println!("    fence: {fence}");
+            say!("    fence: {fence}");
         }
         if let Some(sandbox) = component.sandbox.as_ref().and_then(|s| s.applied.as_ref()) {
-            println!("    sandbox: {sandbox}");
+            say!("    sandbox: {sandbox}");
         }
         if component.cpu_overruns > 0 {
-            println!(
+            say!(
                 "    cpu budget: {} call(s) abandoned over cpu_per_call",
                 component.cpu_overruns
             );
         }
         if let Some(error) = &component.last_error {
-            println!("    last error: {error}");
+            say!("    last error: {error}");
         }
     }
 }

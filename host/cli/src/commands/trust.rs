@@ -48,17 +48,19 @@ pub(crate) async fn run(global: &GlobalArgs, args: TrustArgs) -> CliResult {
                 } else {
                     "already trusted"
                 };
-                println!("{verb}: {hash}  {}", file.display());
+                say!("{verb}: {hash}  {}", file.display());
             }
             store.save()?;
-            println!("trust file: {}", path.display());
+            say!("trust file: {}", path.display());
         }
         TrustAction::List => {
-            println!("trust file: {}", path.display());
+            say!("trust file: {}", path.display());
             for plugin in store.plugins() {
-                println!(
+                say!(
                     "{}  {}  (added {})",
-                    plugin.sha256, plugin.file, plugin.added
+                    plugin.sha256,
+                    plugin.file,
+                    plugin.added
                 );
             }
         }
@@ -77,12 +79,12 @@ pub(crate) async fn run(global: &GlobalArgs, args: TrustArgs) -> CliResult {
                 removed.extend(store.remove(&hash));
             }
             if removed.is_empty() {
-                eprintln!("error: nothing in {} matches `{key}`", path.display());
+                say_err!("error: nothing in {} matches `{key}`", path.display());
                 return Ok(ExitCode::from(EXIT_FAILURE));
             }
             store.save()?;
             for plugin in removed {
-                println!("no longer trusted: {}  {}", plugin.sha256, plugin.file);
+                say!("no longer trusted: {}  {}", plugin.sha256, plugin.file);
             }
         }
     }

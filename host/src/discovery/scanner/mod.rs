@@ -49,6 +49,24 @@ impl ScanReport {
         )
     }
 
+    /// A report as the host takes it from a scanner, which ran the library's code and so
+    /// is not believed: its description checked again and its free text made safe to
+    /// print (`PluginInfo::make_printable`), whatever the scanner said.
+    fn vetted(mut self, path: &Path) -> Self {
+        if let Ok(info) = &mut self.outcome {
+            match info.check() {
+                Ok(()) => info.make_printable(),
+                Err(err) => {
+                    self.outcome = Err(LoadError::Manifest {
+                        path: path.to_owned(),
+                        reason: err.to_string(),
+                    })
+                }
+            }
+        }
+        self
+    }
+
     pub(crate) fn failed(outcome: LoadError) -> Self {
         Self {
             identity: None,
@@ -364,7 +382,9 @@ async fn run_scanner(
         } else if let Some(json) = text.strip_prefix(RESULT_PREFIX) {
             // Anything a library prints itself is not a result line.
             let report = if whole {
-                serde_json::from_str(json).map_err(|err| err.to_string())
+                serde_json::from_str::<ScanReport>(json)
+                    .map(|report| report.vetted(path))
+                    .map_err(|err| err.to_string())
             } else {
                 Err(format!("a result over {} MiB", MAX_LINE >> 20))
             };
