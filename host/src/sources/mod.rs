@@ -26,6 +26,9 @@ use plugin_host_oci::{Credentials, Origin, Platform, Registry, TrustedKey, Want}
 pub use self::record::SourceRecord;
 use crate::config::{Config, PullPolicy, SourceConfig};
 
+/// How many sources a start pulls at once.
+const PULLS_AT_ONCE: usize = 8;
+
 /// The configured sources and where their artifacts are kept.
 #[derive(Debug, Clone)]
 pub struct Sources {
@@ -122,13 +125,20 @@ impl Sources {
     }
 
     async fn sync_here(&self) -> SyncReport {
+        use futures::StreamExt as _;
         let mut report = SyncReport::default();
-        for source in &self.sources {
-            match self.sync_one(source, false).await {
+        // Several at once, so that one slow or silent registry delays a start by its own
+        // timeout, not by that times the sources behind it; in the config's order.
+        let mut synced = futures::stream::iter(&self.sources)
+            .map(|source| self.sync_one(source, false))
+            .buffered(PULLS_AT_ONCE);
+        while let Some(synced) = synced.next().await {
+            match synced {
                 Ok(record) => report.served.push(record),
                 Err(problem) => report.problems.push(problem),
             }
         }
+        drop(synced);
         self.remove_unnamed();
         self.remove_unserved_blobs();
         report

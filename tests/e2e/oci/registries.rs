@@ -4,12 +4,13 @@
 use std::{
     fs,
     process::Stdio,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use plugin_host_tests::{library, success_stdout, Sandbox, TestRegistry, DEADLINE};
 
-use super::{failure_text, source};
+use super::failure_text;
 
 /// User `fleet`, password `fleet-secret` (bcrypt).
 const FLEET_HTPASSWD: &str = "fleet:$2b$12$9RpbjHwtGV2rMXJHb8lNluftAn5WdFA7NVNEjpXHh5mHozBTDNMne\n";
@@ -104,20 +105,40 @@ fn a_registry_that_asks_for_a_password_gets_it_from_a_credential_helper_or_docke
     assert!(refused.contains("docker login"), "{refused}");
 }
 
-#[test]
-fn a_registry_that_accepts_and_never_answers_fails_the_pull_after_the_source_timeout() {
+/// A registry on loopback that accepts every connection and never writes a byte; each
+/// connection's `mark` goes to `accepted` in the order they come.
+fn silent_registry(mark: char, accepted: &Arc<Mutex<String>>) -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
     let address = listener.local_addr().expect("its address");
-    // Every connection accepted and held open, never a byte written.
+    let accepted = Arc::clone(accepted);
     std::thread::spawn(move || {
         let mut held = Vec::new();
         for stream in listener.incoming().flatten() {
+            accepted.lock().expect("the log").push(mark);
             held.push(stream);
         }
     });
+    address
+}
+
+#[test]
+fn a_registry_that_accepts_and_never_answers_fails_each_pull_after_the_source_timeout_at_once() {
+    let accepted = Arc::new(Mutex::new(String::new()));
+    let sources = [
+        ("market-data", silent_registry('m', &accepted)),
+        ("risk-engine", silent_registry('r', &accepted)),
+    ];
     let sandbox = Sandbox::new();
-    let reference = format!("{address}/plugins/market-data:1");
-    sandbox.write_config(&source(&reference, "timeout = \"1s\""));
+    let config: String = sources
+        .iter()
+        .map(|(name, address)| {
+            format!(
+                "[[sources]]\nname = \"{name}\"\noci = \"{address}/plugins/{name}:1\"\n\
+                 insecure = true\ntimeout = \"2s\"\n"
+            )
+        })
+        .collect();
+    sandbox.write_config(&config);
     let config = sandbox.root().join("host.toml");
     let mut check = sandbox
         .host()
@@ -143,8 +164,19 @@ fn a_registry_that_accepts_and_never_answers_fails_the_pull_after_the_source_tim
         ended,
         "check still waited on a silent registry after {DEADLINE:?}: {text}"
     );
+    for (name, address) in sources {
+        assert!(
+            text.contains(&format!("source {name}:")) && text.contains(&address.to_string()),
+            "{name} not named with its registry: {text}"
+        );
+    }
+    assert!(text.contains("stayed silent"), "{text}");
+    // One after the other, market-data's connections would all come before risk-engine's
+    // first (each pull waits out its timeout on each request it makes).
+    let order = accepted.lock().expect("the log").clone();
+    let first_risk = order.find('r').expect("risk-engine's registry was asked");
     assert!(
-        text.contains("stayed silent") && text.contains(&address.to_string()),
-        "{text}"
+        order[first_risk..].contains('m'),
+        "the sources were pulled one after the other, not at once: {order}"
     );
 }
