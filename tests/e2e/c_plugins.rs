@@ -322,7 +322,7 @@ fn a_sandboxed_c_plugin_of_an_unprivileged_host_reads_only_what_it_is_granted() 
     #[allow(unsafe_code)]
     let root = unsafe { libc::geteuid() } == 0;
     if root {
-        sandboxed_reads(Some(65534)); // nobody
+        sandboxed_reads(Some(plugin_host_tests::UNPRIVILEGED_UID));
     } else {
         println!("not root: the test above ran the host unprivileged already");
     }

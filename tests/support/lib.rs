@@ -31,3 +31,8 @@ pub use self::{
     trace::LoadTrace,
     wait::{wait_for, wait_for_async, DEADLINE},
 };
+
+/// The user a test runs an unprivileged host as, when it runs as root: one with no name,
+/// and not `nobody`, whose id (65534) is also the id a user namespace shows for an
+/// unmapped one, so a host run as `nobody` hides ids mapped from the wrong side.
+pub const UNPRIVILEGED_UID: u32 = 4242;

@@ -501,5 +501,5 @@ fn an_unprivileged_host_fences_its_workers_as_well() {
         // This test runs unprivileged already: the test above is that run.
         return;
     }
-    every_scenario(Some(65534));
+    every_scenario(Some(plugin_host_tests::UNPRIVILEGED_UID));
 }

@@ -63,12 +63,15 @@ pub(crate) fn contain(keep: i32) -> Containment {
         Ok(user) => {
             IN_NAMESPACE.store(true, Ordering::Release);
             Containment {
-                fence: if user {
-                    "PID namespace (in a user namespace)".to_owned()
-                } else {
-                    "PID namespace".to_owned()
+                fence: match &user {
+                    None => "PID namespace".to_owned(),
+                    Some(Ok(())) => "PID namespace (in a user namespace)".to_owned(),
+                    Some(Err(unmapped)) => format!(
+                        "PID namespace (in a user namespace whose ids could not be mapped: \
+                         {unmapped})"
+                    ),
                 },
-                gained_capabilities: user,
+                gained_capabilities: user.is_some(),
             }
         }
         Err(why) => fallback(&why.to_string()),
@@ -318,9 +321,10 @@ mod linux {
     use crate::platform::SetupError;
 
     /// Enters a new PID namespace (and IPC namespace), forks its init, which forks the
-    /// worker, and returns in the worker (whether it is in a user namespace of its own);
-    /// the calling process becomes the warden and never returns.
-    pub(super) fn enter_pid_namespace() -> Result<bool, SetupError> {
+    /// worker, and returns in the worker (whether it is in a user namespace of its own,
+    /// and whether its ids are mapped there); the calling process becomes the warden and
+    /// never returns.
+    pub(super) fn enter_pid_namespace() -> Result<Option<io::Result<()>>, SetupError> {
         if std::env::var_os(NO_NAMESPACES).is_some() {
             return Err(SetupError::Switched(NO_NAMESPACES));
         }
@@ -351,14 +355,24 @@ mod linux {
     }
 
     /// Unshares the PID and IPC namespaces, in a user namespace of its own when this
-    /// process may not do it alone; whether it took a user namespace.
-    fn unshare() -> Result<bool, SetupError> {
+    /// process may not do it alone; whether it took a user namespace, and whether its
+    /// ids are mapped there.
+    ///
+    /// Once the PID namespace is unshared, this process's next child is that namespace's
+    /// init whatever else fails, so a failure to map the ids is reported, not returned as
+    /// an error: the caller must go on as in a namespace (a fallback would fork children
+    /// that find themselves pid 1 with no parent).
+    fn unshare() -> Result<Option<io::Result<()>>, SetupError> {
         let namespaces = libc::CLONE_NEWPID | libc::CLONE_NEWIPC;
+        // SAFETY: getuid and getgid have no memory effects. Read before the user
+        // namespace is entered: inside it, before the map, they say the overflow id.
+        #[allow(unsafe_code)]
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         // SAFETY: unshare has no memory effects; it changes the namespaces of this
         // process's future children.
         #[allow(unsafe_code)]
         if unsafe { libc::unshare(namespaces) } == 0 {
-            return Ok(false);
+            return Ok(None);
         }
         let alone = io::Error::last_os_error();
         // SAFETY: as above.
@@ -368,16 +382,12 @@ mod linux {
             let with_user = io::Error::last_os_error();
             return Err(SetupError::Unshare { alone, with_user });
         }
-        map_ids().map_err(SetupError::os("mapping ids into the user namespace"))?;
-        Ok(true)
+        Ok(Some(map_ids(uid, gid)))
     }
 
-    /// Maps this process's user and group to themselves in its new user namespace, so
-    /// files keep their owners as it sees them.
-    fn map_ids() -> io::Result<()> {
-        // SAFETY: getuid and getgid have no memory effects.
-        #[allow(unsafe_code)]
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    /// Maps user `uid` and group `gid` (this process's, outside) to themselves in its new
+    /// user namespace, so files keep their owners as it sees them.
+    fn map_ids(uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
         std::fs::write("/proc/self/setgroups", "deny")?;
         std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
         std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"))
