@@ -47,7 +47,14 @@ pub(crate) async fn run(global: &GlobalArgs, args: CallArgs) -> CliResult {
     let output = result?;
     match serde_json::from_slice::<serde_json::Value>(&output) {
         Ok(value) => say!("{}", serde_json::to_string_pretty(&value)?),
-        Err(_) => say!("{}", String::from_utf8_lossy(&output)),
+        // Not JSON: the answer as it is, as a stream's items are (the answer is what the
+        // operator asked for; what the host itself prints is made safe for a terminal).
+        Err(_) => {
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&output)?;
+            stdout.write_all(b"\n")?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
