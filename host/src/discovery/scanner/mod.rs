@@ -213,14 +213,36 @@ impl Serving {
                     ),
                 })
             }
-            (status, _) => ScanReport::failed(LoadError::ScannerCrashed {
-                path: file.path().to_owned(),
-                status: match status {
+            (status, _) => {
+                let (path, stderr) = (file.path().to_owned(), tail(&said.rest));
+                let status = match status {
                     Ok(status) => crate::platform::describe_status(status),
                     Err(err) => err.to_string(),
-                },
-                stderr: tail(&said.rest),
-            }),
+                };
+                match said.fence {
+                    Some(_) => ScanReport::failed(LoadError::ScannerCrashed {
+                        path,
+                        status,
+                        stderr,
+                    }),
+                    // A child says its fence before it opens the library: one that ended
+                    // without a word ran none of the library's code. The fault is the
+                    // scanner's (and not remembered as the file's verdict).
+                    None => ScanReport::failed(LoadError::Scanner {
+                        path,
+                        reason: format!(
+                            "the scanner's child for it ended ({status}) before it opened \
+                             the library, so the file is not at fault; run with \
+                             RUST_LOG=plugin_host=debug and report it{}",
+                            if stderr.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; it wrote: {stderr}")
+                            }
+                        ),
+                    }),
+                }
+            }
         }
     }
 }
