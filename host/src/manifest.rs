@@ -90,6 +90,17 @@ fn calls_by_default() -> bool {
     true
 }
 
+/// The most components one plugin may declare.
+pub(crate) const MAX_COMPONENTS: usize = 256;
+/// The most methods one component may declare.
+pub(crate) const MAX_METHODS: usize = 256;
+/// The most dependencies one component may declare.
+pub(crate) const MAX_DEPENDENCIES: usize = 64;
+/// The longest version, description or method description, in bytes.
+pub(crate) const MAX_TEXT: usize = 4096;
+/// The longest example input, in bytes.
+pub(crate) const MAX_EXAMPLE: usize = 64 << 10;
+
 /// What is wrong with a plugin's manifest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
@@ -104,6 +115,19 @@ pub enum ManifestError {
     NoComponents {
         /// The plugin.
         plugin: String,
+    },
+    /// More of something than a plugin may declare: whatever a plugin names is capped
+    /// (each component has its own metrics, bulkhead and slot).
+    #[error("plugin `{plugin}` declares {what}: {count}, over the most a plugin may declare ({limit}); split it into several plugins or declare less")]
+    TooMany {
+        /// The plugin.
+        plugin: String,
+        /// What, and where ("components", "methods of component `x`", ...).
+        what: String,
+        /// How many it declares (or, for text, how long it is in bytes).
+        count: usize,
+        /// The most it may.
+        limit: usize,
     },
     /// A component's name breaks the naming rule.
     #[error("component name `{}` is not valid: {NAME_RULE}", printable(name))]
@@ -263,6 +287,7 @@ impl PluginInfo {
                 plugin: self.name.clone(),
             });
         }
+        self.check_sizes()?;
         let mut seen = std::collections::HashSet::new();
         for component in &self.components {
             let name = || component.name.clone();
@@ -290,6 +315,48 @@ impl PluginInfo {
             component.validate_methods()?;
         }
         Ok(())
+    }
+}
+
+impl PluginInfo {
+    /// Counts and lengths within their caps ([`MAX_COMPONENTS`] and the rest).
+    fn check_sizes(&self) -> Result<(), ManifestError> {
+        let too_many = |what: String, count: usize, limit: usize| {
+            (count > limit).then(|| ManifestError::TooMany {
+                plugin: self.name.clone(),
+                what,
+                count,
+                limit,
+            })
+        };
+        let text = |what: &str, text: &str, limit: usize| {
+            too_many(format!("a {what} of that many bytes"), text.len(), limit)
+        };
+        let mut problems = [
+            too_many("components".into(), self.components.len(), MAX_COMPONENTS),
+            text("version", &self.version, MAX_TEXT),
+            text("description", &self.description, MAX_TEXT),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(self.components.iter().flat_map(|c| {
+            let of = |what: &str| format!("{what} of component `{}`", c.name);
+            [
+                too_many(of("methods"), c.methods.len(), MAX_METHODS),
+                too_many(of("dependencies"), c.dependencies.len(), MAX_DEPENDENCIES),
+            ]
+            .into_iter()
+            .flatten()
+            .chain(c.methods.iter().flat_map(move |m| {
+                [
+                    text("method description", &m.description, MAX_TEXT),
+                    text("method example", &m.example, MAX_EXAMPLE),
+                ]
+                .into_iter()
+                .flatten()
+            }))
+        }));
+        problems.next().map_or(Ok(()), Err)
     }
 }
 
@@ -322,5 +389,52 @@ impl ComponentInfo {
             Some(found) => found.calls,
             None => !self.methods.iter().any(|m| m.calls),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plugin(components: usize) -> PluginInfo {
+        PluginInfo {
+            name: "wide".into(),
+            components: (0..components)
+                .map(|i| ComponentInfo {
+                    name: format!("c{i}"),
+                    ..ComponentInfo::default()
+                })
+                .collect(),
+            ..PluginInfo::default()
+        }
+    }
+
+    #[test]
+    fn whatever_a_plugin_declares_is_capped_and_the_refusal_names_the_cap() {
+        assert_eq!(plugin(MAX_COMPONENTS).check(), Ok(()));
+        let wide = plugin(MAX_COMPONENTS + 1).check().unwrap_err().to_string();
+        assert!(
+            wide.contains("components: 257") && wide.contains("(256)"),
+            "{wide}"
+        );
+        let mut long = plugin(1);
+        long.description = "x".repeat(MAX_TEXT + 1);
+        let long = long.check().unwrap_err().to_string();
+        assert!(
+            long.contains("description") && long.contains("4096"),
+            "{long}"
+        );
+        let mut many = plugin(1);
+        many.components[0].methods = (0..=MAX_METHODS)
+            .map(|i| MethodInfo {
+                name: format!("m{i}"),
+                description: String::new(),
+                example: String::new(),
+                streams: false,
+                calls: true,
+            })
+            .collect();
+        let many = many.check().unwrap_err().to_string();
+        assert!(many.contains("methods of component `c0`"), "{many}");
     }
 }
