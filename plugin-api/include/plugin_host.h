@@ -60,7 +60,9 @@
  *     }
  *
  * Keys the host does not know are ignored; a malformed description refuses the plugin
- * with a message naming the file and the key.
+ * with a message naming the file and the key. Limits: 256 components, 256 methods and
+ * 64 dependencies a component, 4 KiB of version or description text, 64 KiB of example;
+ * control characters in text are shown as escapes, and refused in method names.
  */
 #ifndef PLUGIN_HOST_H
 #define PLUGIN_HOST_H
