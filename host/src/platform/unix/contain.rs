@@ -332,14 +332,21 @@ mod linux {
             return Err(SetupError::Threaded);
         }
         let user = unshare()?;
-        let alive = Pipe::new().map_err(SetupError::os("pipe"))?;
-        let report = Pipe::new().map_err(SetupError::os("pipe"))?;
+        // From here this process's next child is the new namespace's init, whatever
+        // fails: the fallback (one process, its children beside it) is no longer
+        // possible, so a failure ends this process, saying why.
+        let cannot = |what: &str, err: io::Error| -> ! {
+            eprintln!("plugin-host: cannot set up the PID namespace ({what}): {err}");
+            std::process::exit(125)
+        };
+        let alive = Pipe::new().unwrap_or_else(|err| cannot("pipe", err));
+        let report = Pipe::new().unwrap_or_else(|err| cannot("pipe", err));
         // SAFETY: this process has one thread (checked above), so the child may run any
         // code; fork has no memory effects on this process.
         #[allow(unsafe_code)]
         let init = unsafe { libc::fork() };
         match init {
-            -1 => Err(SetupError::last_os("fork")),
+            -1 => cannot("fork", io::Error::last_os_error()),
             0 => {
                 die_with_parent(&alive);
                 run_init(&report);
