@@ -316,9 +316,7 @@ impl PluginInfo {
         }
         Ok(())
     }
-}
 
-impl PluginInfo {
     /// Counts and lengths within their caps ([`MAX_COMPONENTS`] and the rest).
     fn check_sizes(&self) -> Result<(), ManifestError> {
         let too_many = |what: String, count: usize, limit: usize| {
@@ -340,7 +338,7 @@ impl PluginInfo {
         .into_iter()
         .flatten()
         .chain(self.components.iter().flat_map(|c| {
-            let of = |what: &str| format!("{what} of component `{}`", c.name);
+            let of = |what: &str| format!("{what} of component `{}`", printable(&c.name));
             [
                 too_many(of("methods"), c.methods.len(), MAX_METHODS),
                 too_many(of("dependencies"), c.dependencies.len(), MAX_DEPENDENCIES),
