@@ -265,3 +265,35 @@ fn a_workers_memory_limit_counts_the_programs_it_started() {
     });
     assert_ne!(pid(&host), before, "the next call has a new worker");
 }
+
+#[test]
+fn an_isolated_component_is_not_charged_its_workers_runtime() {
+    if !isolated("memory::an_isolated_component_is_not_charged_its_workers_runtime") {
+        return;
+    }
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["market-data"]);
+        let host = host(
+            &sandbox,
+            "[components.market-data]\nisolation = \"process\"\n",
+        )
+        .await;
+        drop(
+            host.coordinator()
+                .get("market-data")
+                .await
+                .expect("created in its worker"),
+        );
+        let status = host.memory().status();
+        let worker = status.libraries.values().copied().max().unwrap_or(0);
+        let measured = status.components["market-data"].measured.expect("measured");
+        assert!(
+            worker >= 4 * MIB,
+            "the new worker's own memory is its library's cost: {status:?}"
+        );
+        assert!(
+            measured < worker / 2,
+            "market-data was charged its worker's runtime: {measured} of the worker's {worker}"
+        );
+    });
+}

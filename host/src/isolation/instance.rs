@@ -73,7 +73,7 @@ impl Bound {
         });
         pool.add_instance(bound.id, Arc::downgrade(&bound) as Weak<Bound>);
         let worker = pool
-            .worker()
+            .worker_for(component)
             .map_err(|err| Created::NoWorker(Box::new(err)))?;
         match bound.create_in(&worker) {
             Ok(()) => {

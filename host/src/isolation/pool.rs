@@ -173,6 +173,22 @@ impl WorkerPool {
         Ok(worker)
     }
 
+    /// [`Self::worker`] for the creation of `component`: when this call started the
+    /// worker, what it holds before any component exists (its runtime and the library) is
+    /// recorded as its library's cost, as an in-process library's mapping is, so that the
+    /// component's own figure is what its creation added.
+    pub(crate) fn worker_for(&self, component: &str) -> Result<Arc<WorkerProcess>, LoadError> {
+        let before = self.running().map(|worker| worker.pid);
+        let worker = self.worker()?;
+        if before != Some(worker.pid) {
+            if let Some(base) = crate::memory::rss_of(worker.pid) {
+                let library = self.library.display().to_string();
+                self.shared.memory.record_library(&library, component, base);
+            }
+        }
+        Ok(worker)
+    }
+
     fn running(&self) -> Option<Arc<WorkerProcess>> {
         self.current
             .lock()
