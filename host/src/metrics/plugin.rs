@@ -244,7 +244,7 @@ impl PluginMetrics {
             name: name.to_owned(),
             plugin: plugin.to_owned(),
             component: component.to_owned(),
-            help: help.to_owned(),
+            help: help_text(help),
             instrument,
         });
         registry.kinds.entry(name.to_owned()).or_insert(kind);
@@ -286,6 +286,23 @@ impl MetricObj for MetricHandle {
     }
 }
 
+/// The longest help text a plugin's metric keeps, in bytes.
+const MAX_HELP: usize = 1024;
+
+/// A plugin's help text as `/metrics` shows it: one line, its control characters written
+/// as escapes, cut to [`MAX_HELP`] bytes (whatever a plugin names is capped).
+fn help_text(help: &str) -> String {
+    let mut help = crate::names::printable(help).into_owned();
+    if help.len() > MAX_HELP {
+        let mut end = MAX_HELP;
+        while !help.is_char_boundary(end) {
+            end -= 1;
+        }
+        help.truncate(end);
+    }
+    help
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,6 +314,21 @@ mod tests {
         plugin: &str,
     ) -> Result<Arc<PluginMetric>, MetricError> {
         metrics.register(kind, name, "help", &[], plugin, "c")
+    }
+
+    #[test]
+    fn a_help_text_is_one_printable_line_of_at_most_its_cap() {
+        let metrics = PluginMetrics::default();
+        let long = format!("line\n\u{1b}[2J{}", "é".repeat(MAX_HELP));
+        let metric = metrics
+            .register(MetricKind::Counter, "wordy", &long, &[], "p", "c")
+            .expect("registered");
+        assert!(
+            metric.help.starts_with("line\\n\\u{1b}[2J"),
+            "{}",
+            metric.help
+        );
+        assert!(metric.help.len() <= MAX_HELP && !metric.help.contains(char::is_control));
     }
 
     #[test]
