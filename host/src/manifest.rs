@@ -94,7 +94,8 @@ fn calls_by_default() -> bool {
 pub(crate) const MAX_COMPONENTS: usize = 256;
 /// The most methods one component may declare.
 pub(crate) const MAX_METHODS: usize = 256;
-/// The most dependencies one component may declare.
+/// The most dependencies one component may declare (and paths a plugin's sandbox needs
+/// may name to read, and to write).
 pub(crate) const MAX_DEPENDENCIES: usize = 64;
 /// The longest version, description or method description, in bytes.
 pub(crate) const MAX_TEXT: usize = 4096;
@@ -253,11 +254,11 @@ impl PluginInfo {
         Ok(info)
     }
 
-    /// Its free text (version, descriptions, examples) made safe to print: a plugin could
-    /// otherwise write a terminal escape or a line break into what `list` and `inspect`
-    /// show an operator reviewing it. A one-line field has its control characters
-    /// written as escapes; an example (JSON, where a control character can only be
-    /// whitespace) has them made spaces.
+    /// Its free text (version, descriptions, examples, the paths its sandbox needs) made
+    /// safe to print: a plugin could otherwise write a terminal escape or a line break
+    /// into what `list` and `inspect` show an operator reviewing it. A one-line field has
+    /// its control characters written as escapes; an example (JSON, where a control
+    /// character can only be whitespace) has them made spaces.
     pub(crate) fn make_printable(&mut self) {
         fn one_line(text: &mut String) {
             if let std::borrow::Cow::Owned(safe) = printable(text) {
@@ -267,6 +268,9 @@ impl PluginInfo {
         one_line(&mut self.version);
         one_line(&mut self.description);
         one_line(&mut self.api_version);
+        for path in self.sandbox.read.iter_mut().chain(&mut self.sandbox.write) {
+            one_line(path);
+        }
         for method in self.components.iter_mut().flat_map(|c| &mut c.methods) {
             one_line(&mut method.description);
             if method.example.contains(char::is_control) {
@@ -334,9 +338,23 @@ impl PluginInfo {
             too_many("components".into(), self.components.len(), MAX_COMPONENTS),
             text("version", &self.version, MAX_TEXT),
             text("description", &self.description, MAX_TEXT),
+            too_many(
+                "paths to read".into(),
+                self.sandbox.read.len(),
+                MAX_DEPENDENCIES,
+            ),
+            too_many(
+                "paths to write".into(),
+                self.sandbox.write.len(),
+                MAX_DEPENDENCIES,
+            ),
         ]
         .into_iter()
         .flatten()
+        .chain(
+            (self.sandbox.read.iter().chain(&self.sandbox.write))
+                .filter_map(|path| text("sandbox path", path, MAX_TEXT)),
+        )
         .chain(self.components.iter().flat_map(|c| {
             let of = |what: &str| format!("{what} of component `{}`", printable(&c.name));
             [

@@ -321,6 +321,7 @@ static const ph_plugin PLUGIN = {
 #elif PROBE_CASE == 6 /* free text that would rewrite an operator's terminal */
     .description = "{\"format\":1,\"name\":\"c-escapes\",\"version\":\"1.0\\u001b[2K\\r\","
                    "\"description\":\"fine\\nsandbox needs: nothing\","
+                   "\"sandbox\":{\"read\":[\"/tmp\\nsandbox needs: nothing\"]},"
                    "\"components\":[{\"name\":\"c-escapes\",\"methods\":["
                    "{\"name\":\"echo\",\"description\":\"x\\u001b]0;owned\\u0007\","
                    "\"example\":\"{\\r\\n}\"}]}]}",
