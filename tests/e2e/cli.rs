@@ -286,3 +286,32 @@ fn two_copies_of_one_plugin_are_a_problem_naming_both_files() {
     let call = sandbox.run(&["call", "market-data", "symbols"]);
     assert_eq!(call.status.code(), Some(0), "{}", stderr(&call));
 }
+
+/// `plugin-host list | head -1`, `man | less` quit early: the command ends quietly with
+/// success, as `cat` does, instead of panicking with a backtrace.
+#[test]
+fn a_reader_that_goes_away_ends_a_command_quietly() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    for args in [
+        &["list"][..],
+        &["list", "--json"],
+        &["man"],
+        &["completions", "bash"],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let output = sandbox
+            .host()
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("plugin-host");
+        let stderr = stderr(&output);
+        assert!(
+            output.status.success() && !stderr.contains("panicked"),
+            "{args:?}: {}\n{stderr}",
+            output.status
+        );
+    }
+}

@@ -50,10 +50,8 @@ pub(crate) async fn run(global: &GlobalArgs, args: CallArgs) -> CliResult {
         // Not JSON: the answer as it is, as a stream's items are (the answer is what the
         // operator asked for; what the host itself prints is made safe for a terminal).
         Err(_) => {
-            use std::io::Write as _;
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(&output)?;
-            stdout.write_all(b"\n")?;
+            crate::write_out(&output);
+            crate::write_out(b"\n");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -185,12 +185,16 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Push(args) => artifact::push(&global, args).await,
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut command, "plugin-host", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "plugin-host", &mut script);
+            crate::write_out(&script);
             Ok(ExitCode::SUCCESS)
         }
         Command::Man => {
             let command = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command).render(&mut page)?;
+            crate::write_out(&page);
             Ok(ExitCode::SUCCESS)
         }
     }

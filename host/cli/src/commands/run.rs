@@ -24,8 +24,11 @@ pub(crate) async fn run(global: &GlobalArgs, _args: RunArgs) -> CliResult {
     }
     let host = Host::start(config).await?;
     let admin = AdminServer::start(&host).await?;
-    say!("admin listening on http://{}", admin.addr());
-    let _ = std::io::stdout().flush();
+    // A standard output that cannot be written (closed by a supervisor) does not stop a
+    // running host: this line is a courtesy, the log has it too.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "admin listening on http://{}", admin.addr());
+    let _ = stdout.flush();
     tracing::info!(addr = %admin.addr(), "admin API listening");
     let mut tasks = vec![tokio::spawn(notify_ready(host.clone()))];
     tasks.extend(systemd::watchdog());
