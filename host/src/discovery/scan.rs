@@ -401,7 +401,7 @@ impl Discovery {
             }
             Ok(ScanMode::InProcess) => {
                 let owned = path.to_owned();
-                tokio::task::spawn_blocking(move || scan_in_process(&owned))
+                tokio::task::spawn_blocking(move || scan_in_process(&owned).vetted(&owned))
                     .await
                     .unwrap_or_else(|err| ScanReport {
                         identity: None,

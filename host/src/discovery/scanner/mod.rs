@@ -51,8 +51,9 @@ impl ScanReport {
 
     /// A report as the host takes it from a scanner, which ran the library's code and so
     /// is not believed: its description checked again and its free text made safe to
-    /// print (`PluginInfo::make_printable`), whatever the scanner said.
-    fn vetted(mut self, path: &Path) -> Self {
+    /// print (`PluginInfo::make_printable`), whatever the scanner said (an in-process
+    /// scan's report too, for its text).
+    pub(crate) fn vetted(mut self, path: &Path) -> Self {
         if let Ok(info) = &mut self.outcome {
             match info.check() {
                 Ok(()) => info.make_printable(),
