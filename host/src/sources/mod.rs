@@ -132,8 +132,8 @@ impl Sources {
         let mut synced = futures::stream::iter(&self.sources)
             .map(|source| self.sync_one(source, false))
             .buffered(PULLS_AT_ONCE);
-        while let Some(synced) = synced.next().await {
-            match synced {
+        while let Some(outcome) = synced.next().await {
+            match outcome {
                 Ok(record) => report.served.push(record),
                 Err(problem) => report.problems.push(problem),
             }
