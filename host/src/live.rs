@@ -4,11 +4,19 @@
 //! directory; after a short quiet spell the directory is discovered again (the registry
 //! cache makes unchanged files free) and the coordinator refreshed: new plugins become
 //! callable, removed ones that never loaded disappear, loaded ones whose file went or
-//! changed are marked. Where no watcher can be set up, the directory is polled every
-//! second instead. A rescan can also be asked for at once ([`RescanHandle`]): `run` does
+//! changed are marked. Its parent is watched too, so a directory a deploy swaps in (renamed
+//! over the old one, made again, a symlink repointed) is followed; while it is missing, and
+//! where no watcher can be set up, the directory is polled every second instead. A rescan can also be asked for at once ([`RescanHandle`]): `run` does
 //! on SIGHUP, the admin API on `POST /plugins/rescan`.
 
-use std::time::Duration;
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use notify::Watcher;
 use tokio::sync::{mpsc, oneshot};
@@ -106,25 +114,72 @@ impl Drop for LiveDiscovery {
     }
 }
 
-/// The watcher's events, or `None` (and a warning) where there is no watcher.
-fn watch(discovery: &Discovery) -> (Option<notify::RecommendedWatcher>, mpsc::Receiver<()>) {
-    let (events, changed) = mpsc::channel(16);
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            // Full means a rescan is already due: one is enough.
-            let _ = events.try_send(());
+/// The plugins directory watched, and its parent for the directory itself: a deploy that
+/// removes it, renames it away or swaps a new one in (or a symlink to one) is seen, and
+/// the directory's own watch set up again on whatever now has its name.
+struct DirWatch {
+    watcher: notify::RecommendedWatcher,
+    /// The directory, absolute: the paths the watcher reports are compared with it.
+    dir: PathBuf,
+    /// Set by the watcher when an event names the directory itself.
+    replaced: Arc<AtomicBool>,
+    /// The directory itself is watched (not while it is missing).
+    armed: bool,
+}
+
+impl DirWatch {
+    /// The watcher and its events, or `None` (and a warning) where there is no watcher.
+    fn start(dir: &Path) -> (Option<Self>, mpsc::Receiver<()>) {
+        let (events, changed) = mpsc::channel(16);
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let replaced = Arc::new(AtomicBool::new(false));
+        let (seen, replaced_seen) = (dir.clone(), Arc::clone(&replaced));
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let Ok(event) = event else { return };
+            // The parent's other entries are none of ours.
+            let itself = event.paths.contains(&seen);
+            if itself {
+                replaced_seen.store(true, Ordering::Relaxed);
+            }
+            if itself || event.paths.iter().any(|path| path.parent() == Some(&seen)) {
+                // Full means a rescan is already due: one is enough.
+                let _ = events.try_send(());
+            }
+        });
+        let mut watcher = match watcher {
+            Ok(watcher) => watcher,
+            Err(err) => {
+                tracing::warn!(dir = %dir.display(), error = %err, "cannot watch the plugins directory; polling it every second instead");
+                return (None, changed);
+            }
+        };
+        if let Some(parent) = dir.parent() {
+            if let Err(err) = watcher.watch(parent, notify::RecursiveMode::NonRecursive) {
+                tracing::debug!(dir = %parent.display(), error = %err, "cannot watch the plugins directory's parent; a directory swapped in is found by the rescan");
+            }
         }
-    })
-    .and_then(|mut watcher| {
-        watcher.watch(discovery.dir(), notify::RecursiveMode::NonRecursive)?;
-        Ok(watcher)
-    });
-    match watcher {
-        Ok(watcher) => (Some(watcher), changed),
-        Err(err) => {
-            tracing::warn!(dir = %discovery.dir().display(), error = %err, "cannot watch the plugins directory; polling it every second instead");
-            (None, changed)
+        let mut watch = Self {
+            watcher,
+            dir,
+            replaced,
+            armed: false,
+        };
+        watch.arm();
+        (Some(watch), changed)
+    }
+
+    /// Watches the directory itself if it is not watched or was replaced; false while it
+    /// cannot be (it is missing): then it is polled every second until it is back.
+    fn arm(&mut self) -> bool {
+        if self.replaced.swap(false, Ordering::Relaxed) || !self.armed {
+            // The old watch went with the old directory; removing it may fail for that.
+            let _ = self.watcher.unwatch(&self.dir);
+            self.armed = self
+                .watcher
+                .watch(&self.dir, notify::RecursiveMode::NonRecursive)
+                .is_ok();
         }
+        self.armed
     }
 }
 
@@ -135,21 +190,22 @@ async fn follow(
     mode: WatchMode,
     every: Duration,
 ) {
-    let (watcher, mut changed) = if mode == WatchMode::Notify {
-        watch(&discovery)
+    let (mut watch, mut changed) = if mode == WatchMode::Notify {
+        DirWatch::start(discovery.dir())
     } else {
         (None, mpsc::channel(1).1)
-    };
-    // Without following, nothing but a request rescans.
-    let poll = match (mode, watcher.is_some()) {
-        (WatchMode::Off, _) => None,
-        (_, true) => Some(every.max(Duration::from_secs(1))),
-        (_, false) => Some(POLL_WITHOUT_WATCHER),
     };
     if mode == WatchMode::Poll {
         tracing::info!(dir = %discovery.dir().display(), "polling the plugins directory every second");
     }
+    let mut failing = false;
     loop {
+        // Without following, nothing but a request rescans.
+        let poll = match (mode, watch.as_mut().map(DirWatch::arm)) {
+            (WatchMode::Off, _) => None,
+            (_, Some(true)) => Some(every.max(Duration::from_secs(1))),
+            (_, Some(false) | None) => Some(POLL_WITHOUT_WATCHER),
+        };
         let reply = tokio::select! {
             Some(()) = changed.recv() => {
                 // Wait for the directory to be quiet, then act once for all events.
@@ -162,7 +218,24 @@ async fn follow(
             },
             () = tokio::time::sleep(poll.unwrap_or(Duration::ZERO)), if poll.is_some() => None,
         };
+        // A directory swapped in is watched before it is read: what arrives after the
+        // read is then seen.
+        if let Some(watch) = watch.as_mut() {
+            watch.arm();
+        }
         let outcome = rescan(&discovery, &coordinator).await;
+        match &outcome {
+            Err(err) if !failing => {
+                tracing::warn!(error = %err, "the plugins directory cannot be read; its plugins stay as they are until it can be (checked every second)");
+                failing = true;
+            }
+            Err(err) => tracing::debug!(error = %err, "the plugins directory still cannot be read"),
+            Ok(_) if failing => {
+                tracing::info!(dir = %discovery.dir().display(), "the plugins directory can be read again");
+                failing = false;
+            }
+            Ok(_) => {}
+        }
         if let Some(reply) = reply {
             let _ = reply.send(outcome);
         }
@@ -173,10 +246,7 @@ async fn rescan(
     discovery: &Discovery,
     coordinator: &Coordinator,
 ) -> Result<CatalogChanges, RescanError> {
-    let catalog = discovery.discover().await.map_err(|err| {
-        tracing::warn!(error = %err, "rescanning the plugins directory failed");
-        RescanError::Discovery(err)
-    })?;
+    let catalog = discovery.discover().await?;
     let changes = coordinator.refresh(catalog);
     for failure in &changes.failed {
         tracing::warn!("{failure}");

@@ -232,6 +232,86 @@ fn a_plugin_copied_into_a_running_host_becomes_callable() {
     );
 }
 
+/// Makes directory `dir` as a deploy would, writable by its owner alone (as the trust
+/// policy wants).
+fn make_plugins_dir(dir: &Path) {
+    fs::create_dir(dir).expect("plugins directory");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("its mode");
+    }
+}
+
+#[test]
+fn a_plugins_directory_swapped_or_removed_under_a_running_host_is_followed() {
+    let sandbox = Sandbox::new();
+    let host = RunningHost::start(
+        &sandbox,
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[host]\nwatch_rescan = \"1h\"\n",
+    );
+    let dir = sandbox.plugins_dir();
+    // A deploy builds the new directory beside the old one and swaps it in.
+    let staged = sandbox.root().join("plugins.new");
+    make_plugins_dir(&staged);
+    fs::copy(
+        library("market-data"),
+        staged.join(library_file_name("market-data")),
+    )
+    .expect("copy");
+    fs::rename(&dir, sandbox.root().join("plugins.old")).expect("old directory away");
+    fs::rename(&staged, &dir).expect("new directory in");
+    let took = callable(&host, "/components/market-data/call/quote");
+    assert!(
+        took <= NOTIFIED_WITHIN,
+        "market-data callable {took:?} after its directory was swapped in: the swap was missed"
+    );
+    // What arrives in the new directory is seen: it is the one watched now.
+    let listed_within = |name: &str| {
+        let started = Instant::now();
+        eventually(&format!("{name} listed"), || {
+            host.get("/plugins").1.contains(&library_file_name(name))
+        });
+        started.elapsed()
+    };
+    sandbox.add_plugin("historical-data");
+    let took = listed_within("historical-data");
+    assert!(
+        took <= NOTIFIED_WITHIN,
+        "historical-data listed {took:?} after it arrived in the swapped-in directory"
+    );
+
+    // Removed, the directory's plugins stay as they were, with one warning (not one a
+    // second), until it is back.
+    fs::remove_dir_all(&dir).expect("remove the plugins directory");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(host.get("/plugins").1.contains("historical-data"));
+    make_plugins_dir(&dir);
+    sandbox.add_plugin("market-data");
+    eventually(
+        "historical-data gone with the directory that held it",
+        || !host.get("/plugins").1.contains("historical-data"),
+    );
+    sandbox.add_plugin("historical-data");
+    let took = listed_within("historical-data");
+    assert!(
+        took <= NOTIFIED_WITHIN,
+        "historical-data listed {took:?} after it arrived in the directory made again"
+    );
+    assert_eq!(host.stop(), Some(0));
+    let log = fs::read_to_string(sandbox.root().join("run.log")).expect("run.log");
+    assert_eq!(
+        log.matches("the plugins directory cannot be read").count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.contains("the plugins directory can be read again"),
+        "{log}"
+    );
+    assert!(!log.contains("notify::"), "the watcher's own notes: {log}");
+}
+
 #[test]
 fn with_watch_poll_a_new_plugin_is_found_by_polling_alone() {
     // No watcher is set up in this mode: only the poll can find the file. Set through the

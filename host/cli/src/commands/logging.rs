@@ -13,7 +13,9 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. `default_level` applies when `RUST_LOG` is unset. With
+/// Installs the global subscriber. `default_level` applies when `RUST_LOG` is unset (and
+/// the `notify` crate's notes on its own watch bookkeeping are left out: what they mean
+/// for the plugins directory, live discovery says itself). With
 /// `telemetry`, the host's spans are exported too; the pipeline is returned, to be shut
 /// down (flushed) before the process ends.
 pub(crate) fn init(
@@ -21,8 +23,8 @@ pub(crate) fn init(
     default_level: &str,
     telemetry: Option<&TelemetrySettings>,
 ) -> Result<Option<Telemetry>, TelemetryError> {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},notify=error")));
     // Each layer filters for itself: the log keeps `RUST_LOG`'s choice, the exporter takes
     // the host's spans whatever the log level.
     let (pipeline, spans) = match telemetry {
