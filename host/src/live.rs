@@ -6,8 +6,9 @@
 //! callable, removed ones that never loaded disappear, loaded ones whose file went or
 //! changed are marked. Its parent is watched too, so a directory a deploy swaps in (renamed
 //! over the old one, made again, a symlink repointed) is followed; while it is missing, and
-//! where no watcher can be set up, the directory is polled every second instead. A rescan can also be asked for at once ([`RescanHandle`]): `run` does
-//! on SIGHUP, the admin API on `POST /plugins/rescan`.
+//! where no watcher can be set up, the directory is polled every second instead. A rescan
+//! can also be asked for at once ([`RescanHandle`]): `run` does on SIGHUP, the admin API
+//! on `POST /plugins/rescan`.
 
 use std::{
     path::{Path, PathBuf},
