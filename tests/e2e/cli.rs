@@ -315,3 +315,26 @@ fn a_reader_that_goes_away_ends_a_command_quietly() {
         );
     }
 }
+
+/// A plugin file's name is the operator's, but may come from anywhere (an archive, a
+/// copy tool): a line break in it cannot start a row of `list` of its own.
+#[cfg(unix)]
+#[test]
+fn a_file_name_with_a_line_break_is_listed_on_one_row() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let copied = sandbox.add_plugin("historical-data");
+    let renamed = sandbox
+        .plugins_dir()
+        .join("historical\n  libforged.so       forged             9.9.9    ok.so");
+    std::fs::rename(&copied, &renamed).expect("rename");
+    let output = sandbox.run(&["list"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        !stdout
+            .lines()
+            .any(|line| line.trim_start().starts_with("libforged.so")),
+        "a file's name made a row of its own: {stdout}"
+    );
+    assert!(stdout.contains(r"historical\n  libforged.so"), "{stdout}");
+}

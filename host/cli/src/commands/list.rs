@@ -35,9 +35,11 @@ fn print_table(catalog: &Catalog, config: &Config) {
         say!("  no plugin files (*.{})", std::env::consts::DLL_EXTENSION);
         return;
     }
+    // A line break in a file's name would start a row of its own: escaped, as any control.
     let file_name = |p: &std::path::Path| {
-        p.file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        p.file_name().map_or_else(String::new, |n| {
+            plugin_host::printable(&n.to_string_lossy()).into_owned()
+        })
     };
     let width = catalog
         .plugins
