@@ -338,3 +338,27 @@ fn a_file_name_with_a_line_break_is_listed_on_one_row() {
     );
     assert!(stdout.contains(r"historical\n  libforged.so"), "{stdout}");
 }
+
+/// A second host started on the first one's admin address is told what is in the way
+/// and how to choose another.
+#[test]
+fn a_taken_admin_address_is_named_with_the_way_out() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let first =
+        plugin_host_tests::RunningHost::start(&sandbox, "[admin]\nlisten = \"127.0.0.1:0\"\n");
+    let output = sandbox
+        .host()
+        .arg("run")
+        .env("PLUGIN_HOST_ADMIN_LISTEN", first.addr.to_string())
+        .output()
+        .expect("second host");
+    let said = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("cannot listen on {}", first.addr))
+            && said.contains("plugin-host already running")
+            && said.contains("[admin] listen"),
+        "{said}"
+    );
+    assert_eq!(first.get("/healthz").0, 200, "the first host is unharmed");
+}

@@ -270,9 +270,15 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let listener = listen(addr).map_err(|err| {
+        let what = match err.kind() {
+            std::io::ErrorKind::AddrInUse => "; another process (a plugin-host already running?) listens there: stop it, or give this host another address with [admin] listen or PLUGIN_HOST_ADMIN_LISTEN (port 0 picks a free one)",
+            std::io::ErrorKind::AddrNotAvailable => "; no interface of this machine has that address: set [admin] listen to one it has",
+            std::io::ErrorKind::PermissionDenied => "; ports below 1024 need privileges: pick a higher one with [admin] listen",
+            _ => "",
+        };
         std::io::Error::new(
             err.kind(),
-            format!("cannot listen on {addr} for the admin API: {err}"),
+            format!("cannot listen on {addr} for the admin API: {err}{what}"),
         )
     })?;
     let bound = listener.local_addr()?;
