@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use plugin_host_tests::{library_file_name, Sandbox};
+use plugin_host_tests::{library_file_name, wait_for, RunningHost, Sandbox};
 
 #[test]
 fn run_starts_eager_components_and_stops_them_in_reverse_order_on_sigterm() {
@@ -141,4 +141,42 @@ fn check_reports_every_problem_and_exits_by_kind() {
         stderr.contains("metrics.sample_rate") && stderr.contains("timeouts.stop"),
         "{stderr}"
     );
+}
+
+/// A stop waits for the calls in flight (up to `timeouts.stop`); an operator who asks a
+/// second time does not wait: the host exits at once, with 130.
+#[test]
+fn a_second_stop_signal_ends_a_stop_that_waits_on_a_call() {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let host = RunningHost::start(
+        &sandbox,
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[timeouts]\ndefault = \"5m\"\nstop = \"5m\"\n",
+    );
+    let call = host.request("POST", "/components/sleeper/call/sleep");
+    std::thread::spawn(move || RunningHost::answer(call.send_string(r#"{"ms":300000}"#)));
+    wait_for("the call to run", || {
+        (host.component("sleeper").calls_in_flight == 1).then_some(())
+    });
+    let term = || {
+        let status = Command::new("kill")
+            .args(["-TERM", &host.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    term();
+    wait_for("the stop to begin", || {
+        (host.get("/readyz").0 == 503).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(host.get("/readyz").0, 503, "the stop waits on the call");
+    let asked = Instant::now();
+    assert_eq!(host.stop(), Some(130), "the second signal's exit code");
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(60),
+        "the host exited {took:?} after the second signal, as if it waited on the call"
+    );
+    let log = std::fs::read_to_string(sandbox.root().join("run.log")).expect("run.log");
+    assert!(log.contains("a second stop signal"), "{log}");
 }

@@ -70,7 +70,8 @@ pub(crate) enum Command {
     Call(call::CallArgs),
     /// Validate the config, the plugins and the dependency graph; print every problem.
     Check(check::CheckArgs),
-    /// Discover plugins and run until SIGINT or SIGTERM, then stop components in reverse order.
+    /// Discover plugins and run until SIGINT or SIGTERM, then stop components in reverse order
+    /// (a second signal exits at once, with code 130).
     Run(run::RunArgs),
     /// Show a running host's plugins, components and memory (through its admin API).
     Status(status::StatusArgs),

@@ -1,6 +1,6 @@
 //! `plugin-host run`: start a [`Host`] and its admin API, tell systemd, and run until
 //! SIGINT/SIGTERM (SIGHUP rescans), on Windows Ctrl-C or Ctrl-Break, then stop in reverse
-//! dependency order.
+//! dependency order; a second such signal ends the stop at once.
 
 use std::{io::Write as _, process::ExitCode};
 
@@ -45,10 +45,24 @@ pub(crate) async fn run(global: &GlobalArgs, _args: RunArgs) -> CliResult {
         task.abort();
     }
     // The admin API answers until the components are stopped: /readyz says 503 at once.
-    host.shutdown().await;
-    admin.stop().await;
-    Ok(ExitCode::SUCCESS)
+    let stop = async {
+        host.shutdown().await;
+        admin.stop().await;
+    };
+    tokio::select! {
+        () = stop => Ok(ExitCode::SUCCESS),
+        // An operator who asks twice will not wait for components that take their time.
+        second = signals.stop() => {
+            second?;
+            tracing::warn!("a second stop signal: exiting now, without waiting for the components still stopping (their workers end with the host)");
+            Ok(ExitCode::from(FORCED_STOP))
+        }
+    }
 }
+
+/// The exit code of a stop forced by a second signal: 128 + SIGINT, as a shell reports an
+/// interrupted program.
+const FORCED_STOP: u8 = 130;
 
 /// Tells systemd the host is ready once its eager components have started.
 async fn notify_ready(host: Host) {
@@ -63,6 +77,14 @@ async fn notify_ready(host: Host) {
         )
     };
     systemd::notify(&[systemd::State::Ready, systemd::State::Status(&status)]);
+}
+
+impl Signals {
+    /// The next stop signal; rescans asked for meanwhile are let go (the host is stopping).
+    async fn stop(&mut self) -> std::io::Result<()> {
+        while self.wait().await? == Signal::Rescan {}
+        Ok(())
+    }
 }
 
 /// What a signal asks of the host.
