@@ -66,3 +66,67 @@ fn the_embedding_example_refuses_a_group_writable_plugin_as_the_binary_does() {
     );
     assert!(stderr.contains("historical-data"), "{stderr}");
 }
+
+/// An embedder may run two hosts in one process (two plugin directories, two tenants):
+/// each has its own components, the same plugin in both is two independent components
+/// (from two copies, or in process over one mapping of a shared file; isolated in
+/// workers of its own host), and one host stopping leaves the other serving.
+#[test]
+fn two_hosts_in_one_process_keep_to_themselves() {
+    let first = Sandbox::with_plugins(&["market-data", "fixture-probe"]);
+    let second = Sandbox::with_plugins(&["market-data", "fixture-probe"]);
+    plugin_host_tests::runtime().block_on(async {
+        let isolated = "[components.sleeper]\nisolation = \"process\"\n";
+        let a = plugin_host_tests::host(&first, isolated).await;
+        let b = plugin_host_tests::host(&second, "").await;
+        // A third over the first one's directory and cache: the same files, mapped once.
+        let c = plugin_host_tests::host(&first, "").await;
+        let quote = serde_json::json!({"symbol": "AAPL"});
+        for host in [&a, &b, &c] {
+            let answer: serde_json::Value = host
+                .call_json("market-data", "quote", &quote)
+                .await
+                .expect("quote");
+            assert_eq!(answer["symbol"], "AAPL");
+        }
+        // Each host initialises what it is asked for, and only that.
+        a.call("counter", "ping", Vec::new())
+            .await
+            .expect("a's counter");
+        let state = |host: &plugin_host::Host, name: &str| host.state_of(name);
+        assert_eq!(
+            state(&a, "counter"),
+            Some(plugin_host::ComponentState::Ready)
+        );
+        assert_eq!(
+            state(&b, "counter"),
+            Some(plugin_host::ComponentState::Registered)
+        );
+        let mut pids = Vec::new();
+        for host in [&a, &b] {
+            let answer = host.call("sleeper", "pid", Vec::new()).await.expect("pid");
+            pids.push(serde_json::from_slice::<u32>(&answer).expect("a pid"));
+        }
+        assert_ne!(pids[0], std::process::id(), "a's sleeper in a worker");
+        assert_eq!(pids[1], std::process::id(), "b's sleeper in process");
+
+        let report = a.shutdown().await;
+        assert!(
+            report.stopped.iter().any(|name| name == "market-data"),
+            "{report:?}"
+        );
+        for host in [&b, &c] {
+            let answer: serde_json::Value = host
+                .call_json("market-data", "quote", &quote)
+                .await
+                .expect("the others serve after a stopped");
+            assert_eq!(answer["symbol"], "AAPL");
+        }
+        assert!(a
+            .call_json::<_, serde_json::Value>("market-data", "quote", &quote)
+            .await
+            .is_err());
+        b.shutdown().await;
+        c.shutdown().await;
+    });
+}
