@@ -180,3 +180,42 @@ fn a_registry_that_accepts_and_never_answers_fails_each_pull_after_the_source_ti
         "the sources were pulled one after the other, not at once: {order}"
     );
 }
+
+/// `inspect oci://` and `push` wait on a registry as long as `--timeout` says, not the
+/// default 30 s (an operator at a terminal, a CI job with its own budget).
+#[test]
+fn inspect_and_push_give_up_on_a_silent_registry_after_their_timeout() {
+    let accepted = Arc::new(Mutex::new(String::new()));
+    let address = silent_registry('i', &accepted);
+    let sandbox = Sandbox::new();
+    let reference = format!("{address}/plugins/market-data:1");
+    let library = library("market-data");
+    let commands = [
+        vec!["inspect".to_owned(), format!("oci://{reference}")],
+        vec!["push".to_owned(), library.display().to_string(), reference],
+    ];
+    for command in commands {
+        let mut child = sandbox
+            .host()
+            .args(&command)
+            .args(["--insecure", "--timeout", "2s"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("plugin-host");
+        // The default, 30 s a request, cannot end it in time.
+        let limit = Duration::from_secs(25);
+        let started = Instant::now();
+        while child.try_wait().expect("waiting").is_none() && started.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let ended = child.try_wait().expect("waiting").is_some();
+        if !ended {
+            let _ = child.kill();
+        }
+        let output = child.wait_with_output().expect("its output");
+        let text = failure_text(&output);
+        assert!(ended, "{command:?} still waited after {limit:?}: {text}");
+        assert!(text.contains("stayed silent"), "{command:?}: {text}");
+    }
+}

@@ -39,6 +39,20 @@ pub(crate) struct PushArgs {
     /// Plain HTTP, for a registry on loopback only.
     #[arg(long)]
     insecure: bool,
+    /// How long the registry may stay silent before the push fails ("30s", "2m").
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = registry_timeout)]
+    timeout: std::time::Duration,
+}
+
+/// A registry timeout as the config writes one, at least a second.
+pub(crate) fn registry_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let timeout = plugin_host::config::parse_duration(text).map_err(|err| err.to_string())?;
+    if timeout < std::time::Duration::from_secs(1) {
+        return Err(format!(
+            "{text:?} is under a second: give the registry at least \"1s\""
+        ));
+    }
+    Ok(timeout)
 }
 
 pub(crate) fn keygen(args: KeygenArgs) -> CliResult {
@@ -88,10 +102,11 @@ pub(crate) async fn push(global: &GlobalArgs, args: PushArgs) -> CliResult {
         ))
     })?;
     let built = build(global, files, &args.sign).await?;
-    let registry = Registry::new(
+    let registry = Registry::with_timeout(
         &reference,
         args.insecure,
         &Credentials::from_docker_config(),
+        args.timeout,
     );
     let digest = plugin_host_oci::push(&registry, &reference, &built).await?;
     let pinned = format!(

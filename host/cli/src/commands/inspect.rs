@@ -21,6 +21,9 @@ pub(crate) struct InspectArgs {
     /// Plain HTTP for an `oci://` registry on loopback.
     #[arg(long)]
     insecure: bool,
+    /// How long an `oci://` registry may stay silent before the command fails.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::artifact::registry_timeout)]
+    timeout: std::time::Duration,
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: InspectArgs) -> CliResult {
@@ -174,10 +177,11 @@ pub(super) async fn inspect_artifact(
         let reference: plugin_host_oci::Reference = reference.parse().map_err(|error| {
             Failure::usage(anyhow!("{reference:?} is not a reference ({error})"))
         })?;
-        let registry = Registry::new(
+        let registry = Registry::with_timeout(
             &reference,
             args.insecure,
             &Credentials::from_docker_config(),
+            args.timeout,
         );
         plugin_host_oci::Origin::Registry {
             registry,
