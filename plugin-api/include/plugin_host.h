@@ -35,8 +35,8 @@
  *   version it was built with and `size` to `sizeof(ph_plugin)`; the host refuses a plugin
  *   whose `abi` is newer than its own, naming both. Structs grow only at their end: each
  *   starts with its `size`, and a reader treats fields past `size` as absent (NULL). So a
- *   newer host loads older plugins, and a plugin checks `host->size` before it uses a
- *   host field added after the version it needs.
+ *   newer host loads older plugins, and a plugin checks `host->size` (`PH_HAS`) before
+ *   it uses a host field added after the version it needs.
  *
  * The description is a JSON document (format 1):
  *
@@ -166,7 +166,26 @@ typedef struct ph_host {
      * `plugins_NAME` for a histogram, labelled with the component. A name the host
      * refuses is logged once as a warning and not recorded. */
     void (*metric)(void *ctx, int32_t kind, ph_str name, double value);
+
+    /* Added after the first ph_host: check `PH_HAS(host, ph_host, span_end)` first. */
+
+    /* Opens a span named `name` for the plugin's own work in the traced call this thread
+     * serves: a child of the span this thread opened last and has not ended, else of the
+     * host's span for the call. Records logged while it is open carry it. Returns its
+     * handle, or 0 when nothing is recorded (the call is not traced or not sampled, the
+     * host exports no traces, or 64 spans are open); `span_end(ctx, 0)` does nothing. */
+    uint64_t (*span_begin)(void *ctx, ph_str name);
+
+    /* Ends span `span` (and any this thread opened after it and has not ended): it is
+     * exported with the host's spans for the call. A span still open when the call
+     * returns ends then; a handle that is not open is ignored. */
+    void (*span_end)(void *ctx, uint64_t span);
 } ph_host;
+
+/* Whether `s`, a pointer to a struct of type `type` that starts with its `size`, has
+ * `field`: one built against an older header lacks the fields added after it. */
+#define PH_HAS(s, type, field) \
+    ((s)->size >= offsetof(type, field) + sizeof(((type *)0)->field))
 
 /* The call being served: valid until the function it is passed to returns. */
 typedef struct ph_call {

@@ -10,7 +10,7 @@
 int main(void) {
     SHOW(ph_str, len);
     SHOW(ph_out, write);
-    SHOW(ph_host, metric);
+    SHOW(ph_host, span_end);
     SHOW(ph_call, tracestate);
     SHOW(ph_sink, send);
     SHOW(ph_plugin, drop);

@@ -216,6 +216,24 @@ static ph_status call(void *instance, ph_str method, ph_bytes input, const ph_ca
         say(host, out, text);
         return PH_OK;
     }
+#ifdef PH_HAS /* not in the first header (tests/compat/c-abi-1) */
+    if (ph_str_eq(method, "spans")) {
+        if (!PH_HAS(host, ph_host, span_end)) {
+            say(host, out, "\"this host takes no spans\"");
+            return PH_OK;
+        }
+        uint64_t book = host->span_begin(host->ctx, PH_STR("c-book"));
+        uint64_t level = host->span_begin(host->ctx, PH_STR("c-level"));
+        host->log(host->ctx, PH_LOG_WARN, PH_STR("inside c-level"));
+        host->span_end(host->ctx, level);
+        host->span_end(host->ctx, book);
+        host->span_end(host->ctx, book);  /* ended twice: ignored */
+        host->span_end(host->ctx, 12345); /* never opened: ignored */
+        host->span_begin(host->ctx, PH_STR("c-left-open"));
+        say(host, out, book ? "\"recorded\"" : "\"not recorded\"");
+        return PH_OK;
+    }
+#endif
     if (ph_str_eq(method, "trace")) {
         ph_write_str(out, "\"");
         ph_write(out, c->traceparent.ptr, c->traceparent.len);
@@ -287,7 +305,7 @@ static void drop(void *instance) {
 #define METHODS                                                                          \
     "{\"name\":\"echo\",\"description\":\"answers its input\",\"example\":\"{}\"},"      \
     "{\"name\":\"empty\"},{\"name\":\"version\"},{\"name\":\"config\"},{\"name\":\"fail\"},{\"name\":\"log\"},{\"name\":\"count\"},"  \
-    "{\"name\":\"deadline\"},{\"name\":\"trace\"},{\"name\":\"sleep\"},"                 \
+    "{\"name\":\"deadline\"},{\"name\":\"trace\"},{\"name\":\"spans\"},{\"name\":\"sleep\"},"                 \
     "{\"name\":\"lock\"},{\"name\":\"lock_without_token\"},{\"name\":\"call_undeclared\"},{\"name\":\"read\"},{\"name\":\"leak\"},{\"name\":\"crash\"},"  \
     "{\"name\":\"ticks\",\"stream\":true}"
 

@@ -179,3 +179,79 @@ fn a_bad_telemetry_setting_is_one_clear_error() {
         "{stderr}"
     );
 }
+
+/// A C plugin's own spans (`ph_host.span_begin` / `span_end`) in the caller's trace:
+/// nested as it opened them, under the host's span for the call (in process) or the
+/// worker round trip, its log record in the innermost, a span left open ended with the
+/// call, and handles ended twice or never opened ignored.
+fn c_spans(mode: &str, isolation: &str) {
+    let receiver = OtlpReceiver::start();
+    let sandbox = Sandbox::new();
+    sandbox.add_c_plugin("tests/c/probe.c", &[], "libc_probe.so");
+    let config = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[telemetry]\notlp_endpoint = {:?}\n\
+         [components.c-probe]\n{isolation}",
+        receiver.endpoint()
+    );
+    let host = RunningHost::start(&sandbox, &config);
+    let answer = host
+        .request("POST", "/components/c-probe/call/spans")
+        .set(
+            "traceparent",
+            &format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"),
+        )
+        .send_string("null")
+        .unwrap_or_else(|err| panic!("{mode}: {err}"))
+        .into_string()
+        .expect("body");
+    assert!(answer.contains("\"recorded\""), "{mode}: {answer}");
+    assert_eq!(host.stop(), Some(0), "{mode}");
+    let spans = wait_for(&format!("{mode}: the C plugin's spans"), || {
+        let spans = receiver.spans();
+        spans
+            .iter()
+            .any(|s| s.name == "c-left-open")
+            .then_some(spans)
+    });
+    for name in ["c-book", "c-level", "c-left-open"] {
+        let span = named(&spans, name);
+        assert_eq!(span.trace_id, CLIENT_TRACE, "{mode}: {span:?}");
+        let count = spans.iter().filter(|s| s.name == name).count();
+        assert_eq!(count, 1, "{mode}: {name} exported {count} times");
+    }
+    let (book, level, left) = (
+        named(&spans, "c-book"),
+        named(&spans, "c-level"),
+        named(&spans, "c-left-open"),
+    );
+    assert_eq!(level.parent_span_id, book.span_id, "{mode}: {level:?}");
+    assert_eq!(left.parent_span_id, book.parent_span_id, "{mode}: {left:?}");
+    let above = parent_of(&spans, book).unwrap_or_else(|| panic!("{mode}: orphan {book:?}"));
+    let call_level = if isolation.is_empty() {
+        above
+    } else {
+        assert_eq!(above.name, "worker round trip", "{mode}: {above:?}");
+        parent_of(&spans, above).expect("the round trip's parent")
+    };
+    assert_eq!(call_level.span_id, named(&spans, "call").span_id, "{mode}");
+    let log = std::fs::read_to_string(sandbox.root().join("run.log")).expect("run.log");
+    let line = log
+        .lines()
+        .find(|l| l.contains("inside c-level"))
+        .unwrap_or_else(|| panic!("{mode}: no C record in\n{log}"));
+    assert!(
+        line.contains(&format!("trace_id={CLIENT_TRACE}"))
+            && line.contains(&format!("span_id={}", level.span_id)),
+        "{mode}: {line}"
+    );
+}
+
+#[test]
+fn a_c_plugins_spans_are_in_the_callers_trace_in_process() {
+    c_spans("in process", "");
+}
+
+#[test]
+fn a_c_plugins_spans_are_in_the_callers_trace_isolated() {
+    c_spans("isolated", "isolation = \"process\"\n");
+}

@@ -11,6 +11,7 @@
 
 mod description;
 mod services;
+mod spans;
 
 use std::{
     ffi::{c_char, c_void, CStr},
@@ -25,13 +26,16 @@ use abi_stable::{
 use plugin_api::{
     ffi::{
         CallContextRef, CallFlags, ComponentBox, ComponentObj, ComponentObj_TO, HostBox,
-        StreamSinkBox, TraceIds,
+        StreamSinkBox,
     },
     PluginError,
 };
 
 pub(crate) use self::description::parse as parse_description;
-use self::services::{Out, PhOut, Services};
+use self::{
+    services::{Out, PhOut, Services},
+    spans::TraceScope,
+};
 use super::LoadError;
 
 /// The symbol a C plugin exports.
@@ -368,51 +372,6 @@ extern "C" fn cancelled(ctx: *mut c_void) -> i32 {
     // SAFETY: as in `remaining`.
     let context = unsafe { &*ctx.cast::<CallContextRef<'_>>() };
     i32::from(context.is_cancelled())
-}
-
-thread_local! {
-    /// The trace of the traced C call running on this thread, for its log records.
-    static CALL_TRACE: std::cell::Cell<Option<TraceIds>> = const { std::cell::Cell::new(None) };
-}
-
-/// The trace a C call runs in, on this thread until dropped (the previous one then
-/// returns: calls nest through dependencies).
-struct TraceScope(Option<TraceIds>);
-
-impl TraceScope {
-    /// Enters the trace of a call that carries `traceparent` (sampled: as plugin-api's
-    /// records, an unsampled call's are not tied to a trace).
-    fn enter(traceparent: &str) -> Self {
-        let ids = plugin_api::TraceContext::parse(traceparent, "")
-            .filter(plugin_api::TraceContext::sampled)
-            .and_then(|trace| {
-                Some(TraceIds {
-                    trace_id: hex(trace.trace_id())?,
-                    span_id: hex(trace.parent_span_id())?,
-                })
-            });
-        Self(CALL_TRACE.replace(ids))
-    }
-}
-
-impl std::ops::Drop for TraceScope {
-    fn drop(&mut self) {
-        CALL_TRACE.set(self.0);
-    }
-}
-
-/// The trace of the C call running on this thread, if it is traced.
-pub(crate) fn current_trace() -> Option<TraceIds> {
-    CALL_TRACE.get()
-}
-
-/// `N` bytes from `2N` hex digits.
-fn hex<const N: usize>(digits: &str) -> Option<[u8; N]> {
-    let mut out = [0u8; N];
-    for (at, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(digits.get(2 * at..2 * at + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// The `ph_call` for a call without a context.

@@ -86,11 +86,13 @@ pub(crate) struct PhHost {
     lock: extern "C" fn(*mut c_void, PhStr, u64, *mut u64, *const PhOut) -> i32,
     unlock: extern "C" fn(*mut c_void, u64) -> i32,
     metric: extern "C" fn(*mut c_void, i32, PhStr, f64),
+    span_begin: extern "C" fn(*mut c_void, PhStr) -> u64,
+    span_end: extern "C" fn(*mut c_void, u64),
 }
 
 impl PhHost {
     /// The offset of its last field.
-    pub(crate) const LAST: usize = std::mem::offset_of!(PhHost, metric);
+    pub(crate) const LAST: usize = std::mem::offset_of!(PhHost, span_end);
 }
 
 /// One component's host services, and the `ph_host` that points at them.
@@ -124,6 +126,8 @@ impl Services {
                 lock,
                 unlock,
                 metric,
+                span_begin,
+                span_end,
             },
         });
         services.ph_host.ctx = std::ptr::from_ref::<Self>(&services).cast_mut().cast();
@@ -205,7 +209,7 @@ extern "C" fn log(ctx: *mut c_void, level: i32, message: PhStr) {
             RStr::from_str(&services.component),
             RStr::from_str(&services.plugin),
         );
-        match super::current_trace() {
+        match super::spans::current_trace() {
             Some(trace) => {
                 let message = RStr::from_str(&message);
                 services
@@ -217,6 +221,18 @@ extern "C" fn log(ctx: *mut c_void, level: i32, message: PhStr) {
                 .log(level, component, target, RStr::from_str(&message)),
         }
     });
+}
+
+extern "C" fn span_begin(ctx: *mut c_void, name: PhStr) -> u64 {
+    // SAFETY: the plugin passes its `ph_host.ctx`, and a name of readable bytes.
+    let (services, name) = unsafe { (services(ctx), name.text()) };
+    guarded(0, || {
+        super::spans::begin(&services.sink, &services.plugin, &services.component, &name)
+    })
+}
+
+extern "C" fn span_end(_ctx: *mut c_void, span: u64) {
+    guarded((), || super::spans::end(span));
 }
 
 extern "C" fn config(ctx: *mut c_void, out: *const PhOut) {
