@@ -226,13 +226,15 @@ async fn follow(
         }
         let outcome = rescan(&discovery, &coordinator).await;
         match &outcome {
-            Err(err) if !failing => {
-                tracing::warn!(error = %err, "the plugins directory cannot be read; its plugins stay as they are until it can be (checked every second)");
+            Err(RescanError::Discovery(err)) if !failing => {
+                tracing::warn!(error = %err, "the plugins directory cannot be rescanned; its plugins stay as they are until a rescan succeeds");
                 failing = true;
             }
-            Err(err) => tracing::debug!(error = %err, "the plugins directory still cannot be read"),
+            Err(err) => {
+                tracing::debug!(error = %err, "the plugins directory still cannot be rescanned");
+            }
             Ok(_) if failing => {
-                tracing::info!(dir = %discovery.dir().display(), "the plugins directory can be read again");
+                tracing::info!(dir = %discovery.dir().display(), "the plugins directory is rescanned again");
                 failing = false;
             }
             Ok(_) => {}

@@ -257,7 +257,11 @@ fn probes_answer_without_the_token_when_allowed_and_readyz_fails_as_the_stop_beg
     assert!(!stopping.ready && stopping.shutting_down);
     let (status, body) = running.join().expect("the call");
     assert_eq!(status, 200, "the call in flight finished: {body}");
-    assert_eq!(host.stop(), Some(0));
+    assert_eq!(
+        host.wait(),
+        Some(0),
+        "the stop the SIGTERM began ends in order"
+    );
 }
 
 #[test]

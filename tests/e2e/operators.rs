@@ -56,7 +56,7 @@ fn systemd_hears_ready_once_eager_components_are_up_watchdog_pings_and_stopping(
         .args(["-TERM", &host.pid().to_string()])
         .status();
     receive_until(&socket, "STOPPING=1", &mut got);
-    assert_eq!(host.stop(), Some(0));
+    assert_eq!(host.wait(), Some(0));
 }
 
 #[test]

@@ -301,12 +301,13 @@ fn a_plugins_directory_swapped_or_removed_under_a_running_host_is_followed() {
     assert_eq!(host.stop(), Some(0));
     let log = fs::read_to_string(sandbox.root().join("run.log")).expect("run.log");
     assert_eq!(
-        log.matches("the plugins directory cannot be read").count(),
+        log.matches("the plugins directory cannot be rescanned")
+            .count(),
         1,
         "{log}"
     );
     assert!(
-        log.contains("the plugins directory can be read again"),
+        log.contains("the plugins directory is rescanned again"),
         "{log}"
     );
     assert!(!log.contains("notify::"), "the watcher's own notes: {log}");

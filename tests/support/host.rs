@@ -158,6 +158,12 @@ impl RunningHost {
         self.terminate()
     }
 
+    /// Waits for a host already told to stop to exit, and returns its exit code (a
+    /// second SIGTERM would cut its stop short).
+    pub fn wait(mut self) -> Option<i32> {
+        self.child.wait().ok().and_then(|status| status.code())
+    }
+
     fn terminate(&mut self) -> Option<i32> {
         let _ = Command::new("kill")
             .arg("-TERM")

@@ -11,7 +11,9 @@ use super::units;
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// Address of the admin HTTP API. Defaults to `127.0.0.1:9464`.
+    /// Address of the admin HTTP API, `IP:PORT` (`localhost:PORT` is `127.0.0.1:PORT`).
+    /// Defaults to `127.0.0.1:9464`.
+    #[serde(with = "units::listen_address")]
     pub listen: SocketAddr,
     /// Bearer token required when listening beyond loopback. Defaults to empty.
     pub token: String,

@@ -29,7 +29,7 @@ pub use self::{
         WatchMode,
     },
     sources::{PullPolicy, SourceConfig, TrustConfig, TrustKeyConfig},
-    units::{parse_duration, parse_size, UnitError},
+    units::{parse_duration, parse_listen_address, parse_size, UnitError},
 };
 use crate::trust::{TrustPolicy, TrustStore, TrustStoreError};
 pub use crate::{

@@ -108,7 +108,14 @@ fn malformed_configs_are_each_rejected_naming_the_key() {
             "[locks]\non_order_violation = \"ignore\"\n",
             &["locks.on_order_violation", "ignore"],
         ),
-        ("[admin]\nlisten = \"not an address\"\n", &["admin.listen"]),
+        (
+            "[admin]\nlisten = \"not an address\"\n",
+            &["admin.listen", "write IP:PORT", "127.0.0.1:9464"],
+        ),
+        (
+            "[admin]\nlisten = \"example.com:9464\"\n",
+            &["admin.listen", "not an address to listen on"],
+        ),
         (
             "[admin]\nlisten = \"0.0.0.0:9464\"\n",
             &["admin.token", "beyond loopback"],
@@ -299,4 +306,18 @@ fn an_environment_value_of_many_quotes_in_a_row_is_read_as_it_is() {
     let env = [("PLUGIN_HOST_HOST_PLUGINS_DIR".to_owned(), dir.clone())];
     let config = Config::from_toml_with_env("", env).expect("a path of quotes");
     assert_eq!(config.host.plugins_dir, PathBuf::from(dir));
+}
+
+#[test]
+fn localhost_listens_on_loopback_and_an_address_reads_back_as_written() {
+    let config = Config::from_toml("[admin]\nlisten = \"localhost:9500\"\n").expect("localhost");
+    assert_eq!(
+        config.admin.listen,
+        "127.0.0.1:9500".parse().expect("address")
+    );
+    let config = Config::from_toml("[admin]\nlisten = \"[::1]:9501\"\n").expect("IPv6");
+    let written = toml::to_string(&config).expect("serialise");
+    assert!(written.contains("listen = \"[::1]:9501\""), "{written}");
+    let read_back = Config::from_toml(&written).expect("read back");
+    assert_eq!(read_back.admin, config.admin);
 }

@@ -40,6 +40,14 @@ pub enum UnitError {
         /// What the parser said.
         reason: String,
     },
+    /// Not an address to listen on.
+    #[error(
+        "`{text}` is not an address to listen on; write IP:PORT, like \"127.0.0.1:9464\" or \"[::1]:9464\" (\"localhost:9464\" means 127.0.0.1)"
+    )]
+    NotAnAddress {
+        /// The text.
+        text: String,
+    },
 }
 
 /// Parses a size such as `"100MiB"` or `"2 GB"` into bytes.
@@ -92,6 +100,41 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
         text: text.to_owned(),
         reason: err.to_string(),
     })
+}
+
+/// Parses an address to listen on: `IP:PORT` (`127.0.0.1:9464`, `[::1]:9464`), or
+/// `localhost:PORT` for `127.0.0.1:PORT`. No other name is looked up: an address that
+/// depends on the resolver could mean another interface tomorrow.
+///
+/// # Errors
+///
+/// [`UnitError::NotAnAddress`] naming the text and how to write an address.
+pub fn parse_listen_address(text: &str) -> Result<std::net::SocketAddr, UnitError> {
+    let text = text.trim();
+    if let Some(port) = text.strip_prefix("localhost:") {
+        if let Ok(port) = port.parse::<u16>() {
+            return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        }
+    }
+    text.parse().map_err(|_| UnitError::NotAnAddress {
+        text: text.to_owned(),
+    })
+}
+
+/// An address to listen on as the file writes it: `"127.0.0.1:9464"`.
+pub(crate) mod listen_address {
+    use std::net::SocketAddr;
+
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_listen_address(&text).map_err(de::Error::custom)
+    }
+
+    pub(crate) fn serialize<S: Serializer>(value: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
 }
 
 /// A duration as the file writes it: `"30s"`.
