@@ -108,14 +108,7 @@ fn malformed_configs_are_each_rejected_naming_the_key() {
             "[locks]\non_order_violation = \"ignore\"\n",
             &["locks.on_order_violation", "ignore"],
         ),
-        (
-            "[admin]\nlisten = \"not an address\"\n",
-            &["admin.listen", "write IP:PORT", "127.0.0.1:9464"],
-        ),
-        (
-            "[admin]\nlisten = \"example.com:9464\"\n",
-            &["admin.listen", "not an address to listen on"],
-        ),
+        ("[admin]\nlisten = \"not an address\"\n", &["admin.listen"]),
         (
             "[admin]\nlisten = \"0.0.0.0:9464\"\n",
             &["admin.token", "beyond loopback"],
@@ -320,4 +313,18 @@ fn localhost_listens_on_loopback_and_an_address_reads_back_as_written() {
     assert!(written.contains("listen = \"[::1]:9501\""), "{written}");
     let read_back = Config::from_toml(&written).expect("read back");
     assert_eq!(read_back.admin, config.admin);
+    // A name is not looked up: it could mean another interface tomorrow.
+    for text in [
+        "not an address",
+        "example.com:9464",
+        "localhost",
+        "localhost:http",
+    ] {
+        let said = rejected(&format!("[admin]\nlisten = {text:?}\n"));
+        assert!(
+            said.contains("admin.listen")
+                && said.contains("write IP:PORT, like \"127.0.0.1:9464\""),
+            "{said}"
+        );
+    }
 }
