@@ -45,6 +45,41 @@ fn a_text_file_named_like_a_library_is_not_a_library() {
     assert_rejected_while_others_work(&sandbox, "x.so", "not_a_library", &["text file"]);
 }
 
+/// A file that is no library for this platform is refused from its header, which the
+/// scanner reads as bytes: no child is made and fenced in for it (a child says its fence
+/// first), so a directory of stray files costs no fork each. A library still gets one.
+#[cfg(unix)]
+#[test]
+fn a_file_that_is_no_library_is_refused_without_a_child_of_the_scanner() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    sandbox.write_plugin_file("notes.so", b"these are notes, not a plugin\n");
+    sandbox.write_plugin_file("libempty.so", b"");
+    let scan = |files: &[&str]| {
+        let output = Command::new(plugin_host_tests::binary())
+            .arg("--plugin-host-scan")
+            .args(files.iter().map(|file| sandbox.plugins_dir().join(file)))
+            .output()
+            .expect("the scanner");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let said = scan(&["notes.so", "libempty.so"]);
+    let results = said
+        .lines()
+        .filter(|line| line.starts_with("plugin-host-scan-result: "))
+        .count();
+    assert_eq!(results, 2, "{said}");
+    assert!(
+        said.contains("text file") && said.contains(r#""kind":"empty""#),
+        "{said}"
+    );
+    assert!(
+        !said.contains("plugin-host-scan-fence"),
+        "a child was made for a file that is no library: {said}"
+    );
+    let said = scan(&[&library_file_name("market-data")]);
+    assert!(said.contains("plugin-host-scan-fence"), "{said}");
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn a_program_named_like_a_library_is_named_a_program() {

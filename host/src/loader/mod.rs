@@ -24,7 +24,7 @@ use plugin_api::ffi::{ComponentBox, HostBox, PluginRootRef};
 pub(crate) use self::{
     c_plugin::{layout as c_layout, parse_description as parse_c_description},
     file::OpenedFile,
-    filecheck::check_header,
+    filecheck::{check as check_file, check_header},
 };
 pub use self::{error::LoadError, file::FileIdentity};
 use crate::manifest::PluginInfo;

@@ -149,6 +149,14 @@ impl Serving {
     /// Scans `file` in a child of its own, or here if none can be forked (then fenced
     /// in first with that one file, the last this scanner scans).
     fn scan(&mut self, file: &OpenedFile) -> ScanReport {
+        // A file that is no library for this platform (text, empty, another architecture)
+        // is known from its header, read here as bytes: no child, no sandbox to set up.
+        if let Err(refused) = crate::loader::check_file(file) {
+            return ScanReport {
+                identity: Some(file.identity()),
+                outcome: Err(refused),
+            };
+        }
         if !self.fenced_here {
             match crate::platform::fork_apart(file.file()) {
                 Ok(crate::platform::Forked::Child) => {
