@@ -362,3 +362,25 @@ fn a_taken_admin_address_is_named_with_the_way_out() {
     );
     assert_eq!(first.get("/healthz").0, 200, "the first host is unharmed");
 }
+
+/// A memory limit no component fits under (the wrong unit, say: "512KiB" for "512MiB")
+/// is a problem `check` names with the figures, not "no problems found".
+#[test]
+fn check_names_a_memory_limit_below_the_hosts_own_rss() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let config = sandbox.write_config("[memory]\nlimit = \"512KiB\"\n");
+    let output = sandbox
+        .host()
+        .arg("--config")
+        .arg(&config)
+        .arg("check")
+        .output()
+        .expect("plugin-host check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("problem: the memory limit, 512 KiB ([memory] limit), is at or below the host's own RSS")
+            && stdout.contains("raise [memory] limit"),
+        "{stdout}"
+    );
+}

@@ -269,6 +269,7 @@ impl Assembled {
         self.pull_problems
             .iter()
             .cloned()
+            .chain(self.coordinator.memory().below_rss())
             .chain(files)
             .chain(registration)
             .chain(graph.iter().map(ToString::to_string))

@@ -246,6 +246,22 @@ impl MemoryManager {
         manager
     }
 
+    /// Why no component can be admitted, when the limit is at or below this process's
+    /// RSS when the manager was made, before any plugin ran (a limit written in the wrong
+    /// unit, say). `check` reports it as a problem, a starting host as a warning.
+    pub fn below_rss(&self) -> Option<String> {
+        let rss = self.inner.last_rss.load(Ordering::Relaxed);
+        (self.inner.limit <= rss).then(|| {
+            format!(
+                "the memory limit, {} ({}), is at or below the host's own RSS, {}: no component \
+                 can be admitted; raise [memory] limit",
+                format_bytes(self.inner.limit),
+                self.inner.source,
+                format_bytes(rss)
+            )
+        })
+    }
+
     /// The limit in bytes.
     pub fn limit(&self) -> u64 {
         self.inner.limit
