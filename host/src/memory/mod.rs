@@ -246,9 +246,10 @@ impl MemoryManager {
         manager
     }
 
-    /// Why no component can be admitted, when the limit is at or below this process's
-    /// RSS when the manager was made, before any plugin ran (a limit written in the wrong
-    /// unit, say). `check` reports it as a problem, a starting host as a warning.
+    /// Why no component can be admitted, when the limit is at or below the latest RSS
+    /// sample. Asked before any plugin has run (as `check` does, reporting it as a
+    /// problem, and a starting host, as a warning), it finds a limit no component can
+    /// ever fit under: one written in the wrong unit, say.
     pub fn below_rss(&self) -> Option<String> {
         let rss = self.inner.last_rss.load(Ordering::Relaxed);
         (self.inner.limit <= rss).then(|| {
