@@ -369,13 +369,7 @@ fn a_taken_admin_address_is_named_with_the_way_out() {
 fn check_names_a_memory_limit_below_the_hosts_own_rss() {
     let sandbox = Sandbox::with_plugins(&["market-data"]);
     let config = sandbox.write_config("[memory]\nlimit = \"512KiB\"\n");
-    let output = sandbox
-        .host()
-        .arg("--config")
-        .arg(&config)
-        .arg("check")
-        .output()
-        .expect("plugin-host check");
+    let output = sandbox.run(&["--config", config.to_str().expect("utf-8 path"), "check"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(
