@@ -438,6 +438,11 @@ fn a_named_pipe_dropped_in_as_a_plugin_is_refused_without_a_wait() {
             "{trust}: {bad:#}"
         );
     }
+    // The table's count says the pipe was neither scanned nor taken from the cache.
+    let table = sandbox.host().arg("list").output().expect("list");
+    let header = String::from_utf8_lossy(&table.stdout);
+    let header = header.lines().next().unwrap_or_default();
+    assert!(header.ends_with(", 1 refused unscanned)"), "{header}");
 }
 
 #[test]

@@ -25,11 +25,22 @@ pub(crate) async fn run(global: &GlobalArgs, args: ListArgs) -> CliResult {
 }
 
 fn print_table(catalog: &Catalog, config: &Config) {
+    // Files refused before any scan (not a regular file, unreadable, untrusted) came
+    // neither from a scan nor from the cache.
+    let cached = catalog.plugins.iter().filter(|p| p.cached).count();
+    let unscanned = catalog
+        .plugins
+        .len()
+        .saturating_sub(catalog.scanned + cached);
+    let refused = if unscanned == 0 {
+        String::new()
+    } else {
+        format!(", {unscanned} refused unscanned")
+    };
     say!(
-        "plugins in {} ({} scanned, {} from cache)",
+        "plugins in {} ({} scanned, {cached} from cache{refused})",
         catalog.dir.display(),
         catalog.scanned,
-        catalog.plugins.len() - catalog.scanned
     );
     if catalog.plugins.is_empty() {
         say!("  no plugin files (*.{})", std::env::consts::DLL_EXTENSION);
