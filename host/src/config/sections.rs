@@ -301,6 +301,13 @@ pub struct LimitsConfig {
     /// two copies. Try `"64KiB"` where it is not.
     #[serde(with = "units::size")]
     pub shared_memory_from: u64,
+    /// Threads and processes one worker process may run at once, what its plugin starts
+    /// included: past it, the plugin's next thread or process is refused (`EAGAIN`), so
+    /// a thread or fork bomb stays inside its worker. Linux 6.14 and later (the worker's
+    /// PID namespace's `pid_max`, this plus the 300 ids the kernel keeps back once they
+    /// wrap, so up to 300 more until then); elsewhere, and outside a namespace, not
+    /// capped. 0: not capped. Defaults to 1024.
+    pub worker_tasks: u32,
 }
 
 impl Default for LimitsConfig {
@@ -314,6 +321,7 @@ impl Default for LimitsConfig {
             metrics_per_plugin: 64,
             max_reply: 64 << 20,
             shared_memory_from: 0,
+            worker_tasks: 1024,
         }
     }
 }

@@ -177,6 +177,10 @@ fn limits_that_would_refuse_every_call_or_scan_are_rejected() {
             &["limits.max_reply", "does not fit a frame"],
         ),
         (
+            "[limits]\nworker_tasks = 5\n",
+            &["limits.worker_tasks", "at least 32, or 0"],
+        ),
+        (
             "[host]\nscan_timeout = \"0s\"\n",
             &["host.scan_timeout", "zero duration"],
         ),

@@ -9,6 +9,9 @@ use crate::{
     names::{valid_name, NAME_RULE},
 };
 
+/// The fewest threads and processes a worker may be held to.
+const MIN_WORKER_TASKS: u32 = 32;
+
 /// The least `memory_limit` a worker process can live with.
 const MIN_WORKER_LIMIT: u64 = 8 << 20;
 
@@ -73,6 +76,16 @@ impl Config {
                     "{} is outside 1 B to {}: 0 refuses every reply but an empty one, and more does not fit a frame to and from a worker",
                     format_bytes(limits.max_reply),
                     format_bytes(most)
+                ),
+            );
+        }
+        // A worker runs a dozen threads of its own before its plugin starts one.
+        if (1..MIN_WORKER_TASKS).contains(&limits.worker_tasks) {
+            problems.add(
+                "limits.worker_tasks",
+                format!(
+                    "{} is too few for a worker's own threads; give at least {MIN_WORKER_TASKS}, or 0 for no ceiling",
+                    limits.worker_tasks
                 ),
             );
         }

@@ -121,6 +121,7 @@ impl Coordinator {
                                 inner.plans.engine.shared_memory_from,
                             )
                             .unwrap_or(usize::MAX),
+                            worker_tasks: inner.plans.engine.worker_tasks,
                         },
                         sandbox: crate::plan::worker_sandbox(&inner.plans, info),
                     }))

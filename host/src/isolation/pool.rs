@@ -213,6 +213,7 @@ impl WorkerPool {
             stop_timeout: self.times.stop,
             max_reply: self.shared.max_reply,
             shared_memory_from: self.shared.shared_memory_from,
+            worker_tasks: self.shared.worker_tasks,
             sandbox: self.sandbox.clone(),
         };
         super::launch::launch(&spawn, &self.shared)

@@ -120,6 +120,8 @@ pub(crate) struct Shared {
     pub(crate) max_reply: usize,
     /// `[limits] shared_memory_from`.
     pub(crate) shared_memory_from: usize,
+    /// `[limits] worker_tasks`.
+    pub(crate) worker_tasks: u32,
 }
 
 impl WorkerProcess {

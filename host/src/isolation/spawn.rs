@@ -54,6 +54,8 @@ pub(crate) struct Spawn<'a> {
     pub(crate) max_reply: usize,
     /// `[limits] shared_memory_from`: payloads this large or more travel in shared memory.
     pub(crate) shared_memory_from: usize,
+    /// `[limits] worker_tasks`: the threads and processes it may run at once (0: any).
+    pub(crate) worker_tasks: u32,
     /// The sandbox the worker enters before it opens the library.
     pub(crate) sandbox: Option<SandboxPlan>,
 }
@@ -74,6 +76,7 @@ pub(super) fn command(spawn: &Spawn<'_>) -> Command {
         log_level: crate::plugin_log::lowest_enabled_level(),
         max_reply: spawn.max_reply,
         shared_memory_from: spawn.shared_memory_from,
+        worker_tasks: spawn.worker_tasks,
         sandbox: spawn.sandbox.clone(),
     };
     let mut command = Command::new(spawn.program);

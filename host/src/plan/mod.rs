@@ -67,6 +67,8 @@ pub struct EnginePlan {
     pub max_reply: u64,
     /// Payloads from this size on cross to workers in shared memory (0: never).
     pub shared_memory_from: u64,
+    /// Threads and processes one worker may run at once (0: not capped).
+    pub worker_tasks: u32,
     /// The share of calls whose latency is timed.
     pub sample_rate: f64,
     /// The share of in-process calls whose CPU time is read.
@@ -176,6 +178,7 @@ fn engine_plan(config: &Config) -> EnginePlan {
         stream_idle: config.timeouts.stream_idle,
         max_reply: config.limits.max_reply,
         shared_memory_from: config.limits.shared_memory_from,
+        worker_tasks: config.limits.worker_tasks,
         sample_rate: config.metrics.sample_rate,
         cpu_sample_rate: config.metrics.cpu_sample_rate,
         locks_per_plugin: config.limits.locks_per_plugin,

@@ -308,6 +308,10 @@ pub(crate) struct WorkerArgs {
     /// Messages this large or more travel in shared memory (`[limits] shared_memory_from`;
     /// 0: none does).
     pub(crate) shared_memory_from: usize,
+    /// The threads and processes the worker may run at once (`[limits] worker_tasks`;
+    /// 0: any number).
+    #[serde(default)]
+    pub(crate) worker_tasks: u32,
     /// The sandbox to enter before the library is opened, if any.
     pub(crate) sandbox: Option<SandboxPlan>,
 }

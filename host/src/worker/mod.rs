@@ -58,7 +58,8 @@ pub(crate) fn serve_host(args: &[std::ffi::OsString]) -> i32 {
     };
     // Before anything else (it closes every descriptor but the link and the library):
     // from here on this is the process that runs the plugin.
-    let containment = crate::platform::contain(KEEP_DESCRIPTORS);
+    let tasks = (worker_args.worker_tasks > 0).then_some(worker_args.worker_tasks);
+    let containment = crate::platform::contain(KEEP_DESCRIPTORS, tasks);
     let (read, write, library) = match crate::platform::worker_link(&worker_args.library) {
         Ok(link) => link,
         Err(why) => {

@@ -86,6 +86,11 @@ const FENCE_PREFIX: &str = "plugin-host-scan-fence: ";
 /// The descriptors a scanner keeps: standard input, output and error.
 const KEEP_DESCRIPTORS: i32 = 3;
 
+/// The threads and processes a scanner may run at once, its children and what their
+/// libraries' constructors start included: a library that starts more while it is read
+/// gets `EAGAIN` (where the kernel caps a PID namespace's tasks).
+const SCANNER_TASKS: u32 = 256;
+
 /// Serves as a scanner of `paths` (the arguments after [`SCAN_FLAG`]): one result line
 /// per file, in order, each flushed before the next file is opened, so that if a library
 /// kills this process the host knows which one did. Returns the exit code.
@@ -110,7 +115,7 @@ pub(crate) fn serve(paths: &[std::ffi::OsString]) -> i32 {
         eprintln!("usage: {SCAN_FLAG} FILE...");
         return 2;
     }
-    let containment = crate::platform::contain(KEEP_DESCRIPTORS);
+    let containment = crate::platform::contain(KEEP_DESCRIPTORS, Some(SCANNER_TASKS));
     let opened: Vec<(PathBuf, Result<OpenedFile, LoadError>)> = paths
         .iter()
         .map(|path| (PathBuf::from(path), OpenedFile::open(Path::new(path))))

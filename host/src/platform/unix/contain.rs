@@ -53,31 +53,39 @@ pub(crate) struct Containment {
 /// Starts a child of the host cleanly and fences it in, as the module says: descriptors
 /// from `keep` up are closed, core dumps are off, and the process is not dumpable (no
 /// process of the same user may read its memory or attach to it). Call it first, before
-/// any thread starts. Returns, in the process that goes on to run plugin code, which
-/// fence holds it.
-pub(crate) fn contain(keep: i32) -> Containment {
+/// any thread starts. With `tasks`, the namespace holds at most that many threads and
+/// processes at once (`tasks.rs`; not capped outside a namespace). Returns, in the
+/// process that goes on to run plugin code, which fence holds it.
+pub(crate) fn contain(keep: i32, tasks: Option<u32>) -> Containment {
     clean_start(keep);
     super::process::end_group_when_host_dies();
     #[cfg(target_os = "linux")]
-    let containment = match linux::enter_pid_namespace() {
-        Ok(user) => {
+    let containment = match linux::enter_pid_namespace(tasks) {
+        Ok((user, capped)) => {
             IN_NAMESPACE.store(true, Ordering::Release);
+            let gained_capabilities = user.is_some();
+            let user = match &user {
+                None => String::new(),
+                Some(Ok(())) => ", in a user namespace".to_owned(),
+                Some(Err(unmapped)) => {
+                    format!(", in a user namespace whose ids could not be mapped: {unmapped}")
+                }
+            };
+            let capped = capped.map_or_else(String::new, |said| {
+                format!(", {}", said.unwrap_or_else(|why| why))
+            });
             Containment {
-                fence: match &user {
-                    None => "PID namespace".to_owned(),
-                    Some(Ok(())) => "PID namespace (in a user namespace)".to_owned(),
-                    Some(Err(unmapped)) => format!(
-                        "PID namespace (in a user namespace whose ids could not be mapped: \
-                         {unmapped})"
-                    ),
-                },
-                gained_capabilities: user.is_some(),
+                fence: format!("PID namespace{capped}{user}"),
+                gained_capabilities,
             }
         }
         Err(why) => fallback(&why.to_string()),
     };
     #[cfg(not(target_os = "linux"))]
-    let containment = fallback("no PID namespaces on this system");
+    let containment = {
+        let _ = tasks;
+        fallback("no PID namespaces on this system")
+    };
     set_not_dumpable();
     containment
 }
@@ -320,11 +328,16 @@ mod linux {
     use super::NO_NAMESPACES;
     use crate::platform::SetupError;
 
-    /// Enters a new PID namespace (and IPC namespace), forks its init, which forks the
-    /// worker, and returns in the worker (whether it is in a user namespace of its own,
-    /// and whether its ids are mapped there); the calling process becomes the warden and
-    /// never returns.
-    pub(super) fn enter_pid_namespace() -> Result<Option<io::Result<()>>, SetupError> {
+    /// What init did to the namespace's tasks: what was set, or why nothing was.
+    pub(super) type Capped = Option<Result<String, String>>;
+
+    /// Enters a new PID namespace (and IPC namespace), forks its init, which caps its
+    /// tasks (with `tasks`) and forks the worker, and returns in the worker (whether it is
+    /// in a user namespace of its own, whether its ids are mapped there, and the cap);
+    /// the calling process becomes the warden and never returns.
+    pub(super) fn enter_pid_namespace(
+        tasks: Option<u32>,
+    ) -> Result<(Option<io::Result<()>>, Capped), SetupError> {
         if std::env::var_os(NO_NAMESPACES).is_some() {
             return Err(SetupError::Switched(NO_NAMESPACES));
         }
@@ -349,8 +362,10 @@ mod linux {
             -1 => cannot("fork", io::Error::last_os_error()),
             0 => {
                 die_with_parent(&alive);
+                // In the namespace, with its capabilities, before the worker exists.
+                let capped = tasks.map(super::super::tasks::cap);
                 run_init(&report);
-                Ok(user)
+                Ok((user, capped))
             }
             _ => supervise(init, &alive, &report),
         }

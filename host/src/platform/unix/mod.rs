@@ -8,4 +8,6 @@ pub(crate) mod memory;
 pub(crate) mod privileges;
 pub(crate) mod process;
 pub(crate) mod shared;
+#[cfg(target_os = "linux")]
+pub(crate) mod tasks;
 pub(crate) mod trust;

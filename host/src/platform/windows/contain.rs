@@ -11,8 +11,9 @@ pub(crate) struct Containment {
     pub(crate) gained_capabilities: bool,
 }
 
-/// Starts a child of the host: its Job object is the host's to make.
-pub(crate) fn contain(_keep: i32) -> Containment {
+/// Starts a child of the host: its Job object is the host's to make (and its tasks are
+/// not capped).
+pub(crate) fn contain(_keep: i32, _tasks: Option<u32>) -> Containment {
     Containment {
         fence: "Job object (kill on close)".to_owned(),
         gained_capabilities: false,
