@@ -471,6 +471,33 @@ fn a_file_larger_than_any_plugin_is_refused_without_being_read() {
     );
 }
 
+#[cfg(unix)]
+#[test]
+fn a_symbolic_link_to_nothing_is_named_as_one() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let name = plugin_named("dangling");
+    let missing = sandbox.root().join("gone.so");
+    std::os::unix::fs::symlink(&missing, sandbox.plugins_dir().join(&name)).expect("symlink");
+    let output = sandbox
+        .host()
+        .args(["list", "--json"])
+        .output()
+        .expect("list");
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let dangling = listed(&list, &name);
+    assert_eq!(dangling["error"]["kind"], "io", "{dangling:#}");
+    let wanted = format!(
+        "it is a symbolic link to {}, which does not exist",
+        missing.display()
+    );
+    assert!(
+        dangling["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&wanted)),
+        "{dangling:#}"
+    );
+}
+
 /// A file name the host takes for a plugin library, with `stem` in it.
 fn plugin_named(stem: &str) -> String {
     format!(

@@ -251,7 +251,7 @@ impl Discovery {
             Err(err) => {
                 let outcome = Err(LoadError::Io {
                     path: path.to_owned(),
-                    reason: err.to_string(),
+                    reason: unreadable(path, &err),
                 });
                 return Ok(known(FileIdentity::default(), outcome, false, None));
             }
@@ -511,4 +511,16 @@ fn sha256_of_identity(path: &Path, identity: FileIdentity) -> std::io::Result<St
         ));
     }
     crate::trust::sha256_hex(file)
+}
+
+/// Why `path` could not be read, in words: a symbolic link whose target is gone is named
+/// as one (the system's own words name no link, only a file not found).
+fn unreadable(path: &Path, err: &std::io::Error) -> String {
+    match std::fs::read_link(path) {
+        Ok(target) if err.kind() == std::io::ErrorKind::NotFound => format!(
+            "it is a symbolic link to {}, which does not exist; fix or remove the link",
+            target.display()
+        ),
+        _ => err.to_string(),
+    }
 }
