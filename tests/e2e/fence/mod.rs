@@ -488,6 +488,14 @@ fn every_scenario(user: Option<u32>) {
         }
         let (status, _) = host.get("/healthz");
         assert_eq!(status, 200, "the host serves after the attacks");
+        if removed.is_empty() && tasks_capped_here() {
+            // The ceiling is the configured one (the default), and the operator sees it.
+            let (_, components) = host.get("/components");
+            assert!(
+                components.contains("at most 1024 tasks"),
+                "the worker's fence names its ceiling: {components}"
+            );
+        }
         if removed.is_empty() {
             let log =
                 std::fs::read_to_string(lab.sandbox.root().join("run.log")).unwrap_or_default();
