@@ -312,6 +312,17 @@ fn errors_come_back_as_json_with_fitting_status_codes() {
     expect(503, host.post("/components/needs-fails/call/ping", ""));
 
     assert_eq!(host.post("/components/market-data/call/symbols", "").0, 200);
+    // A query evict does not know is refused, and evicts nothing.
+    let message = expect(
+        400,
+        host.post("/components/market-data/evict?cascade=yes", ""),
+    );
+    assert!(message.contains("cascade=yes"), "{message}");
+    let message = expect(
+        400,
+        host.post("/components/market-data/evict?cascde=true", ""),
+    );
+    assert!(message.contains("`cascde`"), "{message}");
     let (status, body) = host.post("/components/market-data/evict", "");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("market-data"));

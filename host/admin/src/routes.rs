@@ -372,6 +372,23 @@ fn call_result(output: &[u8]) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// `?cascade=true|false` (or `1`/`0`), nothing else: a typo such as `?cascde=true` or
+/// `?cascade=yes` would otherwise evict less than the operator asked for, silently.
+fn evict_cascade(query: &HashMap<String, String>) -> Result<bool, String> {
+    if let Some(other) = query.keys().find(|key| key.as_str() != "cascade") {
+        return Err(format!(
+            "unknown query parameter `{other}`; evict takes only `cascade=true` or `cascade=false`"
+        ));
+    }
+    match query.get("cascade").map(String::as_str) {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1" | "") => Ok(true),
+        Some(value) => Err(format!(
+            "`cascade={value}` is neither true nor false; use `cascade=true` to evict the components that depend on it too"
+        )),
+    }
+}
+
 pub(super) async fn evict(
     State(state): AppState,
     name: Result<Path<String>, PathRejection>,
@@ -382,9 +399,12 @@ pub(super) async fn evict(
         (Err(rejection), _) => return refused(&rejection),
         (_, Err(rejection)) => return refused(&rejection),
     };
-    let cascade = query
-        .get("cascade")
-        .is_some_and(|v| v == "true" || v == "1");
+    let cascade = match evict_cascade(&query) {
+        Ok(cascade) => cascade,
+        Err(message) => {
+            return ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message).into_response()
+        }
+    };
     // The instances are dropped on the plugin executor.
     match state.host.evict(&name, cascade).await {
         Ok(evicted) => Json(api::Evicted { evicted }).into_response(),
