@@ -35,6 +35,50 @@ fn a_request_that_is_not_json_is_a_usage_error() {
     );
 }
 
+/// A request too large or awkward for the command line comes from standard input (`-`)
+/// or a file (`@FILE`); a file that is not there is named.
+#[test]
+fn a_request_comes_from_standard_input_or_a_file() {
+    use std::io::Write as _;
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let mut child = sandbox
+        .host()
+        .args(["call", "market-data", "quote", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("plugin-host");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(br#"{"symbol": "AAPL"}"#)
+        .expect("request");
+    let output = child.wait_with_output().expect("call");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("AAPL"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+
+    let file = sandbox.root().join("request.json");
+    std::fs::write(&file, r#"{"symbol": "NOPE"}"#).expect("request file");
+    let argument = format!("@{}", file.display());
+    let output = sandbox.run(&["call", "market-data", "quote", &argument]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("NOPE"), "{}", stderr(&output));
+
+    let output = sandbox.run(&["call", "market-data", "quote", "@/nowhere/request.json"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot read the request from /nowhere/request.json"),
+        "{}",
+        stderr(&output)
+    );
+}
+
 #[test]
 fn a_method_error_from_the_plugin_reaches_the_caller_with_its_context() {
     let sandbox = Sandbox::with_plugins(&["market-data"]);

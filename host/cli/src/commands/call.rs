@@ -14,7 +14,8 @@ pub(crate) struct CallArgs {
     component: String,
     /// Method to call.
     method: String,
-    /// Request as JSON [default: null].
+    /// Request as JSON [default: null]; `-` reads it from standard input, `@FILE` from
+    /// FILE (for a request too large or awkward for the command line).
     json: Option<String>,
     /// The method streams: print each item as it arrives, one per line, until the stream
     /// ends (or Ctrl-C).
@@ -26,15 +27,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: CallArgs) -> CliResult {
     let mut config = global.config()?;
     // One call: the directory is read once, and only what the call needs starts.
     config.host.watch = WatchMode::Off;
-    let input = match &args.json {
-        Some(text) => {
-            let value: serde_json::Value = serde_json::from_str(text)
-                .with_context(|| format!("the request argument is not valid JSON: {text}"))
-                .map_err(Failure::usage)?;
-            serde_json::to_vec(&value)?
-        }
-        None => b"null".to_vec(),
-    };
+    let input = request(args.json.as_deref())?;
     let host = Host::builder(config).with_eager(false).start().await?;
     if args.stream {
         let result = print_stream(&host, &args, input).await;
@@ -55,6 +48,39 @@ pub(crate) async fn run(global: &GlobalArgs, args: CallArgs) -> CliResult {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The request's bytes, checked to be JSON: the argument itself, standard input for `-`,
+/// or a file for `@FILE`; `null` without one.
+fn request(argument: Option<&str>) -> Result<Vec<u8>, Failure> {
+    let (text, from) = match argument {
+        None => return Ok(b"null".to_vec()),
+        Some("-") => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("cannot read the request from standard input")
+                .map_err(Failure::usage)?;
+            (text, "the request on standard input".to_owned())
+        }
+        Some(path) if path.starts_with('@') => {
+            let path = &path[1..];
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the request from {path}"))
+                .map_err(Failure::usage)?;
+            (text, format!("the request in {path}"))
+        }
+        Some(text) => (text.to_owned(), "the request argument".to_owned()),
+    };
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|err| {
+            let mut shown: String = text.chars().take(200).collect();
+            if shown.len() < text.len() {
+                shown.push_str("...");
+            }
+            anyhow::anyhow!("{from} is not valid JSON ({err}): {shown}")
+        })
+        .map_err(Failure::usage)?;
+    Ok(serde_json::to_vec(&value).map_err(anyhow::Error::from)?)
 }
 
 /// Prints the items of a stream as they arrive, one per line.
