@@ -540,3 +540,33 @@ fn a_host_that_stops_ends_its_open_streams_and_exits() {
         assert!(last.contains("shutting_down"), "{mode}: {last}");
     }
 }
+
+/// A stream whose code returns as soon as it is told to stop still ends, for its
+/// consumer, with `shutting_down`: a stream cut short by the stop never looks whole.
+#[test]
+fn a_stream_whose_code_returns_when_told_still_ends_with_shutting_down() {
+    let isolated = "[components.counter]\nisolation = \"process\"\n";
+    for (mode, config) in [("in process", ""), ("isolated", isolated)] {
+        for round in 0..2 {
+            let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+            let host = RunningHost::start(
+                &sandbox,
+                &format!("[admin]\nlisten = \"127.0.0.1:0\"\n{config}"),
+            );
+            let response = host
+                .request("POST", "/components/counter/stream/watch")
+                .send_string(r#"{"ms": 60000}"#)
+                .expect("a stream");
+            let mut lines = BufReader::new(response.into_reader()).lines();
+            lines.next().expect("an item").expect("a line");
+            let stopping = std::thread::spawn(move || host.stop());
+            let rest: Vec<String> = lines.map_while(Result::ok).collect();
+            assert_eq!(stopping.join().expect("stop"), Some(0), "{mode}");
+            let last = rest.last().map_or("", String::as_str);
+            assert!(
+                last.contains("shutting_down"),
+                "{mode}, round {round}: the stream ended as if whole: {rest:?}"
+            );
+        }
+    }
+}

@@ -19,13 +19,16 @@ impl Coordinator {
     /// ones concurrently, each drop under `stop_timeout`. No component starts afterwards.
     pub async fn shutdown(&self, stop_timeout: Duration) -> ShutdownReport {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
+        // Open streams end now, each with what it buffered and then `shutting_down`:
+        // their code is told to stop, so it does not hold the stop up. Before the calls
+        // are cancelled: stream code that polls its request and returns when told would
+        // otherwise end its stream as if it had finished, and its consumer could not tell
+        // a stream cut short from a whole one.
+        self.inner.streams.stop_all();
         // Every call in flight is cancelled: code that polls its request stops early, so
         // it does not hold the stop up.
         self.inner.services.stopping.store(true, Ordering::SeqCst);
         self.cancel_worker_calls();
-        // Open streams end now, each with what it buffered and then `shutting_down`:
-        // their code is told to stop, so it does not hold the stop up.
-        self.inner.streams.stop_all();
         let slots = self.inner.slots.load_full();
         let mut remaining: HashSet<String> = slots
             .values()
