@@ -95,8 +95,3 @@ impl CpuBudget {
         (self.limit / 8).clamp(Duration::from_millis(2), Duration::from_millis(50))
     }
 }
-
-/// `spent`, rounded to the millisecond for people to read.
-pub(crate) fn rounded(spent: Duration) -> Duration {
-    Duration::from_millis(u64::try_from(spent.as_millis()).unwrap_or(u64::MAX))
-}

@@ -56,6 +56,13 @@ pub fn format_bytes(bytes: u64) -> String {
     }
 }
 
+/// A measured duration for people to read: to the millisecond (`3s 919ms`, not
+/// `3s 919ms 908us 986ns`).
+pub(crate) fn for_people(measured: std::time::Duration) -> humantime::FormattedDuration {
+    let millis = u64::try_from(measured.as_millis()).unwrap_or(u64::MAX);
+    humantime::format_duration(std::time::Duration::from_millis(millis))
+}
+
 /// Milliseconds on a coarse monotonic clock, for marking uses on hot paths: one relaxed
 /// load of a counter that a ticker thread (started by the first call, one per process)
 /// advances every [`COARSE_TICK`]. Reading even a coarse system clock costs several times
@@ -140,5 +147,15 @@ mod tests {
         assert_eq!(super::shortened("ééééé", 3), "ééé...");
         let huge = vec![7u8; 1 << 20];
         assert_eq!(super::shortened(format_args!("{huge:?}"), 6), "[7, 7,...");
+    }
+
+    #[test]
+    fn measured_durations_are_shown_to_the_millisecond() {
+        let measured = std::time::Duration::new(3, 919_908_986);
+        assert_eq!(super::for_people(measured).to_string(), "3s 919ms");
+        assert_eq!(
+            super::for_people(std::time::Duration::from_nanos(5)).to_string(),
+            "0s"
+        );
     }
 }

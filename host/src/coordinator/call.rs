@@ -289,7 +289,7 @@ impl Coordinator {
                 ..
             } => format!(
                 "a call of `{method}` used {} of CPU, over its budget of {}",
-                humantime::format_duration(*spent),
+                crate::util::for_people(*spent),
                 humantime::format_duration(*budget)
             ),
             CallError::Quarantined { .. } => "it was quarantined (too many hung calls)".to_owned(),
@@ -448,12 +448,11 @@ fn over_budget(
     let budget = token
         .cpu()
         .map_or(Duration::ZERO, crate::cpu::CpuBudget::limit);
-    let spent = crate::cpu::rounded(spent);
     tracing::warn!(
         component,
         method,
         budget = %humantime::format_duration(budget),
-        spent = %humantime::format_duration(spent),
+        spent = %crate::util::for_people(spent),
         "a call went over its CPU budget (cpu_per_call); it is abandoned as a hung call is"
     );
     CallError::CpuBudgetExceeded {

@@ -246,7 +246,7 @@ pub enum GetError {
     #[error(transparent)]
     Init(Arc<InitError>),
     /// The component failed recently and is not retried until the backoff passes.
-    #[error("component `{component}` failed {} ago and is retried after {}", humantime::format_duration(*.since), humantime::format_duration(*.backoff))]
+    #[error("component `{component}` failed {} ago and is retried after {}", crate::util::for_people(*.since), humantime::format_duration(*.backoff))]
     Backoff {
         /// The component.
         component: String,
@@ -465,7 +465,7 @@ pub enum CallError {
     },
     /// The call used more CPU time than `[components.NAME] cpu_per_call`: it was
     /// abandoned as a hung call is.
-    #[error("component `{component}` method `{method}` used {} of CPU, over its budget of {} (cpu_per_call); the call was abandoned", humantime::format_duration(*.spent), humantime::format_duration(*.budget))]
+    #[error("component `{component}` method `{method}` used {} of CPU, over its budget of {} (cpu_per_call); the call was abandoned", crate::util::for_people(*.spent), humantime::format_duration(*.budget))]
     CpuBudgetExceeded {
         /// The component.
         component: String,

@@ -38,7 +38,7 @@ pub enum LockError {
         first_seen: String,
     },
     /// The lock was not free within the timeout.
-    #[error("timed out after {} waiting for lock `{lock}` (held by {})", humantime::format_duration(*.waited), .held_by.as_deref().unwrap_or("nobody"))]
+    #[error("timed out after {} waiting for lock `{lock}` (held by {})", crate::util::for_people(*.waited), .held_by.as_deref().unwrap_or("nobody"))]
     Timeout {
         /// The lock.
         lock: String,
