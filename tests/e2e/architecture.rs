@@ -283,3 +283,72 @@ fn the_circle_finder_finds_a_circle() {
         ["a", "c", "d"]
     );
 }
+
+/// The error type of each `Result<T, E>` written in `text` (generic arguments followed
+/// to their matching `>`), before its tests.
+fn result_errors(text: &str) -> Vec<String> {
+    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+    let mut errors = Vec::new();
+    for (start, _) in code.match_indices("Result<") {
+        let (mut depth, mut last_comma) = (0usize, None);
+        for (at, c) in code[start + "Result".len()..].char_indices() {
+            match c {
+                '<' => depth += 1,
+                ',' if depth == 1 => last_comma = Some(at),
+                '>' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        let args = &code[start + "Result".len()..][..at];
+                        if let Some(comma) = last_comma {
+                            errors.push(args[comma + 1..].split_whitespace().collect());
+                        }
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    errors
+}
+
+/// Issue 28: failures in the library crates are typed, never `Result<_, String>` (the
+/// binary's argument parsers, which clap makes return a message, aside).
+#[test]
+fn the_library_crates_return_no_string_errors() {
+    let mut found = Vec::new();
+    for dir in [
+        "host/src",
+        "host/oci/src",
+        "host/admin/src",
+        "plugin-api/src",
+    ] {
+        let mut dirs = vec![workspace_root().join(dir)];
+        while let Some(dir) = dirs.pop() {
+            for path in std::fs::read_dir(&dir)
+                .expect("source directory")
+                .map(|e| e.expect("entry").path())
+            {
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs")
+                    && path.file_stem().is_some_and(|s| s != "tests")
+                {
+                    let text = std::fs::read_to_string(&path).expect("source");
+                    if result_errors(&text).iter().any(|e| e == "String") {
+                        found.push(path.display().to_string());
+                    }
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "Result<_, String> in: {found:#?}");
+    assert_eq!(
+        result_errors("fn a() -> Result<Vec<u8>, String> {}\nfn b() -> Result<(), Error> {}"),
+        ["String", "Error"]
+    );
+    assert_eq!(
+        result_errors("Result<Query<HashMap<String, String>>, QueryRejection>"),
+        ["QueryRejection"]
+    );
+}

@@ -374,18 +374,19 @@ fn call_result(output: &[u8]) -> Response {
 
 /// `?cascade=true|false` (or `1`/`0`), nothing else: a typo such as `?cascde=true` or
 /// `?cascade=yes` would otherwise evict less than the operator asked for, silently.
-fn evict_cascade(query: &HashMap<String, String>) -> Result<bool, String> {
+fn evict_cascade(query: &HashMap<String, String>) -> Result<bool, ApiError> {
+    let refuse = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
     if let Some(other) = query.keys().find(|key| key.as_str() != "cascade") {
-        return Err(format!(
+        return Err(refuse(format!(
             "unknown query parameter `{other}`; evict takes only `cascade=true` or `cascade=false`"
-        ));
+        )));
     }
     match query.get("cascade").map(String::as_str) {
         None | Some("false" | "0") => Ok(false),
         Some("true" | "1" | "") => Ok(true),
-        Some(value) => Err(format!(
+        Some(value) => Err(refuse(format!(
             "`cascade={value}` is neither true nor false; use `cascade=true` to evict the components that depend on it too"
-        )),
+        ))),
     }
 }
 
@@ -401,9 +402,7 @@ pub(super) async fn evict(
     };
     let cascade = match evict_cascade(&query) {
         Ok(cascade) => cascade,
-        Err(message) => {
-            return ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message).into_response()
-        }
+        Err(refusal) => return refusal.into_response(),
     };
     // The instances are dropped on the plugin executor.
     match state.host.evict(&name, cascade).await {

@@ -116,9 +116,39 @@ fn basic(auth: &str) -> Option<RegistryAuth> {
     Some(RegistryAuth::Basic(user.to_owned(), password.to_owned()))
 }
 
+/// Why a credential helper gave no credentials.
+#[derive(Debug, thiserror::Error)]
+enum HelperError {
+    /// It could not be started.
+    #[error("cannot run `{program}`: {error}")]
+    Start {
+        /// `docker-credential-NAME`.
+        program: String,
+        /// What the system said.
+        error: std::io::Error,
+    },
+    /// It did not answer in time, and was killed.
+    #[error("it did not answer within {HELPER_TIMEOUT:?}")]
+    Silent,
+    /// It failed, saying this.
+    #[error("it failed ({status}): {said}")]
+    Failed {
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// What it wrote.
+        said: String,
+    },
+    /// Its answer is not the JSON the protocol describes.
+    #[error("its answer is not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    /// It answered an identity token (an OAuth2 refresh token).
+    #[error("it answered an identity token, which this host cannot use")]
+    IdentityToken,
+}
+
 /// Asks `docker-credential-NAME get` for `registry`'s credentials: `None` when it has
 /// none stored.
-fn ask_helper(name: &str, registry: &str) -> Result<Option<RegistryAuth>, String> {
+fn ask_helper(name: &str, registry: &str) -> Result<Option<RegistryAuth>, HelperError> {
     let program = format!("docker-credential-{name}");
     let mut child = Command::new(&program)
         .arg("get")
@@ -126,7 +156,10 @@ fn ask_helper(name: &str, registry: &str) -> Result<Option<RegistryAuth>, String
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|err| format!("cannot run `{program}`: {err}"))?;
+        .map_err(|error| HelperError::Start {
+            program: program.clone(),
+            error,
+        })?;
     if let Some(mut stdin) = child.stdin.take() {
         // A helper that does not read its input fails below, by its answer.
         let _ = stdin.write_all(registry.as_bytes());
@@ -149,7 +182,7 @@ fn ask_helper(name: &str, registry: &str) -> Result<Option<RegistryAuth>, String
             Ok(None) | Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("it did not answer within {HELPER_TIMEOUT:?}"));
+                return Err(HelperError::Silent);
             }
         }
     };
@@ -160,14 +193,16 @@ fn ask_helper(name: &str, registry: &str) -> Result<Option<RegistryAuth>, String
         if text.contains("credentials not found") {
             return Ok(None);
         }
-        return Err(format!("it failed ({status}): {}", text.trim()));
+        return Err(HelperError::Failed {
+            status,
+            said: text.trim().to_owned(),
+        });
     }
-    let answer: Value =
-        serde_json::from_str(&text).map_err(|err| format!("its answer is not JSON: {err}"))?;
+    let answer: Value = serde_json::from_str(&text)?;
     let field = |key: &str| answer.get(key).and_then(Value::as_str).unwrap_or_default();
     match (field("Username"), field("Secret")) {
         (_, "") => Ok(None),
-        ("<token>", _) => Err("it answered an identity token, which this host cannot use".into()),
+        ("<token>", _) => Err(HelperError::IdentityToken),
         (user, secret) => Ok(Some(RegistryAuth::Basic(
             user.to_owned(),
             secret.to_owned(),

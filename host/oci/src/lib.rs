@@ -32,7 +32,7 @@ mod platform;
 mod registry;
 mod sign;
 
-pub use oci_client::Reference;
+pub use oci_client::{ParseError as ReferenceError, Reference};
 
 pub use self::{
     build::{Built, PluginFile},

@@ -565,28 +565,36 @@ impl std::fmt::Display for Isolation {
     }
 }
 
+/// An OTLP setting this build cannot export with.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OtlpProblem {
+    /// An OTLP protocol other than the one this build speaks.
+    #[error("\"{0}\" is not spoken by this build; use \"http/protobuf\" (the specification's default), which every OTLP collector accepts")]
+    Unspoken(String),
+    /// Not an OTLP protocol at all.
+    #[error("\"{0}\" is not an OTLP protocol; use \"http/protobuf\"")]
+    NoProtocol(String),
+    /// Not an endpoint URL.
+    #[error("{0:?} is not an http:// or https:// URL of an OTLP collector (e.g. \"http://127.0.0.1:4318\")")]
+    NoEndpoint(String),
+}
+
 /// Checks an OTLP protocol name.
-pub(crate) fn check_protocol(protocol: &str) -> Result<(), String> {
+pub(crate) fn check_protocol(protocol: &str) -> Result<(), OtlpProblem> {
     match protocol {
         "http/protobuf" => Ok(()),
-        "grpc" | "http/json" => Err(format!(
-            "\"{protocol}\" is not spoken by this build; use \"http/protobuf\" (the specification's default), which every OTLP collector accepts"
-        )),
-        other => Err(format!(
-            "\"{other}\" is not an OTLP protocol; use \"http/protobuf\""
-        )),
+        "grpc" | "http/json" => Err(OtlpProblem::Unspoken(protocol.to_owned())),
+        other => Err(OtlpProblem::NoProtocol(other.to_owned())),
     }
 }
 
 /// Checks an OTLP endpoint: an `http://` or `https://` URL.
-pub(crate) fn check_endpoint(endpoint: &str) -> Result<(), String> {
+pub(crate) fn check_endpoint(endpoint: &str) -> Result<(), OtlpProblem> {
     let rest = endpoint
         .strip_prefix("http://")
         .or_else(|| endpoint.strip_prefix("https://"));
     match rest {
         Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
-        _ => Err(format!(
-            "{endpoint:?} is not an http:// or https:// URL of an OTLP collector (e.g. \"http://127.0.0.1:4318\")"
-        )),
+        _ => Err(OtlpProblem::NoEndpoint(endpoint.to_owned())),
     }
 }

@@ -194,11 +194,11 @@ impl Config {
             );
         }
         if let Err(why) = super::sections::check_protocol(&self.telemetry.otlp_protocol) {
-            problems.add("telemetry.otlp_protocol", why);
+            problems.add("telemetry.otlp_protocol", why.to_string());
         }
         if let Some(endpoint) = &self.telemetry.otlp_endpoint {
             if let Err(why) = super::sections::check_endpoint(endpoint) {
-                problems.add("telemetry.otlp_endpoint", why);
+                problems.add("telemetry.otlp_endpoint", why.to_string());
             }
         }
         if !(0.0..=1.0).contains(&self.metrics.cpu_sample_rate) {

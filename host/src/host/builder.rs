@@ -235,7 +235,7 @@ impl HostBuilder {
         }
         Ok(Assembled {
             sources,
-            pull_problems: pulled.problems,
+            pull_problems: pulled.problems.iter().map(ToString::to_string).collect(),
             config,
             discovery,
             catalog,

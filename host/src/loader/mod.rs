@@ -168,7 +168,7 @@ fn open_c(path: &Path, opened: c_plugin::Opened) -> Result<(Root, PluginInfo), L
     let described = c_plugin::parse_description(&opened.description, opened.plugin.abi()).map_err(
         |reason| LoadError::CPlugin {
             path: path.to_owned(),
-            reason,
+            reason: reason.to_string(),
         },
     )?;
     refuse_missing(

@@ -12,6 +12,7 @@
 //! the cache without a single registry request; a pull that fails keeps the previous one
 //! serving and says so.
 
+mod error;
 mod record;
 
 use std::{
@@ -23,7 +24,10 @@ use std::{
 
 use plugin_host_oci::{Credentials, Origin, Platform, Registry, TrustedKey, Want};
 
-pub use self::record::SourceRecord;
+pub use self::{
+    error::{PullError, SourceError},
+    record::SourceRecord,
+};
 use crate::config::{Config, PullPolicy, SourceConfig};
 
 /// How many sources a start pulls at once.
@@ -46,7 +50,7 @@ pub struct SyncReport {
     /// Each source served, with what was pulled.
     pub served: Vec<SourceRecord>,
     /// Each source that could not be pulled, and whether an earlier pull serves instead.
-    pub problems: Vec<String>,
+    pub problems: Vec<SourceError>,
 }
 
 impl Sources {
@@ -118,9 +122,9 @@ impl Sources {
         let this = self.clone();
         off_the_runtime(move || async move { this.sync_here().await })
             .await
-            .unwrap_or_else(|problem| SyncReport {
+            .unwrap_or_else(|stopped| SyncReport {
                 served: Vec::new(),
-                problems: vec![problem],
+                problems: vec![SourceError::Stopped(stopped)],
             })
     }
 
@@ -182,12 +186,12 @@ impl Sources {
     /// # Errors
     ///
     /// The pull failed: the previous pull keeps serving, and the message says so.
-    pub async fn refresh(&self, name: &str) -> Result<bool, String> {
+    pub async fn refresh(&self, name: &str) -> Result<bool, SourceError> {
         let (this, name) = (self.clone(), name.to_owned());
         off_the_runtime(move || async move { this.refresh_here(&name).await }).await?
     }
 
-    async fn refresh_here(&self, name: &str) -> Result<bool, String> {
+    async fn refresh_here(&self, name: &str) -> Result<bool, SourceError> {
         let Some(source) = self.sources.iter().find(|s| s.display_name() == name) else {
             return Ok(false);
         };
@@ -214,7 +218,11 @@ impl Sources {
             .or_default() += 1;
     }
 
-    async fn sync_one(&self, source: &SourceConfig, force: bool) -> Result<SourceRecord, String> {
+    async fn sync_one(
+        &self,
+        source: &SourceConfig,
+        force: bool,
+    ) -> Result<SourceRecord, SourceError> {
         let name = source.display_name();
         let platform = wanted_platform(source);
         let previous = SourceRecord::read(&self.records_dir(), &name)
@@ -232,13 +240,14 @@ impl Sources {
         match self.pull(source, &name, &platform, previous.as_ref()).await {
             Ok(record) => Ok(record),
             Err(error) => Err(match previous {
-                Some(record) => format!(
-                    "source {name}: {error}; still serving the previous pull ({} of {}, pulled {})",
-                    record.digest,
-                    record.reference,
-                    record.pulled_at_text()
-                ),
-                None => format!("source {name}: {error}; nothing of it is served"),
+                Some(record) => SourceError::StillServing {
+                    name,
+                    error,
+                    pulled: record.pulled_at_text(),
+                    digest: record.digest,
+                    reference: record.reference,
+                },
+                None => SourceError::NothingServed { name, error },
             }),
         }
     }
@@ -250,7 +259,7 @@ impl Sources {
         name: &str,
         platform: &Platform,
         previous: Option<&SourceRecord>,
-    ) -> Result<SourceRecord, String> {
+    ) -> Result<SourceRecord, PullError> {
         let origin = origin(source)?;
         let want = Want {
             platform,
@@ -262,7 +271,7 @@ impl Sources {
             Ok(fetched) => fetched,
             Err(error) => {
                 self.count(name, "failed");
-                return Err(error.to_string());
+                return Err(error.into());
             }
         };
         let unchanged =
@@ -273,19 +282,18 @@ impl Sources {
         }
         self.count(name, "pulled");
         let file = format!("{name}.{}", std::env::consts::DLL_EXTENSION);
-        serve(&fetched.library, &self.plugins_dir(), &file).map_err(|error| {
-            format!(
-                "cannot place {file} in {}: {error}",
-                self.plugins_dir().display()
-            )
+        serve(&fetched.library, &self.plugins_dir(), &file).map_err(|error| PullError::Place {
+            file: file.clone(),
+            dir: self.plugins_dir(),
+            error,
         })?;
         let record = SourceRecord::new(source, &fetched, file);
-        record.write(&self.records_dir()).map_err(|error| {
-            format!(
-                "cannot record the pull in {}: {error}",
-                self.records_dir().display()
-            )
-        })?;
+        record
+            .write(&self.records_dir())
+            .map_err(|error| PullError::Record {
+                dir: self.records_dir(),
+                error,
+            })?;
         tracing::info!(source = %name, digest = %record.digest, platform = %record.platform, signed_by = ?record.signed_by, "pulled");
         Ok(record)
     }
@@ -318,15 +326,15 @@ impl Sources {
 /// Runs the future `make` returns on a thread of the blocking pool, driven by the current
 /// runtime's handle: its file work (reading, hashing, copying a library) blocks that
 /// thread, not an async worker.
-async fn off_the_runtime<F, T>(make: impl FnOnce() -> F + Send + 'static) -> Result<T, String>
+async fn off_the_runtime<F, T>(
+    make: impl FnOnce() -> F + Send + 'static,
+) -> Result<T, tokio::task::JoinError>
 where
     F: std::future::Future<Output = T>,
     T: Send + 'static,
 {
     let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || handle.block_on(make()))
-        .await
-        .map_err(|error| format!("sources: the pull stopped: {error}"))
+    tokio::task::spawn_blocking(move || handle.block_on(make())).await
 }
 
 fn wanted_platform(source: &SourceConfig) -> Platform {
@@ -334,15 +342,16 @@ fn wanted_platform(source: &SourceConfig) -> Platform {
 }
 
 /// Where `source` is fetched from.
-fn origin(source: &SourceConfig) -> Result<Origin, String> {
+fn origin(source: &SourceConfig) -> Result<Origin, PullError> {
     if source.oci.is_empty() {
         let (dir, tag) = source.layout();
         return Ok(Origin::Layout { dir, tag });
     }
-    let reference: plugin_host_oci::Reference = source
-        .oci
-        .parse()
-        .map_err(|error| format!("{:?} is not a reference: {error}", source.oci))?;
+    let reference: plugin_host_oci::Reference =
+        source.oci.parse().map_err(|error| PullError::Reference {
+            oci: source.oci.clone(),
+            error,
+        })?;
     let registry = Registry::with_timeout(
         &reference,
         source.insecure,

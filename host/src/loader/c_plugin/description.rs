@@ -62,19 +62,46 @@ pub(crate) struct Described {
     pub(crate) requires: Vec<String>,
 }
 
+/// What is wrong with a C plugin's `ph_plugin` or its description.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Invalid {
+    /// The entry point returned no table.
+    #[error("`plugin_host_c_plugin_v1` returned NULL")]
+    NoTable,
+    /// The table's leading fields are not set.
+    #[error("its ph_plugin says size {size}, abi {abi}: set them to sizeof(ph_plugin) and PLUGIN_HOST_C_ABI")]
+    Header {
+        /// `ph_plugin.size`.
+        size: u32,
+        /// `ph_plugin.abi`.
+        abi: u32,
+    },
+    /// A field the contract requires is NULL.
+    #[error("its ph_plugin has no {0}")]
+    Missing(&'static str),
+    /// The description is not UTF-8.
+    #[error("its description is not UTF-8")]
+    NotUtf8,
+    /// The description is not the JSON document the header describes.
+    #[error("its description is not readable: {0}")]
+    Unreadable(#[from] serde_json::Error),
+    /// The description is of another format.
+    #[error("its description has format {0}, this host reads format {FORMAT}")]
+    Format(u32),
+    /// The description breaks a rule every plugin's manifest keeps.
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
+}
+
 /// Reads a C plugin's description document, built against C ABI `abi`.
 ///
 /// # Errors
 ///
 /// What is wrong with it, naming the key (or the rule it breaks).
-pub(crate) fn parse(text: &str, abi: u32) -> Result<Described, String> {
-    let document: Document = serde_json::from_str(text)
-        .map_err(|err| format!("its description is not readable: {err}"))?;
+pub(crate) fn parse(text: &str, abi: u32) -> Result<Described, Invalid> {
+    let document: Document = serde_json::from_str(text)?;
     if document.format != FORMAT {
-        return Err(format!(
-            "its description has format {}, this host reads format {FORMAT}",
-            document.format
-        ));
+        return Err(Invalid::Format(document.format));
     }
     let info = PluginInfo {
         name: document.name,
@@ -85,7 +112,7 @@ pub(crate) fn parse(text: &str, abi: u32) -> Result<Described, String> {
         sandbox: document.sandbox,
         components: document.components.into_iter().map(component).collect(),
     };
-    info.check().map_err(|err| err.to_string())?;
+    info.check()?;
     Ok(Described {
         info,
         requires: document.requires,
@@ -175,7 +202,7 @@ mod tests {
                 "empty",
             ),
         ] {
-            let err = parse(text, 1).expect_err(text);
+            let err = parse(text, 1).expect_err(text).to_string();
             assert!(err.contains(expected), "{text}: {err}");
         }
     }

@@ -33,6 +33,7 @@ use plugin_api::{
 
 pub(crate) use self::description::parse as parse_description;
 use self::{
+    description::Invalid,
     services::{Out, PhOut, Services},
     spans::TraceScope,
 };
@@ -213,16 +214,14 @@ pub(crate) unsafe fn open(library: RawLibrary, path: &Path) -> Probe {
     };
     // The library stays mapped for good, as abi_stable keeps its own.
     std::mem::forget(library);
-    let refuse = |reason: String| LoadError::CPlugin {
+    let refuse = |reason: Invalid| LoadError::CPlugin {
         path: path.to_owned(),
-        reason,
+        reason: reason.to_string(),
     };
     // SAFETY: the entry point takes nothing and returns a pointer to a static.
     let table = unsafe { entry() };
     if table.is_null() {
-        return Probe::C(Err(refuse(
-            "`plugin_host_c_plugin_v1` returned NULL".into(),
-        )));
+        return Probe::C(Err(refuse(Invalid::NoTable)));
     }
     // SAFETY: the entry point returns a `ph_plugin`, whose first two fields are its size
     // and ABI whatever its version; the rest is read as far as `size` says.
@@ -248,14 +247,11 @@ pub(crate) unsafe fn open(library: RawLibrary, path: &Path) -> Probe {
 /// # Safety
 ///
 /// `table` points at a `ph_plugin` of at least its two leading `u32`s, and of `size` bytes.
-unsafe fn read_table(table: *const PhPlugin) -> Result<(CPlugin, String), String> {
-    let missing = |what: &str| format!("its ph_plugin has no {what}");
+unsafe fn read_table(table: *const PhPlugin) -> Result<(CPlugin, String), Invalid> {
     // SAFETY: the two leading fields are always there.
     let (size, abi) = unsafe { ((*table).size, (*table).abi) };
     if abi == 0 || (size as usize) < 2 * std::mem::size_of::<u32>() {
-        return Err(format!(
-            "its ph_plugin says size {size}, abi {abi}: set them to sizeof(ph_plugin) and PLUGIN_HOST_C_ABI"
-        ));
+        return Err(Invalid::Header { size, abi });
     }
     let mut copy = PhPlugin {
         size,
@@ -278,19 +274,19 @@ unsafe fn read_table(table: *const PhPlugin) -> Result<(CPlugin, String), String
         );
     }
     if copy.description.is_null() {
-        return Err(missing("description"));
+        return Err(Invalid::Missing("description"));
     }
     // SAFETY: the header makes it a NUL-terminated string in the library.
     let description = unsafe { CStr::from_ptr(copy.description) }
         .to_str()
-        .map_err(|_| "its description is not UTF-8".to_owned())?
+        .map_err(|_| Invalid::NotUtf8)?
         .to_owned();
     let plugin = CPlugin {
         abi,
-        create: copy.create.ok_or_else(|| missing("create function"))?,
-        call: copy.call.ok_or_else(|| missing("call function"))?,
+        create: copy.create.ok_or(Invalid::Missing("create function"))?,
+        call: copy.call.ok_or(Invalid::Missing("call function"))?,
         stream: copy.stream,
-        drop: copy.drop.ok_or_else(|| missing("drop function"))?,
+        drop: copy.drop.ok_or(Invalid::Missing("drop function"))?,
     };
     Ok((plugin, description))
 }

@@ -71,9 +71,7 @@ pub(crate) fn contain(keep: i32, tasks: Option<u32>) -> Containment {
                     format!(", in a user namespace whose ids could not be mapped: {unmapped}")
                 }
             };
-            let capped = capped.map_or_else(String::new, |said| {
-                format!(", {}", said.unwrap_or_else(|why| why))
-            });
+            let capped = capped.map_or_else(String::new, |ceiling| format!(", {ceiling}"));
             Containment {
                 fence: format!("PID namespace{capped}{user}"),
                 gained_capabilities,
@@ -328,8 +326,8 @@ mod linux {
     use super::NO_NAMESPACES;
     use crate::platform::SetupError;
 
-    /// What init did to the namespace's tasks: what was set, or why nothing was.
-    pub(super) type Capped = Option<Result<String, String>>;
+    /// What init did to the namespace's tasks, when asked to cap them.
+    pub(super) type Capped = Option<super::super::tasks::Ceiling>;
 
     /// Enters a new PID namespace (and IPC namespace), forks its init, which caps its
     /// tasks (with `tasks`) and forks the worker, and returns in the worker (whether it is

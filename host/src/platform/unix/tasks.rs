@@ -17,23 +17,44 @@ const RESERVED_IDS: u32 = 300;
 /// The first kernel that keeps `pid_max` per PID namespace.
 const PER_NAMESPACE_SINCE: (u32, u32) = (6, 14);
 
+/// What [`cap`] did: the ceiling set, or why there is none. Its words go into the
+/// child's fence as `status` shows it.
+#[derive(Debug)]
+pub(super) enum Ceiling {
+    /// The namespace holds at most this many tasks.
+    Set(u32),
+    /// The kernel keeps one `pid_max` for the whole machine: its release.
+    OldKernel(String),
+    /// Writing `pid_max` failed.
+    NotSet(std::io::Error),
+}
+
+impl std::fmt::Display for Ceiling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Set(tasks) => write!(f, "at most {tasks} tasks"),
+            Self::OldKernel(release) => write!(
+                f,
+                "tasks not capped: Linux {release} keeps no pid_max per namespace (6.14 does)"
+            ),
+            Self::NotSet(err) => write!(f, "tasks not capped: pid_max could not be set: {err}"),
+        }
+    }
+}
+
 /// Caps the tasks of this process's PID namespace at `tasks` (see the module); call it
-/// in the namespace's init, while it holds its capabilities. What was set, in words, or
-/// why not.
-pub(super) fn cap(tasks: u32) -> Result<String, String> {
+/// in the namespace's init, while it holds its capabilities.
+pub(super) fn cap(tasks: u32) -> Ceiling {
     let release = kernel_release();
     match parse_release(&release) {
         Some(version) if version >= PER_NAMESPACE_SINCE => {}
-        _ => {
-            return Err(format!(
-                "tasks not capped: Linux {release} keeps no pid_max per namespace (6.14 does)"
-            ))
-        }
+        _ => return Ceiling::OldKernel(release),
     }
     let pid_max = tasks.saturating_add(RESERVED_IDS);
-    std::fs::write("/proc/sys/kernel/pid_max", pid_max.to_string())
-        .map(|()| format!("at most {tasks} tasks"))
-        .map_err(|err| format!("tasks not capped: pid_max could not be set: {err}"))
+    match std::fs::write("/proc/sys/kernel/pid_max", pid_max.to_string()) {
+        Ok(()) => Ceiling::Set(tasks),
+        Err(err) => Ceiling::NotSet(err),
+    }
 }
 
 /// The kernel's release, as `uname -r` says it.
