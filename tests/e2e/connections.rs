@@ -270,7 +270,8 @@ fn oversized_heads_and_bodies_are_refused_with_431_and_413() {
     let sandbox = Sandbox::new();
     let host = RunningHost::start(
         &sandbox,
-        "[admin]\nlisten = \"127.0.0.1:0\"\nmax_header_size = \"8KiB\"\nmax_body = \"1KiB\"\n",
+        "[admin]\nlisten = \"127.0.0.1:0\"\nmax_header_size = \"8KiB\"\nmax_body = \"1KiB\"\n\
+         body_timeout = \"1h\"\n",
     );
     let mut big_head = connect(&host);
     let cookie = "a".repeat(20_000);
@@ -286,6 +287,16 @@ fn oversized_heads_and_bodies_are_refused_with_431_and_413() {
         answer.contains(r#""kind":"payload_too_large""#) && answer.contains("admin.max_body"),
         "{answer}"
     );
+    // A length over the limit is refused from the head: no body is waited for (with a
+    // body_timeout of an hour, only that answers within the read's 30 s).
+    let mut declared = connect(&host);
+    declared
+        .write_all(
+            b"POST /components/none/call/m HTTP/1.1\r\nhost: t\r\ncontent-length: 3000000\r\n\r\n",
+        )
+        .expect("a head");
+    let (status, answer) = read_answer(&mut declared).expect("an answer before any body");
+    assert_eq!(status, 413, "{answer}");
     // Chunked, with no length to refuse up front: counted as it arrives.
     let mut chunked = connect(&host);
     let mut request =
@@ -311,7 +322,7 @@ fn oversized_heads_and_bodies_are_refused_with_431_and_413() {
             &host,
             "plugin_host_admin_requests_refused_total",
             Some("body_too_large")
-        ) >= 2.0
+        ) >= 3.0
     );
     // A body within the limit still reaches the handler (an unknown component here).
     let (status, answer) = host.post("/components/none/call/m", "{}");

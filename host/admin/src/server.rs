@@ -315,6 +315,23 @@ impl BodyLimits {
     }
 }
 
+/// `413`, counted: a body over `[admin] max_body`. The connection closes after it (the
+/// rest of the body is not read).
+fn too_large(limits: &BodyLimits) -> Response {
+    ConnectionStats::count(&limits.stats.body_too_large);
+    let message = format!(
+        "the request body is over {} bytes (admin.max_body)",
+        limits.max
+    );
+    let mut response =
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
 /// Reads a request's whole body within `[admin] body_timeout` and `max_body` before the
 /// handler runs (every endpoint takes its body whole), answering `408` or `413` past them.
 pub(crate) async fn read_body(
@@ -323,17 +340,18 @@ pub(crate) async fn read_body(
     next: Next,
 ) -> Response {
     let (parts, body) = request.into_parts();
+    // A length over the limit is refused from the head, without waiting for a body that
+    // would be refused anyway (or never come).
+    if axum::body::HttpBody::size_hint(&body).lower()
+        > u64::try_from(limits.max).unwrap_or(u64::MAX)
+    {
+        return too_large(&limits);
+    }
     let read = tokio::time::timeout(limits.timeout, Limited::new(body, limits.max).collect());
     let bytes = match read.await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            ConnectionStats::count(&limits.stats.body_too_large);
-            let message = format!(
-                "the request body is over {} bytes (admin.max_body)",
-                limits.max
-            );
-            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
-                .into_response();
+            return too_large(&limits);
         }
         Ok(Err(err)) => {
             let message = format!("the request body could not be read: {err}");
