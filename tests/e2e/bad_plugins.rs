@@ -498,6 +498,29 @@ fn a_symbolic_link_to_nothing_is_named_as_one() {
     );
 }
 
+/// A file whose name holds a line break cannot forge a line of `check` or `list`: each
+/// problem is printed on one line, the break written as an escape.
+#[test]
+fn a_line_break_in_a_file_name_forges_no_line_of_check_or_list() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let name = plugin_named("notes\nproblem: all is well");
+    std::fs::write(sandbox.plugins_dir().join(&name), "not a library").expect("file");
+    for command in ["check", "list"] {
+        let output = sandbox.run(&[command]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            !stdout
+                .lines()
+                .any(|line| line.starts_with("problem: all is well")),
+            "{command}: {stdout}"
+        );
+        assert!(
+            stdout.contains("notes\\nproblem: all is well"),
+            "{command}: {stdout}"
+        );
+    }
+}
+
 /// A file name the host takes for a plugin library, with `stem` in it.
 fn plugin_named(stem: &str) -> String {
     format!(

@@ -17,7 +17,7 @@ pub(crate) async fn run(global: &GlobalArgs, _args: CheckArgs) -> CliResult {
     say!("config: ok");
     let report = Host::builder(config).check().await?;
     for warning in &report.warnings {
-        say!("warning: {warning}");
+        say!("warning: {}", plugin_host::printable(warning));
     }
     say!(
         "plugins: {} usable of {} in {}",
@@ -36,7 +36,8 @@ pub(crate) async fn run(global: &GlobalArgs, _args: CheckArgs) -> CliResult {
         Ok(ExitCode::SUCCESS)
     } else {
         for problem in &report.problems {
-            say!("problem: {problem}");
+            // One line each: a file name with a line break cannot start a line of its own.
+            say!("problem: {}", plugin_host::printable(problem));
         }
         say!("{} problem(s) found", report.problems.len());
         Ok(ExitCode::from(EXIT_FAILURE))

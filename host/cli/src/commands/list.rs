@@ -112,7 +112,7 @@ fn print_table(catalog: &Catalog, config: &Config) {
     if !failures.is_empty() {
         say!();
         for failure in failures {
-            say!("error: {failure}");
+            say!("error: {}", plugin_host::printable(&failure.to_string()));
         }
     }
 }
