@@ -87,9 +87,14 @@ fn fetch_all(base: String, token: Option<&str>) -> anyhow::Result<Status> {
             // Not ready is an answer, not a failure.
             Err(ureq::Error::Status(503, response)) if path == "/readyz" => Ok(response),
             Err(ureq::Error::Status(status, response)) => {
-                let message = response
-                    .into_json::<api::ErrorBody>()
-                    .map_or_else(|_| "no details".to_owned(), |body| body.error.message);
+                // Not our error shape: something else listens there.
+                let message = response.into_json::<api::ErrorBody>().map_or_else(
+                    |_| {
+                        "not the admin API's answer; is a `plugin-host run` listening there?"
+                            .to_owned()
+                    },
+                    |body| body.error.message,
+                );
                 anyhow::bail!("{base}{path} answered {status}: {message}")
             }
             Err(err) => anyhow::bail!(
