@@ -240,6 +240,19 @@ fn the_sampler_evicts_idle_components_at_high_pressure() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_workers_memory_limit_counts_the_programs_it_started() {
+    memory_limit_counts(r#"{"mb": 300}"#);
+}
+
+/// A program left behind by the worker's child (adopted by the PID namespace's init, no
+/// longer below the worker) still counts as the worker's.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_workers_memory_limit_counts_the_programs_its_children_left_behind() {
+    memory_limit_counts(r#"{"mb": 300, "orphan": true}"#);
+}
+
+#[cfg(target_os = "linux")]
+fn memory_limit_counts(request: &str) {
     // The worker itself stays small; the child it forks touches 300 MiB against a limit
     // of 96 MiB: the worker (and the child with it) is killed, naming the limit.
     let sandbox = Sandbox::with_plugins(&["fixture-rogue"]);
@@ -253,7 +266,7 @@ fn a_workers_memory_limit_counts_the_programs_it_started() {
     let before = pid(&host);
     // Killed while the child fills its memory (the call fails naming the limit), or just
     // after.
-    let (status, child) = host.call("rogue", "child_alloc", r#"{"mb": 300}"#);
+    let (status, child) = host.call("rogue", "child_alloc", request);
     if let Err(err) = child {
         assert!(err.message.contains("memory_limit"), "{status}: {err:?}");
     }

@@ -19,14 +19,19 @@ pub(crate) fn rss_of(pid: u32) -> Option<u64> {
 const MOST_IN_TREE: usize = 64;
 
 /// The resident set size of process `pid` and of every process below it, in bytes: on
-/// Linux, through each thread's `children` list; elsewhere, the process's own. A program
-/// its children left behind (reparented to the PID namespace's init) is not below it.
+/// Linux, through each thread's `children` list; elsewhere, the process's own. When `pid`
+/// is the child of its own PID namespace's init (a contained worker), the init's other
+/// children count too: a program the worker's children left behind is adopted by that
+/// init, and its memory is still the worker's.
 pub(crate) fn rss_of_tree(pid: u32) -> Option<u64> {
     let own = rss_of(pid)?;
     #[cfg(target_os = "linux")]
     {
         let mut total = own;
         let mut todo = children_of(pid);
+        if let Some(init) = namespace_init_above(pid) {
+            todo.extend(children_of(init).into_iter().filter(|child| *child != pid));
+        }
         let mut counted = 1;
         while let Some(child) = todo.pop() {
             if counted >= MOST_IN_TREE {
@@ -40,6 +45,28 @@ pub(crate) fn rss_of_tree(pid: u32) -> Option<u64> {
     }
     #[cfg(not(target_os = "linux"))]
     Some(own)
+}
+
+/// The parent of process `pid` when that parent is the init of a PID namespace nested in
+/// this process's (its `NSpid` ends in 1 after at least one outer id).
+#[cfg(target_os = "linux")]
+fn namespace_init_above(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`: the name may hold spaces and parentheses.
+    let parent: u32 = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{parent}/status")).ok()?;
+    let ids: Vec<&str> = status
+        .lines()
+        .find_map(|line| line.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .collect();
+    (ids.len() >= 2 && ids.last() == Some(&"1")).then_some(parent)
 }
 
 /// The children of process `pid` (of each of its threads), as `/proc` lists them.
