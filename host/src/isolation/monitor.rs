@@ -24,6 +24,7 @@ pub(super) fn start(worker: &Arc<WorkerProcess>) {
 
 fn watch(weak: &Weak<WorkerProcess>) {
     let mut kills = KillRetry::default();
+    let mut memory = MemoryPace::default();
     loop {
         let Some(worker) = weak.upgrade() else { return };
         if worker.has_exited() {
@@ -37,7 +38,7 @@ fn watch(weak: &Weak<WorkerProcess>) {
         let stop_overdue = worker.watch.stop_overdue();
         if stop_overdue {
             worker.kill("it did not exit in time after it was asked to stop");
-        } else if let Some(why) = overdue(&worker).or_else(|| over_memory(&worker)) {
+        } else if let Some(why) = overdue(&worker).or_else(|| memory.over(&worker)) {
             worker.kill(&why);
         } else if worker.watch.min_idle() > Duration::ZERO
             && worker.idle_for() >= worker.watch.min_idle()
@@ -101,15 +102,35 @@ fn overdue(worker: &WorkerProcess) -> Option<String> {
         .map(|(_, _, why)| why.clone())
 }
 
-/// The reason to kill the worker if its RSS is past its limit.
-fn over_memory(worker: &WorkerProcess) -> Option<String> {
-    let limit = worker.watch.memory_limit()?;
-    let rss = crate::memory::rss_of(worker.pid)?;
-    (rss > limit).then(|| {
-        format!(
-            "its RSS of {} passed its memory_limit of {}",
-            format_bytes(rss),
-            format_bytes(limit)
-        )
-    })
+/// How often the watcher reads a worker's memory: every round while its tree of processes
+/// is small, once in `n / PROCESSES_PER_ROUND` rounds for a tree of `n`, so that the reads
+/// (a few files per process) cost the host about the same however many programs the
+/// plugin starts.
+#[derive(Default)]
+struct MemoryPace {
+    /// Rounds to let pass before the next read.
+    skip: usize,
+}
+
+impl MemoryPace {
+    /// The processes read in one round at most, on average.
+    const PROCESSES_PER_ROUND: usize = 64;
+
+    /// The reason to kill the worker if its RSS (with its programs') is past its limit.
+    fn over(&mut self, worker: &WorkerProcess) -> Option<String> {
+        let limit = worker.watch.memory_limit()?;
+        if self.skip > 0 {
+            self.skip -= 1;
+            return None;
+        }
+        let tree = crate::platform::rss_of_tree(worker.pid)?;
+        self.skip = tree.processes / Self::PROCESSES_PER_ROUND;
+        (tree.bytes > limit).then(|| {
+            format!(
+                "its RSS of {} passed its memory_limit of {}",
+                format_bytes(tree.bytes),
+                format_bytes(limit)
+            )
+        })
+    }
 }

@@ -80,5 +80,5 @@ impl RssReader {
 /// (on Linux: its descendants'; cheap enough for a sampler running many times a second);
 /// `None` when the process is gone or the platform cannot say.
 pub(crate) fn rss_of(pid: u32) -> Option<u64> {
-    crate::platform::rss_of_tree(pid)
+    crate::platform::rss_of_tree(pid).map(|tree| tree.bytes)
 }

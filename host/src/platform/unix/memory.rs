@@ -13,17 +13,28 @@ pub(crate) fn rss_of(pid: u32) -> Option<u64> {
 }
 
 /// The most processes [`rss_of_tree`] counts (a tree larger than this is counted that
-/// far): a worker's watcher reads it every 20 ms, and a plugin that may start programs
-/// must not make that read cost the host a core.
+/// far): above a worker's default ceiling of tasks (`[limits] worker_tasks`), so that only
+/// a worker allowed more could hide memory in processes past it. Its watcher reads a
+/// large tree less often ([`TreeRss::processes`]), so a plugin that starts many programs
+/// does not make the reads cost the host a core.
 #[cfg(target_os = "linux")]
-const MOST_IN_TREE: usize = 64;
+const MOST_IN_TREE: usize = 4096;
+
+/// The resident set of a process and of the processes below it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TreeRss {
+    /// Their resident set sizes, summed, in bytes.
+    pub(crate) bytes: u64,
+    /// How many processes were read.
+    pub(crate) processes: usize,
+}
 
 /// The resident set size of process `pid` and of every process below it, in bytes: on
 /// Linux, through each thread's `children` list; elsewhere, the process's own. When `pid`
 /// is the child of its own PID namespace's init (a contained worker), the init's other
 /// children count too: a program the worker's children left behind is adopted by that
 /// init, and its memory is still the worker's.
-pub(crate) fn rss_of_tree(pid: u32) -> Option<u64> {
+pub(crate) fn rss_of_tree(pid: u32) -> Option<TreeRss> {
     let own = rss_of(pid)?;
     #[cfg(target_os = "linux")]
     {
@@ -41,10 +52,16 @@ pub(crate) fn rss_of_tree(pid: u32) -> Option<u64> {
             total = total.saturating_add(rss_of(child).unwrap_or(0));
             todo.extend(children_of(child));
         }
-        Some(total)
+        Some(TreeRss {
+            bytes: total,
+            processes: counted,
+        })
     }
     #[cfg(not(target_os = "linux"))]
-    Some(own)
+    Some(TreeRss {
+        bytes: own,
+        processes: 1,
+    })
 }
 
 /// The parent of process `pid` when that parent is the init of a PID namespace nested in
@@ -181,5 +198,29 @@ impl ThreadClock {
         // SAFETY: clock_gettime returned 0, so it filled the buffer.
         let now = unsafe { now.assume_init() };
         Some(u64::try_from(now.tv_sec).ok()? * 1_000_000_000 + u64::try_from(now.tv_nsec).ok()?)
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    /// Every process below counts, past the 64 an earlier version stopped at (where a
+    /// plugin could spread memory over more processes than were read).
+    #[test]
+    fn a_tree_of_more_than_64_processes_is_read_whole() {
+        let mut children: Vec<std::process::Child> = (0..80)
+            .map(|_| {
+                std::process::Command::new("sleep")
+                    .arg("60")
+                    .spawn()
+                    .expect("sleep")
+            })
+            .collect();
+        let tree = super::rss_of_tree(std::process::id()).expect("this process");
+        for child in &mut children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert!(tree.processes > 80, "{tree:?}");
+        assert!(tree.bytes > super::own_rss().unwrap_or(0), "{tree:?}");
     }
 }

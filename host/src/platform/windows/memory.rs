@@ -128,7 +128,19 @@ impl Drop for ThreadClock {
     }
 }
 
+/// The resident set of a process and of the processes below it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TreeRss {
+    /// Their working sets, summed, in bytes.
+    pub(crate) bytes: u64,
+    /// How many processes were read.
+    pub(crate) processes: usize,
+}
+
 /// The working set of process `pid`: the programs it started are not counted here.
-pub(crate) fn rss_of_tree(pid: u32) -> Option<u64> {
-    rss_of(pid)
+pub(crate) fn rss_of_tree(pid: u32) -> Option<TreeRss> {
+    rss_of(pid).map(|bytes| TreeRss {
+        bytes,
+        processes: 1,
+    })
 }
