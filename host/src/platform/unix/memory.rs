@@ -65,7 +65,8 @@ pub(crate) fn rss_of_tree(pid: u32) -> Option<TreeRss> {
 }
 
 /// The parent of process `pid` when that parent is the init of a PID namespace nested in
-/// this process's (its `NSpid` ends in 1 after at least one outer id).
+/// this process's (its `NSpid` ends in 1 after at least one outer id), and not this
+/// process itself (a host that is its container's init, its worker beside it).
 #[cfg(target_os = "linux")]
 fn namespace_init_above(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -77,6 +78,9 @@ fn namespace_init_above(pid: u32) -> Option<u32> {
         .nth(1)?
         .parse()
         .ok()?;
+    if parent == super::contain::pid_for_host() {
+        return None;
+    }
     let status = std::fs::read_to_string(format!("/proc/{parent}/status")).ok()?;
     let ids: Vec<&str> = status
         .lines()
