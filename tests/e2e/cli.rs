@@ -79,6 +79,33 @@ fn a_request_comes_from_standard_input_or_a_file() {
     );
 }
 
+/// `status` pointed at a server that is not a plugin-host's admin API (a 404 in another
+/// shape) says so, and asks whether a host listens there.
+#[test]
+fn status_against_another_server_says_it_is_not_the_admin_api() {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let addr = listener.local_addr().expect("address").to_string();
+    let server = std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut head = [0u8; 1024];
+            let _ = stream.read(&mut head);
+            let _ = stream.write_all(
+                b"HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot found",
+            );
+        }
+    });
+    let sandbox = Sandbox::new();
+    let output = sandbox.run(&["status", "--addr", &addr]);
+    server.join().expect("server");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("answered 404: not the admin API's answer"),
+        "{}",
+        stderr(&output)
+    );
+}
+
 #[test]
 fn a_method_error_from_the_plugin_reaches_the_caller_with_its_context() {
     let sandbox = Sandbox::with_plugins(&["market-data"]);
