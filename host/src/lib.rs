@@ -121,7 +121,7 @@ pub use self::{
     plan::{ComponentPlan, EnginePlan, Plans},
     plugin_log::PLUGIN_LOG_TARGET,
     timeout::{ActiveTimeout, OperationKind, TimeoutManager, TimeoutStats},
-    util::format_bytes,
+    util::{format_bytes, shortened},
 };
 pub use plugin_api;
 

@@ -107,7 +107,7 @@ pub(crate) const COARSE_TICK: std::time::Duration = std::time::Duration::from_mi
 /// `value` written out to its first `at_most` characters, with `...` where it was cut:
 /// for quoting what a plugin or worker said in an error message. The writing stops there,
 /// so a value of any size costs no more (`format_args!("{x:?}")` quotes a `Debug` form).
-pub(crate) fn shortened(value: impl std::fmt::Display, at_most: usize) -> String {
+pub fn shortened(value: impl std::fmt::Display, at_most: usize) -> String {
     use std::fmt::Write as _;
     struct Cut {
         text: String,

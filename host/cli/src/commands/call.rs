@@ -73,10 +73,7 @@ fn request(argument: Option<&str>) -> Result<Vec<u8>, Failure> {
     };
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|err| {
-            let mut shown: String = text.chars().take(200).collect();
-            if shown.len() < text.len() {
-                shown.push_str("...");
-            }
+            let shown = plugin_host::shortened(&text, 200);
             anyhow::anyhow!("{from} is not valid JSON ({err}): {shown}")
         })
         .map_err(Failure::usage)?;
