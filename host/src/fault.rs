@@ -59,3 +59,73 @@ impl FaultKind {
         }
     }
 }
+
+/// The most characters the host keeps of each text in a plugin's error (its message, a
+/// method or dependency name, a panic's message): one error cannot fill the host's log,
+/// an HTTP answer or a terminal. In a worker the frame limit bounds them too; in the
+/// host's process nothing else does.
+pub const PLUGIN_TEXT_AT_MOST: usize = 16 * 1024;
+
+/// `err` with each of its texts cut to [`PLUGIN_TEXT_AT_MOST`] characters.
+pub(crate) fn bounded(err: PluginError) -> PluginError {
+    use abi_stable::std_types::RString;
+    fn cut(text: &mut RString) {
+        // Bytes bound characters: a text that short needs no counting.
+        if text.len() > PLUGIN_TEXT_AT_MOST {
+            *text = crate::util::shortened(text.as_str(), PLUGIN_TEXT_AT_MOST).into();
+        }
+    }
+    let mut err = err;
+    match &mut err {
+        PluginError::Failed(text)
+        | PluginError::UnknownMethod(text)
+        | PluginError::UnknownComponent(text) => cut(text),
+        PluginError::BadInput { method, message } => {
+            cut(method);
+            cut(message);
+        }
+        PluginError::Dependency { name, message } => {
+            cut(name);
+            cut(message);
+        }
+        PluginError::Panicked(report) => {
+            cut(&mut report.plugin);
+            cut(&mut report.component);
+            cut(&mut report.method);
+            cut(&mut report.message);
+        }
+    }
+    err
+}
+
+#[cfg(test)]
+mod tests {
+    use plugin_api::PluginError;
+
+    use super::{bounded, PLUGIN_TEXT_AT_MOST};
+
+    #[test]
+    fn every_text_of_a_plugins_error_is_cut_to_the_bound() {
+        let huge = "é".repeat(PLUGIN_TEXT_AT_MOST * 4);
+        let kept = |text: &str| text.chars().count();
+        let cut = PLUGIN_TEXT_AT_MOST + "...".len();
+        match bounded(PluginError::failed(huge.clone())) {
+            PluginError::Failed(text) => assert_eq!(kept(&text), cut),
+            other => panic!("{other:?}"),
+        }
+        match bounded(PluginError::Dependency {
+            name: huge.as_str().into(),
+            message: "short".into(),
+        }) {
+            PluginError::Dependency { name, message } => {
+                assert_eq!((kept(&name), message.as_str()), (cut, "short"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let at_the_bound = "x".repeat(PLUGIN_TEXT_AT_MOST);
+        assert_eq!(
+            bounded(PluginError::failed(at_the_bound.clone())),
+            PluginError::failed(at_the_bound)
+        );
+    }
+}

@@ -103,7 +103,7 @@ pub use self::{
         ResolvedComponent, SandboxStatus, ShutdownReport,
     },
     discovery::{Catalog, DiscoveredPlugin, Discovery, DiscoveryError, ScanMode},
-    fault::{CallFault, FaultKind, WorkerFault},
+    fault::{CallFault, FaultKind, WorkerFault, PLUGIN_TEXT_AT_MOST},
     host::{
         CheckReport, ComponentSummary, EagerReport, Host, HostBuilder, HostError, MetricSummaries,
     },

@@ -7,6 +7,7 @@
 //! says so once the component is back under its rate or at the next periodic flush.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -19,7 +20,7 @@ use abi_stable::std_types::RStr;
 use parking_lot::Mutex;
 use plugin_api::ffi::{LogLevel, LogSink, SpanRecord, TraceIds};
 
-use crate::names::printable;
+use crate::{fault::PLUGIN_TEXT_AT_MOST, names::printable, util::shortened};
 
 /// The target of every record a plugin logs: `RUST_LOG=plugin=debug` filters them.
 pub const PLUGIN_LOG_TARGET: &str = "plugin";
@@ -334,7 +335,7 @@ impl PluginLogSink {
         };
         report_suppressed(&known, pending);
         // Its own words, as one line each: a line break cannot start a forged record.
-        let (target, message) = (printable(target), printable(message));
+        let (target, message) = (one_line(target), one_line(message));
         match trace {
             Some(ids) => {
                 let (trace_id, span_id) = crate::telemetry::hex_ids(&ids.trace_id, &ids.span_id);
@@ -374,13 +375,23 @@ pub(crate) fn worker_record(
     target: &str,
     message: &str,
 ) {
-    let message = printable(message);
+    let message = one_line(message);
     match level {
         0..=2 => {
             tracing::info!(plugin = %plugin, worker = pid, source = %target, "worker: {message}")
         }
         3 => tracing::warn!(plugin = %plugin, worker = pid, source = %target, "worker: {message}"),
         _ => tracing::error!(plugin = %plugin, worker = pid, source = %target, "worker: {message}"),
+    }
+}
+
+/// A plugin's text as one line of the host's log, cut to [`PLUGIN_TEXT_AT_MOST`]
+/// characters: the rate limit bounds records, this their size.
+fn one_line(text: &str) -> Cow<'_, str> {
+    if text.len() > PLUGIN_TEXT_AT_MOST {
+        Cow::Owned(printable(&shortened(text, PLUGIN_TEXT_AT_MOST)).into_owned())
+    } else {
+        printable(text)
     }
 }
 

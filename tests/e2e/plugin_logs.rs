@@ -86,3 +86,40 @@ fn a_workers_output_and_own_records_are_held_to_the_plugins_log_rate() {
     let longest = log.lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 20_000, "a line of {longest} bytes in the log");
 }
+
+#[test]
+fn a_plugins_huge_record_and_huge_error_are_cut_to_a_bound() {
+    // A record and an error of a million bytes each, in process and in a worker: the
+    // host's log and the error it prints keep the first 16 Ki characters of each.
+    let sandbox = Sandbox::with_plugins(&["fixture-hostile"]);
+    for isolation in ["in-process", "process"] {
+        let config = sandbox.write_config(&format!(
+            "[components.hostile]\nisolation = \"{isolation}\"\n"
+        ));
+        let output = sandbox
+            .host()
+            .env("RUST_LOG", "info")
+            .args(["--config", &config.to_string_lossy()])
+            .args(["call", "hostile", "huge", "1000000"])
+            .output()
+            .expect("plugin-host call");
+        assert!(!output.status.success(), "{isolation}: the call fails");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let line_of = |what: &str| {
+            stderr
+                .lines()
+                .find(|line| line.contains(what))
+                .unwrap_or_else(|| panic!("{isolation}: no `{what}` in:\n{stderr:.2000}"))
+        };
+        for (what, cut) in [("huge record", "rrr..."), ("huge error", "eee...")] {
+            let line = line_of(what);
+            assert!(
+                (16_000..20_000).contains(&line.len()) && line.contains(cut),
+                "{isolation}: `{what}` cut to about 16 KiB, a line of {} bytes",
+                line.len()
+            );
+        }
+        let longest = stderr.lines().map(str::len).max().unwrap_or(0);
+        assert!(longest < 20_000, "{isolation}: a line of {longest} bytes");
+    }
+}

@@ -291,7 +291,7 @@ impl ComponentHandle {
             CallFault::Plugin(source) => CallError::Failed {
                 component,
                 method,
-                source,
+                source: crate::fault::bounded(source),
             },
             CallFault::Worker(fault) => CallError::WorkerFailed {
                 component,

@@ -48,7 +48,7 @@ impl Provider for WorkerProvider {
             Err(Created::Failed(CreateFault::Plugin(source))) => Err(InitError::Create {
                 component: spec.name.clone(),
                 plugin: Some(self.pool.plugin.clone()),
-                source,
+                source: crate::fault::bounded(source),
             }),
             Err(Created::Failed(CreateFault::Worker(fault))) => Err(InitError::WorkerFailed {
                 component: spec.name.clone(),

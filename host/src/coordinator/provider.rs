@@ -176,7 +176,7 @@ impl Provider for NativeComponent {
             Err(source) => Err(InitError::Create {
                 component: spec.name.clone(),
                 plugin: None,
-                source,
+                source: crate::fault::bounded(source),
             }),
         }
     }
@@ -296,7 +296,7 @@ impl Provider for PluginProvider {
             .map_err(|source| InitError::Create {
                 component: spec.name.clone(),
                 plugin: Some(plugin),
-                source,
+                source: crate::fault::bounded(source),
             })?;
         Ok(Box::new(PluginInstance { component, context }))
     }
