@@ -473,29 +473,27 @@ fn a_file_larger_than_any_plugin_is_refused_without_being_read() {
 
 #[cfg(unix)]
 #[test]
-fn a_symbolic_link_to_nothing_is_named_as_one() {
+fn a_symbolic_link_to_nothing_or_in_a_loop_is_named_as_one() {
     let sandbox = Sandbox::with_plugins(&["market-data"]);
-    let name = plugin_named("dangling");
+    let (dangling, looping) = (plugin_named("dangling"), plugin_named("looping"));
     let missing = sandbox.root().join("gone.so");
-    std::os::unix::fs::symlink(&missing, sandbox.plugins_dir().join(&name)).expect("symlink");
+    std::os::unix::fs::symlink(&missing, sandbox.plugins_dir().join(&dangling)).expect("link");
+    std::os::unix::fs::symlink(&looping, sandbox.plugins_dir().join(&looping)).expect("link");
     let output = sandbox
         .host()
         .args(["list", "--json"])
         .output()
         .expect("list");
     let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
-    let dangling = listed(&list, &name);
-    assert_eq!(dangling["error"]["kind"], "io", "{dangling:#}");
-    let wanted = format!(
-        "it is a symbolic link to {}, which does not exist",
-        missing.display()
-    );
-    assert!(
-        dangling["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains(&wanted)),
-        "{dangling:#}"
-    );
+    for (name, wanted) in [
+        (&dangling, format!("it is a symbolic link to {}, which does not exist", missing.display())),
+        (&looping, format!("it is a symbolic link to {looping}, and the links from there lead back in a loop; fix or remove the link")),
+    ] {
+        let entry = listed(&list, name);
+        assert_eq!(entry["error"]["kind"], "io", "{entry:#}");
+        let message = entry["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(&wanted), "{entry:#}");
+    }
 }
 
 /// A file whose name holds a line break cannot forge a line of `check` or `list`: each

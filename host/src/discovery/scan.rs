@@ -513,14 +513,42 @@ fn sha256_of_identity(path: &Path, identity: FileIdentity) -> std::io::Result<St
     crate::trust::sha256_hex(file)
 }
 
-/// Why `path` could not be read, in words: a symbolic link whose target is gone is named
-/// as one (the system's own words name no link, only a file not found).
+/// Why `path` could not be read, in words: a symbolic link whose target is gone, or that
+/// leads back to itself, is named as one (the system's own words name no link, only a
+/// file not found or "too many levels of symbolic links").
 fn unreadable(path: &Path, err: &std::io::Error) -> String {
     match std::fs::read_link(path) {
         Ok(target) if err.kind() == std::io::ErrorKind::NotFound => format!(
             "it is a symbolic link to {}, which does not exist; fix or remove the link",
             target.display()
         ),
+        Ok(target) if links_in_a_loop(path) => format!(
+            "it is a symbolic link to {}, and the links from there lead back in a loop; \
+             fix or remove the link",
+            target.display()
+        ),
         _ => err.to_string(),
     }
+}
+
+/// Whether following the symbolic links from `path` comes back to a link already passed
+/// (or goes on for longer than any system follows).
+fn links_in_a_loop(path: &Path) -> bool {
+    let mut passed = std::collections::HashSet::new();
+    let mut at: std::path::PathBuf = path.components().collect();
+    for _ in 0..64 {
+        let Ok(target) = std::fs::read_link(&at) else {
+            return false;
+        };
+        if !passed.insert(at.clone()) {
+            return true;
+        }
+        // A relative target is read from the link's own directory.
+        at = at
+            .parent()
+            .map_or_else(|| target.clone(), |dir| dir.join(&target))
+            .components()
+            .collect();
+    }
+    true
 }
