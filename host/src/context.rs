@@ -381,6 +381,41 @@ impl PluginHostContext {
     }
 
     /// Forgets `key`'s holder once it holds nothing through this context.
+    /// Takes lock `name` for the current call (or thread), waiting up to `timeout_ms`
+    /// (0: the lock's own timeout), or less if `give_up` is set and this thread unparked
+    /// meanwhile (a worker that ended while its request waited); the token to release it.
+    pub(crate) fn lock_unless(
+        &self,
+        name: &str,
+        timeout_ms: u64,
+        give_up: &AtomicBool,
+    ) -> Result<u64, PluginError> {
+        let inner = &self.inner;
+        inner.services.admit_lock_name(&inner.plugin, name)?;
+        let locks = &inner.services.locks;
+        let lock = locks.lock(name).map_err(PluginError::failed)?;
+        let timeout = match timeout_ms {
+            0 => locks.timeout_of(name),
+            ms => Duration::from_millis(ms),
+        };
+        let (key, holder) = self.holder();
+        match holder
+            .acquire_blocking_unless(&lock, timeout, give_up)
+            .map(LockGuard::into_owned)
+        {
+            Ok(guard) => {
+                let token = inner.next_token.fetch_add(1, Ordering::Relaxed);
+                inner.held.lock().insert(token, HeldLock { guard, key });
+                inner.held_count.fetch_add(1, Ordering::AcqRel);
+                Ok(token)
+            }
+            Err(err) => {
+                self.forget_idle_holder(key);
+                Err(PluginError::failed(err))
+            }
+        }
+    }
+
     fn forget_idle_holder(&self, key: HolderKey) {
         let held = self.inner.held.lock();
         if !held.values().any(|lock| lock.key == key) {
@@ -442,35 +477,8 @@ impl HostApi for PluginHostContext {
     }
 
     fn lock(&self, name: RStr<'_>, timeout_ms: u64) -> RResult<u64, PluginError> {
-        let inner = &self.inner;
-        if let Err(err) = inner.services.admit_lock_name(&inner.plugin, name.as_str()) {
-            return RResult::RErr(err);
-        }
-        let locks = &inner.services.locks;
-        let lock = match locks.lock(name.as_str()) {
-            Ok(lock) => lock,
-            Err(err) => return RResult::RErr(PluginError::failed(err)),
-        };
-        let timeout = match timeout_ms {
-            0 => locks.timeout_of(name.as_str()),
-            ms => Duration::from_millis(ms),
-        };
-        let (key, holder) = self.holder();
-        match holder
-            .acquire_blocking(&lock, timeout)
-            .map(LockGuard::into_owned)
-        {
-            Ok(guard) => {
-                let token = inner.next_token.fetch_add(1, Ordering::Relaxed);
-                inner.held.lock().insert(token, HeldLock { guard, key });
-                inner.held_count.fetch_add(1, Ordering::AcqRel);
-                RResult::ROk(token)
-            }
-            Err(err) => {
-                self.forget_idle_holder(key);
-                RResult::RErr(PluginError::failed(err))
-            }
-        }
+        static NEVER: AtomicBool = AtomicBool::new(false);
+        self.lock_unless(name.as_str(), timeout_ms, &NEVER).into()
     }
 
     fn unlock(&self, token: u64) -> RResult<(), PluginError> {

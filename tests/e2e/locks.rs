@@ -1,7 +1,8 @@
 //! Named locks taken by plugin calls through a real `plugin-host run`: a lock belongs to
 //! the call that took it, concurrent calls of one component take it in turn, a lock a
 //! call leaves behind is released and counted, and a deadlock between two calls is
-//! refused naming both.
+//! refused naming both; a worker cannot hold more of the host's threads in lock waits than
+//! the host serves it at once, nor past its end.
 
 use std::sync::Arc;
 
@@ -167,4 +168,40 @@ fn a_deadlock_between_two_calls_is_refused_naming_locks_components_and_methods()
     ] {
         assert!(refused.1.contains(needle), "`{needle}` in {}", refused.1);
     }
+}
+
+#[test]
+fn a_worker_with_more_requests_in_flight_than_the_host_serves_at_once_is_killed_for_it() {
+    // Each thread of a worker's plugin that waits for a lock holds one of the host's plugin
+    // threads. Within the bound (100 waiting) the call returns; past it (300) the worker
+    // is killed for breaking the protocol, and the host's threads go back to other calls.
+    plugin_host_tests::runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-hostile"]);
+        let config = "[limits]\nworker_tasks = 0\n\
+                      [components.hostile]\nisolation = \"process\"\ntimeout = \"60s\"\n";
+        let host = plugin_host_tests::host(&sandbox, config).await;
+        let within: usize = host
+            .call_json("hostile", "lock_flood", &100)
+            .await
+            .expect("100 requests in flight are served");
+        assert_eq!(within, 100);
+        let err = host
+            .call_json::<_, usize>("hostile", "lock_flood", &300)
+            .await
+            .expect_err("300 requests in flight break the protocol");
+        assert_eq!(err.kind(), "worker_protocol", "{err}");
+        assert!(
+            err.to_string()
+                .contains("more than 256 requests of the host (locks, dependency calls, metrics) in flight at once"),
+            "{err}"
+        );
+        // Its requests still waiting stopped when it ended, and none that got the lock
+        // keeps it: the next worker takes it at once.
+        let again: usize = host
+            .call_json("hostile", "lock_flood", &10)
+            .await
+            .expect("the lock is free again");
+        assert_eq!(again, 10);
+        host.shutdown().await;
+    });
 }

@@ -10,7 +10,7 @@ use plugin_api::ffi::{SpanRecord, TraceIds};
 use super::{process::WorkerProcess, requests::Answer};
 use crate::{
     call_context::CallToken,
-    protocol::{FromWorker, Outcome, ToWorker},
+    protocol::{FromWorker, Outcome},
 };
 
 impl WorkerProcess {
@@ -81,13 +81,7 @@ impl WorkerProcess {
                 instance,
                 call,
                 request,
-            } => {
-                let worker = Arc::clone(self);
-                self.executor.execute(move || {
-                    let reply = worker.serve(instance, call, request);
-                    let _ = worker.writer.lock().write(&ToWorker::Reply { req, reply });
-                });
-            }
+            } => self.take_request(req, instance, call, request),
             FromWorker::Starved { req } => {
                 let stream = self.streams.lock().get(&req).cloned();
                 match stream {

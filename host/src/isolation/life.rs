@@ -159,6 +159,10 @@ impl WorkerProcess {
     /// The worker is gone, as the kernel says: fail what waits, say how it ended.
     pub(super) fn ended(&self, status: &str) {
         self.requests.lock().accepting = false;
+        // Its requests that wait for a lock wait no longer (`exited` is set).
+        for thread in self.waiting_for_locks.lock().values() {
+            thread.unpark();
+        }
         // What it wrote before it ended (answers, stream items) is still in the socket:
         // the reader hands it on first. Bounded, for a process it forked may hold the
         // socket open.

@@ -8,7 +8,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         mpsc, Arc, Weak,
     },
     time::{Duration, Instant},
@@ -81,6 +81,12 @@ pub(crate) struct WorkerProcess {
     /// code makes (a dependency call) are served in it.
     pub(super) call_tokens: Mutex<HashMap<u64, Arc<CallToken>>>,
     pub(super) metrics: Mutex<Vec<MetricBox>>,
+    /// Requests of its plugin code being served on the host's plugin threads
+    /// (`serve::REQUESTS_AT_ONCE` at most).
+    pub(super) serving: AtomicUsize,
+    /// The host's threads whose request of it waits for a lock: unparked when it ends,
+    /// so that they stop waiting for a process that is gone.
+    pub(super) waiting_for_locks: Mutex<HashMap<std::thread::ThreadId, std::thread::Thread>>,
     pub(super) sink: PluginLogSink,
     pub(super) executor: PluginExecutor,
     pub(super) memory: MemoryManager,
@@ -156,6 +162,8 @@ impl WorkerProcess {
             streams: Mutex::default(),
             call_tokens: Mutex::default(),
             metrics: Mutex::default(),
+            serving: AtomicUsize::new(0),
+            waiting_for_locks: Mutex::default(),
             sink: PluginLogSink {
                 plugin: Arc::from(spawn.plugin),
                 limits: Arc::clone(&shared.services.logs),

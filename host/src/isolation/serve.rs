@@ -9,13 +9,78 @@ use plugin_api::{
     PluginError,
 };
 
+use std::sync::{atomic::Ordering, Arc};
+
 use super::process::WorkerProcess;
 use crate::{
     context::{CallScope, PluginHostContext},
-    protocol::{Reply, WorkerRequest},
+    protocol::{Reply, ToWorker, WorkerRequest},
 };
 
+/// The most requests of one worker's plugin code the host serves at once. Each holds a
+/// plugin thread of the host's while it waits (for a lock, a dependency), and plugin
+/// code makes them one a thread, waiting for each answer: a worker with more in flight
+/// has more threads asking at once than any plugin needs, or writes requests behind its
+/// worker's back, and would take the threads every other plugin's calls run on. It is
+/// killed for breaking the protocol.
+pub(crate) const REQUESTS_AT_ONCE: usize = 256;
+
+/// A request of a worker's being served: counted out however serving it ends.
+struct Served(Arc<WorkerProcess>);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.0.serving.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A host thread waiting for a lock for a worker's request, known to the worker while it
+/// waits.
+struct WaitingForLock<'a>(&'a WorkerProcess);
+
+impl<'a> WaitingForLock<'a> {
+    fn enter(worker: &'a WorkerProcess) -> Self {
+        let thread = std::thread::current();
+        worker.waiting_for_locks.lock().insert(thread.id(), thread);
+        Self(worker)
+    }
+}
+
+impl Drop for WaitingForLock<'_> {
+    fn drop(&mut self) {
+        self.0
+            .waiting_for_locks
+            .lock()
+            .remove(&std::thread::current().id());
+    }
+}
+
 impl WorkerProcess {
+    /// Serves request `req` of plugin code in the worker on a plugin thread, within
+    /// [`REQUESTS_AT_ONCE`].
+    pub(super) fn take_request(
+        self: &Arc<Self>,
+        req: u64,
+        instance: u64,
+        call: Option<(u64, String)>,
+        request: WorkerRequest,
+    ) {
+        if self.serving.fetch_add(1, Ordering::AcqRel) >= REQUESTS_AT_ONCE {
+            self.serving.fetch_sub(1, Ordering::AcqRel);
+            self.breach(&format!(
+                "it had more than {REQUESTS_AT_ONCE} requests of the host (locks, dependency \
+                 calls, metrics) in flight at once"
+            ));
+            return;
+        }
+        let served = Served(Arc::clone(self));
+        self.executor.execute(move || {
+            let worker = &served.0;
+            let reply = worker.serve(instance, call, request);
+            let _ = worker.writer.lock().write(&ToWorker::Reply { req, reply });
+        });
+    }
+
     /// Answers one request of plugin code in the worker, made by instance `instance`
     /// inside call `call` (its id and method), or outside any call.
     pub(super) fn serve(
@@ -34,10 +99,16 @@ impl WorkerProcess {
                 method,
                 input,
             } => dependency(&context, &name, &method, &input).map(Reply::Bytes),
-            WorkerRequest::Lock { name, timeout_ms } => context
-                .lock(RStr::from_str(&name), timeout_ms)
-                .into_result()
-                .map(Reply::Token),
+            WorkerRequest::Lock { name, timeout_ms } => {
+                let _waiting = WaitingForLock::enter(self);
+                let taken = context.lock_unless(&name, timeout_ms, &self.exited);
+                if let (Ok(token), true) = (&taken, self.has_exited()) {
+                    // Handed over after its locks were released with it: no one would
+                    // release this one.
+                    let _ = context.unlock(*token);
+                }
+                taken.map(Reply::Token)
+            }
             WorkerRequest::Unlock { token } => {
                 context.unlock(token).into_result().map(|()| Reply::Done)
             }

@@ -281,6 +281,23 @@ impl Holder {
         lock: &'a LockRef,
         timeout: Duration,
     ) -> Result<LockGuard<'a>, LockError> {
+        static NEVER: AtomicBool = AtomicBool::new(false);
+        self.acquire_blocking_unless(lock, timeout, &NEVER)
+    }
+
+    /// As [`Self::acquire_blocking`], but a wait ends as a timeout as soon as `give_up`
+    /// is set and the waiting thread unparked (for a worker that ended while its request
+    /// waited, on a thread of the host's).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::acquire`].
+    pub(crate) fn acquire_blocking_unless<'a>(
+        &'a self,
+        lock: &'a LockRef,
+        timeout: Duration,
+        give_up: &AtomicBool,
+    ) -> Result<LockGuard<'a>, LockError> {
         let entry = &lock.entry;
         // The flag is made only when the lock is contended.
         let mut granted = None;
@@ -299,7 +316,7 @@ impl Holder {
             unreachable!("a queued waiter has a flag")
         };
         let started = Instant::now();
-        wait_for_grant(&granted, started + timeout);
+        wait_for_grant(&granted, started + timeout, give_up);
         self.finish_wait(lock, granted.load(Ordering::Acquire), started.elapsed())
     }
 
@@ -334,7 +351,7 @@ fn guard<'a>(holder: &'a Holder, lock: &'a LockRef) -> LockGuard<'a> {
 /// Yields for a while (a hand-over to a waiter that is still runnable is far cheaper
 /// than waking a parked one, and yielding, unlike spinning, lets the owner run when
 /// threads outnumber cores), then parks until granted or `deadline`.
-fn wait_for_grant(granted: &AtomicBool, deadline: Instant) {
+fn wait_for_grant(granted: &AtomicBool, deadline: Instant, give_up: &AtomicBool) {
     for _ in 0..YIELDS_BEFORE_PARKING {
         if granted.load(Ordering::Acquire) || Instant::now() >= deadline {
             return;
@@ -343,7 +360,7 @@ fn wait_for_grant(granted: &AtomicBool, deadline: Instant) {
     }
     while !granted.load(Ordering::Acquire) {
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if left.is_zero() || give_up.load(Ordering::Acquire) {
             return;
         }
         std::thread::park_timeout(left);
