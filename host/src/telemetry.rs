@@ -322,20 +322,36 @@ pub(crate) fn export_plugin_span(span: &PluginSpan<'_>) {
     let at = |nanos: u64| UNIX_EPOCH + Duration::from_nanos(nanos);
     let tracer = opentelemetry::global::tracer("plugin");
     let builder = tracer
-        .span_builder(span.name.to_owned())
+        .span_builder(kept(span.name, SPAN_NAME_AT_MOST))
         .with_kind(SpanKind::Internal)
         .with_start_time(at(span.start_unix_nanos))
         .with_attributes([
             KeyValue::new("plugin", span.plugin.to_owned()),
             KeyValue::new("component", span.component.to_owned()),
-            KeyValue::new("code.namespace", span.target.to_owned()),
-            KeyValue::new("fields", span.fields.to_owned()),
+            KeyValue::new("code.namespace", kept(span.target, SPAN_NAME_AT_MOST)),
+            KeyValue::new("fields", kept(span.fields, SPAN_FIELDS_AT_MOST)),
         ]);
     NEXT_SPAN_ID.with(|next| next.set(Some(SpanId::from_bytes(span.span_id))));
     let mut built =
         tracer.build_with_context(builder, &Context::new().with_remote_span_context(parent));
     NEXT_SPAN_ID.with(Cell::take);
     built.end_with_timestamp(at(span.end_unix_nanos.max(span.start_unix_nanos)));
+}
+
+/// The most characters of a plugin span's name and target the host exports.
+const SPAN_NAME_AT_MOST: usize = 256;
+
+/// The most characters of a plugin span's fields the host exports: spans are not
+/// rate-limited as log records are, and wait in the exporter's queue (2,048 of them).
+const SPAN_FIELDS_AT_MOST: usize = 4096;
+
+/// `text`, a plugin's, cut to `at_most` characters.
+fn kept(text: &str, at_most: usize) -> String {
+    if text.len() <= at_most {
+        text.to_owned()
+    } else {
+        crate::util::shortened(text, at_most)
+    }
 }
 
 /// A W3C `traceparent`'s trace id and span id as hex, for log fields.

@@ -255,3 +255,42 @@ fn a_c_plugins_spans_are_in_the_callers_trace_in_process() {
 fn a_c_plugins_spans_are_in_the_callers_trace_isolated() {
     c_spans("isolated", "isolation = \"process\"\n");
 }
+
+#[test]
+fn a_plugins_huge_span_is_exported_cut_to_a_bound() {
+    // Spans are not rate-limited as log records are, and wait in the exporter's queue: a
+    // field of a million bytes is exported as its first 4,096 characters.
+    let receiver = OtlpReceiver::start();
+    let sandbox = Sandbox::with_plugins(&["fixture-hostile"]);
+    let config = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[telemetry]\notlp_endpoint = {:?}\n",
+        receiver.endpoint()
+    );
+    let host = RunningHost::start(&sandbox, &config);
+    let response = host
+        .request("POST", "/components/hostile/call/huge_span")
+        .set(
+            "traceparent",
+            &format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"),
+        )
+        .send_string("1000000")
+        .expect("the call");
+    assert_eq!(response.status(), 200);
+    assert_eq!(host.stop(), Some(0));
+    let spans = wait_for("the plugin's span", || {
+        let spans = receiver.spans();
+        spans.iter().any(|s| s.name == "huge_span").then_some(spans)
+    });
+    let fields = named(&spans, "huge_span")
+        .attributes
+        .iter()
+        .find(|a| a.starts_with("fields="))
+        .expect("its fields")
+        .clone();
+    assert!(
+        (4_096..4_200).contains(&fields.len()) && fields.ends_with("fff..."),
+        "fields of {} bytes: {:.100}",
+        fields.len(),
+        fields
+    );
+}
