@@ -17,6 +17,7 @@ mod entry;
 mod error;
 mod graph;
 mod holder;
+mod queue;
 
 use std::{
     collections::HashMap,
