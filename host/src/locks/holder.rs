@@ -23,68 +23,9 @@ use parking_lot::Mutex;
 
 use super::{
     entry::{LockEntry, Notify},
-    queue::{abandon, begin, granted_to, release},
+    queue::{abandon, begin, granted_to, release, Begin, HolderState},
     LockError, LockRef, Shared,
 };
-
-/// One holder's state: its id and label, and the locks it holds.
-pub(super) struct HolderState {
-    pub(super) id: u64,
-    pub(super) label: Arc<str>,
-    pub(super) manager: Arc<Shared>,
-    /// How many locks it holds.
-    pub(super) count: AtomicU32,
-    /// `id + 1` of the lock it took while holding nothing (the uncontended path); 0 if
-    /// that lock is released.
-    pub(super) first: AtomicU64,
-    /// Every other lock it holds, in acquisition order.
-    pub(super) rest: Mutex<Vec<Arc<LockEntry>>>,
-}
-
-impl Drop for HolderState {
-    fn drop(&mut self) {
-        self.manager.labels.lock().remove(&self.id);
-    }
-}
-
-impl HolderState {
-    /// Every lock held, in acquisition order. Call with `rest` locked.
-    pub(super) fn held(&self, rest: &[Arc<LockEntry>]) -> Vec<Arc<LockEntry>> {
-        let first = self.first.load(Ordering::Acquire);
-        let mut held = Vec::with_capacity(rest.len() + 1);
-        if first != 0 {
-            if let Some(entry) = self.manager.entry_by_id(first - 1) {
-                held.push(entry);
-            }
-        }
-        held.extend(rest.iter().cloned());
-        held
-    }
-
-    /// Records `entry` as held. Call with `rest` locked.
-    pub(super) fn add_locked(&self, entry: &Arc<LockEntry>, rest: &mut Vec<Arc<LockEntry>>) {
-        if self.first.load(Ordering::Acquire) == 0 {
-            self.first.store(u64::from(entry.id) + 1, Ordering::Release);
-        } else {
-            rest.push(Arc::clone(entry));
-        }
-        let count = self.count.load(Ordering::Acquire);
-        self.count.store(count + 1, Ordering::Release);
-    }
-
-    /// Records `entry` as released. Plain loads and stores on the uncontended path: a
-    /// holder is one flow of control, never used from two threads at once.
-    pub(super) fn remove(&self, entry: &LockEntry) {
-        let id = u64::from(entry.id) + 1;
-        if self.first.load(Ordering::Acquire) == id {
-            self.first.store(0, Ordering::Release);
-        } else {
-            self.rest.lock().retain(|held| held.id != entry.id);
-        }
-        let count = self.count.load(Ordering::Acquire);
-        self.count.store(count.saturating_sub(1), Ordering::Release);
-    }
-}
 
 /// One acquisition identity: a call, a task or a thread. Locks it takes belong to it and
 /// to nothing else: another holder with the same label still queues behind it. Cheap to
@@ -191,12 +132,6 @@ impl Drop for LockGuard<'_> {
             release(holder, entry);
         }
     }
-}
-
-/// What `begin` did.
-pub(super) enum Begin {
-    Acquired,
-    Queued,
 }
 
 impl Holder {
