@@ -29,6 +29,9 @@ mod grants;
 mod hardening;
 mod isolation;
 mod lazy_loading;
+// Unix: a plugin takes its worker's link away with dup2.
+#[cfg(unix)]
+mod link;
 mod locks;
 mod memory;
 mod oci;

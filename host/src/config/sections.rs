@@ -159,6 +159,10 @@ pub struct TimeoutsConfig {
     /// bound on the whole stream). Defaults to 30 s.
     #[serde(with = "units::duration")]
     pub stream_idle: Duration,
+    /// How long a worker may leave what the host writes to it unread (its link full)
+    /// before it is killed for breaking the protocol. Defaults to 30 s.
+    #[serde(with = "units::duration")]
+    pub worker_unread: Duration,
 }
 
 impl Default for TimeoutsConfig {
@@ -169,6 +173,7 @@ impl Default for TimeoutsConfig {
             operations: BTreeMap::new(),
             kill_grace: Duration::from_secs(1),
             stream_idle: Duration::from_secs(30),
+            worker_unread: Duration::from_secs(30),
         }
     }
 }

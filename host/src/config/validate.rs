@@ -128,6 +128,10 @@ impl Config {
             ("host.scan_timeout".to_owned(), self.host.scan_timeout),
             ("timeouts.default".to_owned(), self.timeouts.default),
             ("timeouts.stream_idle".to_owned(), self.timeouts.stream_idle),
+            (
+                "timeouts.worker_unread".to_owned(),
+                self.timeouts.worker_unread,
+            ),
             ("timeouts.stop".to_owned(), self.timeouts.stop),
             (
                 "metrics.aggregation_interval".to_owned(),

@@ -109,6 +109,7 @@ impl Coordinator {
                             start: WORKER_START_TIMEOUT,
                             stop: inner.plans.engine.stop_timeout,
                             kill_grace: inner.plans.engine.kill_grace,
+                            unread: inner.plans.engine.worker_unread,
                         },
                         loader: Arc::clone(&inner.loader),
                         shared: Shared {

@@ -33,9 +33,10 @@ pub(super) fn launch(spawn: &Spawn<'_>, shared: &Shared) -> Result<Arc<WorkerPro
             return Err(error(format!("cannot watch the worker: {err}")));
         }
     };
-    let connected = link
-        .connect(&mut child)
-        .and_then(|(read, write)| Ok((read.stopper()?, read, write)));
+    let connected = link.connect(&mut child).and_then(|(read, write)| {
+        write.give_up_after(spawn.unread_limit)?;
+        Ok((read.stopper()?, read, write))
+    });
     let (stop, read, write) = match connected {
         Ok(link) => link,
         Err(err) => {

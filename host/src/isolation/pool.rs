@@ -56,6 +56,8 @@ pub(crate) struct PoolTimes {
     pub(crate) stop: Duration,
     /// How long a call abandoned by its caller may run on before its worker is killed.
     pub(crate) kill_grace: Duration,
+    /// How long a worker may leave what the host writes to it unread.
+    pub(crate) unread: Duration,
 }
 
 /// The file the pool's workers run: as discovery vetted it.
@@ -211,6 +213,7 @@ impl WorkerPool {
             memory_limit: (limit > 0).then_some(limit),
             start_timeout: self.times.start,
             stop_timeout: self.times.stop,
+            unread_limit: self.times.unread,
             max_reply: self.shared.max_reply,
             shared_memory_from: self.shared.shared_memory_from,
             worker_tasks: self.shared.worker_tasks,

@@ -42,13 +42,39 @@ pub(super) type OpenStream = (Arc<dyn ItemSink>, Arc<Credits>);
 impl CreditLink for WorkerProcess {
     /// Sends `message` from a plugin thread (never an async worker: a write may wait).
     fn send_later(self: Arc<Self>, message: ToWorker) {
+        let mut outbox = self.outbox.lock();
+        outbox.messages.push(message);
+        if std::mem::replace(&mut outbox.sending, true) {
+            // The thread already sending takes this one too: one thread a worker at
+            // most, however many wait, even while a write waits for the worker to read.
+            return;
+        }
+        drop(outbox);
         let worker = Arc::clone(&self);
-        self.executor.execute(move || {
-            if !worker.has_exited() {
-                let _ = worker.writer.lock().write(&message);
+        self.executor.execute(move || loop {
+            let messages = {
+                let mut outbox = worker.outbox.lock();
+                if outbox.messages.is_empty() {
+                    outbox.sending = false;
+                    return;
+                }
+                std::mem::take(&mut outbox.messages)
+            };
+            for message in messages {
+                if worker.has_exited() || worker.send(&message).is_err() {
+                    break;
+                }
             }
         });
     }
+}
+
+/// Messages waiting to be sent to a worker by one thread of the host's.
+#[derive(Default)]
+pub(super) struct Outbox {
+    messages: Vec<ToWorker>,
+    /// A thread is sending them.
+    sending: bool,
 }
 
 /// One worker process and the host's end of its socket.
@@ -81,6 +107,9 @@ pub(crate) struct WorkerProcess {
     /// code makes (a dependency call) are served in it.
     pub(super) call_tokens: Mutex<HashMap<u64, Arc<CallToken>>>,
     pub(super) metrics: Mutex<Vec<MetricBox>>,
+    /// What is sent to it from another thread than the sender's (`CreditLink`): stream
+    /// credit and cancellations, in order.
+    pub(super) outbox: Mutex<Outbox>,
     /// Requests of its plugin code being served on the host's plugin threads
     /// (`serve::REQUESTS_AT_ONCE` at most).
     pub(super) serving: AtomicUsize,
@@ -99,6 +128,9 @@ pub(crate) struct WorkerProcess {
     pub(super) watch: Watch,
     /// How long it may take to drop its instances and exit once asked to stop.
     pub(super) stop_limit: Duration,
+    /// How long what the host writes to it may wait unread: a write blocked that long
+    /// fails, and the worker is killed for it.
+    pub(super) unread_limit: Duration,
     /// What its sandbox enforces, as it said when it started; `None` without one.
     pub(crate) sandbox: Option<String>,
     /// What ends everything it starts when it ends, as it said when it started.
@@ -163,6 +195,7 @@ impl WorkerProcess {
             call_tokens: Mutex::default(),
             metrics: Mutex::default(),
             serving: AtomicUsize::new(0),
+            outbox: Mutex::default(),
             waiting_for_locks: Mutex::default(),
             sink: PluginLogSink {
                 plugin: Arc::from(spawn.plugin),
@@ -175,6 +208,7 @@ impl WorkerProcess {
             answered: AtomicU64::new(0),
             watch: Watch::new(spawn.memory_limit, shared.memory.min_idle()),
             stop_limit: spawn.stop_timeout,
+            unread_limit: spawn.unread_limit,
             sandbox: hello.sandbox,
             fence: hello.fence,
             killed: AtomicBool::new(false),
@@ -198,6 +232,22 @@ impl WorkerProcess {
     /// Whether it takes new requests.
     pub(crate) fn is_accepting(&self) -> bool {
         self.requests.lock().accepting
+    }
+
+    /// Writes `message` to the worker. A write that waited `unread_limit` for the worker
+    /// to read fails, part of the frame maybe written: the link is broken, and the worker
+    /// is killed for breaking the protocol.
+    pub(super) fn send(&self, message: &ToWorker) -> std::io::Result<()> {
+        let written = self.writer.lock().write(message);
+        if let Err(err) = &written {
+            if err.kind() == std::io::ErrorKind::WouldBlock {
+                self.breach(&format!(
+                    "it left what the host sent it unread for {}",
+                    crate::util::for_people(self.unread_limit)
+                ));
+            }
+        }
+        written
     }
 
     /// Whether the process has ended (and the host has reaped it).
@@ -392,8 +442,8 @@ impl WorkerProcess {
         }
         let elapsed = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_used_ms.store(elapsed, Ordering::Relaxed);
-        if self.writer.lock().write(message).is_err() {
-            // The socket is gone: the reader sees the end too, and answers every request
+        if self.send(message).is_err() {
+            // The socket is gone (or the worker is killed for reading nothing): the reader sees the end too, and answers every request
             // (this one included, unless it already has).
             if self.requests.lock().pending.remove(&req).is_some() {
                 return Err(NotSent);

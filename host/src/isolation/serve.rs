@@ -77,7 +77,7 @@ impl WorkerProcess {
         self.executor.execute(move || {
             let worker = &served.0;
             let reply = worker.serve(instance, call, request);
-            let _ = worker.writer.lock().write(&ToWorker::Reply { req, reply });
+            let _ = worker.send(&ToWorker::Reply { req, reply });
         });
     }
 

@@ -50,6 +50,8 @@ pub(crate) struct Spawn<'a> {
     pub(crate) start_timeout: Duration,
     /// How long it may take to exit once asked to stop.
     pub(crate) stop_timeout: Duration,
+    /// `[timeouts] worker_unread`: how long what the host writes may wait unread.
+    pub(crate) unread_limit: Duration,
     /// `[limits] max_reply`: the worker refuses to send a larger reply.
     pub(crate) max_reply: usize,
     /// `[limits] shared_memory_from`: payloads this large or more travel in shared memory.

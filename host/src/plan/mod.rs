@@ -63,6 +63,8 @@ pub struct EnginePlan {
     pub kill_grace: Duration,
     /// The longest gap between two items of a stream.
     pub stream_idle: Duration,
+    /// How long a worker may leave what the host writes to it unread.
+    pub worker_unread: Duration,
     /// The largest reply of one call.
     pub max_reply: u64,
     /// Payloads from this size on cross to workers in shared memory (0: never).
@@ -176,6 +178,7 @@ fn engine_plan(config: &Config) -> EnginePlan {
         stop_timeout: config.timeouts.stop,
         kill_grace: config.timeouts.kill_grace,
         stream_idle: config.timeouts.stream_idle,
+        worker_unread: config.timeouts.worker_unread,
         max_reply: config.limits.max_reply,
         shared_memory_from: config.limits.shared_memory_from,
         worker_tasks: config.limits.worker_tasks,

@@ -19,6 +19,7 @@ use std::{
     },
     path::Path,
     process::{Child, Command, Stdio},
+    time::Duration,
 };
 
 use rustix::net::{
@@ -144,6 +145,12 @@ impl Write for LinkWrite {
 }
 
 impl LinkWrite {
+    /// A write that cannot go on for `limit` (the other side reads nothing) fails with
+    /// `WouldBlock`, part of it maybe written, rather than waiting for ever.
+    pub(crate) fn give_up_after(&self, limit: Duration) -> io::Result<()> {
+        self.0.set_write_timeout(Some(limit))
+    }
+
     /// Closes the link for writing: the other side reads its end.
     pub(crate) fn close(&mut self) {
         let _ = self.0.shutdown(std::net::Shutdown::Write);

@@ -1,0 +1,35 @@
+//! The host's end of a worker's link holds against a worker that stops reading it: a
+//! write that waits `[timeouts] worker_unread` for the worker to read fails, the worker is
+//! killed for breaking the protocol, and the call it was not sent goes to a new worker.
+
+use plugin_host_tests::{alive, host, runtime, wait_for, Sandbox};
+
+#[test]
+fn a_worker_that_leaves_what_the_host_sends_unread_is_killed_for_it() {
+    runtime().block_on(async {
+        let sandbox = Sandbox::with_plugins(&["fixture-hostile"]);
+        let config = "[timeouts]\nworker_unread = \"1s\"\n\
+                      [components.hostile]\nisolation = \"process\"\ntimeout = \"120s\"\n";
+        let host = host(&sandbox, config).await;
+        let deaf: u32 = host.call_json("hostile", "pid", &()).await.expect("pid");
+        let deafened: bool = host
+            .call_json("hostile", "deafen", &())
+            .await
+            .expect("deafen");
+        assert!(deafened, "a pipe took the place of the worker's link");
+        // 8 MiB, more than the link holds: the write waits for a reader that never comes
+        // and fails a second later (not at the call's timeout two minutes on); the worker
+        // is killed, and the call, never sent whole, runs in a new one.
+        let input = serde_json::to_vec(&"x".repeat(8 << 20)).expect("json");
+        let answer = host
+            .call("hostile", "pid", input)
+            .await
+            .expect("the call runs in a new worker");
+        let served: u32 = serde_json::from_slice(&answer).expect("a pid");
+        assert_ne!(served, deaf, "a new worker served it");
+        wait_for("the deaf worker to be gone", || {
+            (!alive(deaf)).then_some(())
+        });
+        host.shutdown().await;
+    });
+}
