@@ -380,7 +380,6 @@ impl PluginHostContext {
         (key, holder)
     }
 
-    /// Forgets `key`'s holder once it holds nothing through this context.
     /// Takes lock `name` for the current call (or thread), waiting up to `timeout_ms`
     /// (0: the lock's own timeout), or less if `give_up` is set and this thread unparked
     /// meanwhile (a worker that ended while its request waited); the token to release it.
@@ -416,6 +415,7 @@ impl PluginHostContext {
         }
     }
 
+    /// Forgets `key`'s holder once it holds nothing through this context.
     fn forget_idle_holder(&self, key: HolderKey) {
         let held = self.inner.held.lock();
         if !held.values().any(|lock| lock.key == key) {

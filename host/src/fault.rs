@@ -70,9 +70,8 @@ pub const PLUGIN_TEXT_AT_MOST: usize = 16 * 1024;
 pub(crate) fn bounded(err: PluginError) -> PluginError {
     use abi_stable::std_types::RString;
     fn cut(text: &mut RString) {
-        // Bytes bound characters: a text that short needs no counting.
-        if text.len() > PLUGIN_TEXT_AT_MOST {
-            *text = crate::util::shortened(text.as_str(), PLUGIN_TEXT_AT_MOST).into();
+        if let std::borrow::Cow::Owned(short) = crate::util::cut_to(text, PLUGIN_TEXT_AT_MOST) {
+            *text = short.into();
         }
     }
     let mut err = err;

@@ -20,7 +20,7 @@ use abi_stable::std_types::RStr;
 use parking_lot::Mutex;
 use plugin_api::ffi::{LogLevel, LogSink, SpanRecord, TraceIds};
 
-use crate::{fault::PLUGIN_TEXT_AT_MOST, names::printable, util::shortened};
+use crate::{fault::PLUGIN_TEXT_AT_MOST, names::printable, util::cut_to};
 
 /// The target of every record a plugin logs: `RUST_LOG=plugin=debug` filters them.
 pub const PLUGIN_LOG_TARGET: &str = "plugin";
@@ -388,10 +388,9 @@ pub(crate) fn worker_record(
 /// A plugin's text as one line of the host's log, cut to [`PLUGIN_TEXT_AT_MOST`]
 /// characters: the rate limit bounds records, this their size.
 fn one_line(text: &str) -> Cow<'_, str> {
-    if text.len() > PLUGIN_TEXT_AT_MOST {
-        Cow::Owned(printable(&shortened(text, PLUGIN_TEXT_AT_MOST)).into_owned())
-    } else {
-        printable(text)
+    match cut_to(text, PLUGIN_TEXT_AT_MOST) {
+        Cow::Borrowed(text) => printable(text),
+        Cow::Owned(short) => Cow::Owned(printable(&short).into_owned()),
     }
 }
 

@@ -347,11 +347,7 @@ const SPAN_FIELDS_AT_MOST: usize = 4096;
 
 /// `text`, a plugin's, cut to `at_most` characters.
 fn kept(text: &str, at_most: usize) -> String {
-    if text.len() <= at_most {
-        text.to_owned()
-    } else {
-        crate::util::shortened(text, at_most)
-    }
+    crate::util::cut_to(text, at_most).into_owned()
 }
 
 /// A W3C `traceparent`'s trace id and span id as hex, for log fields.

@@ -139,6 +139,16 @@ pub fn shortened(value: impl std::fmt::Display, at_most: usize) -> String {
     out.text
 }
 
+/// `text` cut as [`shortened`] does, borrowed when it is short enough already (its bytes
+/// bound its characters, so a text that short needs no counting).
+pub(crate) fn cut_to(text: &str, at_most: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= at_most {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        std::borrow::Cow::Owned(shortened(text, at_most))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

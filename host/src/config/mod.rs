@@ -6,6 +6,7 @@
 
 mod admin;
 mod env;
+mod sandbox;
 mod sections;
 mod sources;
 mod units;
@@ -23,10 +24,10 @@ use serde::{Deserialize, Serialize};
 pub(crate) use self::sections::{check_endpoint, check_protocol};
 pub use self::{
     admin::AdminConfig,
+    sandbox::{ConnectGrant, SandboxGrants, SandboxMode},
     sections::{
-        ComponentConfig, ConnectGrant, HostConfig, Isolation, LimitsConfig, LocksConfig,
-        MemoryConfig, MetricsConfig, SandboxGrants, SandboxMode, TelemetryConfig, TimeoutsConfig,
-        WatchMode,
+        ComponentConfig, HostConfig, Isolation, LimitsConfig, LocksConfig, MemoryConfig,
+        MetricsConfig, TelemetryConfig, TimeoutsConfig, WatchMode,
     },
     sources::{PullPolicy, SourceConfig, TrustConfig, TrustKeyConfig},
     units::{parse_duration, parse_listen_address, parse_size, UnitError},

@@ -443,8 +443,9 @@ impl WorkerProcess {
         let elapsed = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_used_ms.store(elapsed, Ordering::Relaxed);
         if self.send(message).is_err() {
-            // The socket is gone (or the worker is killed for reading nothing): the reader sees the end too, and answers every request
-            // (this one included, unless it already has).
+            // The socket is gone (or the worker is killed for reading nothing): the reader
+            // sees the end too, and answers every request (this one included, unless it
+            // already has).
             if self.requests.lock().pending.remove(&req).is_some() {
                 return Err(NotSent);
             }

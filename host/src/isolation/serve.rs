@@ -1,15 +1,17 @@
 //! Answering what plugin code in a worker asks of the host: each request is served
 //! through the instance's own host-side context, exactly as an in-process instance's
 //! would be (dependencies, locks with their order and deadlock checks, metrics), on the
-//! plugin executor, so a slow answer never stalls the worker's socket.
+//! plugin executor, so a slow answer never stalls the worker's socket. A worker's
+//! requests take at most [`REQUESTS_AT_ONCE`] of the executor's threads, and those that
+//! wait for a lock stop waiting when the worker ends.
+
+use std::sync::{atomic::Ordering, Arc};
 
 use abi_stable::std_types::{RSlice, RStr};
 use plugin_api::{
     ffi::{HostApi, LogLevel, LogSink, MetricKind, TraceIds},
     PluginError,
 };
-
-use std::sync::{atomic::Ordering, Arc};
 
 use super::process::WorkerProcess;
 use crate::{
