@@ -8,7 +8,7 @@
 
 use std::{
     cell::{Cell, RefCell},
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
@@ -31,9 +31,10 @@ use plugin_api::{
 
 use crate::{
     call_context::CallToken,
-    locks::{Holder, LockGuard, LockManager},
-    metrics::{MetricHandle, PluginMetrics},
-    plugin_log::{LogLimits, PluginLogSink},
+    locks::{Holder, LockGuard},
+    metrics::MetricHandle,
+    plugin_log::PluginLogSink,
+    services::HostServices,
 };
 
 /// What a context needs of a dependency: a way to call it. The coordinator's handles
@@ -41,54 +42,6 @@ use crate::{
 pub(crate) trait DependencyCall: Send + Sync {
     /// Calls `method` on the dependency, on this thread.
     fn call_dependency(&self, method: &str, input: &[u8]) -> Result<Vec<u8>, PluginError>;
-}
-
-/// What every plugin context shares: the host's services and the caps on what a plugin
-/// may create in them.
-pub(crate) struct HostServices {
-    pub(crate) locks: LockManager,
-    pub(crate) metrics: Arc<PluginMetrics>,
-    pub(crate) logs: Arc<LogLimits>,
-    locks_per_plugin: usize,
-    /// Set when the host stops: every call in flight is cancelled.
-    pub(crate) stopping: Arc<AtomicBool>,
-    /// Plugin -> the lock names it has used, to cap them.
-    lock_names: Mutex<HashMap<String, HashSet<String>>>,
-}
-
-impl HostServices {
-    pub(crate) fn new(
-        locks: LockManager,
-        metrics: Arc<PluginMetrics>,
-        logs: Arc<LogLimits>,
-        locks_per_plugin: usize,
-    ) -> Self {
-        Self {
-            locks,
-            metrics,
-            logs,
-            locks_per_plugin,
-            stopping: Arc::default(),
-            lock_names: Mutex::default(),
-        }
-    }
-
-    /// Admits `lock` as one of `plugin`'s lock names, within its cap.
-    fn admit_lock_name(&self, plugin: &str, lock: &str) -> Result<(), PluginError> {
-        let mut names = self.lock_names.lock();
-        let used = names.entry(plugin.to_owned()).or_default();
-        if used.contains(lock) {
-            return Ok(());
-        }
-        if used.len() >= self.locks_per_plugin {
-            return Err(PluginError::failed(format!(
-                "plugin `{plugin}` already uses {} lock names, its limit; lock `{lock}` is refused (raise [limits] locks_per_plugin, or reuse lock names)",
-                used.len()
-            )));
-        }
-        used.insert(lock.to_owned());
-        Ok(())
-    }
 }
 
 /// The calls a plugin thread is serving, innermost last (a dependency call nests in its

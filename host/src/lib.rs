@@ -83,6 +83,7 @@ mod plan;
 mod platform;
 mod plugin_log;
 mod protocol;
+mod services;
 pub mod sources;
 mod stream_buffer;
 pub mod telemetry;

@@ -2,7 +2,7 @@
 //! the call that took it, concurrent calls of one component take it in turn, a lock a
 //! call leaves behind is released and counted, and a deadlock between two calls is
 //! refused naming both; a worker cannot hold more of the host's threads in lock waits than
-//! the host serves it at once, nor past its end.
+//! the host serves it at once, nor past its end; a name that is not valid never counts.
 
 use std::sync::Arc;
 
@@ -204,4 +204,39 @@ fn a_worker_with_more_requests_in_flight_than_the_host_serves_at_once_is_killed_
         assert_eq!(again, 10);
         host.shutdown().await;
     });
+}
+
+#[test]
+fn an_invalid_lock_name_of_any_length_is_refused_before_it_counts_in_process_and_in_a_worker() {
+    // A plugin's lock names are capped (`locks_per_plugin`) and kept for as long as the
+    // host runs: a name that is not valid is refused before it counts, whatever its length,
+    // and quoted no longer than a valid one.
+    let (_sandbox, host) =
+        host("[limits]\nlocks_per_plugin = 2\n[components.sleeper]\nisolation = \"process\"\n");
+    for component in ["locker", "sleeper"] {
+        for name in ["n".repeat(1 << 20), "Not Valid".to_owned(), "n".repeat(65)] {
+            let (status, answer) = host.call(
+                component,
+                "with_lock",
+                &serde_json::json!({ "name": name, "hold_ms": 0 }).to_string(),
+            );
+            let message = answer.expect_err("refused").message;
+            assert_eq!(status, 500, "{component}: {message}");
+            assert!(
+                message.contains("is not valid: use 1-64 characters") && message.len() < 400,
+                "{component}: {message:.300}"
+            );
+        }
+    }
+    for name in ["first", "second"] {
+        let (status, answer) = host.call(
+            "locker",
+            "with_lock",
+            &format!(r#"{{"name":"{name}","hold_ms":0}}"#),
+        );
+        assert_eq!(
+            status, 200,
+            "the plugin's two names are still free: {answer:?}"
+        );
+    }
 }

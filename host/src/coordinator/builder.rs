@@ -10,7 +10,6 @@ use tokio::sync::Semaphore;
 
 use super::{Coordinator, Inner};
 use crate::{
-    context::HostServices,
     discovery::Catalog,
     executor::PluginExecutor,
     loader::Loader,
@@ -19,6 +18,7 @@ use crate::{
     metrics::{PluginMetrics, Sampler},
     plan::Plans,
     plugin_log::LogLimits,
+    services::HostServices,
     timeout::TimeoutManager,
     trust::TrustPolicy,
 };

@@ -12,9 +12,10 @@ use super::{
 };
 use crate::{
     config::Isolation,
-    context::{HostServices, PluginHostContext},
+    context::PluginHostContext,
     fault::CallFault,
     isolation::{Bound, CreateFault, Created, WorkerPool},
+    services::HostServices,
     stream_buffer::{Consumer, ItemSink},
 };
 

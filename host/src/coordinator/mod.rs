@@ -54,7 +54,6 @@ use self::{
     slot::{Slot, SlotState},
 };
 use crate::{
-    context::HostServices,
     discovery::Catalog,
     executor::PluginExecutor,
     isolation::WorkerPool,
@@ -64,6 +63,7 @@ use crate::{
     metrics::{PluginMetrics, Sampler},
     plan::{ComponentPlan, Plans},
     plugin_log::LogRate,
+    services::HostServices,
     timeout::TimeoutManager,
 };
 

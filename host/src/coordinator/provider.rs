@@ -18,10 +18,11 @@ use super::{
 use crate::{
     call_context::NEVER_STOPS,
     config::Isolation,
-    context::{lend_current, HostServices, PluginHostContext},
+    context::{lend_current, PluginHostContext},
     fault::CallFault,
     loader::{FileIdentity, Loader, Vetted},
     memory::MemoryManager,
+    services::HostServices,
 };
 
 /// Creates instances of one component. Blocking; the coordinator runs it on its own thread

@@ -26,13 +26,14 @@ use super::{
 };
 use crate::{
     call_context::CallToken,
-    context::{HostServices, PluginHostContext},
+    context::PluginHostContext,
     executor::PluginExecutor,
     fault::{CallFault, WorkerFault},
     memory::MemoryManager,
     platform::{LinkStop, LinkWrite, ProcessWatch},
     plugin_log::PluginLogSink,
     protocol::{FrameWriter, ToWorker, WireContext},
+    services::HostServices,
     stream_buffer::{Consumer, ItemSink},
 };
 

@@ -226,7 +226,8 @@ impl PluginMetrics {
     ) -> Result<Arc<PluginMetric>, MetricError> {
         if !valid_metric_name(name) {
             return Err(MetricError::InvalidName {
-                name: name.to_owned(),
+                // Quoted, not kept whole: it may be as long as the plugin likes.
+                name: crate::util::cut_to(name, 200).into_owned(),
             });
         }
         let mut registry = self.registry.lock();
