@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::units::{flag_or_word, FlagOrWord};
+
 /// Whether an isolated component's worker runs in a sandbox: `[host] sandbox` or
 /// `[components.NAME] sandbox`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -42,19 +44,11 @@ impl Serialize for SandboxMode {
 
 impl<'de> Deserialize<'de> for SandboxMode {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Repr {
-            Flag(bool),
-            Text(String),
-        }
-        let invalid = || serde::de::Error::custom("expected true, false or \"best-effort\"");
-        match Repr::deserialize(d).map_err(|_| invalid())? {
-            Repr::Flag(true) => Ok(Self::On),
-            Repr::Flag(false) => Ok(Self::Off),
-            Repr::Text(text) if text == "best-effort" => Ok(Self::BestEffort),
-            Repr::Text(_) => Err(invalid()),
-        }
+        Ok(match flag_or_word(d, "best-effort")? {
+            FlagOrWord::True => Self::On,
+            FlagOrWord::False => Self::Off,
+            FlagOrWord::Word => Self::BestEffort,
+        })
     }
 }
 

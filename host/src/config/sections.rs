@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     sandbox::{SandboxGrants, SandboxMode},
-    units::{self, parse_size},
+    units::{self, flag_or_word, parse_size, FlagOrWord},
 };
 use crate::{
     locks::{LockManagerBuilder, OrderViolation},
@@ -445,19 +445,11 @@ impl Serialize for WatchMode {
 
 impl<'de> Deserialize<'de> for WatchMode {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Repr {
-            Flag(bool),
-            Text(String),
-        }
-        let invalid = || serde::de::Error::custom("expected true, false or \"poll\"");
-        match Repr::deserialize(d).map_err(|_| invalid())? {
-            Repr::Flag(true) => Ok(Self::Notify),
-            Repr::Flag(false) => Ok(Self::Off),
-            Repr::Text(text) if text == "poll" => Ok(Self::Poll),
-            Repr::Text(_) => Err(invalid()),
-        }
+        Ok(match flag_or_word(d, "poll")? {
+            FlagOrWord::True => Self::Notify,
+            FlagOrWord::False => Self::Off,
+            FlagOrWord::Word => Self::Poll,
+        })
     }
 }
 

@@ -188,6 +188,33 @@ pub(crate) mod duration_map {
     }
 }
 
+/// What a key written as `true`, `false` or one word said.
+pub(crate) enum FlagOrWord {
+    True,
+    False,
+    Word,
+}
+
+/// Reads a key that is `true`, `false` or `word`; anything else is refused naming all three.
+pub(crate) fn flag_or_word<'de, D: Deserializer<'de>>(
+    d: D,
+    word: &str,
+) -> Result<FlagOrWord, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Flag(bool),
+        Text(String),
+    }
+    let invalid = || de::Error::custom(format!("expected true, false or \"{word}\""));
+    match Repr::deserialize(d).map_err(|_| invalid())? {
+        Repr::Flag(true) => Ok(FlagOrWord::True),
+        Repr::Flag(false) => Ok(FlagOrWord::False),
+        Repr::Text(text) if text == word => Ok(FlagOrWord::Word),
+        Repr::Text(_) => Err(invalid()),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 pub(crate) enum SizeRepr {
