@@ -19,7 +19,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
     task::{Context, Poll},
@@ -47,6 +47,8 @@ struct Pool {
     work: Condvar,
     threads: AtomicUsize,
     busy: AtomicUsize,
+    /// When (`util::coarse_millis`) the pool last said it is full; 0: never.
+    full_said_ms: AtomicU64,
 }
 
 /// Runs plugin code on threads of its own. Cheap to clone; clones share the threads.
@@ -81,6 +83,7 @@ impl PluginExecutor {
                 work: Condvar::new(),
                 threads: AtomicUsize::new(0),
                 busy: AtomicUsize::new(0),
+                full_said_ms: AtomicU64::new(0),
             }),
         }
     }
@@ -112,10 +115,21 @@ impl PluginExecutor {
         } else if self.pool.threads.load(Ordering::Relaxed) < MAX_THREADS {
             self.start_thread();
         } else {
-            tracing::error!(
-                limit = MAX_THREADS,
-                "every plugin thread is busy; a plugin job waits for one to return"
-            );
+            // Once a second at most: a pool this full takes jobs by the thousand.
+            let now = crate::util::coarse_millis().max(1);
+            let last = self.pool.full_said_ms.load(Ordering::Relaxed);
+            if (last == 0 || now.saturating_sub(last) >= 1000)
+                && self
+                    .pool
+                    .full_said_ms
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                tracing::error!(
+                    limit = MAX_THREADS,
+                    "every plugin thread is busy; plugin jobs wait for one to return"
+                );
+            }
         }
     }
 
