@@ -2,26 +2,33 @@
 //! or component, a line break and a forged line after it, a frame written behind its
 //! worker's back), the host's log shows it under its own plugin, on one line.
 
+use std::process::Output;
+
 use plugin_host_tests::Sandbox;
+
+/// `plugin-host call hostile METHOD INPUT` with the component `isolation`, logging at info.
+fn call_hostile(sandbox: &Sandbox, isolation: &str, method: &str, input: &str) -> Output {
+    let config = sandbox.write_config(&format!(
+        "[components.hostile]\nisolation = \"{isolation}\"\n"
+    ));
+    sandbox
+        .host()
+        .env("RUST_LOG", "info")
+        .args(["--config", &config.to_string_lossy()])
+        .args(["call", "hostile", method, input])
+        .output()
+        .expect("plugin-host call")
+}
 
 #[test]
 fn a_plugin_cannot_log_under_another_plugins_name_or_component_nor_forge_a_line() {
     let sandbox = Sandbox::with_plugins(&["fixture-hostile", "fixture-probe"]);
     for isolation in ["in-process", "process"] {
-        let config = sandbox.write_config(&format!(
-            "[components.hostile]\nisolation = \"{isolation}\"\n"
-        ));
-        let output = sandbox
-            .host()
-            .env("RUST_LOG", "info")
-            .args(["--config", &config.to_string_lossy()])
-            .args(["call", "hostile", "forge_log"])
-            .arg(format!(
-                r#"{{"component": "probe", "frame": {}}}"#,
-                isolation == "process"
-            ))
-            .output()
-            .expect("plugin-host call");
+        let input = format!(
+            r#"{{"component": "probe", "frame": {}}}"#,
+            isolation == "process"
+        );
+        let output = call_hostile(&sandbox, isolation, "forge_log", &input);
         let stdout = plugin_host_tests::success_stdout(&output);
         let log = String::from_utf8_lossy(&output.stderr);
         let forged: Vec<&str> = log.lines().filter(|l| l.contains("forged")).collect();
@@ -93,16 +100,7 @@ fn a_plugins_huge_record_and_huge_error_are_cut_to_a_bound() {
     // host's log and the error it prints keep the first 16 Ki characters of each.
     let sandbox = Sandbox::with_plugins(&["fixture-hostile"]);
     for isolation in ["in-process", "process"] {
-        let config = sandbox.write_config(&format!(
-            "[components.hostile]\nisolation = \"{isolation}\"\n"
-        ));
-        let output = sandbox
-            .host()
-            .env("RUST_LOG", "info")
-            .args(["--config", &config.to_string_lossy()])
-            .args(["call", "hostile", "huge", "1000000"])
-            .output()
-            .expect("plugin-host call");
+        let output = call_hostile(&sandbox, isolation, "huge", "1000000");
         assert!(!output.status.success(), "{isolation}: the call fails");
         let stderr = String::from_utf8_lossy(&output.stderr);
         let line_of = |what: &str| {
