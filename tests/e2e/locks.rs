@@ -181,12 +181,13 @@ fn a_worker_with_more_requests_in_flight_than_the_host_serves_at_once_is_killed_
                       [components.hostile]\nisolation = \"process\"\ntimeout = \"60s\"\n";
         let host = plugin_host_tests::host(&sandbox, config).await;
         let within: usize = host
-            .call_json("hostile", "lock_flood", &100)
+            .call_json("hostile", "lock_flood", &(100, 3))
             .await
             .expect("100 requests in flight are served");
         assert_eq!(within, 100);
         let err = host
-            .call_json::<_, usize>("hostile", "lock_flood", &300)
+            // Held for 50 s (within the call's 60 s): every thread asks meanwhile, however slow.
+            .call_json::<_, usize>("hostile", "lock_flood", &(300, 50))
             .await
             .expect_err("300 requests in flight break the protocol");
         assert_eq!(err.kind(), "worker_protocol", "{err}");
@@ -198,7 +199,7 @@ fn a_worker_with_more_requests_in_flight_than_the_host_serves_at_once_is_killed_
         // Its requests still waiting stopped when it ended, and none that got the lock
         // keeps it: the next worker takes it at once.
         let again: usize = host
-            .call_json("hostile", "lock_flood", &10)
+            .call_json("hostile", "lock_flood", &(10, 1))
             .await
             .expect("the lock is free again");
         assert_eq!(again, 10);
