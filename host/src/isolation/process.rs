@@ -239,8 +239,15 @@ impl WorkerProcess {
     /// to read fails, part of the frame maybe written: the link is broken, and the worker
     /// is killed for breaking the protocol.
     pub(super) fn send(&self, message: &ToWorker) -> std::io::Result<()> {
+        self.send_or(message, || {})
+    }
+
+    /// As [`Self::send`], with `failed` run first when the write fails (before the
+    /// worker is killed for it, if it is).
+    fn send_or(&self, message: &ToWorker, failed: impl FnOnce()) -> std::io::Result<()> {
         let written = self.writer.lock().write(message);
         if let Err(err) = &written {
+            failed();
             if err.kind() == std::io::ErrorKind::WouldBlock {
                 self.breach(&format!(
                     "it left what the host sent it unread for {}",
@@ -443,13 +450,13 @@ impl WorkerProcess {
         }
         let elapsed = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_used_ms.store(elapsed, Ordering::Relaxed);
-        if self.send(message).is_err() {
-            // The socket is gone (or the worker is killed for reading nothing): the reader
-            // sees the end too, and answers every request (this one included, unless it
-            // already has).
-            if self.requests.lock().pending.remove(&req).is_some() {
-                return Err(NotSent);
-            }
+        // The socket is gone, or the worker read nothing and is killed for it: the
+        // request, not sent whole, is taken back before the worker's end can fail it (the
+        // reader sees the end too, and answers every request it still finds).
+        let mut untaken = false;
+        let taken_back = || untaken = self.requests.lock().pending.remove(&req).is_some();
+        if self.send_or(message, taken_back).is_err() && untaken {
+            return Err(NotSent);
         }
         Ok(self
             .await_answer(req, &answer)
