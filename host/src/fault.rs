@@ -67,14 +67,13 @@ impl FaultKind {
 pub const PLUGIN_TEXT_AT_MOST: usize = 16 * 1024;
 
 /// `err` with each of its texts cut to [`PLUGIN_TEXT_AT_MOST`] characters.
-pub(crate) fn bounded(err: PluginError) -> PluginError {
+pub(crate) fn bounded(mut err: PluginError) -> PluginError {
     use abi_stable::std_types::RString;
     fn cut(text: &mut RString) {
         if let std::borrow::Cow::Owned(short) = crate::util::cut_to(text, PLUGIN_TEXT_AT_MOST) {
             *text = short.into();
         }
     }
-    let mut err = err;
     match &mut err {
         PluginError::Failed(text)
         | PluginError::UnknownMethod(text)
