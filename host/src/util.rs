@@ -149,6 +149,30 @@ pub(crate) fn cut_to(text: &str, at_most: usize) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The most of a text file the host reads whole (its config, its trust file): far beyond
+/// any real one, and a bound on what a mistaken path (`/dev/zero`, a log) costs.
+pub(crate) const TEXT_FILE_AT_MOST: u64 = 16 << 20;
+
+/// Reads the text file at `path` whole, refusing one larger than `at_most` bytes (or a
+/// device that never ends) after reading one byte more, not all of it.
+pub(crate) fn read_text_at_most(path: &std::path::Path, at_most: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(at_most + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > at_most {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "it is larger than {}, more than a text file of the host's can be; is it the right file?",
+                format_bytes(at_most)
+            ),
+        ));
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -130,3 +130,29 @@ fn two_hosts_in_one_process_keep_to_themselves() {
         c.shutdown().await;
     });
 }
+
+/// A config built in code is held to what a config file is: a host refuses to start on
+/// one with problems (a zero timeout, a grace no deadline can hold), naming each key,
+/// rather than failing every call or overflowing a deadline later.
+#[test]
+fn a_host_refuses_a_config_built_in_code_with_problems_naming_each_key() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let mut config = plugin_host::Config::default();
+    config.host.plugins_dir = sandbox.plugins_dir();
+    config.host.cache_dir = sandbox.cache_dir();
+    config.timeouts.default = std::time::Duration::ZERO;
+    config.timeouts.kill_grace = std::time::Duration::MAX;
+    let refused = plugin_host_tests::runtime().block_on(async {
+        match plugin_host::Host::builder(config)
+            .with_child_program(plugin_host_tests::binary())
+            .start()
+            .await
+        {
+            Ok(_) => panic!("a host started on a config with problems"),
+            Err(err) => err.to_string(),
+        }
+    });
+    for key in ["timeouts.default", "timeouts.kill_grace", "100years"] {
+        assert!(refused.contains(key), "{key} not named in: {refused}");
+    }
+}

@@ -46,3 +46,26 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Capped<W> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+/// The file at `path`, read up to `limit` bytes and one more: a caller that finds more
+/// than `limit` refuses it without having read a file (or device) of any size whole.
+pub(crate) fn read_at_most(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// As [`read_at_most`], with more than `limit` bytes an error naming the bound.
+pub(crate) fn read_file_of_at_most(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let bytes = read_at_most(path, limit)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("it is larger than {limit} bytes, more than such a file can be"),
+        ));
+    }
+    Ok(bytes)
+}

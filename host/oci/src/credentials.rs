@@ -41,7 +41,10 @@ impl Credentials {
 
     /// Reads a Docker config file, as [`Self::from_docker_config`].
     pub fn from_file(file: &Path) -> Self {
-        let bytes = match std::fs::read(file) {
+        let bytes = match crate::capped::read_file_of_at_most(
+            file,
+            crate::layout::SMALL_FILE_AT_MOST,
+        ) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Self::default(),
             Err(err) => {

@@ -440,8 +440,8 @@ impl Origin {
             }
             Self::Layout { dir, .. } => {
                 let path = blob_path(dir, digest);
-                let bytes =
-                    std::fs::read(&path).map_err(|error| LayoutError::Io { path, error })?;
+                let bytes = crate::capped::read_at_most(&path, limit)
+                    .map_err(|error| LayoutError::Io { path, error })?;
                 Bytes::from(bytes)
             }
         };

@@ -15,6 +15,10 @@ use crate::{build::Blob, Built, INDEX_MEDIA_TYPE};
 /// The annotation of `index.json` that names a tag.
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// The most of a small file read whole: a layout's `index.json`, a Docker config file, a
+/// key file (the distribution spec asks registries to take manifests of 4 MiB).
+pub(crate) const SMALL_FILE_AT_MOST: u64 = 4 << 20;
+
 /// A layout directory could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
@@ -107,7 +111,7 @@ fn entry(index: &Blob, tag: &str) -> serde_json::Value {
 /// `index.json` of `dir`, `None` when there is none yet.
 fn read_index(dir: &Path) -> Result<Option<OciImageIndex>, LayoutError> {
     let path = dir.join("index.json");
-    match std::fs::read(&path) {
+    match crate::capped::read_file_of_at_most(&path, SMALL_FILE_AT_MOST) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|error| LayoutError::Index {

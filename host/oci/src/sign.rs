@@ -84,10 +84,12 @@ impl Signer {
     ///
     /// The file cannot be read or does not hold a key.
     pub fn from_file(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|error| KeyError::File {
-            path: path.to_owned(),
-            error,
-        })?;
+        let bytes = crate::capped::read_file_of_at_most(path, crate::layout::SMALL_FILE_AT_MOST)
+            .map_err(|error| KeyError::File {
+                path: path.to_owned(),
+                error,
+            })?;
+        let text = String::from_utf8_lossy(&bytes);
         let seed = decode_32(&text, || format!("key file {}", path.display()))?;
         Ok(Self {
             key: SigningKey::from_bytes(&seed),

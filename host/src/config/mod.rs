@@ -30,7 +30,7 @@ pub use self::{
         MetricsConfig, TelemetryConfig, TimeoutsConfig, WatchMode,
     },
     sources::{PullPolicy, SourceConfig, TrustConfig, TrustKeyConfig},
-    units::{parse_duration, parse_listen_address, parse_size, UnitError},
+    units::{parse_duration, parse_listen_address, parse_size, UnitError, LONGEST_DURATION},
 };
 use crate::trust::{TrustPolicy, TrustStore, TrustStoreError};
 pub use crate::{
@@ -132,14 +132,15 @@ impl Config {
         let default_file = crate::dirs::default_config_file();
         let file = file.or(default_file.as_deref());
         let text = match file {
-            Some(path) => std::fs::read_to_string(path).map_err(|err| ConfigError {
-                file: Some(path.to_owned()),
-                problems: vec![ConfigProblem {
-                    key: "<file>".into(),
-                    message: format!("cannot read it: {err}"),
-                    location: None,
-                }],
-            })?,
+            Some(path) => crate::util::read_text_at_most(path, crate::util::TEXT_FILE_AT_MOST)
+                .map_err(|err| ConfigError {
+                    file: Some(path.to_owned()),
+                    problems: vec![ConfigProblem {
+                        key: "<file>".into(),
+                        message: format!("cannot read it: {err}"),
+                        location: None,
+                    }],
+                })?,
             None => String::new(),
         };
         Self::from_toml_with_env(&text, std::env::vars_os()).map_err(|mut err| {

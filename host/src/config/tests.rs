@@ -188,6 +188,18 @@ fn limits_that_would_refuse_every_call_or_scan_are_rejected() {
             "[timeouts]\nstream_idle = \"0s\"\n",
             &["timeouts.stream_idle", "zero duration"],
         ),
+        (
+            "[host]\ninit_concurrency = 9223372036854775807\n",
+            &["host.init_concurrency", "at most 1000000"],
+        ),
+        (
+            "[components.x]\nmax_concurrent_calls = 0\n",
+            &["components.x.max_concurrent_calls", "at least 1"],
+        ),
+        (
+            "[timeouts]\nkill_grace = \"18446744073709551615s\"\n",
+            &["timeouts.kill_grace", "at most 100 years"],
+        ),
     ]);
 }
 
@@ -331,4 +343,19 @@ fn localhost_listens_on_loopback_and_an_address_reads_back_as_written() {
             "{said}"
         );
     }
+}
+
+#[test]
+fn a_config_file_larger_than_any_config_is_refused_without_being_read_whole() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("host.toml");
+    // Valid TOML (comments) just over the bound: refused for its size alone.
+    let line = "# a comment line of sixty-four bytes, written again and again..\n";
+    let lines = (crate::util::TEXT_FILE_AT_MOST as usize) / line.len() + 1;
+    std::fs::write(&file, line.repeat(lines)).expect("write the file");
+    let refused = Config::load(Some(&file)).expect_err("refused").to_string();
+    assert!(
+        refused.contains("larger than 16 MiB") && refused.contains("host.toml"),
+        "{refused}"
+    );
 }

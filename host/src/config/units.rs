@@ -40,6 +40,14 @@ pub enum UnitError {
         /// What the parser said.
         reason: String,
     },
+    /// A duration longer than any the host can wait for.
+    #[error(
+        "`{text}` is longer than the host can wait for; give at most 100 years (for \"never\" in practice, \"100years\")"
+    )]
+    DurationTooLong {
+        /// The text.
+        text: String,
+    },
     /// Not an address to listen on.
     #[error(
         "`{text}` is not an address to listen on; write IP:PORT, like \"127.0.0.1:9464\" or \"[::1]:9464\" (\"localhost:9464\" means 127.0.0.1)"
@@ -96,11 +104,23 @@ pub fn parse_size(text: &str) -> Result<u64, UnitError> {
 ///
 /// [`UnitError::NotADuration`] naming the text and how to write a duration.
 pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
-    humantime::parse_duration(text.trim()).map_err(|err| UnitError::NotADuration {
-        text: text.to_owned(),
-        reason: err.to_string(),
-    })
+    let duration =
+        humantime::parse_duration(text.trim()).map_err(|err| UnitError::NotADuration {
+            text: text.to_owned(),
+            reason: err.to_string(),
+        })?;
+    if duration > LONGEST_DURATION {
+        return Err(UnitError::DurationTooLong {
+            text: text.to_owned(),
+        });
+    }
+    Ok(duration)
 }
+
+/// The longest duration a config key takes: 100 years of 365.25 days (`"100years"`).
+/// Deadlines are instants and nanosecond counts (a `u64` holds 584 years), so a longer one
+/// would overflow them.
+pub const LONGEST_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
 
 /// Parses an address to listen on: `IP:PORT` (`127.0.0.1:9464`, `[::1]:9464`), or
 /// `localhost:PORT` for `127.0.0.1:PORT`. No other name is looked up: an address that
@@ -269,5 +289,14 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("soon").is_err());
+        assert_eq!(
+            parse_duration("100years").map(|d| d > Duration::from_secs(3_000_000_000)),
+            Ok(true)
+        );
+        let too_long = parse_duration("18446744073709551615s").unwrap_err();
+        assert!(
+            too_long.to_string().contains("at most 100 years"),
+            "{too_long}"
+        );
     }
 }

@@ -12,6 +12,11 @@ use crate::{
 /// The fewest threads and processes a worker may be held to.
 const MIN_WORKER_TASKS: u32 = 32;
 
+/// The most of anything a count key lets a host hold at once (calls, connections,
+/// initialisations, scanners, lock and metric names): far beyond any real need, and well
+/// inside what a semaphore can count.
+const MOST_AT_ONCE: usize = 1_000_000;
+
 /// The least `memory_limit` a worker process can live with.
 const MIN_WORKER_LIMIT: u64 = 8 << 20;
 
@@ -55,16 +60,38 @@ impl Config {
 
     fn check_counts(&self, problems: &mut Problems) {
         let limits = &self.limits;
-        for (key, value) in [
+        let mut counts: Vec<(String, usize)> = [
             ("host.scan_concurrency", self.host.scan_concurrency),
             ("host.init_concurrency", self.host.init_concurrency),
             ("limits.max_concurrent_calls", limits.max_concurrent_calls),
             ("limits.quarantine_after", limits.quarantine_after),
             ("limits.locks_per_plugin", limits.locks_per_plugin),
             ("limits.metrics_per_plugin", limits.metrics_per_plugin),
-        ] {
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect();
+        for (name, component) in &self.components {
+            for (key, value) in [
+                ("max_concurrent_calls", component.max_concurrent_calls),
+                ("quarantine_after", component.quarantine_after),
+            ] {
+                if let Some(value) = value {
+                    counts.push((format!("components.{name}.{key}"), value));
+                }
+            }
+        }
+        for (key, value) in counts {
             if value == 0 {
-                problems.add(key, "must be at least 1".into());
+                problems.add(&key, "must be at least 1".into());
+            } else if value > MOST_AT_ONCE {
+                // Each is a count of permits, threads or names held at once.
+                problems.add(
+                    &key,
+                    format!(
+                        "{value} is more than any host holds at once; give at most {MOST_AT_ONCE}"
+                    ),
+                );
             }
         }
         // A frame's length is 32 bits, and a reply travels in one with its message.
@@ -167,6 +194,34 @@ impl Config {
                 );
             }
         }
+        let mut every = self.durations();
+        every.extend([
+            ("host.watch_rescan".to_owned(), self.host.watch_rescan),
+            ("memory.min_idle".to_owned(), self.memory.min_idle),
+            ("timeouts.kill_grace".to_owned(), self.timeouts.kill_grace),
+            ("admin.header_timeout".to_owned(), self.admin.header_timeout),
+            ("admin.body_timeout".to_owned(), self.admin.body_timeout),
+        ]);
+        for (name, component) in &self.components {
+            if let Some(budget) = component.cpu_per_call {
+                every.push((format!("components.{name}.cpu_per_call"), budget));
+            }
+        }
+        for (at, source) in self.sources.iter().enumerate() {
+            for (key, value) in [("follow", source.follow), ("timeout", source.timeout)] {
+                if let Some(value) = value {
+                    every.push((format!("sources[{at}].{key}"), value));
+                }
+            }
+        }
+        for (key, value) in every {
+            if value > super::units::LONGEST_DURATION {
+                problems.add(
+                    &key,
+                    "is longer than the host can wait for (its deadlines would overflow); give at most \"100years\"".into(),
+                );
+            }
+        }
         if self.host.watch_rescan < Duration::from_secs(1) {
             problems.add(
                 "host.watch_rescan",
@@ -250,6 +305,15 @@ impl Config {
                 ),
             );
         }
+        if self.admin.max_connections > MOST_AT_ONCE {
+            problems.add(
+                "admin.max_connections",
+                format!(
+                    "{} is more than any host serves at once; give at most {MOST_AT_ONCE}",
+                    self.admin.max_connections
+                ),
+            );
+        }
         for (key, value) in [
             ("admin.max_connections", self.admin.max_connections as u64),
             ("admin.max_body", self.admin.max_body),
@@ -283,19 +347,6 @@ impl Config {
             problems.add(
                 &key(".priority"),
                 format!("{priority} is above 100; priorities run from 0 (most important) to 100"),
-            );
-        }
-        let limits = &self.limits;
-        let calls = component
-            .max_concurrent_calls
-            .unwrap_or(limits.max_concurrent_calls);
-        let quarantine = component
-            .quarantine_after
-            .unwrap_or(limits.quarantine_after);
-        if calls == 0 || quarantine == 0 {
-            problems.add(
-                &key(""),
-                "max_concurrent_calls and quarantine_after must be at least 1".into(),
             );
         }
         if component

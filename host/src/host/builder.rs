@@ -6,7 +6,7 @@ use parking_lot::Mutex;
 
 use super::{background, eager::Eager, Host, HostError, Inner, MetricSummaries};
 use crate::{
-    config::Config,
+    config::{Config, ConfigError},
     coordinator::{ComponentSpec, Coordinator, CoordinatorBuilder, NativeComponent, RegisterError},
     discovery::{Catalog, Discovery, ScanMode},
     live::LiveDiscovery,
@@ -210,6 +210,13 @@ impl HostBuilder {
     /// The trust policy, discovery and its catalog, and a coordinator with every
     /// component registered: a host before its background work starts.
     async fn assemble(self) -> Result<Assembled, HostError> {
+        let problems = self.config.problems();
+        if !problems.is_empty() {
+            return Err(HostError::Config(ConfigError {
+                file: None,
+                problems,
+            }));
+        }
         let sources = Sources::of(&self.config);
         let pulled = match &sources {
             Some(sources) => sources.sync().await,

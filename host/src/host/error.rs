@@ -1,11 +1,18 @@
 //! Why a host could not start.
 
-use crate::{coordinator::RegisterError, discovery::DiscoveryError, trust::TrustStoreError};
+use crate::{
+    config::ConfigError, coordinator::RegisterError, discovery::DiscoveryError,
+    trust::TrustStoreError,
+};
 
 /// Why [`crate::HostBuilder::start`] failed. Bad plugin files never fail a start: they
 /// are listed in the catalog with why, and logged.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
+    /// The config has problems (a config built in code rather than read by
+    /// [`crate::config::Config::load`], which refuses these itself).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The trust file of `[host] trust = "pinned"` cannot be read.
     #[error(transparent)]
     Trust(#[from] TrustStoreError),

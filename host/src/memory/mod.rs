@@ -120,7 +120,9 @@ pub struct Shortfall {
 impl Shortfall {
     /// How many bytes would have to be freed.
     pub fn missing(&self) -> u64 {
-        (self.rss + self.reserved + self.needed).saturating_sub(self.limit)
+        (self.rss.saturating_add(self.reserved))
+            .saturating_add(self.needed)
+            .saturating_sub(self.limit)
     }
 }
 

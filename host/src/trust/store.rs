@@ -62,7 +62,7 @@ impl TrustStore {
     ///
     /// [`TrustStoreError`] when it exists but cannot be read or parsed.
     pub fn load(path: &Path) -> Result<Self, TrustStoreError> {
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::util::read_text_at_most(path, crate::util::TEXT_FILE_AT_MOST) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(error) => {
