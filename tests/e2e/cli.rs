@@ -350,10 +350,11 @@ fn two_copies_of_one_plugin_are_a_problem_naming_both_files() {
         .lines()
         .find(|line| line.contains("provided by both"))
         .unwrap_or_else(|| panic!("no duplicate named: {text}"));
-    for file in [&original, &copy] {
-        assert!(problem.contains(&file.display().to_string()), "{problem}");
+    // Each file named, and which of them serves (the first by name, registered first).
+    for (file, role) in [(&original, "served"), (&copy, "not served")] {
+        let named = format!("{}) ({role})", file.display());
+        assert!(problem.contains(&named), "{named} not in: {problem}");
     }
-    // The first registered still serves.
     let call = sandbox.run(&["call", "market-data", "symbols"]);
     assert_eq!(call.status.code(), Some(0), "{}", stderr(&call));
 }

@@ -10,7 +10,7 @@ use crate::{fault::WorkerFault, loader::LoadError};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegisterError {
     /// Another provider already has the name.
-    #[error("component `{name}` is provided by both {existing} and {new}; remove one of them")]
+    #[error("component `{name}` is provided by both {existing} (served) and {new} (not served); remove one of them")]
     Duplicate {
         /// The component name.
         name: String,
