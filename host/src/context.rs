@@ -308,9 +308,20 @@ impl PluginHostContext {
     fn holder(&self) -> (HolderKey, Holder) {
         let component = &self.inner.component;
         let (key, label) = CURRENT_CALL.with(|current| match current.borrow().current() {
+            Some(CallEntry { id, .. }) if id & crate::protocol::THREAD_HOLDER != 0 => (
+                HolderKey::Call(*id),
+                format!(
+                    "{component} (worker thread {})",
+                    id & !crate::protocol::THREAD_HOLDER
+                ),
+            ),
             Some(CallEntry { id, method, .. }) => (
                 HolderKey::Call(*id),
-                format!("{component}.{method} (call {id})"),
+                // A worker names its calls' methods: at most as long as a declared one.
+                format!(
+                    "{component}.{} (call {id})",
+                    crate::util::cut_to(method, 128)
+                ),
             ),
             None => {
                 let thread = std::thread::current();

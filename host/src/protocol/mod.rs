@@ -159,7 +159,8 @@ pub(crate) enum FromWorker {
     Request {
         req: u64,
         instance: u64,
-        /// The call it asks from (id and method), if inside one.
+        /// The call it asks from (id and method), if inside one; outside any, a thread of
+        /// the worker's own, its number with [`THREAD_HOLDER`] set.
         call: Option<(u64, String)>,
         request: WorkerRequest,
     },
@@ -174,6 +175,10 @@ pub(crate) enum FromWorker {
     /// variant's place is its number on the wire, which test fixtures write by hand).
     Ready,
 }
+
+/// Set in the "call" a worker names for a request of a thread outside any call: the locks
+/// that thread takes belong to it, as a call's belong to the call.
+pub(crate) const THREAD_HOLDER: u64 = 1 << 62;
 
 /// What plugin code in a worker asks of the host.
 #[derive(Debug, Serialize, Deserialize)]

@@ -14,11 +14,7 @@ use std::{
 use parking_lot::Mutex;
 use plugin_api::PluginError;
 
-use crate::protocol::{FrameWriter, FromWorker, Reply, WorkerRequest};
-
-/// Bit set in the holder ids of worker threads that take locks outside any call, apart
-/// from the host's call ids.
-const THREAD_HOLDER: u64 = 1 << 62;
+use crate::protocol::{FrameWriter, FromWorker, Reply, WorkerRequest, THREAD_HOLDER};
 
 /// The worker's side of the socket.
 pub(super) struct Conn {
