@@ -89,6 +89,16 @@ pub(crate) struct CallToken {
     trace: Option<Trace>,
     /// `cpu_per_call`, watched as the call runs.
     cpu: Option<CpuBudget>,
+    /// For what a worker's code asks of the host: the call it asks within (if any) and
+    /// the worker's end; either cancels this one too.
+    within: Option<Within>,
+}
+
+/// See [`CallToken::within`].
+#[derive(Debug)]
+struct Within {
+    call: Option<Arc<CallToken>>,
+    ended: Arc<AtomicBool>,
 }
 
 impl CallToken {
@@ -121,6 +131,30 @@ impl CallToken {
             deadline,
             trace,
             cpu: None,
+            within: None,
+        }
+    }
+
+    /// The context of what a worker's code asks of the host (a dependency call, say)
+    /// within `call` (none: outside any call): `call`'s deadline and trace, cancelled
+    /// when `call` is, when the worker ends (`ended` set) or the host stops (`stopping`),
+    /// so nothing the host runs for a dead worker goes on unasked.
+    pub(crate) fn for_worker(
+        call: Option<Arc<CallToken>>,
+        ended: &Arc<AtomicBool>,
+        stopping: &Arc<AtomicBool>,
+    ) -> Self {
+        let parent = call.as_deref();
+        Self {
+            cancelled: AtomicBool::new(false),
+            stopping: Arc::clone(stopping),
+            deadline: parent.and_then(|p| p.deadline),
+            trace: parent.and_then(|p| p.trace.clone()),
+            cpu: None,
+            within: Some(Within {
+                call,
+                ended: Arc::clone(ended),
+            }),
         }
     }
 
@@ -141,7 +175,12 @@ impl CallToken {
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Acquire) || self.stopping.load(Ordering::Relaxed)
+        self.cancelled.load(Ordering::Acquire)
+            || self.stopping.load(Ordering::Relaxed)
+            || self.within.as_ref().is_some_and(|within| {
+                within.ended.load(Ordering::Acquire)
+                    || within.call.as_ref().is_some_and(|call| call.is_cancelled())
+            })
     }
 
     /// Time left until its deadline, if it has one.

@@ -344,6 +344,11 @@ impl PluginHostContext {
         (key, holder)
     }
 
+    /// The host's stop flag, which every instance's context shares.
+    pub(crate) fn stopping(&self) -> &Arc<AtomicBool> {
+        &self.inner.services.stopping
+    }
+
     /// Takes lock `name` for the current call (or thread), waiting up to `timeout_ms`
     /// (0: the lock's own timeout), or less if `give_up` is set and this thread unparked
     /// meanwhile (a worker that ended while its request waited); the token to release it.

@@ -282,3 +282,38 @@ fn a_call_sees_its_deadline_and_its_callers_trace_in_process() {
 fn a_call_sees_its_deadline_and_its_callers_trace_in_its_worker() {
     context_is_seen("isolated", ISOLATED);
 }
+
+/// What the host runs for a worker's code (here a dependency call, in process) is
+/// cancelled when the worker dies mid-call, not left running for a caller that is gone.
+#[test]
+fn a_dependency_call_made_by_a_worker_that_dies_is_cancelled_in_its_code() {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let log = sandbox.root().join("probe.log");
+    let config = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[components.joiner]\n{ISOLATED}\
+         [components.slow-a.config]\nlog_file = {:?}\n",
+        log.display().to_string()
+    );
+    let host = RunningHost::start(&sandbox, &config);
+    // The dependency waits up to 10 s for its cancellation; the worker aborts 300 ms in.
+    let (status, answer) = host.call(
+        "joiner",
+        "call_dep",
+        r#"{"name":"slow-a","method":"until_cancelled","abort_after_ms":300}"#,
+    );
+    let err = answer.expect_err("the worker died");
+    assert_eq!((status, err.kind.as_str()), (502, "worker_died"), "{err:?}");
+    let died = now_us();
+    let noticed: u64 = wait_for("the dependency to notice its cancellation", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix("cancel-noticed slow-a "))?;
+        line.split(' ').next()?.parse().ok()
+    });
+    println!(
+        "noticed {} µs after the call failed",
+        noticed.saturating_sub(died)
+    );
+    host.stop();
+}

@@ -91,7 +91,7 @@ pub(crate) struct WorkerProcess {
     pub(super) writer: Mutex<FrameWriter>,
     pub(super) requests: Mutex<Requests>,
     pub(super) next_req: AtomicU64,
-    pub(super) exited: AtomicBool,
+    pub(super) exited: Arc<AtomicBool>,
     /// Why the host is ending it, if it is.
     pub(super) ending: Mutex<Option<String>>,
     /// How it ended, once it has.
@@ -186,7 +186,7 @@ impl WorkerProcess {
                 accepting: true,
             }),
             next_req: AtomicU64::new(1),
-            exited: AtomicBool::new(false),
+            exited: Arc::default(),
             ending: Mutex::new(None),
             ended_as: Mutex::new(None),
             broke_protocol: Mutex::new(None),

@@ -15,6 +15,7 @@ use plugin_api::{
 
 use super::process::WorkerProcess;
 use crate::{
+    call_context::CallToken,
     context::{CallScope, PluginHostContext},
     protocol::{Reply, ToWorker, WorkerRequest},
 };
@@ -94,7 +95,12 @@ impl WorkerProcess {
         let Some(context) = self.contexts.lock().get(&instance).cloned() else {
             return Reply::Error(PluginError::failed("the instance is gone").into());
         };
-        let _scope = call.map(|(id, method)| CallScope::enter(id, &method, self.call_token(id)));
+        // Whatever it runs for the worker ends with the worker, or with the call it asks in.
+        let _scope = call.map(|(id, method)| {
+            let token =
+                CallToken::for_worker(self.call_token(id), &self.exited, context.stopping());
+            CallScope::enter(id, &method, Some(Arc::new(token)))
+        });
         let result = match request {
             WorkerRequest::Dependency {
                 name,
