@@ -350,10 +350,15 @@ fn two_copies_of_one_plugin_are_a_problem_naming_both_files() {
         .lines()
         .find(|line| line.contains("provided by both"))
         .unwrap_or_else(|| panic!("no duplicate named: {text}"));
-    // Each file named, and which of them serves (the first by name, registered first).
+    // Each file named, and which of them serves (the first by name, registered first),
+    // by `check` and by `list`, which loads neither.
+    let list = sandbox.run(&["list"]);
+    let listed = String::from_utf8_lossy(&list.stdout);
     for (file, role) in [(&original, "served"), (&copy, "not served")] {
         let named = format!("{}) ({role})", file.display());
         assert!(problem.contains(&named), "{named} not in: {problem}");
+        let named = format!("{} ({role})", file.display());
+        assert!(listed.contains(&named), "{named} not in: {listed}");
     }
     let call = sandbox.run(&["call", "market-data", "symbols"]);
     assert_eq!(call.status.code(), Some(0), "{}", stderr(&call));

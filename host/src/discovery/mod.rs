@@ -142,6 +142,32 @@ impl Catalog {
             .filter_map(|plugin| plugin.outcome.as_ref().err())
     }
 
+    /// Components two usable files provide: (component, the file a starting host serves it
+    /// from, the file it does not). A host registers files in the catalog's order (by
+    /// path), so the first provider serves; a file added while it runs never displaces a
+    /// registered one.
+    pub fn provided_twice(&self) -> Vec<(&str, &Path, &Path)> {
+        let mut first: std::collections::HashMap<&str, &Path> = std::collections::HashMap::new();
+        let mut twice = Vec::new();
+        for (plugin, info) in self.usable() {
+            for component in &info.components {
+                match first.entry(component.name.as_str()) {
+                    std::collections::hash_map::Entry::Occupied(served) => {
+                        twice.push((
+                            component.name.as_str(),
+                            *served.get(),
+                            plugin.path.as_path(),
+                        ));
+                    }
+                    std::collections::hash_map::Entry::Vacant(free) => {
+                        free.insert(plugin.path.as_path());
+                    }
+                }
+            }
+        }
+        twice
+    }
+
     /// The file that provided component `name` when it was last scanned and cannot be
     /// used now, and why.
     pub fn unusable_provider_of(&self, name: &str) -> Option<(&Path, &LoadError)> {

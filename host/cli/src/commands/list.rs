@@ -108,6 +108,13 @@ fn print_table(catalog: &Catalog, config: &Config) {
             say!("  {file:<width$}  {}", super::source_line(source));
         }
     }
+    for (component, served, unserved) in catalog.provided_twice() {
+        say!(
+            "\nwarning: component `{component}` is provided by both {} (served) and {} (not served); remove one of them",
+            plugin_host::printable(&served.display().to_string()),
+            plugin_host::printable(&unserved.display().to_string()),
+        );
+    }
     let failures: Vec<_> = catalog.failures().collect();
     if !failures.is_empty() {
         say!();
