@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{cache::RegistryCache, DiscoveredPlugin, Discovery, DiscoveryError};
+use crate::loader::LoadError;
 
 impl Discovery {
     /// Copies the library files `paths` of `dir` (mounted noexec at `mount`) that the
@@ -44,6 +45,7 @@ impl Discovery {
             // With no registry cache, vetting answers without a scan only for a refused
             // or unreadable file.
             let stat = crate::platform::stat_with_identity(path);
+            let identity = stat.as_ref().map(|(id, _)| id.clone()).unwrap_or_default();
             let mut no_cache = RegistryCache::open(None);
             if let Ok(verdict) = self.vet(path, stat, dir_refusal.as_deref(), &mut no_cache) {
                 refused.push(verdict);
@@ -56,7 +58,23 @@ impl Discovery {
             match copy_if_changed(path, &copy) {
                 Ok(()) => copied.push(copy),
                 Err(error) => {
-                    tracing::warn!(file = %path.display(), %error, "cannot copy a plugin file off its noexec mount")
+                    // Listed as unusable with why, not left out as if it were not there.
+                    let reason = format!(
+                        "it is on a noexec mount, and copying it into {} failed: {error}; free space there, or set [host] cache_dir to another directory",
+                        copies.display()
+                    );
+                    refused.push(DiscoveredPlugin {
+                        path: path.clone(),
+                        outcome: Err(LoadError::Scanner {
+                            path: path.clone(),
+                            reason,
+                        }),
+                        cached: false,
+                        identity,
+                        sha256: None,
+                        provided: Vec::new(),
+                        source: None,
+                    });
                 }
             }
         }

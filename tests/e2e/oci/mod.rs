@@ -442,6 +442,10 @@ fn a_plugins_directory_on_a_noexec_mount_loads_through_vetted_copies_or_is_refus
         "$BIN" --plugins-dir "$MOUNT" --cache-dir "$CACHE" call market-data quote '{"symbol": "AAPL", "tick": 1}'
         echo "== copying off"
         PLUGIN_HOST_HOST_COPY_FROM_NOEXEC=false "$BIN" --plugins-dir "$MOUNT" --cache-dir "$CACHE" list 2>&1 || echo "exit $?"
+        echo "== cache full"
+        mkdir -p "$CACHE-full"
+        mount -t tmpfs -o size=64k tmpfs "$CACHE-full"
+        "$BIN" --plugins-dir "$MOUNT" --cache-dir "$CACHE-full" list 2>&1 || echo "exit $?"
     "#;
     let library = library("market-data");
     let cache = sandbox.cache_dir();
@@ -456,6 +460,15 @@ fn a_plugins_directory_on_a_noexec_mount_loads_through_vetted_copies_or_is_refus
     );
     assert!(output.status.success(), "{text}");
     let (loaded, refused) = text.split_once("== copying off").expect("both parts ran");
+    let (refused, full) = refused.split_once("== cache full").expect("all parts ran");
+    // A copy that cannot be made lists its file as unusable, with why, not as no file.
+    let listed = full
+        .lines()
+        .find(|l| l.contains("libmarket_data.so") && l.contains("error"));
+    assert!(
+        listed.is_some() && full.contains("No space left") && full.contains("free space there"),
+        "{full}"
+    );
     assert_eq!(
         loaded.matches("\"bid\"").count(),
         2,
