@@ -45,7 +45,7 @@ impl Discovery {
             // With no registry cache, vetting answers without a scan only for a refused
             // or unreadable file.
             let stat = crate::platform::stat_with_identity(path);
-            let identity = stat.as_ref().map(|(id, _)| id.clone()).unwrap_or_default();
+            let identity = stat.as_ref().map(|(id, _)| *id).unwrap_or_default();
             let mut no_cache = RegistryCache::open(None);
             if let Ok(verdict) = self.vet(path, stat, dir_refusal.as_deref(), &mut no_cache) {
                 refused.push(verdict);
