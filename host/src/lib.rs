@@ -139,6 +139,19 @@ pub fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
     platform::raise_open_files_limit()
 }
 
+/// Keeps this process's standard output for its own output and points the rest at
+/// standard error: what plugin code in process writes to its standard output
+/// (`println!`, `printf`) then goes to the log stream, not into the data a script reads.
+/// `plugin-host call` does it first; a program whose standard output is data may too.
+/// Returns the kept standard output, to write that data to.
+///
+/// # Errors
+///
+/// The process has no standard output, or it cannot be copied.
+pub fn keep_standard_output() -> std::io::Result<std::fs::File> {
+    platform::keep_standard_output()
+}
+
 /// The old name of [`run_child_if_requested`]: it serves scanners and workers alike.
 #[deprecated(note = "renamed run_child_if_requested: it serves scanners and workers alike")]
 pub fn run_scanner_if_requested() {

@@ -455,3 +455,18 @@ fn check_names_a_memory_limit_below_the_hosts_own_rss() {
         "{stdout}"
     );
 }
+
+/// `plugin-host call ... | jq`: what a plugin prints on its standard output in process
+/// goes to standard error, so the command's standard output is the answer alone.
+#[test]
+fn what_a_plugin_prints_in_process_stays_out_of_calls_output() {
+    let sandbox = Sandbox::with_plugins(&["fixture-hostile"]);
+    let output = sandbox.run(&["call", "hostile", "print"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "\"printed\"\n");
+    assert!(
+        stderr(&output).contains("hostile prints on its standard output"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -24,14 +24,42 @@ macro_rules! say_err {
 /// ends the command quietly, with success, as it ends `cat`; another failure (a full
 /// disk) ends it saying so. `println!` panicked on either.
 pub(crate) fn write_out(bytes: &[u8]) {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    if let Err(err) = out.write_all(bytes).and_then(|()| out.flush()) {
+    if let Err(err) = try_write_out(bytes) {
         if err.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
         say_err!("error: cannot write to standard output: {err}");
         std::process::exit(1);
+    }
+}
+
+/// Standard output as a command that runs plugin code in process kept it for its own
+/// output ([`keep_standard_output`]).
+static KEPT_OUT: std::sync::OnceLock<std::sync::Mutex<std::fs::File>> = std::sync::OnceLock::new();
+
+/// Writes `bytes` to standard output (the kept one, if kept), flushed.
+pub(crate) fn try_write_out(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    match KEPT_OUT.get() {
+        Some(kept) => {
+            let mut out = kept
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            out.write_all(bytes).and_then(|()| out.flush())
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes).and_then(|()| out.flush())
+        }
+    }
+}
+
+/// Keeps standard output for the command's own output before plugin code runs in this
+/// process: what a plugin prints goes to standard error, not into the JSON a script
+/// reads. Without a standard output to keep there is nothing to protect.
+pub(crate) fn keep_standard_output() {
+    if let Ok(kept) = plugin_host::keep_standard_output() {
+        let _ = KEPT_OUT.set(std::sync::Mutex::new(kept));
     }
 }
 

@@ -39,7 +39,7 @@ pub(crate) use self::error::{NotOwnersAlone, SandboxRefused, SetupError};
 
 pub(crate) use self::os::{
     contain::{contain, end_apart, fork_apart, leave, pid_for_host, Apart, Containment, Forked},
-    descriptors::raise_open_files_limit,
+    descriptors::{keep_standard_output, raise_open_files_limit},
     file::{
         bytes_to_os_string, canonicalize, identity_of, identity_of_path, noexec_mount,
         open_for_load, read_at, stat_with_identity, with_descriptor_path, with_loader_path,

@@ -28,6 +28,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: CallArgs) -> CliResult {
     // One call: the directory is read once, and only what the call needs starts.
     config.host.watch = WatchMode::Off;
     let input = request(args.json.as_deref())?;
+    crate::keep_standard_output();
     let host = Host::builder(config).with_eager(false).start().await?;
     if args.stream {
         let result = print_stream(&host, &args, input).await;
@@ -83,9 +84,7 @@ fn request(argument: Option<&str>) -> Result<Vec<u8>, Failure> {
 /// Prints the items of a stream as they arrive, one per line.
 async fn print_stream(host: &Host, args: &CallArgs, input: Vec<u8>) -> anyhow::Result<()> {
     use futures::StreamExt as _;
-    use std::io::Write as _;
     let mut items = host.stream(&args.component, &args.method, input).await?;
-    let mut stdout = std::io::stdout();
     loop {
         let item = tokio::select! {
             item = items.next() => item,
@@ -93,10 +92,8 @@ async fn print_stream(host: &Host, args: &CallArgs, input: Vec<u8>) -> anyhow::R
         };
         match item {
             Some(Ok(item)) => {
-                let written = stdout
-                    .write_all(&item)
-                    .and_then(|()| stdout.write_all(b"\n"))
-                    .and_then(|()| stdout.flush());
+                let written =
+                    crate::try_write_out(&item).and_then(|()| crate::try_write_out(b"\n"));
                 match written {
                     Ok(()) => {}
                     // The reader went (`| head`): the stream ends, and that is no error.

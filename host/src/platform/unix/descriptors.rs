@@ -73,3 +73,24 @@ pub(crate) fn lower_open_files_limit(soft: libc::rlim_t) {
         }
     }
 }
+
+/// This process's standard output, kept for its own output; descriptor 1 then names
+/// standard error, so what plugin code in this process writes there (`println!`,
+/// `printf`) joins the log stream rather than the output a script reads.
+pub(crate) fn keep_standard_output() -> std::io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: descriptor 1 is this process's; the copy (close-on-exec, so no child keeps
+    // it) is owned by the returned file alone, and `dup2` only repoints descriptor 1.
+    #[allow(unsafe_code)]
+    unsafe {
+        let kept = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
+        if kept < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let kept = std::fs::File::from_raw_fd(kept);
+        if libc::dup2(2, 1) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(kept)
+    }
+}

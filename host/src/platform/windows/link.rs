@@ -191,7 +191,7 @@ pub(crate) fn worker_link(library: &Path) -> Result<(LinkRead, LinkWrite, File),
 ///
 /// `handle` must be open.
 #[allow(unsafe_code)]
-unsafe fn duplicate(handle: HANDLE) -> Option<OwnedHandle> {
+pub(super) unsafe fn duplicate(handle: HANDLE) -> Option<OwnedHandle> {
     let mut copy: HANDLE = std::ptr::null_mut();
     // SAFETY: `handle` is open (the caller's promise); the copy is written by the call and
     // owned by the returned value.
