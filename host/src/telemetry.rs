@@ -27,6 +27,7 @@ use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, Sampler, SdkTrace
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{filter::Targets, Layer};
 
+pub use crate::config::OtlpProtocol;
 use crate::{
     call_context::Trace,
     config::{check_endpoint, check_protocol, TelemetryConfig},
@@ -52,6 +53,8 @@ pub struct TelemetrySettings {
     pub service_name: String,
     /// Share of new traces recorded.
     pub sample_ratio: f64,
+    /// How spans travel.
+    pub protocol: OtlpProtocol,
 }
 
 /// Why spans cannot be exported as configured.
@@ -72,10 +75,12 @@ impl TelemetrySettings {
         config: &TelemetryConfig,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<Self>, TelemetryError> {
-        if let Some(protocol) = env("OTEL_EXPORTER_OTLP_PROTOCOL") {
-            check_protocol(&protocol)
-                .map_err(|why| TelemetryError(format!("OTEL_EXPORTER_OTLP_PROTOCOL: {why}")))?;
-        }
+        let protocol = match env("OTEL_EXPORTER_OTLP_PROTOCOL") {
+            Some(protocol) => check_protocol(&protocol)
+                .map_err(|why| TelemetryError(format!("OTEL_EXPORTER_OTLP_PROTOCOL: {why}")))?,
+            None => check_protocol(&config.otlp_protocol)
+                .map_err(|why| TelemetryError(format!("[telemetry] otlp_protocol: {why}")))?,
+        };
         let (endpoint, from) = match env("OTEL_EXPORTER_OTLP_ENDPOINT") {
             Some(endpoint) if !endpoint.is_empty() => (endpoint, "OTEL_EXPORTER_OTLP_ENDPOINT"),
             _ => match &config.otlp_endpoint {
@@ -94,6 +99,7 @@ impl TelemetrySettings {
             traces_url,
             service_name: env("OTEL_SERVICE_NAME").unwrap_or_else(|| config.service_name.clone()),
             sample_ratio: config.sample_ratio,
+            protocol,
         }))
     }
 }
@@ -119,7 +125,10 @@ impl Telemetry {
         plugin_host_oci::install_tls_provider();
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
-            .with_protocol(Protocol::HttpBinary)
+            .with_protocol(match settings.protocol {
+                OtlpProtocol::HttpProtobuf => Protocol::HttpBinary,
+                OtlpProtocol::HttpJson => Protocol::HttpJson,
+            })
             .with_endpoint(settings.traces_url.clone())
             .with_timeout(Duration::from_secs(10))
             .build()

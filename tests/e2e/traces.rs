@@ -19,12 +19,14 @@ fn parent_of<'a>(spans: &'a [ReceivedSpan], span: &ReceivedSpan) -> Option<&'a R
     spans.iter().find(|s| s.span_id == span.parent_span_id)
 }
 
-fn one_trace(mode: &str, isolation: &str) {
+/// The trace of one call of the probe's `counter` (`isolation` set as given), exported
+/// over OTLP `protocol` (`http/protobuf`, `http/json`).
+fn one_trace(mode: &str, isolation: &str, protocol: &str) {
     let receiver = OtlpReceiver::start();
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
     let config = format!(
         "[admin]\nlisten = \"127.0.0.1:0\"\n[telemetry]\notlp_endpoint = {:?}\n\
-         [components.counter]\n{isolation}",
+         otlp_protocol = {protocol:?}\n[components.counter]\n{isolation}",
         receiver.endpoint()
     );
     let host = RunningHost::start(&sandbox, &config);
@@ -48,11 +50,16 @@ fn one_trace(mode: &str, isolation: &str) {
         let spans = receiver.spans();
         spans.iter().any(|s| s.name == "price").then_some(spans)
     });
+    let encoding = match protocol {
+        "http/json" => "application/json",
+        _ => "application/x-protobuf",
+    };
     for span in &spans {
         assert_eq!(
             span.trace_id, CLIENT_TRACE,
             "{mode}: every span in the client's trace: {span:?}"
         );
+        assert_eq!(span.encoding, encoding, "{mode}: sent as {protocol}");
     }
     let http = named(&spans, "POST /components/{name}/call/{method}");
     assert_eq!(http.parent_span_id, CLIENT_SPAN, "{mode}: {http:?}");
@@ -96,12 +103,21 @@ fn one_trace(mode: &str, isolation: &str) {
 
 #[test]
 fn one_trace_runs_from_the_http_request_through_the_plugin_in_process() {
-    one_trace("in process", "");
+    one_trace("in process", "", "http/protobuf");
 }
 
 #[test]
 fn one_trace_runs_from_the_http_request_through_the_worker_and_the_plugin() {
-    one_trace("isolated", "isolation = \"process\"\n");
+    one_trace("isolated", "isolation = \"process\"\n", "http/protobuf");
+}
+
+#[test]
+fn one_trace_is_exported_as_json_to_a_collector_that_asks_for_it() {
+    one_trace(
+        "isolated, http/json",
+        "isolation = \"process\"\n",
+        "http/json",
+    );
 }
 
 #[test]

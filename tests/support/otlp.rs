@@ -1,13 +1,20 @@
-//! A real OTLP/HTTP receiver on loopback: it takes `POST /v1/traces` with protobuf bodies
-//! (`ExportTraceServiceRequest`, decoded with the `opentelemetry-proto` types), answers as
-//! a collector does and keeps every span it got.
+//! A real OTLP/HTTP receiver on loopback: it takes `POST /v1/traces` with protobuf or JSON
+//! bodies (`ExportTraceServiceRequest`, decoded with the `opentelemetry-proto` types, as
+//! `Content-Type` says), answers as a collector does and keeps every span it got, with
+//! the encoding it came in.
 
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},
 };
 
-use axum::{body::Bytes, extract::State, http::StatusCode, routing::post, Router};
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{header::CONTENT_TYPE, HeaderMap, StatusCode},
+    routing::post,
+    Router,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -23,6 +30,8 @@ pub struct ReceivedSpan {
     pub service: String,
     /// Its attributes, `key=value` (string values only).
     pub attributes: Vec<String>,
+    /// The request's `Content-Type`: `application/x-protobuf` or `application/json`.
+    pub encoding: String,
 }
 
 type Spans = Arc<Mutex<Vec<ReceivedSpan>>>;
@@ -37,8 +46,22 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn traces(State(spans): State<Spans>, body: Bytes) -> (StatusCode, Vec<u8>) {
-    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+async fn traces(
+    State(spans): State<Spans>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, Vec<u8>) {
+    let encoding = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let decoded = if encoding == "application/json" {
+        serde_json::from_slice::<ExportTraceServiceRequest>(&body).ok()
+    } else {
+        ExportTraceServiceRequest::decode(body).ok()
+    };
+    let Some(request) = decoded else {
         return (StatusCode::BAD_REQUEST, Vec::new());
     };
     let mut received = Vec::new();
@@ -71,15 +94,18 @@ async fn traces(State(spans): State<Spans>, body: Bytes) -> (StatusCode, Vec<u8>
                     name: span.name,
                     service: service.clone(),
                     attributes,
+                    encoding: encoding.clone(),
                 });
             }
         }
     }
     spans.lock().expect("spans").extend(received);
-    (
-        StatusCode::OK,
-        ExportTraceServiceResponse::default().encode_to_vec(),
-    )
+    let answer = if encoding == "application/json" {
+        b"{}".to_vec()
+    } else {
+        ExportTraceServiceResponse::default().encode_to_vec()
+    };
+    (StatusCode::OK, answer)
 }
 
 impl OtlpReceiver {

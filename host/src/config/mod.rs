@@ -27,7 +27,7 @@ pub use self::{
     sandbox::{ConnectGrant, SandboxGrants, SandboxMode},
     sections::{
         ComponentConfig, HostConfig, Isolation, LimitsConfig, LocksConfig, MemoryConfig,
-        MetricsConfig, TelemetryConfig, TimeoutsConfig, WatchMode,
+        MetricsConfig, OtlpProtocol, TelemetryConfig, TimeoutsConfig, WatchMode,
     },
     sources::{PullPolicy, SourceConfig, TrustConfig, TrustKeyConfig},
     units::{parse_duration, parse_listen_address, parse_size, UnitError, LONGEST_DURATION},

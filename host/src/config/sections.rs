@@ -214,8 +214,8 @@ pub struct TelemetryConfig {
     /// Where spans go: an OTLP/HTTP collector's base URL (`http://127.0.0.1:4318`; the
     /// `/v1/traces` path is added unless given). None: no export.
     pub otlp_endpoint: Option<String>,
-    /// `"http/protobuf"` (the default, as the specification recommends); the only one
-    /// this build speaks.
+    /// `"http/protobuf"` (the default, as the specification recommends) or
+    /// `"http/json"`; `OTEL_EXPORTER_OTLP_PROTOCOL` wins.
     pub otlp_protocol: String,
     /// Share of new traces recorded, 0 to 1 (a call in a client's trace follows the
     /// client's decision). Defaults to 1.
@@ -486,25 +486,36 @@ impl std::fmt::Display for Isolation {
     }
 }
 
+/// How spans travel to an OTLP collector over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OtlpProtocol {
+    /// `http/protobuf`: the specification's default, which every collector accepts.
+    #[default]
+    HttpProtobuf,
+    /// `http/json`: the same messages as JSON.
+    HttpJson,
+}
+
 /// An OTLP setting this build cannot export with.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum OtlpProblem {
-    /// An OTLP protocol other than the one this build speaks.
-    #[error("\"{0}\" is not spoken by this build; use \"http/protobuf\" (the specification's default), which every OTLP collector accepts")]
+    /// An OTLP protocol other than those this build speaks.
+    #[error("\"{0}\" is not spoken by this build; use \"http/protobuf\" (the specification's default, which every OTLP collector accepts, on its HTTP port, 4318) or \"http/json\"")]
     Unspoken(String),
     /// Not an OTLP protocol at all.
-    #[error("\"{0}\" is not an OTLP protocol; use \"http/protobuf\"")]
+    #[error("\"{0}\" is not an OTLP protocol; use \"http/protobuf\" or \"http/json\"")]
     NoProtocol(String),
     /// Not an endpoint URL.
     #[error("{0:?} is not an http:// or https:// URL of an OTLP collector (e.g. \"http://127.0.0.1:4318\")")]
     NoEndpoint(String),
 }
 
-/// Checks an OTLP protocol name.
-pub(crate) fn check_protocol(protocol: &str) -> Result<(), OtlpProblem> {
+/// The OTLP protocol `protocol` names, if this build speaks it.
+pub(crate) fn check_protocol(protocol: &str) -> Result<OtlpProtocol, OtlpProblem> {
     match protocol {
-        "http/protobuf" => Ok(()),
-        "grpc" | "http/json" => Err(OtlpProblem::Unspoken(protocol.to_owned())),
+        "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
+        "http/json" => Ok(OtlpProtocol::HttpJson),
+        "grpc" => Err(OtlpProblem::Unspoken(protocol.to_owned())),
         other => Err(OtlpProblem::NoProtocol(other.to_owned())),
     }
 }
