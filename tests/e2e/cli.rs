@@ -470,3 +470,18 @@ fn what_a_plugin_prints_in_process_stays_out_of_calls_output() {
         stderr(&output)
     );
 }
+
+/// `inspect DIR` says it is a directory and how to list one, rather than "neither a file
+/// nor a plugin".
+#[test]
+fn inspect_of_a_directory_says_so_and_how_to_list_it() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let dir = sandbox.plugins_dir();
+    let output = sandbox.run(&["inspect", &dir.display().to_string()]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let said = stderr(&output);
+    assert!(
+        said.contains("is a directory") && said.contains("plugin-host list --plugins-dir"),
+        "{said}"
+    );
+}

@@ -32,13 +32,18 @@ pub(crate) async fn run(global: &GlobalArgs, args: InspectArgs) -> CliResult {
         return inspect_artifact(&config, &args.target, &args).await;
     }
     let path = PathBuf::from(&args.target);
-    let (plugin, component) = if path.is_file() {
-        // Vetted and scanned in a subprocess like any other (the scan bypasses the
-        // registry cache).
-        let scanned = discovery(&config)?.scan_file(&path).await;
-        (scanned, None)
-    } else {
-        find(&discovery(&config)?.discover().await?, &args.target)?
+    let (plugin, component) = match std::fs::metadata(&path) {
+        Ok(found) if found.is_dir() => {
+            return Err(Failure::usage(anyhow!(
+                "`{}` is a directory; inspect takes one plugin file, or a plugin or component name (`plugin-host list --plugins-dir {}` lists a directory's plugins)",
+                args.target,
+                args.target
+            )))
+        }
+        // Any other file (a pipe or a device too: vetting refuses them unopened) is
+        // vetted and scanned in a subprocess like any other, bypassing the registry cache.
+        Ok(_) => (discovery(&config)?.scan_file(&path).await, None),
+        Err(_) => find(&discovery(&config)?.discover().await?, &args.target)?,
     };
     if args.json {
         say!("{}", serde_json::to_string_pretty(&plugin.verdict())?);
