@@ -122,7 +122,7 @@ pub use self::{
     plan::{ComponentPlan, EnginePlan, Plans},
     plugin_log::PLUGIN_LOG_TARGET,
     timeout::{ActiveTimeout, OperationKind, TimeoutManager, TimeoutStats},
-    util::{format_bytes, shortened},
+    util::{format_bytes, serialize_path_lossy, shortened},
 };
 pub use plugin_api;
 

@@ -173,6 +173,19 @@ pub(crate) fn read_text_at_most(path: &std::path::Path, at_most: u64) -> std::io
     Ok(text)
 }
 
+/// Serialises a path as text, any bytes that are not UTF-8 replaced (U+FFFD): a file
+/// named in other bytes is shown, never fails a JSON view (`serialize_with`).
+///
+/// # Errors
+///
+/// As the serializer's.
+pub fn serialize_path_lossy<P: AsRef<std::path::Path>, S: serde::Serializer>(
+    path: &P,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&path.as_ref().to_string_lossy())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -485,3 +485,47 @@ fn inspect_of_a_directory_says_so_and_how_to_list_it() {
         "{said}"
     );
 }
+
+/// A file named in bytes that are not UTF-8 (allowed on Unix) gets its verdict like any
+/// other: from the scanner, into the registry cache, in `list --json`; it never fails the
+/// scan of the directory, its cache, or a JSON view.
+#[cfg(unix)]
+#[test]
+fn a_file_named_in_bytes_that_are_not_utf8_gets_its_verdict_like_any_other() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let sandbox = Sandbox::new();
+    let dir = sandbox.plugins_dir();
+    let name = |bytes: &[u8]| dir.join(std::ffi::OsStr::from_bytes(bytes));
+    std::fs::copy(
+        plugin_host_tests::library("market-data"),
+        name(b"lib\xff\xfe.so"),
+    )
+    .expect("the plugin");
+    std::fs::write(name(b"notes\xff.so"), "not a library\n").expect("a text file");
+    let first = sandbox.run(&["list"]);
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        text.contains("(2 scanned, 0 from cache)") && text.contains("market-data"),
+        "{text}{}",
+        stderr(&first)
+    );
+    assert!(
+        text.contains("not a shared library (it is a text file)"),
+        "{text}"
+    );
+    let again = sandbox.run(&["list"]);
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        text.contains("(0 scanned, 2 from cache)"),
+        "{text}{}",
+        stderr(&again)
+    );
+    let json = sandbox.run(&["list", "--json"]);
+    assert_eq!(json.status.code(), Some(0), "{}", stderr(&json));
+    let listed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(
+        listed["plugins"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+}

@@ -46,6 +46,7 @@ pub struct Waiting {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plugins {
     /// The plugins directory.
+    #[serde(serialize_with = "plugin_host::serialize_path_lossy")]
     pub dir: PathBuf,
     /// Every plugin file, in the shape `list --json` and `inspect --json` use.
     pub plugins: Vec<Verdict>,

@@ -114,6 +114,7 @@ impl Serialize for Catalog {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct View<'a> {
+            #[serde(serialize_with = "crate::util::serialize_path_lossy")]
             dir: &'a Path,
             scanned: usize,
             plugins: Vec<Verdict>,

@@ -29,6 +29,7 @@ impl std::error::Error for FileError {}
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     /// The file.
+    #[serde(serialize_with = "crate::util::serialize_path_lossy")]
     pub path: PathBuf,
     /// Whether the host can use it.
     pub usable: bool,

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 /// Why a plugin file cannot be used. Each message names the file and the next step.
 ///
 /// It is serialisable because the scanner process reports it to the host and the registry
-/// cache keeps it, so a broken file is not rescanned until it changes.
+/// cache keeps it, so a broken file is not rescanned until it changes. Its paths go as
+/// text, bytes that are not UTF-8 replaced: a file of any name gets its verdict.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LoadError {
@@ -15,6 +16,7 @@ pub enum LoadError {
     #[error("{path}: cannot read the file: {reason}")]
     Io {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
         /// The operating system's error.
         reason: String,
@@ -23,12 +25,14 @@ pub enum LoadError {
     #[error("{path}: the file is empty; rebuild the plugin or remove the file")]
     Empty {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
     },
     /// The file is not a shared library at all.
     #[error("{path}: not a shared library ({detail}); only plugin libraries belong in the plugins directory")]
     NotALibrary {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
         /// What the file looks like instead.
         detail: String,
@@ -37,6 +41,7 @@ pub enum LoadError {
     #[error("{path}: built for {found}, but this host runs on {expected}; rebuild the plugin for this platform")]
     WrongPlatform {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
         /// What the library was built for.
         found: String,
@@ -47,6 +52,7 @@ pub enum LoadError {
     #[error("{path}: the file is truncated: its headers describe {expected} bytes but it has {actual}; copy or build it again")]
     Truncated {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
         /// Bytes the headers need.
         expected: u64,
@@ -57,6 +63,7 @@ pub enum LoadError {
     #[error("{path}: not trusted: {reason}")]
     Untrusted {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
         /// Why, and what to do.
         reason: String,
@@ -65,12 +72,14 @@ pub enum LoadError {
     #[error("{path}: the file changed after it was scanned (another inode, size or time); it is scanned again before it is loaded")]
     Changed {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
     },
     /// The dynamic loader refused the file.
     #[error("{path}: the dynamic loader cannot open it: {reason}; the file may be truncated or need libraries that are missing")]
     Open {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
         /// The loader's message.
         reason: String,
@@ -79,6 +88,7 @@ pub enum LoadError {
     #[error("{path}: not a plugin-host plugin: it exports no plugin root module and no `plugin_host_c_plugin_v1`; build it with `plugin_api::export_plugin!` (Rust) or against plugin_host.h (C)")]
     NoRootModule {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
     },
     /// An abi_stable library of another application: its root module is not
@@ -86,6 +96,7 @@ pub enum LoadError {
     #[error("{path}: not a plugin-host plugin: it is an abi_stable library exporting root module `{root_module}` (type `{root_type}` from package {package}); remove it from the plugins directory")]
     Foreign {
         /// The file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
         /// The name its root module gives itself.
         root_module: String,
@@ -98,6 +109,7 @@ pub enum LoadError {
     #[error("{path}: built with an incompatible abi_stable ({detail}); rebuild it against plugin-api {host_api}")]
     AbiHeader {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
         /// What the header said.
         detail: String,
@@ -108,6 +120,7 @@ pub enum LoadError {
     #[error("{path}: built against plugin-api {plugin_api}, but this host uses plugin-api {host_api}; rebuild the plugin against plugin-api {host_api}")]
     IncompatibleVersion {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
         /// The plugin's plugin-api version.
         plugin_api: String,
@@ -118,6 +131,7 @@ pub enum LoadError {
     #[error("{path}: plugin `{plugin}` was built against plugin-api {plugin_api} and needs {}, which this host (plugin-api {host_api}) does not have; upgrade plugin-host, or rebuild the plugin against plugin-api {host_api} without it", missing.join(", "))]
     NeedsNewerHost {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
         /// The plugin's name.
         plugin: String,
@@ -132,6 +146,7 @@ pub enum LoadError {
     #[error("{path}: its plugin-api {plugin_api} types do not match this host's plugin-api {host_api}: {first_mismatch}; rebuild the plugin against the host's plugin-api (RUST_LOG=debug shows the full report)")]
     AbiMismatch {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
         /// The plugin's plugin-api version.
         plugin_api: String,
@@ -147,6 +162,7 @@ pub enum LoadError {
     #[error("{path}: the library failed while initialising its root module: {reason}")]
     RootModule {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
         /// What it reported.
         reason: String,
@@ -155,6 +171,7 @@ pub enum LoadError {
     #[error("{path}: invalid manifest: {reason}; fix the plugin's `Plugin::manifest`")]
     Manifest {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
         /// What is wrong.
         reason: String,
@@ -163,6 +180,7 @@ pub enum LoadError {
     #[error("{path}: invalid C plugin: {reason}; fix what its `plugin_host_c_plugin_v1` returns (see plugin_host.h)")]
     CPlugin {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
         /// What is wrong.
         reason: String,
@@ -171,6 +189,7 @@ pub enum LoadError {
     #[error("{path}: built against C ABI {plugin_abi} (plugin_host.h), but this host reads C ABI {host_abi} and older; upgrade plugin-host, or rebuild the plugin against this host's plugin_host.h")]
     CAbiTooNew {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
         /// The C ABI the plugin was built against.
         plugin_abi: u32,
@@ -181,6 +200,7 @@ pub enum LoadError {
     #[error("{path}: the scanner process crashed while reading it ({status}); the library crashes when loaded, so fix or remove it{}", stderr_suffix(.stderr))]
     ScannerCrashed {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
         /// How the scanner ended (signal or exit code).
         status: String,
@@ -191,6 +211,7 @@ pub enum LoadError {
     #[error("{path}: the scanner gave up after {}: the library hangs while loading; fix or remove it", humantime::format_duration(*.after))]
     ScannerTimedOut {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
         /// How long it waited.
         #[serde(with = "crate::util::millis")]
@@ -200,6 +221,7 @@ pub enum LoadError {
     #[error("{path}: could not scan it: {reason}")]
     Scanner {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
         /// What went wrong.
         reason: String,
@@ -209,6 +231,7 @@ pub enum LoadError {
     #[error("{path}: cannot run it in a worker process: {reason}")]
     Worker {
         /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
         path: PathBuf,
         /// What went wrong.
         reason: String,

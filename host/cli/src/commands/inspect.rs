@@ -14,7 +14,7 @@ pub(crate) struct InspectArgs {
     /// A plugin library file, the name of a plugin or a component in the plugins
     /// directory, or an artifact: `oci://HOST:PORT/REPO:TAG` (or `@sha256:...`) or
     /// `oci-layout:DIR:TAG`, read without pulling its library.
-    target: String,
+    target: std::ffi::OsString,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -28,22 +28,24 @@ pub(crate) struct InspectArgs {
 
 pub(crate) async fn run(global: &GlobalArgs, args: InspectArgs) -> CliResult {
     let config = global.config()?;
-    if args.target.starts_with("oci://") || args.target.starts_with("oci-layout:") {
-        return inspect_artifact(&config, &args.target, &args).await;
+    // A file's name may be any bytes; a reference or a name is text.
+    let target = args.target.to_string_lossy().into_owned();
+    if target.starts_with("oci://") || target.starts_with("oci-layout:") {
+        return inspect_artifact(&config, &target, &args).await;
     }
     let path = PathBuf::from(&args.target);
     let (plugin, component) = match std::fs::metadata(&path) {
         Ok(found) if found.is_dir() => {
             return Err(Failure::usage(anyhow!(
                 "`{}` is a directory; inspect takes one plugin file, or a plugin or component name (`plugin-host list --plugins-dir {}` lists a directory's plugins)",
-                args.target,
-                args.target
+                target,
+                target
             )))
         }
         // Any other file (a pipe or a device too: vetting refuses them unopened) is
         // vetted and scanned in a subprocess like any other, bypassing the registry cache.
         Ok(_) => (discovery(&config)?.scan_file(&path).await, None),
-        Err(_) => find(&discovery(&config)?.discover().await?, &args.target)?,
+        Err(_) => find(&discovery(&config)?.discover().await?, &target)?,
     };
     if args.json {
         say!("{}", serde_json::to_string_pretty(&plugin.verdict())?);
