@@ -214,10 +214,7 @@ impl Discovery {
         let mut paths = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(read_dir_error)? {
             let path = entry.map_err(read_dir_error)?.path();
-            if path
-                .extension()
-                .is_some_and(|ext| ext == std::env::consts::DLL_EXTENSION)
-            {
+            if crate::platform::is_library_name(&path) {
                 paths.push(path);
             }
         }

@@ -146,3 +146,15 @@ fn mount_point_of(path: &Path) -> Option<std::path::PathBuf> {
         .filter(|point| path.starts_with(point))
         .max_by_key(|point| point.as_os_str().len())
 }
+
+/// Whether `path` is named as a shared library of this system: `.so` (`.dylib` on macOS,
+/// whose file systems ignore case by default, so in any case there).
+pub(crate) fn is_library_name(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| {
+        if cfg!(target_os = "macos") {
+            ext.eq_ignore_ascii_case(std::env::consts::DLL_EXTENSION)
+        } else {
+            ext == std::env::consts::DLL_EXTENSION
+        }
+    })
+}

@@ -165,3 +165,10 @@ mod tests {
         );
     }
 }
+
+/// Whether `path` is named as a DLL: `.dll` in any case (`PRICING.DLL`), as Windows
+/// itself reads names.
+pub(crate) fn is_library_name(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case(std::env::consts::DLL_EXTENSION))
+}
