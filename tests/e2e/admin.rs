@@ -389,3 +389,28 @@ fn plugin_metrics_recorded_through_the_host_context_are_exported() {
         3.0
     );
 }
+
+/// A rescan of a plugins directory that is gone is refused as the directory's fault (503
+/// `rescan_failed`, naming it), and what was registered keeps serving.
+#[test]
+fn a_rescan_of_a_plugins_directory_that_is_gone_fails_and_the_registered_keep_serving() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let host = RunningHost::start(&sandbox, "[admin]\nlisten = \"127.0.0.1:0\"\n");
+    let (status, quote) = host.call("market-data", "quote", r#"{"symbol":"GOOG"}"#);
+    assert!(quote.is_ok(), "{status}: {quote:?}");
+    std::fs::remove_dir_all(sandbox.plugins_dir()).expect("remove the plugins directory");
+    let (status, body) = host.post("/plugins/rescan", "");
+    assert_eq!(status, 503, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(answer["error"]["kind"], "rescan_failed", "{body}");
+    let dir = sandbox.plugins_dir().display().to_string();
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&dir)),
+        "{body}"
+    );
+    let (status, quote) = host.call("market-data", "quote", r#"{"symbol":"GOOG"}"#);
+    assert!(quote.is_ok(), "still served: {status}: {quote:?}");
+    host.stop();
+}

@@ -159,10 +159,12 @@ pub(super) async fn rescan(State(state): AppState) -> Response {
             err.to_string(),
         )
         .into_response(),
-        Err(err) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            err.to_string(),
+        // The directory, not the host, is at fault (gone, unreadable): what was
+        // registered keeps serving, and a rescan once it is back succeeds.
+        Err(err @ RescanError::Discovery(_)) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "rescan_failed",
+            format!("{err}; the plugins already registered keep serving"),
         )
         .into_response(),
     }
