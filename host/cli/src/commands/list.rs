@@ -55,7 +55,7 @@ fn print_table(catalog: &Catalog, config: &Config) {
     let width = catalog
         .plugins
         .iter()
-        .map(|p| file_name(&p.path).len())
+        .map(|p| file_name(&p.path).chars().count()) // as `{:<width$}` pads: by characters
         .max()
         .unwrap_or(4)
         .max(4);
