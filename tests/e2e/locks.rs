@@ -173,27 +173,28 @@ fn a_deadlock_between_two_calls_is_refused_naming_locks_components_and_methods()
 #[test]
 fn a_worker_with_more_requests_in_flight_than_the_host_serves_at_once_is_killed_for_it() {
     // Each thread of a worker's plugin that waits for a lock holds one of the host's plugin
-    // threads. Within the bound (100 waiting) the call returns; past it (300) the worker
-    // is killed for breaking the protocol, and the host's threads go back to other calls.
+    // threads. Within the bound (`worker_requests`, 64 here: 50 waiting) the call returns;
+    // past it (100) the worker is killed for breaking the protocol, and the host's threads
+    // go back to other calls.
     plugin_host_tests::runtime().block_on(async {
         let sandbox = Sandbox::with_plugins(&["fixture-hostile"]);
-        let config = "[limits]\nworker_tasks = 0\n\
+        let config = "[limits]\nworker_tasks = 0\nworker_requests = 64\n\
                       [components.hostile]\nisolation = \"process\"\ntimeout = \"60s\"\n";
         let host = plugin_host_tests::host(&sandbox, config).await;
         let within: usize = host
-            .call_json("hostile", "lock_flood", &(100, 3))
+            .call_json("hostile", "lock_flood", &(50, 3))
             .await
-            .expect("100 requests in flight are served");
-        assert_eq!(within, 100);
+            .expect("50 requests in flight are served");
+        assert_eq!(within, 50);
         let err = host
             // Held for 50 s (within the call's 60 s): every thread asks meanwhile, however slow.
-            .call_json::<_, usize>("hostile", "lock_flood", &(300, 50))
+            .call_json::<_, usize>("hostile", "lock_flood", &(100, 50))
             .await
-            .expect_err("300 requests in flight break the protocol");
+            .expect_err("100 requests in flight break the protocol");
         assert_eq!(err.kind(), "worker_protocol", "{err}");
         assert!(
             err.to_string()
-                .contains("more than 256 requests of the host (locks, dependency calls, metrics) in flight at once"),
+                .contains("more than 64 requests of the host (locks, dependency calls, metrics) in flight at once (raise [limits] worker_requests"),
             "{err}"
         );
         // Its requests still waiting stopped when it ended, and none that got the lock

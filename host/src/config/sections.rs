@@ -316,6 +316,10 @@ pub struct LimitsConfig {
     /// wrap, so up to 300 more until then); elsewhere, and outside a namespace, not
     /// capped. 0: not capped. Defaults to 1024.
     pub worker_tasks: u32,
+    /// Requests of one worker's plugin code (locks, dependency calls, metrics) the host
+    /// serves at once, each on a plugin thread; a worker with more in flight breaks the
+    /// protocol and is killed. Defaults to 256.
+    pub worker_requests: usize,
 }
 
 impl Default for LimitsConfig {
@@ -330,6 +334,7 @@ impl Default for LimitsConfig {
             max_reply: 64 << 20,
             shared_memory_from: 0,
             worker_tasks: 1024,
+            worker_requests: 256,
         }
     }
 }

@@ -193,6 +193,10 @@ fn limits_that_would_refuse_every_call_or_scan_are_rejected() {
             &["host.init_concurrency", "at most 1000000"],
         ),
         (
+            "[limits]\nworker_requests = 0\n",
+            &["limits.worker_requests", "at least 1"],
+        ),
+        (
             "[components.x]\nmax_concurrent_calls = 0\n",
             &["components.x.max_concurrent_calls", "at least 1"],
         ),

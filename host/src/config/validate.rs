@@ -67,6 +67,7 @@ impl Config {
             ("limits.quarantine_after", limits.quarantine_after),
             ("limits.locks_per_plugin", limits.locks_per_plugin),
             ("limits.metrics_per_plugin", limits.metrics_per_plugin),
+            ("limits.worker_requests", limits.worker_requests),
         ]
         .into_iter()
         .map(|(key, value)| (key.to_owned(), value))

@@ -123,6 +123,7 @@ impl Coordinator {
                             )
                             .unwrap_or(usize::MAX),
                             worker_tasks: inner.plans.engine.worker_tasks,
+                            worker_requests: inner.plans.engine.worker_requests,
                         },
                         sandbox: crate::plan::worker_sandbox(&inner.plans, info),
                     }))

@@ -112,8 +112,10 @@ pub(crate) struct WorkerProcess {
     /// credit and cancellations, in order.
     pub(super) outbox: Mutex<Outbox>,
     /// Requests of its plugin code being served on the host's plugin threads
-    /// (`serve::REQUESTS_AT_ONCE` at most).
+    /// (`requests_at_once` at most).
     pub(super) serving: AtomicUsize,
+    /// `[limits] worker_requests`: more in flight at once break the protocol.
+    pub(super) requests_at_once: usize,
     /// The host's threads whose request of it waits for a lock: unparked when it ends,
     /// so that they stop waiting for a process that is gone.
     pub(super) waiting_for_locks: Mutex<HashMap<std::thread::ThreadId, std::thread::Thread>>,
@@ -161,6 +163,8 @@ pub(crate) struct Shared {
     pub(crate) shared_memory_from: usize,
     /// `[limits] worker_tasks`.
     pub(crate) worker_tasks: u32,
+    /// `[limits] worker_requests`.
+    pub(crate) worker_requests: usize,
 }
 
 impl WorkerProcess {
@@ -197,6 +201,7 @@ impl WorkerProcess {
             metrics: Mutex::default(),
             serving: AtomicUsize::new(0),
             outbox: Mutex::default(),
+            requests_at_once: shared.worker_requests,
             waiting_for_locks: Mutex::default(),
             sink: PluginLogSink {
                 plugin: Arc::from(spawn.plugin),

@@ -2,8 +2,8 @@
 //! through the instance's own host-side context, exactly as an in-process instance's
 //! would be (dependencies, locks with their order and deadlock checks, metrics), on the
 //! plugin executor, so a slow answer never stalls the worker's socket. A worker's
-//! requests take at most [`REQUESTS_AT_ONCE`] of the executor's threads, and those that
-//! wait for a lock stop waiting when the worker ends.
+//! requests take at most `[limits] worker_requests` of the executor's threads, and those
+//! that wait for a lock stop waiting when the worker ends.
 
 use std::sync::{atomic::Ordering, Arc};
 
@@ -19,14 +19,6 @@ use crate::{
     context::{CallScope, PluginHostContext},
     protocol::{Reply, ToWorker, WorkerRequest},
 };
-
-/// The most requests of one worker's plugin code the host serves at once. Each holds a
-/// plugin thread of the host's while it waits (for a lock, a dependency), and plugin
-/// code makes them one a thread, waiting for each answer: a worker with more in flight
-/// has more threads asking at once than any plugin needs, or writes requests behind its
-/// worker's back, and would take the threads every other plugin's calls run on. It is
-/// killed for breaking the protocol.
-pub(crate) const REQUESTS_AT_ONCE: usize = 256;
 
 /// A request of a worker's being served: counted out however serving it ends.
 struct Served(Arc<WorkerProcess>);
@@ -60,7 +52,12 @@ impl Drop for WaitingForLock<'_> {
 
 impl WorkerProcess {
     /// Serves request `req` of plugin code in the worker on a plugin thread, within
-    /// [`REQUESTS_AT_ONCE`].
+    /// `[limits] worker_requests` in flight. Each holds a plugin thread of the host's
+    /// while it waits (for a lock, a dependency), and plugin code makes them one a thread,
+    /// waiting for each answer: a worker with more in flight has more threads asking at
+    /// once than its plugin was given, or writes requests behind its worker's back, and
+    /// would take the threads every other plugin's calls run on. It is killed for
+    /// breaking the protocol.
     pub(super) fn take_request(
         self: &Arc<Self>,
         req: u64,
@@ -68,11 +65,13 @@ impl WorkerProcess {
         call: Option<(u64, String)>,
         request: WorkerRequest,
     ) {
-        if self.serving.fetch_add(1, Ordering::AcqRel) >= REQUESTS_AT_ONCE {
+        let most = self.requests_at_once;
+        if self.serving.fetch_add(1, Ordering::AcqRel) >= most {
             self.serving.fetch_sub(1, Ordering::AcqRel);
             self.breach(&format!(
-                "it had more than {REQUESTS_AT_ONCE} requests of the host (locks, dependency \
-                 calls, metrics) in flight at once"
+                "it had more than {most} requests of the host (locks, dependency calls, \
+                 metrics) in flight at once (raise [limits] worker_requests if its plugin \
+                 needs that many)"
             ));
             return;
         }

@@ -71,6 +71,8 @@ pub struct EnginePlan {
     pub shared_memory_from: u64,
     /// Threads and processes one worker may run at once (0: not capped).
     pub worker_tasks: u32,
+    /// Requests of one worker's plugin code served at once.
+    pub worker_requests: usize,
     /// The share of calls whose latency is timed.
     pub sample_rate: f64,
     /// The share of in-process calls whose CPU time is read.
@@ -182,6 +184,7 @@ fn engine_plan(config: &Config) -> EnginePlan {
         max_reply: config.limits.max_reply,
         shared_memory_from: config.limits.shared_memory_from,
         worker_tasks: config.limits.worker_tasks,
+        worker_requests: config.limits.worker_requests,
         sample_rate: config.metrics.sample_rate,
         cpu_sample_rate: config.metrics.cpu_sample_rate,
         locks_per_plugin: config.limits.locks_per_plugin,
