@@ -95,6 +95,17 @@ impl Sources {
             .collect()
     }
 
+    /// The sources nothing has been pulled from yet (name, reference): `run` and `check`
+    /// pull them; `list` and `inspect` read only what was pulled.
+    pub fn unpulled(&self) -> Vec<(String, String)> {
+        let records = self.records();
+        self.sources
+            .iter()
+            .map(|source| (source.display_name(), source.reference().to_owned()))
+            .filter(|(name, _)| !records.iter().any(|record| &record.name == name))
+            .collect()
+    }
+
     /// The SHA-256 (hex) and file of each library pinned by digest or signed by a trusted
     /// key: what `trust = "pinned"` accepts without a `trust add`. The records vouch for
     /// trust only while their directory is writable by its owner alone (as the plugins

@@ -119,6 +119,12 @@ fn a_pushed_plugin_is_pulled_verified_and_served_and_a_restart_asks_the_registry
         !sandbox.cache_dir().join("oci").exists(),
         "inspect kept nothing"
     );
+    // `list` reads only what was pulled, and says what was not yet.
+    let listed = success_stdout(&run(&sandbox, &["list"]));
+    assert!(
+        listed.contains("source `market-data`") && listed.contains("nothing pulled yet"),
+        "{listed}"
+    );
 
     let quote = success_stdout(&run(&sandbox, &QUOTE));
     assert!(quote.contains("\"bid\""), "{quote}");

@@ -20,6 +20,13 @@ pub(crate) async fn run(global: &GlobalArgs, args: ListArgs) -> CliResult {
         say!("{}", serde_json::to_string_pretty(&catalog)?);
     } else {
         print_table(&catalog, &config);
+        // A source never pulled has no file to list: said, rather than left out unseen.
+        let sources = plugin_host::sources::Sources::of(&config);
+        for (name, reference) in sources.iter().flat_map(|s| s.unpulled()) {
+            say!(
+                "\nnote: source `{name}` ({reference}) has nothing pulled yet: `plugin-host check` (or `run`) pulls it"
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
