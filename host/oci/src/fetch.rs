@@ -72,6 +72,8 @@ pub struct Fetched {
     pub library: PathBuf,
     /// The trusted key that signed it, if one did.
     pub signed_by: Option<String>,
+    /// When no trusted key signed it: what its signatures were instead.
+    pub unsigned_why: Option<String>,
 }
 
 /// Why an artifact was refused or could not be fetched.
@@ -161,6 +163,8 @@ pub struct Described {
     library: OciDescriptor,
     /// The trusted key that signed it, if one did.
     pub signed_by: Option<String>,
+    /// When no trusted key signed it: what its signatures were instead.
+    pub unsigned_why: Option<String>,
 }
 
 impl Described {
@@ -183,7 +187,7 @@ impl Described {
 /// As [`fetch`], but for the library itself.
 pub async fn describe(origin: &Origin, want: Want<'_>) -> Result<Described, FetchError> {
     let (top, digest) = origin.top().await?;
-    let (entry, signed_by) = choose(&top, &digest, want)?;
+    let (entry, judged) = choose(&top, &digest, want)?;
     let (manifest_digest, manifest_bytes) = match &entry {
         Some(entry) => (entry.digest.clone(), origin.manifest(&entry.digest).await?),
         None => (digest.clone(), top.clone()),
@@ -231,7 +235,8 @@ pub async fn describe(origin: &Origin, want: Want<'_>) -> Result<Described, Fetc
         description,
         file_name,
         library: layer.clone(),
-        signed_by,
+        signed_by: judged.signed_by,
+        unsigned_why: judged.unsigned_why,
     })
 }
 
@@ -253,6 +258,7 @@ pub async fn fetch(origin: &Origin, want: Want<'_>) -> Result<Fetched, FetchErro
         file_name: described.file_name,
         library,
         signed_by: described.signed_by,
+        unsigned_why: described.unsigned_why,
     })
 }
 
@@ -280,7 +286,7 @@ fn choose(
     top: &[u8],
     digest: &str,
     want: Want<'_>,
-) -> Result<(Option<ImageIndexEntry>, Option<String>), FetchError> {
+) -> Result<(Option<ImageIndexEntry>, Judged), FetchError> {
     let media_type = serde_json::from_slice::<serde_json::Value>(top)
         .ok()
         .and_then(|v| v.get("mediaType")?.as_str().map(str::to_owned));
@@ -319,8 +325,16 @@ fn choose(
     judge(signed, &entry.digest, want).map(|by| (Some(entry.clone()), by))
 }
 
+/// What was made of one artifact's signatures.
+struct Judged {
+    /// The trusted key that signed it.
+    signed_by: Option<String>,
+    /// Else what its signatures were.
+    unsigned_why: Option<String>,
+}
+
 /// Whether `signed` is acceptable under `want`: a mismatching trusted signature never is.
-fn judge(signed: Signed, digest: &str, want: Want<'_>) -> Result<Option<String>, FetchError> {
+fn judge(signed: Signed, digest: &str, want: Want<'_>) -> Result<Judged, FetchError> {
     let keys = || {
         let labels: Vec<String> = want.keys.iter().map(TrustedKey::label).collect();
         if labels.is_empty() {
@@ -334,19 +348,32 @@ fn judge(signed: Signed, digest: &str, want: Want<'_>) -> Result<Option<String>,
         found,
         keys: keys(),
     };
-    match signed {
-        Signed::By(name) => Ok(Some(name)),
-        Signed::Mismatch(key) => Err(FetchError::BadSignature {
-            digest: digest.to_owned(),
-            key,
-        }),
-        Signed::Unsigned if want.require_signature => Err(unsigned("it has no signature".into())),
-        Signed::ByUnknown(ids) if want.require_signature => Err(unsigned(format!(
-            "signed only by unknown key {}",
+    let why = match signed {
+        Signed::By(name) => {
+            return Ok(Judged {
+                signed_by: Some(name),
+                unsigned_why: None,
+            })
+        }
+        Signed::Mismatch(key) => {
+            return Err(FetchError::BadSignature {
+                digest: digest.to_owned(),
+                key,
+            })
+        }
+        Signed::Unsigned => "it has no signature".to_owned(),
+        Signed::ByUnknown(ids) => format!(
+            "signed only by key {}, which no [[trust.keys]] entry names",
             ids.join(", ")
-        ))),
-        Signed::Unsigned | Signed::ByUnknown(_) => Ok(None),
+        ),
+    };
+    if want.require_signature {
+        return Err(unsigned(why));
     }
+    Ok(Judged {
+        signed_by: None,
+        unsigned_why: Some(why),
+    })
 }
 
 fn verified(bytes: Bytes, digest: &str) -> Result<Bytes, FetchError> {

@@ -25,6 +25,10 @@ pub struct SourceRecord {
     pub pulled_at: u64,
     /// The trusted key that signed it, if one did.
     pub signed_by: Option<String>,
+    /// When no trusted key signed it: what its signatures were instead (absent in
+    /// records written before it was kept).
+    #[serde(default)]
+    pub unsigned_why: Option<String>,
     /// The library's digest (`sha256:HEX`): its own SHA-256.
     pub library_digest: String,
     /// The library's file in the sources' plugins directory.
@@ -51,6 +55,7 @@ impl SourceRecord {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             signed_by: fetched.signed_by.clone(),
+            unsigned_why: fetched.unsigned_why.clone(),
             library_digest: fetched.library_digest.clone(),
             file,
             packed_as: fetched.file_name.clone(),

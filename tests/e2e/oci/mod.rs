@@ -177,7 +177,27 @@ fn unsigned_wrong_key_wrong_platform_and_tampered_artifacts_are_refused_naming_w
         "{unsigned}"
     );
     let unknown = refused(&at("stranger"), "");
-    assert!(unknown.contains("signed only by unknown key"), "{unknown}");
+    assert!(
+        unknown.contains("signed only by key") && unknown.contains("no [[trust.keys]] entry"),
+        "{unknown}"
+    );
+    // Reviewed where signatures are not required: what each one's signatures are.
+    sandbox.write_config(&trust(&[("release", &public)], false));
+    for (tag, says) in [
+        (
+            "unsigned",
+            "signed:      by no trusted key (it has no signature)",
+        ),
+        (
+            "stranger",
+            "signed:      by no trusted key (signed only by key ",
+        ),
+        ("signed", "signed:      by release"),
+    ] {
+        let target = format!("oci://{}", at(tag));
+        let inspected = success_stdout(&run(&sandbox, &["inspect", "--insecure", &target]));
+        assert!(inspected.contains(says), "{tag}: {inspected}");
+    }
     let platform = refused(&signed, "platform = \"linux/arm64\"");
     assert!(
         platform.contains("linux/arm64") && platform.contains("it has: linux/amd64"),

@@ -7,7 +7,7 @@ use anyhow::anyhow;
 use plugin_host::{format_bytes, ComponentInfo, DiscoveredPlugin, PluginInfo};
 use plugin_host_oci::{Credentials, Platform, Registry};
 
-use super::{discovery, CliResult, Failure, GlobalArgs, EXIT_FAILURE};
+use super::{discovery, signature_words, CliResult, Failure, GlobalArgs, EXIT_FAILURE};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct InspectArgs {
@@ -229,6 +229,7 @@ pub(super) async fn inspect_artifact(
             "platform": described.platform.to_string(),
             "library": {"file": described.file_name, "digest": described.library_digest(), "size": described.library_size()},
             "signed_by": described.signed_by,
+            "unsigned_why": described.unsigned_why,
             "plugin": info,
         });
         say!("{}", serde_json::to_string_pretty(&view)?);
@@ -242,11 +243,13 @@ pub(super) async fn inspect_artifact(
         plugin_host::format_bytes(described.library_size()),
         described.library_digest()
     );
-    let signed = described
-        .signed_by
-        .as_deref()
-        .map_or_else(|| "by no trusted key".to_owned(), |key| format!("by {key}"));
-    say!("  signed:      {signed}");
+    say!(
+        "  signed:      {}",
+        signature_words(
+            described.signed_by.as_deref(),
+            described.unsigned_why.as_deref()
+        )
+    );
     print_description(&info, None);
     Ok(ExitCode::SUCCESS)
 }

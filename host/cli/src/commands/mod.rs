@@ -201,14 +201,20 @@ async fn dispatch(cli: Cli) -> CliResult {
     }
 }
 
+/// Who signed an artifact, in words: `by KEY`, or `by no trusted key (WHY)`.
+pub(crate) fn signature_words(signed_by: Option<&str>, unsigned_why: Option<&str>) -> String {
+    match (signed_by, unsigned_why) {
+        (Some(key), _) => format!("by {key}"),
+        (None, Some(why)) => format!("by no trusted key ({why})"),
+        (None, None) => "by no trusted key".to_owned(),
+    }
+}
+
 /// Where a library delivered as an OCI artifact came from, in one line.
 pub(crate) fn source_line(source: &plugin_host::sources::SourceRecord) -> String {
-    let signed = source
-        .signed_by
-        .as_ref()
-        .map_or_else(|| "unsigned".to_owned(), |key| format!("signed by {key}"));
+    let signed = signature_words(source.signed_by.as_deref(), source.unsigned_why.as_deref());
     format!(
-        "{} ({}) {} {}, pulled {}, {signed}",
+        "{} ({}) {} {}, pulled {}, signed {signed}",
         source.name,
         source.reference,
         source.digest,
