@@ -126,6 +126,18 @@ fn check_reports_every_problem_and_exits_by_kind() {
         "{stdout}"
     );
     assert!(stdout.contains("2 problem(s) found"), "{stdout}");
+    // Called anyway: one clause says what is missing and what to do, no "failed".
+    let called = sandbox.run(&["call", "historical-data", "bars"]);
+    let stderr = String::from_utf8_lossy(&called.stderr);
+    let error = stderr.lines().last().unwrap_or_default();
+    assert_eq!(called.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        error,
+        "error: component `historical-data` cannot start: it depends on `market-data`, which \
+         no plugin or native component provides; put a plugin that provides `market-data` \
+         in the plugins directory",
+        "{stderr}"
+    );
 
     let invalid = sandbox.write_config("[metrics]\nsample_rate = -1\n[timeouts]\nstop = \"0s\"\n");
     let output = sandbox

@@ -83,6 +83,14 @@ pub enum InitError {
         #[source]
         source: GetError,
     },
+    /// A dependency is declared but nothing provides it.
+    #[error("component `{component}` cannot start: it depends on `{dependency}`, which no plugin or native component provides; put a plugin that provides `{dependency}` in the plugins directory")]
+    MissingDependency {
+        /// The component.
+        component: String,
+        /// The missing dependency.
+        dependency: String,
+    },
     /// Initialisation took longer than its timeout; its thread was abandoned.
     #[error("component `{component}` did not finish initialising within {}; it is marked timed out and a late result will be dropped", humantime::format_duration(*.limit))]
     TimedOut {
@@ -302,6 +310,7 @@ impl InitError {
             Self::Create { .. } => "init_failed",
             Self::WorkerFailed { fault, .. } => fault.kind.as_str(),
             Self::Dependency { source, .. } => source.kind(),
+            Self::MissingDependency { .. } => "missing_dependency",
             Self::TimedOut { .. } => "init_timed_out",
             Self::MemoryRefused { .. } => "memory_refused",
             Self::Cancelled { .. } => "cancelled",

@@ -193,15 +193,8 @@ async fn dependencies(inner: &Arc<Inner>, slot: &Slot) -> Result<Dependencies, I
         let coordinator = Coordinator {
             inner: Arc::clone(inner),
         };
-        let component = component.clone();
         async move {
-            let result = coordinator.get(&dep).await.map_err(|err| match err {
-                GetError::UnknownComponent { name, .. } => GetError::MissingDependency {
-                    component,
-                    dependency: name,
-                },
-                other => other,
-            });
+            let result = coordinator.get(&dep).await;
             (dep, result)
         }
     });
@@ -210,6 +203,12 @@ async fn dependencies(inner: &Arc<Inner>, slot: &Slot) -> Result<Dependencies, I
         match result {
             Ok(handle) => {
                 handles.insert(dependency, handle);
+            }
+            Err(GetError::UnknownComponent { .. }) => {
+                return Err(InitError::MissingDependency {
+                    component,
+                    dependency,
+                })
             }
             Err(source) => {
                 return Err(InitError::Dependency {
