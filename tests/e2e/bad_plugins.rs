@@ -322,7 +322,10 @@ fn a_library_in_a_scanner_cannot_speak_for_the_next_file_in_its_batch() {
     let (line, real) = forged_leaf(&sandbox);
     let output = sandbox
         .host()
-        .env("HOSTILE_CTOR_PRINT", format!("{line}\n{line}"))
+        .env(
+            "PLUGIN_HOST_TEST_HOSTILE_CTOR_PRINT",
+            format!("{line}\n{line}"),
+        )
         .arg("--config")
         .arg(&config)
         .args(["list", "--json"])
@@ -346,7 +349,10 @@ fn a_scanner_that_cannot_fork_opens_one_library_and_reports_no_other() {
     let sandbox = Sandbox::with_plugins(&["fixture-hostile", "fixture-leaf"]);
     let (line, real) = forged_leaf(&sandbox);
     let output = Command::new(env!("CARGO_BIN_EXE_threaded-embedder"))
-        .env("HOSTILE_CTOR_PRINT", format!("{line}\n{line}"))
+        .env(
+            "PLUGIN_HOST_TEST_HOSTILE_CTOR_PRINT",
+            format!("{line}\n{line}"),
+        )
         .arg(sandbox.plugins_dir())
         .arg(sandbox.cache_dir())
         .output()

@@ -18,25 +18,6 @@ use crate::{
     worker::WORKER_FLAG,
 };
 
-/// Environment variables a worker keeps; everything else is cleared.
-const ENV_ALLOWLIST: [&str; 14] = [
-    "PATH",
-    "HOME",
-    "USER",
-    "LANG",
-    "LC_ALL",
-    "TZ",
-    "TMPDIR",
-    "LD_LIBRARY_PATH",
-    "RUST_BACKTRACE",
-    // Windows: a process without these cannot find its system directory or a temp one.
-    "SYSTEMROOT",
-    "WINDIR",
-    "TEMP",
-    "TMP",
-    "USERPROFILE",
-];
-
 /// How a worker is started.
 pub(crate) struct Spawn<'a> {
     /// The program run as the worker: normally this one.
@@ -86,12 +67,7 @@ pub(super) fn command(spawn: &Spawn<'_>) -> Command {
         .arg(WORKER_FLAG)
         .arg(serde_json::to_string(&args).unwrap_or_default())
         .env_clear()
-        .envs(
-            ENV_ALLOWLIST
-                .iter()
-                .filter_map(|name| std::env::var_os(name).map(|value| (name, value))),
-        )
-        .envs(crate::platform::test_switches());
+        .envs(crate::platform::child_environment());
     command
 }
 

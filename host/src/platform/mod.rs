@@ -55,7 +55,8 @@ pub(crate) use self::os::{
 };
 
 /// The prefix of the environment variables that weaken a child's fence for a test (see
-/// `contain` and `sandbox`); the config ignores them, and workers keep them.
+/// `contain` and `sandbox`), or steer a test fixture; the config ignores them, and
+/// scanners and workers keep them.
 pub(crate) const TEST_SWITCH_PREFIX: &str = "PLUGIN_HOST_TEST_";
 
 /// The test switches set in this process's environment, for a child to keep; each is
@@ -75,12 +76,43 @@ pub(crate) fn test_switches() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
                 .map(|(n, v)| format!("{}={}", n.to_string_lossy(), v.to_string_lossy()))
                 .collect();
             tracing::warn!(
-                "test switches weaken the fence of scanners and workers: {}",
+                "test switches set (they may weaken the fence of scanners and workers): {}",
                 names.join(" ")
             );
         });
     }
     switches
+}
+
+/// Environment variables a scanner or worker keeps; everything else is cleared, for a
+/// plugin's code runs there and must not read the host's secrets from its environment.
+const ENV_ALLOWLIST: [&str; 14] = [
+    "PATH",
+    "HOME",
+    "USER",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "LD_LIBRARY_PATH",
+    "RUST_BACKTRACE",
+    // Windows: a process without these cannot find its system directory or a temp one.
+    "SYSTEMROOT",
+    "WINDIR",
+    "TEMP",
+    "TMP",
+    "USERPROFILE",
+];
+
+/// The environment a child of the host (a scanner or a worker) starts with: the
+/// allowlisted variables this process has, and its test switches.
+pub(crate) fn child_environment() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    let mut kept: Vec<_> = ENV_ALLOWLIST
+        .iter()
+        .filter_map(|name| std::env::var_os(name).map(|value| ((*name).into(), value)))
+        .collect();
+    kept.extend(test_switches());
+    kept
 }
 
 /// The identity of one version of a file, as git's index keeps it. On Unix: device,

@@ -25,7 +25,7 @@ fn scanner_attacks(
     command
         .arg("--plugin-host-scan")
         .arg(&library)
-        .env("HOSTILE_CTOR_TARGET", target.to_string())
+        .env("PLUGIN_HOST_TEST_HOSTILE_CTOR_TARGET", target.to_string())
         .env_remove("PLUGIN_HOST_TEST_SANDBOX_SKIP")
         .env_remove("PLUGIN_HOST_TEST_NO_NAMESPACES");
     let skip: Vec<&str> = removed.iter().filter_map(|layer| layer.switch()).collect();

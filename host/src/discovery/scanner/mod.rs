@@ -509,6 +509,8 @@ impl Scanner {
         command
             .arg(SCAN_FLAG)
             .args(paths)
+            .env_clear()
+            .envs(crate::platform::child_environment())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
