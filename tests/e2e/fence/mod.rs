@@ -18,6 +18,7 @@ use std::{
 
 use plugin_host_tests::{RunningHost, Sandbox};
 
+mod batch;
 mod environment;
 mod hello;
 mod scanner;
