@@ -262,6 +262,27 @@ fn a_world_writable_plugin_is_refused() {
     );
 }
 
+#[cfg(unix)]
+#[test]
+fn a_plugin_no_one_may_read_is_refused_saying_what_to_do() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let path = sandbox.add_plugin("fixture-leaf");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    // As root the host opens it, and its scanner, without root's privileges, cannot.
+    let kind = if plugin_host_tests::running_as_root() {
+        "unreadable"
+    } else {
+        "io"
+    };
+    assert_rejected_while_others_work(
+        &sandbox,
+        &library_file_name("fixture-leaf"),
+        kind,
+        &["permission denied", "chmod a+r"],
+    );
+}
+
 #[test]
 fn a_plugin_whose_create_panics_fails_its_call_with_the_panic_and_the_host_goes_on() {
     let sandbox = Sandbox::with_plugins(&["market-data", "fixture-panic-create"]);

@@ -318,10 +318,7 @@ fn a_sandboxed_c_plugin_reads_only_what_it_is_granted() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_sandboxed_c_plugin_of_an_unprivileged_host_reads_only_what_it_is_granted() {
-    // SAFETY: geteuid has no memory effects.
-    #[allow(unsafe_code)]
-    let root = unsafe { libc::geteuid() } == 0;
-    if root {
+    if plugin_host_tests::running_as_root() {
         sandboxed_reads(Some(plugin_host_tests::UNPRIVILEGED_UID));
     } else {
         println!("not root: the test above ran the host unprivileged already");

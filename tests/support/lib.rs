@@ -25,7 +25,7 @@ pub use self::{
     isolated::isolated,
     otlp::{OtlpReceiver, ReceivedSpan},
     output::{error_chain, listed, stdout_json, success_stdout},
-    process::{alive, descendants, rss_of},
+    process::{alive, descendants, rss_of, running_as_root},
     registry::TestRegistry,
     sandbox::Sandbox,
     trace::LoadTrace,

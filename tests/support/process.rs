@@ -13,6 +13,19 @@ pub fn rss_of(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Whether this process runs as root (effective user id 0), as CI does.
+pub fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let ids = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+            ids.split_whitespace()
+                .nth(1)
+                .map(|effective| effective == "0")
+        })
+        .unwrap_or(false)
+}
+
 /// Whether process `pid` is alive (a zombie is not).
 pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {

@@ -512,7 +512,8 @@ fn sha256_of_identity(path: &Path, identity: FileIdentity) -> std::io::Result<St
 
 /// Why `path` could not be read, in words: a symbolic link whose target is gone, or that
 /// leads back to itself, is named as one (the system's own words name no link, only a
-/// file not found or "too many levels of symbolic links").
+/// file not found or "too many levels of symbolic links"); other errors as
+/// [`crate::loader::io_reason`] says them.
 fn unreadable(path: &Path, err: &std::io::Error) -> String {
     match std::fs::read_link(path) {
         Ok(target) if err.kind() == std::io::ErrorKind::NotFound => format!(
@@ -524,7 +525,7 @@ fn unreadable(path: &Path, err: &std::io::Error) -> String {
              fix or remove the link",
             target.display()
         ),
-        _ => err.to_string(),
+        _ => crate::loader::io_reason(err),
     }
 }
 

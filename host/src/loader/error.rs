@@ -236,6 +236,24 @@ pub enum LoadError {
         /// What went wrong.
         reason: String,
     },
+    /// The file cannot be read where plugin code is opened: scanners and workers run
+    /// without the host's privileges (root's included), so its mode must let the host's
+    /// user read it.
+    #[error("{path}: permission denied where plugin code is opened (scanners and workers run without the host's privileges, root's included); make it readable by the host's user, e.g. chmod a+r")]
+    Unreadable {
+        /// The plugin file.
+        #[serde(serialize_with = "crate::util::serialize_path_lossy")]
+        path: PathBuf,
+    },
+}
+
+/// An I/O error on a plugin file in words, with what to do where there is one.
+pub(crate) fn io_reason(err: &std::io::Error) -> String {
+    if err.kind() == std::io::ErrorKind::PermissionDenied {
+        "permission denied; make it readable by the host's user, e.g. chmod a+r".into()
+    } else {
+        err.to_string()
+    }
 }
 
 fn stderr_suffix(stderr: &str) -> String {
@@ -271,7 +289,8 @@ impl LoadError {
             | Self::ScannerCrashed { path, .. }
             | Self::ScannerTimedOut { path, .. }
             | Self::Scanner { path, .. }
-            | Self::Worker { path, .. } => path,
+            | Self::Worker { path, .. }
+            | Self::Unreadable { path } => path,
         }
     }
 
@@ -300,6 +319,7 @@ impl LoadError {
             Self::ScannerTimedOut { .. } => "scanner_timed_out",
             Self::Worker { .. } => "worker",
             Self::Scanner { .. } => "scanner",
+            Self::Unreadable { .. } => "unreadable",
         }
     }
 }

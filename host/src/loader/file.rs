@@ -51,7 +51,7 @@ impl OpenedFile {
     pub(crate) fn open(path: &Path) -> Result<Self, LoadError> {
         let file = platform::open_for_load(path).map_err(|err| LoadError::Io {
             path: path.to_owned(),
-            reason: err.to_string(),
+            reason: super::error::io_reason(&err),
         })?;
         Self::from_file(file, path)
     }

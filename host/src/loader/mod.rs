@@ -23,6 +23,7 @@ use plugin_api::ffi::{ComponentBox, HostBox, PluginRootRef};
 
 pub(crate) use self::{
     c_plugin::{layout as c_layout, parse_description as parse_c_description},
+    error::io_reason,
     file::OpenedFile,
     filecheck::{check as check_file, check_header},
 };
@@ -123,8 +124,15 @@ pub(crate) unsafe fn open_library_at(
     filecheck::check(opened)?;
     let host_api = plugin_api::API_VERSION.to_owned();
     let load = |at: &Path| {
-        // A library the loader cannot open is reported by abi_stable's path below.
+        // A library the loader cannot open is reported by abi_stable's path below, but
+        // for one this process may not read (the loader says so only in words).
         let mut library = RawLibrary::load_at(at).ok();
+        if library.is_none()
+            && std::fs::File::open(at)
+                .is_err_and(|err| err.kind() == std::io::ErrorKind::PermissionDenied)
+        {
+            return Opened::Unreadable;
+        }
         if let Some(opened) = library.take() {
             // SAFETY: the caller's contract.
             match unsafe { c_plugin::open(opened, path) } {
@@ -144,6 +152,11 @@ pub(crate) unsafe fn open_library_at(
     };
     let (root, info) = match opened {
         Opened::C(c) => open_c(path, c?)?,
+        Opened::Unreadable => {
+            return Err(LoadError::Unreadable {
+                path: path.to_owned(),
+            })
+        }
         Opened::Rust(header, library) => rust_plugin::open_rust(path, header, library)?,
     };
     tracing::debug!(path = %path.display(), plugin = %info.name, abi = %info.abi, host_api, "plugin library opened");
@@ -154,8 +167,10 @@ pub(crate) unsafe fn open_library_at(
     })
 }
 
-/// What the dynamic loader opened: a C plugin, or (perhaps) an abi_stable library.
+/// What the dynamic loader opened: a C plugin, or (perhaps) an abi_stable library; or
+/// nothing, for this process may not read the file.
 enum Opened {
+    Unreadable,
     C(Result<c_plugin::Opened, LoadError>),
     Rust(
         Result<&'static abi_stable::library::LibHeader, LibraryError>,

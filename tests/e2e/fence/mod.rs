@@ -217,11 +217,7 @@ fn tasks_capped_here() -> bool {
 
 /// Whether this test runs as root (as CI does).
 fn root() -> bool {
-    // SAFETY: geteuid has no memory effects.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::geteuid() == 0
-    }
+    plugin_host_tests::running_as_root()
 }
 
 /// Whether `attack` gets through with `removed` layers left out, for this user.
