@@ -333,6 +333,19 @@ fn inspect_gives_a_verdict_and_exit_code_per_file() {
     assert_eq!(verdict["error"]["kind"], "not_a_library");
 }
 
+#[test]
+fn a_directory_named_like_a_library_is_named_as_a_directory() {
+    let sandbox = Sandbox::with_plugins(&["market-data"]);
+    let name = plugin_named("folder");
+    std::fs::create_dir(sandbox.plugins_dir().join(&name)).expect("a directory");
+    assert_rejected_while_others_work(
+        &sandbox,
+        &name,
+        "not_a_library",
+        &["(a directory, not a regular file)"],
+    );
+}
+
 #[cfg(unix)]
 #[test]
 fn a_named_pipe_dropped_in_as_a_plugin_is_refused_without_a_wait() {
@@ -381,7 +394,7 @@ fn a_named_pipe_dropped_in_as_a_plugin_is_refused_without_a_wait() {
         assert!(
             bad["error"]["message"]
                 .as_str()
-                .is_some_and(|m| m.contains("not a regular file")),
+                .is_some_and(|m| m.contains("(a named pipe, not a regular file)")),
             "{trust}: {bad:#}"
         );
     }

@@ -256,7 +256,7 @@ impl Discovery {
         // Never opened: a named pipe would block the open (and its hash, the host), and a
         // file of terabytes (sparse, say) would be hashed for minutes.
         let odd = if !metadata.is_file() {
-            Some("not a regular file".to_owned())
+            Some(crate::platform::odd_file_kind(&metadata))
         } else if metadata.len() > MAX_PLUGIN_FILE {
             Some(format!(
                 "{}, larger than a plugin library may be ({})",

@@ -16,7 +16,7 @@ pub(crate) fn check(opened: &OpenedFile) -> Result<(), LoadError> {
     if !metadata.is_file() {
         return Err(LoadError::NotALibrary {
             path: path.to_owned(),
-            detail: "not a regular file".into(),
+            detail: crate::platform::odd_file_kind(metadata),
         });
     }
     if metadata.len() == 0 {

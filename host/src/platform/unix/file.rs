@@ -32,6 +32,34 @@ pub(crate) fn identity_of_path(path: &Path) -> io::Result<FileIdentity> {
     std::fs::metadata(path).map(|m| identity_from(&m))
 }
 
+/// A file that is not a regular one, in words: `a directory, not a regular file`.
+pub(crate) fn odd_file_kind(metadata: &std::fs::Metadata) -> String {
+    let kind = odd_kind(metadata);
+    if kind.is_empty() {
+        "not a regular file".into()
+    } else {
+        format!("{kind}, not a regular file")
+    }
+}
+
+fn odd_kind(metadata: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = metadata.file_type();
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a named pipe"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else {
+        ""
+    }
+}
+
 /// The identity and metadata of the file at `path` now, from one `stat`.
 pub(crate) fn stat_with_identity(path: &Path) -> io::Result<(FileIdentity, std::fs::Metadata)> {
     std::fs::metadata(path).map(|m| (identity_from(&m), m))

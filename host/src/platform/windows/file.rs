@@ -128,6 +128,22 @@ pub(crate) fn noexec_mount(_path: &Path) -> Option<std::path::PathBuf> {
     None
 }
 
+/// A file that is not a regular one, in words: `a directory, not a regular file`.
+pub(crate) fn odd_file_kind(metadata: &std::fs::Metadata) -> String {
+    if metadata.is_dir() {
+        "a directory, not a regular file".into()
+    } else {
+        "not a regular file".into()
+    }
+}
+
+/// Whether `path` is named as a DLL: `.dll` in any case (`PRICING.DLL`), as Windows
+/// itself reads names.
+pub(crate) fn is_library_name(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case(std::env::consts::DLL_EXTENSION))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,11 +180,4 @@ mod tests {
             "{canonical:?}"
         );
     }
-}
-
-/// Whether `path` is named as a DLL: `.dll` in any case (`PRICING.DLL`), as Windows
-/// itself reads names.
-pub(crate) fn is_library_name(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|ext| ext.eq_ignore_ascii_case(std::env::consts::DLL_EXTENSION))
 }
