@@ -1,6 +1,6 @@
 //! Traces: one trace per request, from the admin API's HTTP span through the call, the
 //! component's initialisation, the worker round trip and the plugin's own spans, exported
-//! over OTLP/HTTP (protobuf) with `opentelemetry-otlp`.
+//! over OTLP (HTTP with protobuf or JSON, or gRPC) with `opentelemetry-otlp`.
 //!
 //! Off by default, and then a call's span costs one atomic load (no span is made) and
 //! the other spans a disabled callsite each (the host's spans use target
@@ -22,7 +22,7 @@ use opentelemetry::{
     },
     Context, KeyValue,
 };
-use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, Sampler, SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{filter::Targets, Layer};
@@ -47,7 +47,8 @@ pub(crate) fn enabled() -> bool {
 /// Where and how spans are exported, from `[telemetry]` and the standard variables.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TelemetrySettings {
-    /// The collector's traces URL (ending in `/v1/traces`).
+    /// Where spans are sent: over HTTP the traces URL (the endpoint with `/v1/traces`, or
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as it is), over gRPC the collector's address.
     pub traces_url: String,
     /// `service.name`.
     pub service_name: String,
@@ -63,34 +64,44 @@ pub struct TelemetrySettings {
 pub struct TelemetryError(String);
 
 impl TelemetrySettings {
-    /// The settings of `config` with the standard variables (`OTEL_EXPORTER_OTLP_ENDPOINT`,
-    /// `OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_SERVICE_NAME`) read through `env` over it;
-    /// `None` when no endpoint is set anywhere (nothing is exported).
+    /// The settings of `config` with the standard variables read through `env` over it
+    /// (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT`; the
+    /// same for `..._PROTOCOL`; `OTEL_SERVICE_NAME`); `None` when no endpoint is set
+    /// anywhere (nothing is exported).
     ///
     /// # Errors
     ///
-    /// A protocol this build does not speak, or an endpoint that is not an HTTP URL,
-    /// naming where it came from.
+    /// A protocol that is not OTLP's, or an endpoint that is not an HTTP URL, naming
+    /// where it came from.
     pub fn resolve(
         config: &TelemetryConfig,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<Self>, TelemetryError> {
-        let protocol = match env("OTEL_EXPORTER_OTLP_PROTOCOL") {
-            Some(protocol) => check_protocol(&protocol)
-                .map_err(|why| TelemetryError(format!("OTEL_EXPORTER_OTLP_PROTOCOL: {why}")))?,
+        let set = |name: &'static str| env(name).filter(|v| !v.is_empty()).map(|v| (v, name));
+        let protocol = match set("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            .or_else(|| set("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        {
+            Some((protocol, from)) => {
+                check_protocol(&protocol).map_err(|why| TelemetryError(format!("{from}: {why}")))?
+            }
             None => check_protocol(&config.otlp_protocol)
                 .map_err(|why| TelemetryError(format!("[telemetry] otlp_protocol: {why}")))?,
         };
-        let (endpoint, from) = match env("OTEL_EXPORTER_OTLP_ENDPOINT") {
-            Some(endpoint) if !endpoint.is_empty() => (endpoint, "OTEL_EXPORTER_OTLP_ENDPOINT"),
-            _ => match &config.otlp_endpoint {
-                Some(endpoint) => (endpoint.clone(), "[telemetry] otlp_endpoint"),
-                None => return Ok(None),
+        // The signal's own variable names the whole URL; the others a base.
+        let (endpoint, from, whole) = match set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+            Some((endpoint, from)) => (endpoint, from, true),
+            None => match set("OTEL_EXPORTER_OTLP_ENDPOINT") {
+                Some((endpoint, from)) => (endpoint, from, false),
+                None => match &config.otlp_endpoint {
+                    Some(endpoint) => (endpoint.clone(), "[telemetry] otlp_endpoint", false),
+                    None => return Ok(None),
+                },
             },
         };
         check_endpoint(&endpoint).map_err(|why| TelemetryError(format!("{from}: {why}")))?;
         let base = endpoint.trim_end_matches('/');
-        let traces_url = if base.ends_with("/v1/traces") {
+        let traces_url = if whole || protocol == OtlpProtocol::Grpc || base.ends_with("/v1/traces")
+        {
             base.to_owned()
         } else {
             format!("{base}/v1/traces")
@@ -108,6 +119,9 @@ impl TelemetrySettings {
 #[derive(Debug)]
 pub struct Telemetry {
     provider: SdkTracerProvider,
+    /// gRPC's: the runtime its channel lives on (the batch exporter's own thread waits
+    /// on it).
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Telemetry {
@@ -123,16 +137,22 @@ impl Telemetry {
     {
         // An https:// collector needs the TLS library's cryptography chosen.
         plugin_host_oci::install_tls_provider();
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(match settings.protocol {
-                OtlpProtocol::HttpProtobuf => Protocol::HttpBinary,
-                OtlpProtocol::HttpJson => Protocol::HttpJson,
-            })
-            .with_endpoint(settings.traces_url.clone())
-            .with_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|err| TelemetryError(format!("{}: {err}", settings.traces_url)))?;
+        let failed =
+            |err: &dyn std::fmt::Display| TelemetryError(format!("{}: {err}", settings.traces_url));
+        let runtime = match settings.protocol {
+            OtlpProtocol::Grpc => Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("otlp-grpc")
+                    .enable_all()
+                    .build()
+                    .map_err(|err| failed(&err))?,
+            ),
+            OtlpProtocol::HttpProtobuf | OtlpProtocol::HttpJson => None,
+        };
+        // gRPC's channel is made on its runtime, and so the provider that holds it.
+        let _on_runtime = runtime.as_ref().map(tokio::runtime::Runtime::enter);
+        let exporter = exporter(settings).map_err(|err| failed(&err))?;
         let resource = opentelemetry_sdk::Resource::builder()
             .with_service_name(settings.service_name.clone())
             .build();
@@ -153,16 +173,57 @@ impl Telemetry {
                     .with_target(crate::PLUGIN_LOG_TARGET, tracing::Level::INFO),
             );
         ENABLED.store(true, Ordering::Relaxed);
-        Ok((Self { provider }, layer))
+        Ok((Self { provider, runtime }, layer))
     }
 
     /// Sends every span still buffered and stops exporting.
-    pub fn shutdown(self) {
+    pub fn shutdown(mut self) {
         ENABLED.store(false, Ordering::Relaxed);
         if let Err(err) = self.provider.shutdown() {
             tracing::warn!(error = %err, "telemetry: the last spans could not be sent");
         }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        // Dropped on an async thread, a runtime would panic: let it go in the background.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// The OTLP exporter `settings` asks for.
+fn exporter(
+    settings: &TelemetrySettings,
+) -> Result<opentelemetry_otlp::SpanExporter, opentelemetry_otlp::ExporterBuildError> {
+    let timeout = Duration::from_secs(10);
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    let protocol = match settings.protocol {
+        OtlpProtocol::Grpc => {
+            let mut grpc = builder
+                .with_tonic()
+                .with_endpoint(settings.traces_url.clone())
+                .with_timeout(timeout);
+            if settings.traces_url.starts_with("https://") {
+                grpc = grpc
+                    .with_tls_config(tonic::transport::ClientTlsConfig::new().with_native_roots());
+            }
+            return grpc.build();
+        }
+        OtlpProtocol::HttpProtobuf => Protocol::HttpBinary,
+        OtlpProtocol::HttpJson => Protocol::HttpJson,
+    };
+    builder
+        .with_http()
+        .with_protocol(protocol)
+        .with_endpoint(settings.traces_url.clone())
+        .with_timeout(timeout)
+        .build()
 }
 
 thread_local! {
@@ -365,4 +426,51 @@ pub(crate) fn hex_ids(trace_id: &[u8; 16], span_id: &[u8; 8]) -> (String, String
         TraceId::from_bytes(*trace_id).to_string(),
         SpanId::from_bytes(*span_id).to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{OtlpProtocol, TelemetrySettings};
+    use crate::config::TelemetryConfig;
+
+    fn resolved(vars: &[(&str, &str)], config: &TelemetryConfig) -> Option<TelemetrySettings> {
+        let env = |name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        TelemetrySettings::resolve(config, env).expect("valid settings")
+    }
+
+    #[test]
+    fn the_traces_variables_win_over_the_general_ones_and_the_file() {
+        let config = TelemetryConfig {
+            otlp_endpoint: Some("http://file:4318".into()),
+            ..TelemetryConfig::default()
+        };
+        let url = |vars: &[(&str, &str)]| resolved(vars, &config).expect("on").traces_url;
+        assert_eq!(url(&[]), "http://file:4318/v1/traces");
+        let general = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4318/");
+        assert_eq!(url(&[general]), "http://env:4318/v1/traces");
+        // The signal's own variable is the whole URL, as the specification says.
+        let traces = (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://traces:9/custom",
+        );
+        assert_eq!(url(&[general, traces]), "http://traces:9/custom");
+        // gRPC takes the collector's address as it is.
+        let grpc = resolved(
+            &[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+            ],
+            &config,
+        )
+        .expect("on");
+        assert_eq!(grpc.protocol, OtlpProtocol::Grpc);
+        assert_eq!(grpc.traces_url, "http://file:4318");
+        // Set but empty is unset.
+        let off = [("OTEL_EXPORTER_OTLP_ENDPOINT", "")];
+        assert_eq!(resolved(&off, &TelemetryConfig::default()), None);
+    }
 }

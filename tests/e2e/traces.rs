@@ -1,7 +1,7 @@
 //! One trace from the HTTP request through the ABI and the worker: the admin API's span
 //! continues the client's `traceparent`, the call, the component's initialisation and the
 //! worker round trip are its children, and the plugin's own span and log record carry the
-//! same trace, exported over OTLP/HTTP to a real receiver on loopback.
+//! same trace, exported over OTLP (HTTP or gRPC) to a real receiver on loopback.
 
 use plugin_host_tests::{wait_for, OtlpReceiver, ReceivedSpan, RunningHost, Sandbox};
 
@@ -20,9 +20,13 @@ fn parent_of<'a>(spans: &'a [ReceivedSpan], span: &ReceivedSpan) -> Option<&'a R
 }
 
 /// The trace of one call of the probe's `counter` (`isolation` set as given), exported
-/// over OTLP `protocol` (`http/protobuf`, `http/json`).
+/// over OTLP `protocol` (`http/protobuf`, `http/json`, `grpc`).
 fn one_trace(mode: &str, isolation: &str, protocol: &str) {
-    let receiver = OtlpReceiver::start();
+    let receiver = if protocol == "grpc" {
+        OtlpReceiver::start_grpc()
+    } else {
+        OtlpReceiver::start()
+    };
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
     let config = format!(
         "[admin]\nlisten = \"127.0.0.1:0\"\n[telemetry]\notlp_endpoint = {:?}\n\
@@ -52,6 +56,7 @@ fn one_trace(mode: &str, isolation: &str, protocol: &str) {
     });
     let encoding = match protocol {
         "http/json" => "application/json",
+        "grpc" => "grpc",
         _ => "application/x-protobuf",
     };
     for span in &spans {
@@ -121,6 +126,11 @@ fn one_trace_is_exported_as_json_to_a_collector_that_asks_for_it() {
 }
 
 #[test]
+fn one_trace_is_exported_over_grpc_to_a_collectors_grpc_port() {
+    one_trace("in process, grpc", "", "grpc");
+}
+
+#[test]
 fn a_request_without_a_trace_starts_one_and_tracing_off_exports_nothing() {
     let receiver = OtlpReceiver::start();
     let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
@@ -186,12 +196,14 @@ fn a_bad_telemetry_setting_is_one_clear_error() {
         .arg("run")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/thrift")
         .output()
         .expect("run");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && stderr.contains("http/protobuf"),
+        stderr.contains("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: \"http/thrift\" is not an OTLP")
+            && stderr.contains("http/protobuf"),
         "{stderr}"
     );
 }

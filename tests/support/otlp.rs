@@ -1,7 +1,8 @@
-//! A real OTLP/HTTP receiver on loopback: it takes `POST /v1/traces` with protobuf or JSON
-//! bodies (`ExportTraceServiceRequest`, decoded with the `opentelemetry-proto` types, as
-//! `Content-Type` says), answers as a collector does and keeps every span it got, with
-//! the encoding it came in.
+//! A real OTLP receiver on loopback: over HTTP it takes `POST /v1/traces` with protobuf or
+//! JSON bodies (`ExportTraceServiceRequest`, decoded with the `opentelemetry-proto` types,
+//! as `Content-Type` says); over gRPC it serves `TraceService/Export` with tonic and the
+//! same crate's generated server. It answers as a collector does and keeps every span it
+//! got, with the encoding it came in.
 
 use std::{
     net::SocketAddr,
@@ -16,6 +17,7 @@ use axum::{
     Router,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
+    trace_service_server::{TraceService, TraceServiceServer},
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message as _;
@@ -30,7 +32,8 @@ pub struct ReceivedSpan {
     pub service: String,
     /// Its attributes, `key=value` (string values only).
     pub attributes: Vec<String>,
-    /// The request's `Content-Type`: `application/x-protobuf` or `application/json`.
+    /// The request's `Content-Type`: `application/x-protobuf` or `application/json`; or
+    /// `grpc`.
     pub encoding: String,
 }
 
@@ -46,24 +49,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn traces(
-    State(spans): State<Spans>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, Vec<u8>) {
-    let encoding = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let decoded = if encoding == "application/json" {
-        serde_json::from_slice::<ExportTraceServiceRequest>(&body).ok()
-    } else {
-        ExportTraceServiceRequest::decode(body).ok()
-    };
-    let Some(request) = decoded else {
-        return (StatusCode::BAD_REQUEST, Vec::new());
-    };
+/// Keeps every span of `request`, which came as `encoding`.
+fn keep(spans: &Spans, request: ExportTraceServiceRequest, encoding: &str) {
     let mut received = Vec::new();
     for resource in request.resource_spans {
         let service = resource
@@ -94,12 +81,47 @@ async fn traces(
                     name: span.name,
                     service: service.clone(),
                     attributes,
-                    encoding: encoding.clone(),
+                    encoding: encoding.to_owned(),
                 });
             }
         }
     }
     spans.lock().expect("spans").extend(received);
+}
+
+/// The gRPC service: the same spans kept.
+struct Grpc(Spans);
+
+#[tonic::async_trait]
+impl TraceService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        keep(&self.0, request.into_inner(), "grpc");
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+async fn traces(
+    State(spans): State<Spans>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, Vec<u8>) {
+    let encoding = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let decoded = if encoding == "application/json" {
+        serde_json::from_slice::<ExportTraceServiceRequest>(&body).ok()
+    } else {
+        ExportTraceServiceRequest::decode(body).ok()
+    };
+    let Some(request) = decoded else {
+        return (StatusCode::BAD_REQUEST, Vec::new());
+    };
+    keep(&spans, request, &encoding);
     let answer = if encoding == "application/json" {
         b"{}".to_vec()
     } else {
@@ -109,15 +131,38 @@ async fn traces(
 }
 
 impl OtlpReceiver {
-    /// Starts listening on a free loopback port.
+    /// Starts listening for OTLP/HTTP on a free loopback port.
     pub fn start() -> Self {
+        Self::serve(|listener, spans| async move {
+            let app = Router::new()
+                .route("/v1/traces", post(traces))
+                .with_state(spans);
+            axum::serve(listener, app).await.expect("serve");
+        })
+    }
+
+    /// Starts listening for OTLP/gRPC on a free loopback port.
+    pub fn start_grpc() -> Self {
+        Self::serve(|listener, spans| async move {
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(Grpc(spans)))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+                .await
+                .expect("serve");
+        })
+    }
+
+    /// Runs `server` on a thread of its own with a listener on a free loopback port.
+    fn serve<F, Fut>(server: F) -> Self
+    where
+        F: FnOnce(tokio::net::TcpListener, Spans) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
         let spans = Spans::default();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("address");
         listener.set_nonblocking(true).expect("non-blocking");
-        let app = Router::new()
-            .route("/v1/traces", post(traces))
-            .with_state(Arc::clone(&spans));
+        let kept = Arc::clone(&spans);
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -125,7 +170,7 @@ impl OtlpReceiver {
                 .expect("runtime");
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                axum::serve(listener, app).await.expect("serve");
+                server(listener, kept).await;
             });
         });
         Self { addr, spans }

@@ -207,15 +207,18 @@ impl Default for MetricsConfig {
 }
 
 /// `[telemetry]`: traces exported over OTLP. Off unless an endpoint is given here or
-/// in `OTEL_EXPORTER_OTLP_ENDPOINT` (the standard variables win over the file).
+/// in `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the standard
+/// variables win over the file).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
-    /// Where spans go: an OTLP/HTTP collector's base URL (`http://127.0.0.1:4318`; the
-    /// `/v1/traces` path is added unless given). None: no export.
+    /// Where spans go: an OTLP collector's base URL (`http://127.0.0.1:4318` over HTTP,
+    /// whose `/v1/traces` path is added unless given; `http://127.0.0.1:4317` for gRPC).
+    /// None: no export.
     pub otlp_endpoint: Option<String>,
-    /// `"http/protobuf"` (the default, as the specification recommends) or
-    /// `"http/json"`; `OTEL_EXPORTER_OTLP_PROTOCOL` wins.
+    /// `"http/protobuf"` (the default, as the specification recommends), `"http/json"`
+    /// or `"grpc"`; `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, then
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`, win.
     pub otlp_protocol: String,
     /// Share of new traces recorded, 0 to 1 (a call in a client's trace follows the
     /// client's decision). Defaults to 1.
@@ -491,7 +494,7 @@ impl std::fmt::Display for Isolation {
     }
 }
 
-/// How spans travel to an OTLP collector over HTTP.
+/// How spans travel to an OTLP collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OtlpProtocol {
     /// `http/protobuf`: the specification's default, which every collector accepts.
@@ -499,28 +502,27 @@ pub enum OtlpProtocol {
     HttpProtobuf,
     /// `http/json`: the same messages as JSON.
     HttpJson,
+    /// `grpc`: the same messages over gRPC (HTTP/2), to the collector's gRPC port (4317).
+    Grpc,
 }
 
 /// An OTLP setting this build cannot export with.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum OtlpProblem {
-    /// An OTLP protocol other than those this build speaks.
-    #[error("\"{0}\" is not spoken by this build; use \"http/protobuf\" (the specification's default, which every OTLP collector accepts, on its HTTP port, 4318) or \"http/json\"")]
-    Unspoken(String),
     /// Not an OTLP protocol at all.
-    #[error("\"{0}\" is not an OTLP protocol; use \"http/protobuf\" or \"http/json\"")]
+    #[error("\"{0}\" is not an OTLP protocol; use \"http/protobuf\" (the specification's default, on the collector's HTTP port, 4318), \"http/json\" or \"grpc\" (on its gRPC port, 4317)")]
     NoProtocol(String),
     /// Not an endpoint URL.
     #[error("{0:?} is not an http:// or https:// URL of an OTLP collector (e.g. \"http://127.0.0.1:4318\")")]
     NoEndpoint(String),
 }
 
-/// The OTLP protocol `protocol` names, if this build speaks it.
+/// The OTLP protocol `protocol` names.
 pub(crate) fn check_protocol(protocol: &str) -> Result<OtlpProtocol, OtlpProblem> {
     match protocol {
         "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
         "http/json" => Ok(OtlpProtocol::HttpJson),
-        "grpc" => Err(OtlpProblem::Unspoken(protocol.to_owned())),
+        "grpc" => Ok(OtlpProtocol::Grpc),
         other => Err(OtlpProblem::NoProtocol(other.to_owned())),
     }
 }
