@@ -328,3 +328,62 @@ fn oversized_heads_and_bodies_are_refused_with_431_and_413() {
     let (status, answer) = host.post("/components/none/call/m", "{}");
     assert_eq!(status, 404, "{answer}");
 }
+
+#[test]
+fn a_browser_page_of_another_site_or_a_rebound_name_is_refused_and_programs_are_served() {
+    let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+    let host = RunningHost::start(&sandbox, "[admin]\nlisten = \"127.0.0.1:0\"\n");
+    let port = host.addr.port();
+    let ask = |head: &str| {
+        let mut stream = connect(&host);
+        let request = format!("{head}content-length: 4\r\n\r\nnull");
+        stream.write_all(request.as_bytes()).expect("write");
+        read_answer(&mut stream).expect("an answer")
+    };
+    let call = "POST /components/counter/call/ping HTTP/1.1\r\n";
+    // A form another site's page posts (no preflight): the call would run.
+    let (status, body) = ask(&format!(
+        "{call}host: 127.0.0.1:{port}\r\norigin: http://evil.example\r\n"
+    ));
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("cross_origin") && body.contains("evil.example"),
+        "{body}"
+    );
+    let (status, body) = ask(&format!(
+        "{call}host: 127.0.0.1:{port}\r\nsec-fetch-site: cross-site\r\n"
+    ));
+    assert_eq!(status, 403, "{body}");
+    // A page whose name was rebound to 127.0.0.1: its own origin, its own name.
+    let (status, body) = ask(&format!(
+        "{call}host: evil.example:{port}\r\norigin: http://evil.example:{port}\r\n"
+    ));
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("foreign_host") && body.contains("admin.token"),
+        "{body}"
+    );
+    // This server's own page, and programs (no Origin) whatever Host they name.
+    for head in [
+        format!("{call}host: 127.0.0.1:{port}\r\norigin: http://127.0.0.1:{port}\r\n"),
+        format!("{call}host: localhost:{port}\r\norigin: http://localhost:{port}\r\n"),
+        format!("{call}host: 127.0.0.1:{port}\r\n"),
+        format!("{call}host: behind-a-proxy.example\r\n"),
+    ] {
+        let (status, body) = ask(&head);
+        assert_eq!(
+            (status, body.as_str()),
+            (200, r#"{"result":"pong"}"#),
+            "{head}"
+        );
+    }
+    let refused = |reason| {
+        admin_metric(
+            &host,
+            "plugin_host_admin_requests_refused_total",
+            Some(reason),
+        )
+    };
+    assert_eq!(refused("cross_origin"), 2.0);
+    assert_eq!(refused("foreign_host"), 1.0);
+}

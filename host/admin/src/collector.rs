@@ -366,13 +366,15 @@ fn connections(out: &mut Exposition, stats: &ConnectionStats) {
     out.family(
         REFUSED,
         Kind::Counter,
-        "Requests the admin API refused by reason: header_timeout (408: the head took longer than admin.header_timeout), header_too_large (431: over admin.max_header_size), body_timeout (408: admin.body_timeout), body_too_large (413: admin.max_body).",
+        "Requests the admin API refused by reason: header_timeout (408: the head took longer than admin.header_timeout), header_too_large (431: over admin.max_header_size), body_timeout (408: admin.body_timeout), body_too_large (413: admin.max_body), cross_origin (403: a browser's request for another site's page), foreign_host (403: without a token, a Host other than loopback's, as DNS rebinding sends).",
     );
     for (reason, counter) in [
         ("header_timeout", &stats.header_timeouts),
         ("header_too_large", &stats.header_too_large),
         ("body_timeout", &stats.body_timeouts),
         ("body_too_large", &stats.body_too_large),
+        ("cross_origin", &stats.cross_origin),
+        ("foreign_host", &stats.foreign_host),
     ] {
         out.sample(REFUSED, &[("reason", reason)], read(counter));
     }

@@ -3,11 +3,13 @@
 //!
 //! It listens on loopback by default. When a token is configured every request must carry
 //! `Authorization: Bearer <token>`; the config refuses a non-loopback address without one.
+//! What a browser sends on behalf of another site's page is refused (see `browsers`).
 
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
 pub mod api;
+mod browsers;
 mod collector;
 mod families;
 mod process;
@@ -195,6 +197,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             authorize,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            browsers::refuse_other_sites,
         ))
         .with_state(state)
 }

@@ -48,6 +48,8 @@ pub struct ConnectionStats {
     pub(crate) header_too_large: AtomicU64,
     pub(crate) body_timeouts: AtomicU64,
     pub(crate) body_too_large: AtomicU64,
+    pub(crate) cross_origin: AtomicU64,
+    pub(crate) foreign_host: AtomicU64,
 }
 
 impl ConnectionStats {
