@@ -288,6 +288,12 @@ impl RegistryCache {
         let result = (|| -> std::io::Result<()> {
             let bytes = self.to_bytes().map_err(std::io::Error::other)?;
             if let Some(dir) = file.parent() {
+                if dir.exists() && !dir.is_dir() {
+                    return Err(std::io::Error::other(format!(
+                        "{} is not a directory; point host.cache_dir (--cache-dir) at one",
+                        dir.display()
+                    )));
+                }
                 fs::create_dir_all(dir)?;
                 for earlier in EARLIER {
                     let _ = fs::remove_file(dir.join(earlier));

@@ -115,6 +115,19 @@ pub(crate) fn child_environment() -> Vec<(std::ffi::OsString, std::ffi::OsString
     kept
 }
 
+/// A scanner's environment: a child's, and the dynamic loader's own tracing (`LD_DEBUG`,
+/// `LD_DEBUG_OUTPUT`) as this process has it, so that whoever traces the host (an
+/// operator, the tests) sees which process mapped which library.
+pub(crate) fn scanner_environment() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    let mut kept = child_environment();
+    kept.extend(
+        ["LD_DEBUG", "LD_DEBUG_OUTPUT"]
+            .iter()
+            .filter_map(|name| std::env::var_os(name).map(|value| ((*name).into(), value))),
+    );
+    kept
+}
+
 /// The identity of one version of a file, as git's index keeps it. On Unix: device,
 /// inode, size, modification and status-change times (a file replaced by another, even
 /// one of the same size and mtime, gets another inode or ctime). On Windows: volume

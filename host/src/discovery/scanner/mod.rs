@@ -510,7 +510,7 @@ impl Scanner {
             .arg(SCAN_FLAG)
             .args(paths)
             .env_clear()
-            .envs(crate::platform::child_environment())
+            .envs(crate::platform::scanner_environment())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
