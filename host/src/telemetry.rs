@@ -151,19 +151,20 @@ impl Telemetry {
             OtlpProtocol::HttpProtobuf | OtlpProtocol::HttpJson => None,
         };
         // gRPC's channel is made on its runtime, and so the provider that holds it.
-        let _on_runtime = runtime.as_ref().map(tokio::runtime::Runtime::enter);
-        let exporter = exporter(settings).map_err(|err| failed(&err))?;
-        let resource = opentelemetry_sdk::Resource::builder()
-            .with_service_name(settings.service_name.clone())
-            .build();
-        let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
-            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-                settings.sample_ratio,
-            ))))
-            .with_id_generator(PluginIds)
-            .with_resource(resource)
-            .build();
+        let built = {
+            let _on_runtime = runtime.as_ref().map(tokio::runtime::Runtime::enter);
+            exporter(settings).map(|exporter| provider(settings, exporter))
+        };
+        let provider = match built {
+            Ok(provider) => provider,
+            Err(err) => {
+                // Dropped on an async thread (an embedder's), a runtime would panic.
+                if let Some(runtime) = runtime {
+                    runtime.shutdown_background();
+                }
+                return Err(failed(&err));
+            }
+        };
         opentelemetry::global::set_tracer_provider(provider.clone());
         let layer = tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("plugin-host"))
@@ -195,6 +196,24 @@ impl Drop for Telemetry {
             runtime.shutdown_background();
         }
     }
+}
+
+/// The provider that samples as `settings` says and hands spans to `exporter` in batches.
+fn provider(
+    settings: &TelemetrySettings,
+    exporter: opentelemetry_otlp::SpanExporter,
+) -> SdkTracerProvider {
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(settings.service_name.clone())
+        .build();
+    SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            settings.sample_ratio,
+        ))))
+        .with_id_generator(PluginIds)
+        .with_resource(resource)
+        .build()
 }
 
 /// The OTLP exporter `settings` asks for.
