@@ -1,22 +1,36 @@
-//! The host's end of a worker's link holds against a worker that stops reading it: a
-//! write that waits `[timeouts] worker_unread` for the worker to read fails, the worker is
-//! killed for breaking the protocol, and the call it was not sent goes to a new worker.
+//! The host's end of a worker's link holds against a worker that stops reading it, or
+//! reads it a little at a time: a write that waits `[timeouts] worker_unread` for the
+//! worker to read fails, one that takes longer in all ends with the worker killed, and
+//! the call it was not sent goes to a new worker.
 
 use plugin_host_tests::{alive, host, runtime, wait_for, Sandbox};
 
 #[test]
 fn a_worker_that_leaves_what_the_host_sends_unread_is_killed_for_it() {
+    unread_by("deafen");
+}
+
+#[test]
+fn a_worker_that_reads_what_the_host_sends_a_little_at_a_time_is_killed_for_it() {
+    // Each write makes progress within the socket's timeout; the whole one would take
+    // over ten seconds, and then the same worker would answer.
+    unread_by("trickle");
+}
+
+/// A hostile worker that stops reading its link as `method` does: the host's next large
+/// write ends its worker within about `worker_unread`, and the call runs in a new one.
+fn unread_by(method: &str) {
     runtime().block_on(async {
         let sandbox = Sandbox::with_plugins(&["fixture-hostile"]);
         let config = "[timeouts]\nworker_unread = \"1s\"\n\
                       [components.hostile]\nisolation = \"process\"\ntimeout = \"120s\"\n";
         let host = host(&sandbox, config).await;
         let deaf: u32 = host.call_json("hostile", "pid", &()).await.expect("pid");
-        let deafened: bool = host
-            .call_json("hostile", "deafen", &())
-            .await
-            .expect("deafen");
-        assert!(deafened, "a pipe took the place of the worker's link");
+        let deafened: bool = host.call_json("hostile", method, &()).await.expect(method);
+        assert!(
+            deafened,
+            "{method}: a socket took the place of the worker's link"
+        );
         // 8 MiB, more than the link holds: the write waits for a reader that never comes
         // and fails a second later (not at the call's timeout two minutes on); the worker
         // is killed, and the call, never sent whole, runs in a new one.

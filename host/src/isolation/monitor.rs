@@ -1,6 +1,7 @@
 //! One watcher thread per worker: it kills the worker when a call its caller gave up on
-//! is still unanswered after the grace period, when its RSS passes its memory limit, and
-//! stops it when it has been idle for `min_idle`. One thread per worker, however many
+//! is still unanswered after the grace period, when its RSS passes its memory limit, when
+//! one write to it has taken longer than `worker_unread`, and stops it when it has been
+//! idle for `min_idle`. One thread per worker, however many
 //! calls hang: the host's thread count stays bounded.
 
 use std::{
@@ -38,6 +39,8 @@ fn watch(weak: &Weak<WorkerProcess>) {
         let stop_overdue = worker.watch.stop_overdue();
         if stop_overdue {
             worker.kill("it did not exit in time after it was asked to stop");
+        } else if worker.watch.write_overdue() {
+            worker.end_overdue_write();
         } else if let Some(why) = overdue(&worker).or_else(|| memory.over(&worker)) {
             worker.kill(&why);
         } else if worker.watch.min_idle() > Duration::ZERO

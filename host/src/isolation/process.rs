@@ -140,6 +140,10 @@ pub(crate) struct WorkerProcess {
     pub(crate) fence: String,
     /// Whether the host has killed it: it is killed (and that logged) once.
     pub(super) killed: AtomicBool,
+    /// What makes a write under way fail from the watcher (`None` where nothing does).
+    write_stop: Option<LinkStop>,
+    /// The watcher found a write overdue (see [`Self::end_overdue_write`]).
+    write_overdue: AtomicBool,
 }
 
 impl std::fmt::Debug for WorkerProcess {
@@ -177,6 +181,7 @@ impl WorkerProcess {
         (write, stop): (LinkWrite, LinkStop),
         hello: Hello,
     ) -> Self {
+        let write_stop = write.stopper();
         Self {
             pid: hello.pid,
             plugin: spawn.plugin.to_owned(),
@@ -212,12 +217,18 @@ impl WorkerProcess {
             started: Instant::now(),
             last_used_ms: AtomicU64::new(0),
             answered: AtomicU64::new(0),
-            watch: Watch::new(spawn.memory_limit, shared.memory.min_idle()),
+            watch: Watch::new(
+                spawn.memory_limit,
+                shared.memory.min_idle(),
+                spawn.unread_limit,
+            ),
             stop_limit: spawn.stop_timeout,
             unread_limit: spawn.unread_limit,
             sandbox: hello.sandbox,
             fence: hello.fence,
             killed: AtomicBool::new(false),
+            write_stop,
+            write_overdue: AtomicBool::new(false),
         }
     }
 
@@ -242,7 +253,9 @@ impl WorkerProcess {
 
     /// Writes `message` to the worker. A write that waited `unread_limit` for the worker
     /// to read fails, part of the frame maybe written: the link is broken, and the worker
-    /// is killed for breaking the protocol.
+    /// is killed for breaking the protocol. One that takes longer in all (the worker
+    /// reads a little now and then; or, on Windows, whose pipes have no write timeout,
+    /// nothing) is ended by the watcher killing the worker.
     pub(super) fn send(&self, message: &ToWorker) -> std::io::Result<()> {
         self.send_or(message, || {})
     }
@@ -250,7 +263,11 @@ impl WorkerProcess {
     /// As [`Self::send`], with `failed` run first when the write fails (before the
     /// worker is killed for it, if it is).
     fn send_or(&self, message: &ToWorker, failed: impl FnOnce()) -> std::io::Result<()> {
-        let written = self.writer.lock().write(message);
+        let mut writer = self.writer.lock();
+        self.watch.write_begins();
+        let written = writer.write(message);
+        self.watch.write_ends();
+        drop(writer);
         if let Err(err) = &written {
             failed();
             if err.kind() == std::io::ErrorKind::WouldBlock {
@@ -258,9 +275,32 @@ impl WorkerProcess {
                     "it left what the host sent it unread for {}",
                     crate::util::for_people(self.unread_limit)
                 ));
+            } else if self.write_overdue.load(Ordering::Acquire) {
+                self.breach(&self.unread_too_long());
             }
         }
         written
+    }
+
+    /// One write has taken longer than `worker_unread` (the worker reads a little now
+    /// and then, or nothing where the link has no write timeout): the write is made to
+    /// fail, and its writer, once it has taken its request back, has the worker killed
+    /// for it. Where nothing ends a write but the worker's end (Windows), or the write
+    /// has not ended a round later, the worker is killed now.
+    pub(super) fn end_overdue_write(&self) {
+        let again = self.write_overdue.swap(true, Ordering::AcqRel);
+        match &self.write_stop {
+            Some(stop) if !again => stop.stop(),
+            _ => self.breach(&self.unread_too_long()),
+        }
+    }
+
+    fn unread_too_long(&self) -> String {
+        format!(
+            "it left what the host sent it unread: one write took longer than {} \
+             (worker_unread)",
+            crate::util::for_people(self.unread_limit)
+        )
     }
 
     /// Whether the process has ended (and the host has reaped it).

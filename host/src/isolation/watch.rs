@@ -1,7 +1,11 @@
 //! What the watcher of one worker checks (`monitor`): the deadlines of calls their
-//! callers gave up on, the deadline of a stop, its memory limit and how long it may idle.
+//! callers gave up on, the deadline of a stop, its memory limit, how long it may idle and
+//! how long one write to it has taken.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
@@ -17,20 +21,53 @@ pub(crate) struct Watch {
     wake: Condvar,
     memory_limit: Option<u64>,
     min_idle: Duration,
+    /// When the write under way began, in nanoseconds after `born` (0: none is).
+    writing_since: AtomicU64,
+    born: Instant,
+    /// How long one write may take (`[timeouts] worker_unread`).
+    unread_limit: Duration,
 }
 
 /// A request abandoned by its caller: its id, when its worker is killed, and why.
 pub(super) type Deadline = (u64, Instant, String);
 
 impl Watch {
-    pub(super) fn new(memory_limit: Option<u64>, min_idle: Duration) -> Self {
+    pub(super) fn new(
+        memory_limit: Option<u64>,
+        min_idle: Duration,
+        unread_limit: Duration,
+    ) -> Self {
         Self {
             deadlines: Mutex::default(),
             stop_deadline: Mutex::default(),
             wake: Condvar::new(),
             memory_limit,
             min_idle,
+            writing_since: AtomicU64::new(0),
+            born: Instant::now(),
+            unread_limit,
         }
+    }
+
+    /// A write to the worker begins: two stores a write, no wake-up (the watcher looks
+    /// on its own rounds, at least once a second).
+    pub(super) fn write_begins(&self) {
+        let since = u64::try_from(self.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.writing_since.store(since.max(1), Ordering::Relaxed);
+    }
+
+    /// The write under way ended.
+    pub(super) fn write_ends(&self) {
+        self.writing_since.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether one write has taken longer than `worker_unread`: a worker that reads
+    /// nothing, or reads a little now and then (which keeps a socket's own timeout from
+    /// ever firing) while the host's writer, and every call behind it, waits.
+    pub(super) fn write_overdue(&self) -> bool {
+        let since = self.writing_since.load(Ordering::Relaxed);
+        let now = u64::try_from(self.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        since != 0 && Duration::from_nanos(now.saturating_sub(since)) > self.unread_limit
     }
 
     /// Kill the worker at `at` unless request `req` is answered by then.

@@ -145,6 +145,11 @@ impl Write for LinkWrite {
 }
 
 impl LinkWrite {
+    /// What makes a write under way fail, from another thread.
+    pub(crate) fn stopper(&self) -> Option<LinkStop> {
+        self.0.try_clone().ok().map(LinkStop)
+    }
+
     /// A write that cannot go on for `limit` (the other side reads nothing) fails with
     /// `WouldBlock`, part of it maybe written, rather than waiting for ever.
     pub(crate) fn give_up_after(&self, limit: Duration) -> io::Result<()> {

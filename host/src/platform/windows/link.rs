@@ -87,6 +87,12 @@ impl Write for LinkWrite {
 }
 
 impl LinkWrite {
+    /// Nothing ends a pipe's write from another thread here but ending the worker's job.
+    #[allow(clippy::unused_self)]
+    pub(crate) fn stopper(&self) -> Option<LinkStop> {
+        None
+    }
+
     /// A pipe here has no write timeout: a write waits until the other side reads, or
     /// the host ends the worker's job (a call's timeout does).
     #[allow(clippy::unused_self, clippy::unnecessary_wraps)]
