@@ -255,7 +255,7 @@ impl WorkerProcess {
     /// to read fails, part of the frame maybe written: the link is broken, and the worker
     /// is killed for breaking the protocol. One that takes longer in all (the worker
     /// reads a little now and then; or, on Windows, whose pipes have no write timeout,
-    /// nothing) is ended by the watcher killing the worker.
+    /// nothing) is ended by the watcher (see [`Self::end_overdue_write`]).
     pub(super) fn send(&self, message: &ToWorker) -> std::io::Result<()> {
         self.send_or(message, || {})
     }
