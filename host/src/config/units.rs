@@ -104,17 +104,54 @@ pub fn parse_size(text: &str) -> Result<u64, UnitError> {
 ///
 /// [`UnitError::NotADuration`] naming the text and how to write a duration.
 pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
-    let duration =
-        humantime::parse_duration(text.trim()).map_err(|err| UnitError::NotADuration {
-            text: text.to_owned(),
-            reason: err.to_string(),
-        })?;
+    let not_a_duration = |err: humantime::DurationError| UnitError::NotADuration {
+        text: text.to_owned(),
+        reason: err.to_string(),
+    };
+    let too_long = || UnitError::DurationTooLong {
+        text: text.to_owned(),
+    };
+    // humantime adds one component's nanoseconds to the sum of the others in a way that
+    // panics (`Duration::new` overflows) once that sum reaches u64::MAX seconds: each
+    // component is parsed alone, and they are added here, checked.
+    let trimmed = text.trim();
+    let mut parts = components(trimmed);
+    if parts.len() == 1 {
+        parts.clear();
+    }
+    let duration = if parts.is_empty() {
+        humantime::parse_duration(trimmed).map_err(not_a_duration)?
+    } else {
+        let mut sum = Duration::ZERO;
+        for part in parts {
+            let one = humantime::parse_duration(part.trim()).map_err(not_a_duration)?;
+            sum = sum
+                .checked_add(one)
+                .filter(|sum| *sum <= LONGEST_DURATION)
+                .ok_or_else(too_long)?;
+        }
+        sum
+    };
     if duration > LONGEST_DURATION {
-        return Err(UnitError::DurationTooLong {
-            text: text.to_owned(),
-        });
+        return Err(too_long());
     }
     Ok(duration)
+}
+
+/// The components of a duration's text, each ending with its unit: `1h`, ` 30m`.
+fn components(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut in_unit) = (0, false);
+    for (at, c) in text.char_indices() {
+        let letter = c.is_alphabetic();
+        if in_unit && !letter {
+            parts.push(&text[start..at]);
+            start = at;
+        }
+        in_unit = letter;
+    }
+    parts.push(&text[start..]);
+    parts
 }
 
 /// The longest duration a config key takes: 100 years of 365.25 days (`"100years"`).
@@ -297,6 +334,18 @@ mod tests {
         assert!(
             too_long.to_string().contains("at most 100 years"),
             "{too_long}"
+        );
+        // Found by fuzzing: humantime's own sum panicked at u64::MAX seconds.
+        for text in [
+            "0000018446744073709551615s10 00ms11s1",
+            "18446744073709551615s 1000ms",
+            "18446744073709551614s 2000ms",
+        ] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+        assert_eq!(
+            parse_duration("1h30m 15s 500ms"),
+            Ok(Duration::from_millis(5_415_500))
         );
     }
 }
