@@ -11,7 +11,7 @@ use std::{
 
 use plugin_host_tests::{metrics::scrape, rss_of, wait_for, RunningHost, Sandbox};
 
-const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n";
+const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n";
 
 /// Reads one HTTP answer: its status and body; `None` when the server closed the
 /// connection before any of it.
@@ -195,7 +195,7 @@ fn a_head_sent_a_byte_at_a_time_is_answered_408_and_an_idle_connection_closed() 
         let mut slow = slow.try_clone().expect("clone");
         std::thread::spawn(move || trickle(&mut slow, &[b'x'; 100]))
     };
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: t\r\n")
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n")
         .expect("head");
     let (status, body) = read_answer(&mut slow).expect("an answer");
     assert_eq!(status, 408, "{body}");
@@ -214,7 +214,7 @@ fn a_head_sent_a_byte_at_a_time_is_answered_408_and_an_idle_connection_closed() 
     assert_eq!(read_answer(&mut idle).expect("answer").0, 200);
     // The body comes in a read of its own, after the head has been handed on.
     idle.write_all(
-        b"POST /components/none/call/m HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\n\r\n",
+        b"POST /components/none/call/m HTTP/1.1\r\nhost: localhost\r\ncontent-length: 2\r\n\r\n",
     )
     .expect("a request's head");
     std::thread::sleep(Duration::from_millis(200));
@@ -242,7 +242,7 @@ fn a_body_sent_a_byte_at_a_time_is_answered_408() {
     );
     let mut slow = connect(&host);
     slow.write_all(
-        b"POST /components/none/call/m HTTP/1.1\r\nhost: t\r\ncontent-length: 100\r\n\r\n{",
+        b"POST /components/none/call/m HTTP/1.1\r\nhost: localhost\r\ncontent-length: 100\r\n\r\n{",
     )
     .expect("head");
     let writer = {
@@ -276,7 +276,7 @@ fn oversized_heads_and_bodies_are_refused_with_431_and_413() {
     let mut big_head = connect(&host);
     let cookie = "a".repeat(20_000);
     let _ = big_head.write_all(
-        format!("GET /healthz HTTP/1.1\r\nhost: t\r\ncookie: {cookie}\r\n\r\n").as_bytes(),
+        format!("GET /healthz HTTP/1.1\r\nhost: localhost\r\ncookie: {cookie}\r\n\r\n").as_bytes(),
     );
     assert_eq!(read_answer(&mut big_head).expect("an answer").0, 431);
 
@@ -292,7 +292,7 @@ fn oversized_heads_and_bodies_are_refused_with_431_and_413() {
     let mut declared = connect(&host);
     declared
         .write_all(
-            b"POST /components/none/call/m HTTP/1.1\r\nhost: t\r\ncontent-length: 3000000\r\n\r\n",
+            b"POST /components/none/call/m HTTP/1.1\r\nhost: localhost\r\ncontent-length: 3000000\r\n\r\n",
         )
         .expect("a head");
     let (status, answer) = read_answer(&mut declared).expect("an answer before any body");
@@ -300,7 +300,7 @@ fn oversized_heads_and_bodies_are_refused_with_431_and_413() {
     // Chunked, with no length to refuse up front: counted as it arrives.
     let mut chunked = connect(&host);
     let mut request =
-        b"POST /components/none/call/m HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"POST /components/none/call/m HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n"
             .to_vec();
     for _ in 0..4 {
         request.extend_from_slice(format!("200\r\n{}\r\n", "c".repeat(512)).as_bytes());
@@ -363,12 +363,19 @@ fn a_browser_page_of_another_site_or_a_rebound_name_is_refused_and_programs_are_
         body.contains("foreign_host") && body.contains("admin.token"),
         "{body}"
     );
-    // This server's own page, and programs (no Origin) whatever Host they name.
+    // Its GET carries no Origin: the name alone tells it from a program's.
+    let (status, body) = ask(&format!(
+        "GET /plugins HTTP/1.1\r\nhost: evil.example:{port}\r\n"
+    ));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("foreign_host"), "{body}");
+    // This server's own page, programs naming a loopback address, and HTTP/1.0 (no Host).
     for head in [
         format!("{call}host: 127.0.0.1:{port}\r\norigin: http://127.0.0.1:{port}\r\n"),
         format!("{call}host: localhost:{port}\r\norigin: http://localhost:{port}\r\n"),
         format!("{call}host: 127.0.0.1:{port}\r\n"),
-        format!("{call}host: behind-a-proxy.example\r\n"),
+        format!("{call}host: [::1]:{port}\r\n"),
+        "POST /components/counter/call/ping HTTP/1.0\r\n".to_owned(),
     ] {
         let (status, body) = ask(&head);
         assert_eq!(
@@ -385,5 +392,5 @@ fn a_browser_page_of_another_site_or_a_rebound_name_is_refused_and_programs_are_
         )
     };
     assert_eq!(refused("cross_origin"), 2.0);
-    assert_eq!(refused("foreign_host"), 1.0);
+    assert_eq!(refused("foreign_host"), 2.0);
 }

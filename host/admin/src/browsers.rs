@@ -6,13 +6,13 @@
 //!
 //! So the API refuses a request a browser made for a page of another origin (its
 //! `Origin` is not the address asked for, or `Sec-Fetch-Site` says `cross-site`), and,
-//! when no token is set (loopback only), a browser's request whose `Host` is a name other
-//! than `localhost` or a loopback address: a rebound name. Browsers send `Origin` with
-//! every `POST`, and everything that acts (calls, streams, rescans, reloads, evictions)
-//! is a `POST`; a rebound page's `GET` carries no `Origin` and is served (it reads what
-//! `/metrics` and `/plugins` show; a token closes that too). With a token, a page cannot
-//! send it, and the token refuses such requests already. A request without `Origin` is a
-//! program's, served whatever `Host` it names (a proxy in front may pass on its own).
+//! when no token is set (loopback only), every request whose `Host` is a name other than
+//! `localhost` or a loopback address: a rebound page's `GET` carries no `Origin`, so only
+//! the name it asks for tells it from a program's (it would read what `/metrics` and
+//! `/plugins` show). A proxy in front that passes on its own name needs a token, as
+//! everything beyond loopback does. A request that names no host at all (HTTP/1.0) is not
+//! a browser's and is served. With a token, a page cannot send it, and the token refuses
+//! such requests already.
 
 use std::{net::IpAddr, sync::atomic::Ordering, sync::Arc};
 
@@ -39,7 +39,7 @@ pub(crate) async fn refuse_other_sites(
             .fetch_add(1, Ordering::Relaxed);
         return refusal("cross_origin", &why);
     }
-    if state.token.is_none() && headers.contains_key(header::ORIGIN) {
+    if state.token.is_none() {
         if let Some(why) = foreign_host(headers) {
             state
                 .connections
@@ -83,10 +83,11 @@ fn cross_origin(headers: &HeaderMap) -> Option<String> {
     })
 }
 
-/// Why the `Host` a browser's request names is not this loopback server's, if it is not:
-/// a name other than `localhost` that resolved to loopback (rebound by a page's site).
+/// Why the `Host` a request names is not this loopback server's, if it is not: a name
+/// other than `localhost` that resolved to loopback (rebound by a page's site, or a
+/// proxy's own). A request that names none is a program's.
 fn foreign_host(headers: &HeaderMap) -> Option<String> {
-    let host = text(headers, &header::HOST).unwrap_or_default();
+    let host = text(headers, &header::HOST)?;
     let name = match host.strip_prefix('[') {
         Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
         None => host.rsplit_once(':').map_or(host, |(name, _)| name),
@@ -95,9 +96,11 @@ fn foreign_host(headers: &HeaderMap) -> Option<String> {
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     (!loopback).then(|| {
         format!(
-            "a browser sent this for a page of {host}, which is not this server's loopback \
-             address (a page whose name was rebound to 127.0.0.1 names its own); open it as \
-             127.0.0.1 or localhost, or set admin.token"
+            "this request is addressed to {host}, not to this server's loopback address, \
+             and without admin.token the API answers only requests for 127.0.0.1, [::1] or \
+             localhost (a web page whose name was rebound to 127.0.0.1 names its own); ask \
+             for one of those, or set admin.token (a proxy in front that passes on its own \
+             name needs one)"
         )
     })
 }
@@ -146,6 +149,10 @@ mod tests {
                 "{host}"
             );
         }
-        assert!(foreign_host(&HeaderMap::new()).is_some());
+        assert_eq!(
+            foreign_host(&HeaderMap::new()),
+            None,
+            "HTTP/1.0 names no host"
+        );
     }
 }

@@ -131,7 +131,7 @@ pub(super) fn problems(sources: &[SourceConfig], trust: &TrustConfig) -> Vec<(St
             |key: &str, message: String| problems.push((format!("sources[{i}].{key}"), message));
         match (source.oci.is_empty(), source.oci_layout.is_empty()) {
             (true, true) => add("oci", "names nothing: set oci = \"host:port/repo:tag\" (or @sha256:...) or oci-layout = \"DIR:tag\"".into()),
-            (false, false) => add("oci", "and oci-layout are both set: a source is one or the other".into()),
+            (false, false) => add("oci", "is set, and so is oci-layout: a source is one or the other; keep one".into()),
             (false, true) => match source.oci.parse::<plugin_host_oci::Reference>() {
                 Err(error) => add("oci", format!("{:?} is not a reference ({error}); write host:port/repo:tag or host:port/repo@sha256:...", source.oci)),
                 Ok(reference) if source.insecure && !is_loopback(reference.registry()) => add(
