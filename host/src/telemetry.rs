@@ -11,6 +11,7 @@
 
 use std::{
     cell::Cell,
+    path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, UNIX_EPOCH},
 };
@@ -22,7 +23,7 @@ use opentelemetry::{
     },
     Context, KeyValue,
 };
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithTonicConfig};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, Sampler, SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{filter::Targets, Layer};
@@ -56,6 +57,8 @@ pub struct TelemetrySettings {
     pub sample_ratio: f64,
     /// How spans travel.
     pub protocol: OtlpProtocol,
+    /// CA certificates (PEM) an `https://` collector may chain to, beside the system's.
+    pub certificate: Option<Vec<u8>>,
 }
 
 /// Why spans cannot be exported as configured.
@@ -66,13 +69,14 @@ pub struct TelemetryError(String);
 impl TelemetrySettings {
     /// The settings of `config` with the standard variables read through `env` over it
     /// (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT`; the
-    /// same for `..._PROTOCOL`; `OTEL_SERVICE_NAME`); `None` when no endpoint is set
-    /// anywhere (nothing is exported).
+    /// same for `..._PROTOCOL` and `..._CERTIFICATE`; `OTEL_SERVICE_NAME`); `None` when
+    /// no endpoint is set anywhere (nothing is exported).
     ///
     /// # Errors
     ///
-    /// A protocol that is not OTLP's, or an endpoint that is not an HTTP URL, naming
-    /// where it came from.
+    /// A protocol that is not OTLP's, an endpoint that is not an HTTP URL, or a
+    /// certificate file that cannot be read, holds no PEM certificate or is given for a
+    /// plain `http://` endpoint, naming where it came from.
     pub fn resolve(
         config: &TelemetryConfig,
         env: impl Fn(&str) -> Option<String>,
@@ -106,14 +110,60 @@ impl TelemetrySettings {
         } else {
             format!("{base}/v1/traces")
         };
+        let certificate = match set("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE")
+            .or_else(|| set("OTEL_EXPORTER_OTLP_CERTIFICATE"))
+        {
+            Some((path, from)) => Some((PathBuf::from(path), from)),
+            None => config
+                .otlp_certificate
+                .clone()
+                .map(|path| (path, "[telemetry] otlp_certificate")),
+        };
+        let certificate = certificate
+            .map(|(path, from)| {
+                read_certificate(&path, &traces_url)
+                    .map_err(|why| TelemetryError(format!("{from}: {}: {why}", path.display())))
+            })
+            .transpose()?;
         Ok(Some(Self {
             traces_url,
             service_name: env("OTEL_SERVICE_NAME").unwrap_or_else(|| config.service_name.clone()),
             sample_ratio: config.sample_ratio,
             protocol,
+            certificate,
         }))
     }
 }
+
+/// The PEM certificates in `path`, to trust for `url`; why not, if they cannot be.
+pub(crate) fn read_certificate(path: &Path, url: &str) -> Result<Vec<u8>, String> {
+    if !url.starts_with("https://") {
+        return Err(format!(
+            "a CA certificate applies to an https:// collector, and {url} is plain HTTP; \
+             use https:// or remove the certificate"
+        ));
+    }
+    read_pem(path)
+}
+
+/// The PEM certificates in `path`; why not, if it holds none or cannot be read.
+pub(crate) fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
+    let pem = std::fs::read(path).map_err(|err| format!("cannot be read ({err})"))?;
+    if !pem
+        .windows(CERTIFICATE_BEGINS.len())
+        .any(|w| w == CERTIFICATE_BEGINS)
+    {
+        return Err(format!(
+            "holds no PEM certificate (a block that begins {}); give the collector's CA \
+             certificate in PEM",
+            String::from_utf8_lossy(CERTIFICATE_BEGINS)
+        ));
+    }
+    Ok(pem)
+}
+
+/// How a PEM certificate begins.
+const CERTIFICATE_BEGINS: &[u8] = b"-----BEGIN CERTIFICATE-----";
 
 /// The exporting pipeline; [`Self::shutdown`] (or dropping it) sends what is buffered.
 #[derive(Debug)]
@@ -229,20 +279,53 @@ fn exporter(
                 .with_endpoint(settings.traces_url.clone())
                 .with_timeout(timeout);
             if settings.traces_url.starts_with("https://") {
-                grpc = grpc
-                    .with_tls_config(tonic::transport::ClientTlsConfig::new().with_native_roots());
+                let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
+                if let Some(pem) = &settings.certificate {
+                    tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+                }
+                grpc = grpc.with_tls_config(tls);
             }
             return grpc.build();
         }
         OtlpProtocol::HttpProtobuf => Protocol::HttpBinary,
         OtlpProtocol::HttpJson => Protocol::HttpJson,
     };
-    builder
+    let mut http = builder
         .with_http()
         .with_protocol(protocol)
         .with_endpoint(settings.traces_url.clone())
-        .with_timeout(timeout)
-        .build()
+        .with_timeout(timeout);
+    if let Some(pem) = &settings.certificate {
+        http = http.with_http_client(http_client(pem, timeout)?);
+    }
+    http.build()
+}
+
+/// A blocking HTTP client that trusts the certificates in `pem` beside the system's roots.
+/// Built on a thread of its own, as the exporter builds its default one: the client runs
+/// a runtime of its own, which cannot be made inside a caller's.
+fn http_client(
+    pem: &[u8],
+    timeout: Duration,
+) -> Result<reqwest::blocking::Client, opentelemetry_otlp::ExporterBuildError> {
+    use opentelemetry_otlp::ExporterBuildError;
+    let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|err| {
+        ExporterBuildError::InvalidConfiguration(format!(
+            "certificate: not PEM certificates: {err}"
+        ))
+    })?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                reqwest::blocking::Client::builder()
+                    .timeout(timeout)
+                    .tls_certs_merge(certificates)
+                    .build()
+            })
+            .join()
+    })
+    .map_err(|_| ExporterBuildError::InternalFailure("building the HTTP client panicked".into()))?
+    .map_err(|err| ExporterBuildError::InternalFailure(format!("the HTTP client: {err}")))
 }
 
 thread_local! {
@@ -491,5 +574,64 @@ mod tests {
         // Set but empty is unset.
         let off = [("OTEL_EXPORTER_OTLP_ENDPOINT", "")];
         assert_eq!(resolved(&off, &TelemetryConfig::default()), None);
+    }
+
+    #[test]
+    fn a_ca_certificate_is_read_from_the_variables_over_the_file_and_checked() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            path.display().to_string()
+        };
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let other = pem.replace("MIIB", "MIIC");
+        let (file, env) = (write("file.pem", pem), write("env.pem", &other));
+        let config = TelemetryConfig {
+            otlp_endpoint: Some("https://collector:4318".into()),
+            otlp_certificate: Some(file.clone().into()),
+            ..TelemetryConfig::default()
+        };
+        let resolve = |vars: &[(&str, &str)], config: &TelemetryConfig| {
+            let env = |name: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            };
+            TelemetrySettings::resolve(config, env).map(|s| s.expect("on").certificate)
+        };
+        assert_eq!(
+            resolve(&[], &config).expect("read"),
+            Some(pem.as_bytes().to_vec())
+        );
+        let from_env = resolve(&[("OTEL_EXPORTER_OTLP_CERTIFICATE", &env)], &config);
+        assert_eq!(from_env.expect("read"), Some(other.into_bytes()));
+        // Each refusal names where the file came from, the file and what to do.
+        let refused = |vars: &[(&str, &str)], config: &TelemetryConfig| {
+            resolve(vars, config).expect_err("refused").to_string()
+        };
+        let key = write("key.pem", "-----BEGIN PRIVATE KEY-----\n");
+        let message = refused(&[("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", &key)], &config);
+        assert!(
+            message.contains("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE")
+                && message.contains("key.pem")
+                && message.contains("no PEM certificate"),
+            "{message}"
+        );
+        let missing = dir.path().join("missing.pem").display().to_string();
+        let message = refused(&[("OTEL_EXPORTER_OTLP_CERTIFICATE", &missing)], &config);
+        assert!(
+            message.contains("missing.pem") && message.contains("cannot be read"),
+            "{message}"
+        );
+        let plain = TelemetryConfig {
+            otlp_endpoint: Some("http://collector:4318".into()),
+            ..config.clone()
+        };
+        let message = refused(&[], &plain);
+        assert!(
+            message.contains("[telemetry] otlp_certificate") && message.contains("plain HTTP"),
+            "{message}"
+        );
     }
 }

@@ -322,3 +322,46 @@ fn a_plugins_huge_span_is_exported_cut_to_a_bound() {
         fields
     );
 }
+
+/// A collector whose certificate a private authority signed: reached over HTTPS and gRPC
+/// alike once `otlp_certificate` names that authority; before, the handshake fails and
+/// nothing is sent (the certificate is verified, not merely accepted).
+#[test]
+fn a_collector_behind_a_private_ca_is_reached_over_tls_once_its_ca_is_trusted() {
+    for grpc in [false, true] {
+        let protocol = if grpc { "grpc" } else { "http/protobuf" };
+        let receiver = OtlpReceiver::start_tls(grpc);
+        let sandbox = Sandbox::with_plugins(&["fixture-probe"]);
+        let ca = sandbox.root().join("collector-ca.pem");
+        std::fs::write(&ca, receiver.ca_pem()).expect("write the CA");
+        let config = |trusted: bool| {
+            let certificate = if trusted {
+                format!("otlp_certificate = {:?}\n", ca.display().to_string())
+            } else {
+                String::new()
+            };
+            format!(
+                "[admin]\nlisten = \"127.0.0.1:0\"\n[telemetry]\notlp_endpoint = {:?}\n\
+                 otlp_protocol = {protocol:?}\n{certificate}",
+                receiver.endpoint()
+            )
+        };
+        let host = RunningHost::start(&sandbox, &config(false));
+        assert_eq!(host.call("counter", "traced", "null").0, 200, "{protocol}");
+        // The host sends what it buffered as it stops: by now it has tried.
+        host.stop();
+        assert!(
+            receiver.spans().is_empty(),
+            "{protocol}: spans reached a collector no trusted authority vouches for"
+        );
+        let host = RunningHost::start(&sandbox, &config(true));
+        assert_eq!(host.call("counter", "traced", "null").0, 200, "{protocol}");
+        host.stop();
+        let spans = wait_for(&format!("{protocol}: spans over TLS"), || {
+            let spans = receiver.spans();
+            spans.iter().any(|s| s.name == "price").then_some(spans)
+        });
+        let http = named(&spans, "POST /components/{name}/call/{method}");
+        assert_eq!(named(&spans, "call").parent_span_id, http.span_id);
+    }
+}

@@ -2,7 +2,8 @@
 //! JSON bodies (`ExportTraceServiceRequest`, decoded with the `opentelemetry-proto` types,
 //! as `Content-Type` says); over gRPC it serves `TraceService/Export` with tonic and the
 //! same crate's generated server. It answers as a collector does and keeps every span it
-//! got, with the encoding it came in.
+//! got, with the encoding it came in. Either serves over TLS too, with a certificate for
+//! 127.0.0.1 signed by a certificate authority of its own ([`OtlpReceiver::ca_pem`]).
 
 use std::{
     net::SocketAddr,
@@ -43,6 +44,53 @@ type Spans = Arc<Mutex<Vec<ReceivedSpan>>>;
 pub struct OtlpReceiver {
     pub addr: SocketAddr,
     spans: Spans,
+    /// Over TLS: the PEM certificate of the authority that signed its certificate.
+    ca: Option<String>,
+}
+
+/// A certificate authority made for one receiver, and the certificate (with its key) it
+/// signed for 127.0.0.1.
+struct Authority {
+    ca_pem: String,
+    certificate: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl Authority {
+    fn new() -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "plugin-host test CA");
+        let ca_key = rcgen::KeyPair::generate().expect("a CA key");
+        let ca = rcgen::CertifiedIssuer::self_signed(params, ca_key).expect("a CA");
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let certificate = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .expect("params")
+            .signed_by(&key, &ca)
+            .expect("a certificate");
+        Self {
+            ca_pem: ca.pem(),
+            certificate,
+            key,
+        }
+    }
+
+    /// A TLS acceptor that presents the certificate.
+    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        use tokio_rustls::rustls;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = rustls::pki_types::PrivatePkcs8KeyDer::from(self.key.serialize_der());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![self.certificate.der().clone()], key.into())
+            .expect("a server config");
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -152,6 +200,48 @@ impl OtlpReceiver {
         })
     }
 
+    /// Starts listening for OTLP over HTTPS (`grpc` false) or gRPC over TLS on a free
+    /// loopback port, with a certificate for 127.0.0.1 that only [`Self::ca_pem`] vouches
+    /// for.
+    pub fn start_tls(grpc: bool) -> Self {
+        let authority = Authority::new();
+        let acceptor = authority.acceptor();
+        let mut receiver = Self::serve(move |listener, spans| async move {
+            let service = if grpc {
+                tonic::service::Routes::new(TraceServiceServer::new(Grpc(spans))).into_axum_router()
+            } else {
+                Router::new()
+                    .route("/v1/traces", post(traces))
+                    .with_state(spans)
+            };
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, service) = (acceptor.clone(), service.clone());
+                tokio::spawn(async move {
+                    // A client that does not trust the certificate ends its handshake.
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(service);
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+                });
+            }
+        });
+        receiver.ca = Some(authority.ca_pem);
+        receiver
+    }
+
+    /// Over TLS, the PEM certificate of the authority that signed the receiver's.
+    pub fn ca_pem(&self) -> &str {
+        self.ca.as_deref().expect("a receiver over TLS")
+    }
+
     /// Runs `server` on a thread of its own with a listener on a free loopback port.
     fn serve<F, Fut>(server: F) -> Self
     where
@@ -173,12 +263,17 @@ impl OtlpReceiver {
                 server(listener, kept).await;
             });
         });
-        Self { addr, spans }
+        Self {
+            addr,
+            spans,
+            ca: None,
+        }
     }
 
     /// Its base URL, as a host's `otlp_endpoint`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Every span received so far.

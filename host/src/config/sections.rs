@@ -225,11 +225,16 @@ pub struct TelemetryConfig {
     pub sample_ratio: f64,
     /// The `service.name` spans carry. Defaults to "plugin-host".
     pub service_name: String,
+    /// A PEM file of CA certificates an `https://` collector's certificate may chain to,
+    /// beside the system's roots (a private CA); `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`,
+    /// then `OTEL_EXPORTER_OTLP_CERTIFICATE`, win. None: the system's roots only.
+    pub otlp_certificate: Option<PathBuf>,
 }
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
         Self {
+            otlp_certificate: None,
             otlp_endpoint: None,
             otlp_protocol: "http/protobuf".to_owned(),
             sample_ratio: 1.0,

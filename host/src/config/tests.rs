@@ -24,6 +24,7 @@ fn the_example_config_is_valid_and_matches_the_defaults() {
     assert_eq!(config.limits, defaults.limits);
     assert_eq!(config.trust, defaults.trust);
     assert_eq!(config.sources, defaults.sources);
+    assert_eq!(config.telemetry, defaults.telemetry);
     let history = &config.components["historical-data"];
     assert_eq!(history.memory_estimate, Some(100 << 20));
     assert_eq!(history.operations["bars"], Duration::from_secs(5));
@@ -276,7 +277,7 @@ fn malformed_sources_and_trust_are_each_rejected_naming_the_key() {
         ("[[sources]]\nname = \"x\"\n", &["sources[0].oci", "names nothing"]),
         (
             "[[sources]]\noci = \"r.example/a:1\"\noci-layout = \"d:1\"\n",
-            &["sources[0].oci", "both"],
+            &["sources[0].oci", "so is oci-layout"],
         ),
         (
             "[[sources]]\noci = \"registry.example:5000/p/md:1\"\ninsecure = true\n",

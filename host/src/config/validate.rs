@@ -261,6 +261,19 @@ impl Config {
                 problems.add("telemetry.otlp_endpoint", why.to_string());
             }
         }
+        if let Some(path) = &self.telemetry.otlp_certificate {
+            // Without an endpoint here, the variables may name one when the host starts.
+            let read = match &self.telemetry.otlp_endpoint {
+                Some(url) => crate::telemetry::read_certificate(path, url),
+                None => crate::telemetry::read_pem(path),
+            };
+            if let Err(why) = read {
+                problems.add(
+                    "telemetry.otlp_certificate",
+                    format!("{}: {why}", path.display()),
+                );
+            }
+        }
         if !(0.0..=1.0).contains(&self.metrics.cpu_sample_rate) {
             problems.add(
                 "metrics.cpu_sample_rate",
