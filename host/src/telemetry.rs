@@ -148,22 +148,20 @@ pub(crate) fn read_certificate(path: &Path, url: &str) -> Result<Vec<u8>, String
 
 /// The PEM certificates in `path`; why not, if it holds none or cannot be read.
 pub(crate) fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
-    let pem = std::fs::read(path).map_err(|err| format!("cannot be read ({err})"))?;
-    if !pem
-        .windows(CERTIFICATE_BEGINS.len())
-        .any(|w| w == CERTIFICATE_BEGINS)
-    {
+    let pem = crate::util::read_text_at_most(path, crate::util::TEXT_FILE_AT_MOST)
+        .map_err(|err| format!("cannot be read ({err})"))?;
+    if !pem.contains(CERTIFICATE_BEGINS) {
         return Err(format!(
             "holds no PEM certificate (a block that begins {}); give the collector's CA \
              certificate in PEM",
-            String::from_utf8_lossy(CERTIFICATE_BEGINS)
+            CERTIFICATE_BEGINS
         ));
     }
-    Ok(pem)
+    Ok(pem.into_bytes())
 }
 
 /// How a PEM certificate begins.
-const CERTIFICATE_BEGINS: &[u8] = b"-----BEGIN CERTIFICATE-----";
+const CERTIFICATE_BEGINS: &str = "-----BEGIN CERTIFICATE-----";
 
 /// The exporting pipeline; [`Self::shutdown`] (or dropping it) sends what is buffered.
 #[derive(Debug)]
