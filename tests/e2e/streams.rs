@@ -185,7 +185,7 @@ fn open_unread_stream(host: &RunningHost, bytes: usize) -> TcpStream {
     let mut connection = TcpStream::connect(host.addr).expect("connect");
     write!(
         connection,
-        "POST /components/sleeper/stream/produce HTTP/1.1\r\nHost: test\r\n\
+        "POST /components/sleeper/stream/produce HTTP/1.1\r\nHost: localhost\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )

@@ -21,7 +21,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use self::sections::{check_endpoint, check_protocol};
+pub(crate) use self::sections::{check_endpoint, check_protocol, read_certificate};
 pub use self::{
     admin::AdminConfig,
     sandbox::{ConnectGrant, SandboxGrants, SandboxMode},

@@ -520,6 +520,36 @@ pub(crate) enum OtlpProblem {
     /// Not an endpoint URL.
     #[error("{0:?} is not an http:// or https:// URL of an OTLP collector (e.g. \"http://127.0.0.1:4318\")")]
     NoEndpoint(String),
+    /// A CA certificate for a collector reached over plain HTTP.
+    #[error("a CA certificate applies to an https:// collector, and {0} is plain HTTP; use https:// or remove the certificate")]
+    CertificateForPlainHttp(String),
+    /// A CA file that cannot be read.
+    #[error("cannot be read ({0})")]
+    CertificateUnreadable(std::io::Error),
+    /// A CA file without a PEM certificate in it.
+    #[error("holds no PEM certificate (a block that begins {CERTIFICATE_BEGINS}); give the collector's CA certificate in PEM")]
+    NoCertificate,
+}
+
+/// How a PEM certificate begins.
+const CERTIFICATE_BEGINS: &str = "-----BEGIN CERTIFICATE-----";
+
+/// The PEM certificates in `path`, to trust for the collector at `url`.
+pub(crate) fn read_certificate(path: &std::path::Path, url: &str) -> Result<Vec<u8>, OtlpProblem> {
+    if !url.starts_with("https://") {
+        return Err(OtlpProblem::CertificateForPlainHttp(url.to_owned()));
+    }
+    read_pem(path)
+}
+
+/// The PEM certificates in `path` (read bounded, as the host's other text files).
+pub(crate) fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, OtlpProblem> {
+    let pem = crate::util::read_text_at_most(path, crate::util::TEXT_FILE_AT_MOST)
+        .map_err(OtlpProblem::CertificateUnreadable)?;
+    if !pem.contains(CERTIFICATE_BEGINS) {
+        return Err(OtlpProblem::NoCertificate);
+    }
+    Ok(pem.into_bytes())
 }
 
 /// The OTLP protocol `protocol` names.

@@ -264,8 +264,8 @@ impl Config {
         if let Some(path) = &self.telemetry.otlp_certificate {
             // Without an endpoint here, the variables may name one when the host starts.
             let read = match &self.telemetry.otlp_endpoint {
-                Some(url) => crate::telemetry::read_certificate(path, url),
-                None => crate::telemetry::read_pem(path),
+                Some(url) => super::sections::read_certificate(path, url),
+                None => super::sections::read_pem(path),
             };
             if let Err(why) = read {
                 problems.add(

@@ -29,7 +29,6 @@ use tracing_subscriber::{filter::Targets, Layer};
 
 mod settings;
 
-pub(crate) use self::settings::{read_certificate, read_pem};
 pub use self::settings::{TelemetryError, TelemetrySettings};
 use crate::call_context::Trace;
 pub use crate::config::OtlpProtocol;

@@ -2,10 +2,10 @@
 //! over it, each checked (an endpoint that is not HTTP, a CA file that holds no
 //! certificate) and named where it came from.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::OtlpProtocol;
-use crate::config::{check_endpoint, check_protocol, TelemetryConfig};
+use crate::config::{check_endpoint, check_protocol, read_certificate, TelemetryConfig};
 
 /// Where and how spans are exported, from `[telemetry]` and the standard variables.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,34 +96,6 @@ impl TelemetrySettings {
         }))
     }
 }
-
-/// The PEM certificates in `path`, to trust for `url`; why not, if they cannot be.
-pub(crate) fn read_certificate(path: &Path, url: &str) -> Result<Vec<u8>, String> {
-    if !url.starts_with("https://") {
-        return Err(format!(
-            "a CA certificate applies to an https:// collector, and {url} is plain HTTP; \
-             use https:// or remove the certificate"
-        ));
-    }
-    read_pem(path)
-}
-
-/// The PEM certificates in `path`; why not, if it holds none or cannot be read.
-pub(crate) fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
-    let pem = crate::util::read_text_at_most(path, crate::util::TEXT_FILE_AT_MOST)
-        .map_err(|err| format!("cannot be read ({err})"))?;
-    if !pem.contains(CERTIFICATE_BEGINS) {
-        return Err(format!(
-            "holds no PEM certificate (a block that begins {}); give the collector's CA \
-             certificate in PEM",
-            CERTIFICATE_BEGINS
-        ));
-    }
-    Ok(pem.into_bytes())
-}
-
-/// How a PEM certificate begins.
-const CERTIFICATE_BEGINS: &str = "-----BEGIN CERTIFICATE-----";
 
 #[cfg(test)]
 mod tests {
