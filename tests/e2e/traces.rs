@@ -325,7 +325,8 @@ fn a_plugins_huge_span_is_exported_cut_to_a_bound() {
 
 /// A collector whose certificate a private authority signed: reached over HTTPS and gRPC
 /// alike once `otlp_certificate` names that authority; before, the handshake fails and
-/// nothing is sent (the certificate is verified, not merely accepted).
+/// nothing is sent (the certificate is verified, not merely accepted). Credentials go in
+/// `OTEL_EXPORTER_OTLP_HEADERS`, as the specification says.
 #[test]
 fn a_collector_behind_a_private_ca_is_reached_over_tls_once_its_ca_is_trusted() {
     for grpc in [false, true] {
@@ -354,7 +355,9 @@ fn a_collector_behind_a_private_ca_is_reached_over_tls_once_its_ca_is_trusted() 
             receiver.spans().is_empty(),
             "{protocol}: spans reached a collector no trusted authority vouches for"
         );
-        let host = RunningHost::start(&sandbox, &config(true));
+        // A collector that asks for credentials gets them from the standard variable.
+        let credentials = [("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer s3cret")];
+        let host = RunningHost::start_with_env(&sandbox, &config(true), &credentials);
         assert_eq!(host.call("counter", "traced", "null").0, 200, "{protocol}");
         host.stop();
         let spans = wait_for(&format!("{protocol}: spans over TLS"), || {
@@ -363,5 +366,6 @@ fn a_collector_behind_a_private_ca_is_reached_over_tls_once_its_ca_is_trusted() 
         });
         let http = named(&spans, "POST /components/{name}/call/{method}");
         assert_eq!(named(&spans, "call").parent_span_id, http.span_id);
+        assert_eq!(http.authorization, "Bearer s3cret", "{protocol}");
     }
 }

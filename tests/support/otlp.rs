@@ -13,7 +13,10 @@ use std::{
 use axum::{
     body::Bytes,
     extract::State,
-    http::{header::CONTENT_TYPE, HeaderMap, StatusCode},
+    http::{
+        header::{AUTHORIZATION, CONTENT_TYPE},
+        HeaderMap, StatusCode,
+    },
     routing::post,
     Router,
 };
@@ -36,6 +39,8 @@ pub struct ReceivedSpan {
     /// The request's `Content-Type`: `application/x-protobuf` or `application/json`; or
     /// `grpc`.
     pub encoding: String,
+    /// The request's `Authorization` header (gRPC: its metadata), if any.
+    pub authorization: String,
 }
 
 type Spans = Arc<Mutex<Vec<ReceivedSpan>>>;
@@ -97,8 +102,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Keeps every span of `request`, which came as `encoding`.
-fn keep(spans: &Spans, request: ExportTraceServiceRequest, encoding: &str) {
+/// Keeps every span of `request`, which came as `encoding` with `authorization`.
+fn keep(spans: &Spans, request: ExportTraceServiceRequest, encoding: &str, authorization: &str) {
     let mut received = Vec::new();
     for resource in request.resource_spans {
         let service = resource
@@ -130,6 +135,7 @@ fn keep(spans: &Spans, request: ExportTraceServiceRequest, encoding: &str) {
                     service: service.clone(),
                     attributes,
                     encoding: encoding.to_owned(),
+                    authorization: authorization.to_owned(),
                 });
             }
         }
@@ -146,7 +152,13 @@ impl TraceService for Grpc {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        keep(&self.0, request.into_inner(), "grpc");
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        keep(&self.0, request.into_inner(), "grpc", &authorization);
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
@@ -169,7 +181,11 @@ async fn traces(
     let Some(request) = decoded else {
         return (StatusCode::BAD_REQUEST, Vec::new());
     };
-    keep(&spans, request, &encoding);
+    let authorization = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    keep(&spans, request, &encoding, authorization);
     let answer = if encoding == "application/json" {
         b"{}".to_vec()
     } else {
