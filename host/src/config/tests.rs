@@ -364,3 +364,53 @@ fn a_config_file_larger_than_any_config_is_refused_without_being_read_whole() {
         "{refused}"
     );
 }
+
+#[test]
+fn an_otlp_certificate_that_cannot_serve_is_rejected_naming_the_file() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let not_pem = dir.path().join("not-pem.txt");
+    std::fs::write(&not_pem, "a note, not a certificate\n").expect("written");
+    let pem = dir.path().join("ca.pem");
+    std::fs::write(
+        &pem,
+        "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+    )
+    .expect("written");
+    let missing = dir.path().join("missing.pem");
+    let section = |endpoint: &str, file: &std::path::Path| {
+        format!(
+            "[telemetry]\n{endpoint}otlp_certificate = {:?}\n",
+            file.display().to_string()
+        )
+    };
+    let (missing_text, not_pem_text, plain_text) = (
+        section("", &missing),
+        section("otlp_endpoint = \"https://127.0.0.1:4318\"\n", &not_pem),
+        section("otlp_endpoint = \"http://127.0.0.1:4318\"\n", &pem),
+    );
+    let (missing_name, not_pem_name) =
+        (missing.display().to_string(), not_pem.display().to_string());
+    assert_each_rejected(&[
+        (
+            &missing_text,
+            &[
+                "telemetry.otlp_certificate",
+                &missing_name,
+                "cannot be read",
+            ],
+        ),
+        (
+            &not_pem_text,
+            &[
+                "telemetry.otlp_certificate",
+                &not_pem_name,
+                "no PEM certificate",
+            ],
+        ),
+        (&plain_text, &["telemetry.otlp_certificate", "plain HTTP"]),
+    ]);
+    // The same file for an https:// collector, or before any endpoint is known, is taken.
+    for endpoint in ["otlp_endpoint = \"https://127.0.0.1:4318\"\n", ""] {
+        Config::from_toml(&section(endpoint, &pem)).expect("a PEM CA for an https:// collector");
+    }
+}
