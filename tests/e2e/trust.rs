@@ -232,6 +232,42 @@ fn a_plugin_copied_into_a_running_host_becomes_callable() {
     );
 }
 
+#[test]
+#[cfg(unix)]
+fn a_loaded_library_written_over_in_place_keeps_serving_what_was_loaded() {
+    // `cp new.so plugins/old.so` truncates the loaded file and writes into the same
+    // inode: mapped in place, the library's pages would be taken away (SIGBUS in the
+    // host) or become the new file's code. The host maps a sealed copy instead.
+    let sandbox = Sandbox::new();
+    let file = sandbox.add_plugin("market-data");
+    let host = RunningHost::start(
+        &sandbox,
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[host]\nwatch_rescan = \"1h\"\n",
+    );
+    let path = "/components/market-data/call/quote";
+    let body = r#"{"symbol":"AAPL","tick":7}"#;
+    let before = host.post(path, body);
+    assert_eq!(before.0, 200, "{before:?}");
+
+    let inode =
+        |file: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(file).expect("stat"));
+    let loaded = inode(&file);
+    fs::File::create(&file).expect("truncated in place");
+    fs::copy(library("historical-data"), &file).expect("written in place");
+    assert_eq!(inode(&file), loaded, "the same file, written over");
+    for _ in 0..3 {
+        assert_eq!(
+            host.post(path, body),
+            before,
+            "the loaded library keeps serving"
+        );
+    }
+    eventually("the component to say its file changed", || {
+        host.get("/components").1.contains(r#""file":"changed""#)
+    });
+    assert_eq!(host.post(path, body), before, "and still serves");
+}
+
 /// Makes directory `dir` as a deploy would, writable by its owner alone (as the trust
 /// policy wants).
 fn make_plugins_dir(dir: &Path) {

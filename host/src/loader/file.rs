@@ -102,6 +102,34 @@ impl OpenedFile {
         })
     }
 
+    /// This file as a private copy that nothing can change while it is loaded (see
+    /// `platform::private_copy`): what the host maps in its own process, where a plugin
+    /// file written over in place would change running code or take its pages away. The
+    /// copy keeps this file's path and identity; the file must still have that identity
+    /// once copied. Where no copy can be made the file itself is kept, with a warning.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Changed`] if the file changed while it was copied.
+    pub(crate) fn into_private_copy(self) -> Result<Self, LoadError> {
+        let copy = match platform::private_copy(&self.file, self.identity.size, &self.path) {
+            Ok(Some(copy)) => copy,
+            Ok(None) => return Ok(self),
+            Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(LoadError::Changed { path: self.path })
+            }
+            Err(err) => {
+                tracing::warn!(path = %self.path.display(), error = %err, "no private copy of the plugin file could be made; it is loaded in place (replace it by renaming a new file over it, never by writing into it, while the host runs)");
+                return Ok(self);
+            }
+        };
+        let now = FileIdentity::of_file(&self.file).ok();
+        if now != Some(self.identity) {
+            return Err(LoadError::Changed { path: self.path });
+        }
+        Ok(Self { file: copy, ..self })
+    }
+
     /// Runs `open` with the descriptor's own path (`/proc/self/fd/N` on Linux), for a
     /// process that maps no other library this way (a worker): no temporary link, so it
     /// works where nothing may be written (a sandbox).
@@ -162,5 +190,47 @@ mod tests {
         // The text file at the path would not have.
         let by_path = abi_stable::library::RawLibrary::load_at(&path);
         assert!(by_path.is_err(), "loading by path maps the swapped-in file");
+    }
+
+    #[test]
+    fn the_private_copy_holds_the_vetted_bytes_and_nothing_can_write_it() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("libcopied.so");
+        std::fs::copy(system_library(), &path).expect("copy");
+        let original = std::fs::read(&path).expect("read");
+        let copy = OpenedFile::open(&path)
+            .and_then(OpenedFile::into_private_copy)
+            .expect("a private copy");
+        assert_eq!(copy.identity(), FileIdentity::of_path(&path).expect("stat"));
+        // Written over in place, as `cp` does: the copy keeps what was vetted.
+        std::fs::write(&path, "not a library").expect("written over");
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut copy.file(), &mut bytes).expect("read the copy");
+        assert!(bytes == original, "the copy holds the vetted bytes");
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(copy.file())
+            ))
+            .and_then(|mut file| file.write_all(b"x"));
+        assert!(written.is_err(), "the copy is sealed against writes");
+        let loaded = copy
+            .with_loader_path(abi_stable::library::RawLibrary::load_at)
+            .expect("a loader path");
+        assert!(loaded.is_ok(), "the copy loads: {:?}", loaded.err());
+
+        // A file that changes between its check and its copy is refused.
+        let opened = OpenedFile::open(&path).expect("open");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(b" grown"))
+            .expect("appended");
+        assert!(matches!(
+            opened.into_private_copy(),
+            Err(LoadError::Changed { .. })
+        ));
     }
 }

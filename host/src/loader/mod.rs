@@ -300,10 +300,11 @@ impl Loader {
         if let Some(library) = self.loaded.lock().get(path) {
             return Ok(Arc::clone(library));
         }
-        let opened = self.vet(path, vetted)?;
+        let opened = self.vet(path, vetted)?.into_private_copy()?;
         // SAFETY: the scanner vetted this very file (same device, inode, size and times)
-        // and the trust policy passed on the open descriptor; the per-path gate opens
-        // each file at most once.
+        // and the trust policy passed on the open descriptor, and what is mapped is a
+        // sealed copy of it where the platform makes one; the per-path gate opens each
+        // file at most once.
         #[allow(unsafe_code)]
         let library = Arc::new(unsafe { open_library(&opened) }?);
         tracing::info!(path = %path.display(), plugin = %library.info.name, "plugin library loaded");

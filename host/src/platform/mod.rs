@@ -42,7 +42,7 @@ pub(crate) use self::os::{
     descriptors::{keep_standard_output, raise_open_files_limit},
     file::{
         bytes_to_os_string, canonicalize, identity_of, identity_of_path, is_library_name,
-        noexec_mount, odd_file_kind, open_for_load, read_at, stat_with_identity,
+        noexec_mount, odd_file_kind, open_for_load, private_copy, read_at, stat_with_identity,
         with_descriptor_path, with_loader_path,
     },
     link::{worker_link, LinkRead, LinkStop, LinkWrite, PendingLink},

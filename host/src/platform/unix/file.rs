@@ -131,6 +131,109 @@ pub(crate) fn with_loader_path<T>(
     }
 }
 
+/// A copy of the open plugin `file` (`len` bytes) that nothing can change while it is
+/// mapped, for the host to load in place of the file: on Linux a memfd holding its bytes,
+/// sealed against writes, size changes and unsealing. A library maps its file's pages as
+/// they are, so a file written over in place (`cp new.so plugins/old.so` truncates and
+/// rewrites the same inode) would change code this process runs, or take its pages away
+/// (SIGBUS). `None` where there is no such copy (other Unixes): the caller loads the file.
+///
+/// # Errors
+///
+/// The file read short of `len` (it shrank while copied: `UnexpectedEof`); a system that
+/// lets no code run from such a copy (`vm.memfd_noexec = 2`, a security module); the
+/// operating system's error making it.
+pub(crate) fn private_copy(file: &File, len: u64, path: &Path) -> io::Result<Option<File>> {
+    #[cfg(target_os = "linux")]
+    {
+        executable_memfd::copy_of(file, len, path)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, len, path);
+        Ok(None)
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod executable_memfd {
+    use std::{ffi::OsStr, fs::File, io, os::unix::ffi::OsStrExt, path::Path};
+
+    use rustix::{
+        fs::{fcntl_add_seals, memfd_create, sendfile, MemfdFlags, SealFlags},
+        io::Errno,
+        mm::{mmap, munmap, MapFlags, ProtFlags},
+    };
+
+    /// The longest name a memfd takes (255 bytes, less the `memfd:` the kernel puts first).
+    const NAME_AT_MOST: usize = 249;
+
+    pub(super) fn copy_of(file: &File, len: u64, path: &Path) -> io::Result<Option<File>> {
+        if len == 0 {
+            return Ok(None); // Nothing to map: the loader refuses it.
+        }
+        // Named by the file's path (its last bytes, if long), so that `/proc/PID/maps`
+        // (and `lsof`, `pmap`) still say which plugin is mapped:
+        // `/memfd:/srv/plugins/libx.so (deleted)`.
+        let path = path.as_os_str().as_bytes();
+        let name = OsStr::from_bytes(&path[path.len().saturating_sub(NAME_AT_MOST)..]);
+        let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+        // MFD_EXEC says the copy holds code (kernels from 6.3; refused as unknown before,
+        // where every memfd may hold code). Refused as not allowed: vm.memfd_noexec = 2.
+        let fd = match memfd_create(name, flags | MemfdFlags::EXEC) {
+            Err(Errno::INVAL) => memfd_create(name, flags),
+            made => made,
+        };
+        let copy = File::from(fd?);
+        copy.set_len(len)?;
+        // In the kernel, page cache to page cache; the file's own offset is not moved.
+        let mut at = 0;
+        while at < len {
+            let want = usize::try_from(len - at).unwrap_or(usize::MAX).min(1 << 30);
+            if sendfile(&copy, file, Some(&mut at), want)? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the file ended at byte {at} of {len} while it was copied"),
+                ));
+            }
+        }
+        // Read from its start, as a file just opened is.
+        io::Seek::rewind(&mut &copy)?;
+        fcntl_add_seals(
+            &copy,
+            SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
+        )?;
+        if !may_run_code(&copy) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "this system lets no code run from a memory file",
+            ));
+        }
+        Ok(Some(copy))
+    }
+
+    /// Whether this process may map `copy` executable (a security module may refuse code
+    /// from memory files).
+    fn may_run_code(copy: &File) -> bool {
+        // SAFETY: a new private mapping of a file this process holds, at no address asked
+        // for, unmapped at once and never touched.
+        #[allow(unsafe_code)]
+        unsafe {
+            match mmap(
+                std::ptr::null_mut(),
+                1,
+                ProtFlags::READ | ProtFlags::EXEC,
+                MapFlags::PRIVATE,
+                copy,
+                0,
+            ) {
+                Ok(start) => munmap(start, 1).is_ok(),
+                Err(_) => false,
+            }
+        }
+    }
+}
+
 /// The absolute path with every link resolved.
 pub(crate) fn canonicalize(path: &Path) -> io::Result<std::path::PathBuf> {
     std::fs::canonicalize(path)
