@@ -103,7 +103,8 @@ impl OpenedFile {
     }
 
     /// This file as a private copy that nothing can change while it is loaded (see
-    /// `platform::private_copy`): what the host maps in its own process, where a plugin
+    /// `platform::private_copy`; of a library, the parts the loader maps): what the host
+    /// maps in its own process, where a plugin
     /// file written over in place would change running code or take its pages away. The
     /// copy keeps this file's path and identity; the file must still have that identity
     /// once copied. Where no copy can be made the file itself is kept, with a warning.
@@ -112,7 +113,9 @@ impl OpenedFile {
     ///
     /// [`LoadError::Changed`] if the file changed while it was copied.
     pub(crate) fn into_private_copy(self) -> Result<Self, LoadError> {
-        let copy = match platform::private_copy(&self.file, self.identity.size, &self.path) {
+        let ranges = super::segments::mapped_ranges(&self.file).unwrap_or_default();
+        let copy = match platform::private_copy(&self.file, self.identity.size, &self.path, &ranges)
+        {
             Ok(Some(copy)) => copy,
             Ok(None) => return Ok(self),
             Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -199,15 +202,22 @@ mod tests {
         let path = dir.path().join("libcopied.so");
         std::fs::copy(system_library(), &path).expect("copy");
         let original = std::fs::read(&path).expect("read");
-        let copy = OpenedFile::open(&path)
-            .and_then(OpenedFile::into_private_copy)
-            .expect("a private copy");
+        let opened = OpenedFile::open(&path).expect("open");
+        let ranges = super::super::segments::mapped_ranges(opened.file()).expect("an ELF library");
+        let copy = opened.into_private_copy().expect("a private copy");
         assert_eq!(copy.identity(), FileIdentity::of_path(&path).expect("stat"));
         // Written over in place, as `cp` does: the copy keeps what was vetted.
         std::fs::write(&path, "not a library").expect("written over");
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut copy.file(), &mut bytes).expect("read the copy");
-        assert!(bytes == original, "the copy holds the vetted bytes");
+        assert_eq!(bytes.len(), original.len());
+        for (start, end) in ranges {
+            let range = start as usize..(end as usize).min(original.len());
+            assert!(
+                bytes[range.clone()] == original[range],
+                "the copy holds what is mapped"
+            );
+        }
         let written = std::fs::OpenOptions::new()
             .write(true)
             .open(format!(

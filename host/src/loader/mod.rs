@@ -11,6 +11,7 @@ mod error;
 mod file;
 mod filecheck;
 mod rust_plugin;
+mod segments;
 
 use std::{collections::HashMap, path::Path, path::PathBuf, sync::Arc};
 

@@ -132,8 +132,9 @@ pub(crate) fn with_loader_path<T>(
 }
 
 /// A copy of the open plugin `file` (`len` bytes) that nothing can change while it is
-/// mapped, for the host to load in place of the file: on Linux a memfd holding its bytes,
-/// sealed against writes, size changes and unsealing. A library maps its file's pages as
+/// mapped, for the host to load in place of the file: on Linux a memfd of its size
+/// holding its bytes in `ranges` (start, end; all of it if none are given: the rest reads
+/// as zeros and takes no memory), sealed against writes, size changes and unsealing. A library maps its file's pages as
 /// they are, so a file written over in place (`cp new.so plugins/old.so` truncates and
 /// rewrites the same inode) would change code this process runs, or take its pages away
 /// (SIGBUS). `None` where there is no such copy (other Unixes): the caller loads the file.
@@ -143,14 +144,19 @@ pub(crate) fn with_loader_path<T>(
 /// The file read short of `len` (it shrank while copied: `UnexpectedEof`); a system that
 /// lets no code run from such a copy (`vm.memfd_noexec = 2`, a security module); the
 /// operating system's error making it.
-pub(crate) fn private_copy(file: &File, len: u64, path: &Path) -> io::Result<Option<File>> {
+pub(crate) fn private_copy(
+    file: &File,
+    len: u64,
+    path: &Path,
+    ranges: &[(u64, u64)],
+) -> io::Result<Option<File>> {
     #[cfg(target_os = "linux")]
     {
-        executable_memfd::copy_of(file, len, path)
+        executable_memfd::copy_of(file, len, path, ranges)
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = (file, len, path);
+        let _ = (file, len, path, ranges);
         Ok(None)
     }
 }
@@ -168,7 +174,12 @@ mod executable_memfd {
     /// The longest name a memfd takes (255 bytes, less the `memfd:` the kernel puts first).
     const NAME_AT_MOST: usize = 249;
 
-    pub(super) fn copy_of(file: &File, len: u64, path: &Path) -> io::Result<Option<File>> {
+    pub(super) fn copy_of(
+        file: &File,
+        len: u64,
+        path: &Path,
+        ranges: &[(u64, u64)],
+    ) -> io::Result<Option<File>> {
         if len == 0 {
             return Ok(None); // Nothing to map: the loader refuses it.
         }
@@ -186,15 +197,19 @@ mod executable_memfd {
         };
         let copy = File::from(fd?);
         copy.set_len(len)?;
-        // In the kernel, page cache to page cache; the file's own offset is not moved.
-        let mut at = 0;
-        while at < len {
-            let want = usize::try_from(len - at).unwrap_or(usize::MAX).min(1 << 30);
-            if sendfile(&copy, file, Some(&mut at), want)? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("the file ended at byte {at} of {len} while it was copied"),
-                ));
+        let whole = [(0, len)];
+        for &(start, end) in if ranges.is_empty() { &whole } else { ranges } {
+            let (mut at, end) = (start.min(len), end.min(len));
+            // In the kernel, page cache to page cache; the file's own offset is not moved.
+            io::Seek::seek(&mut &copy, io::SeekFrom::Start(at))?;
+            while at < end {
+                let want = usize::try_from(end - at).unwrap_or(usize::MAX).min(1 << 30);
+                if sendfile(&copy, file, Some(&mut at), want)? == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("the file ended at byte {at} of {len} while it was copied"),
+                    ));
+                }
             }
         }
         // Read from its start, as a file just opened is.

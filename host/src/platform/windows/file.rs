@@ -89,8 +89,13 @@ pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<us
 /// No copy: the open `file` admits no writer while it is loaded, and Windows keeps a
 /// loaded DLL's file from being written, so the file itself is loaded.
 #[allow(clippy::unnecessary_wraps)] // As on Unix, where a copy is made and can fail.
-pub(crate) fn private_copy(file: &File, len: u64, path: &Path) -> io::Result<Option<File>> {
-    let _ = (file, len, path);
+pub(crate) fn private_copy(
+    file: &File,
+    len: u64,
+    path: &Path,
+    ranges: &[(u64, u64)],
+) -> io::Result<Option<File>> {
+    let _ = (file, len, path, ranges);
     Ok(None)
 }
 
