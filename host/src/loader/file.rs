@@ -104,10 +104,10 @@ impl OpenedFile {
 
     /// This file as a private copy that nothing can change while it is loaded (see
     /// `platform::private_copy`; of a library, the parts the loader maps): what the host
-    /// maps in its own process, where a plugin
-    /// file written over in place would change running code or take its pages away. The
-    /// copy keeps this file's path and identity; the file must still have that identity
-    /// once copied. Where no copy can be made the file itself is kept, with a warning.
+    /// maps in its own process, where a plugin file written over in place would change
+    /// running code or take its pages away. The copy keeps this file's path and identity;
+    /// the file must still have that identity once copied. Where no copy can be made the
+    /// file itself is kept, with a warning.
     ///
     /// # Errors
     ///

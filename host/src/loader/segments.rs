@@ -12,6 +12,9 @@ const ALIGN: u64 = 64 << 10;
 /// At most this many program headers are read (a library has about ten).
 const MOST_HEADERS: u64 = 1024;
 
+/// The size of one 64-bit program header (the only size the dynamic loader takes).
+const HEADER_SIZE: u64 = 56;
+
 /// The byte ranges (start, end) of the open `file` that the dynamic loader reads or maps,
 /// sorted and merged, widened to [`ALIGN`]; `None` when the file is not a 64-bit
 /// little-endian ELF file whose program headers can be read (then the whole file is
@@ -46,7 +49,7 @@ fn ranges_of(
         u16_at(header, 0x36)?,
         u16_at(header, 0x38)?,
     );
-    if entry < 56 || count == 0 || count > MOST_HEADERS {
+    if entry != HEADER_SIZE || count == 0 || count > MOST_HEADERS {
         return None;
     }
     let table_len = entry * count;
@@ -131,6 +134,13 @@ mod tests {
         assert_eq!(ranges_of(b"\x7fELF\x01\x01", unread), None, "32-bit");
         assert_eq!(ranges_of(&header(2), unread), None, "headers cut short");
         assert_eq!(ranges_of(&header(0), unread), None, "no program headers");
+        let mut wide = header(1);
+        wide[0x36..0x38].copy_from_slice(&64u16.to_le_bytes());
+        assert_eq!(
+            ranges_of(&wide, unread),
+            None,
+            "program headers of another size"
+        );
         let mut huge = header(1);
         huge[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
         let table = program_headers(&[(0, 1)]);

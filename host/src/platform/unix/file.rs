@@ -134,10 +134,11 @@ pub(crate) fn with_loader_path<T>(
 /// A copy of the open plugin `file` (`len` bytes) that nothing can change while it is
 /// mapped, for the host to load in place of the file: on Linux a memfd of its size
 /// holding its bytes in `ranges` (start, end; all of it if none are given: the rest reads
-/// as zeros and takes no memory), sealed against writes, size changes and unsealing. A library maps its file's pages as
-/// they are, so a file written over in place (`cp new.so plugins/old.so` truncates and
-/// rewrites the same inode) would change code this process runs, or take its pages away
-/// (SIGBUS). `None` where there is no such copy (other Unixes): the caller loads the file.
+/// as zeros and takes no memory), sealed against writes, size changes and unsealing. A
+/// library maps its file's pages as they are, so a file written over in place (`cp
+/// new.so plugins/old.so` truncates and rewrites the same inode) would change code this
+/// process runs, or take its pages away (SIGBUS). `None` where there is no such copy
+/// (other Unixes): the caller loads the file.
 ///
 /// # Errors
 ///
