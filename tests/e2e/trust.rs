@@ -268,6 +268,41 @@ fn a_loaded_library_written_over_in_place_keeps_serving_what_was_loaded() {
     assert_eq!(host.post(path, body), before, "and still serves");
 }
 
+#[test]
+fn an_isolated_component_its_new_file_no_longer_provides_keeps_its_worker() {
+    // A new file at the same path (renamed over it, as a deploy does) holding another
+    // plugin: the worker is not upgraded onto it (the probe fixture would create a
+    // component of any name asked for, and answer `quote` with unknown_method).
+    let sandbox = Sandbox::new();
+    let file = sandbox.add_plugin("market-data");
+    let host = RunningHost::start(
+        &sandbox,
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[host]\nwatch_rescan = \"1h\"\n\
+         [components.market-data]\nisolation = \"process\"\n",
+    );
+    let path = "/components/market-data/call/quote";
+    let body = r#"{"symbol":"AAPL","tick":7}"#;
+    let before = host.post(path, body);
+    assert_eq!(before.0, 200, "{before:?}");
+
+    let aside = sandbox.root().join("new-build");
+    fs::copy(library("fixture-probe"), &aside).expect("copy");
+    fs::rename(&aside, &file).expect("renamed over");
+    eventually("the component to say its file changed", || {
+        host.get("/components").1.contains(r#""file":"changed""#)
+    });
+    assert_eq!(
+        host.post(path, body),
+        before,
+        "the old worker keeps serving"
+    );
+    let (status, text) = host.post("/plugins/market-data/reload", "");
+    assert!(
+        status >= 400,
+        "no reload onto a file without the plugin: {status} {text}"
+    );
+}
+
 /// Makes directory `dir` as a deploy would, writable by its owner alone (as the trust
 /// policy wants).
 fn make_plugins_dir(dir: &Path) {

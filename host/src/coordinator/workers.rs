@@ -153,18 +153,28 @@ impl Coordinator {
     /// take over (the old one then keeps serving).
     pub async fn reload_plugin(&self, plugin: &str) -> Result<ReloadReport, ReloadError> {
         let catalog = self.catalog();
-        let found = catalog
+        let (found, info) = catalog
             .usable()
             .find(|(_, info)| info.name == plugin)
-            .map(|(found, _)| found.clone())
             .ok_or_else(|| ReloadError::UnknownPlugin {
                 plugin: plugin.to_owned(),
             })?;
+        let missing = self.not_provided(&found.path, info);
+        let found = found.clone();
         let pool = self
             .pool_of(&found.path)
             .ok_or_else(|| ReloadError::InProcess {
                 plugin: plugin.to_owned(),
             })?;
+        if !missing.is_empty() {
+            return Err(ReloadError::Failed {
+                plugin: plugin.to_owned(),
+                reason: format!(
+                    "its file no longer provides {}, which its worker serves",
+                    missing.join(", ")
+                ),
+            });
+        }
         // Starting a worker and creating instances in it runs plugin code: a plugin thread.
         let upgraded = self
             .inner
@@ -182,6 +192,22 @@ impl Coordinator {
             })
     }
 
+    /// The components served from `path` in worker processes that `info`, the file's
+    /// new description, does not provide: a worker on the new file could not serve them
+    /// (and a plugin that creates whatever it is asked for would serve the wrong thing).
+    fn not_provided(&self, path: &Path, info: &PluginInfo) -> Vec<String> {
+        let slots = self.inner.slots.load();
+        let mut missing: Vec<String> = slots
+            .values()
+            .filter(|slot| slot.source.as_deref() == Some(path))
+            .filter(|slot| slot.provider.isolation() != Isolation::InProcess)
+            .map(|slot| slot.name().to_owned())
+            .filter(|name| !info.components.iter().any(|c| &c.name == name))
+            .collect();
+        missing.sort();
+        missing
+    }
+
     /// A changed file with a worker running: a new worker takes over on the new file
     /// (in the background; it runs plugin code). Returns whether one was started.
     pub(super) fn upgrade_isolated(
@@ -193,6 +219,11 @@ impl Coordinator {
         let (Some(pool), Ok(info)) = (self.pool_of(path), &plugin.outcome) else {
             return false;
         };
+        let missing = self.not_provided(path, info);
+        if !missing.is_empty() {
+            tracing::warn!(path = %path.display(), plugin = %info.name, ?missing, "the changed file no longer provides components its worker serves: they keep running on the file they started from until the host restarts");
+            return false;
+        }
         let (identity, sha256) = (plugin.identity, plugin.sha256.clone());
         let name = info.name.clone();
         changes.upgraded.push(name.clone());
