@@ -59,9 +59,27 @@ pub fn worker_frames(bytes: &[u8]) {
 }
 
 /// The library header check (ELF, PE, Mach-O, text) on arbitrary bytes, as a file of
-/// `file_len` bytes.
+/// `file_len` bytes; and, with the bytes as the whole file, the ranges of it that the
+/// host's private copy of a library holds, which must be sorted, aligned and apart.
+///
+/// # Panics
+///
+/// When the ranges break those rules.
 pub fn elf_header(bytes: &[u8], file_len: u64) {
     let _ = crate::loader::check_header(Path::new("fuzz.so"), bytes, file_len);
+    let Some(ranges) = crate::loader::mapped_ranges_in(bytes) else {
+        return;
+    };
+    let align = 64 << 10;
+    for (start, end) in &ranges {
+        assert!(
+            start < end && start % align == 0 && end % align == 0,
+            "{ranges:?}"
+        );
+    }
+    for pair in ranges.windows(2) {
+        assert!(pair[0].1 < pair[1].0, "{ranges:?}");
+    }
 }
 
 /// One component of a manifest, as plain data.
@@ -170,6 +188,29 @@ mod tests {
                 header[..4].copy_from_slice(b"\x7fELF");
             }
             elf_header(&header, len);
+        }
+
+        #[test]
+        fn the_ranges_a_library_copy_holds_are_sorted_aligned_and_apart(
+            count in 1u16..6,
+            segments in proptest::collection::vec((any::<u64>(), 0u64..(1 << 24)), 6),
+            near in any::<bool>(),
+        ) {
+            let mut file = b"\x7fELF\x02\x01".to_vec();
+            file.resize(64, 0);
+            file[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+            file[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+            file[0x38..0x3a].copy_from_slice(&count.to_le_bytes());
+            for (offset, size) in &segments[..usize::from(count)] {
+                let mut header = [0u8; 56];
+                // Offsets near the start, as libraries have, or anywhere.
+                let offset = if near { offset % (1 << 26) } else { *offset };
+                header[8..16].copy_from_slice(&offset.to_le_bytes());
+                header[0x20..0x28].copy_from_slice(&size.to_le_bytes());
+                file.extend_from_slice(&header);
+            }
+            prop_assert!(crate::loader::mapped_ranges_in(&file).is_some() || !near);
+            elf_header(&file, file.len() as u64);
         }
 
         #[test]

@@ -27,6 +27,7 @@ pub(crate) use self::{
     error::io_reason,
     file::OpenedFile,
     filecheck::{check as check_file, check_header},
+    segments::mapped_ranges_in,
 };
 pub use self::{error::LoadError, file::FileIdentity};
 use crate::manifest::PluginInfo;

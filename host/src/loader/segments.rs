@@ -34,6 +34,17 @@ pub(crate) fn mapped_ranges(file: &File) -> Option<Vec<(u64, u64)>> {
     ranges_of(&read(0, 64)?, read)
 }
 
+/// [`mapped_ranges`] of a file whose bytes are `bytes` (for the fuzz targets).
+pub(crate) fn mapped_ranges_in(bytes: &[u8]) -> Option<Vec<(u64, u64)>> {
+    let read = |at: u64, len: usize| {
+        let start = usize::try_from(at).ok()?;
+        bytes
+            .get(start..start.checked_add(len)?)
+            .map(<[u8]>::to_vec)
+    };
+    ranges_of(&read(0, 64)?, read)
+}
+
 /// [`mapped_ranges`] from the ELF header `header` (64 bytes), reading the program headers
 /// with `read(offset, len)`.
 fn ranges_of(
@@ -79,6 +90,9 @@ fn merged(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
         *start -= *start % ALIGN;
         *end = end.saturating_add(ALIGN - 1) / ALIGN * ALIGN;
     }
+    // Empty: a segment with nothing in the file, or one at the very end of the range of
+    // offsets (beyond any file).
+    ranges.retain(|(start, end)| start < end);
     ranges.sort_unstable();
     let mut joined: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
     for (start, end) in ranges {
@@ -150,5 +164,9 @@ mod tests {
             "overflow"
         );
         assert_eq!(merged(vec![(5, 6), (0, 1)]), vec![(0, ALIGN)]);
+        assert_eq!(
+            merged(vec![(ALIGN, ALIGN), (u64::MAX - 5, u64::MAX)]),
+            vec![]
+        );
     }
 }
